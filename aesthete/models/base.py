@@ -1,0 +1,64 @@
+"""The interface every aesthetics model implements.
+
+A model takes a uniform batch of images (B, 3, H, W) -- or (B, P, 3, h, w) for patch models -- plus
+each photo's original aspect ratio ``w / h``, and returns a dict whose ``"probs"`` is a distribution
+over its S score bins (B, S): non-negative, rows summing to 1. Other keys carry what the model's own
+training loss needs (logits, reconstructions, latent codes).
+
+``loss(outputs, batch)`` is the model's training objective, a pure function of its outputs and the
+batch, so the trainer stays generic and DistributedDataParallel still wraps ``forward``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, TypedDict
+
+import torch
+from torch import Tensor, nn
+
+from aesthete.preprocess import InputPolicy
+
+
+class Batch(TypedDict, total=False):
+    """What the trainer hands to ``AestheticModel.loss``.
+
+    ``dist`` is the dataset's vote distribution over *its* bins (10 for AVA, 5 for AADB), normalised;
+    a model with a different output (MP_ada's 2 bins) derives its own target from it.
+    """
+
+    images: Tensor  # (B, 3, H, W) or (B, P, 3, h, w), normalised
+    aspect: Tensor  # (B,) original width / height
+    dist: Tensor  # (B, S_data)
+    attributes: Tensor  # (B, 11) AADB photographic attributes, where the dataset has them
+
+
+class AestheticModel(nn.Module):
+    """Base class: subclasses set ``arch``, build layers in ``__init__`` and implement ``forward``/``loss``.
+
+    ``config`` holds the builder's keyword arguments (JSON-able) so a checkpoint can rebuild the model;
+    ``policy`` is the model's input policy, saved with its weights.
+    """
+
+    arch: ClassVar[str]
+
+    def __init__(self, *, bins: int, policy: InputPolicy, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.bins = bins
+        self.policy = policy
+        self.config = dict(config)
+
+    def forward(self, images: Tensor, aspect: Tensor | None = None) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def loss(self, outputs: dict[str, Tensor], batch: Batch) -> Tensor:
+        raise NotImplementedError
+
+    @property
+    def bin_values(self) -> Tensor:
+        """The score each bin stands for: 1..S, or (0, 1) for a binary low/high model."""
+        if self.bins == 2:
+            return torch.tensor([0.0, 1.0])
+        return torch.arange(1, self.bins + 1, dtype=torch.float32)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
