@@ -86,7 +86,8 @@ class InputPolicy:
             resized = _center_crop(resized, self.size)
         pixels = np.asarray(resized, dtype=np.uint8)
         if self.patch:
-            return np.stack([pixels[y : y + self.patch, x : x + self.patch] for y, x in self.patch_origins(*resized.size)])
+            size = self.patch
+            return np.stack([pixels[y : y + size, x : x + size] for y, x in self.patch_origins(*resized.size)])
         return pixels
 
     def patch_origins(self, width: int, height: int) -> list[tuple[int, int]]:
