@@ -40,6 +40,8 @@ class AestheticModel(nn.Module):
     """
 
     arch: ClassVar[str]
+    # False for auxiliary networks (PEAR's attribute prior) that train but never score photos.
+    scores_photos: ClassVar[bool] = True
 
     def __init__(self, *, bins: int, policy: InputPolicy, config: dict[str, Any]) -> None:
         super().__init__()
@@ -52,6 +54,10 @@ class AestheticModel(nn.Module):
 
     def loss(self, outputs: dict[str, Tensor], batch: Batch) -> Tensor:
         raise NotImplementedError
+
+    def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups; papers that train parts at different rates (PEAR) override this."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
 
     @property
     def bin_values(self) -> Tensor:
