@@ -1,0 +1,3 @@
+from aesthete.cli import main
+
+main()

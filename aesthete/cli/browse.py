@@ -1,0 +1,166 @@
+"""``rank``, ``show``, ``cull`` and ``failures``: read the cache, never the photos; no torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from aesthete.cli.common import DbOption, Exit, JsonOption, err, fail, opened_store, out, print_csv, print_json
+from aesthete.select import RANK_KEYS, Filters, Ranking
+
+ROW_FIELDS = (
+    "path", "mean", "std", "p_high", "dist", "model", "technical", "sharpness", "clipped_shadows",
+    "clipped_highlights", "mean_luma", "noise", "flags", "capture_time", "make", "camera", "lens", "width", "height",
+)  # fmt: skip
+CSV_FIELDS = tuple(f for f in ROW_FIELDS if f not in ("dist", "flags"))
+
+PathsArgument = Annotated[
+    list[Path] | None, typer.Argument(help="Only photos under these folders.", show_default=False)
+]
+TopOption = Annotated[int | None, typer.Option("--top", "-n", min=1, help="Show only the best N.")]
+PathsOnly = Annotated[bool, typer.Option("--paths", help="Print bare paths, one per line (for pipes).")]
+
+
+def rank_command(
+    paths: PathsArgument = None,
+    by: Annotated[str, typer.Option(help=f"Sort key: {', '.join(RANK_KEYS)}.")] = "mean",
+    min_score: Annotated[float | None, typer.Option(help="Keep photos whose mean score is at least this.")] = None,
+    max_score: Annotated[float | None, typer.Option(help="Keep photos whose mean score is at most this.")] = None,
+    since: Annotated[str | None, typer.Option(help="Captured on or after (YYYY-MM-DD[THH:MM:SS]).")] = None,
+    until: Annotated[str | None, typer.Option(help="Captured on or before (a bare date includes the day).")] = None,
+    camera: Annotated[str | None, typer.Option(help="Camera make/model contains this (any case).")] = None,
+    lens: Annotated[str | None, typer.Option(help="Lens contains this (any case).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Rank by this model's scores.")] = None,
+    top: TopOption = None,
+    as_json: JsonOption = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV on stdout.")] = False,
+    paths_only: PathsOnly = False,
+    db: DbOption = None,
+) -> None:
+    """List cached photos, best first, with filters."""
+    from aesthete.select import rank
+
+    filters = Filters(min_score, max_score, since, until, camera, lens)
+    with opened_store(db) as store:
+        try:
+            ranking = rank(store, [str(p) for p in paths or []], by=by, model=model, filters=filters, top=top)
+        except ValueError as exc:
+            fail(str(exc))
+    _emit(ranking, as_json=as_json, as_csv=as_csv, paths_only=paths_only, title="ranked")
+
+
+def cull_command(
+    paths: PathsArgument = None,
+    top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many photos to keep.")] = 50,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Use this model's scores.")] = None,
+    as_json: JsonOption = False,
+    paths_only: PathsOnly = False,
+    db: DbOption = None,
+) -> None:
+    """The best N photos of PATHS, or of the folders of the most recent `score` run.
+
+    Ranked by aesthetic mean where photos are scored, otherwise by technical quality (it says which).
+    """
+    from aesthete.select import cull
+
+    with opened_store(db) as store:
+        try:
+            ranking = cull(store, [str(p) for p in paths or []], top=top, model=model)
+        except LookupError as exc:
+            fail(str(exc), Exit.NOTHING_USABLE)
+    _emit(ranking, as_json=as_json, as_csv=False, paths_only=paths_only, title=f"best {top}")
+
+
+def show_command(
+    photo: Annotated[Path, typer.Argument(help="A photo that `score` has seen.", show_default=False)],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One photo's predicted distribution as a histogram, with its EXIF line and signals."""
+    from aesthete.exif import exif_line
+
+    with opened_store(db) as store:
+        record = store.photo_by_path(str(photo))
+    if record is None:
+        fail(f"{photo} is not in the database (run `aesthete score` on its folder)", Exit.NOTHING_USABLE)
+    if as_json:
+        print_json(record)
+        return
+    out.print(f"[bold]{record['path']}[/]", highlight=False)
+    if record["status"] != "ok":
+        out.print(f"[red]failed:[/] {record['error']}", highlight=False)
+        raise typer.Exit(int(Exit.SOME_FAILED))
+    image = record["image"] or {}
+    out.print(exif_line(image) or "no EXIF", highlight=False)
+    out.print(
+        f"{image.get('width')}x{image.get('height')}  sharpness {image.get('sharpness', 0):.3g}  "
+        f"clipped {image.get('clipped_shadows', 0):.1%} / {image.get('clipped_highlights', 0):.1%}  "
+        f"noise {image.get('noise', 0):.2f}  technical {image.get('technical', 0):.2f}",
+        highlight=False,
+    )
+    if not record["scores"]:
+        out.print("no aesthetic score yet (technical signals only)")
+    for score in record["scores"]:
+        out.print(f"\n{score['model']} ({score['weights_id']}): mean {score['mean']:.2f}  std {score['std']:.2f}")
+        out.print(histogram(score["dist"]), highlight=False)
+
+
+def failures_command(paths: PathsArgument = None, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Files that could not be read, with the reason recorded for each."""
+    with opened_store(db) as store:
+        rows = store.failures([str(p) for p in paths or []])
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("path", "kind", "reason")
+    for row in rows:
+        table.add_row(row["path"], row["kind"], row["reason"])
+    out.print(table if rows else "no failures recorded")
+
+
+def histogram(dist: list[float], width: int = 40) -> str:
+    """One bar per bin; a 2-bin model's bins read low/high."""
+    labels = ["low", "high"] if len(dist) == 2 else [str(i + 1) for i in range(len(dist))]
+    peak = max(dist) or 1.0
+    return "\n".join(
+        f"{label:>4} {'█' * round(width * p / peak):<{width}} {p:6.1%}" for label, p in zip(labels, dist)
+    )
+
+
+def _emit(ranking: Ranking, *, as_json: bool, as_csv: bool, paths_only: bool, title: str) -> None:
+    for note in ranking.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
+    rows = ranking.rows
+    if paths_only:
+        for row in rows:
+            typer.echo(row["real_path"])
+    elif as_json:
+        print_json({"by": ranking.by, "basis": ranking.basis, "model": ranking.key.model if ranking.key else None,
+                    "photos": [{k: row.get(k) for k in ROW_FIELDS} for row in rows]})  # fmt: skip
+    elif as_csv:
+        print_csv(rows, CSV_FIELDS)
+    else:
+        out.print(_table(rows, ranking, title))
+
+
+def _table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> Table:
+    basis = f"{ranking.key.model} mean score" if ranking.basis == "aesthetic" else "technical quality"
+    table = Table(title=f"{len(rows)} photos {title} by {basis if ranking.by == 'mean' else ranking.by}")
+    table.add_column("#", justify="right")
+    table.add_column("photo", overflow="fold")
+    if ranking.basis == "aesthetic":
+        table.add_column("mean", justify="right")
+        table.add_column("std", justify="right")
+    table.add_column("technical", justify="right")
+    table.add_column("flags")
+    table.add_column("taken")
+    for index, row in enumerate(rows, start=1):
+        cells = [str(index), row["path"]]
+        if ranking.basis == "aesthetic":
+            cells += [f"{row['mean']:.2f}", f"{row['std']:.2f}"]
+        cells += [f"{row['technical']:.2f}", ", ".join(row["flags"]), (row["capture_time"] or "")[:16]]
+        table.add_row(*cells)
+    return table

@@ -1,0 +1,46 @@
+"""``aesthete models``: every architecture with its size, input policy and weights."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from aesthete.cli.common import JsonOption, out, print_json
+
+
+def models_command(
+    as_json: JsonOption = False,
+    count: Annotated[bool, typer.Option("--count/--no-count", help="Build each model to count parameters.")] = True,
+) -> None:
+    """List the models aesthete can run, with parameter counts, input policy and available weights."""
+    from aesthete.models import get_model, list_models
+    from aesthete.weights import list_weights
+
+    available: dict[str, list[str]] = {}
+    for entry in list_weights():
+        if entry.kind == "aesthetic" and entry.available:
+            available.setdefault(entry.arch, []).append(entry.name)
+    rows = []
+    for name in list_models():
+        model = get_model(name)
+        if not model.scores_photos:
+            continue
+        rows.append({
+            "name": name,
+            "parameters": model.num_parameters() if count else None,
+            "bins": model.bins,
+            "backbone": model.config.get("backbone"),
+            "input": model.policy.describe(),
+            "weights": available.get(name, []),
+        })  # fmt: skip
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("model", "params", "backbone", "bins", "input", "weights")
+    for row in rows:
+        params = f"{row['parameters'] / 1e6:.1f}M" if row["parameters"] else "-"
+        weights = ", ".join(row["weights"]) or "[yellow]none (pull, add or train)[/]"
+        table.add_row(row["name"], params, row["backbone"] or "-", str(row["bins"]), row["input"], weights)
+    out.print(table)

@@ -1,0 +1,131 @@
+"""``aesthete score``: scan folders, score new photos, cache everything, print a summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from aesthete.cli.common import DbOption, Exit, JsonOption, err, fail, opened_store, out, print_json
+
+
+def score_command(
+    paths: Annotated[list[Path], typer.Argument(help="Folders or photos to score.", show_default=False)],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Architecture (see `aesthete models`). [default: hla-gcn]")
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option("--weights", "-w", help="Registered weights NAME or a checkpoint PATH.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (auto: bf16 where native).")] = "auto",
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Photos per model batch.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Decode processes.")] = None,
+    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Descend into subfolders.")] = True,
+    rescore: Annotated[bool, typer.Option(help="Decode and score again even if cached.")] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Scan PATHS, score every new or changed photo and cache the results.
+
+    Unchanged photos are skipped without being opened; moved or renamed ones are recognised by content.
+    Exit codes: 0 all scored, 1 some failed, 2 usage error, 3 nothing usable, 4 no weights (technical
+    signals only), 130 interrupted.
+    """
+    from aesthete.scoring import score
+    from aesthete.weights import WeightsError
+
+    for path in paths:
+        if not path.exists():
+            fail(f"{path}: no such file or folder")
+    with opened_store(db) as store, _progress(quiet=as_json) as progress:
+        task = progress.add_task("scoring", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        try:
+            summary = score(
+                [str(p) for p in paths], store=store, model=model, weights=weights, device=device,
+                precision=precision, batch_size=batch_size, workers=workers, recursive=recursive, rescore=rescore,
+                progress=advance,
+            )  # fmt: skip
+        except (ValueError, LookupError, WeightsError, RuntimeError) as exc:
+            fail(str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__)
+    code = _exit_code(summary)
+    if as_json:
+        print_json({**summary.to_dict(), "exit_code": int(code)})
+    else:
+        _print_summary(summary)
+    raise typer.Exit(int(code))
+
+
+def _exit_code(summary) -> Exit:  # noqa: ANN001 - ScoreSummary, imported lazily
+    if summary.interrupted:
+        return Exit.INTERRUPTED
+    usable = summary.scored + summary.analysed + summary.cached
+    if summary.found == 0 or usable == 0:
+        return Exit.NOTHING_USABLE
+    if summary.notice:
+        return Exit.NO_WEIGHTS
+    return Exit.SOME_FAILED if summary.failed else Exit.OK
+
+
+def _progress(*, quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+        transient=True,
+    )
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.1f} photos/s" if task.speed else "", style="progress.data.speed")
+
+
+def _print_summary(summary) -> None:  # noqa: ANN001
+    if summary.found == 0:
+        err.print("[yellow]no photos found[/] (supported: JPEG, PNG, TIFF, WebP, BMP)")
+        return
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    model = summary.model + (f" ({summary.weights})" if summary.weights else " (no weights)")
+    table.add_row("model", model + (f" on {summary.device}, {summary.precision}" if summary.device else ""))
+    table.add_row("found", str(summary.found))
+    table.add_row("scored", str(summary.scored))
+    if summary.analysed:
+        table.add_row("signals only", str(summary.analysed))
+    table.add_row("cached", str(summary.cached))
+    table.add_row("failed", str(len(summary.failed)))
+    table.add_row("time", f"{summary.seconds:.1f} s ({summary.throughput:.1f} photos/s)")
+    out.print(table)
+    for failure in summary.failed[:20]:
+        out.print(f"  [red]failed[/] {failure.path}: {failure.kind}: {failure.reason}", highlight=False)
+    if len(summary.failed) > 20:
+        out.print(f"  ... and {len(summary.failed) - 20} more (`aesthete failures`)")
+    if summary.notice:
+        err.print(f"[yellow]notice:[/] {summary.notice}", highlight=False)
+    if summary.interrupted:
+        err.print("[yellow]interrupted:[/] finished photos are saved; run the same command to continue")

@@ -1,0 +1,111 @@
+"""Device, precision and the model runner: uint8 pixel batches in, probability rows out.
+
+This is the only part of scoring that imports torch; it is imported after the decode workers have
+started, so they never carry torch and a run with nothing to score never pays for it.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from aesthete.models.base import AestheticModel
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class EngineError(RuntimeError):
+    """A device or precision the machine cannot give; one line for the user."""
+
+
+def pick_device(spec: str = "auto") -> torch.device:
+    """``auto`` prefers CUDA, then Apple MPS, then the CPU; explicit requests are checked, not guessed."""
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise EngineError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EngineError("CUDA was requested but no CUDA device is available (try --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise EngineError(f"{spec} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise EngineError("MPS was requested but is not available on this machine (try --device cpu)")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise EngineError(f"unsupported device {spec!r}")
+    return device
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU executes bf16 natively (AVX512-BF16 or AMX). Without it, bf16 autocast is
+    emulated and several times *slower* than fp32 (measured: 6.5x on an AVX2-only EPYC)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``, or None for plain fp32."""
+    if precision not in PRECISIONS:
+        raise EngineError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cpu" and cpu_has_native_bf16():
+            return torch.bfloat16
+        return None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+@dataclass
+class ModelRunner:
+    """Runs one model in inference mode on uniform uint8 batches.
+
+    Pixels arrive as (B, H, W, 3) or, for patch models, (B, P, h, w, 3); they are moved to the device
+    as uint8 (4x fewer bytes than float), then normalised there in channels-last layout.
+    """
+
+    model: AestheticModel
+    device: torch.device
+    dtype: torch.dtype | None
+
+    def __post_init__(self) -> None:
+        self.model = self.model.to(self.device).eval()
+        if self.device.type in ("cuda", "cpu"):
+            self.model = self.model.to(memory_format=torch.channels_last)
+        policy = self.model.policy
+        self._mean = torch.tensor(policy.mean, device=self.device).view(3, 1, 1) * 255
+        self._std = torch.tensor(policy.std, device=self.device).view(3, 1, 1) * 255
+
+    @property
+    def precision(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+    def __call__(self, pixels: np.ndarray, aspect: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(pixels)
+        if self.device.type == "cuda":
+            batch = batch.pin_memory()
+        batch = batch.to(self.device, non_blocking=True)
+        batch = batch.movedim(-1, -3).float().sub_(self._mean).div_(self._std)
+        if batch.dim() == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        ratios = torch.from_numpy(aspect.astype(np.float32)).to(self.device)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            probs = self.model(batch, ratios)["probs"]
+        return probs.float().cpu().numpy().astype(np.float64)

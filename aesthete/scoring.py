@@ -1,0 +1,346 @@
+"""Score folders: discover -> compare with the cache -> decode in workers -> batch -> model -> store.
+
+The order matters for speed. Unchanged files are recognised from (path, size, mtime) alone, before
+any file is opened. Decode workers are forked before torch is imported, so they stay small, and torch
+is imported only when some photo actually needs the model.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from aesthete.discover import discover
+from aesthete.preprocess import InputPolicy
+from aesthete.store import ModelKey, Store, now_iso, path_key
+from aesthete.worker import FileJob, FileResult, WorkerConfig, init_worker, process_file
+
+DEFAULT_MODEL = "hla-gcn"
+FLUSH_ROWS = 256  # rows without model work are written in transactions of this size
+FLUSH_SECONDS = 1.0
+
+
+@dataclass
+class ModelChoice:
+    """The model and weights a run scores with; ``checkpoint`` None means technical signals only."""
+
+    model: str
+    checkpoint: str | None = None
+    weights_name: str | None = None
+    key: ModelKey | None = None
+    policy: InputPolicy | None = None
+    notice: str | None = None  # why there are no aesthetic scores, and the ways out
+
+
+@dataclass
+class Failure:
+    path: str
+    kind: str
+    reason: str
+
+
+@dataclass
+class ScoreSummary:
+    found: int = 0
+    scored: int = 0  # photos the model scored in this run
+    analysed: int = 0  # photos decoded for technical signals only (no weights)
+    cached: int = 0  # unchanged photos, or moved ones recognised by content
+    failed: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+    model: str | None = None
+    weights: str | None = None
+    device: str | None = None
+    precision: str | None = None
+    notice: str | None = None
+    interrupted: bool = False
+    discovery_errors: list[Failure] = field(default_factory=list)
+
+    @property
+    def throughput(self) -> float:
+        work = self.scored + self.analysed
+        return work / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["throughput"] = round(self.throughput, 2)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def choose_model(model: str | None, weights: str | None) -> ModelChoice:
+    """Resolve ``--model``/``--weights`` without torch: a checkpoint's header names its architecture."""
+    from aesthete.weights import default_weights_for, resolve_weights
+
+    name = model or DEFAULT_MODEL
+    resolved = resolve_weights(weights, arch=model) if weights else default_weights_for(name)
+    if resolved is None:
+        notice = (
+            f"no weights available for {name!r}: aesthetic scores were not computed "
+            "(technical signals were). Get weights with `aesthete weights pull NAME` (see `aesthete weights list`), "
+            "register a checkpoint with `aesthete weights add FILE --name N`, "
+            f"or train one with `aesthete train {name}`."
+        )
+        return ModelChoice(model=name, notice=notice)
+    arch = resolved.meta["arch"]
+    if model and model != arch:
+        raise ValueError(f"weights {weights!r} are for model {arch!r}, not {model!r}")
+    policy = InputPolicy.from_dict(resolved.meta["policy"])
+    return ModelChoice(
+        model=arch,
+        checkpoint=str(resolved.path),
+        weights_name=resolved.name,
+        key=ModelKey(arch, resolved.weights_id, policy.key),
+        policy=policy,
+    )
+
+
+def plan(found: Iterable[Any], store: Store, key: ModelKey | None, rescore: bool) -> tuple[list[FileJob], int, list]:
+    """Split discovered files into work and cache hits, from size and mtime alone (no file is opened).
+
+    Returns (jobs, cached count, previously failed files whose size and mtime did not change)."""
+    known = store.known_files()
+    scored = store.scored_hashes(key) if key else set()
+    jobs, cached, failed_before = [], 0, []
+    for entry in found:
+        record = known.get(entry.path)
+        if not rescore and record and record.size == entry.size and record.mtime_ns == entry.mtime_ns:
+            if record.status == "failed":
+                failed_before.append(entry.path)
+                continue
+            if key is None or record.content_hash in scored:
+                cached += 1
+                continue
+        jobs.append(FileJob(entry.path, entry.size, entry.mtime_ns))
+    return jobs, cached, failed_before
+
+
+def default_workers(device: str, *, has_model: bool) -> int:
+    """Decode processes: all cores feed a GPU or a signals-only run; on a CPU the model needs cores too.
+    Decided before torch is imported, so 'auto' looks for an NVIDIA device node instead of asking CUDA."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    gpu = device.startswith(("cuda", "mps")) or (device == "auto" and os.path.exists("/dev/nvidia0"))
+    return cores if gpu or not has_model else max(1, cores // 2)
+
+
+def score(
+    roots: Sequence[str],
+    *,
+    store: Store,
+    model: str | None = None,
+    weights: str | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int | None = None,
+    workers: int | None = None,
+    recursive: bool = True,
+    rescore: bool = False,
+    progress: ProgressFn | None = None,
+) -> ScoreSummary:
+    """Score every photo under ``roots`` and cache the results in ``store``.
+
+    Raises ValueError (bad option), ``aesthete.weights`` errors and ``aesthete.engine.EngineError``
+    before any work starts; during the run a bad file is recorded, never raised. Ctrl-C stops after
+    writing every finished photo and returns the summary with ``interrupted=True``.
+    """
+    started = time.perf_counter()
+    summary = ScoreSummary()
+    roots = [os.path.abspath(r) for r in roots]
+    choice = choose_model(model, weights)
+    summary.model, summary.weights, summary.notice = choice.model, choice.weights_name, choice.notice
+
+    def on_discovery_error(path: str, reason: str) -> None:
+        summary.discovery_errors.append(Failure(path_key(path)[0], "unreadable", reason))
+
+    found = list(discover(roots, recursive=recursive, on_error=on_discovery_error))
+    summary.found = len(found)
+    jobs, summary.cached, failed_before = plan(found, store, choice.key, rescore)
+    summary.failed.extend(_recorded_failures(store, failed_before))
+    run_id = store.start_run(roots, choice.key)
+    status = "done"
+    try:
+        if jobs:
+            _run_jobs(jobs, store, choice, summary, device, precision, batch_size, workers, rescore, progress)
+    except KeyboardInterrupt:
+        summary.interrupted, status = True, "interrupted"
+    finally:
+        summary.seconds = time.perf_counter() - started
+        counts = {"found": summary.found, "scored": summary.scored, "analysed": summary.analysed,
+                  "cached": summary.cached, "failed": len(summary.failed)}  # fmt: skip
+        store.finish_run(run_id, status, counts)
+    return summary
+
+
+def _recorded_failures(store: Store, paths: list[str]) -> list[Failure]:
+    if not paths:
+        return []
+    wanted = {path_key(p)[0] for p in paths}
+    return [Failure(f["path"], f["kind"], f["reason"]) for f in store.failures() if f["path"] in wanted]
+
+
+def _run_jobs(
+    jobs: list[FileJob],
+    store: Store,
+    choice: ModelChoice,
+    summary: ScoreSummary,
+    device: str,
+    precision: str,
+    batch_size: int | None,
+    workers: int | None,
+    rescore: bool,
+    progress: ProgressFn | None,
+) -> None:
+    config = WorkerConfig(
+        db_path=str(store.path), policy=choice.policy.to_dict() if choice.policy else None, key=choice.key,
+        rescore=rescore,
+    )  # fmt: skip
+    worker_count = workers or default_workers(device, has_model=choice.checkpoint is not None)
+    # Fork before torch is imported: the workers then never hold torch's threads or memory.
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" and "torch" not in sys.modules else "spawn")
+    pool = ProcessPoolExecutor(worker_count, mp_context=context, initializer=init_worker, initargs=(config,))
+    writer = _Writer(store, choice.key)
+    try:
+        runner = None
+        if choice.checkpoint is not None:
+            runner = _load_runner(choice.checkpoint, device, precision)
+            summary.device, summary.precision = str(runner.device), runner.precision
+        batcher = _Batcher(batch_size or _default_batch(runner), runner, writer, summary)
+        for done, result in enumerate(_bounded_map(pool, jobs, window=4 * worker_count + 8), start=1):
+            if result.error_kind:
+                summary.failed.append(Failure(path_key(result.path)[0], result.error_kind, result.error or ""))
+                writer.add_file(result, "failed")
+            elif result.pixels is not None:
+                batcher.add(result)
+            else:
+                if result.image is not None:
+                    summary.analysed += 1
+                else:
+                    summary.cached += 1
+                writer.add_file(result, "ok")
+            writer.maybe_flush()
+            if progress:
+                progress(done, len(jobs))
+        batcher.flush_all()
+    finally:
+        writer.flush()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _load_runner(checkpoint: str, device: str, precision: str) -> Any:
+    from aesthete.checkpoint import load_model
+    from aesthete.engine import ModelRunner, autocast_dtype, pick_device
+
+    torch_device = pick_device(device)
+    model = load_model(checkpoint)
+    return ModelRunner(model, torch_device, autocast_dtype(torch_device, precision))
+
+
+def _default_batch(runner: Any) -> int:
+    if runner is None:
+        return 1
+    return 64 if runner.device.type == "cuda" else 8
+
+
+def _bounded_map(pool: ProcessPoolExecutor, jobs: list[FileJob], window: int) -> Iterable[FileResult]:
+    """Like ``pool.map`` but with at most ``window`` files in flight, so memory stays flat for any
+    library size, and results come back as they finish."""
+    pending: deque[Future] = deque()
+    queue = iter(jobs)
+    for job in queue:
+        pending.append(pool.submit(process_file, job))
+        if len(pending) >= window:
+            break
+    while pending:
+        future = pending.popleft()
+        result = future.result()
+        for job in queue:
+            pending.append(pool.submit(process_file, job))
+            break
+        yield result
+
+
+class _Writer:
+    """Buffers rows and writes them in short transactions (by count or by time)."""
+
+    def __init__(self, store: Store, key: ModelKey | None) -> None:
+        self.store, self.key = store, key
+        self.files: list[dict[str, Any]] = []
+        self.images: list[dict[str, Any]] = []
+        self.scores: list[dict[str, Any]] = []
+        self.last_flush = time.monotonic()
+
+    def add_file(self, result: FileResult, status: str) -> None:
+        text, raw = path_key(result.path)
+        now = now_iso()
+        self.files.append({
+            "path": text, "raw_path": raw, "size": result.size, "mtime_ns": result.mtime_ns,
+            "content_hash": result.content_hash, "status": status, "error_kind": result.error_kind,
+            "error": result.error, "first_seen": now, "last_seen": now,
+        })  # fmt: skip
+        if result.image is not None:
+            self.images.append(result.image)
+
+    def add_score(self, result: FileResult, probs: np.ndarray, bin_values: np.ndarray) -> None:
+        assert self.key is not None
+        mean = float(probs @ bin_values)
+        std = float(np.sqrt(max(0.0, probs @ (bin_values - mean) ** 2)))
+        self.scores.append({
+            "content_hash": result.content_hash, "model": self.key.model, "weights_id": self.key.weights_id,
+            "preprocess": self.key.preprocess, "dist": "[" + ",".join(f"{p:.6f}" for p in probs) + "]",
+            "mean": mean, "std": std, "p_high": float(probs[len(probs) // 2 :].sum()), "scored_at": now_iso(),
+        })  # fmt: skip
+        self.add_file(result, "ok")
+
+    def maybe_flush(self) -> None:
+        if len(self.files) >= FLUSH_ROWS or time.monotonic() - self.last_flush > FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        self.store.write(files=self.files, images=self.images, scores=self.scores)
+        self.files, self.images, self.scores = [], [], []
+        self.last_flush = time.monotonic()
+
+
+class _Batcher:
+    """Groups model inputs of equal shape (aspect-ratio buckets for models that keep the aspect) into
+    uniform batches; never warps a photo to make it fit a batch."""
+
+    def __init__(self, batch_size: int, runner: Any, writer: _Writer, summary: ScoreSummary) -> None:
+        self.batch_size, self.runner, self.writer, self.summary = batch_size, runner, writer, summary
+        self.buckets: dict[tuple[int, ...], list[FileResult]] = {}
+        self.pending = 0
+        self.bin_values = runner.model.bin_values.numpy().astype(np.float64) if runner else None
+
+    def add(self, result: FileResult) -> None:
+        bucket = self.buckets.setdefault(result.pixels.shape, [])
+        bucket.append(result)
+        self.pending += 1
+        if len(bucket) >= self.batch_size:
+            self._run(result.pixels.shape)
+        elif self.pending > 4 * self.batch_size:  # many distinct shapes: run the fullest bucket
+            self._run(max(self.buckets, key=lambda shape: len(self.buckets[shape])))
+
+    def flush_all(self) -> None:
+        for shape in list(self.buckets):
+            self._run(shape)
+
+    def _run(self, shape: tuple[int, ...]) -> None:
+        batch = self.buckets.pop(shape)
+        self.pending -= len(batch)
+        probs = self.runner(np.stack([r.pixels for r in batch]), np.array([r.aspect for r in batch]))
+        for result, row in zip(batch, probs):
+            self.writer.add_score(result, row, self.bin_values)
+        self.summary.scored += len(batch)
+        # A batch and its photos' rows commit together: a crash loses at most the batch in flight.
+        self.writer.flush()

@@ -1,0 +1,347 @@
+"""The SQLite cache: photos, their technical signals and EXIF, and every model's predicted distribution.
+
+Three tables carry the data flow:
+
+- ``files``: one row per path (size, mtime, content hash, status/failure reason). A rescan compares
+  size and mtime here and touches nothing else for an unchanged file.
+- ``images``: one row per *content hash*: pixel size, EXIF, technical signals, perceptual hash.
+  A moved or renamed file points at the same row, so nothing is decoded again.
+- ``scores``: one row per (content hash, model, weights id, preprocessing key): the full
+  distribution, its mean, std and ``p_high``.
+
+Writes happen in short ``BEGIN IMMEDIATE`` transactions under WAL with a busy timeout, so several
+``score`` processes can share one database and a crash loses at most the transaction in flight.
+No torch here: rank, show and rescans stay instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x41455354  # "AEST": marks a file as an aesthete database
+BUSY_TIMEOUT_MS = 60_000
+
+IMAGE_COLUMNS = (
+    "width", "height", "format", "capture_time", "make", "camera", "lens", "focal_length", "f_number",
+    "exposure_time", "iso", "sharpness", "clipped_shadows", "clipped_highlights", "mean_luma", "noise",
+    "technical", "phash", "flags",
+)  # fmt: skip
+
+
+class StoreError(Exception):
+    """The database cannot be used; the message is one line for the user."""
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def path_key(path: str) -> tuple[str, bytes | None]:
+    """(text stored in ``path``, raw bytes when the name is not valid UTF-8).
+
+    SQLite text must be UTF-8; a file name with undecodable bytes is stored readable (backslash
+    escapes) with its exact bytes beside it, so exports still find the original.
+    """
+    try:
+        path.encode("utf-8")
+        return path, None
+    except UnicodeEncodeError:
+        raw = os.fsencode(path)
+        return raw.decode("utf-8", "backslashreplace"), raw
+
+
+def real_path(path: str, raw: bytes | None) -> str:
+    return os.fsdecode(raw) if raw is not None else path
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """Which predictions a score row holds."""
+
+    model: str
+    weights_id: str
+    preprocess: str
+
+
+@dataclass
+class KnownFile:
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    status: str
+
+
+class Store:
+    """An aesthete database. Opening checks it is one (or empty) and migrates it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from None
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._check_identity()
+            if str(path) != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # safe under WAL: a crash loses no committed row
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            reason = "not a database, or corrupt" if "not a database" in str(exc) or "malformed" in str(exc) else exc
+            raise StoreError(f"cannot use database {path}: {reason}") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- schema -------------------------------------------------------------------------------------
+    def _check_identity(self) -> None:
+        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables > 0):
+            raise StoreError(f"{self.path} is not an aesthete database; refusing to touch it")
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer aesthete (schema {version} > {SCHEMA_VERSION}); upgrade aesthete"
+            )
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        for target, migration in enumerate(_MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                migration(self.db)
+                self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                self.conn.execute(f"PRAGMA user_version = {target}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction taken up front (IMMEDIATE), so concurrent writers queue on the busy
+        timeout instead of failing with 'database is locked' on a read-to-write upgrade."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- what the scanner needs -------------------------------------------------------------------------
+    def known_files(self) -> dict[str, KnownFile]:
+        """Every recorded path with its size/mtime, keyed by the real path (one query, no per-file I/O)."""
+        rows = self.conn.execute("SELECT path, raw_path, size, mtime_ns, content_hash, status FROM files")
+        return {real_path(p, raw): KnownFile(size, mtime, h, status) for p, raw, size, mtime, h, status in rows}
+
+    def scored_hashes(self, key: ModelKey) -> set[str]:
+        rows = self.conn.execute(
+            "SELECT content_hash FROM scores WHERE model = ? AND weights_id = ? AND preprocess = ?",
+            (key.model, key.weights_id, key.preprocess),
+        )
+        return {row[0] for row in rows}
+
+    def image_hashes(self) -> set[str]:
+        return {row[0] for row in self.conn.execute("SELECT content_hash FROM images")}
+
+    def write(
+        self,
+        *,
+        files: Sequence[dict[str, Any]] = (),
+        images: Sequence[dict[str, Any]] = (),
+        scores: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """Upsert one batch of results in a single transaction."""
+        if not (files or images or scores):
+            return
+        with self.transaction():
+            if images:
+                _upsert(self.conn, "images", images, ("content_hash",))
+            if scores:
+                _upsert(self.conn, "scores", scores, ("content_hash", "model", "weights_id", "preprocess"))
+            if files:
+                _upsert(self.conn, "files", files, ("path",))
+
+    # -- runs -------------------------------------------------------------------------------------------
+    def start_run(self, roots: Iterable[str], key: ModelKey | None) -> int:
+        model, weights_id, preprocess = (key.model, key.weights_id, key.preprocess) if key else (None, None, None)
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT INTO runs (started, roots, model, weights_id, preprocess, status) "
+                "VALUES (?, ?, ?, ?, ?, 'running')",
+                (now_iso(), json.dumps([path_key(r)[0] for r in roots]), model, weights_id, preprocess),
+            )
+        return int(cursor.lastrowid)
+
+    def finish_run(self, run_id: int, status: str, counts: dict[str, Any]) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE runs SET finished = ?, status = ?, counts = ? WHERE id = ?",
+                (now_iso(), status, json.dumps(counts), run_id),
+            )
+
+    def last_run(self) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT id, roots, model, weights_id, preprocess FROM runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return {"id": row[0], "roots": json.loads(row[1]), "model": row[2], "weights_id": row[3], "preprocess": row[4]}
+
+    # -- reading ----------------------------------------------------------------------------------------
+    def latest_model_key(self, model: str | None = None) -> ModelKey | None:
+        """The most recently written (model, weights, preprocessing), optionally for one model name."""
+        sql = "SELECT model, weights_id, preprocess FROM scores"
+        params: tuple[Any, ...] = ()
+        if model:
+            sql, params = sql + " WHERE model = ?", (model,)
+        row = self.conn.execute(sql + " ORDER BY scored_at DESC, rowid DESC LIMIT 1", params).fetchone()
+        return ModelKey(*row) if row else None
+
+    def photos(self, key: ModelKey | None, roots: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Every readable photo (optionally under ``roots``) joined with its image row and, when ``key``
+        is given, its score for that model. Rows are plain dicts; ``dist`` is decoded from JSON."""
+        where, params = ["f.status = 'ok'"], []
+        if roots:
+            clauses = []
+            for root in roots:
+                text = path_key(os.path.abspath(root))[0]
+                clauses.append("(f.path = ? OR f.path LIKE ? ESCAPE '\\')")
+                params += [text, _like_prefix(text.rstrip(os.sep) + os.sep)]
+            where.append("(" + " OR ".join(clauses) + ")")
+        score_cols = "NULL AS dist, NULL AS mean, NULL AS std, NULL AS p_high, NULL AS model"
+        join = ""
+        if key is not None:
+            score_cols = "s.dist, s.mean, s.std, s.p_high, s.model"
+            join = (
+                "LEFT JOIN scores s ON s.content_hash = f.content_hash "
+                "AND s.model = ? AND s.weights_id = ? AND s.preprocess = ?"
+            )
+            params = [key.model, key.weights_id, key.preprocess, *params]
+        image_cols = ", ".join("i." + c for c in IMAGE_COLUMNS)
+        sql = (
+            f"SELECT f.path, f.raw_path, f.size, f.mtime_ns, f.content_hash, {image_cols}, "
+            f"{score_cols} FROM files f JOIN images i ON i.content_hash = f.content_hash {join} "
+            f"WHERE {' AND '.join(where)}"
+        )
+        cursor = self.conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        out = []
+        for row in cursor:
+            record = dict(zip(names, row))
+            record["real_path"] = real_path(record["path"], record.pop("raw_path"))
+            record["dist"] = json.loads(record["dist"]) if record["dist"] else None
+            record["flags"] = json.loads(record["flags"]) if record["flags"] else []
+            out.append(record)
+        return out
+
+    def failures(self, roots: Sequence[str] = ()) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT path, error_kind, error FROM files WHERE status = 'failed' ORDER BY path")
+        prefixes = [path_key(os.path.abspath(r))[0] for r in roots]
+        return [
+            {"path": p, "kind": kind, "reason": reason}
+            for p, kind, reason in rows
+            if not prefixes or any(p == r or p.startswith(r.rstrip(os.sep) + os.sep) for r in prefixes)
+        ]
+
+    def photo_by_path(self, path: str) -> dict[str, Any] | None:
+        text = path_key(os.path.abspath(path))[0]
+        row = self.conn.execute("SELECT content_hash, status, error FROM files WHERE path = ?", (text,)).fetchone()
+        if row is None:
+            return None
+        image = self.conn.execute("SELECT * FROM images WHERE content_hash = ?", (row[0],)).fetchone()
+        cursor = self.conn.execute(
+            "SELECT model, weights_id, preprocess, dist, mean, std, p_high, scored_at FROM scores "
+            "WHERE content_hash = ? ORDER BY scored_at DESC",
+            (row[0],),
+        )
+        names = [d[0] for d in cursor.description]
+        scores = [dict(zip(names, r)) for r in cursor]
+        for score in scores:
+            score["dist"] = json.loads(score["dist"])
+        image_cols = [d[1] for d in self.conn.execute("PRAGMA table_info(images)")]
+        return {
+            "path": text,
+            "content_hash": row[0],
+            "status": row[1],
+            "error": row[2],
+            "image": dict(zip(image_cols, image)) if image else None,
+            "scores": scores,
+        }
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _upsert(conn: sqlite3.Connection, table: str, rows: Sequence[dict[str, Any]], keys: tuple[str, ...]) -> None:
+    columns = list(rows[0])
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    )
+    conn.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+
+
+def _schema_v1(db: sqlite_utils.Database) -> None:
+    db["files"].create(
+        {
+            "path": str, "raw_path": bytes, "size": int, "mtime_ns": int, "content_hash": str,
+            "status": str, "error_kind": str, "error": str, "first_seen": str, "last_seen": str,
+        },
+        pk="path",
+    )  # fmt: skip
+    db["files"].create_index(["content_hash"])
+    db["images"].create(
+        {
+            "content_hash": str, "width": int, "height": int, "format": str, "capture_time": str, "make": str,
+            "camera": str, "lens": str, "focal_length": float, "f_number": float, "exposure_time": float,
+            "iso": int, "sharpness": float, "clipped_shadows": float, "clipped_highlights": float,
+            "mean_luma": float, "noise": float, "technical": float, "phash": str, "flags": str,
+        },
+        pk="content_hash",
+    )  # fmt: skip
+    db["scores"].create(
+        {
+            "content_hash": str, "model": str, "weights_id": str, "preprocess": str, "dist": str,
+            "mean": float, "std": float, "p_high": float, "scored_at": str,
+        },
+        pk=("content_hash", "model", "weights_id", "preprocess"),
+    )  # fmt: skip
+    db["scores"].create_index(["model", "weights_id", "preprocess"])
+    db["runs"].create(
+        {
+            "id": int, "started": str, "finished": str, "roots": str, "model": str, "weights_id": str,
+            "preprocess": str, "status": str, "counts": str,
+        },
+        pk="id",
+    )  # fmt: skip
+
+
+# Named migrations, applied in order once each; PRAGMA user_version records how many ran.
+_MIGRATIONS = [_schema_v1]
+
+
+def open_store(path: str | Path | None = None) -> Store:
+    """Open the database at ``path``, ``$AESTHETE_DB``, or the XDG data directory."""
+    if path is None:
+        from aesthete.paths import default_db_path
+
+        path = default_db_path()
+    return Store(path)
+

@@ -1,0 +1,163 @@
+"""What a decode worker does with one file: read it once, hash, read EXIF, decode at reduced size,
+compute technical signals, and cut the model's input. Torch-free, so workers start fast and light.
+
+Each worker holds a read-only connection to the database: when a file's content is already known
+(a moved or renamed photo), it returns at once without decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from aesthete.decode import DecodeError, decode
+from aesthete.exif import read_exif
+from aesthete.fingerprint import content_hash
+from aesthete.preprocess import InputPolicy
+from aesthete.signals import WORKING_SIDE, flags, perceptual_hash, technical_quality, technical_signals
+from aesthete.store import ModelKey
+
+MAX_FILE_BYTES = 1 << 30  # nothing a camera writes is 1 GiB; refuse rather than exhaust memory
+
+
+@dataclass
+class FileJob:
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class FileResult:
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None = None
+    error_kind: str | None = None
+    error: str | None = None
+    image: dict[str, Any] | None = None  # a new ``images`` row, when this content was not known
+    pixels: np.ndarray | None = None  # the model's input, when this content still needs scoring
+    aspect: float = 1.0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WorkerConfig:
+    db_path: str | None
+    policy: dict[str, Any] | None  # the model's InputPolicy as a dict; None when no model runs
+    key: ModelKey | None
+    rescore: bool
+
+
+_config: WorkerConfig | None = None
+_policy: InputPolicy | None = None
+_conn: sqlite3.Connection | None = None
+
+
+def init_worker(config: WorkerConfig) -> None:
+    """Pool initializer. Workers ignore Ctrl-C: the main process decides how a run stops."""
+    global _config, _policy, _conn
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _config = config
+    _policy = InputPolicy.from_dict(config.policy) if config.policy else None
+    _conn = None
+    if config.db_path and config.db_path != ":memory:" and os.path.exists(config.db_path):
+        _conn = sqlite3.connect(f"file:{config.db_path}?mode=ro", uri=True, timeout=30)
+
+
+def _known(sql: str, params: tuple[Any, ...]) -> bool:
+    if _conn is None:
+        return False
+    try:
+        return _conn.execute(sql, params).fetchone() is not None
+    except sqlite3.Error:
+        return False  # a busy or odd database only costs a decode, never a result
+
+
+def _decode_target(policy: InputPolicy | None) -> Any:
+    """Smallest decode size serving both the model and the signals' fixed working size."""
+
+    def target(width: int, height: int) -> tuple[int, int]:
+        scale = min(1.0, WORKING_SIDE / max(width, height))
+        need_w, need_h = round(width * scale), round(height * scale)
+        if policy is not None:
+            model_w, model_h = policy.decode_size(width, height)
+            need_w, need_h = max(need_w, model_w), max(need_h, model_h)
+        return min(need_w, width), min(need_h, height)
+
+    return target
+
+
+def process_file(job: FileJob) -> FileResult:
+    """Never raises for bad input: every failure comes back as ``error_kind`` + a one-line ``error``."""
+    assert _config is not None, "init_worker was not called"
+    result = FileResult(job.path, job.size, job.mtime_ns)
+    try:
+        with open(job.path, "rb") as handle:
+            stat = os.fstat(handle.fileno())
+            if stat.st_size > MAX_FILE_BYTES:
+                return _fail(result, "too-large", f"file is {stat.st_size / 2**30:.1f} GiB")
+            data = handle.read()
+    except OSError as exc:
+        kind = "vanished" if isinstance(exc, FileNotFoundError) else "unreadable"
+        return _fail(result, kind, exc.strerror or str(exc))
+    # The file may have changed since discovery: record what was actually read.
+    result.size, result.mtime_ns = len(data), stat.st_mtime_ns
+    if not data:
+        return _fail(result, "empty", "file is empty (0 bytes)")
+    digest = content_hash(data)
+    result.content_hash = digest
+    key = _config.key
+    need_image = _config.rescore or not _known("SELECT 1 FROM images WHERE content_hash = ?", (digest,))
+    need_score = _policy is not None and (
+        _config.rescore
+        or not _known(
+            "SELECT 1 FROM scores WHERE content_hash = ? AND model = ? AND weights_id = ? AND preprocess = ?",
+            (digest, key.model, key.weights_id, key.preprocess),
+        )
+    )
+    if not (need_image or need_score):
+        return result
+    try:
+        decoded = decode(data, target=_decode_target(_policy if need_score else None))
+        if need_image:
+            result.image = image_row(digest, decoded, data)
+        if need_score:
+            result.pixels = _policy.prepare(decoded.image)
+            result.aspect = decoded.width / decoded.height
+    except DecodeError as exc:
+        return _fail(result, exc.kind, str(exc))
+    except Exception as exc:  # the last line of defence: one bad file never stops a run
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        return _fail(result, "decode-error", f"{exc.__class__.__name__}: {first_line}")
+    result.notes = decoded.notes
+    return result
+
+
+def image_row(digest: str, decoded: Any, data: bytes) -> dict[str, Any]:
+    """The ``images`` row for a decoded photo: size, EXIF, technical signals, perceptual hash."""
+    exif = read_exif(data).to_dict()
+    exif.pop("orientation", None)
+    signals = technical_signals(decoded.image)
+    return {
+        "content_hash": digest,
+        "width": decoded.width,
+        "height": decoded.height,
+        "format": decoded.format,
+        **exif,
+        **signals,
+        "technical": technical_quality(signals),
+        "phash": perceptual_hash(decoded.image),
+        "flags": json.dumps(flags(signals)),
+    }
+
+
+def _fail(result: FileResult, kind: str, reason: str) -> FileResult:
+    result.error_kind, result.error = kind, reason.strip() or kind
+    return result
