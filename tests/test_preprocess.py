@@ -1,0 +1,54 @@
+"""Input policies: sizes, caps, patch grids and cache keys."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from aesthete.preprocess import InputPolicy
+
+
+def test_warp_ignores_aspect() -> None:
+    policy = InputPolicy(resize="warp", size=300)
+    assert policy.resized_size(6000, 4000) == (300, 300)
+    assert policy.prepare(Image.new("RGB", (90, 30))).shape == (300, 300, 3)
+
+
+def test_short_side_keeps_aspect_and_caps_panoramas() -> None:
+    policy = InputPolicy(resize="short_side", size=500, max_long_side=1000)
+    assert policy.resized_size(6000, 4000) == (750, 500)
+    assert policy.resized_size(4000, 6000) == (500, 750)
+    width, height = policy.resized_size(20000, 10)  # a strip: shrink, never warp
+    assert width == 1000 and height == 1
+    assert policy.prepare(Image.new("RGB", (300, 200))).shape == (500, 750, 3)
+
+
+def test_center_crop() -> None:
+    policy = InputPolicy(resize="center_crop", size=224, resize_short=256)
+    pixels = np.zeros((400, 600, 3), np.uint8)
+    pixels[:, 300:] = 255  # right half white: the centre crop straddles the edge evenly
+    out = policy.prepare(Image.fromarray(pixels))
+    assert out.shape == (224, 224, 3)
+    assert abs(int(out[:, :112].mean()) - 0) < 5 and abs(int(out[:, 112:].mean()) - 255) < 5
+
+
+def test_patches_cover_the_whole_image_deterministically() -> None:
+    policy = InputPolicy(resize="short_side", size=256, patch=224)
+    origins = policy.patch_origins(384, 256)
+    assert origins == [(0, 0), (0, 160), (32, 0), (32, 160)]
+    covered = np.zeros((256, 384), bool)
+    for y, x in origins:
+        covered[y : y + 224, x : x + 224] = True
+    assert covered.all()
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8))
+    first, second = policy.prepare(image), policy.prepare(image)
+    assert first.shape == (4, 224, 224, 3) and np.array_equal(first, second)
+
+
+def test_key_tracks_every_field_and_round_trips() -> None:
+    base = InputPolicy(resize="warp", size=300)
+    assert base.key == "warp-300-v1"
+    assert len({base.key, InputPolicy(resize="warp", size=224).key, InputPolicy(resize="warp", size=300, version=2).key,
+                InputPolicy(resize="warp", size=300, mean=(0.5, 0.5, 0.5)).key}) == 4  # fmt: skip
+    policy = InputPolicy(resize="short_side", size=256, max_long_side=768, patch=224)
+    assert InputPolicy.from_dict(policy.to_dict()) == policy

@@ -1,0 +1,234 @@
+"""End to end: discover -> decode -> model -> SQLite -> rank, through the library and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from aesthete.cli import app
+from aesthete.scoring import score
+from aesthete.select import cull, rank
+from aesthete.store import Store
+
+runner = CliRunner()
+
+
+def write_photo(path: Path, seed: int, size: tuple[int, int] = (96, 64), camera: str | None = None) -> Path:
+    """A structured test photo: blocks of colour plus a gradient, different per seed."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    blocks = rng.integers(0, 255, (4, 6, 3), dtype=np.uint8)
+    pixels = np.asarray(Image.fromarray(blocks).resize((width, height), Image.Resampling.NEAREST), dtype=np.int16)
+    pixels = np.clip(pixels + np.linspace(0, 60, width, dtype=np.int16)[None, :, None], 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels)
+    exif = Image.Exif()
+    if camera:
+        exif[0x010F], exif[0x0110] = "TestMake", camera
+        exif.get_ifd(0x8769)[0x9003] = f"2024:05:0{1 + seed % 5} 12:00:00"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, exif=exif.tobytes() if camera else b"")
+    return path
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    for i in range(6):
+        write_photo(folder / f"img_{i}.jpg", i, camera="Alpha 1" if i % 2 else "Beta 2")
+    write_photo(folder / "sub" / "deep.PNG", 99, size=(64, 96))
+    return folder
+
+
+def db_rows(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_score_caches_and_rescans_without_work(photos: Path, tmp_path: Path, tiny_checkpoints) -> None:
+    store = Store(tmp_path / "a.db")
+    first = score([str(photos)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu")
+    assert (first.found, first.scored, first.cached, first.failed) == (7, 7, 0, [])
+    second = score([str(photos)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu")
+    assert (second.scored, second.cached, second.device) == (0, 7, None)  # no model was even loaded
+    rows = db_rows(tmp_path / "a.db", "SELECT dist, mean, std FROM scores")
+    assert len(rows) == 7
+    for dist, mean, std in rows:
+        probs = np.array(json.loads(dist))
+        assert probs.min() >= 0 and abs(probs.sum() - 1) < 1e-4
+        assert abs(mean - probs @ np.arange(1, 11)) < 1e-3 and std > 0
+
+
+def test_moved_file_is_matched_by_content_not_rescored(photos: Path, tmp_path: Path, tiny_checkpoints) -> None:
+    store = Store(tmp_path / "a.db")
+    score([str(photos)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu")
+    (photos / "img_0.jpg").rename(photos / "renamed.jpg")
+    shutil.copy(photos / "img_1.jpg", photos / "copy_of_1.jpg")
+    again = score([str(photos)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu")
+    assert again.scored == 0 and again.cached == 8
+    assert len(db_rows(tmp_path / "a.db", "SELECT * FROM scores")) == 7  # one row per content, not per path
+
+
+def test_changed_file_is_rescored_and_rescore_forces(photos: Path, tmp_path: Path, tiny_checkpoints) -> None:
+    store = Store(tmp_path / "a.db")
+    weights = str(tiny_checkpoints["nima"])
+    score([str(photos)], store=store, weights=weights, device="cpu")
+    write_photo(photos / "img_2.jpg", 1234)
+    assert score([str(photos)], store=store, weights=weights, device="cpu").scored == 1
+    forced = score([str(photos)], store=store, weights=weights, device="cpu", rescore=True)
+    assert forced.scored == 7 and forced.cached == 0
+
+
+def test_another_model_gets_its_own_rows(photos: Path, tmp_path: Path, tiny_checkpoints) -> None:
+    store = Store(tmp_path / "a.db")
+    score([str(photos)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu")
+    other = score([str(photos)], store=store, weights=str(tiny_checkpoints["hla-gcn"]), device="cpu")
+    assert other.scored == 7 and other.model == "hla-gcn"
+    models = db_rows(tmp_path / "a.db", "SELECT model, count(*) FROM scores GROUP BY model ORDER BY model")
+    assert models == [("hla-gcn", 7), ("nima", 7)]
+
+
+def test_scores_do_not_depend_on_batch(photos: Path, tmp_path: Path, tiny_checkpoints) -> None:
+    weights = str(tiny_checkpoints["hla-gcn"])
+    together = Store(tmp_path / "together.db")
+    score([str(photos)], store=together, weights=weights, device="cpu", batch_size=7)
+    alone = Store(tmp_path / "alone.db")
+    score([str(photos / "img_3.jpg")], store=alone, weights=weights, device="cpu", batch_size=1)
+    sql = "SELECT s.dist FROM scores s JOIN files f ON f.content_hash = s.content_hash WHERE f.path LIKE '%img_3.jpg'"
+    batched = json.loads(db_rows(tmp_path / "together.db", sql)[0][0])
+    single = json.loads(db_rows(tmp_path / "alone.db", sql)[0][0])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
+def test_without_weights_signals_are_cached_and_ranked(photos: Path, tmp_path: Path) -> None:
+    store = Store(tmp_path / "a.db")
+    summary = score([str(photos)], store=store, model="nima")
+    assert summary.scored == 0 and summary.analysed == 7
+    assert "aesthete weights pull" in summary.notice and "aesthete train nima" in summary.notice
+    ranking = cull(store, top=3)
+    assert ranking.basis == "technical" and len(ranking.rows) == 3
+    assert any("technical quality" in note for note in ranking.notes)
+    # A second run with nothing new touches no photo.
+    assert score([str(photos)], store=store, model="nima").cached == 7
+
+
+def test_bad_files_are_recorded_and_the_rest_scored(photos: Path, tmp_path: Path, tiny_checkpoints) -> None:
+    (photos / "empty.jpg").write_bytes(b"")
+    (photos / "noise.jpg").write_bytes(os.urandom(2000))
+    good = (photos / "img_4.jpg").read_bytes()
+    (photos / "half.jpg").write_bytes(good[: len(good) // 2])
+    store = Store(tmp_path / "a.db")
+    summary = score([str(photos)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu")
+    assert summary.scored == 7
+    kinds = {Path(f.path).name: f.kind for f in summary.failed}
+    assert kinds["empty.jpg"] == "empty" and set(kinds) == {"empty.jpg", "noise.jpg", "half.jpg"}
+    assert all(f.reason and "\n" not in f.reason for f in summary.failed)
+    # Failures are remembered: the next run neither retries nor forgets them.
+    again = score([str(photos)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu")
+    assert {Path(f.path).name for f in again.failed} == set(kinds) and again.cached == 7
+
+
+def test_rank_filters(photos: Path, tmp_path: Path, tiny_checkpoints) -> None:
+    store = Store(tmp_path / "a.db")
+    score([str(photos)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu")
+    everything = rank(store)
+    means = [row["mean"] for row in everything.rows]
+    assert means == sorted(means, reverse=True) and len(means) == 7
+    alpha = rank(store, filters=_filters(camera="alpha"))
+    assert len(alpha.rows) == 3 and all(row["camera"] == "Alpha 1" for row in alpha.rows)
+    assert len(rank(store, filters=_filters(since="2024-05-03")).rows) == 3  # seeds 2, 3, 4 -> days 3, 4, 5
+    assert len(rank(store, filters=_filters(until="2024-05-01")).rows) == 2  # seeds 0 and 5
+    threshold = means[2]
+    assert len(rank(store, filters=_filters(min_score=threshold)).rows) == 3
+    assert [r["path"] for r in rank(store, [str(photos / "sub")]).rows] == [str(photos / "sub" / "deep.PNG")]
+    assert len(rank(store, top=2).rows) == 2
+
+
+def _filters(**kwargs):
+    from aesthete.select import Filters
+
+    return Filters(**kwargs)
+
+
+def test_cli_score_rank_show_cull(photos: Path, tmp_path: Path, tiny_checkpoints) -> None:
+    db = str(tmp_path / "cli.db")
+    result = runner.invoke(app, ["score", str(photos), "--weights", str(tiny_checkpoints["nima"]), "--db", db,
+                                 "--device", "cpu", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["scored"] == 7 and summary["exit_code"] == 0
+    ranked = runner.invoke(app, ["rank", "--db", db, "--json", "--top", "3"])
+    photos_json = json.loads(ranked.stdout)["photos"]
+    assert len(photos_json) == 3 and photos_json[0]["mean"] >= photos_json[-1]["mean"]
+    paths = runner.invoke(app, ["rank", "--db", db, "--paths"]).stdout.split()
+    assert len(paths) == 7 and all(Path(p).exists() for p in paths)
+    csv_out = runner.invoke(app, ["rank", "--db", db, "--csv", "--by", "sharpness"]).stdout.splitlines()
+    assert csv_out[0].startswith("path,mean") and len(csv_out) == 8
+    show = runner.invoke(app, ["show", paths[0], "--db", db])
+    assert show.exit_code == 0 and "mean" in show.stdout and "█" in show.stdout and "TestMake" in show.stdout
+    culled = runner.invoke(app, ["cull", "--top", "2", "--db", db, "--paths"])
+    assert culled.stdout.split() == paths[:2]
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, photos: Path, tiny_checkpoints) -> None:
+    db = str(tmp_path / "cli.db")
+    unknown = runner.invoke(app, ["score", str(photos), "--model", "no-such-model", "--db", db])
+    assert unknown.exit_code == 2 and "unknown" in unknown.output and "Traceback" not in unknown.output
+    missing = runner.invoke(app, ["score", str(tmp_path / "nope"), "--db", db])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+    mismatch = runner.invoke(app, ["score", str(photos), "--model", "hla-gcn", "--weights",
+                                   str(tiny_checkpoints["nima"]), "--db", db])  # fmt: skip
+    assert mismatch.exit_code == 2 and "not 'hla-gcn'" in mismatch.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert runner.invoke(app, ["score", str(empty), "--db", db]).exit_code == 3
+    no_weights = runner.invoke(app, ["score", str(photos), "--db", db, "--model", "nima"])
+    assert no_weights.exit_code == 4 and "aesthete weights add" in no_weights.output
+    not_ours = tmp_path / "other.db"
+    with sqlite3.connect(not_ours) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER)")
+    refused = runner.invoke(app, ["rank", "--db", str(not_ours)])
+    assert refused.exit_code == 2 and "not an aesthete database" in refused.output
+    assert db_rows(not_ours, "SELECT name FROM sqlite_master") == [("customers",)]
+
+
+def test_cuda_requested_without_cuda_is_a_clear_error(photos: Path, tmp_path: Path, tiny_checkpoints) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = runner.invoke(app, ["score", str(photos), "--weights", str(tiny_checkpoints["nima"]),
+                                 "--device", "cuda", "--db", str(tmp_path / "x.db")])  # fmt: skip
+    assert result.exit_code == 2 and "CUDA" in result.output and "Traceback" not in result.output
+
+
+def test_real_subprocess_and_no_torch_on_light_paths(photos: Path, tmp_path: Path, tiny_checkpoints) -> None:
+    """The installed console script works, and --help, rank and a rescan with nothing new never import torch."""
+    env = {**os.environ, "AESTHETE_DB": str(tmp_path / "sub.db")}
+    script = shutil.which("aesthete", path=str(Path(sys.executable).parent))
+    assert script, "the aesthete console script is not installed"
+    run = subprocess.run([script, "score", str(photos), "--weights", str(tiny_checkpoints["nima"]), "--device", "cpu"],
+                         env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "scored" in run.stdout and "7" in run.stdout
+    probe = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom aesthete.cli import app\n"
+        "r = CliRunner()\n"
+        "for args in (['--help'], ['rank'], ['score', sys.argv[1], '--weights', sys.argv[2]]):\n"
+        "    res = r.invoke(app, args)\n"
+        "    assert res.exit_code == 0, (args, res.output)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    check = subprocess.run([sys.executable, "-c", probe, str(photos), str(tiny_checkpoints["nima"])], env=env,
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.strip() == "False"
