@@ -1,16 +1,20 @@
-"""Ranking and filtering cached photos. Pure Python over store rows: no torch, no pixels."""
+"""Ranking, filtering and culling cached photos. Pure Python over store rows: no torch, no pixels."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aesthete.groups import annotate, ensure_groups
 from aesthete.store import ModelKey, Store
 
 # ``--by`` keys: the column each sorts on, largest first.
 RANK_KEYS = {"mean": "mean", "std": "std", "p-high": "p_high", "sharpness": "sharpness", "technical": "technical"}
 AESTHETIC_KEYS = ("mean", "std", "p-high")
+DEFAULT_TOP = 50  # what ``cull`` keeps when asked for no limit at all
+EXPOSURE_FLAGS = ("underexposed", "overexposed")
 
 
 @dataclass
@@ -45,10 +49,18 @@ class Ranking:
     by: str  # the key actually used
     key: ModelKey | None  # the predictions ranked on, if any
     notes: list[str] = field(default_factory=list)
+    # cull only: the ranked photos in scope that were not picked, each with a ``why`` saying why not.
+    others: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def basis(self) -> str:
         return "aesthetic" if self.by in AESTHETIC_KEYS else "technical"
+
+
+def _order(column: str) -> Any:
+    """Best first; ties go to the technically better photo, then to the more confident prediction
+    (the smaller spread of its distribution), then by path so the order is stable."""
+    return lambda r: (-(r[column] or 0.0), -(r["technical"] or 0.0), r["std"] or 0.0, r["path"])
 
 
 def rank(
@@ -83,20 +95,90 @@ def rank(
             by = "technical"
     filters = filters or Filters()
     rows = [r for r in rows if filters.accepts(r)]
-    column = RANK_KEYS[by]
-    # Ties broken by technical quality, then by path so the order is stable.
-    rows.sort(key=lambda r: (-(r[column] or 0.0), -(r["technical"] or 0.0), r["path"]))
+    rows.sort(key=_order(RANK_KEYS[by]))
     if top is not None:
         rows = rows[:top]
     return Ranking(rows=rows, by=by, key=key, notes=notes)
 
 
-def cull(store: Store, roots: Sequence[str] = (), *, top: int = 50, model: str | None = None) -> Ranking:
-    """The best ``top`` photos of ``roots``, or of the folders of the most recent ``score`` run."""
-    if not roots:
-        last = store.last_run()
-        if last is None:
-            raise LookupError("nothing scored yet: run `aesthete score FOLDER` first, or pass folders to cull")
-        roots = last["roots"]
-        model = model or last["model"]
-    return rank(store, roots, by="mean", model=model, top=top)
+def last_run_scope(store: Store, roots: Sequence[str], model: str | None) -> tuple[list[str], str | None]:
+    """``roots`` and ``model`` as given, or, with no roots, the folders and model of the last ``score`` run."""
+    if roots:
+        return list(roots), model
+    last = store.last_run()
+    if last is None:
+        raise LookupError("nothing scored yet: run `aesthete score FOLDER` first, or pass folders")
+    return last["roots"], model or last["model"]
+
+
+def cull(
+    store: Store,
+    roots: Sequence[str] = (),
+    *,
+    top: int | None = None,
+    keep_percent: float | None = None,
+    min_score: float | None = None,
+    model: str | None = None,
+    group: bool = True,
+    reject_blurry: bool = False,
+    reject_exposure: bool = False,
+    filters: Filters | None = None,
+) -> Ranking:
+    """The photos worth keeping from ``roots``, or from the folders of the most recent ``score`` run.
+
+    Candidates are ranked by aesthetic mean (technical quality when nothing is scored, which the notes
+    say), then photos failing ``filters``, ``min_score`` or the reject flags drop out, then with ``group``
+    only the best remaining photo of each burst / near-duplicate group (:mod:`aesthete.groups`) stays a
+    candidate, and finally ``top`` (or ``keep_percent`` of the ranked photos in scope) cuts the list. With
+    no limit given at all the best :data:`DEFAULT_TOP` are kept. Each pick gets ``pick`` (its place), and
+    ``group``/``group_size``; every other ranked photo lands in ``others`` with ``why`` it was not picked.
+    """
+    if top is not None and keep_percent is not None:
+        raise ValueError("use either --top or --keep, not both")
+    if keep_percent is not None and not 0 < keep_percent <= 100:
+        raise ValueError(f"--keep must be a percentage above 0 and at most 100, not {keep_percent:g}")
+    if top is None and keep_percent is None and min_score is None:
+        top = DEFAULT_TOP
+    roots, model = last_run_scope(store, roots, model)
+    ranking = rank(store, roots, by="mean", model=model)
+    if min_score is not None and ranking.basis != "aesthetic":
+        raise ValueError("--min-score compares aesthetic scores and none are cached here; use --top or --keep")
+    limit = top if keep_percent is None else math.ceil(len(ranking.rows) * keep_percent / 100)
+    cut = f"top {top}" if keep_percent is None else f"{keep_percent:g}% kept ({limit} photos)"
+    if group:
+        annotate(ranking.rows, ensure_groups(store))
+    filters = filters or Filters()
+    best_of: dict[int, dict[str, Any]] = {}
+    picks: list[dict[str, Any]] = []
+    others: list[dict[str, Any]] = []
+    for row in ranking.rows:
+        why = _rejected(row, filters, min_score, reject_blurry, reject_exposure)
+        if why is None and group and row["group"] in best_of:
+            why = f"group {row['group']}: {best_of[row['group']]['path']} ranks higher"
+        if why is None and limit is not None and len(picks) >= limit:
+            why = f"beyond the {cut}"
+        if why is None:
+            row["pick"] = len(picks) + 1
+            picks.append(row)
+            if group:
+                best_of[row["group"]] = row
+        else:
+            row["why"] = why
+            others.append(row)
+    return Ranking(rows=picks, by=ranking.by, key=ranking.key, notes=ranking.notes, others=others)
+
+
+def _rejected(
+    row: dict[str, Any], filters: Filters, min_score: float | None, reject_blurry: bool, reject_exposure: bool
+) -> str | None:
+    """Why ``row`` cannot be picked whatever else is in the shoot, or None."""
+    if min_score is not None and row["mean"] < min_score:
+        return f"score {row['mean']:.2f} below {min_score:g}"
+    if not filters.accepts(row):
+        return "excluded by the filters"
+    if reject_blurry and "blurry" in row["flags"]:
+        return "blurry"
+    bad_exposure = [f for f in row["flags"] if f in EXPOSURE_FLAGS]
+    if reject_exposure and bad_exposure:
+        return bad_exposure[0]
+    return None

@@ -28,7 +28,7 @@ from typing import Any
 
 import sqlite_utils
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x41455354  # "AEST": marks a file as an aesthete database
 BUSY_TIMEOUT_MS = 60_000
 
@@ -284,6 +284,45 @@ class Store:
         }
 
 
+    # -- groups (bursts and near-duplicates; computed by aesthete.groups) -------------------------------
+    def grouping_inputs(self) -> list[tuple[str, str | None, str | None, str | None, int, str | None]]:
+        """(content hash, make, camera, capture time, earliest file mtime, pHash) of every readable photo.
+
+        One row per content: copies of a file are one photo to the grouping."""
+        return self.conn.execute(
+            "SELECT i.content_hash, i.make, i.camera, i.capture_time, min(f.mtime_ns), i.phash "
+            "FROM images i JOIN files f ON f.content_hash = i.content_hash WHERE f.status = 'ok' "
+            "GROUP BY i.content_hash ORDER BY i.content_hash"
+        ).fetchall()
+
+    def group_fingerprint(self) -> str | None:
+        row = self.conn.execute("SELECT fingerprint FROM group_state WHERE id = 1").fetchone()
+        return row[0] if row else None
+
+    def replace_groups(self, members: Sequence[tuple[str, int, int]], fingerprint: str) -> None:
+        """Store a fresh grouping, ``(content hash, group id, group size)`` per photo, in one transaction."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM groups")
+            self.conn.executemany("INSERT INTO groups (content_hash, group_id, size) VALUES (?, ?, ?)", members)
+            self.conn.execute(
+                "INSERT INTO group_state (id, fingerprint, computed_at) VALUES (1, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET fingerprint = excluded.fingerprint, computed_at = excluded.computed_at",
+                (fingerprint, now_iso()),
+            )
+
+    def groups(self) -> dict[str, tuple[int, int]]:
+        """content hash -> (group id, group size)."""
+        return {h: (g, n) for h, g, n in self.conn.execute("SELECT content_hash, group_id, size FROM groups")}
+
+    def move_file(self, old: str, new: str) -> None:
+        """Record that the file at ``old`` now lives at ``new`` (after ``cull --move-rejects``)."""
+        text, raw = path_key(os.path.abspath(new))
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE files SET path = ?, raw_path = ? WHERE path = ?", (text, raw, path_key(os.path.abspath(old))[0])
+            )
+
+
 def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
@@ -333,8 +372,15 @@ def _schema_v1(db: sqlite_utils.Database) -> None:
     )  # fmt: skip
 
 
+def _schema_v2(db: sqlite_utils.Database) -> None:
+    """Burst / near-duplicate groups, one row per content hash, and the fingerprint of the inputs they were
+    computed from, so they are recomputed only when a photo, its time, camera or pHash changes."""
+    db["groups"].create({"content_hash": str, "group_id": int, "size": int}, pk="content_hash")
+    db["groups"].create_index(["group_id"])
+    db["group_state"].create({"id": int, "fingerprint": str, "computed_at": str}, pk="id")
+
 # Named migrations, applied in order once each; PRAGMA user_version records how many ran.
-_MIGRATIONS = [_schema_v1]
+_MIGRATIONS = [_schema_v1, _schema_v2]
 
 
 def open_store(path: str | Path | None = None) -> Store:
