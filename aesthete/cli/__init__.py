@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from aesthete.cli import browse, models, score, weights
+from aesthete.cli import browse, cull, models, score, weights
 
 app = typer.Typer(
     name="aesthete",
@@ -20,7 +20,9 @@ app = typer.Typer(
 app.command("score")(score.score_command)
 app.command("rank")(browse.rank_command)
 app.command("show")(browse.show_command)
-app.command("cull")(browse.cull_command)
+app.command("cull")(cull.cull_command)
+app.command("groups")(cull.groups_command)
+app.command("report")(cull.report_command)
 app.command("failures")(browse.failures_command)
 app.command("models")(models.models_command)
 app.add_typer(weights.app, name="weights")

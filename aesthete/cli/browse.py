@@ -1,4 +1,4 @@
-"""``rank``, ``show``, ``cull`` and ``failures``: read the cache, never the photos; no torch."""
+"""``rank``, ``show`` and ``failures``: read the cache, never the photos; no torch."""
 
 from __future__ import annotations
 
@@ -50,28 +50,6 @@ def rank_command(
         except ValueError as exc:
             fail(str(exc))
     _emit(ranking, as_json=as_json, as_csv=as_csv, paths_only=paths_only, title="ranked")
-
-
-def cull_command(
-    paths: PathsArgument = None,
-    top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many photos to keep.")] = 50,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Use this model's scores.")] = None,
-    as_json: JsonOption = False,
-    paths_only: PathsOnly = False,
-    db: DbOption = None,
-) -> None:
-    """The best N photos of PATHS, or of the folders of the most recent `score` run.
-
-    Ranked by aesthetic mean where photos are scored, otherwise by technical quality (it says which).
-    """
-    from aesthete.select import cull
-
-    with opened_store(db) as store:
-        try:
-            ranking = cull(store, [str(p) for p in paths or []], top=top, model=model)
-        except LookupError as exc:
-            fail(str(exc), Exit.NOTHING_USABLE)
-    _emit(ranking, as_json=as_json, as_csv=False, paths_only=paths_only, title=f"best {top}")
 
 
 def show_command(
@@ -157,10 +135,15 @@ def _table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> Table:
     table.add_column("technical", justify="right")
     table.add_column("flags")
     table.add_column("taken")
+    grouped = any(row.get("group_size", 1) > 1 for row in rows)  # cull: which picks won over a burst
+    if grouped:
+        table.add_column("group")
     for index, row in enumerate(rows, start=1):
         cells = [str(index), row["path"]]
         if ranking.basis == "aesthetic":
             cells += [f"{row['mean']:.2f}", f"{row['std']:.2f}"]
         cells += [f"{row['technical']:.2f}", ", ".join(row["flags"]), (row["capture_time"] or "")[:16]]
+        if grouped:
+            cells.append(f"{row['group']} (best of {row['group_size']})" if row["group_size"] > 1 else "")
         table.add_row(*cells)
     return table

@@ -1,0 +1,238 @@
+"""``cull``, ``groups`` and ``report``: choose the keepers, show the bursts, draw the contact sheet.
+
+They read the cache and, for the report, the photos' pixels; they never import torch and never change an
+original. Only ``cull --move-rejects`` moves files, and only the ones not picked, because it was asked.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from aesthete.cli.browse import ROW_FIELDS, PathsArgument, PathsOnly, _table
+from aesthete.cli.common import DbOption, Exit, JsonOption, err, fail, opened_store, out, print_json
+from aesthete.select import Ranking
+
+ModelOption = Annotated[str | None, typer.Option("--model", "-m", help="Use this model's scores.")]
+
+
+def cull_command(
+    paths: PathsArgument = None,
+    top: Annotated[int | None, typer.Option("--top", "-n", min=1, help="Keep the best N (default 50).")] = None,
+    keep: Annotated[str | None, typer.Option(help="Keep this share of the photos, e.g. 10%.")] = None,
+    min_score: Annotated[float | None, typer.Option(help="Keep photos whose mean score is at least this.")] = None,
+    no_group: Annotated[bool, typer.Option("--no-group", help="Allow several frames of one burst.")] = False,
+    reject_blurry: Annotated[bool, typer.Option(help="Never pick a photo flagged blurry.")] = False,
+    reject_exposure: Annotated[bool, typer.Option(help="Never pick one flagged under- or overexposed.")] = False,
+    model: ModelOption = None,
+    export: Annotated[Path | None, typer.Option(help="Build an album of the picks in this folder.")] = None,
+    mode: Annotated[str, typer.Option(help="Album entries: link (hard link), symlink or copy.")] = "link",
+    order_by_time: Annotated[bool, typer.Option(help="Prefix album names with the capture time.")] = False,
+    xmp: Annotated[bool, typer.Option("--xmp", help="Write xmp:Rating into the picks' .xmp sidecars.")] = False,
+    stars: Annotated[bool, typer.Option(help="With --xmp: 1-5 stars by score quintile, not 1 star.")] = False,
+    label: Annotated[str | None, typer.Option(help="With --xmp: also set xmp:Label to this.")] = None,
+    move_rejects: Annotated[Path | None, typer.Option(help="Move the photos NOT picked into this folder.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Show what would be done; change nothing.")] = False,
+    as_json: JsonOption = False,
+    paths_only: PathsOnly = False,
+    db: DbOption = None,
+) -> None:
+    """Pick the best photos of PATHS (or of the last `score` run): one per burst, then export, rate or move.
+
+    Best-of-group by default: frames of the same moment (same camera, seconds apart, similar pixels)
+    compete and only the best can be picked. Ties go to the technically better frame, then to the one
+    the model is surer of. Exit 1 if some file action failed.
+    """
+    from aesthete.export import MODES
+    from aesthete.select import cull, last_run_scope
+
+    if mode not in MODES:
+        fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if (stars or label is not None) and not xmp:
+        fail("--stars and --label only apply with --xmp")
+    keep_percent = _percent(keep) if keep is not None else None
+    with opened_store(db) as store:
+        try:
+            roots, model = last_run_scope(store, [str(p) for p in paths or []], model)
+            ranking = cull(
+                store, roots, top=top, keep_percent=keep_percent, min_score=min_score, model=model,
+                group=not no_group, reject_blurry=reject_blurry, reject_exposure=reject_exposure,
+            )  # fmt: skip
+        except LookupError as exc:
+            fail(str(exc), Exit.NOTHING_USABLE)
+        except ValueError as exc:
+            fail(str(exc))
+        settings = {"top": top, "keep": keep, "min_score": min_score, "group": not no_group,
+                    "reject_blurry": reject_blurry, "reject_exposure": reject_exposure, "roots": roots}  # fmt: skip
+        report: dict[str, Any] = {}
+        if export is not None:
+            report["export"] = _export(ranking, export, roots, mode, order_by_time, dry_run, settings)
+        if xmp:
+            report["xmp"] = _xmp(ranking, stars, label, dry_run)
+        if move_rejects is not None:
+            report["moved"] = _move(ranking, move_rejects, roots, dry_run, store)
+    _print_cull(ranking, report, as_json=as_json, paths_only=paths_only, dry_run=dry_run)
+    if any(section.get("failed") for section in report.values()):
+        raise typer.Exit(int(Exit.SOME_FAILED))
+
+
+def _percent(text: str) -> float:
+    try:
+        return float(text.strip().removesuffix("%"))
+    except ValueError:
+        fail(f"--keep takes a percentage like 10%, not {text!r}")
+
+
+def _export(
+    ranking: Ranking, dest: Path, roots: list[str], mode: str, by_time: bool, dry_run: bool, settings: dict[str, Any]
+) -> dict[str, Any]:
+    from aesthete.export import export_album, inside
+
+    if inside(str(dest), roots):
+        err.print(f"[yellow]note:[/] {dest} is inside a scored folder; the next `score` will see the album too")
+    outcome = export_album(ranking, str(dest), mode=mode, order_by_time=by_time, dry_run=dry_run, settings=settings)
+    for notice in outcome.notices:
+        err.print(f"[yellow]note:[/] {notice}", highlight=False)
+    done = Counter(p.how for p in outcome.placed)
+    verb = "would put" if dry_run else "put"
+    summary = ", ".join(f"{n} {how}" for how, n in sorted(done.items())) or "nothing"
+    err.print(f"export: {verb} {summary} in {dest}; manifest {outcome.manifest}", highlight=False)
+    _report_failures("export", outcome.failed)
+    return {
+        "folder": str(dest), "manifest": outcome.manifest, "notices": outcome.notices,
+        "placed": [p.__dict__ for p in outcome.placed], "failed": outcome.failed,
+    }  # fmt: skip
+
+
+def _xmp(ranking: Ranking, stars: bool, label: str | None, dry_run: bool) -> dict[str, Any]:
+    from aesthete.select import RANK_KEYS
+    from aesthete.xmp import PICK_RATING, quantile_stars, write_sidecar
+
+    ratings = [PICK_RATING] * len(ranking.rows)
+    if stars:  # quintiles of the whole shoot, so a pick's stars say where it stands among all the photos
+        column = RANK_KEYS[ranking.by]
+        everyone = ranking.rows + ranking.others
+        ratings = quantile_stars([r[column] or 0.0 for r in everyone])[: len(ranking.rows)]
+    results = [
+        write_sidecar(row["real_path"], rating=rating, label=label, dry_run=dry_run)
+        for row, rating in zip(ranking.rows, ratings)
+    ]
+    done = Counter(r.status for r in results)
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(done.items())) or "no picks"
+    err.print(f"xmp{' (dry run)' if dry_run else ''}: sidecars {summary}", highlight=False)
+    skipped = [(r.photo, r.message or "") for r in results if r.status == "skipped"]
+    _report_failures("xmp", skipped)
+    return {"sidecars": [r.__dict__ | {"rating": n} for r, n in zip(results, ratings)], "failed": skipped}
+
+
+def _move(ranking: Ranking, dest: Path, roots: list[str], dry_run: bool, store: Any) -> dict[str, Any]:
+    from aesthete.export import inside, move_rejects
+
+    if inside(str(dest), roots):
+        err.print(f"[yellow]note:[/] {dest} is inside a scored folder; the next `cull` there will see the rejects")
+    outcome = move_rejects(ranking.others, str(dest), dry_run=dry_run, on_moved=store.move_file)
+    verb = "would move" if dry_run else "moved"
+    err.print(f"move: {verb} {len(outcome.placed)} photo(s) not picked to {dest}", highlight=False)
+    _report_failures("move", outcome.failed)
+    return {"folder": str(dest), "placed": [p.__dict__ for p in outcome.placed], "failed": outcome.failed}
+
+
+def _report_failures(what: str, failed: list[tuple[str, str]]) -> None:
+    for path, reason in failed:
+        err.print(f"[red]{what} failed:[/] {path}: {reason}", highlight=False)
+
+
+def _print_cull(ranking: Ranking, report: dict[str, Any], *, as_json: bool, paths_only: bool, dry_run: bool) -> None:
+    for note in ranking.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
+    if paths_only:
+        for row in ranking.rows:
+            typer.echo(row["real_path"])
+    elif as_json:
+        fields = (*ROW_FIELDS, "pick", "group", "group_size")
+        print_json({
+            "by": ranking.by, "basis": ranking.basis, "model": ranking.key.model if ranking.key else None,
+            "dry_run": dry_run, "picks": [{k: row.get(k) for k in fields} for row in ranking.rows],
+            "not_picked": [{"path": row["path"], "why": row["why"]} for row in ranking.others], **report,
+        })  # fmt: skip
+    else:
+        out.print(_table(ranking.rows, ranking, "picked"))
+    reasons = Counter(_why_kind(row["why"]) for row in ranking.others)
+    left = "".join(f", {n} {kind}" for kind, n in reasons.most_common())
+    err.print(f"picked {len(ranking.rows)} of {len(ranking.rows) + len(ranking.others)}{left}", highlight=False)
+
+
+def _why_kind(why: str) -> str:
+    """A reason, without the photo-specific details, for the summary line."""
+    if why.startswith("group "):
+        return "behind a better frame of their group"
+    if why.startswith("score "):
+        return "below --min-score"
+    return why
+
+
+def groups_command(
+    paths: PathsArgument = None,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Bursts and near-duplicates among the photos of PATHS (or of the last `score` run), best frame first."""
+    from aesthete.groups import annotate, ensure_groups
+    from aesthete.select import last_run_scope, rank
+
+    with opened_store(db) as store:
+        try:
+            roots, model = last_run_scope(store, [str(p) for p in paths or []], model)
+        except LookupError as exc:
+            fail(str(exc), Exit.NOTHING_USABLE)
+        ranking = rank(store, roots, by="mean", model=model)
+        members = annotate(ranking.rows, ensure_groups(store))
+    found = sorted((g, rows) for g, rows in members.items() if len(rows) > 1)
+    if as_json:
+        print_json([
+            {"group": g, "size": len(rows), "photos": [{k: r.get(k) for k in ("path", "mean", "technical",
+             "flags", "capture_time", "make", "camera")} for r in rows]}
+            for g, rows in found
+        ])  # fmt: skip
+        return
+    score = "mean" if ranking.basis == "aesthetic" else "technical"
+    table = Table(title=f"{len(found)} groups of similar frames among {len(ranking.rows)} photos (best first)")
+    for column in ("group", "frames", "camera", "taken", f"frames by {score}"):
+        table.add_column(column, overflow="fold")
+    for g, rows in found:
+        times = sorted(r["capture_time"] or "" for r in rows)
+        camera = " ".join(p for p in (rows[0]["make"], rows[0]["camera"]) if p)
+        frames = "\n".join(f"{Path(r['path']).name}  {r[score]:.2f}" for r in rows)
+        table.add_row(str(g), str(len(rows)), camera, f"{times[0][:19]} … {times[-1][11:19]}", frames)
+    out.print(table if found else "no groups: every photo stands alone")
+
+
+def report_command(
+    html: Annotated[Path, typer.Option("--html", help="Write the contact sheet to this file.", show_default=False)],
+    paths: PathsArgument = None,
+    model: ModelOption = None,
+    db: DbOption = None,
+) -> None:
+    """A self-contained HTML contact sheet: thumbnails in score order, distributions, flags, groups boxed."""
+    from aesthete.fileops import atomic_write
+    from aesthete.report import build_report
+
+    if html.exists() and html.suffix.lower() not in (".html", ".htm"):
+        fail(f"{html} exists and is not an .html file; refusing to overwrite it")
+    with opened_store(db) as store:
+        try:
+            page, ranking = build_report(store, [str(p) for p in paths or []], model=model)
+        except LookupError as exc:
+            fail(str(exc), Exit.NOTHING_USABLE)
+    for note in ranking.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
+    try:
+        atomic_write(str(html), page.encode("utf-8"), overwrite=True)
+    except OSError as exc:
+        fail(f"cannot write {html}: {exc.strerror or exc}")
+    err.print(f"wrote {html} ({len(ranking.rows)} photos, {len(page) / 1e6:.1f} MB)", highlight=False)

@@ -1,0 +1,215 @@
+"""Album export and reject moving: the two things ``cull`` does to files, neither touching a photo's bytes.
+
+``export_album`` puts the picks in a folder as hard links (default: no extra space, and the album
+survives deleting the originals), symlinks, or copies (``--mode``). Hard links are impossible across file
+systems and on some (FAT, many network shares); then the photo is copied and a notice says so. Copies
+keep the original's modification time. An album name that is taken gets a ``name (2).jpg`` sibling
+unless it already holds this very photo (a re-run), in which case it is left as it is: nothing is ever
+overwritten. ``--order-by-time`` prefixes names with the capture time (``20240501-120003_IMG_1.jpg``), so
+any file browser lists the album in shooting order. Beside the photos, ``manifest.json`` records what
+was picked and why (place, score, spread, technical quality, flags, group) and why each other photo was
+not.
+
+``move_rejects`` moves the photos that were not picked, only when asked, each with its XMP sidecar;
+a rename keeps bytes and modification time (across file systems: copy, check, then delete), and the
+database follows the move so the next ``cull`` still finds them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from aesthete.fileops import NO_HARD_LINKS, atomic_write, copy_new, free_name, same_content
+from aesthete.select import Ranking
+from aesthete.store import now_iso
+from aesthete.xmp import sidecar_path
+
+MODES = ("link", "symlink", "copy")
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FIELDS = (
+    "mean", "std", "p_high", "technical", "sharpness", "flags", "group", "group_size", "capture_time", "make",
+    "camera", "lens", "content_hash",
+)  # fmt: skip
+
+
+@dataclass
+class Placed:
+    """One file put somewhere: ``how`` is link, symlink, copy, move, or present (already there)."""
+
+    source: str
+    target: str
+    how: str
+
+
+@dataclass
+class Outcome:
+    placed: list[Placed] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (source, one-line reason)
+    notices: list[str] = field(default_factory=list)
+    manifest: str | None = None
+
+
+def time_prefix(row: dict[str, Any]) -> str:
+    """``20240501-120003_`` from the EXIF capture time, else from the file's modification time."""
+    taken = row.get("capture_time")
+    moment = datetime.fromisoformat(taken) if taken else datetime.fromtimestamp(row["mtime_ns"] / 1e9)
+    return moment.strftime("%Y%m%d-%H%M%S_")
+
+
+def export_album(
+    ranking: Ranking,
+    dest: str,
+    *,
+    mode: str = "link",
+    order_by_time: bool = False,
+    dry_run: bool = False,
+    settings: dict[str, Any] | None = None,
+) -> Outcome:
+    """Put ``ranking.rows`` (the picks) into ``dest`` and write the manifest there.
+
+    ``settings`` (the selection options) are recorded in the manifest. With ``dry_run`` nothing is
+    created; the outcome lists what would be.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown export mode {mode!r}; use one of {', '.join(MODES)}")
+    outcome = Outcome()
+    if not dry_run:
+        os.makedirs(dest, exist_ok=True)
+    taken: set[str] = set()
+    targets: dict[str, str] = {}
+    for row in ranking.rows:
+        source = row["real_path"]
+        name = (time_prefix(row) if order_by_time else "") + os.path.basename(source)
+        target, present = free_name(dest, name, taken=taken, reuse=partial(same_content, source))
+        taken.add(target)
+        how = "present" if present else mode
+        if not (present or dry_run):
+            try:
+                how = _place(source, target, mode, outcome.notices)
+            except OSError as exc:
+                outcome.failed.append((source, _reason(exc)))
+                continue
+        outcome.placed.append(Placed(source, target, how))
+        targets[source] = target
+    manifest = _manifest(ranking, targets, mode, settings or {})
+    outcome.manifest, _ = free_name(dest, MANIFEST_NAME)
+    if not dry_run:
+        atomic_write(outcome.manifest, json.dumps(manifest, indent=2).encode(), overwrite=False)
+    return outcome
+
+
+def _place(source: str, target: str, mode: str, notices: list[str]) -> str:
+    """Create ``target`` for ``source`` in ``mode``; returns how it was done (a failed hard link copies)."""
+    if mode == "symlink":
+        os.symlink(os.path.abspath(source), target)
+        return "symlink"
+    if mode == "link":
+        try:
+            os.link(source, target)
+            return "link"
+        except OSError as exc:
+            if exc.errno not in NO_HARD_LINKS:
+                raise
+            notice = f"hard links are not possible into {os.path.dirname(target)} ({_reason(exc)}): copied instead"
+            if notice not in notices:
+                notices.append(notice)
+    copy_new(source, target)
+    return "copy"
+
+
+def _manifest(ranking: Ranking, targets: dict[str, str], mode: str, settings: dict[str, Any]) -> dict[str, Any]:
+    def entry(row: dict[str, Any]) -> dict[str, Any]:
+        return {"source": row["path"], **{k: row.get(k) for k in MANIFEST_FIELDS}}
+
+    return {
+        "created": now_iso(),
+        "tool": "aesthete",
+        "mode": mode,
+        "ranked_by": ranking.by,
+        "basis": ranking.basis,
+        "model": asdict(ranking.key) if ranking.key else None,
+        "settings": settings,
+        "notes": ranking.notes,
+        "picks": [
+            {"pick": row["pick"], "file": os.path.basename(targets[row["real_path"]]), **entry(row)}
+            for row in ranking.rows
+            if row["real_path"] in targets
+        ],
+        "not_picked": [{**entry(row), "why": row["why"]} for row in ranking.others],
+    }
+
+
+def move_rejects(
+    rows: Sequence[dict[str, Any]],
+    dest: str,
+    *,
+    dry_run: bool = False,
+    on_moved: Callable[[str, str], None] | None = None,
+) -> Outcome:
+    """Move each of ``rows`` (photos not picked) into ``dest``, with its XMP sidecar when it has one.
+
+    ``on_moved(old, new)`` is called after each photo's move (the CLI updates the database there)."""
+    outcome = Outcome()
+    if not dry_run and rows:
+        os.makedirs(dest, exist_ok=True)
+    taken: set[str] = set()
+    for row in rows:
+        source = row["real_path"]
+        # A name free for both the photo and its sidecar, so the two always move together.
+        skip = set(taken)
+        while True:
+            target, _ = free_name(dest, os.path.basename(source), taken=skip)
+            if not (os.path.lexists(sidecar_path(target)) or sidecar_path(target) in taken):
+                break
+            skip.add(target)
+        taken |= {target, sidecar_path(target)}
+        if not dry_run:
+            try:
+                _move(source, target)
+                if on_moved:
+                    on_moved(source, target)
+                if os.path.isfile(sidecar_path(source)):
+                    _move(sidecar_path(source), sidecar_path(target))
+            except OSError as exc:
+                outcome.failed.append((source, _reason(exc)))
+                continue
+        outcome.placed.append(Placed(source, target, "move"))
+    return outcome
+
+
+def _move(source: str, target: str) -> None:
+    """Rename without replacing anything; across file systems copy (keeping mtime), verify, delete."""
+    if os.path.lexists(target):
+        raise FileExistsError(f"{target} exists")
+    try:
+        os.link(source, target)  # atomic and never replaces: then drop the old name
+        os.unlink(source)
+        return
+    except OSError as exc:
+        if exc.errno not in NO_HARD_LINKS:
+            raise
+    copy_new(source, target)
+    if not same_content(source, target):
+        os.unlink(target)
+        raise OSError(f"the copy of {source} differs from it; original kept")
+    os.unlink(source)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def inside(path: str, roots: Sequence[str]) -> bool:
+    """Whether ``path`` is one of ``roots`` or below one (an album there would be scanned as photos)."""
+    path = os.path.realpath(path)
+    for root in roots:
+        root = os.path.realpath(root)
+        if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
+            return True
+    return False

@@ -1,0 +1,178 @@
+"""``aesthete report``: a contact sheet in one HTML file that opens anywhere and can be mailed as is.
+
+Photos appear in score order with a thumbnail (JPEG, longer side :data:`THUMB_SIDE` px, embedded as a
+``data:`` URI), the predicted distribution as an inline SVG bar chart with the mean marked, mean, spread,
+technical quality and flags. A burst or near-duplicate group is one box, placed where its best frame
+ranks and holding all its frames in score order; the frame ``cull`` would keep is outlined.
+
+Thumbnails are made from the original with the same decoder ``score`` uses (EXIF orientation, colour
+profile to sRGB, reduced-size JPEG decoding), in parallel threads (Pillow releases the GIL while
+decoding). Images are ``loading="lazy"`` and cards use ``content-visibility: auto``, so a sheet of
+thousands of photos opens at once. Every name, path, EXIF string and label is HTML-escaped, and the page
+carries a Content-Security-Policy that forbids all scripts: a file called ``<img onerror=...>.jpg`` is
+shown as text, and nothing in the page can run or fetch anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from string import Template
+from typing import Any
+
+from PIL import Image
+
+from aesthete.decode import DecodeError, decode
+from aesthete.exif import exif_line
+from aesthete.groups import annotate, ensure_groups
+from aesthete.select import Ranking, last_run_scope, rank
+from aesthete.store import Store, now_iso
+
+THUMB_SIDE = 256
+THUMB_QUALITY = 80  # ~10-20 kB per thumbnail: a 3,000-photo sheet stays around 50 MB
+CHART_W, CHART_H = 256, 40
+
+
+@dataclass
+class Thumbnail:
+    uri: str | None  # data: URI of the JPEG, or None when the photo could not be read
+    width: int = 0
+    height: int = 0
+    problem: str | None = None
+
+
+def thumbnail(path: str) -> Thumbnail:
+    """A small upright sRGB JPEG of the photo at ``path``; never raises for a bad or vanished file."""
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read()
+        decoded = decode(data, target=_fit)
+    except OSError as exc:
+        return Thumbnail(None, problem=exc.strerror or str(exc))
+    except DecodeError as exc:
+        return Thumbnail(None, problem=str(exc))
+    image = decoded.image
+    image.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=THUMB_QUALITY, optimize=True)
+    uri = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return Thumbnail(uri, image.width, image.height)
+
+
+def _fit(width: int, height: int) -> tuple[int, int]:
+    """The decode size for a thumbnail: longer side THUMB_SIDE, never enlarged."""
+    scale = min(1.0, THUMB_SIDE / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def build_report(
+    store: Store, roots: Sequence[str] = (), *, model: str | None = None, workers: int | None = None
+) -> tuple[str, Ranking]:
+    """The HTML of the contact sheet of ``roots`` (or of the last ``score`` run's folders) and the ranking
+    it shows. ``workers`` threads make the thumbnails (default: one per core)."""
+    roots, model = last_run_scope(store, roots, model)
+    ranking = rank(store, roots, by="mean", model=model)
+    groups = ensure_groups(store)
+    blocks = list(_blocks(ranking.rows, groups))
+    ordered = [row for block in blocks for row in block]
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
+        thumbs = dict(zip((id(r) for r in ordered), pool.map(thumbnail, (r["real_path"] for r in ordered))))
+    places = {id(row): place for place, row in enumerate(ranking.rows, start=1)}
+    chunks = []
+    for block in blocks:
+        cards = "".join(_card(row, places[id(row)], thumbs[id(row)], ranking, best=len(block) > 1 and i == 0)
+                        for i, row in enumerate(block))  # fmt: skip
+        if len(block) == 1:
+            chunks.append(cards)
+        else:
+            label = f"group {block[0]['group']} · {len(block)} similar frames · outlined: the one cull keeps"
+            chunks.append(f'<section class="group" aria-label="{_e(label)}"><h2>{_e(label)}</h2>{cards}</section>')
+    template = Template(resources.files("aesthete").joinpath("templates/report.html").read_text("utf-8"))
+    page = template.substitute(
+        title=_e("aesthete contact sheet"), summary=_summary(ranking, roots, blocks), cards="\n".join(chunks)
+    )
+    return page, ranking
+
+
+def _blocks(rows: list[dict[str, Any]], groups: dict[str, tuple[int, int]]) -> Iterator[list[dict[str, Any]]]:
+    """Rows in score order, each group's members together at the place of its best member."""
+    members = annotate(rows, groups)
+    shown: set[int] = set()
+    for row in rows:
+        if row["group"] not in shown:
+            shown.add(row["group"])
+            yield members[row["group"]]
+
+
+def _summary(ranking: Ranking, roots: Sequence[str], blocks: list[list[dict[str, Any]]]) -> str:
+    basis = (
+        f"{ranking.key.model} mean score (weights {ranking.key.weights_id})"
+        if ranking.basis == "aesthetic"
+        else "technical quality (no aesthetic scores)"
+    )
+    grouped = [b for b in blocks if len(b) > 1]
+    lines = [
+        f"{len(ranking.rows)} photos in {', '.join(roots)}, ranked by {basis}.",
+        f"{len(grouped)} groups of similar frames ({sum(len(b) for b in grouped)} photos) are boxed.",
+        *ranking.notes,
+        f"Made {now_iso()}.",
+    ]
+    return "\n".join(f"<p>{_e(line)}</p>" for line in lines)
+
+
+def _card(row: dict[str, Any], place: int, thumb: Thumbnail, ranking: Ranking, *, best: bool) -> str:
+    name = os.path.basename(row["path"])
+    if thumb.uri:
+        image = (
+            f'<img src="{thumb.uri}" width="{thumb.width}" height="{thumb.height}" loading="lazy" '
+            f'decoding="async" alt="{_e(name)}">'
+        )
+    else:
+        image = f'<div class="missing">no preview: {_e(thumb.problem or "unreadable")}</div>'
+    if row.get("dist"):
+        chart = _chart(row["dist"], row["mean"])
+        numbers = f"mean {row['mean']:.2f} · spread {row['std']:.2f} · technical {row['technical']:.2f}"
+    else:
+        width = max(0.0, min(1.0, row["technical"] or 0.0)) * 100
+        chart = f'<div class="meter" title="technical quality"><span style="width:{width:.0f}%"></span></div>'
+        numbers = f"no aesthetic score · technical {row['technical'] or 0:.2f}"
+    flags = "".join(f'<span class="flag">{_e(flag)}</span>' for flag in row["flags"])
+    badge = '<span class="badge">best of group</span>' if best else ""
+    return (
+        f'<figure class="photo{" best" if best else ""}">'
+        f'<div class="thumb">{image}</div><figcaption>'
+        f'<div class="line"><span class="rank">#{place}</span>{badge}</div>'
+        f'<div class="name" title="{_e(row["path"])}">{_e(name)}</div>'
+        f'{chart}<div class="nums">{_e(numbers)}</div>'
+        f'<div>{flags}</div><div class="exif">{_e(exif_line(row))}</div>'
+        "</figcaption></figure>\n"
+    )
+
+
+def _chart(dist: list[float], mean: float) -> str:
+    """The distribution as SVG bars with the mean as a vertical line. Bins stand for scores 1..S, or
+    low/high (0, 1) for a two-bin model, as in :attr:`aesthete.models.base.AestheticModel.bin_values`."""
+    n = len(dist)
+    first, labels = (0.0, ["low", "high"]) if n == 2 else (1.0, [str(i + 1) for i in range(n)])
+    peak = max(dist) or 1.0
+    step = CHART_W / n
+    bars = "".join(
+        f'<rect x="{i * step + 1:.1f}" y="{CHART_H - p / peak * (CHART_H - 2):.1f}" '
+        f'width="{step - 2:.1f}" height="{p / peak * (CHART_H - 2):.1f}"><title>{label}: {p:.1%}</title></rect>'
+        for i, (label, p) in enumerate(zip(labels, dist))
+    )
+    x = (mean - first + 0.5) * step
+    return (
+        f'<svg class="dist" viewBox="0 0 {CHART_W} {CHART_H}" role="img" aria-label="score distribution">'
+        f'{bars}<line x1="{x:.1f}" x2="{x:.1f}" y1="0" y2="{CHART_H}"/></svg>'
+    )
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)

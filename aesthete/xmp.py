@@ -1,0 +1,184 @@
+"""XMP sidecars: the picks' ratings where photo managers look for them, without touching a photo.
+
+Naming: the sidecar of ``IMG_1.jpg`` is ``IMG_1.jpg.xmp`` (:func:`sidecar_path`). That is what darktable
+(``<basename>.<extension>.xmp``) and digiKam (its default) read and write, and what Immich and exiftool
+find; it also keeps ``IMG_1.jpg`` and ``IMG_1.png`` from sharing one sidecar. Adobe's convention,
+``IMG_1.xmp``, is used by Lightroom and Bridge only for camera RAW files; for JPEG, PNG, TIFF and WebP
+(everything aesthete scores) Lightroom reads XMP from inside the file and ignores sidecars, and writing
+into an original is what aesthete never does. Lightroom users import the exported album (the
+manifest says which photos were picked) or copy the sidecar into a copy with exiftool.
+
+What is written: ``xmp:Rating`` (an integer 0..5, the XMP basic schema) and optionally ``xmp:Label``
+(free text; Lightroom and Bridge show it as the colour label of that name). An existing sidecar is
+merged: it is parsed, those two properties are set where they already are (attribute or element form)
+or added to the first ``rdf:Description``, and every other element, attribute, namespace prefix and
+comment is written back as it was. A sidecar that does not parse as XMP is left untouched and reported.
+Writes are atomic (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aesthete.fileops import atomic_write
+
+PICK_RATING = 1
+"""Rating of a pick without ``--stars``: one star, the usual 'keeper' mark of a first culling pass, so
+the photographer's own 2-5 star grading of the keepers is still to come."""
+
+MAX_SIDECAR_BYTES = 16 << 20  # a sidecar with a long darktable history is ~100 kB; beyond this is not XMP
+
+X = "adobe:ns:meta/"
+RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+XMP = "http://ns.adobe.com/xap/1.0/"
+_PACKET_BEGIN = '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+_PACKET_END = '\n<?xpacket end="w"?>\n'
+_NEW_SIDECAR = (
+    f'<x:xmpmeta xmlns:x="{X}" x:xmptk="aesthete"><rdf:RDF xmlns:rdf="{RDF}">'
+    '<rdf:Description rdf:about=""/></rdf:RDF></x:xmpmeta>'
+)
+
+
+class _Builder(ET.TreeBuilder):
+    """A tree builder that keeps comments and remembers each namespace's prefix, so the merged sidecar
+    is written back with the prefixes it came with."""
+
+    def __init__(self) -> None:
+        super().__init__(insert_comments=True)
+        self.prefixes: dict[str, str] = {}  # URI -> prefix
+
+    def start_ns(self, prefix: str, uri: str) -> None:
+        self.prefixes.setdefault(uri, prefix)
+
+
+class XmpError(Exception):
+    """An existing sidecar that cannot be merged safely; the message says why, in one line."""
+
+
+@dataclass
+class SidecarResult:
+    photo: str
+    sidecar: str
+    status: str  # created | updated | unchanged | skipped (an unusable existing sidecar, left as it was)
+    message: str | None = None
+
+
+def sidecar_path(photo: str) -> str:
+    """``IMG_1.jpg`` -> ``IMG_1.jpg.xmp`` (darktable / digiKam naming; see the module docstring)."""
+    return photo + ".xmp"
+
+
+def quantile_stars(values: Sequence[float]) -> list[int]:
+    """1..5 stars per value by its quintile among ``values`` (mid-rank, so ties share their stars and a
+    lone photo gets 3): the top fifth of a shoot gets 5 stars, whatever the model's score scale."""
+    ordered = sorted(values)
+    n = len(ordered)
+    out = []
+    for value in values:
+        below, through = bisect_left(ordered, value), bisect_right(ordered, value)
+        out.append(min(5, 1 + int(5 * (below + (through - below) / 2) / n)))
+    return out
+
+
+def write_sidecar(photo: str, *, rating: int, label: str | None = None, dry_run: bool = False) -> SidecarResult:
+    """Set ``xmp:Rating`` (and ``xmp:Label`` when given) in ``photo``'s sidecar, creating or merging it."""
+    if not 0 <= rating <= 5:
+        raise ValueError(f"an XMP rating is 0..5, not {rating}")
+    path = sidecar_path(photo)
+    wanted = {f"{{{XMP}}}Rating": str(rating)}
+    if label is not None:
+        wanted[f"{{{XMP}}}Label"] = label
+    try:
+        existing = _read(path)
+    except XmpError as exc:
+        return SidecarResult(photo, path, "skipped", f"{path}: {exc}; left untouched")
+    tree, prefixes = existing if existing else (ET.fromstring(_NEW_SIDECAR), {X: "x", RDF: "rdf"})
+    try:
+        changed = _apply(tree, wanted)
+    except XmpError as exc:
+        return SidecarResult(photo, path, "skipped", f"{path}: {exc}; left untouched")
+    status = "unchanged" if existing and not changed else "updated" if existing else "created"
+    if not dry_run and status != "unchanged":
+        atomic_write(path, _serialise(tree, {XMP: "xmp", **prefixes}), overwrite=True)
+    return SidecarResult(photo, path, status)
+
+
+def _read(path: str) -> tuple[ET.Element, dict[str, str]] | None:
+    """The parsed sidecar and its namespace prefixes (URI -> prefix), or None when there is none."""
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_SIDECAR_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise XmpError(f"cannot read it ({exc.strerror})") from None
+    if len(data) > MAX_SIDECAR_BYTES:
+        raise XmpError(f"larger than {MAX_SIDECAR_BYTES >> 20} MiB, not an XMP sidecar")
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise XmpError("declares a DTD or entities, which XMP never does")
+    builder = _Builder()
+    parser = ET.XMLParser(target=builder)
+    try:
+        parser.feed(data)
+        root = parser.close()
+    except ET.ParseError as exc:
+        raise XmpError(f"not well-formed XML ({exc})") from None
+    if _descriptions(root) is None:
+        raise XmpError("no rdf:RDF element, so not an XMP packet")
+    return root, builder.prefixes
+
+
+def _descriptions(root: ET.Element) -> list[ET.Element] | None:
+    """The ``rdf:Description`` elements of the packet's ``rdf:RDF`` (None when there is no ``rdf:RDF``)."""
+    rdf = root if root.tag == f"{{{RDF}}}RDF" else root.find(f".//{{{RDF}}}RDF")
+    return None if rdf is None else rdf.findall(f"{{{RDF}}}Description")
+
+
+def _values(root: ET.Element, name: str) -> list[str]:
+    found = []
+    for description in _descriptions(root) or []:
+        if name in description.attrib:
+            found.append(description.attrib[name])
+        found += [(child.text or "").strip() for child in description.findall(name)]
+    return found
+
+
+def _apply(root: ET.Element, wanted: dict[str, str]) -> bool:
+    """Set each property where it already is (attribute or simple element), else as an attribute of the
+    first description. Returns whether anything changed."""
+    descriptions = _descriptions(root)
+    if descriptions is not None and not descriptions:
+        rdf = root if root.tag == f"{{{RDF}}}RDF" else root.find(f".//{{{RDF}}}RDF")
+        descriptions = [ET.SubElement(rdf, f"{{{RDF}}}Description", {f"{{{RDF}}}about": ""})]
+    changed = False
+    for name, value in wanted.items():
+        present = False
+        for description in descriptions or []:
+            if name in description.attrib:
+                present = True
+                changed |= description.attrib[name] != value
+                description.set(name, value)
+            for child in description.findall(name):
+                if len(child):
+                    raise XmpError(f"its {name.split('}')[1]} is a structure, not a simple value")
+                present = True
+                changed |= (child.text or "").strip() != value
+                child.text = value
+        if not present:
+            descriptions[0].set(name, value)
+            changed = True
+    return changed
+
+
+def _serialise(root: ET.Element, prefixes: dict[str, str]) -> bytes:
+    """The packet as UTF-8 bytes, each namespace under the prefix the sidecar used (ElementTree would
+    otherwise invent ``ns0``-style prefixes, which are legal but make the file harder to read by hand)."""
+    for uri, prefix in prefixes.items():
+        if prefix and not re.fullmatch(r"ns\d+", prefix):  # ElementTree reserves ns0, ns1...: it picks its own
+            ET.register_namespace(prefix, uri)
+    text = ET.tostring(root, encoding="unicode")
+    return (_PACKET_BEGIN + text + _PACKET_END).encode("utf-8")
