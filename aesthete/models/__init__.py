@@ -12,7 +12,7 @@ from aesthete.models.base import AestheticModel, Batch
 from aesthete.models.registry import UnknownModelError, get_model, list_models, register_model
 
 # Imported for their registrations. A module that fails to import is an error, never silently skipped.
-_MODEL_MODULES = ("nima", "hla_gcn")
+_MODEL_MODULES = ("nima", "hla_gcn", "mp_ada", "apm", "saf", "pear")
 for _module in _MODEL_MODULES:
     importlib.import_module(f"aesthete.models.{_module}")
 
