@@ -173,7 +173,8 @@ def test_cli_score_rank_show_cull(photos: Path, tmp_path: Path, tiny_checkpoints
     assert len(paths) == 7 and all(Path(p).exists() for p in paths)
     csv_out = runner.invoke(app, ["rank", "--db", db, "--csv", "--by", "sharpness"]).stdout.splitlines()
     assert csv_out[0].startswith("path,mean") and len(csv_out) == 8
-    show = runner.invoke(app, ["show", paths[0], "--db", db])
+    jpeg = next(p for p in paths if p.endswith(".jpg"))
+    show = runner.invoke(app, ["show", jpeg, "--db", db])
     assert show.exit_code == 0 and "mean" in show.stdout and "█" in show.stdout and "TestMake" in show.stdout
     culled = runner.invoke(app, ["cull", "--top", "2", "--db", db, "--paths"])
     assert culled.stdout.split() == paths[:2]

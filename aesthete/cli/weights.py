@@ -1,0 +1,139 @@
+"""``aesthete weights``: list, pull, add and verify checkpoints. Thin: ``aesthete.weights`` does the work.
+
+Exit codes: 0 done, 1 a file failed its sha256 check (``verify``, or a refused ``pull``), 2 bad input
+(unknown name, not a checkpoint, unusable registry, download failure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Column, Table
+
+from aesthete import weights
+from aesthete.checkpoint import CheckpointError
+from aesthete.cli.common import Exit, JsonOption, err, fail, out, print_json
+
+app = typer.Typer(
+    help="Registered weights: list them, download (pull), register your own checkpoints (add), verify files.",
+    no_args_is_help=True,
+)
+
+
+@contextmanager
+def _clean_errors() -> Iterator[None]:
+    """Library errors become one-line messages and exit codes, never tracebacks."""
+    try:
+        yield
+    except weights.ChecksumMismatch as exc:
+        fail(escape(str(exc)), Exit.SOME_FAILED)
+    except (weights.WeightsError, CheckpointError) as exc:
+        fail(escape(str(exc)))
+
+
+@app.command("list")
+def list_command(as_json: JsonOption = False) -> None:
+    """List the project's weights and your own, and whether each file is downloaded and verified."""
+    with _clean_errors():
+        entries = weights.list_weights()
+    if as_json:
+        print_json([entry.to_dict() for entry in entries])
+        return
+    name, source = Column("name", no_wrap=True), Column("source", overflow="fold")
+    table = Table(name, "kind", "model / backbone", "dataset", "available", source)
+    for entry in entries:
+        network = f"{entry.arch} ({entry.backbone})" if entry.arch and entry.backbone else entry.arch or entry.backbone
+        table.add_row(
+            escape(entry.name),
+            entry.kind,
+            escape(network or "-"),
+            escape(entry.dataset or "-"),
+            "[green]yes[/]" if entry.available else "no",
+            escape(entry.source or "-"),
+        )
+    out.print(table)
+
+
+@app.command("add")
+def add_command(
+    file: Annotated[Path, typer.Argument(help="An aesthete checkpoint (.safetensors), e.g. from `aesthete train`.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="The name to use it by: `score --weights NAME`.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Register a local checkpoint in your registry; it is copied into the cache, so the original can go."""
+    with _clean_errors():
+        entry = weights.add(file, name=name)
+    if as_json:
+        print_json(entry.to_dict())
+    else:
+        out.print(f"added {escape(entry.name)}: {entry.arch}, sha256 {(entry.sha256 or '')[:16]}, at {entry.path}")
+
+
+@app.command("pull")
+def pull_command(name: Annotated[str, typer.Argument(help="A name from `aesthete weights list`.")]) -> None:
+    """Download registered weights into the cache, checking their sha256; prints the file's path.
+
+    An interrupted download resumes where it stopped when run again.
+    """
+    with _clean_errors(), _progress(name) as progress:
+        path = weights.pull(name, progress=progress)
+    out.print(str(path), highlight=False, markup=False)
+
+
+@contextmanager
+def _progress(name: str) -> Iterator[Callable[[int, int | None], None]]:
+    """A byte-level progress bar on stderr (stdout carries only the result), shown once bytes flow."""
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    )
+    tasks: list[TaskID] = []
+
+    def update(done: int, total: int | None) -> None:
+        if not tasks:
+            progress.start()
+            tasks.append(progress.add_task(escape(name), total=total))
+        progress.update(tasks[0], completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        progress.stop()
+
+
+@app.command("verify")
+def verify_command(
+    name: Annotated[str | None, typer.Argument(help="One name; default: every downloaded or added file.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Rehash downloaded and added weights; exit code 1 if any file is missing or changed."""
+    with _clean_errors():
+        results = weights.verify(name)
+    if as_json:
+        print_json([{"name": entry, "ok": ok, "reason": reason} for entry, ok, reason in results])
+    elif not results:
+        err.print("nothing to verify: no weights are downloaded or added")
+    else:
+        for entry, ok, reason in results:
+            status = "[green]ok[/]    " if ok else "[red]FAILED[/]"
+            out.print(f"{status} {escape(entry)}: {escape(reason)}")
+    if not all(ok for _, ok, _ in results):
+        raise typer.Exit(int(Exit.SOME_FAILED))

@@ -1,0 +1,177 @@
+"""EXIF -> a small typed record: when, with what, and how a photo was taken.
+
+Camera metadata is written by thousands of firmwares and editors, and much of it is wrong, so every
+field is validated on its own and falls back to ``None``; :func:`read_exif` never raises. Only the
+main IFD and the Exif sub-IFD are read (``details=False`` skips maker notes, which are slow and the
+usual source of parser crashes).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import exifread
+
+# exifread logs a warning for every file without EXIF (every PNG, most edited JPEGs). Missing or
+# broken EXIF is an ordinary outcome here, reported as None fields, so keep that noise off stderr.
+logging.getLogger("exifread").setLevel(logging.ERROR)
+
+_DATE_RE = re.compile(r"\s*(\d{4})[:\-/.](\d{1,2})[:\-/.](\d{1,2})[ T](\d{1,2}):(\d{2}):(\d{2})")
+_TIME_TAGS = ("EXIF DateTimeOriginal", "EXIF DateTimeDigitized", "Image DateTime")
+# 0x8827 (called PhotographicSensitivity since EXIF 2.3), then the REI some cameras write beside it.
+_ISO_TAGS = ("EXIF ISOSpeedRatings", "EXIF RecommendedExposureIndex")
+
+
+@dataclass
+class ExifInfo:
+    """What the cache stores and ``rank``/``cull`` filter on; every field may be ``None``."""
+
+    capture_time: str | None = None  # ISO 8601 local time, 'YYYY-MM-DDTHH:MM:SS' (no zone, no subseconds)
+    make: str | None = None
+    camera: str | None = None  # the EXIF Model
+    lens: str | None = None
+    focal_length: float | None = None  # mm, as recorded (not 35 mm equivalent)
+    f_number: float | None = None
+    exposure_time: float | None = None  # seconds
+    iso: int | None = None
+    orientation: int | None = None  # 1..8
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, ready for a database row or JSON."""
+        return asdict(self)
+
+
+def read_exif(data: bytes) -> ExifInfo:
+    """Parse the EXIF in a photo's bytes (JPEG, TIFF, PNG, WebP, HEIC); garbage gives ``None`` fields."""
+    try:
+        tags = _process(data)
+        if not tags and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            tags = _process(_webp_exif(data))
+    except Exception:  # exifread raises many types on malformed input; no EXIF is the honest answer
+        return ExifInfo()
+    iso = next((v for v in (_int(tags.get(name)) for name in _ISO_TAGS) if v is not None), None)
+    orientation = _int(tags.get("Image Orientation"))
+    return ExifInfo(
+        capture_time=next((t for t in (_datetime(tags.get(name)) for name in _TIME_TAGS) if t), None),
+        make=_text(tags.get("Image Make")),
+        camera=_text(tags.get("Image Model")),
+        lens=_text(tags.get("EXIF LensModel")),
+        focal_length=_positive(tags.get("EXIF FocalLength")),
+        f_number=_positive(tags.get("EXIF FNumber")),
+        exposure_time=_positive(tags.get("EXIF ExposureTime")),
+        iso=iso,
+        orientation=orientation if orientation is not None and 1 <= orientation <= 8 else None,
+    )
+
+
+def _process(data: bytes) -> dict[str, Any]:
+    tags = exifread.process_file(io.BytesIO(data), details=False, extract_thumbnail=False)
+    return tags if isinstance(tags, dict) else {}
+
+
+def _webp_exif(data: bytes) -> bytes:
+    """The TIFF-format payload of a WebP's EXIF chunk.
+
+    exifread expects the chunk to start with ``Exif\\0\\0`` as in JPEG, but the WebP container spec
+    (and Pillow, libwebp) store the bare TIFF header, which exifread then misreads as empty.
+    """
+    offset = 12
+    while offset + 8 <= len(data):
+        kind, size = data[offset : offset + 4], int.from_bytes(data[offset + 4 : offset + 8], "little")
+        if kind == b"EXIF":
+            payload = data[offset + 8 : offset + 8 + size]
+            return payload[6:] if payload.startswith(b"Exif\x00\x00") else payload
+        offset += 8 + size + (size & 1)  # chunks are padded to even sizes
+    return b""
+
+
+def _first(tag: Any) -> Any:
+    """The first value of an exifread tag (values are lists, strings, or tuples for doubles)."""
+    values = getattr(tag, "values", None)
+    while isinstance(values, (list, tuple)):
+        if not values:
+            return None
+        values = values[0]
+    return values
+
+
+def _text(tag: Any) -> str | None:
+    values = getattr(tag, "values", None)
+    if isinstance(values, bytes):
+        values = values.decode("utf-8", "replace")
+    if not isinstance(values, str):
+        return None
+    text = " ".join(values.replace("\x00", " ").split())
+    return text or None
+
+
+def _positive(tag: Any) -> float | None:
+    """A strictly positive, finite number; cameras write 0 (or 0/0) for 'unknown'."""
+    try:
+        value = float(_first(tag))
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def _int(tag: Any) -> int | None:
+    value = _positive(tag)
+    return round(value) if value is not None and value < 2**31 else None
+
+
+def _datetime(tag: Any) -> str | None:
+    text = _text(tag)
+    match = _DATE_RE.match(text) if text else None
+    if not match:
+        return None
+    try:
+        return datetime(*(int(g) for g in match.groups())).isoformat()
+    except ValueError:  # '0000:00:00 00:00:00' and other impossible dates
+        return None
+
+
+def exif_line(info: dict[str, Any]) -> str:
+    """One human line, e.g. ``Canon EOS R5 · RF24-70mm · 50 mm · f/2.8 · 1/250 s · ISO 400 · 2024-05-01 12:00``.
+
+    Takes the dict form (a cache row or :meth:`ExifInfo.to_dict`); missing fields are left out.
+    """
+    parts: list[str] = []
+    camera, make = info.get("camera"), info.get("make")
+    make_word = make.split()[0] if make and make.split() else ""
+    if camera and make_word and not camera.casefold().startswith(make_word.casefold()):
+        camera = f"{make} {camera}"  # 'ILCE-7M3' alone says less than 'SONY ILCE-7M3'
+    if camera or make:
+        parts.append(camera or make)
+    if info.get("lens"):
+        parts.append(info["lens"])
+    if info.get("focal_length"):
+        parts.append(f"{_num(info['focal_length'])} mm")
+    if info.get("f_number"):
+        parts.append(f"f/{_num(info['f_number'])}")
+    if info.get("exposure_time"):
+        parts.append(_shutter(info["exposure_time"]))
+    if info.get("iso"):
+        parts.append(f"ISO {info['iso']}")
+    if info.get("capture_time"):
+        parts.append(str(info["capture_time"])[:16].replace("T", " "))
+    return " · ".join(parts)
+
+
+def _shutter(seconds: float) -> str:
+    """Photographers' notation: 1/250 s for short exposures, 0.4 s or 2 s otherwise."""
+    if seconds < 1:
+        denominator = 1 / seconds
+        if abs(denominator - round(denominator)) < 0.02 * denominator:
+            return f"1/{round(denominator)} s"
+    return f"{_num(seconds)} s"
+
+
+def _num(value: float) -> str:
+    """One decimal at most, no trailing zeros, never scientific: 50, 2.8, 0.4, 1200."""
+    return f"{round(float(value), 1):g}" if value >= 1e-1 else f"{value:.2g}"

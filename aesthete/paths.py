@@ -1,0 +1,66 @@
+"""Where aesthete keeps its files, following the platform's conventions (XDG on Linux) via platformdirs.
+
+Each location can be moved with an environment variable, so tests and sandboxes never touch the real
+home directory. Directories are created when asked for (``create=True``), never at import, and
+readers pass ``create=False`` so that merely listing things works on a read-only home.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "aesthete"
+
+
+def _location(env: str, default: Callable[..., str], create: bool) -> Path:
+    value = os.environ.get(env)
+    path = Path(value).expanduser() if value else Path(default(APP_NAME, appauthor=False))
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir(*, create: bool = True) -> Path:
+    """User data (the score database): ``$AESTHETE_DATA_DIR`` or e.g. ``~/.local/share/aesthete``."""
+    return _location("AESTHETE_DATA_DIR", platformdirs.user_data_dir, create)
+
+
+def cache_dir(*, create: bool = True) -> Path:
+    """Re-creatable files (downloaded weights): ``$AESTHETE_CACHE_DIR`` or e.g. ``~/.cache/aesthete``."""
+    return _location("AESTHETE_CACHE_DIR", platformdirs.user_cache_dir, create)
+
+
+def config_dir(*, create: bool = True) -> Path:
+    """User settings (the user's weights registry): ``$AESTHETE_CONFIG_DIR`` or e.g. ``~/.config/aesthete``."""
+    return _location("AESTHETE_CONFIG_DIR", platformdirs.user_config_dir, create)
+
+
+def default_db_path(*, create: bool = True) -> Path:
+    """The score database: ``$AESTHETE_DB`` if set, else ``aesthete.db`` in the data directory.
+
+    With ``create`` the parent directory of the file is made, so opening the database can succeed.
+    """
+    value = os.environ.get("AESTHETE_DB")
+    if not value:
+        return data_dir(create=create) / "aesthete.db"
+    path = Path(value).expanduser()
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def weights_cache_dir(*, create: bool = True) -> Path:
+    """Downloaded and added checkpoint files: ``weights`` in the cache directory."""
+    path = cache_dir(create=create) / "weights"
+    if create:
+        path.mkdir(exist_ok=True)
+    return path
+
+
+def user_registry_path(*, create: bool = True) -> Path:
+    """The user's own weights registry (written by ``aesthete weights add``)."""
+    return config_dir(create=create) / "weights.toml"

@@ -1,0 +1,651 @@
+"""Known weights: the project's ``weights.toml``, the user's own registry, downloads and verification.
+
+A file counts as present only once its sha256 matches the registry: downloads stream into ``.part``
+files, are hashed before an atomic rename, and a mismatch is deleted, never cached. Digests of files
+already checked are remembered by (path, size, mtime, inode) in a small JSON file in the cache
+directory, so ``list`` and ``score --weights FILE`` do not rehash hundreds of megabytes each time;
+``verify`` always rehashes.
+
+Torch-free on purpose: scoring resolves its weights (and their id, part of the score cache key) on the
+rescan path, which must not pay for ``import torch``. Checkpoint headers are read with
+``aesthete.checkpoint.read_meta``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import re
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from email.message import Message as HTTPMessage
+from pathlib import Path
+from typing import IO, Any, BinaryIO, Literal
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+from aesthete import paths
+from aesthete.checkpoint import CheckpointError, read_meta
+
+Kind = Literal["aesthetic", "backbone"]
+Origin = Literal["project", "user"]
+ProgressFn = Callable[[int, int | None], None]
+
+DEFAULT_SIZE_CAP = 4 * 1024**3  # a download with no registered size may not exceed 4 GiB
+CHUNK = 1024 * 1024
+TIMEOUT_S = 60.0
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+HEX_RE = re.compile(r"[0-9a-f]+")
+
+_FIELD_TYPES: dict[str, type] = {
+    "kind": str,
+    "arch": str,
+    "backbone": str,
+    "dataset": str,
+    "bins": int,
+    "url": str,
+    "sha256": str,
+    "sha256_prefix": str,
+    "size": int,
+    "license": str,
+    "source": str,
+    "metrics": dict,
+    "policy": str,
+    "path": str,
+    "added": str,
+}
+
+
+class WeightsError(Exception):
+    """Weights that cannot be used, found or fetched; the message says why in one line."""
+
+
+class UnknownWeights(WeightsError):
+    """A name that no registry lists."""
+
+
+class WeightsNotAvailable(WeightsError):
+    """A registered name whose file is not (or no longer) present and verified."""
+
+
+class ChecksumMismatch(WeightsError):
+    """A file whose sha256 is not the registered one: refused, and not cached."""
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One registered set of weights; ``path`` is where its verified file lives (or will, once pulled)."""
+
+    name: str
+    kind: Kind
+    origin: Origin
+    path: Path
+    url: str | None = None
+    sha256: str | None = None
+    sha256_prefix: str | None = None
+    arch: str | None = None
+    backbone: str | None = None
+    dataset: str | None = None
+    bins: int | None = None
+    size: int | None = None
+    license: str | None = None
+    source: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    policy: str | None = None
+    added: str | None = None
+    available: bool = False
+
+    def matches(self, digest: str) -> bool:
+        """Whether a file with this sha256 is these weights (the full digest if known, else the prefix)."""
+        if self.sha256:
+            return digest == self.sha256
+        return self.sha256_prefix is not None and digest.startswith(self.sha256_prefix)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "path": str(self.path)}
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """A verified aesthetic checkpoint ready to load: its file, display name, digest and header."""
+
+    path: Path
+    name: str
+    sha256: str
+    meta: dict[str, Any]
+
+    @property
+    def weights_id(self) -> str:
+        """The id scores are cached under: the same bytes give the same id whatever the file is called."""
+        return self.sha256[:16]
+
+
+# --- registries --------------------------------------------------------------------------------------
+
+
+def project_registry_path() -> Path:
+    """The project's ``weights.toml``: packaged beside the code in an installed wheel, else at the root
+    of the source checkout (editable installs and running from the repository)."""
+    package_dir = Path(__file__).resolve().parent
+    packaged = package_dir / "weights.toml"
+    return packaged if packaged.is_file() else package_dir.parent / "weights.toml"
+
+
+def list_weights() -> list[WeightsEntry]:
+    """Every registered entry, project first then user, with ``available`` telling whether its file is
+    present and matches its digest (checked lazily: a digest computed before is reused while the file's
+    size and mtime are unchanged)."""
+    return [replace(entry, available=_verified_digest(entry) is not None) for entry in _all_entries()]
+
+
+def _all_entries() -> list[WeightsEntry]:
+    registry = project_registry_path()
+    if not registry.is_file():
+        raise WeightsError(f"{registry}: the project's weights registry is missing (an installation problem)")
+    project = _read_registry(registry, "project")
+    user = _read_registry(paths.user_registry_path(create=False), "user")
+    taken = {entry.name for entry in project}
+    for entry in user:
+        if entry.name in taken:
+            raise WeightsError(
+                f"{paths.user_registry_path(create=False)}: {entry.name!r} is also a project entry; rename it"
+            )
+    return project + user
+
+
+def _lookup(name: str) -> WeightsEntry:
+    entries = _all_entries()
+    for entry in entries:
+        if entry.name == name:
+            return entry
+    known = ", ".join(entry.name for entry in entries) or "none"
+    raise UnknownWeights(f"unknown weights {name!r} (known: {known}); see `aesthete weights list`")
+
+
+def _read_registry(path: Path, origin: Origin) -> list[WeightsEntry]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise WeightsError(f"{path}: unreadable weights registry ({exc})") from None
+    tables = data.get("weights", {})
+    if not isinstance(tables, dict) or set(data) - {"weights"}:
+        raise WeightsError(f"{path}: a weights registry holds only [weights.NAME] tables")
+    return [_parse_entry(path, origin, name, table) for name, table in tables.items()]
+
+
+def _parse_entry(registry: Path, origin: Origin, name: str, table: Any) -> WeightsEntry:
+    """Validate one table strictly, so a typo (``sha265``) is an error rather than an unchecked download."""
+
+    def bad(reason: str) -> WeightsError:
+        return WeightsError(f"{registry}: [weights.{name}] {reason}")
+
+    if not isinstance(table, dict):
+        raise bad("is not a table")
+    if not NAME_RE.fullmatch(name):
+        raise bad("has a name that is not letters, digits and ._+-")
+    for key, value in table.items():
+        expected = _FIELD_TYPES.get(key)
+        if expected is None:
+            raise bad(f"has an unknown field {key!r}")
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise bad(f"field {key!r} has the wrong type")
+    kind = table.get("kind")
+    if kind not in ("aesthetic", "backbone"):
+        raise bad('needs kind = "aesthetic" or "backbone"')
+    sha256, prefix = table.get("sha256"), table.get("sha256_prefix")
+    if sha256 is not None and not (len(sha256) == 64 and HEX_RE.fullmatch(sha256)):
+        raise bad("sha256 must be 64 lowercase hex digits")
+    if prefix is not None and not (8 <= len(prefix) <= 64 and HEX_RE.fullmatch(prefix)):
+        raise bad("sha256_prefix must be 8 to 64 lowercase hex digits")
+    if not (sha256 or prefix):
+        raise bad("needs sha256 (or sha256_prefix)")
+    if kind == "aesthetic" and not (table.get("arch") and table.get("bins") and sha256):
+        raise bad("an aesthetic entry needs arch, bins and the full sha256")
+    if kind == "backbone" and not table.get("backbone"):
+        raise bad("a backbone entry needs backbone")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in table.get("metrics", {}).values()):
+        raise bad("metrics must be numbers")
+    if origin == "user":
+        if not (table.get("path") and sha256):
+            raise bad("a user entry needs path and sha256")
+        location = Path(table["path"]).expanduser()
+    else:
+        if not table.get("url") or "path" in table:
+            raise bad("a project entry needs url (and has no path: its file goes to the cache)")
+        location = _download_path(name, kind, table["url"], sha256)
+    fields = {key: value for key, value in table.items() if key not in ("kind", "path")}
+    return WeightsEntry(name=name, kind=kind, origin=origin, path=location, **fields)
+
+
+def _download_path(name: str, kind: Kind, url: str, sha256: str | None) -> Path:
+    """Backbones keep the publisher's file name (torchvision's embeds the hash prefix); aesthetic
+    checkpoints are named like added ones, by digest and name."""
+    directory = paths.weights_cache_dir(create=False)
+    if kind == "aesthetic":
+        assert sha256 is not None, "validated by _parse_entry"
+        return directory / f"{sha256[:16]}-{name}.safetensors"
+    filename = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
+    if not filename:
+        raise WeightsError(f"[weights.{name}] url {url!r} names no file")
+    return directory / filename
+
+
+# --- digests -----------------------------------------------------------------------------------------
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _hash_cache_path(*, create: bool = False) -> Path:
+    return paths.cache_dir(create=create) / "sha256-cache.json"
+
+
+def _stat_key(stat: os.stat_result) -> list[int]:
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+
+def _load_hash_cache() -> dict[str, Any]:
+    try:
+        data = json.loads(_hash_cache_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _remember_digest(path: Path, stat: os.stat_result, digest: str) -> None:
+    """Record a digest; the cache is an optimisation, so failing to write it is not an error."""
+    cache = {key: value for key, value in _load_hash_cache().items() if os.path.exists(key)}
+    cache[str(path)] = {"stat": _stat_key(stat), "sha256": digest}
+    with contextlib.suppress(OSError):
+        _atomic_write_text(_hash_cache_path(create=True), json.dumps(cache, indent=0, sort_keys=True))
+
+
+def file_sha256(path: str | Path, *, recheck: bool = False) -> str:
+    """sha256 of a file, reusing the digest remembered for it while its size, mtime and inode are unchanged."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    remembered = _load_hash_cache().get(str(path))
+    if not recheck and isinstance(remembered, dict) and remembered.get("stat") == _stat_key(stat):
+        return str(remembered["sha256"])
+    digest = _hash_file(path)
+    _remember_digest(path, stat, digest)
+    return digest
+
+
+def _verified_digest(entry: WeightsEntry, *, recheck: bool = False) -> str | None:
+    """The digest of the entry's file if it is present and is the registered file, else None."""
+    try:
+        digest = file_sha256(entry.path, recheck=recheck)
+    except OSError:
+        return None
+    return digest if entry.matches(digest) else None
+
+
+# --- resolving ---------------------------------------------------------------------------------------
+
+
+def resolve_weights(spec: str, *, arch: str | None = None) -> ResolvedWeights:
+    """Aesthetic weights by registered NAME or checkpoint PATH (a name wins; write ``./NAME`` for a file).
+
+    ``arch``, when given, must be the checkpoint's architecture. Raises ``UnknownWeights``,
+    ``WeightsNotAvailable``, ``WeightsError``, or ``CheckpointError`` for a file that is not an aesthete
+    checkpoint.
+    """
+    entries = _all_entries()
+    entry = next((e for e in entries if e.name == spec), None)
+    if entry is not None:
+        return _resolve_entry(entry, arch)
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        if path.exists():
+            raise WeightsError(f"{spec}: not a checkpoint file")
+        if "/" in spec or os.sep in spec or path.suffix in (".safetensors", ".pth", ".pt"):
+            raise WeightsError(f"{spec}: no such file")
+        known = ", ".join(e.name for e in entries if e.kind == "aesthetic") or "none yet"
+        raise UnknownWeights(
+            f"unknown weights {spec!r} (aesthetic weights known: {known}); see `aesthete weights list`"
+        )
+    meta = read_meta(path)
+    if arch and meta["arch"] != arch:
+        raise WeightsError(f"{spec}: a {meta['arch']} checkpoint, not {arch}")
+    digest = file_sha256(path)
+    registered = next((e.name for e in entries if e.kind == "aesthetic" and e.matches(digest)), None)
+    return ResolvedWeights(path=path.resolve(), name=registered or path.name, sha256=digest, meta=meta)
+
+
+def _resolve_entry(entry: WeightsEntry, arch: str | None) -> ResolvedWeights:
+    if entry.kind != "aesthetic":
+        raise WeightsError(f"{entry.name!r} are ImageNet {entry.backbone} weights for training, not for scoring")
+    if arch and entry.arch != arch:
+        raise WeightsError(f"weights {entry.name!r} are for model {entry.arch!r}, not {arch!r}")
+    digest = _verified_digest(entry)
+    if digest is None:
+        raise WeightsNotAvailable(_not_available_message(entry))
+    return ResolvedWeights(path=entry.path, name=entry.name, sha256=digest, meta=read_meta(entry.path))
+
+
+def _not_available_message(entry: WeightsEntry) -> str:
+    ways = (
+        f"`aesthete weights add FILE --name N` to register a local checkpoint, "
+        f"or `aesthete train {entry.arch} ...` to train one"
+    )
+    if entry.origin == "user":
+        return f"weights {entry.name!r}: {entry.path} is missing or changed; use {ways}"
+    return f"weights {entry.name!r} are not downloaded: run `aesthete weights pull {entry.name}`, or use {ways}"
+
+
+def default_weights_for(arch: str) -> ResolvedWeights | None:
+    """The weights ``score`` uses when none are named: the first available aesthetic entry for ``arch``,
+    user entries (in the order they were added) before project ones. None when there are none."""
+    entries = _all_entries()
+    ordered = [e for e in entries if e.origin == "user"] + [e for e in entries if e.origin == "project"]
+    for entry in ordered:
+        if entry.kind == "aesthetic" and entry.arch == arch and _verified_digest(entry):
+            return _resolve_entry(entry, arch)
+    return None
+
+
+def backbone_weights_path(backbone: str) -> Path | None:
+    """The pulled, verified ImageNet file for a torchvision backbone (training's initialisation), if any."""
+    for entry in _all_entries():
+        if entry.kind == "backbone" and entry.backbone == backbone and _verified_digest(entry):
+            return entry.path
+    return None
+
+
+def verify(name: str | None = None) -> list[tuple[str, bool, str]]:
+    """Rehash cached files: (name, ok, reason) for the named entry, or for every entry with a file to
+    check (user entries always: theirs is the only copy; project entries once pulled)."""
+    entries = [_lookup(name)] if name else _all_entries()
+    results = []
+    for entry in entries:
+        if not entry.path.is_file():
+            if entry.origin == "user":
+                results.append((entry.name, False, f"{entry.path} is missing"))
+            elif name:
+                results.append((entry.name, False, "not downloaded"))
+            continue
+        digest = _verified_digest(entry, recheck=True)
+        results.append((entry.name, True, "sha256 ok") if digest else (entry.name, False, "sha256 mismatch"))
+    return results
+
+
+# --- adding ------------------------------------------------------------------------------------------
+
+
+def add(file: str | Path, *, name: str) -> WeightsEntry:
+    """Register a local aesthete checkpoint under ``name`` in the user's registry.
+
+    The file is copied (and hashed in the same pass) into the weights cache, so later moving or deleting
+    the original does not break it. Adding the same bytes under the same name again is a no-op; a name
+    already used for other weights is refused. Raises ``CheckpointError`` for a file that is not an
+    aesthete checkpoint (pickles included: they are never read).
+    """
+    from aesthete.preprocess import InputPolicy  # numpy and PIL: only `add` needs them, not `list` or `pull`
+
+    if not NAME_RE.fullmatch(name):
+        raise WeightsError(f"{name!r}: a weights name is letters, digits and ._+- (at most 100 characters)")
+    source = Path(file).expanduser()
+    meta = read_meta(source)
+    existing = next((e for e in _all_entries() if e.name == name), None)
+    if existing is not None and existing.origin == "project":
+        raise WeightsError(f"{name!r} is a project entry (weights.toml); choose another --name")
+    directory = paths.weights_cache_dir()
+    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=".add-", suffix=".part")
+    tmp_path = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as tmp, source.open("rb") as handle:
+            digest = _copy_hashing(handle, tmp)
+            os.fsync(tmp.fileno())
+        if existing is not None and existing.sha256 != digest:
+            raise WeightsError(
+                f"{name!r} already names other weights (sha256 {(existing.sha256 or '')[:16]}); "
+                f"choose another --name or remove it from {paths.user_registry_path(create=False)}"
+            )
+        if existing is not None and _verified_digest(existing):
+            return replace(existing, available=True)
+        read_meta(tmp_path)  # the copy, not only the original, must be a checkpoint
+        dest = existing.path if existing is not None else directory / f"{digest[:16]}-{name}.safetensors"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp_path, dest)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+    _remember_digest(dest.resolve(), dest.stat(), digest)
+    if existing is not None:  # its file was missing and has been restored
+        return replace(existing, available=True)
+    record = {
+        "kind": "aesthetic",
+        "arch": meta["arch"],
+        "backbone": meta["config"].get("backbone"),
+        "dataset": meta.get("dataset"),
+        "bins": meta["bins"],
+        "policy": InputPolicy.from_dict(meta["policy"]).key,
+        "sha256": digest,
+        "path": str(dest.resolve()),
+        "source": _printable(str(source.resolve())),
+        "added": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    _append_user_entry(name, {key: value for key, value in record.items() if value is not None})
+    return replace(_lookup(name), available=True)
+
+
+def _copy_hashing(source: BinaryIO, dest: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    while chunk := source.read(CHUNK):
+        digest.update(chunk)
+        dest.write(chunk)
+    dest.flush()
+    return digest.hexdigest()
+
+
+def _append_user_entry(name: str, fields: dict[str, str | int]) -> None:
+    """Append one table to the user's registry, keeping whatever the user wrote there by hand."""
+    registry = paths.user_registry_path()
+    try:
+        text = registry.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = "# Weights registered with `aesthete weights add`; edit freely (aesthete only appends).\n"
+    lines = [f'\n[weights."{name}"]'] + [f"{key} = {_toml_value(value)}" for key, value in fields.items()]
+    _atomic_write_text(registry, text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
+
+
+def _toml_value(value: str | int) -> str:
+    if isinstance(value, int):
+        return str(value)
+    out = []
+    for char in value:
+        code = ord(char)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04X}")
+        elif 0xD800 <= code <= 0xDFFF:
+            raise WeightsError(f"{value!r}: not valid Unicode, cannot be recorded in the registry")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def _printable(text: str) -> str:
+    """A path as valid Unicode (file names that are not UTF-8 get U+FFFD), so it can go into TOML."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        try:
+            tmp.write(text)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        except BaseException:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise
+    os.replace(tmp.name, path)
+
+
+# --- downloading -------------------------------------------------------------------------------------
+
+
+def pull(name: str, *, progress: ProgressFn | None = None) -> Path:
+    """Download a registered entry into the cache and return its verified file.
+
+    Supported URLs: ``https://``; ``file://`` (local copies); ``http://`` only to a loopback host (a
+    mirror or test server on this machine), since plain HTTP elsewhere could be tampered with. An
+    interrupted download leaves ``<file>.part``, resumed with a Range request next time (from zero if
+    the server does not honour it). The sha256 is checked before the file takes its final name; a
+    mismatch deletes it and raises ``ChecksumMismatch``. ``progress(done, total)`` gets byte counts.
+    """
+    entry = _lookup(name)
+    if entry.url is None:
+        raise WeightsError(f"{name!r} is a local checkpoint (added from {entry.source}); there is nothing to pull")
+    if _verified_digest(entry):
+        return entry.path
+    paths.weights_cache_dir()
+    part = entry.path.with_name(entry.path.name + ".part")
+    cap = entry.size + entry.size // 10 if entry.size else DEFAULT_SIZE_CAP
+    try:
+        _download(entry.url, part, cap, progress)
+        digest = _hash_file(part)
+    except urllib.error.HTTPError as exc:
+        raise WeightsError(f"download of {name!r} failed: {entry.url} answered HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise WeightsError(f"download of {name!r} failed: cannot reach {entry.url} ({exc.reason})") from None
+    except (OSError, http.client.HTTPException) as exc:
+        reason = str(exc) or exc.__class__.__name__
+        raise WeightsError(
+            f"download of {name!r} interrupted ({reason}); run `aesthete weights pull {name}` again to resume"
+        ) from None
+    if not entry.matches(digest):
+        part.unlink(missing_ok=True)
+        expected = entry.sha256 or f"{entry.sha256_prefix}..."
+        raise ChecksumMismatch(
+            f"download of {name!r} refused: sha256 {digest} is not the registered {expected}; nothing was cached"
+        )
+    if entry.kind == "aesthetic":
+        meta = _checked_meta(part, entry)
+        if meta["arch"] != entry.arch or meta["bins"] != entry.bins:
+            part.unlink(missing_ok=True)
+            raise WeightsError(f"{name!r}: the file is a {meta['arch']} checkpoint, the registry says {entry.arch}")
+    os.replace(part, entry.path)
+    _remember_digest(entry.path.resolve(), entry.path.stat(), digest)
+    return entry.path
+
+
+def _checked_meta(part: Path, entry: WeightsEntry) -> dict[str, Any]:
+    try:
+        return read_meta(part)
+    except CheckpointError:
+        part.unlink(missing_ok=True)
+        raise WeightsError(f"{entry.name!r}: the downloaded file is not an aesthete checkpoint") from None
+
+
+def _check_url(url: str) -> urllib.parse.SplitResult:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" or parts.scheme == "file":
+        return parts
+    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
+        return parts
+    raise WeightsError(f"{url}: refused; weights download over https (or file://, or http from this machine)")
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to URLs that would be accepted directly (no https -> http downgrade)."""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: HTTPMessage, newurl: str
+    ) -> urllib.request.Request | None:
+        _check_url(newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _download(url: str, part: Path, cap: int, progress: ProgressFn | None) -> None:
+    parts = _check_url(url)
+    offset = part.stat().st_size if part.exists() else 0
+    if parts.scheme == "file":
+        local = urllib.request.url2pathname(parts.path)
+        try:
+            source = open(local, "rb")  # noqa: SIM115 - closed by the with below; open errors are the URL's fault
+        except OSError as exc:
+            raise WeightsError(f"{url}: cannot read {local} ({exc.strerror or exc})") from None
+        with source:
+            total = os.fstat(source.fileno()).st_size
+            offset = offset if offset <= total else 0
+            source.seek(offset)
+            _stream(source, part, offset, total, cap, progress)
+        return
+    handlers: list[urllib.request.BaseHandler] = [_CheckedRedirects()]
+    if parts.hostname in LOOPBACK_HOSTS:
+        handlers.append(urllib.request.ProxyHandler({}))  # a loopback address never goes through a proxy
+    opener = urllib.request.build_opener(*handlers)
+    request = urllib.request.Request(url, headers={"User-Agent": "aesthete"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = opener.open(request, timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 416 or not offset:  # 416: the .part may already be whole; its hash decides
+            raise
+        return
+    with response:
+        length = response.headers.get("Content-Length")
+        if response.status == 206:
+            if _range_start(response.headers.get("Content-Range")) != offset:
+                part.unlink(missing_ok=True)
+                raise ConnectionError("the server sent another range than asked; the next pull starts afresh")
+            total = offset + int(length) if length else None
+        else:  # 200: the whole file, so the .part starts again from zero
+            offset, total = 0, int(length) if length else None
+        _stream(response, part, offset, total, cap, progress)
+
+
+def _range_start(content_range: str | None) -> int | None:
+    match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", (content_range or "").strip())
+    return int(match.group(1)) if match else None
+
+
+def _stream(
+    source: BinaryIO, part: Path, offset: int, total: int | None, cap: int, progress: ProgressFn | None
+) -> None:
+    """Append ``source`` to ``part`` from ``offset`` (0 truncates), refusing to grow past ``cap``."""
+    if total is not None and total > cap:
+        part.unlink(missing_ok=True)
+        raise WeightsError(f"download refused: {total} bytes is more than the {cap} the registry allows")
+    done = offset
+    with part.open("r+b" if offset else "wb") as out:
+        out.seek(offset)
+        out.truncate()
+        if progress:
+            progress(done, total)
+        while chunk := source.read(CHUNK):
+            done += len(chunk)
+            if done > cap:
+                out.close()
+                part.unlink(missing_ok=True)
+                raise WeightsError(f"download refused: more than the {cap} bytes the registry allows")
+            out.write(chunk)
+            if progress:
+                progress(done, total)
+        out.flush()
+        os.fsync(out.fileno())
+    if total is not None and done < total:
+        raise ConnectionError(f"connection closed after {done} of {total} bytes")

@@ -1,0 +1,149 @@
+"""Technical signals: they must order photos the way a photographer would, on generated scenes."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import imagegen as g
+import numpy as np
+import pytest
+from PIL import Image
+
+from aesthete import signals as s
+from aesthete.signals import flags, hash_distance, perceptual_hash, technical_quality, technical_signals
+
+
+@pytest.mark.parametrize("seed", [1, 2, 5])
+def test_sharpness_ranks_every_blur_below_the_original(seed: int) -> None:
+    original = g.scene(seed, (512, 384))
+    sharp = technical_signals(original)["sharpness"]
+    values = [technical_signals(g.blurred(original, r))["sharpness"] for r in (0.3, 0.5, 1, 2, 4, 8, 16, 32, 64)]
+    assert all(v < sharp for v in values), (sharp, values)
+    # Strictly falling with the radius until the picture is a smooth wash (~2% of its width), where
+    # what remains is the 8-bit quantisation of the wash.
+    assert all(a > b for a, b in zip(values[:6], values[1:6])), values
+
+
+def test_sharpness_ranks_blur_below_original_on_a_large_image() -> None:
+    original = g.scene(3, (1600, 1200))
+    sharp = technical_signals(original)["sharpness"]
+    for radius in (1, 2, 4):
+        assert technical_signals(g.blurred(original, radius))["sharpness"] < sharp
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sharpness_does_not_depend_on_image_size(seed: int) -> None:
+    large = technical_signals(g.scene(seed, (4000, 3000)))["sharpness"]
+    small = technical_signals(g.scene(seed, (1000, 750)))["sharpness"]
+    assert small == pytest.approx(large, rel=0.05)
+
+
+def test_sharpness_is_not_fooled_by_noise() -> None:
+    """A blurred frame with heavy noise must not outrank the clean sharp frame."""
+    sharp = g.scene(1, (800, 600))
+    noisy_blurred = g.noisy(g.blurred(sharp, 2), sigma=12)
+    assert technical_signals(noisy_blurred)["sharpness"] < 0.8 * technical_signals(sharp)["sharpness"]
+
+
+@pytest.mark.parametrize("sigma", [1, 2, 5, 10, 20])
+def test_noise_estimate_recovers_known_sigma(sigma: float) -> None:
+    flat = g.noisy(Image.new("L", (512, 384), 128), sigma)
+    assert technical_signals(flat)["noise"] == pytest.approx(sigma, rel=0.06)
+
+
+def test_noise_rises_with_added_noise_and_ignores_edges() -> None:
+    scene = g.scene(2, (512, 384))
+    clean = technical_signals(scene)["noise"]
+    assert clean < 0.5  # a scene of hard edges and gradients, but no noise
+    values = [technical_signals(g.noisy(scene, sigma))["noise"] for sigma in (2, 4, 8, 16)]
+    assert clean < values[0] and all(a < b for a, b in zip(values, values[1:]))
+
+
+def test_exposure_signals() -> None:
+    image = Image.new("L", (100, 100), 128)
+    image.paste(0, (0, 0, 100, 10))  # 10% black
+    image.paste(255, (0, 90, 100, 100))  # 10% white
+    out = technical_signals(image)
+    assert out["clipped_shadows"] == pytest.approx(0.10)
+    assert out["clipped_highlights"] == pytest.approx(0.10)
+    assert out["mean_luma"] == pytest.approx((0.8 * 128 + 0.1 * 255) / 255)
+
+
+def test_signals_are_computed_at_working_size() -> None:
+    """Clipping fractions and brightness are the same at any size; the work is bounded by WORKING_SIDE."""
+    big, small = g.scene(4, (3000, 2000)), g.scene(4, (600, 400))
+    a, b = technical_signals(big), technical_signals(small)
+    assert a["mean_luma"] == pytest.approx(b["mean_luma"], abs=0.01)
+    assert s.WORKING_SIDE == 512
+
+
+def test_tiny_images_do_not_crash() -> None:
+    for size in [(1, 1), (2, 7), (8, 8), (20000, 10)]:
+        out = technical_signals(Image.new("RGB", size, (90, 90, 90)))
+        assert set(out) == {"sharpness", "clipped_shadows", "clipped_highlights", "mean_luma", "noise"}
+        assert all(math.isfinite(v) for v in out.values())
+        assert perceptual_hash(Image.new("RGB", size)) == "0" * 16
+
+
+def test_technical_quality_is_monotone() -> None:
+    base = {"sharpness": 2.0, "clipped_shadows": 0.05, "clipped_highlights": 0.05, "mean_luma": 0.5, "noise": 1.0}
+    q = technical_quality(base)
+    assert 0 < q < 1
+    assert technical_quality({**base, "sharpness": 3.0}) > q
+    assert technical_quality({**base, "clipped_highlights": 0.2}) < q
+    assert technical_quality({**base, "clipped_shadows": 0.2}) < q
+    assert technical_quality({**base, "clipped_shadows": 0.6, "clipped_highlights": 0.6}) == 0.0
+    assert technical_quality({**base, "sharpness": 1e9}) <= 1.0
+    assert technical_quality({}) == 0.0
+
+
+def test_technical_quality_ranks_real_defects_lower() -> None:
+    original = g.scene(6, (800, 600))
+    q = technical_quality(technical_signals(original))
+    assert technical_quality(technical_signals(g.blurred(original, 2))) < q
+    assert technical_quality(technical_signals(g.exposed(original, 2.5))) < q
+
+
+def test_flags() -> None:
+    sharp = g.scene(1, (800, 600))
+    assert flags(technical_signals(sharp)) == []
+    assert "blurry" in flags(technical_signals(g.blurred(sharp, 6)))
+    assert "overexposed" in flags(technical_signals(g.exposed(sharp, 3)))
+    assert "underexposed" in flags(technical_signals(g.exposed(sharp, -6)))
+    assert "noisy" in flags(technical_signals(g.noisy(Image.new("RGB", (512, 384), (128, 128, 128)), 8)))
+    assert flags({}) == [] and flags({"sharpness": None}) == []
+    assert flags({"sharpness": s.BLURRY_BELOW - 0.01}) == ["blurry"]
+    assert flags({"noise": s.NOISY_ABOVE + 0.01, "mean_luma": s.OVEREXPOSED_MEAN_ABOVE + 0.01}) == [
+        "overexposed",
+        "noisy",
+    ]
+
+
+def test_perceptual_hash_format_and_distance() -> None:
+    h = perceptual_hash(g.scene(0))
+    assert len(h) == 16 and int(h, 16) >= 0
+    assert hash_distance(h, h) == 0
+    assert hash_distance("0" * 16, "f" * 16) == 64
+    assert hash_distance("8000000000000001", "0000000000000000") == 2
+
+
+def test_perceptual_hash_groups_near_duplicates_and_separates_scenes() -> None:
+    """Burst frames panned 2%, +-1 EV, and a small re-compressed copy stay close; other scenes do not."""
+    near, far, firsts = [], [], []
+    for seed in range(10):
+        frames = g.burst(seed, count=3, size=(320, 240), shift=0.02)
+        hashes = [perceptual_hash(f) for f in frames]
+        small_jpeg = Image.open(io.BytesIO(g.encode(frames[0].resize((120, 90)), "JPEG", quality=60)))
+        near += [hash_distance(hashes[0], hashes[1]), hash_distance(hashes[1], hashes[2])]
+        near += [hash_distance(hashes[0], perceptual_hash(g.exposed(frames[0], ev))) for ev in (-1, 1)]
+        near.append(hash_distance(hashes[0], perceptual_hash(small_jpeg)))
+        firsts.append(hashes[0])
+    far = [hash_distance(a, b) for i, a in enumerate(firsts) for b in firsts[:i]]
+    assert np.median(near) <= 6 and max(near) <= 16
+    assert min(far) > 20 and np.mean(far) > 28
+    assert max(near) < min(far)
+
+
+def test_perceptual_hash_is_size_independent() -> None:
+    assert hash_distance(perceptual_hash(g.scene(8, (3000, 2000))), perceptual_hash(g.scene(8, (300, 200)))) <= 4

@@ -1,0 +1,561 @@
+"""Weights registry, downloads and verification. Downloads are served by a local HTTP server (with and
+without Range support, dropping connections on demand) or read from ``file://`` URLs; nothing here
+touches the network. Every test gets its own data, cache and config directories (``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from aesthete import paths, weights
+from aesthete.checkpoint import CheckpointError
+from aesthete.cli.weights import app
+
+ROOT = Path(__file__).resolve().parent.parent
+PAYLOAD = os.urandom(3 * 1024 * 1024 + 123)  # several download chunks, not a round number
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+# --- a local file server ---------------------------------------------------------------------------
+
+
+class FileServer(ThreadingHTTPServer):
+    """Serves ``files`` by URL path. Knobs: ``ranges`` (honour Range), ``send_length``, ``drop_after``
+    (send that many bytes of the next body, then close), ``redirects`` (path -> Location)."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.files: dict[str, bytes] = {}
+        self.redirects: dict[str, str] = {}
+        self.requests: list[tuple[str, str | None]] = []
+        self.ranges = True
+        self.send_length = True
+        self.drop_after: int | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FileServer
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        server = self.server
+        asked = self.headers.get("Range")
+        server.requests.append((self.path, asked))
+        if self.path in server.redirects:
+            self.send_response(302)
+            self.send_header("Location", server.redirects[self.path])
+            self.end_headers()
+            return
+        body = server.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        start = 0
+        if asked and server.ranges:
+            start = int(re.fullmatch(r"bytes=(\d+)-", asked).group(1))  # type: ignore[union-attr]
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        payload = body[start:]
+        if server.send_length:
+            self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if server.drop_after is not None:
+            payload, server.drop_after = payload[: server.drop_after], None
+            self.close_connection = True
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[FileServer]:
+    httpd = FileServer()
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Path]:
+    """Replace the project registry with one written by the test."""
+    path = tmp_path / "project-weights.toml"
+    monkeypatch.setattr(weights, "project_registry_path", lambda: path)
+
+    def write(text: str) -> Path:
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+def backbone_toml(url: str, *, name: str = "tiny-backbone", hash_line: str | None = None, extra: str = "") -> str:
+    hash_line = hash_line or f'sha256 = "{PAYLOAD_SHA}"'
+    return f"""
+[weights.{name}]
+kind = "backbone"
+backbone = "resnet18"
+dataset = "imagenet-1k"
+url = "{url}"
+{hash_line}
+{extra}
+"""
+
+
+def aesthetic_toml(url: str, sha: str, *, name: str = "nima-test", arch: str = "nima") -> str:
+    return f"""
+[weights.{name}]
+kind = "aesthetic"
+arch = "{arch}"
+bins = 10
+url = "{url}"
+sha256 = "{sha}"
+"""
+
+
+def cache_files() -> list[str]:
+    folder = paths.weights_cache_dir(create=False)
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def available(name: str) -> bool:
+    return next(entry for entry in weights.list_weights() if entry.name == name).available
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def nima_file(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> Path:
+    """A private copy of the tiny NIMA checkpoint, free to move, delete or rename."""
+    return Path(shutil.copyfile(tiny_checkpoints["nima"], tmp_path / "nima-copy.safetensors"))
+
+
+# --- the project registry ----------------------------------------------------------------------------
+
+
+def test_project_registry_lists_torchvision_imagenet_files() -> None:
+    """Every entry is a real torchvision IMAGENET1K_V1 file: same URL, metrics and size as torchvision
+    documents, and a full sha256 beginning with the prefix torchvision puts in the file name."""
+    from torchvision.models import get_model_weights
+
+    assert weights.project_registry_path().resolve() == (ROOT / "weights.toml").resolve()
+    entries = weights.list_weights()
+    assert {entry.backbone for entry in entries} == {"resnet18", "resnet50", "resnet101", "vgg16"}
+    for entry in entries:
+        assert entry.kind == "backbone" and entry.origin == "project" and not entry.available
+        assert entry.url is not None and entry.url.startswith("https://download.pytorch.org/models/")
+        reference = get_model_weights(entry.backbone).IMAGENET1K_V1
+        assert entry.url == reference.url
+        prefix = re.fullmatch(r".*-([0-9a-f]{8,})\.pth", entry.url).group(1)  # type: ignore[union-attr]
+        assert entry.sha256 is not None and entry.sha256.startswith(prefix)
+        assert entry.path.name == entry.url.rsplit("/", 1)[1]
+        assert entry.metrics["imagenet_top1"] == reference.meta["_metrics"]["ImageNet-1K"]["acc@1"]
+        if entry.size is not None:  # torchvision rounds the size to 0.001 MiB
+            assert round(entry.size / 2**20, 3) == reference.meta["_file_size"]
+
+
+def test_registry_typos_are_errors(registry: Callable[[str], Path], server: FileServer) -> None:
+    registry(backbone_toml(server.url("/b.pth"), extra='sha265 = "00"'))
+    with pytest.raises(weights.WeightsError, match=r"\[weights.tiny-backbone\] has an unknown field 'sha265'"):
+        weights.list_weights()
+    registry(backbone_toml(server.url("/b.pth"), hash_line='sha256 = "abc"'))
+    with pytest.raises(weights.WeightsError, match="64 lowercase hex"):
+        weights.list_weights()
+
+
+def test_weights_modules_do_not_import_torch() -> None:
+    code = "import sys, aesthete.weights, aesthete.paths, aesthete.cli.weights; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+# --- pull ------------------------------------------------------------------------------------------
+
+
+def test_pull_over_http_verifies_and_caches(server: FileServer, registry: Callable[[str], Path]) -> None:
+    server.files["/tiny-backbone-0123abcd.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/tiny-backbone-0123abcd.pth")))
+    assert weights.backbone_weights_path("resnet18") is None
+    seen: list[tuple[int, int | None]] = []
+    path = weights.pull("tiny-backbone", progress=lambda done, total: seen.append((done, total)))
+    assert path == paths.weights_cache_dir() / "tiny-backbone-0123abcd.pth"
+    assert path.read_bytes() == PAYLOAD
+    assert seen[0] == (0, len(PAYLOAD)) and seen[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert available("tiny-backbone")
+    assert weights.backbone_weights_path("resnet18") == path
+    assert weights.backbone_weights_path("vgg16") is None
+    assert cache_files() == ["tiny-backbone-0123abcd.pth"]
+    requests = len(server.requests)
+    assert weights.pull("tiny-backbone") == path  # already there: no second download
+    assert len(server.requests) == requests
+
+
+def test_pull_accepts_a_sha256_prefix(server: FileServer, registry: Callable[[str], Path]) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth"), hash_line=f'sha256_prefix = "{PAYLOAD_SHA[:8]}"'))
+    assert weights.pull("tiny-backbone").read_bytes() == PAYLOAD
+    assert available("tiny-backbone")
+
+
+@pytest.mark.parametrize(
+    "hash_line",
+    [
+        f'sha256 = "{"0" * 64}"',
+        f'sha256 = "{PAYLOAD_SHA[:8]}{"0" * 56}"',  # the right prefix is not enough when the full digest is known
+        'sha256_prefix = "deadbeef"',
+    ],
+)
+def test_checksum_mismatch_is_refused_and_nothing_cached(
+    server: FileServer, registry: Callable[[str], Path], hash_line: str
+) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth"), hash_line=hash_line))
+    with pytest.raises(weights.ChecksumMismatch, match="refused.*nothing was cached"):
+        weights.pull("tiny-backbone")
+    assert cache_files() == []
+    assert not available("tiny-backbone")
+    assert weights.backbone_weights_path("resnet18") is None
+
+
+def test_interrupted_download_never_counts_and_resumes(server: FileServer, registry: Callable[[str], Path]) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    server.drop_after = cut = len(PAYLOAD) // 3
+    registry(backbone_toml(server.url("/b.pth")))
+    with pytest.raises(weights.WeightsError, match="interrupted.*again to resume"):
+        weights.pull("tiny-backbone")
+    part = paths.weights_cache_dir() / "b.pth.part"
+    assert part.stat().st_size == cut
+    assert not available("tiny-backbone")
+    assert weights.backbone_weights_path("resnet18") is None
+    assert weights.verify() == []  # a .part is not a file to verify either
+
+    path = weights.pull("tiny-backbone")
+    assert server.requests[-1] == ("/b.pth", f"bytes={cut}-")
+    assert path.read_bytes() == PAYLOAD
+    assert cache_files() == ["b.pth"]
+
+
+def test_resume_restarts_from_zero_when_the_server_ignores_range(
+    server: FileServer, registry: Callable[[str], Path]
+) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    server.ranges = False
+    registry(backbone_toml(server.url("/b.pth")))
+    paths.weights_cache_dir().joinpath("b.pth.part").write_bytes(b"stale bytes from another attempt")
+    path = weights.pull("tiny-backbone")
+    assert server.requests[-1][1] is not None  # a resume was asked for, and refused with a 200
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_a_corrupt_partial_is_refused_then_the_next_pull_starts_afresh(
+    server: FileServer, registry: Callable[[str], Path]
+) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth")))
+    part = paths.weights_cache_dir() / "b.pth.part"
+    part.write_bytes(b"x" * 1000)  # not the file's first 1000 bytes
+    with pytest.raises(weights.ChecksumMismatch):
+        weights.pull("tiny-backbone")
+    assert cache_files() == []
+    assert weights.pull("tiny-backbone").read_bytes() == PAYLOAD
+    assert server.requests[-1][1] is None
+
+
+def test_a_complete_partial_is_kept_when_the_server_answers_416(
+    server: FileServer, registry: Callable[[str], Path]
+) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth")))
+    (paths.weights_cache_dir() / "b.pth.part").write_bytes(PAYLOAD)
+    assert weights.pull("tiny-backbone").read_bytes() == PAYLOAD
+    assert server.requests == [("/b.pth", f"bytes={len(PAYLOAD)}-")]
+
+
+@pytest.mark.parametrize("send_length", [True, False])
+def test_downloads_larger_than_the_registered_size_are_refused(
+    server: FileServer, registry: Callable[[str], Path], send_length: bool
+) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    server.send_length = send_length  # without a length, the cap is enforced while streaming
+    registry(backbone_toml(server.url("/b.pth"), extra="size = 100000"))
+    with pytest.raises(weights.WeightsError, match="refused.*more than"):
+        weights.pull("tiny-backbone")
+    assert cache_files() == []
+
+
+@pytest.mark.parametrize("url", ["http://example.com/b.pth", "ftp://127.0.0.1/b.pth", "data:,abc"])
+def test_insecure_or_unknown_schemes_are_refused(registry: Callable[[str], Path], url: str) -> None:
+    registry(backbone_toml(url))
+    with pytest.raises(weights.WeightsError, match="refused; weights download over https"):
+        weights.pull("tiny-backbone")
+
+
+def test_redirects_to_insecure_urls_are_refused(server: FileServer, registry: Callable[[str], Path]) -> None:
+    server.redirects["/b.pth"] = "http://example.com/b.pth"
+    registry(backbone_toml(server.url("/b.pth")))
+    with pytest.raises(weights.WeightsError, match="http://example.com/b.pth: refused"):
+        weights.pull("tiny-backbone")
+    server.redirects["/b.pth"] = server.url("/moved.pth")  # a loopback redirect is fine
+    server.files["/moved.pth"] = PAYLOAD
+    assert weights.pull("tiny-backbone").read_bytes() == PAYLOAD
+
+
+def test_http_errors_are_one_line(server: FileServer, registry: Callable[[str], Path]) -> None:
+    registry(backbone_toml(server.url("/missing.pth")))
+    with pytest.raises(weights.WeightsError, match="answered HTTP 404") as caught:
+        weights.pull("tiny-backbone")
+    assert "\n" not in str(caught.value)
+
+
+def test_file_url_pull_of_an_aesthetic_checkpoint(nima_file: Path, registry: Callable[[str], Path]) -> None:
+    sha = sha256_of(nima_file)
+    registry(aesthetic_toml(nima_file.as_uri(), sha))
+    with pytest.raises(weights.WeightsNotAvailable) as caught:
+        weights.resolve_weights("nima-test")
+    message = str(caught.value)
+    for way in ("aesthete weights pull nima-test", "aesthete weights add FILE --name N", "aesthete train nima"):
+        assert way in message
+    assert weights.default_weights_for("nima") is None
+
+    path = weights.pull("nima-test")
+    assert path.name == f"{sha[:16]}-nima-test.safetensors"
+    resolved = weights.resolve_weights("nima-test", arch="nima")
+    assert (resolved.path, resolved.name, resolved.sha256, resolved.weights_id) == (path, "nima-test", sha, sha[:16])
+    assert resolved.meta["arch"] == "nima" and resolved.meta["bins"] == 10
+    assert weights.default_weights_for("nima") == resolved
+    assert weights.default_weights_for("hla-gcn") is None
+    with pytest.raises(weights.WeightsError, match="for model 'nima', not 'hla-gcn'"):
+        weights.resolve_weights("nima-test", arch="hla-gcn")
+
+
+def test_a_download_whose_header_disagrees_with_the_registry_is_not_cached(
+    nima_file: Path, registry: Callable[[str], Path]
+) -> None:
+    registry(aesthetic_toml(nima_file.as_uri(), sha256_of(nima_file), arch="hla-gcn"))
+    with pytest.raises(weights.WeightsError, match="a nima checkpoint, the registry says hla-gcn"):
+        weights.pull("nima-test")
+    assert cache_files() == []
+
+
+def test_backbones_are_not_scoring_weights(server: FileServer, registry: Callable[[str], Path]) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth")))
+    weights.pull("tiny-backbone")
+    with pytest.raises(weights.WeightsError, match="for training, not for scoring"):
+        weights.resolve_weights("tiny-backbone")
+
+
+def test_unknown_names_and_missing_files() -> None:
+    with pytest.raises(weights.UnknownWeights, match="unknown weights 'nope'"):
+        weights.resolve_weights("nope")
+    with pytest.raises(weights.UnknownWeights):
+        weights.pull("nope")
+    with pytest.raises(weights.WeightsError, match="no such file") as caught:
+        weights.resolve_weights("missing/model.safetensors")
+    assert not isinstance(caught.value, weights.UnknownWeights)
+
+
+# --- add, resolve by path, verify --------------------------------------------------------------------
+
+
+def test_add_copies_registers_and_survives_the_original(nima_file: Path) -> None:
+    sha = sha256_of(nima_file)
+    entry = weights.add(nima_file, name="mine")
+    assert entry.available and entry.origin == "user" and entry.kind == "aesthetic"
+    assert (entry.arch, entry.bins, entry.sha256, entry.backbone) == ("nima", 10, sha, "resnet18")
+    assert entry.policy == "warp-64-v1"
+    assert entry.path == paths.weights_cache_dir() / f"{sha[:16]}-mine.safetensors"
+    assert [e.name for e in weights.list_weights() if e.origin == "user"] == ["mine"]
+
+    nima_file.unlink()
+    resolved = weights.resolve_weights("mine", arch="nima")
+    assert (resolved.path, resolved.sha256, resolved.meta["arch"]) == (entry.path, sha, "nima")
+    assert weights.default_weights_for("nima") == resolved
+    assert weights.verify("mine") == [("mine", True, "sha256 ok")]
+
+
+def test_resolve_by_path_and_by_registered_digest(nima_file: Path) -> None:
+    by_path = weights.resolve_weights(str(nima_file))
+    assert (by_path.name, by_path.path, by_path.meta["arch"]) == (nima_file.name, nima_file, "nima")
+    assert by_path.sha256 == sha256_of(nima_file)
+    with pytest.raises(weights.WeightsError, match="a nima checkpoint, not hla-gcn"):
+        weights.resolve_weights(str(nima_file), arch="hla-gcn")
+    weights.add(nima_file, name="mine")
+    assert weights.resolve_weights(str(nima_file)).name == "mine"  # same bytes, known by their name
+
+
+def test_path_digests_are_remembered_until_the_file_changes(nima_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Path] = []
+    real = weights._hash_file
+    monkeypatch.setattr(weights, "_hash_file", lambda path: calls.append(path) or real(path))
+    first = weights.resolve_weights(str(nima_file))
+    assert weights.resolve_weights(str(nima_file)) == first
+    assert len(calls) == 1
+    with nima_file.open("ab") as handle:  # same name, different bytes
+        handle.write(b"\0")
+    assert weights.resolve_weights(str(nima_file)).sha256 != first.sha256
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("kind", ["pickle", "random", "plain-safetensors", "empty"])
+def test_add_refuses_files_that_are_not_aesthete_checkpoints(tmp_path: Path, kind: str) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    bad = tmp_path / f"{kind}.bin"
+    if kind == "pickle":
+        torch.save({"weight": torch.zeros(3)}, bad)
+    elif kind == "random":
+        bad.write_bytes(os.urandom(4096))
+    elif kind == "plain-safetensors":
+        save_file({"weight": torch.zeros(3)}, str(bad))
+    else:
+        bad.write_bytes(b"")
+    with pytest.raises(CheckpointError):
+        weights.add(bad, name="bad")
+    assert not paths.user_registry_path(create=False).exists()
+    assert cache_files() == []
+
+
+def test_add_names_are_checked(nima_file: Path, tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(weights.WeightsError, match="letters, digits"):
+        weights.add(nima_file, name="../escape")
+    with pytest.raises(weights.WeightsError, match="is a project entry"):
+        weights.add(nima_file, name="resnet50-imagenet1k-v1")
+    first = weights.add(nima_file, name="mine")
+    assert weights.add(nima_file, name="mine") == first  # the same bytes again: nothing changes
+    with pytest.raises(weights.WeightsError, match="already names other weights"):
+        weights.add(tiny_checkpoints["hla-gcn"], name="mine")
+    assert paths.user_registry_path().read_text().count('[weights."mine"]') == 1
+    assert cache_files() == [first.path.name]  # no temporary copy left behind
+
+
+def test_user_registry_keeps_hand_edits_and_odd_file_names(nima_file: Path) -> None:
+    registry = paths.user_registry_path()
+    registry.write_text("# my notes\n", encoding="utf-8")
+    odd = nima_file.with_name('we"ird\\ na\tme ✓.safetensors')
+    nima_file.rename(odd)
+    entry = weights.add(odd, name="odd")
+    assert entry.source == str(odd)  # written as TOML escapes, read back exactly
+    assert registry.read_text(encoding="utf-8").startswith("# my notes\n")
+
+
+def test_user_registry_errors_are_clear(nima_file: Path) -> None:
+    weights.add(nima_file, name="mine")
+    registry = paths.user_registry_path()
+    registry.write_text(registry.read_text() + "\n[weights.resnet18-imagenet1k-v1]\nkind = 1\n")
+    with pytest.raises(weights.WeightsError, match="wrong type"):
+        weights.list_weights()
+    registry.write_text("not toml [")
+    with pytest.raises(weights.WeightsError, match="unreadable weights registry"):
+        weights.list_weights()
+
+
+def test_a_missing_or_changed_added_file_is_reported_and_can_be_restored(nima_file: Path) -> None:
+    entry = weights.add(nima_file, name="mine")
+    entry.path.unlink()
+    assert not available("mine")
+    with pytest.raises(weights.WeightsNotAvailable, match="missing or changed.*weights add FILE"):
+        weights.resolve_weights("mine")
+    assert weights.verify() == [("mine", False, f"{entry.path} is missing")]
+    with pytest.raises(weights.WeightsError, match="nothing to pull"):
+        weights.pull("mine")
+
+    assert weights.add(nima_file, name="mine").available
+    with entry.path.open("r+b") as handle:  # same size, one byte flipped
+        handle.seek(-1, os.SEEK_END)
+        last = handle.read(1)
+        handle.seek(-1, os.SEEK_END)
+        handle.write(bytes([last[0] ^ 1]))
+    assert weights.verify("mine") == [("mine", False, "sha256 mismatch")]
+    assert not available("mine")
+    assert weights.default_weights_for("nima") is None
+
+
+# --- the CLI -----------------------------------------------------------------------------------------
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_list_json_and_table() -> None:
+    code, stdout, _ = run("list", "--json")
+    assert code == 0
+    rows = json.loads(stdout)
+    assert {row["name"] for row in rows} >= {"resnet50-imagenet1k-v1", "vgg16-imagenet1k-v1"}
+    assert all(row["available"] is False and row["url"].startswith("https://") for row in rows)
+    code, stdout, _ = run("list")
+    assert code == 0 and "resnet101" in stdout
+
+
+def test_cli_add_list_verify(nima_file: Path, tmp_path: Path) -> None:
+    code, stdout, _ = run("add", str(nima_file), "--name", "mine", "--json")
+    assert code == 0
+    added = json.loads(stdout)
+    assert added["name"] == "mine" and added["arch"] == "nima" and added["available"] is True
+    rows = {row["name"]: row for row in json.loads(run("list", "--json")[1])}
+    assert rows["mine"]["available"] is True and rows["mine"]["origin"] == "user"
+    code, stdout, _ = run("verify", "--json")
+    assert code == 0 and json.loads(stdout) == [{"name": "mine", "ok": True, "reason": "sha256 ok"}]
+
+    Path(added["path"]).write_bytes(b"tampered")
+    code, stdout, _ = run("verify")
+    assert code == 1 and "FAILED" in stdout and "mine" in stdout
+
+    pickle_file = tmp_path / "model.pth"
+    pickle_file.write_bytes(b"\x80\x04\x95" + os.urandom(64))
+    code, stdout, stderr = run("add", str(pickle_file), "--name", "evil")
+    assert code == 2 and stdout == "" and stderr.startswith("error:")
+    assert "not a safetensors checkpoint" in " ".join(stderr.split())  # Rich may wrap the line
+
+
+def test_cli_pull(server: FileServer, registry: Callable[[str], Path]) -> None:
+    server.files["/good.pth"] = server.files["/bad.pth"] = PAYLOAD
+    registry(
+        backbone_toml(server.url("/good.pth"))
+        + backbone_toml(server.url("/bad.pth"), name="tampered", hash_line=f'sha256 = "{"1" * 64}"')
+    )
+    code, stdout, _ = run("pull", "tiny-backbone")
+    assert code == 0
+    assert Path(stdout.strip()).read_bytes() == PAYLOAD  # stdout is only the path; progress is on stderr
+    code, stdout, stderr = run("pull", "tampered")
+    assert code == 1 and "refused" in stderr and stdout == ""
+    code, _, stderr = run("pull", "nope")
+    assert code == 2 and "unknown weights 'nope'" in stderr
+
+
+def test_cli_registry_errors_keep_their_brackets(server: FileServer, registry: Callable[[str], Path]) -> None:
+    registry(backbone_toml(server.url("/b.pth"), extra='sha265 = "00"'))
+    code, _, stderr = run("list")
+    assert code == 2 and "[weights.tiny-backbone] has an unknown field" in " ".join(stderr.split())

@@ -1,0 +1,153 @@
+"""XMP sidecars: created, merged without losing anything, refused when unusable, read back by exiftool."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from aesthete.xmp import PICK_RATING, XMP, quantile_stars, sidecar_path, write_sidecar
+
+RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+DARKTABLE_SIDECAR = """<?xml version="1.0" encoding="UTF-8"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:xmp="http://ns.adobe.com/xap/1.0/"
+    xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/"
+    xmlns:darktable="http://darktable.sf.net/"
+    xmlns:dc="http://purl.org/dc/elements/1.1/"
+   xmp:Rating="2"
+   xmpMM:DerivedFrom="photo.jpg"
+   darktable:xmp_version="5">
+   <!-- written by hand -->
+   <dc:subject><rdf:Bag><rdf:li>wedding</rdf:li><rdf:li>café &amp; cake</rdf:li></rdf:Bag></dc:subject>
+   <darktable:history><rdf:Seq>
+    <rdf:li darktable:operation="exposure" darktable:enabled="1"/>
+   </rdf:Seq></darktable:history>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+"""
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(b"\xff\xd8 not really a jpeg, and never read")
+    return path
+
+
+def properties(sidecar: Path) -> dict[str, str]:
+    """Every attribute and leaf text in the sidecar, keyed by its element path and expanded name."""
+    found = {}
+
+    def walk(element: ET.Element, where: str) -> None:
+        for name, value in element.attrib.items():
+            found[f"{where}@{name}"] = value
+        if len(element) == 0 and (element.text or "").strip():
+            found[where] = element.text.strip()
+        for index, child in enumerate(element):
+            if isinstance(child.tag, str):
+                walk(child, f"{where}/{child.tag}[{index}]")
+
+    walk(ET.parse(sidecar).getroot(), "")
+    return found
+
+
+def exiftool(path: Path) -> dict[str, object]:
+    out = subprocess.run(["exiftool", "-j", "-XMP:all", str(path)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)[0]
+
+
+def test_a_new_sidecar_is_named_after_the_whole_file_name(photo: Path) -> None:
+    before = photo.read_bytes(), photo.stat().st_mtime_ns
+    result = write_sidecar(str(photo), rating=PICK_RATING, label="aesthete pick")
+    sidecar = Path(sidecar_path(str(photo)))
+    assert sidecar.name == "photo.jpg.xmp" and result.status == "created"
+    props = properties(sidecar)
+    description = next(k for k in props if k.endswith(f"@{{{XMP}}}Rating"))
+    assert props[description] == "1" and props[description.replace("Rating", "Label")] == "aesthete pick"
+    text = sidecar.read_text("utf-8")
+    assert text.startswith("<?xpacket begin=") and "xmp:Rating" in text and "ns0" not in text
+    assert (photo.read_bytes(), photo.stat().st_mtime_ns) == before
+    assert sorted(p.name for p in photo.parent.iterdir()) == ["photo.jpg", "photo.jpg.xmp"]  # no temp left
+    if shutil.which("exiftool"):
+        tags = exiftool(sidecar)
+        assert tags["Rating"] == 1 and tags["Label"] == "aesthete pick"
+
+
+def test_merging_keeps_every_other_field_and_prefix(photo: Path) -> None:
+    sidecar = Path(sidecar_path(str(photo)))
+    sidecar.write_text(DARKTABLE_SIDECAR, "utf-8")
+    before = properties(sidecar)
+    result = write_sidecar(str(photo), rating=4, label="Green")
+    assert result.status == "updated"
+    after = properties(sidecar)
+    rating_key = next(k for k in before if k.endswith(f"@{{{XMP}}}Rating"))
+    label_key = rating_key.replace("Rating", "Label")
+    assert after.pop(rating_key) == "4" and after.pop(label_key) == "Green"
+    before.pop(rating_key)
+    assert after == before  # history, keywords, DerivedFrom, toolkit: all as they were
+    text = sidecar.read_text("utf-8")
+    for prefix in ("darktable:history", "dc:subject", "xmpMM:DerivedFrom", "<!-- written by hand -->"):
+        assert prefix in text
+    assert text.count("xmp:Rating") == 1
+    if shutil.which("exiftool"):
+        tags = exiftool(sidecar)
+        assert tags["Rating"] == 4 and tags["Label"] == "Green" and tags["Subject"] == ["wedding", "café & cake"]
+        assert tags["DerivedFrom"] == "photo.jpg"
+
+
+def test_element_form_rating_is_updated_in_place(photo: Path) -> None:
+    sidecar = Path(sidecar_path(str(photo)))
+    sidecar.write_text(
+        f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="{RDF}"><rdf:Description rdf:about="" '
+        f'xmlns:xmp="{XMP}"><xmp:Rating>3</xmp:Rating></rdf:Description></rdf:RDF></x:xmpmeta>'
+    )
+    assert write_sidecar(str(photo), rating=5).status == "updated"
+    description = ET.parse(sidecar).getroot().find(f".//{{{RDF}}}Description")
+    assert [e.text for e in description.findall(f"{{{XMP}}}Rating")] == ["5"]
+    assert f"{{{XMP}}}Rating" not in description.attrib
+
+
+def test_unchanged_sidecar_is_not_rewritten_and_dry_run_writes_nothing(photo: Path) -> None:
+    assert write_sidecar(str(photo), rating=3, dry_run=True).status == "created"
+    assert not Path(sidecar_path(str(photo))).exists()
+    write_sidecar(str(photo), rating=3)
+    stat = Path(sidecar_path(str(photo))).stat()
+    assert write_sidecar(str(photo), rating=3).status == "unchanged"
+    assert Path(sidecar_path(str(photo))).stat().st_mtime_ns == stat.st_mtime_ns
+    assert write_sidecar(str(photo), rating=4, dry_run=True).status == "updated"
+    assert "3" in properties(Path(sidecar_path(str(photo)))).values()
+    assert Path(sidecar_path(str(photo))).stat().st_mtime_ns == stat.st_mtime_ns
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF",  # truncated
+        b"\x00\x01binary garbage\xff",
+        b"<notxmp><hello/></notxmp>",  # well-formed, but no rdf:RDF
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>',
+    ],
+)
+def test_an_unusable_sidecar_is_left_untouched_with_a_reason(photo: Path, content: bytes) -> None:
+    sidecar = Path(sidecar_path(str(photo)))
+    sidecar.write_bytes(content)
+    mtime = sidecar.stat().st_mtime_ns
+    result = write_sidecar(str(photo), rating=5)
+    assert result.status == "skipped" and "left untouched" in result.message and str(sidecar) in result.message
+    assert sidecar.read_bytes() == content and sidecar.stat().st_mtime_ns == mtime
+
+
+def test_quantile_stars() -> None:
+    assert quantile_stars([float(v) for v in range(1, 11)]) == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert quantile_stars([7.0]) == [3] and quantile_stars([2.0, 2.0, 2.0]) == [3, 3, 3]
+    assert quantile_stars([9.0, 1.0]) == [4, 2]
+    with pytest.raises(ValueError):
+        write_sidecar("/nonexistent/photo.jpg", rating=6)
