@@ -108,4 +108,6 @@ class ModelRunner:
         ratios = torch.from_numpy(aspect.astype(np.float32)).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             probs = self.model(batch, ratios)["probs"]
-        return probs.float().cpu().numpy().astype(np.float64)
+        # Renormalise in float64: a softmax computed under bf16 autocast sums to 1 only within ~1e-3.
+        probs = probs.float().cpu().numpy().astype(np.float64)
+        return probs / probs.sum(axis=1, keepdims=True)

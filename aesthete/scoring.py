@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from aesthete.architectures import check_architecture
 from aesthete.discover import discover
 from aesthete.preprocess import InputPolicy
 from aesthete.store import ModelKey, Store, now_iso, path_key
@@ -83,7 +84,7 @@ def choose_model(model: str | None, weights: str | None) -> ModelChoice:
     """Resolve ``--model``/``--weights`` without torch: a checkpoint's header names its architecture."""
     from aesthete.weights import default_weights_for, resolve_weights
 
-    name = model or DEFAULT_MODEL
+    name = check_architecture(model or DEFAULT_MODEL)
     resolved = resolve_weights(weights, arch=model) if weights else default_weights_for(name)
     if resolved is None:
         notice = (

@@ -283,7 +283,6 @@ class Store:
             "scores": scores,
         }
 
-
     # -- groups (bursts and near-duplicates; computed by aesthete.groups) -------------------------------
     def grouping_inputs(self) -> list[tuple[str, str | None, str | None, str | None, int, str | None]]:
         """(content hash, make, camera, capture time, earliest file mtime, pHash) of every readable photo.
@@ -379,6 +378,7 @@ def _schema_v2(db: sqlite_utils.Database) -> None:
     db["groups"].create_index(["group_id"])
     db["group_state"].create({"id": int, "fingerprint": str, "computed_at": str}, pk="id")
 
+
 # Named migrations, applied in order once each; PRAGMA user_version records how many ran.
 _MIGRATIONS = [_schema_v1, _schema_v2]
 
@@ -390,4 +390,3 @@ def open_store(path: str | Path | None = None) -> Store:
 
         path = default_db_path()
     return Store(path)
-

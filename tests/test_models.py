@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from aesthete.architectures import ARCHITECTURES
 from aesthete.checkpoint import load_model, save_checkpoint
 from aesthete.models import AestheticModel, get_model, list_models
 from aesthete.models.losses import bernoulli_kl, distribution_cross_entropy, gaussian_kl_standard
@@ -84,6 +85,8 @@ def test_every_registered_scoring_model_is_covered() -> None:
                 scoring.add(name)
     assert scoring == set(SMALL)
     assert "pear-prior" in list_models()
+    # The torch-free table that `score` checks names against lists exactly what is registered.
+    assert sorted(ARCHITECTURES) == list_models()
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

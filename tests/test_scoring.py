@@ -188,7 +188,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, photos: Path, tiny_checkpoints)
     assert missing.exit_code == 2 and "no such file" in missing.output
     mismatch = runner.invoke(app, ["score", str(photos), "--model", "hla-gcn", "--weights",
                                    str(tiny_checkpoints["nima"]), "--db", db])  # fmt: skip
-    assert mismatch.exit_code == 2 and "not 'hla-gcn'" in mismatch.output
+    assert mismatch.exit_code == 2 and "a nima checkpoint, not hla-gcn" in mismatch.output
     empty = tmp_path / "empty"
     empty.mkdir()
     assert runner.invoke(app, ["score", str(empty), "--db", db]).exit_code == 3

@@ -103,9 +103,7 @@ def histogram(dist: list[float], width: int = 40) -> str:
     """One bar per bin; a 2-bin model's bins read low/high."""
     labels = ["low", "high"] if len(dist) == 2 else [str(i + 1) for i in range(len(dist))]
     peak = max(dist) or 1.0
-    return "\n".join(
-        f"{label:>4} {'█' * round(width * p / peak):<{width}} {p:6.1%}" for label, p in zip(labels, dist)
-    )
+    return "\n".join(f"{label:>4} {'█' * round(width * p / peak):<{width}} {p:6.1%}" for label, p in zip(labels, dist))
 
 
 def _emit(ranking: Ranking, *, as_json: bool, as_csv: bool, paths_only: bool, title: str) -> None:
