@@ -24,9 +24,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
+if TYPE_CHECKING:
+    import sqlite_utils
 
 SCHEMA_VERSION = 2
 APPLICATION_ID = 0x41455354  # "AEST": marks a file as an aesthete database
@@ -94,7 +95,6 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from None
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._check_identity()
@@ -124,9 +124,14 @@ class Store:
 
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == len(_MIGRATIONS):
+            return
+        import sqlite_utils  # only to create tables: ~0.2 s of imports a rescan of a current database never pays
+
+        db = sqlite_utils.Database(self.conn)
         for target, migration in enumerate(_MIGRATIONS[version:], start=version + 1):
             with self.transaction():
-                migration(self.db)
+                migration(db)
                 self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 self.conn.execute(f"PRAGMA user_version = {target}")
 
