@@ -53,8 +53,9 @@ def _dct_matrix(n: int) -> np.ndarray:
 _DCT = _dct_matrix(_PHASH_SIZE)
 
 
-def _working_gray(image: Image.Image) -> Image.Image:
-    """Luma at working size (longer side WORKING_SIDE, never enlarged)."""
+def working_gray(image: Image.Image) -> Image.Image:
+    """Luma at working size (longer side WORKING_SIDE, never enlarged). Idempotent: callers that need
+    several signals of one photo compute it once and pass it to each."""
     gray = image if image.mode == "L" else image.convert("L")
     longer = max(gray.size)
     if longer > WORKING_SIDE:
@@ -76,7 +77,7 @@ def technical_signals(image: Image.Image) -> dict[str, float]:
     - ``noise``: Gaussian noise sigma in 8-bit luma units, Immerkaer's estimator (1996) over all but the
       10% strongest-gradient pixels (Tai & Yang 2008), so edges and texture are not counted as noise.
     """
-    pixels = np.asarray(_working_gray(image))
+    pixels = np.asarray(working_gray(image))
     luma = pixels.astype(np.float32)
     signals = {
         "sharpness": 0.0,
@@ -129,7 +130,7 @@ def perceptual_hash(image: Image.Image) -> str:
     the mean brightness, would skew the median; its own bit is nearly always 1). On generated scenes
     a 2% re-framing flips ~7 bits, a 3% one ~10, +-1 EV ~3, and unrelated scenes differ in ~32.
     """
-    small = _working_gray(image).resize((_PHASH_SIZE, _PHASH_SIZE), Image.Resampling.LANCZOS)
+    small = working_gray(image).resize((_PHASH_SIZE, _PHASH_SIZE), Image.Resampling.LANCZOS)
     coefficients = _DCT @ np.asarray(small, dtype=np.float64) @ _DCT.T
     band = coefficients[:_PHASH_BAND, :_PHASH_BAND].ravel()
     bits = band > np.median(band[1:])
