@@ -35,10 +35,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's aesthete and bench, not an installed copy
 
+from aesthete.checkpoint import read_meta  # noqa: E402 (torch-free)
 from bench import photos  # noqa: E402
 
 MODEL = "nima"  # ResNet-50 at 300x300: the backbone of nima and hla-gcn
 TINY = {"backbone": "resnet18", "input_size": 64}  # for the memory runs: 10,000 photos in seconds, not minutes
+SMALL = (160, 120)  # the memory runs' photos
 
 
 @dataclass(frozen=True)
@@ -210,9 +212,13 @@ def model_only(checkpoint: str, device: str, precision: str, min_seconds: float)
         runs += 1
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     images = runs * batch
+    on_cpu = runner.device.type == "cpu"
     return {
         "img_s": images / wall,
-        "core_s_per_img": cpu / images if runner.device.type == "cpu" else None,
+        # Work done (process CPU time), and the cores held (threads x wall): sleeping OpenMP threads make
+        # the first smaller, and the stage-sum limit computed from it the stricter of the two.
+        "core_s_per_img": cpu / images if on_cpu else None,
+        "held_core_s_per_img": torch.get_num_threads() * wall / images if on_cpu else None,
         "batch": batch,
         "threads": torch.get_num_threads(),
         "precision": runner.precision,
@@ -271,6 +277,27 @@ def pixel_decode_seconds(paths: Sequence[Path], checkpoint: str) -> float:
     for blob in blobs:
         decode(blob, target=target)
     return (time.process_time() - started) / len(blobs)
+
+
+def gpu_decode_lane(paths: Sequence[str], side: int, batch: int = 32) -> dict[str, Any]:
+    """nvJPEG decodes (``torchvision.io.decode_jpeg`` on CUDA) resized to the model's input on the GPU:
+    the second decode lane a GPU machine has. Measured only when the device is CUDA."""
+    import torch
+    import torch.nn.functional as F
+    from torchvision.io import decode_jpeg, read_file
+
+    blobs = [read_file(path) for path in paths]
+
+    def lane() -> None:
+        for start in range(0, len(blobs), batch):
+            for image in decode_jpeg(blobs[start : start + batch], device="cuda"):
+                F.interpolate(image[None].float(), size=(side, side), mode="bilinear", antialias=True)
+        torch.cuda.synchronize()
+
+    lane()  # warm-up: nvJPEG handles and the allocator
+    started = time.perf_counter()
+    lane()
+    return {"img_s": len(blobs) / (time.perf_counter() - started)}
 
 
 # --- naive pipeline --------------------------------------------------------------------------------------
@@ -410,7 +437,7 @@ def rescan(folder: Path, count: int, db: Path, checkpoint: str, env: dict[str, s
     if result["cached"] != count or result["scored"] or result["failed"] or result.get("analysed"):
         raise RuntimeError(f"rescan was not a rescan: {result}")
     walls = [timed(aesthete_cmd(*args), env)[0] for _ in range(runs)]
-    return {"s": spread(walls), "torch_imported": probe["torch_imported"],
+    return {"count": count, "s": spread(walls), "torch_imported": probe["torch_imported"],
             "pil_jpeg_loaded": probe["pil_jpeg_loaded"]}  # fmt: skip
 
 
@@ -421,7 +448,8 @@ def peak_rss(folder: Path, count: int, checkpoint: str, env: dict[str, str], wor
     db = work / f"rss{count}.db"
     for leftover in work.glob(f"rss{count}.db*"):
         leftover.unlink()
-    args = ("score", str(folder), "--weights", checkpoint, "--db", str(db), "--device", "cpu", "--json")
+    args = ("score", str(folder), "--weights", checkpoint, "--db", str(db), "--device", "cpu",
+            "--workers", str(cores()), "--json")  # fmt: skip
     result, probe = probed(args, env, work)
     if result["scored"] != count:
         raise RuntimeError(f"memory run scored {result['scored']} of {count}: {result.get('failed')}")
@@ -473,9 +501,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     small = by.get("0.2 MP")
     if small:
         add("0.2 MP e2e / model-only", small["e2e_vs_model"], 0.90, "ratio", True, "")
-    n10, n100 = results["plan"]["rescans"]
-    add(f"rescan {n10:,} unchanged", results["rescan"][str(n10)]["s"]["median"], 1.0, "s", False, "")
-    add(f"rescan {n100:,} unchanged", results["rescan"][str(n100)]["s"]["median"], 5.0, "s", False, "")
+    placeholder = {row["count"]: row for what, row in results["rescan"].items() if "placeholder" in what}
+    for count, limit in zip(results["plan"]["rescans"], (1.0, 5.0)):
+        add(f"rescan {count:,} unchanged", placeholder[count]["s"]["median"], limit, "s", False, "")
     small_n, big_n = results["plan"]["rss"]
     growth = results["rss"][str(big_n)]["main_mib"] / results["rss"][str(small_n)]["main_mib"] - 1
     add(f"peak RSS {big_n:,} vs {small_n:,} photos", growth, 0.10, "growth", False, "")
@@ -507,19 +535,25 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {row['e2e_vs_model']:.0%} | {_fmt(row['e2e_vs_stage_sum'], '{:.0%}')} | {row['e2e_vs_naive']:.1f}x |"
         )
     lines.append(f"| RAW previews | {results['raw_previews']} |" + " |" * 10)
+    lanes = [f"{row['size']} {row['gpu_decode_lane_img_s']:.0f} img/s" for row in results["sizes"]
+             if row["gpu_decode_lane_img_s"]]  # fmt: skip
+    if lanes:
+        lines += ["", "GPU decode lane (nvJPEG, resize on the GPU, batch 32): " + ", ".join(lanes) + "."]
     model = results["model"]
     lines += [
         "",
         f"Model-only: batch {model['batch']}, {model['threads']} threads, {model['precision']}, "
-        f"{_fmt(model['core_s_per_img'], '{:.3f}')} core-s/img. End-to-end start-up (interpreter, torch import, "
-        f"model load, fixed per run): {results['e2e_startup_s']:.1f} s.",
+        f"{_fmt(model['core_s_per_img'], '{:.3f}')} core-s/img of CPU time "
+        f"({_fmt(model['held_core_s_per_img'], '{:.3f}')} core-s/img held: threads x wall); the stage-sum limit "
+        "is cores / (model CPU core-s + decode core-s) per photo. End-to-end start-up (interpreter, torch import, "
+        "model load, fixed per run): " + ", ".join(f"{r['e2e_startup_s']:.1f} s" for r in results["sizes"]) + ".",
         "",
         "| other | figure |",
         "|---|---|",
     ]
-    for n, row in results["rescan"].items():
+    for what, row in results["rescan"].items():
         s = row["s"]
-        lines.append(f"| rescan {int(n):,} unchanged photos ({row['kind']}) | {s['median']:.2f} s "
+        lines.append(f"| rescan, nothing changed: {what} | {s['median']:.2f} s "
                      f"(min {s['min']:.2f}, max {s['max']:.2f}); torch imported: {row['torch_imported']}, "
                      f"JPEG decoder loaded: {row['pil_jpeg_loaded']} |")  # fmt: skip
     for n, row in results["rss"].items():
@@ -547,9 +581,50 @@ def _fmt(value: float | None, spec: str = "{:.1f}") -> str:
 # --- main --------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class Assets:
+    checkpoint: str  # MODEL, full size
+    tiny: str  # MODEL with a ResNet-18 trunk at 64 px, for the memory runs
+    sets: dict[str, tuple[list[Path], Path]]  # size label -> (photos, folder of the first ``head`` of them)
+    small: Path  # the memory runs' photos: all of them, and (``small_head``) the first rss[0]
+    small_head: Path
+    placeholders: dict[int, tuple[Path, Path]]  # count -> (folder, database recording them all as scored)
+
+
+def prepare(work: Path, plan: Plan) -> Assets:
+    """Everything the measurements read, made once and kept in ``work`` (photos take minutes to make)."""
+    checkpoint, tiny = str(work / f"{MODEL}-bench.safetensors"), str(work / f"{MODEL}-tiny-bench.safetensors")
+    for path, config in ((checkpoint, {}), (tiny, TINY)):
+        if not Path(path).exists():
+            in_fresh_process(make_checkpoint, path, MODEL, config)
+    sets = {}
+    for size in plan.sizes:
+        log(f"photos: {size.count} x {size.label}")
+        name = f"{size.width}x{size.height}"
+        paths = photos.photo_set(work / "photos" / name, (size.width, size.height), size.count, processes=cores())
+        sets[size.label] = (paths, photos.linked_subset(paths[: size.head], work / "photos" / f"{name}-head"))
+    small_n, big_n = plan.rss
+    log(f"photos: {big_n} small")
+    small = photos.small_photos(work / "small", big_n, size=SMALL)
+    small_head = work / "small-head"
+    if not small_head.exists():  # the first small_n photos, as their own tree of hard links
+        for path in sorted(small.rglob("*.jpg"))[:small_n]:
+            photos.linked_subset([path], small_head / path.parent.name)
+    placeholders = {}
+    for count in plan.rescans:
+        log(f"placeholders: {count}")
+        folder, db = work / f"placeholders{count}", work / f"placeholders{count}.db"
+        if not db.exists():
+            photos.placeholder_files(folder, count)
+            fill_database(db, folder, checkpoint)
+        placeholders[count] = (folder, db)
+    return Assets(checkpoint, tiny, sets, small, small_head, placeholders)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="few photos of each kind: a smoke run (~2 min)")
+    parser.add_argument("--quick", action="store_true", help="few photos of each kind: a smoke run")
+    parser.add_argument("--prepare", action="store_true", help="only make the photos, checkpoints and databases")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (the table says which ran)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/aesthete-bench"), help="photos, checkpoints, DBs")
     parser.add_argument("--markdown", type=Path, help="write the tables here")
@@ -560,35 +635,34 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     env = subprocess_env(work / "home")
     os.environ.update({k: v for k, v in env.items() if k.startswith("AESTHETE_")})  # choose_model, in here too
+    assets = prepare(work, plan)
+    if args.prepare:
+        return
     results: dict[str, Any] = {"plan": {"rescans": plan.rescans, "rss": plan.rss}, "load_start": os.getloadavg()[:3]}
-
     log("machine")
     results["machine"] = machine(args.device)
-    checkpoint = str(work / f"{MODEL}-bench.safetensors")
-    tiny = str(work / f"{MODEL}-tiny-bench.safetensors")
-    if not Path(checkpoint).exists():
-        in_fresh_process(make_checkpoint, checkpoint, MODEL, {})
-    if not Path(tiny).exists():
-        in_fresh_process(make_checkpoint, tiny, MODEL, TINY)
-
+    checkpoint = assets.checkpoint
     log("model only")
     model = in_fresh_process(model_only, checkpoint, args.device, "auto", plan.model_seconds)
     results["model"] = model
     rows = []
     for size in plan.sizes:
-        log(f"{size.label}: photos")
-        folder = work / "photos" / f"{size.width}x{size.height}"
-        paths = photos.photo_set(folder, (size.width, size.height), size.count, processes=cores())
-        head = photos.linked_subset(paths[: size.head], work / "photos" / f"{size.width}x{size.height}-head")
+        paths, head = assets.sets[size.label]
         log(f"{size.label}: decode only")
         one = decode_only(paths[: size.decode_count], checkpoint, 1)
         workers = cores()
         many = decode_only(paths[: size.decode_count * workers], checkpoint, workers)
         pixel_s = pixel_decode_seconds(paths[: max(4, size.decode_count // 4)], checkpoint)
+        gpu_lane = None
+        if results["machine"]["device"].startswith("cuda"):
+            log(f"{size.label}: GPU decode lane")
+            side = read_meta(checkpoint)["policy"]["size"]
+            gpu_lane = in_fresh_process(gpu_decode_lane, [str(p) for p in paths[: size.decode_count * 4]], side)
         log(f"{size.label}: naive")
         naive_row = in_fresh_process(naive, checkpoint, [str(p) for p in paths[: size.naive_count]], args.device)
         log(f"{size.label}: end to end")
-        e2e = end_to_end(folder, head, size.count, size.head, checkpoint, args.device, work, env, plan.repeats)
+        e2e = end_to_end(paths[0].parent, head, size.count, size.head, checkpoint, args.device, work, env,
+                         plan.repeats)  # fmt: skip
         stage_sum = None
         if model["core_s_per_img"] is not None:
             stage_sum = cores() / (model["core_s_per_img"] + one["core_s_per_img"])
@@ -599,37 +673,32 @@ def main() -> None:
             "decode_workers": workers, "decode_core_ms": one["core_s_per_img"] * 1000,
             "pixel_decode_ms": pixel_s * 1000, "stage_sum_img_s": stage_sum, "e2e_img_s": e2e["img_s"],
             "e2e_with_startup_img_s": e2e["img_s_with_startup"], "e2e_walls": e2e["walls"],
-            "naive_img_s": naive_row["img_s"], "e2e_vs_model": e2e["img_s"] / model["img_s"],
+            "e2e_startup_s": e2e["startup_s"], "naive_img_s": naive_row["img_s"],
+            "gpu_decode_lane_img_s": gpu_lane["img_s"] if gpu_lane else None,
+            "e2e_vs_model": e2e["img_s"] / model["img_s"],
             "e2e_vs_stage_sum": e2e["img_s"] / stage_sum if stage_sum else None,
             "e2e_vs_naive": e2e["img_s"] / naive_row["img_s"],
         })  # fmt: skip
-        results["e2e_startup_s"] = e2e["startup_s"]
         log(f"{size.label}: {rows[-1]}")
     results["sizes"] = rows
     results["raw_previews"] = raw_previews()
 
     log("peak RSS")
     small_n, big_n = plan.rss
-    small_folder = photos.small_photos(work / "small", big_n)
-    small_head = work / "small-head"
-    if not small_head.exists():  # the first small_n photos, as their own tree of hard links
-        for path in sorted(small_folder.rglob("*.jpg"))[:small_n]:
-            photos.linked_subset([path], small_head / path.parent.name)
-    results["rss_model"] = "nima, ResNet-18 trunk at 64x64, cpu; 320x240 JPEGs"
+    results["rss_model"] = f"{MODEL} with a ResNet-18 trunk at 64x64 on cpu, {cores()} decode workers; " \
+        f"{SMALL[0]}x{SMALL[1]} JPEGs"  # fmt: skip
     results["rss"] = {
-        str(small_n): peak_rss(small_head, small_n, tiny, env, work),
-        str(big_n): peak_rss(small_folder, big_n, tiny, env, work),
+        str(small_n): peak_rss(assets.small_head, small_n, assets.tiny, env, work),
+        str(big_n): peak_rss(assets.small, big_n, assets.tiny, env, work),
     }
 
     log("rescans")
-    few, many_n = plan.rescans
     results["rescan"] = {}
-    if few == big_n:  # the memory run's photos and database: a real library, really scored
-        db = Path(results["rss"][str(big_n)]["db"])
-        results["rescan"][str(few)] = {**rescan(small_folder, few, db, tiny, env, work, 5), "kind": "real photos"}
-    else:
-        results["rescan"][str(few)] = _placeholder_rescan(work, few, checkpoint, env)
-    results["rescan"][str(many_n)] = _placeholder_rescan(work, many_n, checkpoint, env)
+    for count, (folder, db) in assets.placeholders.items():
+        row = rescan(folder, count, db, checkpoint, env, work, 5)
+        results["rescan"][f"{count:,} placeholder files, rows written through Store.write"] = row
+    real = rescan(assets.small, big_n, Path(results["rss"][str(big_n)]["db"]), assets.tiny, env, work, 5)
+    results["rescan"][f"{big_n:,} real photos, scored by the memory run"] = real
 
     log("start-up")
     results["startup"] = startup(env, 10)
@@ -641,15 +710,6 @@ def main() -> None:
         args.markdown.write_text(text)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
-
-
-def _placeholder_rescan(work: Path, count: int, checkpoint: str, env: dict[str, str]) -> dict[str, Any]:
-    folder = work / f"placeholders{count}"
-    db = work / f"placeholders{count}.db"
-    if not db.exists():
-        photos.placeholder_files(folder, count)
-        fill_database(db, folder, checkpoint)
-    return {**rescan(folder, count, db, checkpoint, env, work, 5), "kind": "placeholder files, rows via Store.write"}
 
 
 if __name__ == "__main__":
