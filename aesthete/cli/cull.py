@@ -182,6 +182,7 @@ def groups_command(
     db: DbOption = None,
 ) -> None:
     """Bursts and near-duplicates among the photos of PATHS (or of the last `score` run), best frame first."""
+    from aesthete.exif import camera_name
     from aesthete.groups import annotate, ensure_groups
     from aesthete.select import last_run_scope, rank
 
@@ -206,9 +207,10 @@ def groups_command(
         table.add_column(column, overflow="fold")
     for g, rows in found:
         times = sorted(r["capture_time"] or "" for r in rows)
-        camera = " ".join(p for p in (rows[0]["make"], rows[0]["camera"]) if p)
+        taken = f"{times[0][:19]} … {times[-1][11:19]}" if times[0] else "no EXIF time (file times)"
+        camera = camera_name(rows[0])
         frames = "\n".join(f"{Path(r['path']).name}  {r[score]:.2f}" for r in rows)
-        table.add_row(str(g), str(len(rows)), camera, f"{times[0][:19]} … {times[-1][11:19]}", frames)
+        table.add_row(str(g), str(len(rows)), camera, taken, frames)
     out.print(table if found else "no groups: every photo stands alone")
 
 
