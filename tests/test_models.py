@@ -203,6 +203,19 @@ def test_parameter_counts_match_hla_gcn_table_4(row: str) -> None:
     assert abs(model.num_parameters() / 1e6 - millions) <= 0.1, f"{row}: {model.num_parameters() / 1e6:.2f}M"
 
 
+def test_hla_gcn_aggregates_the_papers_100_nodes_into_25_for_both_projections() -> None:
+    """300 px through ResNet gives a 10 x 10 map: L = 100 spatial nodes, K = L / 4 = 25 latent ones."""
+    for projection in ("dynamic", "static"):
+        torch.manual_seed(0)
+        model = get_model("hla-gcn", backbone="resnet18", channels=16, projection=projection).eval()
+        images = torch.randn(1, 3, 300, 300)
+        with torch.no_grad():
+            nodes = model.reduce(model.features(images)).flatten(2).transpose(1, 2)
+            assert nodes.shape[1] == 100
+            assert model._project(nodes).shape == (1, 25, 100), projection
+            assert_distribution(model(images, torch.tensor([1.5]))["probs"], 10)
+
+
 def test_score_command_runs_every_model_from_a_checkpoint(tmp_path: Path) -> None:
     """`aesthete score DIR --model M --weights W` for every scoring model, on photos of several aspect
     ratios (APM and SAF keep them, so their batches are per-shape buckets)."""
