@@ -196,8 +196,8 @@ class _Walker:
             return None
 
 
-def pair_raws(found: Iterable[FoundFile]) -> tuple[list[FoundFile], dict[str, str]]:
-    """Split ``found`` into photos and RAW companions: ``(photos, {raw path: partner path})``.
+def pair_raws(found: Iterable[FoundFile]) -> tuple[list[FoundFile], list[tuple[FoundFile, str]]]:
+    """Split ``found`` into photos and RAW companions: ``(photos, [(raw file, partner path)])``.
 
     A RAW file whose folder holds a camera rendering of the same frame (same stem, compared
     case-insensitively, with an extension of :data:`~aesthete.formats.PAIR_PARTNERS`) is one photo with
@@ -214,13 +214,13 @@ def pair_raws(found: Iterable[FoundFile]) -> tuple[list[FoundFile], dict[str, st
         key = (folder, stem.casefold())
         if rank is not None and (key not in partners or (rank, entry.path) < partners[key]):
             partners[key] = (rank, entry.path)
-    photos, companions = [], {}
+    photos, companions = [], []
     for entry in found:
         folder, name = os.path.split(entry.path)
         stem, ext = os.path.splitext(name)
         partner = partners.get((folder, stem.casefold()))
         if partner is not None and ext.lower() in RAW_EXTENSIONS:
-            companions[entry.path] = partner[1]
+            companions.append((entry, partner[1]))
         else:
             photos.append(entry)
     return photos, companions
