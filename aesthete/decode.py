@@ -81,8 +81,9 @@ _TRANSPOSE = {
 }
 # What Image.draft can shrink while decoding: DCT scaling for JPEG, an embedded thumbnail for HEIF.
 _DRAFT_FORMATS = frozenset({"JPEG", "MPO", "HEIF"})
-# LibRaw's ``sizes.flip`` (0, 3 = 180 degrees, 5 = 90 counter-clockwise, 6 = 90 clockwise) -> EXIF orientation.
-_FLIP_TO_ORIENTATION = {0: 1, 3: 3, 5: 8, 6: 6}
+# LibRaw's ``sizes.flip`` (dcraw's bits: 1 mirror, 2 flip, 4 transpose; 3 = 180 degrees, 5 = 90 counter-clockwise,
+# 6 = 90 clockwise) -> EXIF orientation.
+_FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})
 # Raised when the data is not what Pillow or LibRaw reads (LibRaw's errors, classified in _unidentified).
 _UNRECOGNISED = (UnidentifiedImageError,) if rawpy is None else (UnidentifiedImageError, rawpy.LibRawError)
