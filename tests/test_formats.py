@@ -153,7 +153,8 @@ def test_heic_without_pillow_heif_is_a_no_decoder_failure_retried_later(
 
 
 def mpf_jpeg(preview_size: tuple[int, int] = (1200, 800), **kwargs: object) -> bytes:
-    """A 2400x1600 red primary tagged orientation 6, with a blue preview: the colour says which was decoded."""
+    """A 2400x1600 marker primary (grey, red top-left corner) tagged orientation 6, with a blue preview whose
+    top-left corner is green: the colours say which frame was decoded and how it was turned."""
     primary = g.marker_image((2400, 1600))  # its corners show how it was turned
     preview = Image.new("RGB", preview_size, (0, 0, 255))
     preview.paste((0, 255, 0), (0, 0, preview_size[0] // 4, preview_size[1] // 4))  # green: the preview's corner
@@ -234,6 +235,12 @@ def test_raw_and_jpeg_of_one_frame_are_one_photo_scored_once(tmp_path: Path, tin
     assert raw_row == ("paired", None, str(folder / "IMG_1.JPG"))
     shown = store.photo_by_path(str(folder / "IMG_1.CR2"))
     assert shown["pair_of"] == str(folder / "IMG_1.JPG") and shown["content_hash"] == rows["IMG_1.JPG"]["content_hash"]
+    result = runner.invoke(app, ["show", str(folder / "IMG_1.CR2"), "--db", str(store.path)])
+    assert result.exit_code == 0 and "RAW companion of" in result.stdout and "mean" in result.stdout
+    listed = runner.invoke(app, ["rank", str(folder), "--db", str(store.path), "--json"])
+    assert {Path(p["path"]).name: p["companions"] for p in json.loads(listed.stdout)["photos"]}["IMG_1.JPG"] == [
+        str(folder / "IMG_1.CR2")
+    ]
     # A rescan reads nothing and writes no file rows.
     before = store.conn.execute("SELECT * FROM files ORDER BY path").fetchall()
     again = score([str(folder)], store=store, weights=weights, device="cpu", workers=1)
