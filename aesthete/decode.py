@@ -52,6 +52,7 @@ else:
     # One decoder thread: the decode workers already keep every core busy.
     register_heif_opener(decode_threads=1)
     HEIF_AVAILABLE = True
+ALL_DECODERS = rawpy is not None and HEIF_AVAILABLE  # only then is a NO_DECODER failure worth retrying
 
 MAX_PIXELS = 200_000_000
 """Largest canvas decoded, in pixels (a 100-MP medium-format photo passes; a crafted header does not).

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from aesthete.architectures import check_architecture
-from aesthete.decode import NO_DECODER
+from aesthete.decode import ALL_DECODERS, NO_DECODER
 from aesthete.discover import FoundFile, discover, pair_raws
 from aesthete.preprocess import InputPolicy
 from aesthete.store import KnownFile, ModelKey, Store, now_iso, path_key
@@ -119,7 +119,7 @@ def plan(
     """Split discovered files into work and cache hits, from size and mtime alone (no file is opened).
 
     Returns (jobs, cached count, previously failed files whose size and mtime did not change). A file
-    that failed for want of an optional decoder is tried again: the decoder may be installed now.
+    that failed for want of an optional decoder is tried again once every decoder is installed.
     A former RAW companion whose partner is gone is a photo of its own now, hence work."""
     known = store.known_files() if known is None else known
     scored = store.scored_hashes(key) if key else set()
@@ -127,7 +127,8 @@ def plan(
     for entry in found:
         record = known.get(entry.path)
         unchanged = record and record.size == entry.size and record.mtime_ns == entry.mtime_ns
-        if not rescore and unchanged and record.status != "paired" and record.error_kind != NO_DECODER:
+        retry = record and record.error_kind == NO_DECODER and ALL_DECODERS
+        if not rescore and unchanged and record.status != "paired" and not retry:
             if record.status == "failed":
                 failed_before.append(entry.path)
                 continue

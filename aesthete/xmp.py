@@ -105,10 +105,12 @@ def quantile_stars(values: Sequence[float]) -> list[int]:
 def write_sidecars(
     photo: str, companions: Sequence[str] = (), *, rating: int, label: str | None = None, dry_run: bool = False
 ) -> list[SidecarResult]:
-    """:func:`write_sidecar` into every one of :func:`sidecar_paths`."""
+    """:func:`write_sidecar` into every one of :func:`sidecar_paths`; a companion deleted since the scan gets
+    none (it would be an orphan)."""
+    present = [c for c in companions if os.path.lexists(c)]
     return [
         write_sidecar(photo, rating=rating, label=label, dry_run=dry_run, path=path)
-        for path in sidecar_paths(photo, companions)
+        for path in sidecar_paths(photo, present)
     ]
 
 

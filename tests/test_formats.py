@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from typer.testing import CliRunner
 
 from aesthete import decode as decode_module
+from aesthete import scoring
 from aesthete.cli import app
 from aesthete.decode import NO_DECODER, NOT_AN_IMAGE, DecodeError, decode
 from aesthete.discover import FoundFile, discover, pair_raws
@@ -29,6 +30,7 @@ from aesthete.formats import RAW_EXTENSIONS
 from aesthete.scoring import plan, score
 from aesthete.select import cull
 from aesthete.store import Store
+from aesthete.xmp import write_sidecars
 
 runner = CliRunner()
 REQUIRED_RAWS = {".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".raf", ".rw2"}
@@ -147,6 +149,10 @@ def test_heic_without_pillow_heif_is_a_no_decoder_failure_retried_later(
     found = [FoundFile(path, 10, 1), FoundFile(str(tmp_path / "b.jpg"), 10, 1)]
     jobs, cached, failed_before = plan(found, store, None, rescore=False)
     assert [job.path for job in jobs] == [path] and failed_before == [str(tmp_path / "b.jpg")]
+    # ... but not while a decoder is still missing: that would read every such file on every rescan.
+    monkeypatch.setattr(scoring, "ALL_DECODERS", False)
+    jobs, cached, failed_before = plan(found, store, None, rescore=False)
+    assert jobs == [] and len(failed_before) == 2
 
 
 # ---------------------------------------------------------------------------------------------- MPF
@@ -309,3 +315,13 @@ def test_move_rejects_moves_the_pair_and_its_sidecars(pair_shoot: tuple[Path, St
     assert sorted(os.listdir(folder)) == ["IMG_2.NEF", "IMG_3.JPG"]
     moved = {Path(row["path"]).name: row for row in store.photos(None)}["IMG_1.JPG"]
     assert moved["real_path"] == str(rejects / "IMG_1.JPG") and moved["companions"] == [str(rejects / "IMG_1.CR2")]
+
+
+def test_no_sidecar_for_a_companion_deleted_since_the_scan(tmp_path: Path) -> None:
+    photo = tmp_path / "IMG_9.JPG"
+    photo.write_bytes(b"x")
+    results = write_sidecars(str(photo), [str(tmp_path / "IMG_9.CR2")], rating=2)
+    assert [Path(r.sidecar).name for r in results] == ["IMG_9.JPG.xmp"]
+    (tmp_path / "IMG_9.CR2").write_bytes(b"raw")
+    results = write_sidecars(str(photo), [str(tmp_path / "IMG_9.CR2")], rating=2)
+    assert [Path(r.sidecar).name for r in results] == ["IMG_9.JPG.xmp", "IMG_9.CR2.xmp", "IMG_9.xmp"]
