@@ -110,7 +110,6 @@ class Decoded:
     height: int
     format: str  # Pillow's format name (JPEG, MPO, PNG, TIFF, WEBP, HEIF...); a RAW's extension (CR2, NEF...)
     notes: list[str] = field(default_factory=list)  # what was unusual and how it was handled
-    capture_time: str | None = None  # a RAW's capture time as LibRaw reads it, for when EXIF parsing fails
 
 
 def decode(
@@ -272,10 +271,8 @@ def _decode_raw(
             # user_flip=0: LibRaw leaves the pixels as stored, so orientation is applied below, once.
             pixels = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8, user_flip=0)
             im = Image.fromarray(pixels, "RGB")
-        taken = raw.other.timestamp
-    capture_time = taken.isoformat(timespec="seconds") if taken and taken.year > 1970 else None
-    image = _finish(im, need, orientation, notes)
-    return Decoded(image=image, width=width, height=height, format=fmt, notes=notes, capture_time=capture_time)
+    # (LibRaw's capture time, ``raw.other``, is not read: rawpy unpacks the whole sensor data for it.)
+    return Decoded(image=_finish(im, need, orientation, notes), width=width, height=height, format=fmt, notes=notes)
 
 
 def _raw_preview(raw: Any, stored_need: tuple[int, int] | None, notes: list[str]) -> Image.Image | None:

@@ -145,7 +145,6 @@ def image_row(digest: str, decoded: Any, data: bytes) -> dict[str, Any]:
     """The ``images`` row for a decoded photo: size, EXIF, technical signals, perceptual hash."""
     exif = read_exif(data).to_dict()
     exif.pop("orientation", None)
-    exif["capture_time"] = exif["capture_time"] or decoded.capture_time  # LibRaw reads RAWs exifread cannot
     signals = technical_signals(decoded.image)
     return {
         "content_hash": digest,
