@@ -231,12 +231,14 @@ def _seek_large_preview(im: Image.Image, stored_need: tuple[int, int]) -> None:
     except (AttributeError, KeyError, TypeError):
         return
     best: tuple[int, int] | None = None  # (pixels, frame)
+    moved = False
     for frame, entry in enumerate(entries[1:], start=1):
         # Pillow names the VGA and Full HD classes; the 4K-16K ones of MPF 1.1 come out as "Unknown".
         kind = entry.get("Attribute", {}).get("MPType", "") if isinstance(entry, dict) else ""
         if not (kind.startswith("Large Thumbnail") or kind == "Unknown"):
             continue
         try:
+            moved = True
             im.seek(frame)
         except Exception:  # a broken preview only costs the primary's (slower) decode
             continue
@@ -245,7 +247,8 @@ def _seek_large_preview(im: Image.Image, stored_need: tuple[int, int]) -> None:
         large_enough = w >= stored_need[0] and h >= stored_need[1]
         if scaled_copy and large_enough and w < primary[0] and (best is None or w * h < best[0]):
             best = (w * h, frame)
-    im.seek(best[1] if best else 0)
+    if best is not None or moved:
+        im.seek(best[1] if best else 0)
 
 
 def _decode_raw(
