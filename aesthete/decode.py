@@ -188,9 +188,11 @@ def _decode(
     need = _needed_size(width, height, target, min_side) if drafted else None
     if need is not None:
         stored_need = (need[1], need[0]) if orientation >= 5 else need
-        if fmt == "MPO":
-            _seek_large_preview(im, stored_need)
-        im.draft("RGB", stored_need)
+        preview = _large_preview(data, stored_need, notes) if fmt == "MPO" else None
+        if preview is not None:
+            im = preview
+        else:
+            im.draft("RGB", stored_need)
     im.load()
     if orientation != 1 and not drafted and _read_orientation(im) != orientation:
         # The plugin turned the pixels upright itself and dropped the tag (Pillow's TIFF reader does,
@@ -222,33 +224,42 @@ def _finish(im: Image.Image, need: tuple[int, int] | None, orientation: int, not
     return im
 
 
-def _seek_large_preview(im: Image.Image, stored_need: tuple[int, int]) -> None:
-    """Move ``im`` (an MPO) to its smallest MPF "Large Thumbnail" that is a scaled copy of the primary
-    image and at least ``stored_need`` large; stay on the primary when there is none (or it is broken)."""
+def _large_preview(data: bytes, stored_need: tuple[int, int], notes: list[str]) -> Image.Image | None:
+    """The smallest MPF "Large Thumbnail" of a JPEG that is a scaled copy of its primary image and at least
+    ``stored_need`` large, loaded at reduced size; None when there is none or it cannot be read (a file
+    cut short loses its previews, which come last, before its primary). Opened separately, so a failure
+    leaves the caller's image untouched."""
+    im = Image.open(io.BytesIO(data))
     try:
         entries = im.mpinfo[0xB002]
-        primary = im.size
     except (AttributeError, KeyError, TypeError):
-        return
+        return None
+    primary = im.size
     best: tuple[int, int] | None = None  # (pixels, frame)
-    moved = False
     for frame, entry in enumerate(entries[1:], start=1):
         # Pillow names the VGA and Full HD classes; the 4K-16K ones of MPF 1.1 come out as "Unknown".
         kind = entry.get("Attribute", {}).get("MPType", "") if isinstance(entry, dict) else ""
         if not (kind.startswith("Large Thumbnail") or kind == "Unknown"):
             continue
         try:
-            moved = True
             im.seek(frame)
-        except Exception:  # a broken preview only costs the primary's (slower) decode
+        except Exception:  # a broken preview header: try the next one
             continue
         w, h = im.size
         scaled_copy = abs(w * primary[1] - h * primary[0]) <= _PREVIEW_ASPECT_TOLERANCE * h * primary[0]
         large_enough = w >= stored_need[0] and h >= stored_need[1]
         if scaled_copy and large_enough and w < primary[0] and (best is None or w * h < best[0]):
             best = (w * h, frame)
-    if best is not None or moved:
-        im.seek(best[1] if best else 0)
+    if best is None:
+        return None
+    try:
+        im.seek(best[1])
+        im.draft("RGB", stored_need)
+        im.load()
+    except Exception as exc:
+        notes.append(f"MPF preview unreadable ({_one_line(str(exc))}): primary image decoded")
+        return None
+    return im
 
 
 def _decode_raw(

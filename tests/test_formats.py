@@ -190,6 +190,14 @@ def test_mpf_preview_is_skipped_when_too_small_misshapen_or_not_a_thumbnail() ->
     assert full.image.size == (1600, 2400)
 
 
+def test_cut_off_mpf_preview_falls_back_to_the_primary() -> None:
+    """A copy cut short loses the preview (written after the primary) first: the intact primary is used."""
+    data = mpf_jpeg()
+    decoded = decode(data[: len(data) - 2000], target=lambda w, h: (300, 450))
+    assert colour_at(decoded.image, (decoded.image.width - 3, 3)) == "red"
+    assert decoded.notes and decoded.notes[0].startswith("MPF preview unreadable")
+
+
 # ------------------------------------------------------------------------------------ RAW+JPEG pairs
 
 
