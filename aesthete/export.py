@@ -87,7 +87,8 @@ def export_album(
     taken: set[str] = set()
     targets: dict[str, str] = {}
     for row in ranking.rows:
-        sources = [row["real_path"], *row.get("companions", ())]
+        # (a companion deleted since the scan is left out, as from the sidecars and moves)
+        sources = [row["real_path"], *(c for c in row.get("companions", ()) if os.path.lexists(c))]
         prefix = time_prefix(row) if order_by_time else ""
         bundle = free_bundle(
             dest, [prefix + os.path.basename(s) for s in sources], taken=taken,

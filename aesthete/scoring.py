@@ -178,9 +178,9 @@ def score(
 
     found = list(discover(roots, recursive=recursive, on_error=on_discovery_error))
     summary.found = len(found)
-    found, companions = pair_raws(found)
-    summary.paired = len(companions)
     known = store.known_files()
+    found, companions = _pair(found, known)
+    summary.paired = len(companions)
     jobs, summary.cached, failed_before = plan(found, store, choice.key, rescore, known)
     summary.failed.extend(_recorded_failures(store, failed_before))
     store.write(files=_companion_rows(companions, known))
@@ -197,6 +197,21 @@ def score(
                   "cached": summary.cached, "failed": len(summary.failed)}  # fmt: skip
         store.finish_run(run_id, status, counts)
     return summary
+
+
+def _pair(found: list[FoundFile], known: dict[str, KnownFile]) -> tuple[list[FoundFile], list[tuple[FoundFile, str]]]:
+    """:func:`pair_raws`, except that a RAW whose JPEG could not be read (as an earlier scan recorded, and
+    the JPEG has not changed since) is a photo of its own."""
+    current = {entry.path: entry for entry in found}
+    photos, companions = pair_raws(found)
+    paired = []
+    for raw, partner in companions:
+        record, entry = known.get(partner), current[partner]
+        if record and record.status == "failed" and (record.size, record.mtime_ns) == (entry.size, entry.mtime_ns):
+            photos.append(raw)
+        else:
+            paired.append((raw, partner))
+    return photos, paired
 
 
 def _companion_rows(companions: list[tuple[FoundFile, str]], known: dict[str, KnownFile]) -> list[dict[str, Any]]:
@@ -324,7 +339,7 @@ class _Writer:
         self.files.append({
             "path": text, "raw_path": raw, "size": result.size, "mtime_ns": result.mtime_ns,
             "content_hash": result.content_hash, "status": status, "error_kind": result.error_kind,
-            "error": result.error, "first_seen": now, "last_seen": now,
+            "error": result.error, "pair_of": None, "first_seen": now, "last_seen": now,
         })  # fmt: skip
         if result.image is not None:
             self.images.append(result.image)

@@ -267,6 +267,28 @@ def test_raw_and_jpeg_of_one_frame_are_one_photo_scored_once(tmp_path: Path, tin
     assert store.photo_by_path(str(folder / "IMG_1.CR2"))["image"]["format"] == "CR2"
 
 
+def test_a_raw_whose_jpeg_cannot_be_read_is_scored_on_its_own(tmp_path: Path) -> None:
+    folder = write_pair_shoot(tmp_path / "shoot")
+    (folder / "IMG_1.JPG").write_bytes((folder / "IMG_1.JPG").read_bytes()[:300])  # cut short
+    store = Store(tmp_path / "a.db")
+    first = score([str(folder)], store=store, model="nima", workers=1)
+    assert first.paired == 1 and [Path(f.path).name for f in first.failed] == ["IMG_1.JPG"]
+    second = score([str(folder)], store=store, model="nima", workers=1)  # the failure is known now
+    assert (second.paired, second.analysed) == (0, 1)
+    rows = {Path(row["path"]).name: row for row in store.photos(None)}
+    assert sorted(rows) == ["IMG_1.CR2", "IMG_2.NEF", "IMG_3.JPG"] and rows["IMG_1.CR2"]["companions"] == []
+    # Export and sidecars leave out a companion deleted since the scan.
+    (folder / "IMG_1.CR2").rename(folder / "elsewhere.CR2")
+    (folder / "IMG_1.JPG").write_bytes(g.encode(g.scene(11, (600, 400)), "JPEG"))
+    (folder / "IMG_1.CR2").write_bytes((folder / "elsewhere.CR2").read_bytes())
+    third = score([str(folder)], store=store, model="nima", workers=1)
+    assert (third.paired, third.analysed, third.failed) == (1, 1, [])  # paired again (elsewhere.CR2: known content)
+    (folder / "IMG_1.CR2").unlink()
+    ranking = cull(store, [str(folder)], top=5, group=False)
+    outcome = export_album(ranking, str(tmp_path / "album"), mode="copy")
+    assert not outcome.failed and "IMG_1.CR2" not in os.listdir(tmp_path / "album")
+
+
 @pytest.fixture
 def pair_shoot(tmp_path: Path) -> tuple[Path, Store]:
     folder = write_pair_shoot(tmp_path / "shoot")
