@@ -27,7 +27,6 @@ RAW_EXTENSIONS = frozenset(
         ".raf",  # Fujifilm
         ".raw", ".rwl", ".rw2",  # Panasonic, Leica
         ".srw",  # Samsung
-        ".x3f",  # Sigma
     }
 )  # fmt: skip
 OTHER_EXTENSIONS = frozenset({".png", ".tif", ".tiff", ".webp", ".bmp"})
