@@ -15,8 +15,9 @@ from aesthete.select import RANK_KEYS, Filters, Ranking
 ROW_FIELDS = (
     "path", "mean", "std", "p_high", "dist", "model", "technical", "sharpness", "clipped_shadows",
     "clipped_highlights", "mean_luma", "noise", "flags", "capture_time", "make", "camera", "lens", "width", "height",
+    "companions",
 )  # fmt: skip
-CSV_FIELDS = tuple(f for f in ROW_FIELDS if f not in ("dist", "flags"))
+CSV_FIELDS = tuple(f for f in ROW_FIELDS if f not in ("dist", "flags", "companions"))
 
 PathsArgument = Annotated[
     list[Path] | None, typer.Argument(help="Only photos under these folders.", show_default=False)
@@ -69,7 +70,9 @@ def show_command(
         print_json(record)
         return
     out.print(f"[bold]{record['path']}[/]", highlight=False)
-    if record["status"] != "ok":
+    if record["status"] == "paired":  # a RAW beside its JPEG: one photo, scored through the JPEG
+        out.print(f"RAW companion of {record['pair_of']}: its scores", highlight=False)
+    elif record["status"] != "ok":
         out.print(f"[red]failed:[/] {record['error']}", highlight=False)
         raise typer.Exit(int(Exit.SOME_FAILED))
     image = record["image"] or {}
