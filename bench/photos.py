@@ -70,6 +70,22 @@ def photo_set(folder: Path, size: tuple[int, int], count: int, *, processes: int
     return paths
 
 
+def raw_set(folder: Path, previews: Sequence[Path]) -> list[Path]:
+    """One DNG per JPEG in ``previews``, holding it as its full-size embedded preview (as Canon and Nikon
+    RAWs hold theirs), written by the generator the format tests use. Their raw data is a token 64x48
+    CFA: scoring reads a RAW's preview, never its raw data, so its size changes only the bytes read."""
+    from tests.formatgen import dng
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, preview in enumerate(previews):
+        path = folder / f"{preview.stem}.dng"
+        if not path.exists():
+            path.write_bytes(dng(preview.read_bytes(), seed=index))
+        paths.append(path)
+    return paths
+
+
 def linked_subset(paths: Sequence[Path], folder: Path) -> Path:
     """A folder of hard links to ``paths`` (same bytes, no extra disk), for a run over a prefix of a set."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,7 @@ from bench import photos  # noqa: E402
 MODEL = "nima"  # ResNet-50 at 300x300: the backbone of nima and hla-gcn
 TINY = {"backbone": "resnet18", "input_size": 64}  # for the memory runs: 10,000 photos in seconds, not minutes
 SMALL = (160, 120)  # the memory runs' photos
+RAW_LABEL = "RAW previews"
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ class Size:
     count: int  # photos in the long end-to-end run
     head: int  # photos in the short one: the difference cancels the fixed start-up cost
     decode_count: int  # photos per decode-only measurement
-    naive_count: int
+    naive_count: int  # 0: no naive pipeline (a RAW's naive decode would be a demosaic of its raw data)
+    raw: bool = False  # DNGs holding JPEGs of this size as their previews
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ FULL = Plan(
         Size("0.2 MP", 548, 365, count=480, head=96, decode_count=96, naive_count=24),
         Size("12 MP", 4000, 3000, count=120, head=24, decode_count=32, naive_count=8),
         Size("24 MP", 6000, 4000, count=120, head=24, decode_count=32, naive_count=8),
+        Size(RAW_LABEL, 6000, 4000, count=120, head=24, decode_count=32, naive_count=0, raw=True),
     ),
     rescans=(10_000, 100_000),
     rss=(1_000, 10_000),
@@ -79,6 +82,7 @@ QUICK = Plan(
         Size("0.2 MP", 548, 365, count=32, head=8, decode_count=16, naive_count=4),
         Size("12 MP", 4000, 3000, count=10, head=4, decode_count=4, naive_count=2),
         Size("24 MP", 6000, 4000, count=10, head=4, decode_count=4, naive_count=2),
+        Size(RAW_LABEL, 6000, 4000, count=10, head=4, decode_count=4, naive_count=0, raw=True),
     ),
     rescans=(1_000, 5_000),
     rss=(100, 400),
@@ -267,15 +271,16 @@ def pixel_decode_seconds(paths: Sequence[Path], checkpoint: str) -> float:
     """CPU seconds per photo of the reduced-size pixel decode alone (part of the worker's job)."""
     from aesthete.checkpoint import read_meta
     from aesthete.decode import decode
+    from aesthete.formats import raw_format
     from aesthete.preprocess import InputPolicy
     from aesthete.worker import _decode_target
 
     target = _decode_target(InputPolicy.from_dict(read_meta(checkpoint)["policy"]))
-    blobs = [p.read_bytes() for p in paths]
-    decode(blobs[0], target=target)
+    blobs = [(p.read_bytes(), raw_format(str(p))) for p in paths]
+    decode(blobs[0][0], target=target, raw=blobs[0][1])
     started = time.process_time()
-    for blob in blobs:
-        decode(blob, target=target)
+    for blob, raw in blobs:
+        decode(blob, target=target, raw=raw)
     return (time.process_time() - started) / len(blobs)
 
 
@@ -403,8 +408,31 @@ def fill_database(db: Path, folder: Path, checkpoint: str) -> int:
     return count
 
 
+# Runs the CLI in a fresh interpreter and reports what it imported and its memory. The workers' peaks
+# are sampled from /proc (every 50 ms): RUSAGE_CHILDREN cannot tell them, since any child this big
+# process forks to run a small program (torch's import does) keeps the parent's size as its peak.
 _PROBE = """
-import json, os, resource, runpy, sys
+import json, os, resource, runpy, sys, threading, time
+peaks = {"workers_kib": 0, "tree_kib": 0}
+def status(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return {k: int(v.split()[0]) for k, v in (l.split(":", 1) for l in f) if k in ("VmRSS", "VmHWM")}
+def sample():
+    me = os.getpid()
+    while True:
+        try:
+            kids = [int(p) for t in os.listdir(f"/proc/{me}/task")
+                    for p in open(f"/proc/{me}/task/{t}/children").read().split()]
+            tree = status(me)["VmRSS"]
+            for kid in kids:
+                st = status(kid)
+                tree += st["VmRSS"]
+                peaks["workers_kib"] = max(peaks["workers_kib"], st["VmHWM"])
+            peaks["tree_kib"] = max(peaks["tree_kib"], tree)
+        except (OSError, KeyError, ValueError):
+            pass
+        time.sleep(0.05)
+threading.Thread(target=sample, daemon=True).start()
 sys.argv = ["aesthete", *sys.argv[2:]]
 try:
     runpy.run_module("aesthete", run_name="__main__")
@@ -414,14 +442,13 @@ finally:
     with open(os.environ["BENCH_PROBE"], "w") as out:
         json.dump({"torch_imported": "torch" in sys.modules,
                    "pil_jpeg_loaded": "PIL.JpegImagePlugin" in sys.modules,
-                   "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                   "children_maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}, out)
+                   "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, **peaks}, out)
 """
 
 
 def probed(args: Sequence[str], env: dict[str, str], work: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run ``aesthete ARGS`` in-process in a fresh interpreter that reports what it imported and its
-    peak RSS (its own, and its largest decode worker's)."""
+    """Run ``aesthete ARGS`` in a fresh interpreter that reports what it imported and its peak RSS (its
+    own, its largest decode worker's, and that of the whole process tree, sampled)."""
     probe = work / "probe.json"
     done = subprocess.run([sys.executable, "-c", _PROBE, "-", *args], env=dict(env, BENCH_PROBE=str(probe)),
                           capture_output=True, text=True, check=False)  # fmt: skip
@@ -453,7 +480,8 @@ def peak_rss(folder: Path, count: int, checkpoint: str, env: dict[str, str], wor
     result, probe = probed(args, env, work)
     if result["scored"] != count:
         raise RuntimeError(f"memory run scored {result['scored']} of {count}: {result.get('failed')}")
-    return {"main_mib": probe["maxrss_kib"] / 1024, "worker_mib": probe["children_maxrss_kib"] / 1024,
+    return {"main_mib": probe["maxrss_kib"] / 1024, "worker_mib": probe["workers_kib"] / 1024,
+            "tree_mib": probe["tree_kib"] / 1024,
             "img_s": result["throughput"], "db": str(db)}  # fmt: skip
 
 
@@ -467,20 +495,14 @@ def startup(env: dict[str, str], runs: int) -> dict[str, Any]:
     return {"help_s": spread(help_walls), "python_s": spread(bare)}
 
 
-# --- RAW previews (hook) -----------------------------------------------------------------------------------
+# --- RAW previews ---------------------------------------------------------------------------------------
 
 
-def raw_previews() -> str:
-    """Why the RAW-preview column is empty, until ``aesthete.decode`` reads camera RAW files.
+def raw_supported() -> bool:
+    """Whether this build scores camera RAW files (through their embedded previews)."""
+    from aesthete.discover import SUPPORTED_EXTENSIONS
 
-    RAW support arrives with the formats work (``aesthete.formats.RAW_EXTENSIONS``); once it is there,
-    this is where a generated DNG with a 24-MP-class embedded JPEG preview gets its decode-only and
-    end-to-end figures. Until then nothing is measured, rather than something else under its name."""
-    try:
-        from aesthete import formats  # type: ignore[attr-defined]  # noqa: F401
-    except ImportError:
-        return "not measured: this build's aesthete.decode reads no RAW files"
-    return "not measured: RAW decoding is present, but this benchmark has no DNG generator yet"
+    return ".dng" in SUPPORTED_EXTENSIONS
 
 
 # --- report ------------------------------------------------------------------------------------------------
@@ -490,24 +512,25 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     by = {row["size"]: row for row in results["sizes"]}
     out = []
 
-    def add(name: str, value: float | None, limit: float, unit: str, higher_is_better: bool, bound: str) -> None:
+    def add(name: str, value: float | None, limit: float, unit: str, higher_is_better: bool) -> None:
         met = None if value is None else (value >= limit if higher_is_better else value < limit)
-        out.append({"target": name, "value": value, "limit": limit, "unit": unit, "met": met, "bound": bound})
+        out.append({"target": name, "value": value, "limit": limit, "unit": unit, "met": met})
 
     big = by.get("24 MP")
     if big:
-        add("24 MP e2e / stage-sum limit", big["e2e_vs_stage_sum"], 0.90, "ratio", True, "")
-        add("24 MP e2e / naive", big["e2e_vs_naive"], 5.0, "x", True, "")
+        add("24 MP e2e / stage-sum limit", big["e2e_vs_stage_sum"], 0.90, "ratio", True)
+        add("24 MP e2e / naive", big["e2e_vs_naive"], 5.0, "x", True)
     small = by.get("0.2 MP")
     if small:
-        add("0.2 MP e2e / model-only", small["e2e_vs_model"], 0.90, "ratio", True, "")
+        add("0.2 MP e2e / model-only", small["e2e_vs_model"], 0.90, "ratio", True)
     placeholder = {row["count"]: row for what, row in results["rescan"].items() if "placeholder" in what}
     for count, limit in zip(results["plan"]["rescans"], (1.0, 5.0)):
-        add(f"rescan {count:,} unchanged", placeholder[count]["s"]["median"], limit, "s", False, "")
+        add(f"rescan {count:,} unchanged", placeholder[count]["s"]["median"], limit, "s", False)
     small_n, big_n = results["plan"]["rss"]
-    growth = results["rss"][str(big_n)]["main_mib"] / results["rss"][str(small_n)]["main_mib"] - 1
-    add(f"peak RSS {big_n:,} vs {small_n:,} photos", growth, 0.10, "growth", False, "")
-    add("aesthete --help", results["startup"]["help_s"]["median"], 0.5, "s", False, "")
+    many, few = results["rss"][str(big_n)], results["rss"][str(small_n)]
+    growth = max(many[k] / few[k] for k in ("main_mib", "tree_mib")) - 1  # the main process and all together
+    add(f"peak RSS {big_n:,} vs {small_n:,} photos", growth, 0.10, "growth", False)
+    add("aesthete --help", results["startup"]["help_s"]["median"], 0.5, "s", False)
     return out
 
 
@@ -531,10 +554,12 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {row['size']} ({row['pixels']}) | {row['jpeg_mb']:.2f} MB | {row['model_img_s']:.1f} "
             f"| {row['decode1_img_s']:.1f} | {row['decodeN_img_s']:.1f} ({row['decode_workers']}) "
             f"| {row['decode_core_ms']:.1f} ({row['pixel_decode_ms']:.1f}) | {_fmt(row['stage_sum_img_s'])} "
-            f"| {row['e2e_img_s']:.1f} ({row['e2e_with_startup_img_s']:.1f}) | {row['naive_img_s']:.2f} "
-            f"| {row['e2e_vs_model']:.0%} | {_fmt(row['e2e_vs_stage_sum'], '{:.0%}')} | {row['e2e_vs_naive']:.1f}x |"
+            f"| {row['e2e_img_s']:.1f} ({row['e2e_with_startup_img_s']:.1f}) | {_fmt(row['naive_img_s'], '{:.2f}')} "
+            f"| {row['e2e_vs_model']:.0%} | {_fmt(row['e2e_vs_stage_sum'], '{:.0%}')} "
+            f"| {_fmt(row['e2e_vs_naive'], '{:.1f}x')} |"
         )
-    lines.append(f"| RAW previews | {results['raw_previews']} |" + " |" * 10)
+    if results["raw_previews"]:
+        lines.append(f"| {RAW_LABEL} | {results['raw_previews']} |" + " |" * 10)
     lanes = [f"{row['size']} {row['gpu_decode_lane_img_s']:.0f} img/s" for row in results["sizes"]
              if row["gpu_decode_lane_img_s"]]  # fmt: skip
     if lanes:
@@ -558,7 +583,8 @@ def markdown(results: dict[str, Any]) -> str:
                      f"JPEG decoder loaded: {row['pil_jpeg_loaded']} |")  # fmt: skip
     for n, row in results["rss"].items():
         lines.append(f"| peak RSS scoring {int(n):,} small photos ({results['rss_model']}) | main process "
-                     f"{row['main_mib']:.0f} MiB, largest decode worker {row['worker_mib']:.0f} MiB "
+                     f"{row['main_mib']:.0f} MiB, largest decode worker {row['worker_mib']:.0f} MiB, all processes "
+                     f"{row['tree_mib']:.0f} MiB "
                      f"({row['img_s']:.0f} img/s) |")  # fmt: skip
     h, p = results["startup"]["help_s"], results["startup"]["python_s"]
     lines.append(f"| `aesthete --help` | {h['median']:.2f} s (min {h['min']:.2f}, max {h['max']:.2f}); "
@@ -599,9 +625,14 @@ def prepare(work: Path, plan: Plan) -> Assets:
             in_fresh_process(make_checkpoint, path, MODEL, config)
     sets = {}
     for size in plan.sizes:
+        if size.raw and not raw_supported():
+            continue
         log(f"photos: {size.count} x {size.label}")
         name = f"{size.width}x{size.height}"
         paths = photos.photo_set(work / "photos" / name, (size.width, size.height), size.count, processes=cores())
+        if size.raw:
+            name = f"raw-{name}"
+            paths = photos.raw_set(work / "photos" / name, paths)
         sets[size.label] = (paths, photos.linked_subset(paths[: size.head], work / "photos" / f"{name}-head"))
     small_n, big_n = plan.rss
     log(f"photos: {big_n} small")
@@ -647,6 +678,8 @@ def main() -> None:
     results["model"] = model
     rows = []
     for size in plan.sizes:
+        if size.label not in assets.sets:
+            continue  # RAW previews, where this build reads no RAW files
         paths, head = assets.sets[size.label]
         log(f"{size.label}: decode only")
         one = decode_only(paths[: size.decode_count], checkpoint, 1)
@@ -658,8 +691,11 @@ def main() -> None:
             log(f"{size.label}: GPU decode lane")
             side = read_meta(checkpoint)["policy"]["size"]
             gpu_lane = in_fresh_process(gpu_decode_lane, [str(p) for p in paths[: size.decode_count * 4]], side)
-        log(f"{size.label}: naive")
-        naive_row = in_fresh_process(naive, checkpoint, [str(p) for p in paths[: size.naive_count]], args.device)
+        naive_row = None
+        if size.naive_count:
+            log(f"{size.label}: naive")
+            naive_paths = [str(p) for p in paths[: size.naive_count]]
+            naive_row = in_fresh_process(naive, checkpoint, naive_paths, args.device)
         log(f"{size.label}: end to end")
         e2e = end_to_end(paths[0].parent, head, size.count, size.head, checkpoint, args.device, work, env,
                          plan.repeats)  # fmt: skip
@@ -673,15 +709,15 @@ def main() -> None:
             "decode_workers": workers, "decode_core_ms": one["core_s_per_img"] * 1000,
             "pixel_decode_ms": pixel_s * 1000, "stage_sum_img_s": stage_sum, "e2e_img_s": e2e["img_s"],
             "e2e_with_startup_img_s": e2e["img_s_with_startup"], "e2e_walls": e2e["walls"],
-            "e2e_startup_s": e2e["startup_s"], "naive_img_s": naive_row["img_s"],
+            "e2e_startup_s": e2e["startup_s"], "naive_img_s": naive_row["img_s"] if naive_row else None,
             "gpu_decode_lane_img_s": gpu_lane["img_s"] if gpu_lane else None,
             "e2e_vs_model": e2e["img_s"] / model["img_s"],
             "e2e_vs_stage_sum": e2e["img_s"] / stage_sum if stage_sum else None,
-            "e2e_vs_naive": e2e["img_s"] / naive_row["img_s"],
+            "e2e_vs_naive": e2e["img_s"] / naive_row["img_s"] if naive_row else None,
         })  # fmt: skip
         log(f"{size.label}: {rows[-1]}")
     results["sizes"] = rows
-    results["raw_previews"] = raw_previews()
+    results["raw_previews"] = None if raw_supported() else "not measured: this build reads no RAW files"
 
     log("peak RSS")
     small_n, big_n = plan.rss
