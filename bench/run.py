@@ -196,11 +196,12 @@ def model_only(checkpoint: str, device: str, precision: str, min_seconds: float)
     """Forward passes on uint8 batches of the model's input size, through the runner ``score`` uses
     (its device, precision, batch size and torch's default threads), normalisation included."""
     import numpy as np
-    import torch
 
     from aesthete.scoring import _default_batch, _load_runner
 
-    runner = _load_runner(checkpoint, device, precision)
+    runner = _load_runner(checkpoint, device, precision)  # first: it sets what torch reads as it loads
+    import torch
+
     batch = _default_batch(runner)
     policy = runner.model.policy
     if policy.patch:
@@ -366,11 +367,12 @@ def end_to_end(folder: Path, head: Path, count: int, head_count: int, checkpoint
             times[name].append(wall)
             summary = result
     best_all, best_head = min(times["all"]), min(times["head"])
-    rate = (count - head_count) / (best_all - best_head)
+    # None when noise swamped the difference (a loaded machine): no figure rather than a wrong one.
+    rate = (count - head_count) / (best_all - best_head) if best_all > best_head else None
     return {
         "img_s": rate,
         "img_s_with_startup": count / best_all,
-        "startup_s": best_all - count / rate,
+        "startup_s": best_all - count / rate if rate else None,
         "walls": times,
         "workers_precision": (summary.get("device"), summary.get("precision")),
     }
@@ -554,8 +556,9 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {row['size']} ({row['pixels']}) | {row['jpeg_mb']:.2f} MB | {row['model_img_s']:.1f} "
             f"| {row['decode1_img_s']:.1f} | {row['decodeN_img_s']:.1f} ({row['decode_workers']}) "
             f"| {row['decode_core_ms']:.1f} ({row['pixel_decode_ms']:.1f}) | {_fmt(row['stage_sum_img_s'])} "
-            f"| {row['e2e_img_s']:.1f} ({row['e2e_with_startup_img_s']:.1f}) | {_fmt(row['naive_img_s'], '{:.2f}')} "
-            f"| {row['e2e_vs_model']:.0%} | {_fmt(row['e2e_vs_stage_sum'], '{:.0%}')} "
+            f"| {_fmt(row['e2e_img_s'])} ({row['e2e_with_startup_img_s']:.1f}) "
+            f"| {_fmt(row['naive_img_s'], '{:.2f}')} "
+            f"| {_fmt(row['e2e_vs_model'], '{:.0%}')} | {_fmt(row['e2e_vs_stage_sum'], '{:.0%}')} "
             f"| {_fmt(row['e2e_vs_naive'], '{:.1f}x')} |"
         )
     if results["raw_previews"]:
@@ -565,13 +568,14 @@ def markdown(results: dict[str, Any]) -> str:
     if lanes:
         lines += ["", "GPU decode lane (nvJPEG, resize on the GPU, batch 32): " + ", ".join(lanes) + "."]
     model = results["model"]
+    startups = ", ".join(_fmt(row["e2e_startup_s"], "{:.1f} s") for row in results["sizes"])
     lines += [
         "",
         f"Model-only: batch {model['batch']}, {model['threads']} threads, {model['precision']}, "
         f"{_fmt(model['core_s_per_img'], '{:.3f}')} core-s/img of CPU time "
         f"({_fmt(model['held_core_s_per_img'], '{:.3f}')} core-s/img held: threads x wall); the stage-sum limit "
         "is cores / (model CPU core-s + decode core-s) per photo. End-to-end start-up (interpreter, torch import, "
-        "model load, fixed per run): " + ", ".join(f"{r['e2e_startup_s']:.1f} s" for r in results["sizes"]) + ".",
+        f"model load, fixed per run): {startups}.",
         "",
         "| other | figure |",
         "|---|---|",
@@ -711,9 +715,9 @@ def main() -> None:
             "e2e_with_startup_img_s": e2e["img_s_with_startup"], "e2e_walls": e2e["walls"],
             "e2e_startup_s": e2e["startup_s"], "naive_img_s": naive_row["img_s"] if naive_row else None,
             "gpu_decode_lane_img_s": gpu_lane["img_s"] if gpu_lane else None,
-            "e2e_vs_model": e2e["img_s"] / model["img_s"],
-            "e2e_vs_stage_sum": e2e["img_s"] / stage_sum if stage_sum else None,
-            "e2e_vs_naive": e2e["img_s"] / naive_row["img_s"] if naive_row else None,
+            "e2e_vs_model": e2e["img_s"] / model["img_s"] if e2e["img_s"] else None,
+            "e2e_vs_stage_sum": e2e["img_s"] / stage_sum if stage_sum and e2e["img_s"] else None,
+            "e2e_vs_naive": e2e["img_s"] / naive_row["img_s"] if naive_row and e2e["img_s"] else None,
         })  # fmt: skip
         log(f"{size.label}: {rows[-1]}")
     results["sizes"] = rows
