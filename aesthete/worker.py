@@ -24,6 +24,7 @@ from aesthete.preprocess import InputPolicy
 from aesthete.signals import WORKING_SIDE, flags, perceptual_hash, technical_quality, technical_signals, working_gray
 from aesthete.store import ModelKey
 
+WORKER_NICENESS = 19  # added to a decode worker's niceness when a model runs (see init_worker)
 MAX_FILE_BYTES = 1 << 30  # nothing a camera writes is 1 GiB; refuse rather than exhaust memory
 
 
@@ -65,6 +66,11 @@ def init_worker(config: WorkerConfig) -> None:
     """Pool initializer. Workers ignore Ctrl-C: the main process decides how a run stops."""
     global _config, _policy, _conn
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if config.policy is not None and hasattr(os, "nice"):  # (Windows has no nice)
+        # A model runs beside the workers: let it come first. A worker that runs only where a core is free
+        # never preempts one of the model's threads mid-layer (the others would wait for it). Measured on
+        # 2 cores: 0.2-MP photos ~9% faster end to end, 24-MP ones unchanged.
+        os.nice(WORKER_NICENESS)
     _config = config
     _policy = InputPolicy.from_dict(config.policy) if config.policy else None
     _conn = None
