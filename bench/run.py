@@ -1,15 +1,16 @@
 """aesthete's benchmark: every stage of ``score`` and the whole, side by side, in one run.
 
-    python bench/run.py [--quick] [--device cpu|cuda|auto] [--markdown FILE] [--json FILE]
+    python bench/run.py [--prepare] [--quick] [--device cpu|cuda|auto] [--markdown FILE] [--json FILE]
 
-On the same generated photos at 0.2, 12 and 24 MP it measures model-only throughput (the model as
-``score`` runs it: same runner, batch, threads and precision), decode-only throughput (the decode
-worker's whole job per file, one worker and one per core), end-to-end ``score`` on a cold database
-(the CLI in a fresh process, as a user runs it), the naive pipeline (full decode, resize, NCHW float32,
-batch 1, same model and weights), rescans of 10,000 and 100,000 unchanged photos, peak RSS while
-scoring 1,000 and 10,000 photos, and ``aesthete --help`` start-up; then checks the targets of
-issue 7. Weights are freshly initialised (speed does not depend on their values) and saved as a
-checkpoint through ``aesthete.checkpoint.save_checkpoint``.
+On the same generated photos at 0.2, 12 and 24 MP, and DNGs holding the 24-MP ones as previews, it
+measures model-only throughput (the model as ``score`` runs it: same runner, batch, threads and
+precision), decode-only throughput (the decode worker's whole job per file, one worker and one per
+core), end-to-end ``score`` on a cold database (the CLI in a fresh process, as a user runs it), the
+naive pipeline (full decode, resize, NCHW float32, batch 1, same model and weights), rescans of 10,000
+and 100,000 unchanged photos, peak RSS while scoring 1,000 and 10,000 photos, and ``aesthete --help``
+start-up; then checks the targets of issue 7. On CUDA it adds the nvJPEG decode lane. Weights are
+freshly initialised (speed does not depend on their values) and saved as a checkpoint through
+``aesthete.checkpoint.save_checkpoint``.
 
 Every measurement that needs a clean interpreter gets one: torch is imported only in spawned
 processes, so the decode workers this process forks are as small as those ``score`` forks.
