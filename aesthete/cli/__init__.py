@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from aesthete.cli import browse, cull, models, score, weights
+from aesthete.cli import browse, cull, models, score, train, weights
 
 app = typer.Typer(
     name="aesthete",
@@ -26,6 +26,7 @@ app.command("report")(cull.report_command)
 app.command("failures")(browse.failures_command)
 app.command("models")(models.models_command)
 app.add_typer(weights.app, name="weights")
+train.register(app)  # train, eval
 
 
 def main() -> None:
