@@ -78,6 +78,8 @@ def train_command(
         return
     if data_root is None:
         fail("--data-root is required (the folder holding the dataset)")
+    if not data_root.is_dir():
+        fail(f"--data-root {data_root} is not a folder")
     if gpus and nproc:
         fail("use --gpus for GPU processes or --nproc for CPU processes, not both")
     processes = gpus or nproc or 1
@@ -90,7 +92,7 @@ def train_command(
         device = "cpu"
 
     from aesthete.training.records import DatasetError
-    from aesthete.training.trainer import METRICS_FILE, RunOptions, TrainingError, run
+    from aesthete.training.trainer import METRICS_FILE, STATE_FILE, RunOptions, TrainingError, run
 
     options = RunOptions(
         data_root=data_root.resolve(),
@@ -101,6 +103,12 @@ def train_command(
         workers=workers,
     )
     if processes > 1 or nodes > 1:
+        # Checked here as well as in the trainer: a failing worker would end in torchrun's own report.
+        state = options.output / STATE_FILE
+        if node_rank == 0 and state.exists() and not resume:
+            fail(f"{options.output} already holds a run; pass --resume to continue it or choose --output")
+        if node_rank == 0 and resume and not state.is_file():
+            fail(f"--resume: no training state at {state}")
         from aesthete.training.worker import launch
 
         code = launch(
