@@ -263,6 +263,10 @@ def test_eval_prints_the_metrics_beside_the_papers(ava_root: Path, uninterrupted
 def test_eval_errors_are_one_line(ava_root: Path, tmp_path: Path, uninterrupted: Path) -> None:
     missing = runner.invoke(app, ["eval", str(tmp_path / "none.safetensors"), "--dataset", "ava", "--data-root", "."])
     assert missing.exit_code == 2 and "Traceback" not in missing.output
+    bad_split = runner.invoke(
+        app, ["eval", str(uninterrupted / MODEL_FILE), "--dataset", "ava", "--data-root", ".", "--split", "dev"]
+    )
+    assert bad_split.exit_code == 2 and "--split must be one of train, val, test" in bad_split.output
     empty = tmp_path / "empty"
     empty.mkdir()
     no_data = runner.invoke(

@@ -17,6 +17,7 @@ from rich.table import Table
 from aesthete.cli.common import JsonOption, err, fail, out, print_json
 
 DATASETS = ("ava", "aadb")
+SPLITS = ("train", "val", "test")
 
 
 def train_command(
@@ -144,6 +145,8 @@ def eval_command(
     """Measure CHECKPOINT on a dataset split with the papers' metrics, beside the paper's numbers."""
     if dataset not in DATASETS:
         fail(f"--dataset must be one of {', '.join(DATASETS)}")
+    if split not in SPLITS:
+        fail(f"--split must be one of {', '.join(SPLITS)}")
     from aesthete.checkpoint import CheckpointError
     from aesthete.training.recipes import RecipeError
     from aesthete.training.records import DatasetError
