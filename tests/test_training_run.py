@@ -274,3 +274,25 @@ def test_eval_errors_are_one_line(ava_root: Path, tmp_path: Path, uninterrupted:
     )
     assert no_data.exit_code == 2, no_data.output
     assert len([line for line in no_data.output.splitlines() if line.strip()]) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# ImageNet initialisation
+
+
+def test_torchvision_imagenet_weights_map_onto_the_backbone_trunk() -> None:
+    """The default initialisation: a torchvision classifier's state dict (here a random one: no download in
+    tests) loads strictly into the model's trunk, tensor for tensor; the classifier head is left out."""
+    import torchvision
+
+    from aesthete.training.trainer import load_backbone
+
+    torch.manual_seed(1)
+    classifier = torchvision.models.resnet18(weights=None).state_dict()
+    model = get_model("nima", backbone="resnet18", input_size=64)
+    load_backbone(model, "resnet18", classifier)
+    trunk = model.features.state_dict()
+    assert len(trunk) == len([k for k in classifier if not k.startswith("fc.")])
+    assert torch.equal(trunk["0.weight"], classifier["conv1.weight"])
+    assert torch.equal(trunk["4.1.conv2.weight"], classifier["layer1.1.conv2.weight"])
+    assert torch.equal(trunk["7.0.downsample.1.running_var"], classifier["layer4.0.downsample.1.running_var"])
