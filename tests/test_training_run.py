@@ -221,6 +221,11 @@ def test_the_final_checkpoint_describes_its_run(uninterrupted: Path) -> None:
     assert [epoch["epoch"] for epoch in metrics["epochs"]] == [1, 2]
     assert {row["metric"] for row in metrics["comparison"]} >= {"accuracy", "srcc", "lcc", "mse", "emd1", "emd2"}
 
+    # Ready for the registry as it is.
+    added = runner.invoke(app, ["weights", "add", str(uninterrupted / MODEL_FILE), "--name", "tiny-nima", "--json"])
+    assert added.exit_code == 0, added.output
+    assert json.loads(added.stdout)["arch"] == "nima"
+
 
 # --------------------------------------------------------------------------------------------------
 # aesthete eval
