@@ -109,6 +109,8 @@ def test_two_gloo_processes_take_the_same_steps_as_one(ava_root: Path, tmp_path:
     again = runner.invoke(app, [*args, "--nproc", "2", "--output", str(two)])
     assert again.exit_code == 2 and "pass --resume" in again.output
     assert len([line for line in again.output.splitlines() if line.strip()]) == 1
+    no_data = runner.invoke(app, [*args[:5], str(tmp_path), "--nproc", "2", "--output", str(tmp_path / "x")])
+    assert no_data.exit_code == 2 and "no AVA.txt" in no_data.output
 
     one = tmp_path / "one"
     result = runner.invoke(app, [*args, *options, "--output", str(one)])

@@ -110,6 +110,17 @@ def train_command(
             fail(f"{options.output} already holds a run; pass --resume to continue it or choose --output")
         if node_rank == 0 and resume and not state.is_file():
             fail(f"--resume: no training state at {state}")
+        try:  # the label files at least exist (reading them is rank 0's job, in the workers)
+            if resolved["dataset"] == "ava":
+                from aesthete.training.ava import find_ava_txt
+
+                find_ava_txt(options.data_root)
+            else:
+                from aesthete.training.aadb import find_label_dir
+
+                find_label_dir(options.data_root)
+        except DatasetError as exc:
+            fail(str(exc))
         from aesthete.training.worker import launch
 
         code = launch(
