@@ -303,3 +303,30 @@ def test_torchvision_imagenet_weights_map_onto_the_backbone_trunk() -> None:
     assert torch.equal(trunk["0.weight"], classifier["conv1.weight"])
     assert torch.equal(trunk["4.1.conv2.weight"], classifier["layer1.1.conv2.weight"])
     assert torch.equal(trunk["7.0.downsample.1.running_var"], classifier["layer4.0.downsample.1.running_var"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Launching several processes
+
+
+def test_the_launcher_is_torchrun_standalone_or_multi_node(tmp_path: Path) -> None:
+    from aesthete.training.worker import launch_command
+
+    job = tmp_path / "job.json"
+    single = launch_command(job, nproc=4)
+    assert single[1:4] == ["-m", "torch.distributed.run", "--nproc-per-node=4"]
+    assert "--standalone" in single and single[-3:] == ["-m", "aesthete.training.worker", str(job)]
+    multi = launch_command(job, nproc=8, nodes=2, node_rank=1, master_addr="10.0.0.1", master_port=29511)
+    assert "--standalone" not in multi
+    assert {"--nnodes=2", "--node-rank=1", "--master-addr=10.0.0.1", "--master-port=29511"} <= set(multi)
+
+
+def test_gpu_options_fail_in_one_line_without_gpus(ava_root: Path, tmp_path: Path) -> None:
+    base = ["train", "nima", "--data-root", str(ava_root), "--output", str(tmp_path / "run")]
+    both = runner.invoke(app, [*base, "--gpus", "2", "--nproc", "2"])
+    assert both.exit_code == 2 and "not both" in both.output
+    if not torch.cuda.is_available():
+        missing = runner.invoke(app, [*base, "--gpus", "2"])
+        assert missing.exit_code == 2 and "--gpus 2 asked for, but 0 CUDA device(s) are visible" in missing.output
+    bad_rank = runner.invoke(app, [*base, "--nodes", "2", "--node-rank", "2"])
+    assert bad_rank.exit_code == 2 and "--node-rank must be below --nodes" in bad_rank.output
