@@ -128,6 +128,8 @@ def test_recipes_state_the_papers_training_setups() -> None:
         ("pear", "aadb", "pear-r50-aadb"),
         ("pear-prior", "aadb", "pear-prior-aadb"),
         ("hla-gcn-r101-ava", None, "hla-gcn-r101-ava"),
+        ("hla-gcn", None, "hla-gcn-r50-ava"),  # AVA when the dataset is not named
+        ("pear-prior", None, "pear-prior-aadb"),  # ... unless the model is only ever trained on AADB
     ],
 )
 def test_a_model_and_dataset_pick_one_recipe(model: str, dataset: str | None, expected: str) -> None:
