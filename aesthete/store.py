@@ -123,12 +123,15 @@ class Store:
             )
 
     def _migrate(self) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        for target, migration in enumerate(_MIGRATIONS[version:], start=version + 1):
+        while self.conn.execute("PRAGMA user_version").fetchone()[0] < len(_MIGRATIONS):
             with self.transaction():
-                migration(self.db)
-                self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                self.conn.execute(f"PRAGMA user_version = {target}")
+                # Read again under the write lock: another process opening the same new database at the
+                # same moment may have run this migration while we waited for the lock.
+                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                if version < len(_MIGRATIONS):
+                    _MIGRATIONS[version](self.db)
+                    self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    self.conn.execute(f"PRAGMA user_version = {version + 1}")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

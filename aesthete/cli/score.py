@@ -125,6 +125,10 @@ def _print_summary(summary) -> None:  # noqa: ANN001
         out.print(f"  [red]failed[/] {failure.path}: {failure.kind}: {failure.reason}", highlight=False)
     if len(summary.failed) > 20:
         out.print(f"  ... and {len(summary.failed) - 20} more (`aesthete failures`)")
+    for skipped in summary.discovery_errors[:20]:  # dangling links, loops, unreadable folders: not photos
+        err.print(f"  [yellow]skipped[/] {skipped.path}: {skipped.reason}", highlight=False)
+    if len(summary.discovery_errors) > 20:
+        err.print(f"  ... and {len(summary.discovery_errors) - 20} more skipped (`score --json` lists them)")
     if summary.notice:
         err.print(f"[yellow]notice:[/] {summary.notice}", highlight=False)
     if summary.interrupted:
