@@ -77,7 +77,7 @@ def _write(folder: Path, rel: str, data: bytes) -> None:
     path.write_bytes(data)
 
 
-# name -> (relative path, outcome, content); content None means made by hand in write_corpus.
+# (what it is, relative path, outcome, its bytes); the links, the pipe and the odd name are made in write_corpus.
 _FILES: list[tuple[str, str, str, Callable[[], bytes]]] = [
     ("zero bytes", "zero.jpg", "failed:empty", lambda: b""),
     ("a JPEG cut in half", "half.jpg", "failed:truncated", lambda: _half(g.encode(g.noisy(_photo(60), 20), "JPEG"))),
@@ -109,7 +109,8 @@ _FILES: list[tuple[str, str, str, Callable[[], bytes]]] = [
     ("a 20000 x 10 strip", "strip.png", "scored", lambda: g.encode(_photo(66, (20_000, 10)), "PNG")),
     ("garbage in the EXIF block", "exif_garbage.jpg", "scored",
      lambda: _jpeg(67, exif=b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08" + g.random_bytes(300, seed=3))),
-    ("EXIF orientation 9 (outside 1..8)", "orientation_9.jpg", "scored", lambda: _jpeg(68, exif=g.make_exif(orientation=9))),
+    ("EXIF orientation 9 (outside 1..8)", "orientation_9.jpg", "scored",
+     lambda: _jpeg(68, exif=g.make_exif(orientation=9))),
     ("EXIF orientation 0", "orientation_0.jpg", "scored", lambda: _jpeg(69, exif=g.make_exif(orientation=0))),
     ("an invalid ICC profile", "bad_icc.jpg", "scored", lambda: _jpeg(70, icc_profile=b"not a profile" * 20)),
     ("a progressive JPEG", "progressive.jpg", "scored", lambda: _jpeg(71, progressive=True)),
@@ -144,7 +145,7 @@ def write_corpus(folder: Path, outside: Path | None = None) -> dict[str, str]:
     for i in range(GOOD):
         _write(folder, f"good_{i}.jpg", _jpeg(i))
         expected[f"good_{i}.jpg"] = "scored"
-    for _, rel, outcome, make in _FILES:
+    for _, rel, _, make in _FILES:
         _write(folder, rel, make())
     with open(os.path.join(os.fsencode(folder), NON_UTF8_NAME), "wb") as handle:
         handle.write(_jpeg(80))
