@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -172,24 +173,29 @@ def score(
     def on_discovery_error(path: str, reason: str) -> None:
         summary.discovery_errors.append(Failure(path_key(path)[0], "unreadable", reason))
 
-    run_id = store.start_run(roots, choice.key)
-    status = "done"
+    run_id, status = None, "done"
     try:
         found = list(discover(roots, recursive=recursive, on_error=on_discovery_error))
         summary.found = len(found)
+        # Planning reads every file row before the first write: a damaged database fails here, unwritten.
         jobs, summary.cached, failed_before = plan(found, store, choice.key, rescore)
         summary.failed.extend(_recorded_failures(store, failed_before))
+        run_id = store.start_run(roots, choice.key)
         if jobs:
             _run_jobs(jobs, store, choice, summary, device, precision, batch_size, workers, rescore, progress,
                       file_timeout)  # fmt: skip
     except KeyboardInterrupt:
         summary.interrupted, status = True, "interrupted"
+    except sqlite3.DatabaseError:
+        run_id = None  # a database that fails to read or write gets no further writes
+        raise
     finally:
         summary.seconds = time.perf_counter() - started
         counts = {"found": summary.found, "scored": summary.scored, "analysed": summary.analysed,
                   "cached": summary.cached, "failed": len(summary.failed)}  # fmt: skip
-        with _sigint_deferred():
-            store.finish_run(run_id, status, counts)
+        if run_id is not None:
+            with _sigint_deferred():
+                store.finish_run(run_id, status, counts)
     return summary
 
 
