@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import sqlite3
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -194,8 +191,7 @@ def score(
         counts = {"found": summary.found, "scored": summary.scored, "analysed": summary.analysed,
                   "cached": summary.cached, "failed": len(summary.failed)}  # fmt: skip
         if run_id is not None:
-            with _sigint_deferred():
-                store.finish_run(run_id, status, counts)
+            store.finish_run(run_id, status, counts)
     return summary
 
 
@@ -236,41 +232,36 @@ def _run_jobs(
         timeout = FILE_TIMEOUT_S if file_timeout is None else file_timeout
         results = pool.results(jobs, window=4 * worker_count + 8, timeout=timeout)
         for done, result in enumerate(results, start=1):
-            if result.error_kind:
-                summary.failed.append(Failure(path_key(result.path)[0], result.error_kind, result.error or ""))
-                writer.add_file(result, "failed")
-            elif result.pixels is not None:
+            if result.pixels is not None:
                 batcher.add(result)
             else:
-                if result.image is not None:
-                    summary.analysed += 1
-                else:
-                    summary.cached += 1
-                writer.add_file(result, "ok")
+                _record(result, writer, summary)
             writer.maybe_flush()
             if progress:
                 progress(done, len(jobs))
         batcher.flush_all()
         finished = True
     finally:
-        with _sigint_deferred():
-            # After Ctrl-C or an error the decodes in flight are not waited for: one of them may never end.
-            pool.close(wait=finished)
-            writer.flush()
+        if not finished:  # save what the workers finished; what needs the model is redone next time
+            for result in pool.finished():
+                if result.pixels is None:
+                    _record(result, writer, summary)
+        # After Ctrl-C or an error the decodes in flight are not waited for: one of them may never end.
+        pool.close(wait=finished)
+        writer.flush()
 
 
-@contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Ignore further Ctrl-C while the last rows are written: a second press must not turn a clean stop
-    into a traceback. (Only the main thread may set signal handlers.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+def _record(result: FileResult, writer: _Writer, summary: ScoreSummary) -> None:
+    """A result with no model work: a failure, technical signals only, or content already known."""
+    if result.error_kind:
+        summary.failed.append(Failure(path_key(result.path)[0], result.error_kind, result.error or ""))
+        writer.add_file(result, "failed")
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    if result.image is not None:
+        summary.analysed += 1
+    else:
+        summary.cached += 1
+    writer.add_file(result, "ok")
 
 
 def _load_runner(checkpoint: str, device: str, precision: str) -> Any:
@@ -298,6 +289,7 @@ class _DecodePool:
     def __init__(self, count: int, config: WorkerConfig) -> None:
         self.count, self.config = count, config
         self.pool = self._start()
+        self.pending: deque[tuple[FileJob, Future, bool]] = deque()
 
     def _start(self) -> ProcessPoolExecutor:
         # Fork before torch is imported: the workers then never hold torch's threads or memory.
@@ -310,7 +302,7 @@ class _DecodePool:
         size), and exactly one :class:`FileResult` per job whatever happens to the workers."""
         queue: deque[FileJob] = deque(jobs)
         retry: deque[FileJob] = deque()  # in flight when a worker died: each is run alone to find the culprit
-        pending: deque[tuple[FileJob, Future, bool]] = deque()
+        pending = self.pending
         while queue or retry or pending:
             if retry and not pending:
                 job = retry.popleft()
@@ -345,6 +337,10 @@ class _DecodePool:
             yield from finished
             if lost:
                 yield lost
+
+    def finished(self) -> list[FileResult]:
+        """Results the workers have sent back but :meth:`results` has not handed out yet."""
+        return [f.result() for _, f, _ in self.pending if f.done() and not f.cancelled() and f.exception() is None]
 
     def _submit(self, job: FileJob) -> Future:
         try:

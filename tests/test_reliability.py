@@ -171,7 +171,7 @@ def decode(data, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     return real(data, **kwargs)
 aesthete.worker.decode = decode
-aesthete.scoring.FILE_TIMEOUT_S = 1.0
+aesthete.scoring.FILE_TIMEOUT_S = float(os.environ.get("TEST_FILE_TIMEOUT", "1"))
 from aesthete.cli import app
 app(sys.argv[1:], prog_name="aesthete")
 """
@@ -197,10 +197,31 @@ def test_a_hung_or_crashing_decoder_costs_one_file_not_the_run(tmp_path: Path) -
 # ------------------------------------------------------------------------- Ctrl-C, kill -9, snapshots
 
 
-def start(args: list[str]) -> subprocess.Popen:
+def start(args: list[str], **extra_env: str) -> subprocess.Popen:
     # A session of its own, so a signal can go to the whole process group as a terminal's Ctrl-C does.
-    return subprocess.Popen(args, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
+    return subprocess.Popen(args, env={**env(), **extra_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+
+
+def test_ctrl_c_pressed_twice_while_a_decode_hangs_still_stops_at_once(tmp_path: Path) -> None:
+    """The decodes in flight are abandoned, not waited for, and a second Ctrl-C does not break the stop."""
+    folder = write_photos(tmp_path / "p", 8)
+    (folder / "p002.jpg").write_bytes((folder / "p002.jpg").read_bytes() + b"HANG")
+    db = tmp_path / "a.db"
+    run = start([sys.executable, "-c", INJECT, "score", str(folder), "--workers", "2", "--db", str(db)],
+                TEST_FILE_TIMEOUT="600")  # fmt: skip
+    while run.poll() is None and not count(db, "SELECT count(*) FROM runs"):
+        time.sleep(0.02)
+    time.sleep(1.5)  # the other photos are decoded by now; their results wait behind the hung one
+    os.killpg(run.pid, signal.SIGINT)
+    sent = time.monotonic()
+    time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=30)
+    assert time.monotonic() - sent < 3, "Ctrl-C waited for a hung decode"
+    assert run.returncode == 130 and "Traceback" not in err, err
+    assert "signals only" in out and "interrupted" in err
+    assert count(db, "SELECT count(*) FROM images") == 7  # every photo decoded before Ctrl-C is saved
 
 
 def test_ctrl_c_and_kill_9_lose_at_most_a_batch_and_nothing_is_scored_twice(
