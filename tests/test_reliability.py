@@ -249,7 +249,7 @@ def test_ctrl_c_and_kill_9_lose_at_most_a_batch_and_nothing_is_scored_twice(
     os.killpg(run.pid, signal.SIGINT)
     sent = time.monotonic()
     out, err = run.communicate(timeout=30)
-    assert time.monotonic() - sent < 3, "Ctrl-C took too long"
+    assert time.monotonic() - sent < 2, "Ctrl-C took too long"
     assert run.returncode == 130 and "Traceback" not in err, err
     first = json.loads(out)
     assert first["interrupted"] and 0 < first["scored"] < total
