@@ -62,6 +62,8 @@ _MARKERS = [b"\xff\xd8", b"\xff\xd9", b"\xff\xc0\x00\x11\x08\xff\xff\xff\xff\x03
 
 def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
     """One mutation (sometimes two stacked): (what was done, the mutant)."""
+    if len(data) < 8:  # a stacked truncation left too little to mutate
+        return "short", data
     out = bytearray(data)
     how = rng.choice(["flip", "flip-header", "truncate", "insert-marker", "overwrite-length", "duplicate", "zero"])
     if how == "flip":
@@ -169,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, data in mutants(args.cases, args.seed):
                 (folder / name).write_bytes(data)
             summary = score([str(folder)], store=Store(Path(tmp) / "fuzz.db"), workers=2)
-            recorded = summary.analysed + len(summary.failed)
-            print(f"score: {summary.found} found, {summary.analysed} analysed, {len(summary.failed)} failed")
+            # A mutant identical to an earlier one is recognised by its content: cached, not decoded again.
+            recorded = summary.analysed + summary.cached + len(summary.failed)
+            print(f"score: {summary.found} found, {summary.analysed} analysed, {summary.cached} identical to another,"
+                  f" {len(summary.failed)} failed")  # fmt: skip
             if recorded != args.cases:
                 print(f"error: {args.cases - recorded} mutants neither analysed nor recorded as failed")
                 return 1

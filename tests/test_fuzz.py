@@ -30,7 +30,7 @@ def test_mutants_through_score_are_each_scored_or_recorded(tmp_path: Path) -> No
         (folder / name).write_bytes(data)
     store = Store(tmp_path / "a.db")
     summary = score([str(folder)], store=store, workers=2)
-    assert summary.found == 60 and summary.analysed + len(summary.failed) == 60
+    assert summary.found == 60 and summary.analysed + summary.cached + len(summary.failed) == 60
     assert summary.analysed > 0 and summary.failed
     recorded = {Path(row["path"]).name for row in store.failures()}
     assert recorded == {Path(f.path).name for f in summary.failed}
