@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from aesthete.architectures import check_architecture
-from aesthete.discover import discover
+from aesthete.decode import ALL_DECODERS, NO_DECODER
+from aesthete.discover import FoundFile, discover, pair_raws
 from aesthete.preprocess import InputPolicy
-from aesthete.store import ModelKey, Store, now_iso, path_key
+from aesthete.store import KnownFile, ModelKey, Store, now_iso, path_key
 from aesthete.worker import FileJob, FileResult, WorkerConfig, init_worker, process_file
 
 DEFAULT_MODEL = "hla-gcn"
@@ -59,6 +60,7 @@ class ScoreSummary:
     scored: int = 0  # photos the model scored in this run
     analysed: int = 0  # photos decoded for technical signals only (no weights)
     cached: int = 0  # unchanged photos, or moved ones recognised by content
+    paired: int = 0  # RAW files that are one photo with the camera's JPEG beside them (not decoded)
     failed: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
     model: str | None = None
@@ -111,16 +113,26 @@ def choose_model(model: str | None, weights: str | None) -> ModelChoice:
     )
 
 
-def plan(found: Iterable[Any], store: Store, key: ModelKey | None, rescore: bool) -> tuple[list[FileJob], int, list]:
+def plan(
+    found: Iterable[Any],
+    store: Store,
+    key: ModelKey | None,
+    rescore: bool,
+    known: dict[str, KnownFile] | None = None,
+) -> tuple[list[FileJob], int, list]:
     """Split discovered files into work and cache hits, from size and mtime alone (no file is opened).
 
-    Returns (jobs, cached count, previously failed files whose size and mtime did not change)."""
-    known = store.known_files()
+    Returns (jobs, cached count, previously failed files whose size and mtime did not change). A file
+    that failed for want of an optional decoder is tried again once every decoder is installed.
+    A former RAW companion whose partner is gone is a photo of its own now, hence work."""
+    known = store.known_files() if known is None else known
     scored = store.scored_hashes(key) if key else set()
     jobs, cached, failed_before = [], 0, []
     for entry in found:
         record = known.get(entry.path)
-        if not rescore and record and record.size == entry.size and record.mtime_ns == entry.mtime_ns:
+        unchanged = record and record.size == entry.size and record.mtime_ns == entry.mtime_ns
+        retry = record and record.error_kind == NO_DECODER and ALL_DECODERS
+        if not rescore and unchanged and record.status != "paired" and not retry:
             if record.status == "failed":
                 failed_before.append(entry.path)
                 continue
@@ -175,8 +187,12 @@ def score(
         found = list(discover(roots, recursive=recursive, on_error=on_discovery_error))
         summary.found = len(found)
         # Planning reads every file row before the first write: a damaged database fails here, unwritten.
-        jobs, summary.cached, failed_before = plan(found, store, choice.key, rescore)
+        known = store.known_files()
+        found, companions = _pair(found, known)
+        summary.paired = len(companions)
+        jobs, summary.cached, failed_before = plan(found, store, choice.key, rescore, known)
         summary.failed.extend(_recorded_failures(store, failed_before))
+        store.write(files=_companion_rows(companions, known))
         run_id = store.start_run(roots, choice.key)
         if jobs:
             _run_jobs(jobs, store, choice, summary, device, precision, batch_size, workers, rescore, progress,
@@ -193,6 +209,42 @@ def score(
         if run_id is not None:
             store.finish_run(run_id, status, counts)
     return summary
+
+
+def _pair(found: list[FoundFile], known: dict[str, KnownFile]) -> tuple[list[FoundFile], list[tuple[FoundFile, str]]]:
+    """:func:`pair_raws`, except that a RAW whose JPEG could not be read (as an earlier scan recorded, and
+    the JPEG has not changed since) is a photo of its own."""
+    current = {entry.path: entry for entry in found}
+    photos, companions = pair_raws(found)
+    paired = []
+    for raw, partner in companions:
+        record, entry = known.get(partner), current[partner]
+        if record and record.status == "failed" and (record.size, record.mtime_ns) == (entry.size, entry.mtime_ns):
+            photos.append(raw)
+        else:
+            paired.append((raw, partner))
+    return photos, paired
+
+
+def _companion_rows(companions: list[tuple[FoundFile, str]], known: dict[str, KnownFile]) -> list[dict[str, Any]]:
+    """``files`` rows for RAW companions that are new, changed or newly paired (none on a plain rescan).
+
+    A companion is never read: no hash, no decode; its partner is the photo."""
+    rows, now = [], now_iso()
+    for entry, partner in companions:
+        partner_text = path_key(partner)[0]
+        record = known.get(entry.path)
+        if record and (record.size, record.mtime_ns, record.status, record.pair_of) == (
+            entry.size, entry.mtime_ns, "paired", partner_text,
+        ):  # fmt: skip
+            continue
+        text, raw = path_key(entry.path)
+        rows.append({
+            "path": text, "raw_path": raw, "size": entry.size, "mtime_ns": entry.mtime_ns, "content_hash": None,
+            "status": "paired", "error_kind": None, "error": None, "pair_of": partner_text,
+            "first_seen": now, "last_seen": now,
+        })  # fmt: skip
+    return rows
 
 
 def _recorded_failures(store: Store, paths: list[str]) -> list[Failure]:
@@ -386,7 +438,7 @@ class _Writer:
         self.files.append({
             "path": text, "raw_path": raw, "size": result.size, "mtime_ns": result.mtime_ns,
             "content_hash": result.content_hash, "status": status, "error_kind": result.error_kind,
-            "error": result.error, "first_seen": now, "last_seen": now,
+            "error": result.error, "pair_of": None, "first_seen": now, "last_seen": now,
         })  # fmt: skip
         if result.image is not None:
             self.images.append(result.image)

@@ -305,7 +305,7 @@ def test_concurrent_runs_on_overlapping_folders(
     runs = [start(cmd) for cmd in commands]
     results = [(run, *run.communicate(timeout=300)) for run in runs]
     for run, out, err in results:
-        assert "locked" not in err and "Traceback" not in err, err
+        assert "locked" not in err and "Traceback" not in err and out.startswith("{"), (run.returncode, err)
         summary = json.loads(out)
         assert summary["failed"] == [] and run.returncode == (4 if summary["notice"] else 0)
     check_database(db)

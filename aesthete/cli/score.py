@@ -126,6 +126,8 @@ def _print_summary(summary) -> None:  # noqa: ANN001
     if summary.analysed:
         table.add_row("signals only", str(summary.analysed))
     table.add_row("cached", str(summary.cached))
+    if summary.paired:
+        table.add_row("RAW with JPEG", f"{summary.paired} (one photo with their JPEG, not decoded)")
     table.add_row("failed", str(len(summary.failed)))
     table.add_row("time", f"{summary.seconds:.1f} s ({summary.throughput:.1f} photos/s)")
     out.print(table)
