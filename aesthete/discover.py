@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp"})
+from aesthete.formats import PAIR_PARTNERS, RAW_EXTENSIONS, SUPPORTED_EXTENSIONS
 
 # Folders that NAS boxes, operating systems and archivers fill with thumbnails, trash and metadata.
 # Compared case-insensitively, since most of them come from case-insensitive file systems.
@@ -194,6 +194,36 @@ class _Walker:
         except OSError as exc:
             self.on_error(path, _reason(exc))
             return None
+
+
+def pair_raws(found: Iterable[FoundFile]) -> tuple[list[FoundFile], list[tuple[FoundFile, str]]]:
+    """Split ``found`` into photos and RAW companions: ``(photos, [(raw file, partner path)])``.
+
+    A RAW file whose folder holds a camera rendering of the same frame (same stem, compared
+    case-insensitively, with an extension of :data:`~aesthete.formats.PAIR_PARTNERS`) is one photo with
+    it: the rendering is decoded and scored (cheaper than a RAW's container and no worse than its
+    embedded preview), the RAW follows it into groups, exports and sidecars. Names alone decide, so
+    pairing costs no file access.
+    """
+    found = list(found)
+    partners: dict[tuple[str, str], tuple[int, str]] = {}  # (folder, stem) -> (rank, path) of the best partner
+    for entry in found:
+        folder, name = os.path.split(entry.path)
+        stem, ext = os.path.splitext(name)
+        rank = PAIR_PARTNERS.index(ext.lower()) if ext.lower() in PAIR_PARTNERS else None
+        key = (folder, stem.casefold())
+        if rank is not None and (key not in partners or (rank, entry.path) < partners[key]):
+            partners[key] = (rank, entry.path)
+    photos, companions = [], []
+    for entry in found:
+        folder, name = os.path.split(entry.path)
+        stem, ext = os.path.splitext(name)
+        partner = partners.get((folder, stem.casefold()))
+        if partner is not None and ext.lower() in RAW_EXTENSIONS:
+            companions.append((entry, partner[1]))
+        else:
+            photos.append(entry)
+    return photos, companions
 
 
 def _reason(exc: OSError, is_link: bool = False) -> str:

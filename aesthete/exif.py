@@ -136,18 +136,23 @@ def _datetime(tag: Any) -> str | None:
         return None
 
 
+def camera_name(info: dict[str, Any]) -> str:
+    """Make and model as people say them: 'Canon EOS R5' (not 'Canon Canon EOS R5'), 'SONY ILCE-7M3'."""
+    camera, make = info.get("camera"), info.get("make")
+    make_word = make.split()[0] if make and make.split() else ""
+    if camera and make_word and not camera.casefold().startswith(make_word.casefold()):
+        camera = f"{make} {camera}"  # 'ILCE-7M3' alone says less than 'SONY ILCE-7M3'
+    return camera or make or ""
+
+
 def exif_line(info: dict[str, Any]) -> str:
     """One human line, e.g. ``Canon EOS R5 · RF24-70mm · 50 mm · f/2.8 · 1/250 s · ISO 400 · 2024-05-01 12:00``.
 
     Takes the dict form (a cache row or :meth:`ExifInfo.to_dict`); missing fields are left out.
     """
     parts: list[str] = []
-    camera, make = info.get("camera"), info.get("make")
-    make_word = make.split()[0] if make and make.split() else ""
-    if camera and make_word and not camera.casefold().startswith(make_word.casefold()):
-        camera = f"{make} {camera}"  # 'ILCE-7M3' alone says less than 'SONY ILCE-7M3'
-    if camera or make:
-        parts.append(camera or make)
+    if camera := camera_name(info):
+        parts.append(camera)
     if info.get("lens"):
         parts.append(info["lens"])
     if info.get("focal_length"):

@@ -13,6 +13,10 @@ not.
 ``move_rejects`` moves the photos that were not picked, only when asked, each with its XMP sidecar;
 a rename keeps bytes and modification time (across file systems: copy, check, then delete), and the
 database follows the move so the next ``cull`` still finds them.
+
+A photo's RAW companions (``IMG_1.CR2`` beside ``IMG_1.JPG``: one photo) go wherever it goes, in the
+same mode, under the same new stem when a name clash renames it (``IMG_1 (2).JPG`` and
+``IMG_1 (2).CR2``), so photo managers still see the pair; a move takes their sidecars along too.
 """
 
 from __future__ import annotations
@@ -22,13 +26,12 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Any
 
-from aesthete.fileops import NO_HARD_LINKS, atomic_write, copy_new, free_name, same_content
+from aesthete.fileops import NO_HARD_LINKS, atomic_write, copy_new, free_bundle, free_name, same_content
 from aesthete.select import Ranking
 from aesthete.store import now_iso
-from aesthete.xmp import sidecar_path
+from aesthete.xmp import sidecar_paths
 
 MODES = ("link", "symlink", "copy")
 MANIFEST_NAME = "manifest.json"
@@ -84,19 +87,24 @@ def export_album(
     taken: set[str] = set()
     targets: dict[str, str] = {}
     for row in ranking.rows:
-        source = row["real_path"]
-        name = (time_prefix(row) if order_by_time else "") + os.path.basename(source)
-        target, present = free_name(dest, name, taken=taken, reuse=partial(same_content, source))
-        taken.add(target)
-        how = "present" if present else mode
-        if not (present or dry_run):
-            try:
-                how = _place(source, target, mode, outcome.notices)
-            except OSError as exc:
-                outcome.failed.append((source, _reason(exc)))
-                continue
-        outcome.placed.append(Placed(source, target, how))
-        targets[source] = target
+        # (a companion deleted since the scan is left out, as from the sidecars and moves)
+        sources = [row["real_path"], *(c for c in row.get("companions", ()) if os.path.lexists(c))]
+        prefix = time_prefix(row) if order_by_time else ""
+        bundle = free_bundle(
+            dest, [prefix + os.path.basename(s) for s in sources], taken=taken,
+            reuse=lambda i, path, sources=sources: same_content(sources[i], path),
+        )  # fmt: skip
+        taken.update(target for target, _ in bundle)
+        for source, (target, present) in zip(sources, bundle):
+            how = "present" if present else mode
+            if not (present or dry_run):
+                try:
+                    how = _place(source, target, mode, outcome.notices)
+                except OSError as exc:
+                    outcome.failed.append((source, _reason(exc)))
+                    continue
+            outcome.placed.append(Placed(source, target, how))
+            targets[source] = target
     manifest = _manifest(ranking, targets, mode, settings or {})
     outcome.manifest, _ = free_name(dest, MANIFEST_NAME)
     if not dry_run:
@@ -125,7 +133,11 @@ def _place(source: str, target: str, mode: str, notices: list[str]) -> str:
 
 def _manifest(ranking: Ranking, targets: dict[str, str], mode: str, settings: dict[str, Any]) -> dict[str, Any]:
     def entry(row: dict[str, Any]) -> dict[str, Any]:
-        return {"source": row["path"], **{k: row.get(k) for k in MANIFEST_FIELDS}}
+        return {
+            "source": row["path"],
+            "companions": row.get("companions", []),
+            **{k: row.get(k) for k in MANIFEST_FIELDS},
+        }
 
     return {
         "created": now_iso(),
@@ -137,7 +149,12 @@ def _manifest(ranking: Ranking, targets: dict[str, str], mode: str, settings: di
         "settings": settings,
         "notes": ranking.notes,
         "picks": [
-            {"pick": row["pick"], "file": os.path.basename(targets[row["real_path"]]), **entry(row)}
+            {
+                "pick": row["pick"],
+                "file": os.path.basename(targets[row["real_path"]]),
+                "companion_files": [os.path.basename(targets[c]) for c in row.get("companions", ()) if c in targets],
+                **entry(row),
+            }
             for row in ranking.rows
             if row["real_path"] in targets
         ],
@@ -152,34 +169,38 @@ def move_rejects(
     dry_run: bool = False,
     on_moved: Callable[[str, str], None] | None = None,
 ) -> Outcome:
-    """Move each of ``rows`` (photos not picked) into ``dest``, with its XMP sidecar when it has one.
+    """Move each of ``rows`` (photos not picked) into ``dest``, with its RAW companions and the XMP sidecars
+    they have.
 
-    ``on_moved(old, new)`` is called after each photo's move (the CLI updates the database there)."""
+    ``on_moved(old, new)`` is called after each photo's and each companion's move (the CLI updates the
+    database there)."""
     outcome = Outcome()
     if not dry_run and rows:
         os.makedirs(dest, exist_ok=True)
     taken: set[str] = set()
     for row in rows:
         source = row["real_path"]
-        # A name free for both the photo and its sidecar, so the two always move together.
-        skip = set(taken)
-        while True:
-            target, _ = free_name(dest, os.path.basename(source), taken=skip)
-            if not (os.path.lexists(sidecar_path(target)) or sidecar_path(target) in taken):
-                break
-            skip.add(target)
-        taken |= {target, sidecar_path(target)}
+        files = [source, *row.get("companions", ())]
+        sidecars = sidecar_paths(source, files[1:])
+        # Names free for the photo, its companions and all their sidecars, so they always move together.
+        bundle = [
+            target for target, _ in free_bundle(dest, [os.path.basename(p) for p in files + sidecars], taken=taken)
+        ]
+        taken.update(bundle)
         if not dry_run:
             try:
-                _move(source, target)
-                if on_moved:
-                    on_moved(source, target)
-                if os.path.isfile(sidecar_path(source)):
-                    _move(sidecar_path(source), sidecar_path(target))
+                for old, new in zip(files, bundle):
+                    if old == source or os.path.lexists(old):  # a companion deleted since the scan is no error
+                        _move(old, new)
+                        if on_moved:
+                            on_moved(old, new)
+                for old, new in zip(sidecars, bundle[len(files) :]):
+                    if os.path.isfile(old):
+                        _move(old, new)
             except OSError as exc:
                 outcome.failed.append((source, _reason(exc)))
                 continue
-        outcome.placed.append(Placed(source, target, "move"))
+        outcome.placed.append(Placed(source, bundle[0], "move"))
     return outcome
 
 

@@ -13,7 +13,7 @@ import itertools
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container, Iterator, Sequence
 from contextlib import contextmanager, suppress
 
 # Errors meaning "this file system (or this user) cannot hard-link here", as opposed to a real failure.
@@ -80,6 +80,37 @@ def free_name(
             return candidate, False
         if reuse is not None and reuse(candidate):
             return candidate, True
+    raise AssertionError("unreachable")
+
+
+def free_bundle(
+    folder: str,
+    names: Sequence[str],
+    *,
+    taken: Container[str] = (),
+    reuse: Callable[[int, str], bool] | None = None,
+) -> list[tuple[str, bool]]:
+    """Paths in ``folder`` for files that must keep one stem: a photo, its RAW companion, their sidecars.
+
+    Every name starts with the stem of ``names[0]`` (up to case); the first ``n`` for which each name,
+    with `` (n)`` after that stem, is free (not in ``taken``, and absent or, where ``reuse(i, path)``
+    says so, already holding the i-th file) wins. Returns a (path, reused) pair per name.
+    """
+    cut = len(os.path.splitext(names[0])[0])
+    for n in itertools.count(1):
+        out = []
+        for i, name in enumerate(names):
+            candidate = os.path.join(folder, name if n == 1 else f"{name[:cut]} ({n}){name[cut:]}")
+            if candidate in taken:
+                break
+            if not os.path.lexists(candidate):
+                out.append((candidate, False))
+            elif reuse is not None and reuse(i, candidate):
+                out.append((candidate, True))
+            else:
+                break
+        else:
+            return out
     raise AssertionError("unreachable")
 
 

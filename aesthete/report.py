@@ -30,6 +30,7 @@ from PIL import Image
 
 from aesthete.decode import DecodeError, decode
 from aesthete.exif import exif_line
+from aesthete.formats import raw_format
 from aesthete.groups import annotate, ensure_groups
 from aesthete.select import Ranking, last_run_scope, rank
 from aesthete.store import Store, now_iso
@@ -52,7 +53,7 @@ def thumbnail(path: str) -> Thumbnail:
     try:
         with open(path, "rb") as stream:
             data = stream.read()
-        decoded = decode(data, target=_fit)
+        decoded = decode(data, target=_fit, raw=raw_format(path))
     except OSError as exc:
         return Thumbnail(None, problem=exc.strerror or str(exc))
     except DecodeError as exc:

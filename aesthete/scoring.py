@@ -9,25 +9,30 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sqlite3
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from aesthete.architectures import check_architecture
-from aesthete.discover import discover
+from aesthete.decode import ALL_DECODERS, NO_DECODER
+from aesthete.discover import FoundFile, discover, pair_raws
 from aesthete.preprocess import InputPolicy
-from aesthete.store import ModelKey, Store, now_iso, path_key
+from aesthete.store import KnownFile, ModelKey, Store, now_iso, path_key
 from aesthete.worker import FileJob, FileResult, WorkerConfig, init_worker, process_file
 
 DEFAULT_MODEL = "hla-gcn"
 FLUSH_ROWS = 256  # rows without model work are written in transactions of this size
 FLUSH_SECONDS = 1.0
+FILE_TIMEOUT_S = 120.0  # a decode still running after this long is abandoned (its worker killed) and recorded
 
 
 @dataclass
@@ -55,6 +60,7 @@ class ScoreSummary:
     scored: int = 0  # photos the model scored in this run
     analysed: int = 0  # photos decoded for technical signals only (no weights)
     cached: int = 0  # unchanged photos, or moved ones recognised by content
+    paired: int = 0  # RAW files that are one photo with the camera's JPEG beside them (not decoded)
     failed: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
     model: str | None = None
@@ -107,16 +113,26 @@ def choose_model(model: str | None, weights: str | None) -> ModelChoice:
     )
 
 
-def plan(found: Iterable[Any], store: Store, key: ModelKey | None, rescore: bool) -> tuple[list[FileJob], int, list]:
+def plan(
+    found: Iterable[Any],
+    store: Store,
+    key: ModelKey | None,
+    rescore: bool,
+    known: dict[str, KnownFile] | None = None,
+) -> tuple[list[FileJob], int, list]:
     """Split discovered files into work and cache hits, from size and mtime alone (no file is opened).
 
-    Returns (jobs, cached count, previously failed files whose size and mtime did not change)."""
-    known = store.known_files()
+    Returns (jobs, cached count, previously failed files whose size and mtime did not change). A file
+    that failed for want of an optional decoder is tried again once every decoder is installed.
+    A former RAW companion whose partner is gone is a photo of its own now, hence work."""
+    known = store.known_files() if known is None else known
     scored = store.scored_hashes(key) if key else set()
     jobs, cached, failed_before = [], 0, []
     for entry in found:
         record = known.get(entry.path)
-        if not rescore and record and record.size == entry.size and record.mtime_ns == entry.mtime_ns:
+        unchanged = record and record.size == entry.size and record.mtime_ns == entry.mtime_ns
+        retry = record and record.error_kind == NO_DECODER and ALL_DECODERS
+        if not rescore and unchanged and record.status != "paired" and not retry:
             if record.status == "failed":
                 failed_before.append(entry.path)
                 continue
@@ -148,12 +164,14 @@ def score(
     recursive: bool = True,
     rescore: bool = False,
     progress: ProgressFn | None = None,
+    file_timeout: float | None = None,
 ) -> ScoreSummary:
     """Score every photo under ``roots`` and cache the results in ``store``.
 
     Raises ValueError (bad option), ``aesthete.weights`` errors and ``aesthete.engine.EngineError``
-    before any work starts; during the run a bad file is recorded, never raised. Ctrl-C stops after
-    writing every finished photo and returns the summary with ``interrupted=True``.
+    before any work starts; during the run a bad file is recorded, never raised, and a file whose decode
+    runs longer than ``file_timeout`` seconds (default :data:`FILE_TIMEOUT_S`) is abandoned and recorded.
+    Ctrl-C stops after writing every finished photo and returns the summary with ``interrupted=True``.
     """
     started = time.perf_counter()
     summary = ScoreSummary()
@@ -164,23 +182,69 @@ def score(
     def on_discovery_error(path: str, reason: str) -> None:
         summary.discovery_errors.append(Failure(path_key(path)[0], "unreadable", reason))
 
-    found = list(discover(roots, recursive=recursive, on_error=on_discovery_error))
-    summary.found = len(found)
-    jobs, summary.cached, failed_before = plan(found, store, choice.key, rescore)
-    summary.failed.extend(_recorded_failures(store, failed_before))
-    run_id = store.start_run(roots, choice.key)
-    status = "done"
+    run_id, status = None, "done"
     try:
+        found = list(discover(roots, recursive=recursive, on_error=on_discovery_error))
+        summary.found = len(found)
+        # Planning reads every file row before the first write: a damaged database fails here, unwritten.
+        known = store.known_files()
+        found, companions = _pair(found, known)
+        summary.paired = len(companions)
+        jobs, summary.cached, failed_before = plan(found, store, choice.key, rescore, known)
+        summary.failed.extend(_recorded_failures(store, failed_before))
+        store.write(files=_companion_rows(companions, known))
+        run_id = store.start_run(roots, choice.key)
         if jobs:
-            _run_jobs(jobs, store, choice, summary, device, precision, batch_size, workers, rescore, progress)
+            _run_jobs(jobs, store, choice, summary, device, precision, batch_size, workers, rescore, progress,
+                      file_timeout)  # fmt: skip
     except KeyboardInterrupt:
         summary.interrupted, status = True, "interrupted"
+    except sqlite3.DatabaseError:
+        run_id = None  # a database that fails to read or write gets no further writes
+        raise
     finally:
         summary.seconds = time.perf_counter() - started
         counts = {"found": summary.found, "scored": summary.scored, "analysed": summary.analysed,
                   "cached": summary.cached, "failed": len(summary.failed)}  # fmt: skip
-        store.finish_run(run_id, status, counts)
+        if run_id is not None:
+            store.finish_run(run_id, status, counts)
     return summary
+
+
+def _pair(found: list[FoundFile], known: dict[str, KnownFile]) -> tuple[list[FoundFile], list[tuple[FoundFile, str]]]:
+    """:func:`pair_raws`, except that a RAW whose JPEG could not be read (as an earlier scan recorded, and
+    the JPEG has not changed since) is a photo of its own."""
+    current = {entry.path: entry for entry in found}
+    photos, companions = pair_raws(found)
+    paired = []
+    for raw, partner in companions:
+        record, entry = known.get(partner), current[partner]
+        if record and record.status == "failed" and (record.size, record.mtime_ns) == (entry.size, entry.mtime_ns):
+            photos.append(raw)
+        else:
+            paired.append((raw, partner))
+    return photos, paired
+
+
+def _companion_rows(companions: list[tuple[FoundFile, str]], known: dict[str, KnownFile]) -> list[dict[str, Any]]:
+    """``files`` rows for RAW companions that are new, changed or newly paired (none on a plain rescan).
+
+    A companion is never read: no hash, no decode; its partner is the photo."""
+    rows, now = [], now_iso()
+    for entry, partner in companions:
+        partner_text = path_key(partner)[0]
+        record = known.get(entry.path)
+        if record and (record.size, record.mtime_ns, record.status, record.pair_of) == (
+            entry.size, entry.mtime_ns, "paired", partner_text,
+        ):  # fmt: skip
+            continue
+        text, raw = path_key(entry.path)
+        rows.append({
+            "path": text, "raw_path": raw, "size": entry.size, "mtime_ns": entry.mtime_ns, "content_hash": None,
+            "status": "paired", "error_kind": None, "error": None, "pair_of": partner_text,
+            "first_seen": now, "last_seen": now,
+        })  # fmt: skip
+    return rows
 
 
 def _recorded_failures(store: Store, paths: list[str]) -> list[Failure]:
@@ -201,41 +265,55 @@ def _run_jobs(
     workers: int | None,
     rescore: bool,
     progress: ProgressFn | None,
+    file_timeout: float | None,
 ) -> None:
     config = WorkerConfig(
         db_path=str(store.path), policy=choice.policy.to_dict() if choice.policy else None, key=choice.key,
         rescore=rescore,
     )  # fmt: skip
     worker_count = workers or default_workers(device, has_model=choice.checkpoint is not None)
-    # Fork before torch is imported: the workers then never hold torch's threads or memory.
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" and "torch" not in sys.modules else "spawn")
-    pool = ProcessPoolExecutor(worker_count, mp_context=context, initializer=init_worker, initargs=(config,))
+    pool = _DecodePool(worker_count, config)
     writer = _Writer(store, choice.key)
+    finished = False
     try:
         runner = None
         if choice.checkpoint is not None:
             runner = _load_runner(choice.checkpoint, device, precision)
             summary.device, summary.precision = str(runner.device), runner.precision
         batcher = _Batcher(batch_size or _default_batch(runner), runner, writer, summary)
-        for done, result in enumerate(_bounded_map(pool, jobs, window=4 * worker_count + 8), start=1):
-            if result.error_kind:
-                summary.failed.append(Failure(path_key(result.path)[0], result.error_kind, result.error or ""))
-                writer.add_file(result, "failed")
-            elif result.pixels is not None:
+        timeout = FILE_TIMEOUT_S if file_timeout is None else file_timeout
+        results = pool.results(jobs, window=4 * worker_count + 8, timeout=timeout)
+        for done, result in enumerate(results, start=1):
+            if result.pixels is not None:
                 batcher.add(result)
             else:
-                if result.image is not None:
-                    summary.analysed += 1
-                else:
-                    summary.cached += 1
-                writer.add_file(result, "ok")
+                _record(result, writer, summary)
             writer.maybe_flush()
             if progress:
                 progress(done, len(jobs))
         batcher.flush_all()
+        finished = True
     finally:
+        if not finished:  # save what the workers finished; what needs the model is redone next time
+            for result in pool.finished():
+                if result.pixels is None:
+                    _record(result, writer, summary)
+        # After Ctrl-C or an error the decodes in flight are not waited for: one of them may never end.
+        pool.close(wait=finished)
         writer.flush()
-        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _record(result: FileResult, writer: _Writer, summary: ScoreSummary) -> None:
+    """A result with no model work: a failure, technical signals only, or content already known."""
+    if result.error_kind:
+        summary.failed.append(Failure(path_key(result.path)[0], result.error_kind, result.error or ""))
+        writer.add_file(result, "failed")
+        return
+    if result.image is not None:
+        summary.analysed += 1
+    else:
+        summary.cached += 1
+    writer.add_file(result, "ok")
 
 
 def _load_runner(checkpoint: str, device: str, precision: str) -> Any:
@@ -253,22 +331,95 @@ def _default_batch(runner: Any) -> int:
     return 64 if runner.device.type == "cuda" else 8
 
 
-def _bounded_map(pool: ProcessPoolExecutor, jobs: list[FileJob], window: int) -> Iterable[FileResult]:
-    """Like ``pool.map`` but with at most ``window`` files in flight, so memory stays flat for any
-    library size, and results come back as they finish."""
-    pending: deque[Future] = deque()
-    queue = iter(jobs)
-    for job in queue:
-        pending.append(pool.submit(process_file, job))
-        if len(pending) >= window:
-            break
-    while pending:
-        future = pending.popleft()
-        result = future.result()
-        for job in queue:
-            pending.append(pool.submit(process_file, job))
-            break
-        yield result
+class _DecodePool:
+    """The decode worker processes, replaced when one of them hangs or dies, so that a file costs itself
+    and never the run: a decode still running after ``timeout`` seconds is abandoned (every worker is
+    killed, since a stuck C decoder cannot be interrupted) and the others' files go back in the queue; when
+    a worker dies (a crash in a decoder, the out-of-memory killer), the files then in flight are retried one
+    at a time, and the one that kills a worker on its own is recorded as ``crashed``."""
+
+    def __init__(self, count: int, config: WorkerConfig) -> None:
+        self.count, self.config = count, config
+        self.pool = self._start()
+        self.pending: deque[tuple[FileJob, Future, bool]] = deque()
+
+    def _start(self) -> ProcessPoolExecutor:
+        # Fork before torch is imported: the workers then never hold torch's threads or memory.
+        fork = sys.platform == "linux" and "torch" not in sys.modules
+        context = multiprocessing.get_context("fork" if fork else "spawn")
+        return ProcessPoolExecutor(self.count, mp_context=context, initializer=init_worker, initargs=(self.config,))
+
+    def results(self, jobs: list[FileJob], window: int, timeout: float) -> Iterator[FileResult]:
+        """Like ``pool.map`` with at most ``window`` files in flight (memory stays flat for any library
+        size), and exactly one :class:`FileResult` per job whatever happens to the workers."""
+        queue: deque[FileJob] = deque(jobs)
+        retry: deque[FileJob] = deque()  # in flight when a worker died: each is run alone to find the culprit
+        pending = self.pending
+        while queue or retry or pending:
+            if retry and not pending:
+                job = retry.popleft()
+                pending.append((job, self._submit(job), True))
+            while not retry and queue and len(pending) < window:
+                job = queue.popleft()
+                pending.append((job, self._submit(job), False))
+            job, future, alone = pending.popleft()
+            try:
+                yield future.result(timeout=timeout)
+                continue
+            except FutureTimeout:
+                lost = _lost(job, "timeout", f"decoding did not finish in {timeout:g} s; abandoned")
+                requeue = queue
+            except BrokenProcessPool:
+                lost = _lost(job, "crashed", "the decoder crashed on this file") if alone else None
+                requeue = retry
+            except Exception as exc:  # e.g. a result that cannot be sent back; the pool itself is fine
+                yield _lost(job, "decode-error", f"{exc.__class__.__name__}: {exc}".splitlines()[0])
+                continue
+            # The pool is replaced: keep what the other workers finished, queue the rest again.
+            finished, again = [], [] if lost else [job]
+            for other, other_future, _ in pending:
+                if other_future.done() and not other_future.cancelled() and other_future.exception() is None:
+                    finished.append(other_future.result())
+                else:
+                    again.append(other)
+            pending.clear()
+            requeue.extendleft(reversed(again))
+            self._kill()
+            self.pool = self._start()
+            yield from finished
+            if lost:
+                yield lost
+
+    def finished(self) -> list[FileResult]:
+        """Results the workers have sent back but :meth:`results` has not handed out yet."""
+        return [f.result() for _, f, _ in self.pending if f.done() and not f.cancelled() and f.exception() is None]
+
+    def _submit(self, job: FileJob) -> Future:
+        try:
+            return self.pool.submit(process_file, job)
+        except BrokenProcessPool as exc:  # a worker died since the last result: handled when this one is due
+            future: Future = Future()
+            future.set_exception(exc)
+            return future
+
+    def _kill(self) -> None:
+        # ProcessPoolExecutor has no public way to stop a running call (``terminate_workers`` is 3.14+).
+        processes = list((self.pool._processes or {}).values())
+        for process in processes:
+            process.kill()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(timeout=5)
+
+    def close(self, *, wait: bool) -> None:
+        if wait:
+            self.pool.shutdown(wait=True)
+        else:
+            self._kill()
+
+
+def _lost(job: FileJob, kind: str, reason: str) -> FileResult:
+    return FileResult(job.path, job.size, job.mtime_ns, error_kind=kind, error=reason)
 
 
 class _Writer:
@@ -287,7 +438,7 @@ class _Writer:
         self.files.append({
             "path": text, "raw_path": raw, "size": result.size, "mtime_ns": result.mtime_ns,
             "content_hash": result.content_hash, "status": status, "error_kind": result.error_kind,
-            "error": result.error, "first_seen": now, "last_seen": now,
+            "error": result.error, "pair_of": None, "first_seen": now, "last_seen": now,
         })  # fmt: skip
         if result.image is not None:
             self.images.append(result.image)

@@ -3,7 +3,9 @@
 Three tables carry the data flow:
 
 - ``files``: one row per path (size, mtime, content hash, status/failure reason). A rescan compares
-  size and mtime here and touches nothing else for an unchanged file.
+  size and mtime here and touches nothing else for an unchanged file. A camera RAW beside the camera's
+  JPEG (or HEIF) of the same frame is a *companion* (status ``paired``, ``pair_of`` the JPEG's path):
+  not a photo of its own, it is listed with its partner (``companions``) wherever photos are.
 - ``images``: one row per *content hash*: pixel size, EXIF, technical signals, perceptual hash.
   A moved or renamed file points at the same row, so nothing is decoded again.
 - ``scores``: one row per (content hash, model, weights id, preprocessing key): the full
@@ -28,7 +30,7 @@ from typing import Any
 
 import sqlite_utils
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x41455354  # "AEST": marks a file as an aesthete database
 BUSY_TIMEOUT_MS = 60_000
 
@@ -80,6 +82,8 @@ class KnownFile:
     mtime_ns: int
     content_hash: str | None
     status: str
+    error_kind: str | None = None
+    pair_of: str | None = None  # for a RAW companion, its partner's path (as stored)
 
 
 class Store:
@@ -123,12 +127,15 @@ class Store:
             )
 
     def _migrate(self) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        for target, migration in enumerate(_MIGRATIONS[version:], start=version + 1):
+        while self.conn.execute("PRAGMA user_version").fetchone()[0] < len(_MIGRATIONS):
             with self.transaction():
-                migration(self.db)
-                self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                self.conn.execute(f"PRAGMA user_version = {target}")
+                # Read again under the write lock: another process opening the same new database at the
+                # same moment may have run this migration while we waited for the lock.
+                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                if version < len(_MIGRATIONS):
+                    _MIGRATIONS[version](self.db)
+                    self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    self.conn.execute(f"PRAGMA user_version = {version + 1}")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -145,8 +152,10 @@ class Store:
     # -- what the scanner needs -------------------------------------------------------------------------
     def known_files(self) -> dict[str, KnownFile]:
         """Every recorded path with its size/mtime, keyed by the real path (one query, no per-file I/O)."""
-        rows = self.conn.execute("SELECT path, raw_path, size, mtime_ns, content_hash, status FROM files")
-        return {real_path(p, raw): KnownFile(size, mtime, h, status) for p, raw, size, mtime, h, status in rows}
+        rows = self.conn.execute(
+            "SELECT path, raw_path, size, mtime_ns, content_hash, status, error_kind, pair_of FROM files"
+        )
+        return {real_path(row[0], row[1]): KnownFile(*row[2:]) for row in rows}
 
     def scored_hashes(self, key: ModelKey) -> set[str]:
         rows = self.conn.execute(
@@ -214,7 +223,8 @@ class Store:
 
     def photos(self, key: ModelKey | None, roots: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Every readable photo (optionally under ``roots``) joined with its image row and, when ``key``
-        is given, its score for that model. Rows are plain dicts; ``dist`` is decoded from JSON."""
+        is given, its score for that model. Rows are plain dicts; ``dist`` is decoded from JSON and
+        ``companions`` lists the real paths of the photo's RAW companions."""
         where, params = ["f.status = 'ok'"], []
         if roots:
             clauses = []
@@ -238,12 +248,17 @@ class Store:
             f"{score_cols} FROM files f JOIN images i ON i.content_hash = f.content_hash {join} "
             f"WHERE {' AND '.join(where)}"
         )
+        companions: dict[str, list[str]] = {}
+        paired = "SELECT pair_of, path, raw_path FROM files WHERE pair_of IS NOT NULL AND status = 'paired'"
+        for partner, path, raw in self.conn.execute(paired):  # (the pair_of index makes this cheap)
+            companions.setdefault(partner, []).append(real_path(path, raw))
         cursor = self.conn.execute(sql, params)
         names = [d[0] for d in cursor.description]
         out = []
         for row in cursor:
             record = dict(zip(names, row))
             record["real_path"] = real_path(record["path"], record.pop("raw_path"))
+            record["companions"] = sorted(companions.get(record["path"], []))
             record["dist"] = json.loads(record["dist"]) if record["dist"] else None
             record["flags"] = json.loads(record["flags"]) if record["flags"] else []
             out.append(record)
@@ -259,10 +274,16 @@ class Store:
         ]
 
     def photo_by_path(self, path: str) -> dict[str, Any] | None:
+        """A file's record; a RAW companion shows its partner's image and scores (and ``pair_of``)."""
         text = path_key(os.path.abspath(path))[0]
-        row = self.conn.execute("SELECT content_hash, status, error FROM files WHERE path = ?", (text,)).fetchone()
+        row = self.conn.execute(
+            "SELECT content_hash, status, error, pair_of FROM files WHERE path = ?", (text,)
+        ).fetchone()
         if row is None:
             return None
+        if row[1] == "paired":
+            partner = self.conn.execute("SELECT content_hash FROM files WHERE path = ?", (row[3],)).fetchone()
+            row = (partner[0] if partner else None, *row[1:])
         image = self.conn.execute("SELECT * FROM images WHERE content_hash = ?", (row[0],)).fetchone()
         cursor = self.conn.execute(
             "SELECT model, weights_id, preprocess, dist, mean, std, p_high, scored_at FROM scores "
@@ -279,6 +300,7 @@ class Store:
             "content_hash": row[0],
             "status": row[1],
             "error": row[2],
+            "pair_of": row[3],
             "image": dict(zip(image_cols, image)) if image else None,
             "scores": scores,
         }
@@ -314,12 +336,13 @@ class Store:
         return {h: (g, n) for h, g, n in self.conn.execute("SELECT content_hash, group_id, size FROM groups")}
 
     def move_file(self, old: str, new: str) -> None:
-        """Record that the file at ``old`` now lives at ``new`` (after ``cull --move-rejects``)."""
+        """Record that the file at ``old`` now lives at ``new`` (after ``cull --move-rejects``); its RAW
+        companions keep pointing at it."""
         text, raw = path_key(os.path.abspath(new))
+        old_text = path_key(os.path.abspath(old))[0]
         with self.transaction():
-            self.conn.execute(
-                "UPDATE files SET path = ?, raw_path = ? WHERE path = ?", (text, raw, path_key(os.path.abspath(old))[0])
-            )
+            self.conn.execute("UPDATE files SET path = ?, raw_path = ? WHERE path = ?", (text, raw, old_text))
+            self.conn.execute("UPDATE files SET pair_of = ? WHERE pair_of = ?", (text, old_text))
 
 
 def _like_prefix(prefix: str) -> str:
@@ -379,8 +402,14 @@ def _schema_v2(db: sqlite_utils.Database) -> None:
     db["group_state"].create({"id": int, "fingerprint": str, "computed_at": str}, pk="id")
 
 
+def _schema_v3(db: sqlite_utils.Database) -> None:
+    """RAW+JPEG pairs: a RAW companion's row (status ``paired``) names its partner's path."""
+    db["files"].add_column("pair_of", str)
+    db["files"].create_index(["pair_of"])
+
+
 # Named migrations, applied in order once each; PRAGMA user_version records how many ran.
-_MIGRATIONS = [_schema_v1, _schema_v2]
+_MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3]
 
 
 def open_store(path: str | Path | None = None) -> Store:

@@ -19,6 +19,7 @@ import numpy as np
 from aesthete.decode import DecodeError, decode
 from aesthete.exif import read_exif
 from aesthete.fingerprint import content_hash
+from aesthete.formats import raw_format
 from aesthete.preprocess import InputPolicy
 from aesthete.signals import WORKING_SIDE, flags, perceptual_hash, technical_quality, technical_signals
 from aesthete.store import ModelKey
@@ -125,7 +126,7 @@ def process_file(job: FileJob) -> FileResult:
     if not (need_image or need_score):
         return result
     try:
-        decoded = decode(data, target=_decode_target(_policy if need_score else None))
+        decoded = decode(data, target=_decode_target(_policy if need_score else None), raw=raw_format(job.path))
         if need_image:
             result.image = image_row(digest, decoded, data)
         if need_score:

@@ -3,10 +3,15 @@
 Naming: the sidecar of ``IMG_1.jpg`` is ``IMG_1.jpg.xmp`` (:func:`sidecar_path`). That is what darktable
 (``<basename>.<extension>.xmp``) and digiKam (its default) read and write, and what Immich and exiftool
 find; it also keeps ``IMG_1.jpg`` and ``IMG_1.png`` from sharing one sidecar. Adobe's convention,
-``IMG_1.xmp``, is used by Lightroom and Bridge only for camera RAW files; for JPEG, PNG, TIFF and WebP
-(everything aesthete scores) Lightroom reads XMP from inside the file and ignores sidecars, and writing
-into an original is what aesthete never does. Lightroom users import the exported album (the
-manifest says which photos were picked) or copy the sidecar into a copy with exiftool.
+``IMG_1.xmp``, is used by Lightroom and Bridge only for camera RAW files; for JPEG, PNG, TIFF, WebP and
+HEIC Lightroom reads XMP from inside the file and ignores sidecars, and writing into an original is
+what aesthete never does. Lightroom users import the exported album (the manifest says which photos
+were picked) or copy the sidecar into a copy with exiftool.
+
+A camera RAW (alone, or the companion of its JPEG: one photo, one rating) gets both sidecars
+(:func:`sidecar_paths`): ``IMG_1.CR2.xmp`` for darktable and digiKam, and ``IMG_1.xmp`` for Lightroom
+Classic and Bridge / Camera Raw, which read it on import or with "Read Metadata from Files". The
+Adobe one is merged like any other, so its develop settings survive.
 
 What is written: ``xmp:Rating`` (an integer 0..5, the XMP basic schema) and optionally ``xmp:Label``
 (free text; Lightroom and Bridge show it as the colour label of that name). An existing sidecar is
@@ -18,6 +23,7 @@ Writes are atomic (temporary file, then rename).
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
 from bisect import bisect_left, bisect_right
@@ -25,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aesthete.fileops import atomic_write
+from aesthete.formats import raw_format
 
 PICK_RATING = 1
 """Rating of a pick without ``--stars``: one star, the usual 'keeper' mark of a first culling pass, so
@@ -72,6 +79,17 @@ def sidecar_path(photo: str) -> str:
     return photo + ".xmp"
 
 
+def sidecar_paths(photo: str, companions: Sequence[str] = ()) -> list[str]:
+    """Every sidecar of a photo and its RAW companions: each file's :func:`sidecar_path` and, for a RAW,
+    Adobe's ``IMG_1.xmp`` too (see the module docstring)."""
+    paths: list[str] = []
+    for path in (photo, *companions):
+        for sidecar in (sidecar_path(path), os.path.splitext(path)[0] + ".xmp" if raw_format(path) else None):
+            if sidecar and sidecar not in paths:
+                paths.append(sidecar)
+    return paths
+
+
 def quantile_stars(values: Sequence[float]) -> list[int]:
     """1..5 stars per value by its quintile among ``values`` (mid-rank, so ties share their stars and a
     lone photo gets 3): the top fifth of a shoot gets 5 stars, whatever the model's score scale."""
@@ -84,11 +102,26 @@ def quantile_stars(values: Sequence[float]) -> list[int]:
     return out
 
 
-def write_sidecar(photo: str, *, rating: int, label: str | None = None, dry_run: bool = False) -> SidecarResult:
-    """Set ``xmp:Rating`` (and ``xmp:Label`` when given) in ``photo``'s sidecar, creating or merging it."""
+def write_sidecars(
+    photo: str, companions: Sequence[str] = (), *, rating: int, label: str | None = None, dry_run: bool = False
+) -> list[SidecarResult]:
+    """:func:`write_sidecar` into every one of :func:`sidecar_paths`; a companion deleted since the scan gets
+    none (it would be an orphan)."""
+    present = [c for c in companions if os.path.lexists(c)]
+    return [
+        write_sidecar(photo, rating=rating, label=label, dry_run=dry_run, path=path)
+        for path in sidecar_paths(photo, present)
+    ]
+
+
+def write_sidecar(
+    photo: str, *, rating: int, label: str | None = None, dry_run: bool = False, path: str | None = None
+) -> SidecarResult:
+    """Set ``xmp:Rating`` (and ``xmp:Label`` when given) in ``photo``'s sidecar (or the one at ``path``),
+    creating or merging it."""
     if not 0 <= rating <= 5:
         raise ValueError(f"an XMP rating is 0..5, not {rating}")
-    path = sidecar_path(photo)
+    path = path or sidecar_path(photo)
     wanted = {f"{{{XMP}}}Rating": str(rating)}
     if label is not None:
         wanted[f"{{{XMP}}}Label"] = label

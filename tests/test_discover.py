@@ -28,8 +28,8 @@ def scan(*roots: Path | str, **kwargs: object) -> tuple[list[str], list[tuple[st
 
 
 def test_supported_extensions_case_insensitive_and_sorted(tmp_path: Path) -> None:
-    names = ["b.JPG", "a.jpeg", "c.Png", "d.TIFF", "e.tif", "f.webp", "g.bmp", "h.jpe", "i.PNG"]
-    for name in [*names, "notes.txt", "raw.CR2", "jpg", "movie.mp4", "photo.jpg.xmp"]:
+    names = ["b.JPG", "a.jpeg", "c.Png", "d.TIFF", "e.tif", "f.webp", "g.bmp", "h.jpe", "i.PNG", "raw.CR2"]
+    for name in [*names, "notes.txt", "jpg", "movie.mp4", "photo.jpg.xmp", "IMG_1.xmp"]:
         touch(tmp_path / name)
     paths, errors = scan(tmp_path)
     assert paths == [str(tmp_path / n) for n in sorted(names)]

@@ -116,6 +116,6 @@ def test_a_version_1_database_migrates_with_its_rows(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     store = Store(path)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert store.conn.execute("SELECT content_hash FROM images").fetchall() == [("h1",)]
     assert store.groups() == {} and store.group_fingerprint() is None

@@ -184,6 +184,64 @@ def test_checkpoint_round_trip_gives_identical_scores(case: str, tmp_path: Path)
     assert loaded.config == model.config and loaded.policy == model.policy
 
 
+# HLA-GCN's Table 4 (ResNet-50, S = 10), in millions of parameters. A count off by more than 0.1M means
+# the architecture differs from the paper's.
+TABLE_4 = {
+    "baseline": ("nima", {}, 23.5),
+    "+LAGCN": ("hla-gcn", {"hierarchical": False}, 35.0),
+    "+LAGCN (w/o c.)": ("hla-gcn", {"hierarchical": False, "content": False}, 28.8),
+    "+HLA-GCN": ("hla-gcn", {}, 38.2),
+    "+HLA-GCN, static projection": ("hla-gcn", {"projection": "static"}, 38.2),
+}
+
+
+@pytest.mark.parametrize("row", sorted(TABLE_4))
+def test_parameter_counts_match_hla_gcn_table_4(row: str) -> None:
+    name, config, millions = TABLE_4[row]
+    with torch.device("meta"):  # shapes only: counting needs no memory and no initialisation
+        model = get_model(name, **config)
+    assert abs(model.num_parameters() / 1e6 - millions) <= 0.1, f"{row}: {model.num_parameters() / 1e6:.2f}M"
+
+
+def test_hla_gcn_aggregates_the_papers_100_nodes_into_25_for_both_projections() -> None:
+    """300 px through ResNet gives a 10 x 10 map: L = 100 spatial nodes, K = L / 4 = 25 latent ones."""
+    for projection in ("dynamic", "static"):
+        torch.manual_seed(0)
+        model = get_model("hla-gcn", backbone="resnet18", channels=16, projection=projection).eval()
+        images = torch.randn(1, 3, 300, 300)
+        with torch.no_grad():
+            nodes = model.reduce(model.features(images)).flatten(2).transpose(1, 2)
+            assert nodes.shape[1] == 100
+            assert model._project(nodes).shape == (1, 25, 100), projection
+            assert_distribution(model(images, torch.tensor([1.5]))["probs"], 10)
+
+
+def test_score_command_runs_every_model_from_a_checkpoint(tmp_path: Path) -> None:
+    """`aesthete score DIR --model M --weights W` for every scoring model, on photos of several aspect
+    ratios (APM and SAF keep them, so their batches are per-shape buckets)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from aesthete.cli import app
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed, size in enumerate(ASPECTS.values()):
+        photo(size, seed).save(folder / f"p{seed}.jpg", quality=90)
+    for name in sorted(SMALL):
+        checkpoint = save_checkpoint(build(name).eval(), tmp_path / f"{name}.safetensors")
+        db = tmp_path / f"{name}.db"
+        args = ["score", str(folder), "--model", name, "--weights", str(checkpoint), "--db", str(db)]
+        result = CliRunner().invoke(app, [*args, "--device", "cpu", "--workers", "1", "--json"])
+        assert result.exit_code == 0, (name, result.output)
+        summary = json.loads(result.stdout)
+        assert (summary["model"], summary["scored"], summary["failed"]) == (name, len(ASPECTS), []), name
+        ranked = json.loads(CliRunner().invoke(app, ["rank", "--db", str(db), "--json"]).stdout)
+        assert (ranked["model"], ranked["basis"]) == (name, "aesthetic"), name
+        assert len(ranked["photos"]) == len(ASPECTS) and all(row["mean"] is not None for row in ranked["photos"])
+
+
 # --- mp-ada ---------------------------------------------------------------------------------------
 
 

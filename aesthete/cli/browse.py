@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,8 +15,9 @@ from aesthete.select import RANK_KEYS, Filters, Ranking
 ROW_FIELDS = (
     "path", "mean", "std", "p_high", "dist", "model", "technical", "sharpness", "clipped_shadows",
     "clipped_highlights", "mean_luma", "noise", "flags", "capture_time", "make", "camera", "lens", "width", "height",
+    "companions",
 )  # fmt: skip
-CSV_FIELDS = tuple(f for f in ROW_FIELDS if f not in ("dist", "flags"))
+CSV_FIELDS = tuple(f for f in ROW_FIELDS if f not in ("dist", "flags", "companions"))
 
 PathsArgument = Annotated[
     list[Path] | None, typer.Argument(help="Only photos under these folders.", show_default=False)
@@ -68,7 +70,9 @@ def show_command(
         print_json(record)
         return
     out.print(f"[bold]{record['path']}[/]", highlight=False)
-    if record["status"] != "ok":
+    if record["status"] == "paired":  # a RAW beside its JPEG: one photo, scored through the JPEG
+        out.print(f"RAW companion of {record['pair_of']}: its scores", highlight=False)
+    elif record["status"] != "ok":
         out.print(f"[red]failed:[/] {record['error']}", highlight=False)
         raise typer.Exit(int(Exit.SOME_FAILED))
     image = record["image"] or {}
@@ -122,11 +126,23 @@ def _emit(ranking: Ranking, *, as_json: bool, as_csv: bool, paths_only: bool, ti
         out.print(_table(rows, ranking, title))
 
 
+def display_path(path: str) -> str:
+    """A table's short form of a path: relative to the working folder when inside it, else ``~/...``.
+    JSON, CSV and --paths keep absolute paths for scripts."""
+    cwd = os.getcwd()
+    if path.startswith(cwd.rstrip(os.sep) + os.sep):
+        return os.path.relpath(path, cwd)
+    home = os.path.expanduser("~")
+    return "~" + path[len(home) :] if home != os.sep and path.startswith(home + os.sep) else path
+
+
 def _table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> Table:
     basis = f"{ranking.key.model} mean score" if ranking.basis == "aesthetic" else "technical quality"
     table = Table(title=f"{len(rows)} photos {title} by {basis if ranking.by == 'mean' else ranking.by}")
     table.add_column("#", justify="right")
-    table.add_column("photo", overflow="fold")
+    shown = [display_path(row["path"]) for row in rows]
+    # Paths are what people read first: give them room before the numeric columns get theirs.
+    table.add_column("photo", overflow="fold", min_width=min(60, max(map(len, shown), default=5)))
     if ranking.basis == "aesthetic":
         table.add_column("mean", justify="right")
         table.add_column("std", justify="right")
@@ -136,8 +152,8 @@ def _table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> Table:
     grouped = any(row.get("group_size", 1) > 1 for row in rows)  # cull: which picks won over a burst
     if grouped:
         table.add_column("group")
-    for index, row in enumerate(rows, start=1):
-        cells = [str(index), row["path"]]
+    for index, (row, path) in enumerate(zip(rows, shown), start=1):
+        cells = [str(index), path]
         if ranking.basis == "aesthetic":
             cells += [f"{row['mean']:.2f}", f"{row['std']:.2f}"]
         cells += [f"{row['technical']:.2f}", ", ".join(row["flags"]), (row["capture_time"] or "")[:16]]

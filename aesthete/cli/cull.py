@@ -110,23 +110,26 @@ def _export(
 
 def _xmp(ranking: Ranking, stars: bool, label: str | None, dry_run: bool) -> dict[str, Any]:
     from aesthete.select import RANK_KEYS
-    from aesthete.xmp import PICK_RATING, quantile_stars, write_sidecar
+    from aesthete.xmp import PICK_RATING, quantile_stars, write_sidecars
 
     ratings = [PICK_RATING] * len(ranking.rows)
     if stars:  # quintiles of the whole shoot, so a pick's stars say where it stands among all the photos
         column = RANK_KEYS[ranking.by]
         everyone = ranking.rows + ranking.others
         ratings = quantile_stars([r[column] or 0.0 for r in everyone])[: len(ranking.rows)]
-    results = [
-        write_sidecar(row["real_path"], rating=rating, label=label, dry_run=dry_run)
+    results = [  # a RAW companion's sidecars get its JPEG's rating: they are one photo
+        (result, rating)
         for row, rating in zip(ranking.rows, ratings)
+        for result in write_sidecars(
+            row["real_path"], row.get("companions", ()), rating=rating, label=label, dry_run=dry_run
+        )
     ]
-    done = Counter(r.status for r in results)
+    done = Counter(r.status for r, _ in results)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(done.items())) or "no picks"
     err.print(f"xmp{' (dry run)' if dry_run else ''}: sidecars {summary}", highlight=False)
-    skipped = [(r.photo, r.message or "") for r in results if r.status == "skipped"]
+    skipped = [(r.photo, r.message or "") for r, _ in results if r.status == "skipped"]
     _report_failures("xmp", skipped)
-    return {"sidecars": [r.__dict__ | {"rating": n} for r, n in zip(results, ratings)], "failed": skipped}
+    return {"sidecars": [r.__dict__ | {"rating": n} for r, n in results], "failed": skipped}
 
 
 def _move(ranking: Ranking, dest: Path, roots: list[str], dry_run: bool, store: Any) -> dict[str, Any]:
@@ -182,6 +185,7 @@ def groups_command(
     db: DbOption = None,
 ) -> None:
     """Bursts and near-duplicates among the photos of PATHS (or of the last `score` run), best frame first."""
+    from aesthete.exif import camera_name
     from aesthete.groups import annotate, ensure_groups
     from aesthete.select import last_run_scope, rank
 
@@ -206,9 +210,10 @@ def groups_command(
         table.add_column(column, overflow="fold")
     for g, rows in found:
         times = sorted(r["capture_time"] or "" for r in rows)
-        camera = " ".join(p for p in (rows[0]["make"], rows[0]["camera"]) if p)
+        taken = f"{times[0][:19]} … {times[-1][11:19]}" if times[0] else "no EXIF time (file times)"
+        camera = camera_name(rows[0])
         frames = "\n".join(f"{Path(r['path']).name}  {r[score]:.2f}" for r in rows)
-        table.add_row(str(g), str(len(rows)), camera, f"{times[0][:19]} … {times[-1][11:19]}", frames)
+        table.add_row(str(g), str(len(rows)), camera, taken, frames)
     out.print(table if found else "no groups: every photo stands alone")
 
 

@@ -122,7 +122,7 @@ class HlaGcn(AestheticModel):
         self.head_coordinate = nn.Linear(channels, bins)
         self.hierarchical = hierarchical
         if hierarchical:
-            grid = input_size // 32  # ResNet stride
+            grid = -(-input_size // 32)  # ResNet's padded stride-2 stages round up: 300 px -> 10 x 10
             nodes = grid * grid
             latent = nodes // 4  # K = L / 4, following GloRe as the paper does
             self.projection_kind = projection

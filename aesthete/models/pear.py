@@ -212,7 +212,8 @@ def pear(
     prior: bool = True,
 ) -> Pear:
     """PEAR with the paper's settings. ``lam`` is Eq. 2's lambda (reconstruction weight; the photographic
-    KL weighs ``1 + lam``), ``beta`` the Gaussian KL's weight; ``bins=6`` for AADB as the paper uses."""
+    KL weighs ``1 + lam``), ``beta`` the Gaussian KL's weight. The paper uses ``d = 6`` bins on AADB
+    (scores 0..5); the AADB recipe keeps 5, matching the released 1..5 ratings."""
     if temperature <= 0:
         raise ValueError("temperature must be positive")
     if resize_short < input_size:
