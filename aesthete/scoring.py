@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sqlite3
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,6 +32,7 @@ from aesthete.worker import FileJob, FileResult, WorkerConfig, init_worker, proc
 DEFAULT_MODEL = "hla-gcn"
 FLUSH_ROWS = 256  # rows without model work are written in transactions of this size
 FLUSH_SECONDS = 1.0
+FILE_TIMEOUT_S = 120.0  # a decode still running after this long is abandoned (its worker killed) and recorded
 
 
 @dataclass
@@ -161,12 +165,14 @@ def score(
     recursive: bool = True,
     rescore: bool = False,
     progress: ProgressFn | None = None,
+    file_timeout: float | None = None,
 ) -> ScoreSummary:
     """Score every photo under ``roots`` and cache the results in ``store``.
 
     Raises ValueError (bad option), ``aesthete.weights`` errors and ``aesthete.engine.EngineError``
-    before any work starts; during the run a bad file is recorded, never raised. Ctrl-C stops after
-    writing every finished photo and returns the summary with ``interrupted=True``.
+    before any work starts; during the run a bad file is recorded, never raised, and a file whose decode
+    runs longer than ``file_timeout`` seconds (default :data:`FILE_TIMEOUT_S`) is abandoned and recorded.
+    Ctrl-C stops after writing every finished photo and returns the summary with ``interrupted=True``.
     """
     started = time.perf_counter()
     summary = ScoreSummary()
@@ -177,26 +183,32 @@ def score(
     def on_discovery_error(path: str, reason: str) -> None:
         summary.discovery_errors.append(Failure(path_key(path)[0], "unreadable", reason))
 
-    found = list(discover(roots, recursive=recursive, on_error=on_discovery_error))
-    summary.found = len(found)
-    known = store.known_files()
-    found, companions = _pair(found, known)
-    summary.paired = len(companions)
-    jobs, summary.cached, failed_before = plan(found, store, choice.key, rescore, known)
-    summary.failed.extend(_recorded_failures(store, failed_before))
-    store.write(files=_companion_rows(companions, known))
-    run_id = store.start_run(roots, choice.key)
-    status = "done"
+    run_id, status = None, "done"
     try:
+        found = list(discover(roots, recursive=recursive, on_error=on_discovery_error))
+        summary.found = len(found)
+        # Planning reads every file row before the first write: a damaged database fails here, unwritten.
+        known = store.known_files()
+        found, companions = _pair(found, known)
+        summary.paired = len(companions)
+        jobs, summary.cached, failed_before = plan(found, store, choice.key, rescore, known)
+        summary.failed.extend(_recorded_failures(store, failed_before))
+        store.write(files=_companion_rows(companions, known))
+        run_id = store.start_run(roots, choice.key)
         if jobs:
-            _run_jobs(jobs, store, choice, summary, device, precision, batch_size, workers, rescore, progress)
+            _run_jobs(jobs, store, choice, summary, device, precision, batch_size, workers, rescore, progress,
+                      file_timeout)  # fmt: skip
     except KeyboardInterrupt:
         summary.interrupted, status = True, "interrupted"
+    except sqlite3.DatabaseError:
+        run_id = None  # a database that fails to read or write gets no further writes
+        raise
     finally:
         summary.seconds = time.perf_counter() - started
         counts = {"found": summary.found, "scored": summary.scored, "analysed": summary.analysed,
                   "cached": summary.cached, "failed": len(summary.failed)}  # fmt: skip
-        store.finish_run(run_id, status, counts)
+        if run_id is not None:
+            store.finish_run(run_id, status, counts)
     return summary
 
 
@@ -254,42 +266,55 @@ def _run_jobs(
     workers: int | None,
     rescore: bool,
     progress: ProgressFn | None,
+    file_timeout: float | None,
 ) -> None:
     config = WorkerConfig(
         db_path=str(store.path), policy=choice.policy.to_dict() if choice.policy else None, key=choice.key,
         rescore=rescore,
     )  # fmt: skip
     worker_count = workers or default_workers()
-    # Fork before torch is imported: the workers then never hold torch's threads or memory.
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" and "torch" not in sys.modules else "spawn")
-    pool = ProcessPoolExecutor(worker_count, mp_context=context, initializer=init_worker, initargs=(config,))
-    pool.submit(int).result()  # the first submission forks every worker: now, before the model imports torch
+    pool = _DecodePool(worker_count, config)
     writer = _Writer(store, choice.key)
+    finished = False
     try:
         runner = None
         if choice.checkpoint is not None:
             runner = _load_runner(choice.checkpoint, device, precision)
             summary.device, summary.precision = str(runner.device), runner.precision
         batcher = _Batcher(batch_size or _default_batch(runner), runner, writer, summary)
-        for done, result in enumerate(_bounded_map(pool, jobs, window=4 * worker_count + 8), start=1):
-            if result.error_kind:
-                summary.failed.append(Failure(path_key(result.path)[0], result.error_kind, result.error or ""))
-                writer.add_file(result, "failed")
-            elif result.pixels is not None:
+        timeout = FILE_TIMEOUT_S if file_timeout is None else file_timeout
+        results = pool.results(jobs, window=4 * worker_count + 8, timeout=timeout)
+        for done, result in enumerate(results, start=1):
+            if result.pixels is not None:
                 batcher.add(result)
             else:
-                if result.image is not None:
-                    summary.analysed += 1
-                else:
-                    summary.cached += 1
-                writer.add_file(result, "ok")
+                _record(result, writer, summary)
             writer.maybe_flush()
             if progress:
                 progress(done, len(jobs))
         batcher.flush_all()
+        finished = True
     finally:
+        if not finished:  # save what the workers finished; what needs the model is redone next time
+            for result in pool.finished():
+                if result.pixels is None:
+                    _record(result, writer, summary)
+        # After Ctrl-C or an error the decodes in flight are not waited for: one of them may never end.
+        pool.close(wait=finished)
         writer.flush()
-        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _record(result: FileResult, writer: _Writer, summary: ScoreSummary) -> None:
+    """A result with no model work: a failure, technical signals only, or content already known."""
+    if result.error_kind:
+        summary.failed.append(Failure(path_key(result.path)[0], result.error_kind, result.error or ""))
+        writer.add_file(result, "failed")
+        return
+    if result.image is not None:
+        summary.analysed += 1
+    else:
+        summary.cached += 1
+    writer.add_file(result, "ok")
 
 
 def _load_runner(checkpoint: str, device: str, precision: str) -> Any:
@@ -311,22 +336,97 @@ def _default_batch(runner: Any) -> int:
     return 64 if runner.device.type == "cuda" else 8
 
 
-def _bounded_map(pool: ProcessPoolExecutor, jobs: list[FileJob], window: int) -> Iterable[FileResult]:
-    """Like ``pool.map`` but with at most ``window`` files in flight, so memory stays flat for any
-    library size, and results come back as they finish."""
-    pending: deque[Future] = deque()
-    queue = iter(jobs)
-    for job in queue:
-        pending.append(pool.submit(process_file, job))
-        if len(pending) >= window:
-            break
-    while pending:
-        future = pending.popleft()
-        result = future.result()
-        for job in queue:
-            pending.append(pool.submit(process_file, job))
-            break
-        yield result
+class _DecodePool:
+    """The decode worker processes, replaced when one of them hangs or dies, so that a file costs itself
+    and never the run: a decode still running after ``timeout`` seconds is abandoned (every worker is
+    killed, since a stuck C decoder cannot be interrupted) and the others' files go back in the queue; when
+    a worker dies (a crash in a decoder, the out-of-memory killer), the files then in flight are retried one
+    at a time, and the one that kills a worker on its own is recorded as ``crashed``."""
+
+    def __init__(self, count: int, config: WorkerConfig) -> None:
+        self.count, self.config = count, config
+        self.pool = self._start()
+        self.pending: deque[tuple[FileJob, Future, bool]] = deque()
+
+    def _start(self) -> ProcessPoolExecutor:
+        # Fork before torch is imported: the workers then never hold torch's threads or memory.
+        fork = sys.platform == "linux" and "torch" not in sys.modules
+        context = multiprocessing.get_context("fork" if fork else "spawn")
+        pool = ProcessPoolExecutor(self.count, mp_context=context, initializer=init_worker, initargs=(self.config,))
+        pool.submit(int).result()  # the first submission forks every worker: now, before the model imports torch
+        return pool
+
+    def results(self, jobs: list[FileJob], window: int, timeout: float) -> Iterator[FileResult]:
+        """Like ``pool.map`` with at most ``window`` files in flight (memory stays flat for any library
+        size), and exactly one :class:`FileResult` per job whatever happens to the workers."""
+        queue: deque[FileJob] = deque(jobs)
+        retry: deque[FileJob] = deque()  # in flight when a worker died: each is run alone to find the culprit
+        pending = self.pending
+        while queue or retry or pending:
+            if retry and not pending:
+                job = retry.popleft()
+                pending.append((job, self._submit(job), True))
+            while not retry and queue and len(pending) < window:
+                job = queue.popleft()
+                pending.append((job, self._submit(job), False))
+            job, future, alone = pending.popleft()
+            try:
+                yield future.result(timeout=timeout)
+                continue
+            except FutureTimeout:
+                lost = _lost(job, "timeout", f"decoding did not finish in {timeout:g} s; abandoned")
+                requeue = queue
+            except BrokenProcessPool:
+                lost = _lost(job, "crashed", "the decoder crashed on this file") if alone else None
+                requeue = retry
+            except Exception as exc:  # e.g. a result that cannot be sent back; the pool itself is fine
+                yield _lost(job, "decode-error", f"{exc.__class__.__name__}: {exc}".splitlines()[0])
+                continue
+            # The pool is replaced: keep what the other workers finished, queue the rest again.
+            finished, again = [], [] if lost else [job]
+            for other, other_future, _ in pending:
+                if other_future.done() and not other_future.cancelled() and other_future.exception() is None:
+                    finished.append(other_future.result())
+                else:
+                    again.append(other)
+            pending.clear()
+            requeue.extendleft(reversed(again))
+            self._kill()
+            self.pool = self._start()
+            yield from finished
+            if lost:
+                yield lost
+
+    def finished(self) -> list[FileResult]:
+        """Results the workers have sent back but :meth:`results` has not handed out yet."""
+        return [f.result() for _, f, _ in self.pending if f.done() and not f.cancelled() and f.exception() is None]
+
+    def _submit(self, job: FileJob) -> Future:
+        try:
+            return self.pool.submit(process_file, job)
+        except BrokenProcessPool as exc:  # a worker died since the last result: handled when this one is due
+            future: Future = Future()
+            future.set_exception(exc)
+            return future
+
+    def _kill(self) -> None:
+        # ProcessPoolExecutor has no public way to stop a running call (``terminate_workers`` is 3.14+).
+        processes = list((self.pool._processes or {}).values())
+        for process in processes:
+            process.kill()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(timeout=5)
+
+    def close(self, *, wait: bool) -> None:
+        if wait:
+            self.pool.shutdown(wait=True)
+        else:
+            self._kill()
+
+
+def _lost(job: FileJob, kind: str, reason: str) -> FileResult:
+    return FileResult(job.path, job.size, job.mtime_ns, error_kind=kind, error=reason)
 
 
 class _Writer:

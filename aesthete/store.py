@@ -127,17 +127,20 @@ class Store:
             )
 
     def _migrate(self) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == len(_MIGRATIONS):
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] >= len(_MIGRATIONS):
             return
         import sqlite_utils  # only to create tables: ~0.2 s of imports a rescan of a current database never pays
 
         db = sqlite_utils.Database(self.conn)
-        for target, migration in enumerate(_MIGRATIONS[version:], start=version + 1):
+        while self.conn.execute("PRAGMA user_version").fetchone()[0] < len(_MIGRATIONS):
             with self.transaction():
-                migration(db)
-                self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                self.conn.execute(f"PRAGMA user_version = {target}")
+                # Read again under the write lock: another process opening the same new database at the
+                # same moment may have run this migration while we waited for the lock.
+                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                if version < len(_MIGRATIONS):
+                    _MIGRATIONS[version](db)
+                    self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    self.conn.execute(f"PRAGMA user_version = {version + 1}")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

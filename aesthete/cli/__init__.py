@@ -6,9 +6,13 @@ nothing new start instantly.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
-from aesthete.cli import browse, cull, models, score, weights
+from aesthete.cli import browse, cull, models, score, train, weights
+from aesthete.cli.common import Exit
 
 app = typer.Typer(
     name="aesthete",
@@ -26,7 +30,17 @@ app.command("report")(cull.report_command)
 app.command("failures")(browse.failures_command)
 app.command("models")(models.models_command)
 app.add_typer(weights.app, name="weights")
+train.register(app)  # train, eval
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == Exit.INTERRUPTED:
+            # Everything is saved and closed by now; the interpreter's teardown of torch would hold the
+            # terminal for another second or more after Ctrl-C, so leave at once.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(Exit.INTERRUPTED)
+        raise

@@ -46,7 +46,9 @@ def fail(message: str, code: Exit = Exit.USAGE) -> NoReturn:
 
 @contextmanager
 def opened_store(db: Path | None) -> Iterator[Any]:
-    """Open the database or exit with a one-line reason."""
+    """Open the database or exit with a one-line reason, also when damage shows only once it is read."""
+    import sqlite3
+
     from aesthete.store import StoreError, open_store
 
     try:
@@ -55,6 +57,11 @@ def opened_store(db: Path | None) -> Iterator[Any]:
         fail(str(exc))
     try:
         yield store
+    except sqlite3.DatabaseError as exc:
+        fail(
+            f"database {store.path} is damaged ({exc}); aesthete leaves it as it is: restore a backup, "
+            "or move it aside and score again (`sqlite3 FILE .recover` can save what is readable)"
+        )
     finally:
         store.close()
 

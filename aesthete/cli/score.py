@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -51,6 +52,7 @@ def score_command(
     for path in paths:
         if not path.exists():
             fail(f"{path}: no such file or folder")
+    signal.signal(signal.SIGINT, _first_ctrl_c_only)
     with opened_store(db) as store, _progress(quiet=as_json) as progress:
         task = progress.add_task("scoring", total=None)
 
@@ -71,6 +73,12 @@ def score_command(
     else:
         _print_summary(summary)
     raise typer.Exit(int(code))
+
+
+def _first_ctrl_c_only(signum: int, frame: object) -> None:
+    """Ctrl-C stops the run; pressing it again while the last rows are saved must not break that stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def _exit_code(summary) -> Exit:  # noqa: ANN001 - ScoreSummary, imported lazily
@@ -127,6 +135,10 @@ def _print_summary(summary) -> None:  # noqa: ANN001
         out.print(f"  [red]failed[/] {failure.path}: {failure.kind}: {failure.reason}", highlight=False)
     if len(summary.failed) > 20:
         out.print(f"  ... and {len(summary.failed) - 20} more (`aesthete failures`)")
+    for skipped in summary.discovery_errors[:20]:  # dangling links, loops, unreadable folders: not photos
+        err.print(f"  [yellow]skipped[/] {skipped.path}: {skipped.reason}", highlight=False)
+    if len(summary.discovery_errors) > 20:
+        err.print(f"  ... and {len(summary.discovery_errors) - 20} more skipped (`score --json` lists them)")
     if summary.notice:
         err.print(f"[yellow]notice:[/] {summary.notice}", highlight=False)
     if summary.interrupted:

@@ -17,6 +17,7 @@ from rich.table import Table
 from aesthete.cli.common import JsonOption, err, fail, out, print_json
 
 DATASETS = ("ava", "aadb")
+SPLITS = ("train", "val", "test")
 
 
 def train_command(
@@ -78,6 +79,8 @@ def train_command(
         return
     if data_root is None:
         fail("--data-root is required (the folder holding the dataset)")
+    if not data_root.is_dir():
+        fail(f"--data-root {data_root} is not a folder")
     if gpus and nproc:
         fail("use --gpus for GPU processes or --nproc for CPU processes, not both")
     processes = gpus or nproc or 1
@@ -90,7 +93,7 @@ def train_command(
         device = "cpu"
 
     from aesthete.training.records import DatasetError
-    from aesthete.training.trainer import METRICS_FILE, RunOptions, TrainingError, run
+    from aesthete.training.trainer import METRICS_FILE, STATE_FILE, RunOptions, TrainingError, run
 
     options = RunOptions(
         data_root=data_root.resolve(),
@@ -101,6 +104,23 @@ def train_command(
         workers=workers,
     )
     if processes > 1 or nodes > 1:
+        # Checked here as well as in the trainer: a failing worker would end in torchrun's own report.
+        state = options.output / STATE_FILE
+        if node_rank == 0 and state.exists() and not resume:
+            fail(f"{options.output} already holds a run; pass --resume to continue it or choose --output")
+        if node_rank == 0 and resume and not state.is_file():
+            fail(f"--resume: no training state at {state}")
+        try:  # the label files at least exist (reading them is rank 0's job, in the workers)
+            if resolved["dataset"] == "ava":
+                from aesthete.training.ava import find_ava_txt
+
+                find_ava_txt(options.data_root)
+            else:
+                from aesthete.training.aadb import find_label_dir
+
+                find_label_dir(options.data_root)
+        except DatasetError as exc:
+            fail(str(exc))
         from aesthete.training.worker import launch
 
         code = launch(
@@ -136,6 +156,8 @@ def eval_command(
     """Measure CHECKPOINT on a dataset split with the papers' metrics, beside the paper's numbers."""
     if dataset not in DATASETS:
         fail(f"--dataset must be one of {', '.join(DATASETS)}")
+    if split not in SPLITS:
+        fail(f"--split must be one of {', '.join(SPLITS)}")
     from aesthete.checkpoint import CheckpointError
     from aesthete.training.recipes import RecipeError
     from aesthete.training.records import DatasetError

@@ -122,7 +122,9 @@ def find_recipe(model_or_recipe: str, dataset: str | None = None, directory: Pat
     named = directory / f"{model_or_recipe}.toml"
     if named.is_file():
         return named
-    dataset = dataset or "ava"
+    if dataset is None:  # AVA unless the model is trained on one other dataset only (pear-prior: AADB)
+        trained_on = {r.get("dataset") for r in list_recipes(directory).values() if r.get("model") == model_or_recipe}
+        dataset = trained_on.pop() if len(trained_on) == 1 else "ava"
     matches = {
         name: recipe
         for name, recipe in list_recipes(directory).items()

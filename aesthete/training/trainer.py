@@ -127,7 +127,8 @@ def imagenet_state_dict(backbone: str) -> dict[str, torch.Tensor]:
     except Exception as exc:  # no network, proxy, disk full: all end the same way for the user
         raise TrainingError(
             f"ImageNet weights for {backbone} are not available ({type(exc).__name__}: {exc}); "
-            f"run `aesthete weights pull {backbone}-imagenet` (see `aesthete weights list`) or pass --no-pretrained"
+            f"run `aesthete weights pull {backbone}-imagenet1k-v1` (see `aesthete weights list`) "
+            "or pass --no-pretrained"
         ) from None
 
 
@@ -457,7 +458,7 @@ class Reporter:
 
     @contextlib.contextmanager
     def task(self, description: str, total: int) -> Iterator[Callable[..., None]]:
-        if not self.enabled:
+        if not self.enabled or not self.console.is_terminal:  # a log file gets the epoch lines, not bars
             yield lambda **_: None
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -566,6 +567,7 @@ def _run(
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and train["amp"] == "fp16")
 
     start_epoch, start_step, global_step, history = 0, 0, 0, []
+    resumed_partial: list[float] = [0.0, 0, 0]
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -574,9 +576,13 @@ def _run(
         start_epoch, start_step, global_step = state["epoch"], state["step"], state["global_step"]
         history = json.loads(state["history"])
         rng = state["rng"]
+        partials = state.get("partial") or [[0.0, 0, 0]]
         if len(rng) == ctx.world:
             restore_rng(rng[ctx.rank], ctx.device)
+            resumed_partial = partials[ctx.rank] if len(partials) == ctx.world else [0.0, 0, 0]
         else:
+            # Another number of processes: rank 0 carries the whole epoch-so-far sum.
+            resumed_partial = [sum(p[i] for p in partials) for i in range(3)] if ctx.main else [0.0, 0, 0]
             reporter.say(f"resuming {len(rng)} processes' run on {ctx.world}: RNG streams reseeded, not bit-exact")
             torch.manual_seed(seed + 1000 * start_epoch + ctx.rank)
         reporter.say(f"resumed at epoch {start_epoch + 1}, step {start_step} of {steps_per_epoch}")
@@ -593,8 +599,11 @@ def _run(
         "paper": dict(recipe["paper"].get("metrics", {})),
     }
 
-    def checkpoint(epoch: int, step: int) -> None:
+    def checkpoint(epoch: int, step: int, partial: tuple[float, int, int] = (0.0, 0, 0)) -> None:
+        """Rank 0 saves the run; ``partial`` is this process's (loss sum, photos, undecodable) so far in a
+        mid-epoch checkpoint, so that a resumed epoch reports the same training loss."""
         rng_states = gather(ctx, capture_rng(ctx.device))
+        partials = gather(ctx, list(partial))
         if ctx.main:
             save_state(
                 state_path,
@@ -609,6 +618,7 @@ def _run(
                     "step": step,
                     "global_step": global_step,
                     "rng": rng_states,
+                    "partial": partials,
                     "history": json.dumps(history),
                 },
             )
@@ -625,6 +635,9 @@ def _run(
         fetch = iter(loader)
         loss_sum = torch.zeros((), device=ctx.device)  # sum over micro-batches of loss * n
         seen = skipped = 0
+        if epoch == start_epoch and first:  # a mid-epoch resume: the sums so far
+            loss_sum += float(resumed_partial[0])
+            seen, skipped = int(resumed_partial[1]), int(resumed_partial[2])
         with reporter.task(f"epoch {epoch + 1}/{epochs}", total=len(todo)) as advance:
             for offset, step in enumerate(todo):
                 for m, _ in enumerate(step.micro):
@@ -659,7 +672,7 @@ def _run(
                 else:
                     advance()
                 if train["checkpoint_every"] and done % train["checkpoint_every"] == 0 and done < len(steps):
-                    checkpoint(epoch, done)
+                    checkpoint(epoch, done, (float(loss_sum), seen, skipped))
         totals = np.sum(gather(ctx, (float(loss_sum), seen, skipped)), axis=0)
         skipped = int(totals[2])
         val = (

@@ -1,0 +1,314 @@
+"""Nothing lost, nothing broken: the hostile corpus, hung and crashing decoders, Ctrl-C and kill -9 in the
+middle of a run, and several ``score`` processes on one database, all through real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import corpus
+import imagegen as g
+import pytest
+
+from aesthete import scoring
+from aesthete.fingerprint import content_hash
+from aesthete.scoring import score
+from aesthete.select import cull, rank
+from aesthete.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+LISTED = {"zero bytes", "a JPEG cut in half", "random bytes named .jpg", "a PNG named .jpg", "a JPEG named .png",
+          "a CMYK JPEG", "a YCCK JPEG", "a 16-bit RGB PNG", "a 16-bit grey TIFF", "a grayscale JPEG",
+          "a palette PNG with transparency", "an RGBA PNG", "an animated WebP", "a 1 x 1 image", "a 20000 x 10 strip",
+          "garbage in the EXIF block", "EXIF orientation 9 (outside 1..8)", "an invalid ICC profile", "a symlink loop",
+          "a dangling symlink", "a folder named x.jpg", "a file name that is not valid UTF-8"}  # fmt: skip
+
+
+def aesthete(*args: object) -> list[str]:
+    """The command line of this checkout's aesthete (not the installed console script)."""
+    return [sys.executable, "-m", "aesthete", *map(str, args)]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def originals(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """(bytes, mtime) of every regular file under ``folder``, symlinks not followed."""
+    out = {}
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode):
+                with open(path, "rb") as handle:
+                    out[path] = (handle.read(), info.st_mtime_ns)
+    return out
+
+
+def write_photos(folder: Path, count: int, start: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(start, start + count):
+        (folder / f"p{i:03}.jpg").write_bytes(g.encode(g.scene(i, (96, 64)), "JPEG", quality=85))
+    return folder
+
+
+def count(db: Path, sql: str = "SELECT count(*) FROM scores") -> int:
+    """Read a live database without taking part in its writes (0 until it exists)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+            return conn.execute(sql).fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def check_database(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        for table, key in [("files", "path"), ("images", "content_hash"),
+                           ("scores", "content_hash, model, weights_id, preprocess")]:  # fmt: skip
+            total = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            distinct = conn.execute(f"SELECT count(*) FROM (SELECT DISTINCT {key} FROM {table})").fetchone()[0]
+            assert total == distinct, f"duplicate rows in {table}"
+
+
+# ------------------------------------------------------------------------------------------ the corpus
+
+
+def test_corpus_holds_every_listed_kind(tmp_path: Path) -> None:
+    kinds = corpus.kinds()
+    assert len(kinds) >= 25 and {k.name for k in kinds} >= LISTED
+    assert {k.outcome.split(":")[0] for k in kinds} == {"scored", "failed", "skipped", "ignored"}
+    expected = corpus.write_corpus(tmp_path / "c")
+    assert all(os.path.lexists(tmp_path / "c" / rel) for rel in expected)
+
+
+def outcomes(summary: scoring.ScoreSummary, store: Store, folder: Path) -> dict[str, str]:
+    """relative path -> what the run did with it, in the corpus's vocabulary."""
+    seen = {os.path.relpath(row["real_path"], folder): "scored" for row in store.photos(None)}
+    seen |= {os.path.relpath(f.path, folder): f"failed:{f.kind}" for f in summary.failed}
+    seen |= {os.path.relpath(f.path, folder): "skipped" for f in summary.discovery_errors}
+    return seen
+
+
+def test_every_corpus_file_is_scored_or_recorded_and_nothing_is_touched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Signals only, in-process, with the files that vanish or change between discovery and decoding."""
+    folder = tmp_path / "card"
+    expected = corpus.write_corpus(folder)
+    real_discover = scoring.discover
+
+    def discover_then_race(*args: object, **kwargs: object) -> list:
+        found = list(real_discover(*args, **kwargs))
+        corpus.race(folder)
+        monkeypatch.setattr(scoring, "discover", real_discover)  # once
+        return found
+
+    monkeypatch.setattr(scoring, "discover", discover_then_race)
+    store = Store(tmp_path / "a.db")
+    summary = score([str(folder)], store=store, workers=2)
+    got = outcomes(summary, store, folder)
+    want = {rel: outcome for rel, outcome in expected.items() if outcome != "ignored"}
+    assert got == want
+    assert summary.found == sum(o.startswith(("scored", "failed")) for o in want.values())
+    assert all(f.reason and "\n" not in f.reason and len(f.reason) < 250 for f in summary.failed)
+    # What was read is what is recorded: the rewritten file's row describes its new content.
+    changed = store.photo_by_path(str(folder / corpus.CHANGES))
+    assert changed["content_hash"] == content_hash((folder / corpus.CHANGES).read_bytes())
+    # A second run opens nothing: every photo is cached, every failure remembered.
+    before = originals(folder)
+    again = score([str(folder)], store=store, workers=2)
+    assert again.analysed == 0 and again.cached == summary.analysed
+    assert outcomes(again, store, folder) == {rel: o for rel, o in got.items() if rel != corpus.VANISHES}
+    assert originals(folder) == before
+
+
+def test_cli_on_the_corpus_with_a_model(tmp_path: Path, tiny_checkpoints: dict[str, Path]) -> None:
+    folder = tmp_path / "card"
+    expected = corpus.write_corpus(folder)
+    expected[corpus.VANISHES] = "scored"  # no race here: it stays a good photo
+    before = originals(folder)
+    db = tmp_path / "a.db"
+    run = subprocess.run(aesthete("score", folder, "--weights", tiny_checkpoints["nima"], "--device", "cpu",
+                                  "--workers", 2, "--db", db, "--json"),
+                         env=env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 1, run.stderr  # some failed, the rest scored
+    assert "Traceback" not in run.stderr and "Traceback" not in run.stdout
+    summary = json.loads(run.stdout)
+    failed = {os.path.relpath(f["path"], folder): f"failed:{f['kind']}" for f in summary["failed"]}
+    assert failed == {rel: o for rel, o in expected.items() if o.startswith("failed")}
+    assert summary["scored"] == sum(o == "scored" for o in expected.values())
+    listed = subprocess.run(aesthete("failures", "--db", db, "--json"), env=env(), capture_output=True, text=True)
+    rows = json.loads(listed.stdout)
+    assert {(r["path"], r["kind"], r["reason"]) for r in rows} == {
+        (f["path"], f["kind"], f["reason"]) for f in summary["failed"]
+    }
+    assert all(r["reason"] and "\n" not in r["reason"] for r in rows)
+    ranked = subprocess.run(aesthete("rank", "--db", db, "--json"), env=env(), capture_output=True, text=True)
+    assert len(json.loads(ranked.stdout)["photos"]) == summary["scored"]
+    assert originals(folder) == before
+
+
+# ------------------------------------------------------------------------------ hung and dying decoders
+
+# Runs the CLI with a decoder that hangs on files ending in HANG and kills its own process on CRASH.
+INJECT = """
+import os, signal, sys, time
+import aesthete.scoring, aesthete.worker
+real = aesthete.worker.decode
+def decode(data, **kwargs):
+    if data.endswith(b"HANG"):
+        time.sleep(3600)
+    if data.endswith(b"CRASH"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(data, **kwargs)
+aesthete.worker.decode = decode
+aesthete.scoring.FILE_TIMEOUT_S = float(os.environ.get("TEST_FILE_TIMEOUT", "1"))
+from aesthete.cli import app
+app(sys.argv[1:], prog_name="aesthete")
+"""
+
+
+def test_a_hung_or_crashing_decoder_costs_one_file_not_the_run(tmp_path: Path) -> None:
+    folder = write_photos(tmp_path / "p", 16)
+    for name, tail in [("p003.jpg", b"HANG"), ("p009.jpg", b"CRASH"), ("p010.jpg", b"HANG")]:
+        (folder / name).write_bytes((folder / name).read_bytes() + tail)
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", INJECT, "score", str(folder), "--workers", "2", "--json",
+                          "--db", str(tmp_path / "a.db")],
+                         env=env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert time.monotonic() - started < 60
+    assert "Traceback" not in run.stderr, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["analysed"] == 13 and summary["exit_code"] == 4  # signals only: no weights
+    kinds = {Path(f["path"]).name: f["kind"] for f in summary["failed"]}
+    assert kinds == {"p003.jpg": "timeout", "p009.jpg": "crashed", "p010.jpg": "timeout"}
+    assert count(tmp_path / "a.db", "SELECT count(*) FROM files WHERE status = 'failed'") == 3
+
+
+# ------------------------------------------------------------------------- Ctrl-C, kill -9, snapshots
+
+
+def start(args: list[str], **extra_env: str) -> subprocess.Popen:
+    # A session of its own, so a signal can go to the whole process group as a terminal's Ctrl-C does.
+    return subprocess.Popen(args, env={**env(), **extra_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+
+
+def test_ctrl_c_pressed_twice_while_a_decode_hangs_still_stops_at_once(tmp_path: Path) -> None:
+    """The decodes in flight are abandoned, not waited for, and a second Ctrl-C does not break the stop."""
+    folder = write_photos(tmp_path / "p", 8)
+    (folder / "p002.jpg").write_bytes((folder / "p002.jpg").read_bytes() + b"HANG")
+    db = tmp_path / "a.db"
+    run = start([sys.executable, "-c", INJECT, "score", str(folder), "--workers", "2", "--db", str(db)],
+                TEST_FILE_TIMEOUT="600")  # fmt: skip
+    while run.poll() is None and not count(db, "SELECT count(*) FROM runs"):
+        time.sleep(0.02)
+    time.sleep(1.5)  # the other photos are decoded by now; their results wait behind the hung one
+    os.killpg(run.pid, signal.SIGINT)
+    sent = time.monotonic()
+    time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=30)
+    assert time.monotonic() - sent < 3, "Ctrl-C waited for a hung decode"
+    assert run.returncode == 130 and "Traceback" not in err, err
+    assert "signals only" in out and "interrupted" in err
+    assert count(db, "SELECT count(*) FROM images") == 7  # every photo decoded before Ctrl-C is saved
+
+
+def test_ctrl_c_and_kill_9_lose_at_most_a_batch_and_nothing_is_scored_twice(
+    tmp_path: Path, tiny_checkpoints: dict[str, Path]
+) -> None:
+    total = 24
+    folder = write_photos(tmp_path / "p", total)
+    db = tmp_path / "a.db"
+    cmd = aesthete("score", folder, "--weights", tiny_checkpoints["nima"], "--device", "cpu", "--precision", "fp32",
+                   "--batch-size", 2, "--workers", 1, "--db", db, "--json")  # fmt: skip
+
+    # 1. Ctrl-C once a few batches are in; meanwhile, every ranking sees whole batches only.
+    run = start(cmd)
+    seen, culled = [], False
+    while run.poll() is None and count(db) < 6:
+        if count(db) > 0:
+            store = Store(db)
+            ranking = rank(store)
+            seen.append(len(ranking.rows))
+            assert ranking.basis == "aesthetic" and not any("have no" in n for n in ranking.notes)
+            if not culled:  # cull writes its groups while score writes its rows: neither may fail
+                culled = len(cull(store, top=3).rows) == 3
+            store.close()
+        time.sleep(0.01)
+    os.killpg(run.pid, signal.SIGINT)
+    sent = time.monotonic()
+    out, err = run.communicate(timeout=30)
+    assert time.monotonic() - sent < 2, "Ctrl-C took too long"
+    assert run.returncode == 130 and "Traceback" not in err, err
+    first = json.loads(out)
+    assert first["interrupted"] and 0 < first["scored"] < total
+    assert count(db) == first["scored"]  # every photo the summary counts is saved
+    assert seen == sorted(seen) and culled
+
+    # 2. kill -9 once more batches are in.
+    run = start(cmd)
+    while run.poll() is None and count(db) < first["scored"] + 4:
+        time.sleep(0.01)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.communicate(timeout=30)
+    check_database(db)
+    saved = count(db)
+    assert first["scored"] < saved < total
+
+    # 3. The same command finishes the job, scoring only what no run saved.
+    last = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
+    assert last.returncode == 0, last.stderr
+    third = json.loads(last.stdout)
+    assert third["scored"] == total - saved and third["cached"] == saved
+    check_database(db)
+    assert count(db) == total and count(db, "SELECT count(*) FROM files") == total
+
+
+def test_ctrl_c_in_a_terminal_prints_the_summary(tmp_path: Path) -> None:
+    """Without --json: the usual table, then the interrupted notice, exit 130 (signals only, many photos)."""
+    folder = write_photos(tmp_path / "p", 400)
+    db = tmp_path / "a.db"
+    run = start(aesthete("score", folder, "--workers", 1, "--db", db))
+    while run.poll() is None and count(db, "SELECT count(*) FROM images") < 20:
+        time.sleep(0.01)
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=30)
+    assert run.returncode == 130 and "Traceback" not in err, err
+    assert "found" in out and "400" in out and "interrupted" in err
+
+
+# ------------------------------------------------------------------------------------------ concurrency
+
+
+@pytest.mark.parametrize("processes", [2, 4])
+def test_concurrent_runs_on_overlapping_folders(
+    tmp_path: Path, tiny_checkpoints: dict[str, Path], processes: int
+) -> None:
+    """Two or four ``score`` at once on one new database, over folders that overlap: all finish."""
+    a, b = write_photos(tmp_path / "lib" / "a", 12), write_photos(tmp_path / "lib" / "b", 12, start=12)
+    db = tmp_path / "shared.db"
+    signals_only = [aesthete("score", root, "--workers", 1, "--db", db, "--json") for root in (tmp_path / "lib", a)]
+    with_model = [aesthete("score", root, "--weights", tiny_checkpoints["nima"], "--device", "cpu", "--workers", 1,
+                           "--db", db, "--json") for root in (tmp_path / "lib", b)]  # fmt: skip
+    commands = signals_only if processes == 2 else signals_only + with_model
+    runs = [start(cmd) for cmd in commands]
+    results = [(run, *run.communicate(timeout=300)) for run in runs]
+    for run, out, err in results:
+        assert "locked" not in err and "Traceback" not in err and out.startswith("{"), (run.returncode, err)
+        summary = json.loads(out)
+        assert summary["failed"] == [] and run.returncode == (4 if summary["notice"] else 0)
+    check_database(db)
+    assert count(db, "SELECT count(*) FROM files") == 24 and count(db, "SELECT count(*) FROM images") == 24
+    if processes == 4:
+        assert count(db) == 24  # one score row per photo, whichever process scored it

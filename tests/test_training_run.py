@@ -1,0 +1,332 @@
+"""The trainer end to end on CPU, on a tiny synthetic data set written in AVA's release format:
+
+- two gloo processes (``aesthete train --nproc 2``, through ``torch.distributed.run``) reach the same
+  parameters as one process with the same global batch;
+- a run stopped after an epoch (or mid-epoch) and continued with ``--resume`` ends bit for bit where the
+  uninterrupted run ends, metrics included;
+- ``aesthete eval`` measures the checkpoint a run wrote, as a table beside the paper's numbers or as JSON.
+
+Small on purpose (ResNet-18 trunks, 64 px warps, ~50 photos, random initialisation): the point is the
+machinery, not the scores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from aesthete.checkpoint import load_state_dict, read_meta
+from aesthete.cli import app
+from aesthete.models import get_model
+from aesthete.training.recipes import list_recipes, parse_override, resolve
+from aesthete.training.synthetic import generate
+from aesthete.training.trainer import METRICS_FILE, MODEL_FILE, STATE_FILE, RunOptions, run
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+# 48 photos -> 12 test (generic_test.jpgl), 3 validation, 33 training. A global batch of 11 makes three
+# full steps per epoch, split 6 + 5 between two processes: unequal shares test the loss weighting.
+TINY = [
+    "model_config.backbone=resnet18",
+    "model_config.input_size=64",
+    "data.val_size=8",
+    "train.batch_size=11",
+    "train.pretrained=false",
+    "train.amp=none",
+    "optim.lr=0.05",
+]
+
+
+@pytest.fixture(scope="module")
+def ava_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate(tmp_path_factory.mktemp("ava"), n=48, seed=1, test_fraction=0.25)
+
+
+def tiny_recipe(*extra: str) -> dict[str, Any]:
+    return resolve(list_recipes()["nima-r50-ava"], [parse_override(text) for text in [*TINY, *extra]])
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_state_dict(run_dir / MODEL_FILE)
+
+
+def epochs_without_timing(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in metrics["epochs"]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Distributed equivalence
+
+
+def test_two_gloo_processes_take_the_same_steps_as_one(ava_root: Path, tmp_path: Path) -> None:
+    """Two CPU processes under ``--nproc 2`` end where one process ends, given the same global batch.
+
+    Exact in principle, so the tolerance is float round-off only. What could make it differ, and why it
+    does not here:
+    - BatchNorm normalises with the statistics of the batch a process sees (6 or 5 photos instead of 11),
+      so per-process BatchNorm cannot match one process. ``train.freeze_bn=true`` runs BatchNorm on its
+      running statistics (a fixed per-channel affine map, still trained), which makes the forward pass of
+      every photo independent of its batch-mates. (SyncBatchNorm would too, but the trainer only
+      converts to it on CUDA, where NCCL supports it.)
+    - NIMA's dropout draws masks from each process's RNG, so ``model_config.dropout=0``.
+    - Augmentation (flip, 1.05 scale + random crop) is seeded per photo, so it stays on: it is the same
+      whichever process decodes the photo.
+    The check can fail: the parameters must move from their initial values by far more than the
+    tolerance, and gradients that were not averaged (or weighted by the wrong share, or a process that
+    saw the wrong photos) would leave the two runs that far apart.
+    """
+    extra = ["train.freeze_bn=true", "model_config.dropout=0.0", "train.epochs=2"]
+    options = ["--no-pretrained", "--device", "cpu", "--workers", "0"]
+    args = ["train", "nima", "--dataset", "ava", "--data-root", str(ava_root)]
+    for text in [*TINY, *extra]:
+        args += ["--set", text]
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env["OMP_NUM_THREADS"] = "1"
+    two = tmp_path / "two"
+    proc = subprocess.run(
+        [sys.executable, "-m", "aesthete", *args, "--nproc", "2", "--output", str(two), "--workers", "0"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in two.iterdir()) == sorted([STATE_FILE, METRICS_FILE, MODEL_FILE])
+
+    # A second launch into the same folder is refused before any process starts, in one line.
+    again = runner.invoke(app, [*args, "--nproc", "2", "--output", str(two)])
+    assert again.exit_code == 2 and "pass --resume" in again.output
+    assert len([line for line in again.output.splitlines() if line.strip()]) == 1
+    no_data = runner.invoke(app, [*args[:5], str(tmp_path), "--nproc", "2", "--output", str(tmp_path / "x")])
+    assert no_data.exit_code == 2 and "no AVA.txt" in no_data.output
+
+    one = tmp_path / "one"
+    result = runner.invoke(app, [*args, *options, "--output", str(one)])
+    assert result.exit_code == 0, result.output
+
+    m1 = json.loads((one / METRICS_FILE).read_text())
+    m2 = json.loads((two / METRICS_FILE).read_text())
+    assert (m1["processes"], m2["processes"]) == (1, 2)
+    assert m1["global_batch"] == m2["global_batch"] == 11
+    assert m1["data"] == m2["data"] == {"train": 33, "val": 3, "test": 12}
+
+    torch.manual_seed(0)  # the trainer seeds with train.seed = 0 before it builds the model
+    initial = get_model("nima", backbone="resnet18", input_size=64, dropout=0.0).state_dict()
+    w1, w2 = weights(one), weights(two)
+    assert w1.keys() == w2.keys()
+    moved = max(float((w1[k] - initial[k]).abs().max()) for k in w1 if w1[k].is_floating_point())
+    gap = max(float((w1[k] - w2[k]).abs().max()) for k in w1 if w1[k].is_floating_point())
+    assert moved > 1e-2, f"training barely moved the parameters ({moved}); the comparison would prove nothing"
+    assert gap < 1e-4, f"one process and two processes differ by {gap} (training moved them by {moved})"
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5, msg=k)
+
+    # Each epoch's training loss is averaged over the same photos, and evaluation gathers every shard.
+    for e1, e2 in zip(m1["epochs"], m2["epochs"], strict=True):
+        assert e2["train_loss"] == pytest.approx(e1["train_loss"], rel=1e-4)
+        assert e2["val"]["images"] == e1["val"]["images"] == 3
+    assert m2["test"]["images"] == m1["test"]["images"] == 12
+    assert m2["test"]["emd2"] == pytest.approx(m1["test"]["emd2"], rel=1e-4)
+
+
+# --------------------------------------------------------------------------------------------------
+# Resume
+
+
+class Stop(Exception):
+    """Stands for a crash or Ctrl-C in the middle of a run."""
+
+
+def stop_at(step: int) -> Any:
+    def on_step(global_step: int) -> None:
+        if global_step == step:
+            raise Stop
+
+    return on_step
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(ava_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two epochs in one go, with NIMA's dropout on so that the RNG state matters to a resume."""
+    output = tmp_path_factory.mktemp("runs") / "whole"
+    run(tiny_recipe("train.epochs=2"), RunOptions(ava_root, output, device="cpu", workers=0, progress=False))
+    return output
+
+
+@pytest.mark.parametrize(
+    ("stop", "every"),
+    [(4, 0), (6, 2)],
+    ids=["after-epoch-1", "mid-epoch-2"],
+)
+def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(
+    ava_root: Path, tmp_path: Path, uninterrupted: Path, stop: int, every: int
+) -> None:
+    """A run stopped in its fourth optimiser step (3 steps an epoch: the last checkpoint is the end of epoch
+    1), or in its sixth with a mid-epoch checkpoint every 2 steps (the last checkpoint is epoch 2, step 2),
+    then continued by ``aesthete train --resume``: the same weights to the last bit and the same metrics.
+    The work done after the checkpoint is lost and redone, as after a crash."""
+    extra = ["train.epochs=2"] + ([f"train.checkpoint_every={every}"] if every else [])
+    recipe = tiny_recipe(*extra)
+    output = tmp_path / "interrupted"
+    with pytest.raises(Stop):
+        run(recipe, RunOptions(ava_root, output, device="cpu", workers=0, progress=False), on_step=stop_at(stop))
+    state = torch.load(output / STATE_FILE, map_location="cpu", weights_only=True)
+    # The last checkpoint: the end of epoch 1 (epoch 1 done, step 0), or step 2 of epoch 2.
+    assert (state["epoch"], state["step"]) == ((1, 0) if not every else (1, 2))
+    assert not (output / MODEL_FILE).exists()
+
+    # Without --resume an existing run is refused, in one line.
+    args = ["train", "nima", "--data-root", str(ava_root), "--output", str(output), "--device", "cpu"]
+    args += ["--workers", "0"]
+    for text in [*TINY, *extra]:
+        args += ["--set", text]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "pass --resume" in refused.output
+
+    # A different recipe cannot continue it.
+    changed = runner.invoke(app, [*args, "--resume", "--lr", "0.1"])
+    assert changed.exit_code == 2 and "different recipe (optim.lr)" in changed.output
+
+    resumed = runner.invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+
+    whole, again = weights(uninterrupted), weights(output)
+    assert whole.keys() == again.keys()
+    for key in whole:
+        assert torch.equal(whole[key], again[key]), f"{key} differs after --resume"
+    m_whole = json.loads((uninterrupted / METRICS_FILE).read_text())
+    m_again = json.loads((output / METRICS_FILE).read_text())
+    assert epochs_without_timing(m_again) == epochs_without_timing(m_whole)
+    assert m_again["test"] == m_whole["test"]
+
+
+def test_the_final_checkpoint_describes_its_run(uninterrupted: Path) -> None:
+    meta = read_meta(uninterrupted / MODEL_FILE)
+    assert meta["arch"] == "nima"
+    assert meta["recipe"] == "nima-r50-ava" and meta["dataset"] == "ava"
+    assert meta["trained"]["epochs"] == 2 and meta["trained"]["processes"] == 1
+    metrics = json.loads((uninterrupted / METRICS_FILE).read_text())
+    assert meta["metrics"]["srcc"] == pytest.approx(metrics["test"]["srcc"])
+    assert meta["paper_metrics"] == metrics["paper"] == list_recipes()["nima-r50-ava"]["paper"]["metrics"]
+    assert [epoch["epoch"] for epoch in metrics["epochs"]] == [1, 2]
+    assert {row["metric"] for row in metrics["comparison"]} >= {"accuracy", "srcc", "lcc", "mse", "emd1", "emd2"}
+
+    # Ready for the registry as it is.
+    added = runner.invoke(app, ["weights", "add", str(uninterrupted / MODEL_FILE), "--name", "tiny-nima", "--json"])
+    assert added.exit_code == 0, added.output
+    assert json.loads(added.stdout)["arch"] == "nima"
+
+
+# --------------------------------------------------------------------------------------------------
+# aesthete eval
+
+
+def test_eval_prints_the_metrics_beside_the_papers(ava_root: Path, uninterrupted: Path) -> None:
+    checkpoint = uninterrupted / MODEL_FILE
+    base = ["eval", str(checkpoint), "--dataset", "ava", "--data-root", str(ava_root), "--device", "cpu"]
+    base += ["--workers", "0"]
+    as_json = runner.invoke(app, [*base, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    report = json.loads(as_json.stdout)
+    trained = json.loads((uninterrupted / METRICS_FILE).read_text())
+    # The checkpoint carries its recipe, so "test" is the same 12 photos it was tested on after training.
+    assert report["split"] == "test" and report["metrics"]["images"] == 12
+    for name in ("accuracy", "srcc", "lcc", "mse", "emd1", "emd2"):
+        assert report["metrics"][name] == pytest.approx(trained["test"][name], abs=1e-6), name
+    assert report["paper"]["srcc"] == 0.605
+    rows = {row["metric"]: row for row in report["comparison"]}
+    assert rows["srcc"]["paper"] == 0.605 and rows["srcc"]["better"] == "higher"
+    assert rows["emd2"]["ours"] == pytest.approx(trained["test"]["emd2"], abs=1e-6)
+
+    table = runner.invoke(app, base)
+    assert table.exit_code == 0, table.output
+    header = next(line for line in table.stdout.splitlines() if "metric" in line)
+    assert "ours" in header and "paper" in header
+    srcc_row = next(line for line in table.stdout.splitlines() if " srcc " in line)
+    assert f"{trained['test']['srcc']:.4f}" in srcc_row and "0.6050" in srcc_row
+
+    val = runner.invoke(app, [*base, "--split", "val", "--json"])
+    assert val.exit_code == 0, val.output
+    assert json.loads(val.stdout)["metrics"]["images"] == 3
+    assert json.loads(val.stdout)["paper"] == {}  # the paper's numbers are test numbers
+
+    limited = runner.invoke(app, [*base, "--limit", "5", "--json"])
+    assert limited.exit_code == 0, limited.output
+    assert json.loads(limited.stdout)["metrics"]["images"] == 5
+
+
+def test_eval_errors_are_one_line(ava_root: Path, tmp_path: Path, uninterrupted: Path) -> None:
+    missing = runner.invoke(app, ["eval", str(tmp_path / "none.safetensors"), "--dataset", "ava", "--data-root", "."])
+    assert missing.exit_code == 2 and "Traceback" not in missing.output
+    bad_split = runner.invoke(
+        app, ["eval", str(uninterrupted / MODEL_FILE), "--dataset", "ava", "--data-root", ".", "--split", "dev"]
+    )
+    assert bad_split.exit_code == 2 and "--split must be one of train, val, test" in bad_split.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_data = runner.invoke(
+        app, ["eval", str(uninterrupted / MODEL_FILE), "--dataset", "ava", "--data-root", str(empty)]
+    )
+    assert no_data.exit_code == 2, no_data.output
+    assert len([line for line in no_data.output.splitlines() if line.strip()]) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# ImageNet initialisation
+
+
+def test_torchvision_imagenet_weights_map_onto_the_backbone_trunk() -> None:
+    """The default initialisation: a torchvision classifier's state dict (here a random one: no download in
+    tests) loads strictly into the model's trunk, tensor for tensor; the classifier head is left out."""
+    import torchvision
+
+    from aesthete.training.trainer import load_backbone
+
+    torch.manual_seed(1)
+    classifier = torchvision.models.resnet18(weights=None).state_dict()
+    model = get_model("nima", backbone="resnet18", input_size=64)
+    load_backbone(model, "resnet18", classifier)
+    trunk = model.features.state_dict()
+    assert len(trunk) == len([k for k in classifier if not k.startswith("fc.")])
+    assert torch.equal(trunk["0.weight"], classifier["conv1.weight"])
+    assert torch.equal(trunk["4.1.conv2.weight"], classifier["layer1.1.conv2.weight"])
+    assert torch.equal(trunk["7.0.downsample.1.running_var"], classifier["layer4.0.downsample.1.running_var"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Launching several processes
+
+
+def test_the_launcher_is_torchrun_standalone_or_multi_node(tmp_path: Path) -> None:
+    from aesthete.training.worker import launch_command
+
+    job = tmp_path / "job.json"
+    single = launch_command(job, nproc=4)
+    assert single[1:4] == ["-m", "torch.distributed.run", "--nproc-per-node=4"]
+    assert "--standalone" in single and single[-3:] == ["-m", "aesthete.training.worker", str(job)]
+    multi = launch_command(job, nproc=8, nodes=2, node_rank=1, master_addr="10.0.0.1", master_port=29511)
+    assert "--standalone" not in multi
+    assert {"--nnodes=2", "--node-rank=1", "--master-addr=10.0.0.1", "--master-port=29511"} <= set(multi)
+
+
+def test_gpu_options_fail_in_one_line_without_gpus(ava_root: Path, tmp_path: Path) -> None:
+    base = ["train", "nima", "--data-root", str(ava_root), "--output", str(tmp_path / "run")]
+    both = runner.invoke(app, [*base, "--gpus", "2", "--nproc", "2"])
+    assert both.exit_code == 2 and "not both" in both.output
+    if not torch.cuda.is_available():
+        missing = runner.invoke(app, [*base, "--gpus", "2"])
+        assert missing.exit_code == 2 and "--gpus 2 asked for, but 0 CUDA device(s) are visible" in missing.output
+    bad_rank = runner.invoke(app, [*base, "--nodes", "2", "--node-rank", "2"])
+    assert bad_rank.exit_code == 2 and "--node-rank must be below --nodes" in bad_rank.output
