@@ -14,6 +14,8 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aesthete.errors import AestheteError
+
 if TYPE_CHECKING:
     from torch import Tensor
 
@@ -24,7 +26,7 @@ META_KEY = "aesthete"
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 
 
-class CheckpointError(ValueError):
+class CheckpointError(AestheteError, ValueError):
     """A file that is not a usable aesthete checkpoint; the message says why in one line."""
 
 
@@ -107,8 +109,8 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
 
 def load_model(path: str | Path, *, device: str = "cpu") -> AestheticModel:
     """Rebuild the model a checkpoint describes and load its tensors (strictly), in eval mode."""
+    from aesthete.input_policy import InputPolicy
     from aesthete.models import get_model
-    from aesthete.preprocess import InputPolicy
 
     meta = read_meta(path)
     model = get_model(meta["arch"], **meta["config"])

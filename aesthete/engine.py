@@ -15,12 +15,13 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from aesthete.errors import AestheteError
 from aesthete.models.base import AestheticModel
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-class EngineError(RuntimeError):
+class EngineError(AestheteError, RuntimeError):
     """A device or precision the machine cannot give; one line for the user."""
 
 

@@ -24,10 +24,10 @@ import numpy as np
 
 from aesthete.architectures import check_architecture
 from aesthete.decode import ALL_DECODERS, NO_DECODER
+from aesthete.decode_worker import FileJob, FileResult, WorkerConfig, init_worker, process_file
 from aesthete.discover import FoundFile, discover, pair_raws
-from aesthete.preprocess import InputPolicy
+from aesthete.input_policy import InputPolicy
 from aesthete.store import KnownFile, ModelKey, Store, now_iso, path_key
-from aesthete.worker import FileJob, FileResult, WorkerConfig, init_worker, process_file
 
 DEFAULT_MODEL = "hla-gcn"
 FLUSH_ROWS = 256  # rows without model work are written in transactions of this size

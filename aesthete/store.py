@@ -28,6 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aesthete.errors import AestheteError
+
 if TYPE_CHECKING:
     import sqlite_utils
 
@@ -42,7 +44,7 @@ IMAGE_COLUMNS = (
 )  # fmt: skip
 
 
-class StoreError(Exception):
+class StoreError(AestheteError):
     """The database cannot be used; the message is one line for the user."""
 
 

@@ -31,6 +31,8 @@ from email.message import Message as HTTPMessage
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Literal
 
+from aesthete.errors import AestheteError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -69,7 +71,7 @@ _FIELD_TYPES: dict[str, type] = {
 }
 
 
-class WeightsError(Exception):
+class WeightsError(AestheteError):
     """Weights that cannot be used, found or fetched; the message says why in one line."""
 
 
@@ -401,7 +403,7 @@ def add(file: str | Path, *, name: str) -> WeightsEntry:
     already used for other weights is refused. Raises ``CheckpointError`` for a file that is not an
     aesthete checkpoint (pickles included: they are never read).
     """
-    from aesthete.preprocess import InputPolicy  # numpy and PIL: only `add` needs them, not `list` or `pull`
+    from aesthete.input_policy import InputPolicy  # numpy and PIL: only `add` needs them, not `list` or `pull`
 
     if not NAME_RE.fullmatch(name):
         raise WeightsError(f"{name!r}: a weights name is letters, digits and ._+- (at most 100 characters)")

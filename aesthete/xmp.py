@@ -30,6 +30,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from aesthete.errors import AestheteError
 from aesthete.fileops import atomic_write
 from aesthete.formats import raw_format
 
@@ -62,7 +63,7 @@ class _Builder(ET.TreeBuilder):
         self.prefixes.setdefault(uri, prefix)
 
 
-class XmpError(Exception):
+class XmpError(AestheteError):
     """An existing sidecar that cannot be merged safely; the message says why, in one line."""
 
 

@@ -236,7 +236,7 @@ def model_only(checkpoint: str, device: str, precision: str, min_seconds: float)
 
 
 def _timed_process_file(job: Any) -> tuple[Any, float]:
-    from aesthete.worker import process_file
+    from aesthete.decode_worker import process_file
 
     started = time.process_time()
     result = process_file(job)
@@ -248,9 +248,9 @@ def decode_only(paths: Sequence[Path], checkpoint: str, workers: int) -> dict[st
     signals, perceptual hash, model input), in ``workers`` forked processes as ``score`` runs them,
     results shipped back to this process. No database, so every file is decoded."""
     from aesthete.checkpoint import read_meta
-    from aesthete.preprocess import InputPolicy
+    from aesthete.decode_worker import FileJob, WorkerConfig, init_worker
+    from aesthete.input_policy import InputPolicy
     from aesthete.store import ModelKey
-    from aesthete.worker import FileJob, WorkerConfig, init_worker
 
     meta = read_meta(checkpoint)
     policy = InputPolicy.from_dict(meta["policy"])
@@ -273,9 +273,9 @@ def pixel_decode_seconds(paths: Sequence[Path], checkpoint: str) -> float:
     """CPU seconds per photo of the reduced-size pixel decode alone (part of the worker's job)."""
     from aesthete.checkpoint import read_meta
     from aesthete.decode import decode
+    from aesthete.decode_worker import _decode_target
     from aesthete.formats import raw_format
-    from aesthete.preprocess import InputPolicy
-    from aesthete.worker import _decode_target
+    from aesthete.input_policy import InputPolicy
 
     target = _decode_target(InputPolicy.from_dict(read_meta(checkpoint)["policy"]))
     blobs = [(p.read_bytes(), raw_format(str(p))) for p in paths]

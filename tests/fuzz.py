@@ -4,7 +4,7 @@ inserted markers, chunks and tags, and overwritten lengths, fed to what a decode
 Every mutant must come back decoded or failed with a kind and a one-line reason, in bounded time, with no
 exception escaping. The tests run a few hundred cases; by hand, thousands::
 
-    python tests/fuzz.py --cases 5000            # in-process, through aesthete.worker.process_file
+    python tests/fuzz.py --cases 5000            # in-process, through aesthete.decode_worker.process_file
     python tests/fuzz.py --cases 300 --score     # also end to end: the mutants in a folder, through score
 
 ``AESTHETE_FUZZ_CASES`` sets the number of cases the tests run.
@@ -28,9 +28,9 @@ from pathlib import Path
 import imagegen as g
 import numpy as np
 
-from aesthete.preprocess import InputPolicy
+from aesthete.decode_worker import FileJob, FileResult, WorkerConfig, init_worker, process_file
+from aesthete.input_policy import InputPolicy
 from aesthete.store import ModelKey
-from aesthete.worker import FileJob, FileResult, WorkerConfig, init_worker, process_file
 
 CASE_SECONDS = 20  # a mutant still decoding after this long counts as a hang
 POLICY = InputPolicy("warp", 64)  # a small model input, so every decoded mutant is also cut for the model

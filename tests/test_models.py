@@ -15,9 +15,9 @@ from PIL import Image
 
 from aesthete.architectures import ARCHITECTURES
 from aesthete.checkpoint import load_model, save_checkpoint
+from aesthete.input_policy import InputPolicy
 from aesthete.models import AestheticModel, get_model, list_models
 from aesthete.models.losses import bernoulli_kl, distribution_cross_entropy, gaussian_kl_standard
-from aesthete.preprocess import InputPolicy
 
 # Small versions of every scoring model: ResNet-18 trunks and inputs of 48-96 px, so the whole file runs
 # in under a minute on two CPU cores. SAF's VGG16 encoder (stride 16, four decoder stages) has its own

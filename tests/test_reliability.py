@@ -162,15 +162,15 @@ def test_cli_on_the_corpus_with_a_model(tmp_path: Path, tiny_checkpoints: dict[s
 # Runs the CLI with a decoder that hangs on files ending in HANG and kills its own process on CRASH.
 INJECT = """
 import os, signal, sys, time
-import aesthete.scoring, aesthete.worker
-real = aesthete.worker.decode
+import aesthete.scoring, aesthete.decode_worker
+real = aesthete.decode_worker.decode
 def decode(data, **kwargs):
     if data.endswith(b"HANG"):
         time.sleep(3600)
     if data.endswith(b"CRASH"):
         os.kill(os.getpid(), signal.SIGKILL)
     return real(data, **kwargs)
-aesthete.worker.decode = decode
+aesthete.decode_worker.decode = decode
 aesthete.scoring.FILE_TIMEOUT_S = float(os.environ.get("TEST_FILE_TIMEOUT", "1"))
 from aesthete.cli import app
 app(sys.argv[1:], prog_name="aesthete")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aesthete.preprocess import InputPolicy
+from aesthete.input_policy import InputPolicy
 from aesthete.training.aadb import ATTRIBUTES, image_name_from_url, read_aadb
 from aesthete.training.ava import read_ava
 from aesthete.training.records import DatasetError, limit_splits, read_dataset, scan_images

@@ -310,12 +310,12 @@ def test_torchvision_imagenet_weights_map_onto_the_backbone_trunk() -> None:
 
 
 def test_the_launcher_is_torchrun_standalone_or_multi_node(tmp_path: Path) -> None:
-    from aesthete.training.worker import launch_command
+    from aesthete.training.launcher import launch_command
 
     job = tmp_path / "job.json"
     single = launch_command(job, nproc=4)
     assert single[1:4] == ["-m", "torch.distributed.run", "--nproc-per-node=4"]
-    assert "--standalone" in single and single[-3:] == ["-m", "aesthete.training.worker", str(job)]
+    assert "--standalone" in single and single[-3:] == ["-m", "aesthete.training.launcher", str(job)]
     multi = launch_command(job, nproc=8, nodes=2, node_rank=1, master_addr="10.0.0.1", master_port=29511)
     assert "--standalone" not in multi
     assert {"--nnodes=2", "--node-rank=1", "--master-addr=10.0.0.1", "--master-port=29511"} <= set(multi)

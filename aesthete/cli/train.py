@@ -121,7 +121,7 @@ def train_command(
                 find_label_dir(options.data_root)
         except DatasetError as exc:
             fail(str(exc))
-        from aesthete.training.worker import launch
+        from aesthete.training.launcher import launch
 
         code = launch(
             resolved, options, nproc=processes, nodes=nodes, node_rank=node_rank,

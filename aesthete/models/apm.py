@@ -50,11 +50,11 @@ from typing import Any, Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aesthete.input_policy import InputPolicy
 from aesthete.models.backbones import backbone_channels, build_backbone
 from aesthete.models.base import AestheticModel, Batch
 from aesthete.models.losses import distribution_cross_entropy, huber_distribution
 from aesthete.models.registry import register_model
-from aesthete.preprocess import InputPolicy
 
 IMAGENET_CLASSES = 1000
 NORMALISE_EPS = 1e-6

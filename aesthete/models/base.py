@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypedDict
 import torch
 from torch import Tensor, nn
 
-from aesthete.preprocess import InputPolicy
+from aesthete.input_policy import InputPolicy
 
 
 class Batch(TypedDict, total=False):

@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aesthete.input_policy import InputPolicy
 from aesthete.models.backbones import backbone_channels, build_backbone
 from aesthete.models.base import AestheticModel, Batch
 from aesthete.models.losses import emd
 from aesthete.models.registry import register_model
-from aesthete.preprocess import InputPolicy
 
 
 def spatial_relation(aspect: Tensor, height: int, width: int) -> Tensor:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from aesthete.input_policy import InputPolicy
 from aesthete.models.backbones import backbone_channels, build_backbone
 from aesthete.models.base import AestheticModel, Batch
 from aesthete.models.losses import emd
 from aesthete.models.registry import register_model
-from aesthete.preprocess import InputPolicy
 
 
 class Nima(AestheticModel):

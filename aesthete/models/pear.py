@@ -44,11 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aesthete.input_policy import InputPolicy
 from aesthete.models.backbones import backbone_channels, build_backbone
 from aesthete.models.base import AestheticModel, Batch
 from aesthete.models.losses import bernoulli_kl, distribution_cross_entropy, gaussian_kl_standard
 from aesthete.models.registry import register_model
-from aesthete.preprocess import InputPolicy
 
 AADB_ATTRIBUTES = 11
 RECONSTRUCTION_SIZE = 256  # 8 * 2**5: fixed by the head's five stride-2 deconvolutions

@@ -6,6 +6,8 @@ import fnmatch
 from collections.abc import Callable
 from typing import Any
 
+from aesthete.errors import AestheteError
+
 _BUILDERS: dict[str, Callable[..., Any]] = {}
 
 
@@ -21,7 +23,7 @@ def register_model(name: str) -> Callable[[Callable[..., Any]], Callable[..., An
     return wrap
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(AestheteError, KeyError):
     def __str__(self) -> str:
         return f"unknown model {self.args[0]!r}; known models: {', '.join(sorted(_BUILDERS))}"
 

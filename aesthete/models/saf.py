@@ -50,11 +50,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aesthete.input_policy import InputPolicy
 from aesthete.models.backbones import backbone_channels, build_backbone
 from aesthete.models.base import AestheticModel, Batch
 from aesthete.models.losses import activation_l1, emd
 from aesthete.models.registry import register_model
-from aesthete.preprocess import InputPolicy
 
 SPP_LEVELS = (1, 2, 4)  # 1 + 4 + 16 = 21 bins per map
 SPP_BINS = sum(level * level for level in SPP_LEVELS)

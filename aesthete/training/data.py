@@ -31,7 +31,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from aesthete.decode import DecodeError, decode
-from aesthete.preprocess import IMAGENET_MEAN, IMAGENET_STD, InputPolicy
+from aesthete.input_policy import IMAGENET_MEAN, IMAGENET_STD, InputPolicy
 from aesthete.training.records import Split
 
 Shape = tuple[int, ...]

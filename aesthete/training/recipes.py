@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aesthete.errors import AestheteError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -93,7 +95,7 @@ _CHOICES = {
 _POSITIVE = {("train", "epochs"), ("train", "batch_size"), ("augment", "patches"), ("augment", "bucket_step")}
 
 
-class RecipeError(ValueError):
+class RecipeError(AestheteError, ValueError):
     """A recipe or override that cannot be used; the message names the key."""
 
 

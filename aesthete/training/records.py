@@ -19,11 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from aesthete.errors import AestheteError
+
 SPLITS = ("train", "val", "test")
 MAX_EXAMPLES = 5  # problem files named in a report, per reason
 
 
-class DatasetError(ValueError):
+class DatasetError(AestheteError, ValueError):
     """A data root that cannot be read as the dataset asked for; the message says what is missing."""
 
 

@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from aesthete.errors import AestheteError
 from aesthete.models import AestheticModel, get_model
 from aesthete.training import data as data_mod
 from aesthete.training.metrics import HIGHER_IS_BETTER, METRIC_NAMES, evaluate
@@ -56,7 +57,7 @@ TORCHVISION_WEIGHTS = {
 RESNET_TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(AestheteError, RuntimeError):
     """A run that cannot start or continue; the message says why and what to do."""
 
 

@@ -4,7 +4,7 @@
 resolved recipe and run options to a job file and re-executes itself as
 
     python -m torch.distributed.run --nproc-per-node N [--standalone | --nnodes M --node-rank R
-        --master-addr A --master-port P] -m aesthete.training.worker JOB.json
+        --master-addr A --master-port P] -m aesthete.training.launcher JOB.json
 
 so rendezvous, environment (RANK, WORLD_SIZE, LOCAL_RANK, ...), failure handling and the tear-down of
 every process are torchrun's, and each process runs the same :func:`aesthete.training.trainer.run`.
@@ -48,7 +48,7 @@ def launch_command(
         ]
     else:
         command.append("--standalone")
-    return [*command, "-m", "aesthete.training.worker", str(job)]
+    return [*command, "-m", "aesthete.training.launcher", str(job)]
 
 
 def launch(recipe: dict[str, Any], options: Any, **topology: Any) -> int:

@@ -20,7 +20,7 @@ from aesthete.decode import DecodeError, decode
 from aesthete.exif import read_exif
 from aesthete.fingerprint import content_hash
 from aesthete.formats import raw_format
-from aesthete.preprocess import InputPolicy
+from aesthete.input_policy import InputPolicy
 from aesthete.signals import WORKING_SIDE, flags, perceptual_hash, technical_quality, technical_signals, working_gray
 from aesthete.store import ModelKey
 

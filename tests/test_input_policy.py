@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from aesthete.preprocess import InputPolicy
+from aesthete.input_policy import InputPolicy
 
 
 def test_warp_ignores_aspect() -> None:
