@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,7 @@ from aesthete.fingerprint import content_hash
 from aesthete.formats import raw_format
 from aesthete.input_policy import InputPolicy
 from aesthete.signals import WORKING_SIDE, flags, perceptual_hash, technical_quality, technical_signals, working_gray
-from aesthete.store import ModelKey
+from aesthete.store import ModelKey, StoreReader
 
 WORKER_NICENESS = 19  # added to a decode worker's niceness when a model runs (see init_worker)
 MAX_FILE_BYTES = 1 << 30  # nothing a camera writes is 1 GiB; refuse rather than exhaust memory
@@ -59,12 +58,12 @@ class WorkerConfig:
 
 _config: WorkerConfig | None = None
 _policy: InputPolicy | None = None
-_conn: sqlite3.Connection | None = None
+_known: StoreReader | None = None
 
 
 def init_worker(config: WorkerConfig) -> None:
     """Pool initializer. Workers ignore Ctrl-C: the main process decides how a run stops."""
-    global _config, _policy, _conn
+    global _config, _policy, _known
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if config.policy is not None and hasattr(os, "nice"):  # (Windows has no nice)
         # A model runs beside the workers: let it come first. A worker that runs only where a core is free
@@ -73,18 +72,7 @@ def init_worker(config: WorkerConfig) -> None:
         os.nice(WORKER_NICENESS)
     _config = config
     _policy = InputPolicy.from_dict(config.policy) if config.policy else None
-    _conn = None
-    if config.db_path and config.db_path != ":memory:" and os.path.exists(config.db_path):
-        _conn = sqlite3.connect(f"file:{config.db_path}?mode=ro", uri=True, timeout=30)
-
-
-def _known(sql: str, params: tuple[Any, ...]) -> bool:
-    if _conn is None:
-        return False
-    try:
-        return _conn.execute(sql, params).fetchone() is not None
-    except sqlite3.Error:
-        return False  # a busy or odd database only costs a decode, never a result
+    _known = StoreReader(config.db_path)
 
 
 def _decode_target(policy: InputPolicy | None) -> Any:
@@ -120,15 +108,9 @@ def process_file(job: FileJob) -> FileResult:
         return _fail(result, "empty", "file is empty (0 bytes)")
     digest = content_hash(data)
     result.content_hash = digest
-    key = _config.key
-    need_image = _config.rescore or not _known("SELECT 1 FROM images WHERE content_hash = ?", (digest,))
-    need_score = _policy is not None and (
-        _config.rescore
-        or not _known(
-            "SELECT 1 FROM scores WHERE content_hash = ? AND model = ? AND weights_id = ? AND preprocess = ?",
-            (digest, key.model, key.weights_id, key.preprocess),
-        )
-    )
+    assert _known is not None
+    need_image = _config.rescore or not _known.has_image(digest)
+    need_score = _policy is not None and (_config.rescore or not _known.has_score(digest, _config.key))
     if not (need_image or need_score):
         return result
     try:

@@ -27,7 +27,7 @@ from aesthete.decode import ALL_DECODERS, NO_DECODER
 from aesthete.decode_worker import FileJob, FileResult, WorkerConfig, init_worker, process_file
 from aesthete.discover import FoundFile, discover, pair_raws
 from aesthete.input_policy import InputPolicy
-from aesthete.store import KnownFile, ModelKey, Store, now_iso, path_key
+from aesthete.store import KnownFile, ModelKey, Store, file_row, now_iso, path_key
 
 DEFAULT_MODEL = "hla-gcn"
 FLUSH_ROWS = 256  # rows without model work are written in transactions of this size
@@ -231,7 +231,7 @@ def _companion_rows(companions: list[tuple[FoundFile, str]], known: dict[str, Kn
     """``files`` rows for RAW companions that are new, changed or newly paired (none on a plain rescan).
 
     A companion is never read: no hash, no decode; its partner is the photo."""
-    rows, now = [], now_iso()
+    rows = []
     for entry, partner in companions:
         partner_text = path_key(partner)[0]
         record = known.get(entry.path)
@@ -239,12 +239,7 @@ def _companion_rows(companions: list[tuple[FoundFile, str]], known: dict[str, Kn
             entry.size, entry.mtime_ns, "paired", partner_text,
         ):  # fmt: skip
             continue
-        text, raw = path_key(entry.path)
-        rows.append({
-            "path": text, "raw_path": raw, "size": entry.size, "mtime_ns": entry.mtime_ns, "content_hash": None,
-            "status": "paired", "error_kind": None, "error": None, "pair_of": partner_text,
-            "first_seen": now, "last_seen": now,
-        })  # fmt: skip
+        rows.append(file_row(entry.path, entry.size, entry.mtime_ns, "paired", pair_of=partner_text))
     return rows
 
 
@@ -440,13 +435,17 @@ class _Writer:
         self.last_flush = time.monotonic()
 
     def add_file(self, result: FileResult, status: str) -> None:
-        text, raw = path_key(result.path)
-        now = now_iso()
-        self.files.append({
-            "path": text, "raw_path": raw, "size": result.size, "mtime_ns": result.mtime_ns,
-            "content_hash": result.content_hash, "status": status, "error_kind": result.error_kind,
-            "error": result.error, "pair_of": None, "first_seen": now, "last_seen": now,
-        })  # fmt: skip
+        self.files.append(
+            file_row(
+                result.path,
+                result.size,
+                result.mtime_ns,
+                status,
+                content_hash=result.content_hash,
+                error_kind=result.error_kind,
+                error=result.error,
+            )
+        )
         if result.image is not None:
             self.images.append(result.image)
 

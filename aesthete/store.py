@@ -26,15 +26,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from aesthete import migrations
 from aesthete.errors import AestheteError
+from aesthete.migrations import APPLICATION_ID, SCHEMA_VERSION
 
-if TYPE_CHECKING:
-    import sqlite_utils
-
-SCHEMA_VERSION = 3
-APPLICATION_ID = 0x41455354  # "AEST": marks a file as an aesthete database
 BUSY_TIMEOUT_MS = 60_000
 
 IMAGE_COLUMNS = (
@@ -89,6 +86,70 @@ class KnownFile:
     pair_of: str | None = None  # for a RAW companion, its partner's path (as stored)
 
 
+def file_row(
+    path: str,
+    size: int,
+    mtime_ns: int,
+    status: str,
+    *,
+    content_hash: str | None = None,
+    error_kind: str | None = None,
+    error: str | None = None,
+    pair_of: str | None = None,
+) -> dict[str, Any]:
+    """The ``files`` row recording ``path`` as seen now: ``status`` is ``ok``, ``failed`` (with
+    ``error_kind`` and a one-line ``error``) or ``paired`` (a RAW companion; ``pair_of`` is its partner's
+    path as stored). The one place that knows the table's columns and how a path is stored."""
+    text, raw = path_key(path)
+    now = now_iso()
+    return {
+        "path": text, "raw_path": raw, "size": size, "mtime_ns": mtime_ns, "content_hash": content_hash,
+        "status": status, "error_kind": error_kind, "error": error, "pair_of": pair_of,
+        "first_seen": now, "last_seen": now,
+    }  # fmt: skip
+
+
+class StoreReader:
+    """A read-only look at what a database already holds, for the decode workers: a photo whose content
+    is known (moved, renamed, copied) is neither decoded nor scored again.
+
+    Opens nothing when the database does not exist yet (or is in memory), and answers "not known" when
+    it cannot answer: a busy or odd database only costs a decode, never a result.
+    """
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.conn: sqlite3.Connection | None = None
+        if path and str(path) != ":memory:" and os.path.exists(path):
+            try:
+                self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+            except sqlite3.Error:
+                self.conn = None
+
+    def has_image(self, content_hash: str) -> bool:
+        """Whether this content has its ``images`` row (size, EXIF, signals)."""
+        return self._exists("SELECT 1 FROM images WHERE content_hash = ?", (content_hash,))
+
+    def has_score(self, content_hash: str, key: ModelKey) -> bool:
+        """Whether this content has a score for exactly this model, weights and preprocessing."""
+        return self._exists(
+            "SELECT 1 FROM scores WHERE content_hash = ? AND model = ? AND weights_id = ? AND preprocess = ?",
+            (content_hash, key.model, key.weights_id, key.preprocess),
+        )
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def _exists(self, sql: str, params: tuple[Any, ...]) -> bool:
+        if self.conn is None:
+            return False
+        try:
+            return self.conn.execute(sql, params).fetchone() is not None
+        except sqlite3.Error:
+            return False
+
+
 class Store:
     """An aesthete database. Opening checks it is one (or empty) and migrates it."""
 
@@ -129,20 +190,7 @@ class Store:
             )
 
     def _migrate(self) -> None:
-        if self.conn.execute("PRAGMA user_version").fetchone()[0] >= len(_MIGRATIONS):
-            return
-        import sqlite_utils  # only to create tables: ~0.2 s of imports a rescan of a current database never pays
-
-        db = sqlite_utils.Database(self.conn)
-        while self.conn.execute("PRAGMA user_version").fetchone()[0] < len(_MIGRATIONS):
-            with self.transaction():
-                # Read again under the write lock: another process opening the same new database at the
-                # same moment may have run this migration while we waited for the lock.
-                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-                if version < len(_MIGRATIONS):
-                    _MIGRATIONS[version](db)
-                    self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                    self.conn.execute(f"PRAGMA user_version = {version + 1}")
+        migrations.migrate(self.conn, self.transaction)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -170,9 +218,6 @@ class Store:
             (key.model, key.weights_id, key.preprocess),
         )
         return {row[0] for row in rows}
-
-    def image_hashes(self) -> set[str]:
-        return {row[0] for row in self.conn.execute("SELECT content_hash FROM images")}
 
     def write(
         self,
@@ -364,59 +409,6 @@ def _upsert(conn: sqlite3.Connection, table: str, rows: Sequence[dict[str, Any]]
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
     )
     conn.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
-
-
-def _schema_v1(db: sqlite_utils.Database) -> None:
-    db["files"].create(
-        {
-            "path": str, "raw_path": bytes, "size": int, "mtime_ns": int, "content_hash": str,
-            "status": str, "error_kind": str, "error": str, "first_seen": str, "last_seen": str,
-        },
-        pk="path",
-    )  # fmt: skip
-    db["files"].create_index(["content_hash"])
-    db["images"].create(
-        {
-            "content_hash": str, "width": int, "height": int, "format": str, "capture_time": str, "make": str,
-            "camera": str, "lens": str, "focal_length": float, "f_number": float, "exposure_time": float,
-            "iso": int, "sharpness": float, "clipped_shadows": float, "clipped_highlights": float,
-            "mean_luma": float, "noise": float, "technical": float, "phash": str, "flags": str,
-        },
-        pk="content_hash",
-    )  # fmt: skip
-    db["scores"].create(
-        {
-            "content_hash": str, "model": str, "weights_id": str, "preprocess": str, "dist": str,
-            "mean": float, "std": float, "p_high": float, "scored_at": str,
-        },
-        pk=("content_hash", "model", "weights_id", "preprocess"),
-    )  # fmt: skip
-    db["scores"].create_index(["model", "weights_id", "preprocess"])
-    db["runs"].create(
-        {
-            "id": int, "started": str, "finished": str, "roots": str, "model": str, "weights_id": str,
-            "preprocess": str, "status": str, "counts": str,
-        },
-        pk="id",
-    )  # fmt: skip
-
-
-def _schema_v2(db: sqlite_utils.Database) -> None:
-    """Burst / near-duplicate groups, one row per content hash, and the fingerprint of the inputs they were
-    computed from, so they are recomputed only when a photo, its time, camera or pHash changes."""
-    db["groups"].create({"content_hash": str, "group_id": int, "size": int}, pk="content_hash")
-    db["groups"].create_index(["group_id"])
-    db["group_state"].create({"id": int, "fingerprint": str, "computed_at": str}, pk="id")
-
-
-def _schema_v3(db: sqlite_utils.Database) -> None:
-    """RAW+JPEG pairs: a RAW companion's row (status ``paired``) names its partner's path."""
-    db["files"].add_column("pair_of", str)
-    db["files"].create_index(["pair_of"])
-
-
-# Named migrations, applied in order once each; PRAGMA user_version records how many ran.
-_MIGRATIONS = [_schema_v1, _schema_v2, _schema_v3]
 
 
 def open_store(path: str | Path | None = None) -> Store:

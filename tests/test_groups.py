@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
-import sqlite_utils
 from photoset import EXPECTED_GROUPS, SHOOT, frame, snapshot, write_photo, write_shoot
 
-from aesthete import store as store_module
 from aesthete.groups import BURST_GAP_SECONDS, PHASH_MAX_DISTANCE, Moment, ensure_groups, find_groups
 from aesthete.scoring import score
 from aesthete.signals import hash_distance, perceptual_hash
-from aesthete.store import SCHEMA_VERSION, Store
+from aesthete.store import Store
 
 
 def named_groups(store: Store) -> list[set[str]]:
@@ -104,18 +101,3 @@ def test_groups_are_recomputed_only_when_membership_can_change(
     score([str(folder)], store=store, model="nima", workers=1)
     assert {"a1.jpg", "a6.jpg"} <= named_groups(store)[0]
     assert len(calls) == 2
-
-
-def test_a_version_1_database_migrates_with_its_rows(tmp_path: Path) -> None:
-    path = tmp_path / "v1.db"
-    conn = sqlite3.connect(path)
-    store_module._schema_v1(sqlite_utils.Database(conn))
-    conn.execute("INSERT INTO images (content_hash, phash) VALUES ('h1', '0000000000000000')")
-    conn.execute(f"PRAGMA application_id = {store_module.APPLICATION_ID}")
-    conn.execute("PRAGMA user_version = 1")
-    conn.commit()
-    conn.close()
-    store = Store(path)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
-    assert store.conn.execute("SELECT content_hash FROM images").fetchall() == [("h1",)]
-    assert store.groups() == {} and store.group_fingerprint() is None

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
-from aesthete.store import APPLICATION_ID, SCHEMA_VERSION, ModelKey, Store, StoreError, path_key, real_path
+from aesthete import migrations
+from aesthete.store import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    ModelKey,
+    Store,
+    StoreError,
+    StoreReader,
+    file_row,
+    path_key,
+    real_path,
+)
 
 
 def test_new_database_is_marked_and_migrated(tmp_path: Path) -> None:
@@ -38,10 +52,8 @@ def test_upserts_never_duplicate(tmp_path: Path) -> None:
     key = ModelKey("nima", "abc", "warp-300-v1")
     row = {"content_hash": "h1", "model": key.model, "weights_id": key.weights_id, "preprocess": key.preprocess,
            "dist": "[0.5,0.5]", "mean": 1.5, "std": 0.5, "p_high": 0.5, "scored_at": "now"}  # fmt: skip
-    file_row = {"path": "/x.jpg", "raw_path": None, "size": 1, "mtime_ns": 1, "content_hash": "h1", "status": "ok",
-                "error_kind": None, "error": None, "first_seen": "t", "last_seen": "t"}  # fmt: skip
     for mean in (1.5, 1.7):
-        store.write(files=[file_row], scores=[{**row, "mean": mean}])
+        store.write(files=[file_row("/x.jpg", 1, 1, "ok", content_hash="h1")], scores=[{**row, "mean": mean}])
     assert store.scored_hashes(key) == {"h1"}
     assert store.conn.execute("SELECT count(*), max(mean) FROM scores").fetchone() == (1, 1.7)
     assert store.latest_model_key() == key
@@ -53,3 +65,78 @@ def test_undecodable_file_names_round_trip() -> None:
     text.encode("utf-8")  # storable as SQLite text
     assert raw is not None and real_path(text, raw) == name
     assert path_key("/photos/plain.jpg") == ("/photos/plain.jpg", None)
+
+
+def test_migrations_are_named_run_once_each_and_counted_in_user_version(tmp_path: Path) -> None:
+    assert [m.name for m in migrations.MIGRATIONS] == ["schema_v1", "schema_v2", "schema_v3"]
+    assert len(migrations.MIGRATIONS) == SCHEMA_VERSION
+    store = Store(tmp_path / "a.db")
+    tables = {row[0] for row in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"files", "images", "scores", "runs", "groups", "group_state"} <= tables
+    assert "pair_of" in {row[1] for row in store.conn.execute("PRAGMA table_info(files)")}
+    assert migrations.migrate(store.conn, store.transaction) == []  # all recorded: nothing runs again
+    store.close()
+    conn = sqlite3.connect(tmp_path / "b.db", isolation_level=None)
+    migrations.schema_v1(sqlite_utils.Database(conn))
+    conn.execute("PRAGMA user_version = 1")
+
+    @contextmanager
+    def transaction() -> Iterator[None]:
+        conn.execute("BEGIN IMMEDIATE")
+        yield
+        conn.execute("COMMIT")
+
+    assert migrations.migrate(conn, transaction) == ["schema_v2", "schema_v3"]
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+
+
+def test_a_failing_migration_rolls_back_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(db: object) -> None:
+        db.execute("CREATE TABLE half_done (x)")  # type: ignore[attr-defined]
+        raise RuntimeError("migration failed")
+
+    steps = [*migrations.MIGRATIONS[:2], migrations.Migration("schema_v3", broken)]
+    monkeypatch.setattr(migrations, "MIGRATIONS", steps)
+    with pytest.raises(RuntimeError, match="migration failed"):
+        Store(tmp_path / "a.db")
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        # v1 and v2 committed one by one; v3's table and its count did not.
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'half_done'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'groups'").fetchone()[0] == 1
+    monkeypatch.undo()
+    store = Store(tmp_path / "a.db")  # the next open runs what is left
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_file_row_stores_undecodable_names_with_their_bytes(tmp_path: Path) -> None:
+    name = b"/photos/caf\xe9.jpg".decode("utf-8", "surrogateescape")
+    row = file_row(name, 10, 20, "paired", pair_of="/photos/cafe.jpg")
+    assert row["path"] == path_key(name)[0] and row["raw_path"] == b"/photos/caf\xe9.jpg"
+    assert (row["size"], row["mtime_ns"], row["status"], row["pair_of"], row["content_hash"]) == (
+        10, 20, "paired", "/photos/cafe.jpg", None,
+    )  # fmt: skip
+    store = Store(tmp_path / "a.db")
+    store.write(files=[row])
+    known = store.known_files()[name]
+    assert (known.size, known.mtime_ns, known.status, known.pair_of) == (10, 20, "paired", "/photos/cafe.jpg")
+
+
+def test_reader_sees_images_and_scores_read_only(tmp_path: Path) -> None:
+    assert not StoreReader(tmp_path / "missing.db").has_image("h1")  # no database yet: nothing is known
+    assert not (tmp_path / "missing.db").exists()
+    store = Store(tmp_path / "a.db")
+    key = ModelKey("nima", "abc", "warp-300-v1")
+    store.write(
+        images=[{"content_hash": "h1", "width": 1}],
+        scores=[{"content_hash": "h1", "model": key.model, "weights_id": key.weights_id, "preprocess": key.preprocess,
+                 "dist": "[1]", "mean": 1.0, "std": 0.0, "p_high": 0.0, "scored_at": "t"}],
+    )  # fmt: skip
+    reader = StoreReader(tmp_path / "a.db")
+    assert reader.has_image("h1") and not reader.has_image("h2")
+    assert reader.has_score("h1", key) and not reader.has_score("h1", ModelKey("nima", "other", key.preprocess))
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader.conn.execute("DELETE FROM images")
+    reader.close()
+    assert not reader.has_image("h1")  # closed: "not known" (a decode), never an error

@@ -16,11 +16,10 @@ import imagegen as g
 import pytest
 import sqlite_utils
 
-from aesthete import fileops
-from aesthete import store as store_module
+from aesthete import fileops, migrations
 from aesthete.checkpoint import CheckpointError, load_state_dict
 from aesthete.scoring import score
-from aesthete.store import APPLICATION_ID, SCHEMA_VERSION, Store
+from aesthete.store import APPLICATION_ID, SCHEMA_VERSION, Store, file_row
 from aesthete.xmp import sidecar_path, write_sidecar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,9 +81,7 @@ def filled_database(path: Path, photos: Path) -> Path:
     for i in range(3):
         (photos / f"p{i}.jpg").write_bytes(g.encode(g.scene(i, (64, 48)), "JPEG"))
     store = Store(path)
-    rows = [{"path": f"/archive/{i:05}/{'x' * 80}.jpg", "raw_path": None, "size": i, "mtime_ns": i,
-             "content_hash": f"{i:032x}", "status": "ok", "error_kind": None, "error": None,
-             "first_seen": "t", "last_seen": "t"} for i in range(3000)]  # fmt: skip
+    rows = [file_row(f"/archive/{i:05}/{'x' * 80}.jpg", i, i, "ok", content_hash=f"{i:032x}") for i in range(3000)]
     store.write(files=rows)
     store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
@@ -109,19 +106,21 @@ def test_a_damaged_database_is_reported_in_one_line_and_left_as_it_is(tmp_path: 
 def test_a_database_from_an_older_schema_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
     conn = sqlite3.connect(db, isolation_level=None)
-    store_module._schema_v1(sqlite_utils.Database(conn))
+    migrations.schema_v1(sqlite_utils.Database(conn))
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute("PRAGMA user_version = 1")
     conn.execute("INSERT INTO runs (started, roots, status) VALUES ('2024-01-01', '[]', 'done')")
+    conn.execute("INSERT INTO images (content_hash, phash) VALUES ('h1', '0000000000000000')")
     conn.close()
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "p.jpg").write_bytes(g.encode(g.scene(1, (64, 48)), "JPEG"))
     store = Store(db)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert store.conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+    assert store.conn.execute("SELECT content_hash FROM images").fetchall() == [("h1",)]
+    assert store.groups() == {} and store.group_fingerprint() is None  # the v2 tables exist, empty
     assert score([str(photos)], store=store, workers=1).analysed == 1
-    assert store.group_fingerprint() is None  # the v2 tables exist
 
 
 # -------------------------------------------------------------------------------------------- sidecars

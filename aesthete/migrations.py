@@ -1,0 +1,129 @@
+"""The database schema, as the ordered list of named migrations that builds it.
+
+In the manner of sqlite-utils' ``migrations.py``: each migration is a named function that changes the
+schema, applied once, in order, each in its own write transaction. What has run is recorded in the file
+itself: ``PRAGMA user_version`` counts the migrations applied (the format every aesthete database has
+used since the first), and ``PRAGMA application_id`` marks the file as aesthete's. A new migration goes at
+the end of :data:`MIGRATIONS`; one that has shipped is never edited, renamed or reordered, since the
+count on disk says which ran.
+
+No torch; sqlite-utils is imported by the caller only when a migration actually runs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+APPLICATION_ID = 0x41455354  # "AEST": marks a file as an aesthete database
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema change: its name (the function's) and the function, given a sqlite-utils Database."""
+
+    name: str
+    apply: Callable[[sqlite_utils.Database], None]
+
+
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Callable[[sqlite_utils.Database], None]) -> Callable[[sqlite_utils.Database], None]:
+    """Append ``fn`` to :data:`MIGRATIONS` under its own name (the order of definition is the order run)."""
+    if any(m.name == fn.__name__ for m in MIGRATIONS):
+        raise ValueError(f"migration {fn.__name__!r} is defined twice")
+    MIGRATIONS.append(Migration(fn.__name__, fn))
+    return fn
+
+
+@migration
+def schema_v1(db: sqlite_utils.Database) -> None:
+    """Files, images (one per content hash), scores (one per content, model, weights, preprocessing), runs."""
+    db["files"].create(
+        {
+            "path": str, "raw_path": bytes, "size": int, "mtime_ns": int, "content_hash": str,
+            "status": str, "error_kind": str, "error": str, "first_seen": str, "last_seen": str,
+        },
+        pk="path",
+    )  # fmt: skip
+    db["files"].create_index(["content_hash"])
+    db["images"].create(
+        {
+            "content_hash": str, "width": int, "height": int, "format": str, "capture_time": str, "make": str,
+            "camera": str, "lens": str, "focal_length": float, "f_number": float, "exposure_time": float,
+            "iso": int, "sharpness": float, "clipped_shadows": float, "clipped_highlights": float,
+            "mean_luma": float, "noise": float, "technical": float, "phash": str, "flags": str,
+        },
+        pk="content_hash",
+    )  # fmt: skip
+    db["scores"].create(
+        {
+            "content_hash": str, "model": str, "weights_id": str, "preprocess": str, "dist": str,
+            "mean": float, "std": float, "p_high": float, "scored_at": str,
+        },
+        pk=("content_hash", "model", "weights_id", "preprocess"),
+    )  # fmt: skip
+    db["scores"].create_index(["model", "weights_id", "preprocess"])
+    db["runs"].create(
+        {
+            "id": int, "started": str, "finished": str, "roots": str, "model": str, "weights_id": str,
+            "preprocess": str, "status": str, "counts": str,
+        },
+        pk="id",
+    )  # fmt: skip
+
+
+@migration
+def schema_v2(db: sqlite_utils.Database) -> None:
+    """Burst / near-duplicate groups, one row per content hash, and the fingerprint of the inputs they were
+    computed from, so they are recomputed only when a photo, its time, camera or pHash changes."""
+    db["groups"].create({"content_hash": str, "group_id": int, "size": int}, pk="content_hash")
+    db["groups"].create_index(["group_id"])
+    db["group_state"].create({"id": int, "fingerprint": str, "computed_at": str}, pk="id")
+
+
+@migration
+def schema_v3(db: sqlite_utils.Database) -> None:
+    """RAW+JPEG pairs: a RAW companion's row (status ``paired``) names its partner's path."""
+    db["files"].add_column("pair_of", str)
+    db["files"].create_index(["pair_of"])
+
+
+SCHEMA_VERSION = len(MIGRATIONS)  # what a database that has run every migration records in user_version
+
+
+def applied(conn: sqlite3.Connection) -> int:
+    """How many migrations the database has run (its ``user_version``)."""
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection, transaction: Callable[[], AbstractContextManager[None]]) -> list[str]:
+    """Run the migrations ``conn`` has not run yet, each in its own ``transaction()``; returns their names.
+
+    ``transaction`` must take the write lock up front (``BEGIN IMMEDIATE``): the count is read again under
+    it, because another process opening the same new database at the same moment may have run a migration
+    while this one waited for the lock.
+    """
+    if applied(conn) >= SCHEMA_VERSION:
+        return []
+    import sqlite_utils  # only to create tables: ~0.2 s of imports a rescan of a current database never pays
+
+    db = sqlite_utils.Database(conn)
+    ran = []
+    while applied(conn) < SCHEMA_VERSION:
+        with transaction():
+            version = applied(conn)
+            if version < SCHEMA_VERSION:
+                step = MIGRATIONS[version]
+                step.apply(db)
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {version + 1}")
+                ran.append(step.name)
+    return ran
