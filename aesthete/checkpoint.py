@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aesthete.errors import AestheteError
+from aesthete.fileops import atomic_path
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -43,10 +44,9 @@ def save_checkpoint(model: AestheticModel, path: str | Path, *, extra: dict[str,
         **(extra or {}),
     }
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta, sort_keys=True)})
-    tmp.replace(path)
+    with atomic_path(path) as temporary:
+        save_file(tensors, temporary, metadata={META_KEY: json.dumps(meta, sort_keys=True)})
     return path
 
 

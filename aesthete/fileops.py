@@ -1,9 +1,13 @@
 """Writing files beside a photographer's library without ever clobbering anything.
 
-Everything ``cull`` and ``report`` write (album entries, manifests, XMP sidecars, HTML) goes through
-these helpers: a write is atomic (a temporary file in the same folder, then a rename), so a crash
-leaves the old file or the new one, never half of one; and a name that is taken gets a ``name (2).ext``
-sibling instead of replacing what is there, the convention of Finder, Explorer and most file managers.
+Every file aesthete writes whole goes through one atomic write here (:func:`atomic_path`, or
+:func:`publish` for a temporary file kept between attempts, like a resumable download): album entries,
+manifests, XMP sidecars, HTML reports, checkpoints, the weights cache and registry. The data goes to a
+temporary file in the same folder, is flushed to disk (``fsync``), takes its name in one rename (or hard
+link), and the folder is flushed too so that the name itself survives a power cut: a crash leaves the old
+file or the new one, never half of one, and never an empty file under the new name. A name that is taken
+gets a ``name (2).ext`` sibling instead of replacing what is there, the convention of Finder, Explorer and
+most file managers.
 """
 
 from __future__ import annotations
@@ -15,15 +19,21 @@ import secrets
 import shutil
 from collections.abc import Callable, Container, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from pathlib import Path
 
 # Errors meaning "this file system (or this user) cannot hard-link here", as opposed to a real failure.
 NO_HARD_LINKS = frozenset({errno.EXDEV, errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
 
 
+# What os.fsync of a folder raises where the file system cannot flush a folder (some network and FUSE ones).
+_NO_DIR_FSYNC = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF})
+
+
 @contextmanager
-def _staged(path: str) -> Iterator[tuple[int, str]]:
+def staged(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
     """An open descriptor of a new temporary file beside ``path`` (permissions as for any new file),
-    removed afterwards unless :func:`_publish` gave it its final name."""
+    removed afterwards unless :func:`publish` gave it its final name."""
+    path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
     handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -36,31 +46,69 @@ def _staged(path: str) -> Iterator[tuple[int, str]]:
             os.unlink(temporary)
 
 
-def _publish(temporary: str, path: str, *, overwrite: bool) -> None:
-    """Give the finished temporary file its name. Without ``overwrite`` it is hard-linked into place,
-    which fails atomically when the name is taken; file systems without hard links check, then rename."""
+def publish(temporary: str | os.PathLike[str], path: str | os.PathLike[str], *, overwrite: bool) -> None:
+    """Give a finished file in the same folder its name, durably: flush its data, then rename it (or,
+    without ``overwrite``, hard-link it, which fails atomically when the name is taken; file systems
+    without hard links check, then rename), then flush the folder so the new name is on disk too.
+
+    With ``overwrite=False`` an existing ``path`` raises :class:`FileExistsError` and is left alone (the
+    caller removes ``temporary``, as :func:`staged` does)."""
+    temporary, path = os.fspath(temporary), os.fspath(path)
+    # POSIX flushes the file through any descriptor (a read-only one works for a copy of a read-only
+    # photo, whose permissions copystat has already set); Windows only through one open for writing.
+    handle = os.open(temporary, os.O_RDWR if os.name == "nt" else os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
     if overwrite:
         os.replace(temporary, path)
+    else:
+        try:
+            os.link(temporary, path)
+        except OSError as exc:
+            if exc.errno not in NO_HARD_LINKS:
+                raise
+            if os.path.lexists(path):
+                raise FileExistsError(errno.EEXIST, "file exists", path) from None
+            os.rename(temporary, path)
+    fsync_folder(os.path.dirname(os.path.abspath(path)))
+
+
+def fsync_folder(folder: str | os.PathLike[str]) -> None:
+    """Flush a folder's entries (a rename in it) to disk, where the platform and file system can."""
+    if os.name == "nt":  # Windows cannot open a folder as a file; NTFS journals the rename itself
         return
+    handle = os.open(folder, os.O_RDONLY)
     try:
-        os.link(temporary, path)
+        os.fsync(handle)
     except OSError as exc:
-        if exc.errno not in NO_HARD_LINKS:
+        if exc.errno not in _NO_DIR_FSYNC:
             raise
-        if os.path.lexists(path):
-            raise FileExistsError(errno.EEXIST, "file exists", path) from None
-        os.rename(temporary, path)
+    finally:
+        os.close(handle)
 
 
-def atomic_write(path: str, data: bytes, *, overwrite: bool) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename; with ``overwrite=False`` an
-    existing ``path`` raises :class:`FileExistsError` and is left alone."""
-    with _staged(path) as (handle, temporary):
-        with os.fdopen(os.dup(handle), "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        _publish(temporary, path, overwrite=overwrite)
+@contextmanager
+def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[str]:
+    """A temporary path beside ``path`` for the body to write (by name: ``torch.save``, safetensors'
+    ``save_file``, a copy); when the body finishes, the file is flushed and given its name by
+    :func:`publish`. When the body raises, ``path`` is untouched and the temporary file removed."""
+    with staged(path) as (_, temporary):
+        yield temporary
+        publish(temporary, path, overwrite=overwrite)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, overwrite: bool) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_path`); with ``overwrite=False`` an existing
+    ``path`` raises :class:`FileExistsError` and is left alone."""
+    with atomic_path(path, overwrite=overwrite) as temporary:
+        Path(temporary).write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` as UTF-8 to ``path`` atomically, replacing what is there."""
+    atomic_write(path, text.encode("utf-8"), overwrite=True)
 
 
 def free_name(
@@ -135,7 +183,6 @@ def same_content(a: str, b: str) -> bool:
 def copy_new(source: str, target: str) -> None:
     """Copy ``source`` to ``target``, which must not exist, keeping its modification time; ``target``
     never holds a partial photo and an existing file is never replaced."""
-    with _staged(target) as (_, temporary):
+    with atomic_path(target, overwrite=False) as temporary:
         shutil.copyfile(source, temporary)
         shutil.copystat(source, temporary)
-        _publish(temporary, target, overwrite=False)

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -38,7 +37,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from aesthete import paths
+from aesthete import fileops, paths
 from aesthete.checkpoint import CheckpointError, read_meta
 
 Kind = Literal["aesthetic", "backbone"]
@@ -279,7 +278,7 @@ def _remember_digest(path: Path, stat: os.stat_result, digest: str) -> None:
     cache = {key: value for key, value in _load_hash_cache().items() if os.path.exists(key)}
     cache[str(path)] = {"stat": _stat_key(stat), "sha256": digest}
     with contextlib.suppress(OSError):
-        _atomic_write_text(_hash_cache_path(create=True), json.dumps(cache, indent=0, sort_keys=True))
+        fileops.atomic_write_text(_hash_cache_path(create=True), json.dumps(cache, indent=0, sort_keys=True))
 
 
 def file_sha256(path: str | Path, *, recheck: bool = False) -> str:
@@ -413,12 +412,11 @@ def add(file: str | Path, *, name: str) -> WeightsEntry:
     if existing is not None and existing.origin == "project":
         raise WeightsError(f"{name!r} is a project entry (weights.toml); choose another --name")
     directory = paths.weights_cache_dir()
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=".add-", suffix=".part")
-    tmp_path = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as tmp, source.open("rb") as handle:
+    # The copy's final name holds its digest, known only once it is copied: stage it in the cache folder.
+    with fileops.staged(directory / f"add-{name}.safetensors") as (fd, tmp_name):
+        tmp_path = Path(tmp_name)
+        with os.fdopen(os.dup(fd), "wb") as tmp, source.open("rb") as handle:
             digest = _copy_hashing(handle, tmp)
-            os.fsync(tmp.fileno())
         if existing is not None and existing.sha256 != digest:
             raise WeightsError(
                 f"{name!r} already names other weights (sha256 {(existing.sha256 or '')[:16]}); "
@@ -429,9 +427,7 @@ def add(file: str | Path, *, name: str) -> WeightsEntry:
         read_meta(tmp_path)  # the copy, not only the original, must be a checkpoint
         dest = existing.path if existing is not None else directory / f"{digest[:16]}-{name}.safetensors"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp_path, dest)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+        fileops.publish(tmp_path, dest, overwrite=True)
     _remember_digest(dest.resolve(), dest.stat(), digest)
     if existing is not None:  # its file was missing and has been restored
         return replace(existing, available=True)
@@ -468,7 +464,7 @@ def _append_user_entry(name: str, fields: dict[str, str | int]) -> None:
     except FileNotFoundError:
         text = "# Weights registered with `aesthete weights add`; edit freely (aesthete only appends).\n"
     lines = [f'\n[weights."{name}"]'] + [f"{key} = {_toml_value(value)}" for key, value in fields.items()]
-    _atomic_write_text(registry, text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
+    fileops.atomic_write_text(registry, text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
 
 
 def _toml_value(value: str | int) -> str:
@@ -491,18 +487,6 @@ def _toml_value(value: str | int) -> str:
 def _printable(text: str) -> str:
     """A path as valid Unicode (file names that are not UTF-8 get U+FFFD), so it can go into TOML."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        try:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        except BaseException:
-            Path(tmp.name).unlink(missing_ok=True)
-            raise
-    os.replace(tmp.name, path)
 
 
 # --- downloading -------------------------------------------------------------------------------------
@@ -548,7 +532,7 @@ def pull(name: str, *, progress: ProgressFn | None = None) -> Path:
         if meta["arch"] != entry.arch or meta["bins"] != entry.bins:
             part.unlink(missing_ok=True)
             raise WeightsError(f"{name!r}: the file is a {meta['arch']} checkpoint, the registry says {entry.arch}")
-    os.replace(part, entry.path)
+    fileops.publish(part, entry.path, overwrite=True)
     _remember_digest(entry.path.resolve(), entry.path.stat(), digest)
     return entry.path
 
