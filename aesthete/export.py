@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from aesthete.fileops import NO_HARD_LINKS, atomic_write, copy_new, free_bundle, free_name, same_content
+from aesthete.paths import is_within
 from aesthete.select import Ranking
 from aesthete.store import now_iso
 from aesthete.xmp import sidecar_paths
@@ -229,8 +230,4 @@ def _reason(exc: OSError) -> str:
 def inside(path: str, roots: Sequence[str]) -> bool:
     """Whether ``path`` is one of ``roots`` or below one (an album there would be scanned as photos)."""
     path = os.path.realpath(path)
-    for root in roots:
-        root = os.path.realpath(root)
-        if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
-            return True
-    return False
+    return any(is_within(path, os.path.realpath(root)) for root in roots)

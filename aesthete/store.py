@@ -31,6 +31,7 @@ from typing import Any
 from aesthete import migrations
 from aesthete.errors import AestheteError
 from aesthete.migrations import APPLICATION_ID, SCHEMA_VERSION
+from aesthete.paths import default_db_path, is_within, subtree_prefix
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -283,7 +284,7 @@ class Store:
             for root in roots:
                 text = path_key(os.path.abspath(root))[0]
                 clauses.append("(f.path = ? OR f.path LIKE ? ESCAPE '\\')")
-                params += [text, _like_prefix(text.rstrip(os.sep) + os.sep)]
+                params += [text, _like_prefix(subtree_prefix(text))]
             where.append("(" + " OR ".join(clauses) + ")")
         score_cols = "NULL AS dist, NULL AS mean, NULL AS std, NULL AS p_high, NULL AS model"
         join = ""
@@ -322,7 +323,7 @@ class Store:
         return [
             {"path": p, "kind": kind, "reason": reason}
             for p, kind, reason in rows
-            if not prefixes or any(p == r or p.startswith(r.rstrip(os.sep) + os.sep) for r in prefixes)
+            if not prefixes or any(is_within(p, r) for r in prefixes)
         ]
 
     def photo_by_path(self, path: str) -> dict[str, Any] | None:
@@ -414,7 +415,5 @@ def _upsert(conn: sqlite3.Connection, table: str, rows: Sequence[dict[str, Any]]
 def open_store(path: str | Path | None = None) -> Store:
     """Open the database at ``path``, ``$AESTHETE_DB``, or the XDG data directory."""
     if path is None:
-        from aesthete.paths import default_db_path
-
         path = default_db_path()
     return Store(path)

@@ -60,3 +60,13 @@ def test_xdg_defaults_without_overrides(tmp_path: Path, monkeypatch: pytest.Monk
     assert paths.cache_dir() == tmp_path / "cache" / "aesthete"
     assert paths.config_dir() == tmp_path / "config" / "aesthete"
     assert paths.default_db_path() == tmp_path / "share" / "aesthete" / "aesthete.db"
+
+
+def test_is_within_compares_whole_folder_names() -> None:
+    assert paths.is_within("/photos/2024/a.jpg", "/photos")
+    assert paths.is_within("/photos", "/photos") and paths.is_within("/photos/a.jpg", "/photos/")
+    assert not paths.is_within("/photos-old/a.jpg", "/photos")  # a sibling sharing the name's start
+    assert not paths.is_within("/photo", "/photos")
+    assert paths.is_within("/anything", "/")  # the file system root holds everything
+    assert paths.subtree_prefix("/photos/") == paths.subtree_prefix("/photos") == "/photos/"
+    assert paths.subtree_prefix("/") == "/"
