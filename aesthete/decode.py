@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
+from aesthete.exif import orientation_tag, valid_orientation
+
 try:
     import rawpy
 except ImportError:  # a core dependency, but a broken install must still score every other photo
@@ -194,7 +196,7 @@ def _decode(
         else:
             im.draft("RGB", stored_need)
     im.load()
-    if orientation != 1 and not drafted and _read_orientation(im) != orientation:
+    if orientation != 1 and not drafted and orientation_tag(im) != orientation:
         # The plugin turned the pixels upright itself and dropped the tag (Pillow's TIFF reader does,
         # and reports the upright size from the start); the loaded size is the full size.
         orientation = 1
@@ -328,19 +330,11 @@ def _unidentified(exc: Exception, data: bytes) -> DecodeError:
     return DecodeError(NOT_AN_IMAGE, "not a recognised image format")
 
 
-def _read_orientation(im: Image.Image) -> object:
-    """The raw EXIF orientation value (1 when absent), or ``None`` when the EXIF cannot be parsed."""
-    try:
-        return im.getexif().get(0x0112, 1)
-    except Exception:
-        return None
-
-
 def _orientation(im: Image.Image, notes: list[str]) -> int:
     """EXIF orientation 1..8; broken EXIF or an out-of-range value counts as 1 (upright)."""
-    value = _read_orientation(im)
-    if isinstance(value, int) and 1 <= value <= 8:
-        return value
+    value = orientation_tag(im)
+    if (orientation := valid_orientation(value)) is not None:
+        return orientation
     notes.append("unreadable EXIF, orientation ignored" if value is None else f"invalid orientation {value!r} ignored")
     return 1
 

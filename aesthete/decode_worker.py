@@ -132,7 +132,6 @@ def process_file(job: FileJob) -> FileResult:
 def image_row(digest: str, decoded: Any, data: bytes) -> dict[str, Any]:
     """The ``images`` row for a decoded photo: size, EXIF, technical signals, perceptual hash."""
     exif = read_exif(data).to_dict()
-    exif.pop("orientation", None)
     gray = working_gray(decoded.image)  # shared by the signals and the hash (a resize, ~1 ms)
     signals = technical_signals(gray)
     return {

@@ -4,6 +4,10 @@ Camera metadata is written by thousands of firmwares and editors, and much of it
 field is validated on its own and falls back to ``None``; :func:`read_exif` never raises. Only the
 main IFD and the Exif sub-IFD are read (``details=False`` skips maker notes, which are slow and the
 usual source of parser crashes).
+
+The orientation is not part of that record: it says how to turn the pixels, not how the photo was
+taken, so it is read from the opened image (:func:`orientation_tag`) by whoever turns them: the decoder,
+and the training data's size scan.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ import math
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import exifread
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 # exifread logs a warning for every file without EXIF (every PNG, most edited JPEGs). Missing or
 # broken EXIF is an ordinary outcome here, reported as None fields, so keep that noise off stderr.
@@ -26,6 +33,7 @@ _DATE_RE = re.compile(r"\s*(\d{4})[:\-/.](\d{1,2})[:\-/.](\d{1,2})[ T](\d{1,2}):
 _TIME_TAGS = ("EXIF DateTimeOriginal", "EXIF DateTimeDigitized", "Image DateTime")
 # 0x8827 (called PhotographicSensitivity since EXIF 2.3), then the REI some cameras write beside it.
 _ISO_TAGS = ("EXIF ISOSpeedRatings", "EXIF RecommendedExposureIndex")
+ORIENTATION = 0x0112  # the EXIF Orientation tag (274)
 
 
 @dataclass
@@ -40,7 +48,6 @@ class ExifInfo:
     f_number: float | None = None
     exposure_time: float | None = None  # seconds
     iso: int | None = None
-    orientation: int | None = None  # 1..8
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, ready for a database row or JSON."""
@@ -56,7 +63,6 @@ def read_exif(data: bytes) -> ExifInfo:
     except Exception:  # exifread raises many types on malformed input; no EXIF is the honest answer
         return ExifInfo()
     iso = next((v for v in (_int(tags.get(name)) for name in _ISO_TAGS) if v is not None), None)
-    orientation = _int(tags.get("Image Orientation"))
     return ExifInfo(
         capture_time=next((t for t in (_datetime(tags.get(name)) for name in _TIME_TAGS) if t), None),
         make=_text(tags.get("Image Make")),
@@ -66,8 +72,21 @@ def read_exif(data: bytes) -> ExifInfo:
         f_number=_positive(tags.get("EXIF FNumber")),
         exposure_time=_positive(tags.get("EXIF ExposureTime")),
         iso=iso,
-        orientation=orientation if orientation is not None and 1 <= orientation <= 8 else None,
     )
+
+
+def orientation_tag(image: Image.Image) -> object:
+    """An opened image's EXIF orientation as written (1 when there is none), or ``None`` when its EXIF
+    cannot be parsed. Pillow's parser, which knows the EXIF of every container Pillow opens."""
+    try:
+        return image.getexif().get(ORIENTATION, 1)
+    except Exception:  # a broken EXIF block raises many types; the caller decides what that means
+        return None
+
+
+def valid_orientation(value: object) -> int | None:
+    """``value`` when it is an EXIF orientation (1..8), else ``None``."""
+    return value if isinstance(value, int) and 1 <= value <= 8 else None
 
 
 def _process(data: bytes) -> dict[str, Any]:

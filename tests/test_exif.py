@@ -1,20 +1,28 @@
-"""read_exif() turns camera metadata into typed fields, and never raises on anything."""
+"""read_exif() turns camera metadata into typed fields, and never raises on anything; orientation_tag()
+reads the orientation every reader of pixels applies."""
 
 from __future__ import annotations
+
+import io
 
 import imagegen as g
 import pytest
 from PIL import Image
 
-from aesthete.exif import ExifInfo, exif_line, read_exif
+from aesthete.exif import ExifInfo, exif_line, orientation_tag, read_exif, valid_orientation
 
 
 def photo(**exif_fields: object) -> bytes:
     return g.encode(g.marker_image(), "JPEG", exif=g.make_exif(**exif_fields))
 
 
+def orientation(data: bytes) -> int | None:
+    return valid_orientation(orientation_tag(Image.open(io.BytesIO(data))))
+
+
 def test_fields_read_back_from_a_camera_like_jpeg() -> None:
-    info = read_exif(photo(orientation=6, model="  Canon EOS R5\x00 "))
+    data = photo(orientation=6, model="  Canon EOS R5\x00 ")
+    info = read_exif(data)
     assert info == ExifInfo(
         capture_time="2024-05-01T12:00:00",
         make="Canon",
@@ -24,18 +32,19 @@ def test_fields_read_back_from_a_camera_like_jpeg() -> None:
         f_number=2.8,
         exposure_time=0.004,
         iso=400,
-        orientation=6,
     )
+    assert orientation(data) == 6
     assert info.to_dict()["exposure_time"] == 0.004
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
 def test_exif_in_png_and_webp(fmt: str) -> None:
     """WebP stores a bare TIFF header in its EXIF chunk, which exifread alone misreads."""
-    info = read_exif(g.encode(g.marker_image(), fmt, exif=g.make_exif(orientation=8)))
+    data = g.encode(g.marker_image(), fmt, exif=g.make_exif(orientation=8))
+    info = read_exif(data)
     assert info.camera == "Canon EOS R5"
     assert info.capture_time == "2024-05-01T12:00:00"
-    assert info.orientation == 8
+    assert orientation(data) == 8
 
 
 def test_capture_time_falls_back_to_digitized_then_datetime() -> None:
@@ -58,9 +67,19 @@ def test_unknown_values_written_as_zero_are_none() -> None:
     assert (info.focal_length, info.f_number, info.exposure_time, info.iso, info.lens, info.make) == (None,) * 6
 
 
-@pytest.mark.parametrize("orientation", [0, 9, 300])
-def test_orientation_outside_1_to_8_is_none(orientation: int) -> None:
-    assert read_exif(photo(orientation=orientation)).orientation is None
+@pytest.mark.parametrize("value", [0, 9, 300])
+def test_orientation_outside_1_to_8_is_none(value: int) -> None:
+    assert orientation(photo(orientation=value)) is None
+
+
+def test_orientation_absent_is_upright_and_unparseable_is_none() -> None:
+    assert orientation_tag(Image.open(io.BytesIO(g.encode(g.marker_image(), "PNG")))) == 1
+
+    class Broken:
+        def getexif(self) -> None:
+            raise SyntaxError("not a TIFF file")
+
+    assert orientation_tag(Broken()) is None  # type: ignore[arg-type]
 
 
 def test_no_exif_gives_all_none() -> None:
