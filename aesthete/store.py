@@ -14,6 +14,10 @@ Three tables carry the data flow:
 Writes happen in short ``BEGIN IMMEDIATE`` transactions under WAL with a busy timeout, so several
 ``score`` processes can share one database and a crash loses at most the transaction in flight.
 No torch here: rank, show and rescans stay instant.
+
+This module is the only one that knows the tables: the schema is built by the named migrations in
+:mod:`aesthete.migrations`, a ``files`` row by :func:`file_row`, and the decode workers ask what is already
+known through :class:`StoreReader` rather than with SQL of their own.
 """
 
 from __future__ import annotations
