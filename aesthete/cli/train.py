@@ -92,7 +92,7 @@ def train_command(
     elif nproc:
         device = "cpu"
 
-    from aesthete.training.records import DatasetError
+    from aesthete.training.splits import DatasetError
     from aesthete.training.trainer import METRICS_FILE, STATE_FILE, RunOptions, TrainingError, run
 
     options = RunOptions(
@@ -160,7 +160,7 @@ def eval_command(
         fail(f"--split must be one of {', '.join(SPLITS)}")
     from aesthete.checkpoint import CheckpointError
     from aesthete.training.recipes import RecipeError
-    from aesthete.training.records import DatasetError
+    from aesthete.training.splits import DatasetError
     from aesthete.training.trainer import TrainingError, evaluate_checkpoint
 
     try:

@@ -62,7 +62,7 @@ def launch(recipe: dict[str, Any], options: Any, **topology: Any) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """One training process (started by torchrun)."""
-    from aesthete.training.records import DatasetError
+    from aesthete.training.splits import DatasetError
     from aesthete.training.trainer import RunOptions, TrainingError, run
 
     args = sys.argv[1:] if argv is None else argv

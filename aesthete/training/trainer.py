@@ -37,7 +37,8 @@ from aesthete.models import AestheticModel, get_model
 from aesthete.training import data as data_mod
 from aesthete.training.metrics import HIGHER_IS_BETTER, METRIC_NAMES, evaluate
 from aesthete.training.recipes import differences
-from aesthete.training.records import DatasetSplits, Split, limit_splits, read_dataset, scan_images
+from aesthete.training.datasets import read_dataset
+from aesthete.training.splits import DatasetSplits, Split, limit_splits, scan_images
 
 STATE_FILE = "state.pt"
 MODEL_FILE = "model.safetensors"
