@@ -141,14 +141,15 @@ def eval_command(
     if split not in SPLITS:
         fail(f"--split must be one of {', '.join(SPLITS)}")
     from aesthete.checkpoint import CheckpointError
+    from aesthete.training.evaluation import evaluate_checkpoint
+    from aesthete.training.options import TrainingError
     from aesthete.training.recipes import RecipeError
     from aesthete.training.splits import DatasetError
-    from aesthete.training.trainer import TrainingError, evaluate_checkpoint
 
     try:
         report = evaluate_checkpoint(
             checkpoint, dataset, data_root, split=split, device=device, batch_size=batch_size,
-            workers=workers, limit=limit, progress=not as_json,
+            workers=workers, limit=limit, say=None if as_json else ConsoleReport().say,
         )  # fmt: skip
     except (CheckpointError, DatasetError, RecipeError, TrainingError, ValueError) as exc:
         fail(str(exc))
