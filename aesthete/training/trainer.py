@@ -12,6 +12,10 @@ What makes it reproduce a paper run whatever the hardware:
   each checkpoint, so ``--resume`` continues bit for bit on CPU (GPU kernels may not be deterministic).
 - Only rank 0 writes: the training state after every epoch (and every ``checkpoint_every`` steps),
   ``metrics.json``, and at the end a self-describing safetensors checkpoint for ``weights add``.
+- Only rank 0 reports, through ``say`` / ``progress`` callbacks; rendering them is the caller's.
+
+The process group lives in :mod:`~aesthete.training.distributed`, evaluation in
+:mod:`~aesthete.training.evaluation`; this module holds the loop itself.
 """
 
 from __future__ import annotations
