@@ -1,4 +1,5 @@
-"""Device, precision and the model runner: uint8 pixel batches in, probability rows out.
+"""Precision and the model runner: uint8 pixel batches in, probability rows out. The device is picked
+by :func:`aesthete.devices.pick_device` (re-exported here), as training picks its own.
 
 This is the only part of scoring that imports torch; it is imported after the decode workers have
 started, so they never carry torch and a run with nothing to score never pays for it.
@@ -15,38 +16,21 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from aesthete.errors import AestheteError
+from aesthete.devices import EngineError, normalise, pick_device
 from aesthete.models.base import AestheticModel
 
+# pick_device and EngineError live in aesthete.devices; scoring and bench import them from here.
+__all__ = [
+    "PRECISIONS",
+    "EngineError",
+    "ModelRunner",
+    "autocast_dtype",
+    "cpu_has_native_bf16",
+    "fold_batchnorm",
+    "pick_device",
+]
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-class EngineError(AestheteError, RuntimeError):
-    """A device or precision the machine cannot give; one line for the user."""
-
-
-def pick_device(spec: str = "auto") -> torch.device:
-    """``auto`` prefers CUDA, then Apple MPS, then the CPU; explicit requests are checked, not guessed."""
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise EngineError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise EngineError("CUDA was requested but no CUDA device is available (try --device cpu)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise EngineError(f"{spec} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise EngineError("MPS was requested but is not available on this machine (try --device cpu)")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise EngineError(f"unsupported device {spec!r}")
-    return device
 
 
 @functools.cache
@@ -113,9 +97,6 @@ class ModelRunner:
         self.model = fold_batchnorm(self.model.to(self.device).eval())
         if self.device.type in ("cuda", "cpu"):
             self.model = self.model.to(memory_format=torch.channels_last)
-        policy = self.model.policy
-        self._mean = torch.tensor(policy.mean, device=self.device).view(3, 1, 1) * 255
-        self._std = torch.tensor(policy.std, device=self.device).view(3, 1, 1) * 255
 
     @property
     def precision(self) -> str:
@@ -126,9 +107,8 @@ class ModelRunner:
         if self.device.type == "cuda":
             batch = batch.pin_memory()
         batch = batch.to(self.device, non_blocking=True)
-        batch = batch.movedim(-1, -3).float().sub_(self._mean).div_(self._std)
-        if batch.dim() == 4:
-            batch = batch.contiguous(memory_format=torch.channels_last)
+        policy = self.model.policy
+        batch = normalise(batch.movedim(-1, -3), policy.mean, policy.std, channels_last=True)
         ratios = torch.from_numpy(aspect.astype(np.float32)).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             probs = self.model(batch, ratios)["probs"]

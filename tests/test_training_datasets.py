@@ -15,7 +15,8 @@ from PIL import Image
 from aesthete.input_policy import InputPolicy
 from aesthete.training.aadb import ATTRIBUTES, image_name_from_url, read_aadb
 from aesthete.training.ava import read_ava
-from aesthete.training.records import DatasetError, limit_splits, read_dataset, scan_images
+from aesthete.training.datasets import read_dataset
+from aesthete.training.splits import DatasetError, limit_splits, scan_images
 
 
 def jpeg(path: Path, size: tuple[int, int] = (40, 30), *, orientation: int | None = None, seed: int = 0) -> None:

@@ -292,12 +292,12 @@ def test_torchvision_imagenet_weights_map_onto_the_backbone_trunk() -> None:
     tests) loads strictly into the model's trunk, tensor for tensor; the classifier head is left out."""
     import torchvision
 
-    from aesthete.training.trainer import load_backbone
+    from aesthete.models.backbones import load_imagenet_trunk
 
     torch.manual_seed(1)
     classifier = torchvision.models.resnet18(weights=None).state_dict()
     model = get_model("nima", backbone="resnet18", input_size=64)
-    load_backbone(model, "resnet18", classifier)
+    load_imagenet_trunk(model.features, "resnet18", classifier)
     trunk = model.features.state_dict()
     assert len(trunk) == len([k for k in classifier if not k.startswith("fc.")])
     assert torch.equal(trunk["0.weight"], classifier["conv1.weight"])

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from aesthete.cli.common import JsonOption, err, fail, out, print_json
 
-DATASETS = ("ava", "aadb")
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+DATASETS = ("ava", "aadb")  # the names of aesthete.training.datasets.DATASETS (imported lazily)
 SPLITS = ("train", "val", "test")
 
 
@@ -56,71 +59,47 @@ def train_command(
     Writes RUN/state.pt every epoch (for --resume), RUN/metrics.json, and at the end RUN/model.safetensors,
     a self-describing checkpoint for `aesthete weights add`.
     """
-    from aesthete.training.recipes import RecipeError, find_recipe, load_recipe, parse_override, resolve, to_toml
+    from aesthete.training.options import METRICS_FILE, RunOptions, TrainingError
+    from aesthete.training.preflight import choose_recipe
+    from aesthete.training.recipes import RecipeError, parse_override, to_toml
+    from aesthete.training.splits import DatasetError
 
     try:
-        path = _recipe_path(model_or_recipe, recipe, dataset, find_recipe)
-        raw = load_recipe(path)
-        if model_or_recipe and recipe and model_or_recipe not in (raw.get("model"), raw.get("name")):
-            fail(f"--recipe {recipe} trains {raw.get('model')}, not {model_or_recipe}")
-        if dataset and raw.get("dataset") != dataset:
-            fail(f"recipe {raw['name']} is for {raw.get('dataset')}, not {dataset}")
         named = [("train.epochs", epochs), ("train.batch_size", batch_size), ("optim.lr", lr)]
         overrides = [parse_override(text) for text in set_ or []]
         overrides += [(key, value) for key, value in named if value is not None]
         if no_pretrained:
             overrides.append(("train.pretrained", False))
-        resolved = resolve(raw, overrides)
+        path, resolved = choose_recipe(model_or_recipe, recipe, dataset, overrides)
     except RecipeError as exc:
         fail(str(exc))
     if dry_run:
         out.print(f"# recipe {resolved['name']} from {path}", highlight=False, markup=False)
         out.print(to_toml(resolved), highlight=False, markup=False, end="")
         return
-    if data_root is None:
-        fail("--data-root is required (the folder holding the dataset)")
-    if not data_root.is_dir():
-        fail(f"--data-root {data_root} is not a folder")
-    if gpus and nproc:
-        fail("use --gpus for GPU processes or --nproc for CPU processes, not both")
-    processes = gpus or nproc or 1
-    if nodes > 1 and node_rank >= nodes:
-        fail(f"--node-rank must be below --nodes ({nodes})")
-    if gpus:
-        _check_gpus(gpus)
-        device = "cuda"
-    elif nproc:
-        device = "cpu"
 
-    from aesthete.training.records import DatasetError
-    from aesthete.training.trainer import METRICS_FILE, STATE_FILE, RunOptions, TrainingError, run
+    from aesthete.training import preflight
 
-    options = RunOptions(
-        data_root=data_root.resolve(),
-        output=(output or Path("runs") / resolved["name"]).resolve(),
-        device=device,
-        resume=resume,
-        limit=limit,
-        workers=workers,
-    )
+    try:
+        root = preflight.check_data_root(data_root)
+        processes, device = preflight.plan_processes(
+            gpus=gpus, nproc=nproc, nodes=nodes, node_rank=node_rank, device=device
+        )
+        options = RunOptions(
+            data_root=root.resolve(),
+            output=(output or Path("runs") / resolved["name"]).resolve(),
+            device=device,
+            resume=resume,
+            limit=limit,
+            workers=workers,
+        )
+        if processes > 1 or nodes > 1:  # the trainer checks too, but a failing worker ends in torchrun's report
+            preflight.check_launch(
+                options.output, options.data_root, resolved["dataset"], resume=resume, node_rank=node_rank
+            )
+    except (TrainingError, DatasetError) as exc:
+        fail(str(exc))
     if processes > 1 or nodes > 1:
-        # Checked here as well as in the trainer: a failing worker would end in torchrun's own report.
-        state = options.output / STATE_FILE
-        if node_rank == 0 and state.exists() and not resume:
-            fail(f"{options.output} already holds a run; pass --resume to continue it or choose --output")
-        if node_rank == 0 and resume and not state.is_file():
-            fail(f"--resume: no training state at {state}")
-        try:  # the label files at least exist (reading them is rank 0's job, in the workers)
-            if resolved["dataset"] == "ava":
-                from aesthete.training.ava import find_ava_txt
-
-                find_ava_txt(options.data_root)
-            else:
-                from aesthete.training.aadb import find_label_dir
-
-                find_label_dir(options.data_root)
-        except DatasetError as exc:
-            fail(str(exc))
         from aesthete.training.launcher import launch
 
         code = launch(
@@ -134,10 +113,13 @@ def train_command(
             return
         summary = json.loads(metrics_path.read_text(encoding="utf-8"))
     else:
-        try:
-            summary = run(resolved, options)
-        except (TrainingError, DatasetError) as exc:
-            fail(str(exc))
+        from aesthete.training.trainer import run
+
+        with ConsoleReport() as report:
+            try:
+                summary = run(resolved, options, say=report.say, progress=report.progress)
+            except (TrainingError, DatasetError) as exc:
+                fail(str(exc))
     out.print(comparison_table(summary.get("comparison", []), title=f"{resolved['name']}: test split"))
     err.print(f"run saved in {options.output}", highlight=False)
 
@@ -159,14 +141,15 @@ def eval_command(
     if split not in SPLITS:
         fail(f"--split must be one of {', '.join(SPLITS)}")
     from aesthete.checkpoint import CheckpointError
+    from aesthete.training.evaluation import evaluate_checkpoint
+    from aesthete.training.options import TrainingError
     from aesthete.training.recipes import RecipeError
-    from aesthete.training.records import DatasetError
-    from aesthete.training.trainer import TrainingError, evaluate_checkpoint
+    from aesthete.training.splits import DatasetError
 
     try:
         report = evaluate_checkpoint(
             checkpoint, dataset, data_root, split=split, device=device, batch_size=batch_size,
-            workers=workers, limit=limit, progress=not as_json,
+            workers=workers, limit=limit, say=None if as_json else ConsoleReport().say,
         )  # fmt: skip
     except (CheckpointError, DatasetError, RecipeError, TrainingError, ValueError) as exc:
         fail(str(exc))
@@ -201,19 +184,50 @@ def _cell(metric: str, value: float | None) -> str:
     return f"{value * 100:.2f}%" if metric == "accuracy" else f"{value:.4f}"
 
 
-def _recipe_path(model_or_recipe: str | None, recipe: Path | None, dataset: str | None, find: Any) -> Path:
-    if recipe is not None:
-        return find(str(recipe))
-    if not model_or_recipe:
-        fail("name a model or recipe (e.g. `aesthete train hla-gcn --dataset ava`), or pass --recipe FILE")
-    if dataset is not None and dataset not in DATASETS:
-        fail(f"--dataset must be one of {', '.join(DATASETS)}")
-    return find(model_or_recipe, dataset)
+class ConsoleReport:
+    """Training's news on stderr: each line as it comes, and on a terminal a transient Rich bar per
+    epoch (a log file gets the epoch lines, not bars). The library reports through :meth:`say` and
+    :meth:`progress` callbacks; this is the only place that knows about Rich."""
 
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+        self._task: str | None = None
+        self._id: TaskID | None = None
 
-def _check_gpus(count: int) -> None:
-    import torch
+    def __enter__(self) -> ConsoleReport:
+        return self
 
-    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if available < count:
-        fail(f"--gpus {count} asked for, but {available} CUDA device(s) are visible")
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def say(self, line: str) -> None:
+        err.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    def progress(self, task: str, done: int, total: int, info: str | None) -> None:
+        if not err.is_terminal:
+            return
+        if task != self._task:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.close()
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+            )
+            self._bar.start()
+            self._task, self._id = task, self._bar.add_task(task, total=total, info="")
+        assert self._bar is not None and self._id is not None
+        fields = {} if info is None else {"info": info}
+        self._bar.update(self._id, completed=done, total=total, **fields)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        self._bar, self._task, self._id = None, None, None

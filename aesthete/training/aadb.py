@@ -27,12 +27,14 @@ from __future__ import annotations
 import csv
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
 
-from aesthete.training.records import DatasetError, DatasetSplits, ReadReport, Split
+from aesthete.training.splits import DatasetError, DatasetSplits, ReadReport, Split
 
 ATTRIBUTES = (
     "BalacingElements",
@@ -186,3 +188,12 @@ def read_aadb(root: Path, *, test_list: str = "auto", min_ratings: int = 2) -> D
         )
         report.source[f"{split} list"] = score_file.name
     return DatasetSplits(report=report, **splits)
+
+
+def read_from_recipe(root: Path, data: Mapping[str, Any]) -> DatasetSplits:
+    """:func:`read_aadb` with the options of a recipe's ``[data]`` table (the registry's reader)."""
+    return read_aadb(
+        root,
+        test_list=str(data.get("test_list", "auto")),
+        min_ratings=int(data.get("min_ratings", 2)),
+    )

@@ -22,11 +22,13 @@ shifts another image to a different split.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from aesthete.training.records import DatasetError, DatasetSplits, ReadReport, Split, read_id_list
+from aesthete.training.splits import DatasetError, DatasetSplits, ReadReport, Split, read_id_list
 
 AVA_ROWS = 255_530  # lines of the released AVA.txt
 AVA_TEST_IMAGES = 19_930  # the standard test ids that were still downloadable (APM, sec. 4)
@@ -100,6 +102,16 @@ def read_ava(root: Path, *, val_size: int = 2000, split_seed: int = 0, test_list
         val=_named(everything.subset(val), "val"),
         test=_named(everything.subset(np.flatnonzero(is_test)), "test"),
         report=report,
+    )
+
+
+def read_from_recipe(root: Path, data: Mapping[str, Any]) -> DatasetSplits:
+    """:func:`read_ava` with the options of a recipe's ``[data]`` table (the registry's reader)."""
+    return read_ava(
+        root,
+        val_size=int(data.get("val_size", 2000)),
+        split_seed=int(data.get("split_seed", 0)),
+        test_list=str(data.get("test_list", "auto")),
     )
 
 

@@ -12,7 +12,8 @@
 - Randomness is a pure function of (seed, epoch, photo): every augmentation is the same whatever the
   number of processes, loader workers, or where a run was resumed. That is what makes a resumed run
   continue bit for bit and lets N processes reproduce one process's step.
-- Workers ship uint8 tensors; :func:`to_device` normalises on the device (4x fewer bytes to move).
+- Workers ship uint8 tensors; :func:`to_device` normalises on the device (4x fewer bytes to move)
+  with :func:`aesthete.devices.normalise`, the helper scoring uses.
 - Batches are planned per *global* batch (:func:`plan_epoch`): every process draws the same shuffled
   list of global batches, takes its share of each, and splits it into micro-batches when a share is
   larger than ``micro_batch``. Variable-size inputs form their global batches within one shape bucket.
@@ -31,8 +32,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from aesthete.decode import DecodeError, decode
+from aesthete.devices import normalise
 from aesthete.input_policy import IMAGENET_MEAN, IMAGENET_STD, InputPolicy
-from aesthete.training.records import Split
+from aesthete.training.splits import Split
 
 Shape = tuple[int, ...]
 # The standard fixed-size ImageNet view (shorter side 256, centre 224) a teacher classifier sees.
@@ -138,7 +140,7 @@ class PhotoDataset(Dataset):
         teacher: bool = False,
     ) -> None:
         if split.sizes is None:
-            raise ValueError("scan the split's images first (records.scan_images)")
+            raise ValueError("scan the split's images first (splits.scan_images)")
         self.split = split
         self.policy = policy
         self.augment = augment
@@ -213,20 +215,12 @@ def to_device(
 ) -> dict[str, Any]:
     """uint8 images -> normalised float on ``device``; other tensors moved as they are."""
     out = {key: value.to(device, non_blocking=True) for key, value in batch.items() if isinstance(value, torch.Tensor)}
-    out["images"] = _normalise(out["images"], policy.mean, policy.std, channels_last)
+    out["images"] = normalise(out["images"], policy.mean, policy.std, channels_last=channels_last)
     if "teacher_images" in out:
-        out["teacher_images"] = _normalise(out["teacher_images"], IMAGENET_MEAN, IMAGENET_STD, channels_last)
+        out["teacher_images"] = normalise(
+            out["teacher_images"], IMAGENET_MEAN, IMAGENET_STD, channels_last=channels_last
+        )
     return out
-
-
-def _normalise(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float], channels_last: bool) -> torch.Tensor:
-    shape = (3, 1, 1)
-    mean_t = torch.tensor(mean, device=pixels.device).reshape(shape)
-    std_t = torch.tensor(std, device=pixels.device).reshape(shape)
-    images = (pixels.float() / 255.0 - mean_t) / std_t
-    if channels_last and images.dim() == 4:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images
 
 
 @dataclass

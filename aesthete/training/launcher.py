@@ -62,16 +62,24 @@ def launch(recipe: dict[str, Any], options: Any, **topology: Any) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """One training process (started by torchrun)."""
-    from aesthete.training.records import DatasetError
-    from aesthete.training.trainer import RunOptions, TrainingError, run
+    from aesthete.errors import AestheteError
+    from aesthete.training.trainer import RunOptions, run
 
     args = sys.argv[1:] if argv is None else argv
     job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     fields = job["options"]
     options = RunOptions(**{**fields, "data_root": Path(fields["data_root"]), "output": Path(fields["output"])})
+    # This process is a command of its own: it renders its progress as `aesthete train` does (only
+    # rank 0's reaches the callbacks).
+    from aesthete.cli.train import ConsoleReport
+
     try:
-        run(job["recipe"], options)
-    except (TrainingError, DatasetError) as exc:
+        with ConsoleReport() as report:
+            if options.progress:
+                run(job["recipe"], options, say=report.say, progress=report.progress)
+            else:
+                run(job["recipe"], options)
+    except AestheteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 

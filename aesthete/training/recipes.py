@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aesthete.errors import AestheteError
+from aesthete.training.datasets import DATASETS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,7 +26,6 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 FREE_FORM = ("model_config", "paper")
-DATASET_BINS = {"ava": 10, "aadb": 5}
 
 DEFAULTS: dict[str, Any] = {
     "name": "",
@@ -246,8 +246,8 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
 def _validate(recipe: dict[str, Any]) -> None:
     if not recipe["model"]:
         raise RecipeError("the recipe names no model")
-    if recipe["dataset"] not in DATASET_BINS:
-        raise RecipeError(f"dataset must be one of {', '.join(DATASET_BINS)}, not {recipe['dataset']!r}")
+    if recipe["dataset"] not in DATASETS:
+        raise RecipeError(f"dataset must be one of {', '.join(DATASETS)}, not {recipe['dataset']!r}")
     for (table, key), choices in _CHOICES.items():
         if recipe[table][key] not in choices:
             raise RecipeError(f"{table}.{key} must be one of {', '.join(choices)}, not {recipe[table][key]!r}")
@@ -262,10 +262,9 @@ def _validate(recipe: dict[str, Any]) -> None:
     if schedule["kind"] == "multistep" and not schedule["milestones"]:
         raise RecipeError("schedule.milestones must list at least one point for a multistep schedule")
     bins = recipe["model_config"].get("bins")
-    if bins is not None and bins not in (2, DATASET_BINS[recipe["dataset"]]):
-        raise RecipeError(
-            f"model_config.bins = {bins} does not fit {recipe['dataset']} ({DATASET_BINS[recipe['dataset']]} bins)"
-        )
+    dataset_bins = DATASETS[recipe["dataset"]].bins
+    if bins is not None and bins not in (2, dataset_bins):
+        raise RecipeError(f"model_config.bins = {bins} does not fit {recipe['dataset']} ({dataset_bins} bins)")
 
 
 def differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:

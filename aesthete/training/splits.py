@@ -1,5 +1,7 @@
-"""What a dataset reader hands the trainer: three splits of (image path, vote counts, attributes),
-plus a report of everything that was dropped and why.
+"""The split types every dataset reader hands the trainer: three splits of (image path, vote counts,
+attributes), plus a report of everything that was dropped and why, and the operations on them that
+know no dataset (scanning image headers, ``--limit`` subsets, id lists). Readers live in their own
+modules (``ava``, ``aadb``) and are found through :mod:`aesthete.training.datasets`.
 
 Torch-free on purpose: reading AVA.txt and checking 255,000 image headers is the slow part of starting
 a run, and ``aesthete train --dry-run`` or a reader test should not pay for ``import torch``.
@@ -113,32 +115,6 @@ class DatasetSplits:
         if name not in SPLITS:
             raise DatasetError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
         return getattr(self, name)
-
-
-def read_dataset(name: str, root: str | Path, options: dict[str, Any] | None = None) -> DatasetSplits:
-    """Read dataset ``name`` ("ava" or "aadb") from ``root`` with the recipe's ``[data]`` options."""
-    options = dict(options or {})
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"data root {root} is not a directory")
-    if name == "ava":
-        from aesthete.training.ava import read_ava
-
-        return read_ava(
-            root,
-            val_size=int(options.get("val_size", 2000)),
-            split_seed=int(options.get("split_seed", 0)),
-            test_list=str(options.get("test_list", "auto")),
-        )
-    if name == "aadb":
-        from aesthete.training.aadb import read_aadb
-
-        return read_aadb(
-            root,
-            test_list=str(options.get("test_list", "auto")),
-            min_ratings=int(options.get("min_ratings", 2)),
-        )
-    raise DatasetError(f"unknown dataset {name!r}; choose ava or aadb")
 
 
 def scan_images(splits: DatasetSplits, *, names: Sequence[str] = SPLITS, threads: int = 16) -> DatasetSplits:

@@ -1,0 +1,85 @@
+"""The checks ``aesthete train`` makes before it starts a process: which recipe the arguments name,
+whether the processes asked for can run here, and whether the run folder and data root are what the
+run needs. Each raises a library error with a one-line message, so a mistake is reported before
+torchrun starts N processes that would each fail in its own report.
+
+Torch-free except :func:`check_gpus`, which imports torch only when GPUs are asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aesthete.training.datasets import dataset_names, get_dataset
+from aesthete.training.options import STATE_FILE, TrainingError
+from aesthete.training.recipes import RecipeError, find_recipe, load_recipe, resolve
+
+
+def recipe_path(model_or_recipe: str | None, recipe: Path | None, dataset: str | None) -> Path:
+    """The recipe file the arguments name: ``--recipe FILE``, a recipe name, or a model and dataset."""
+    if recipe is not None:
+        return find_recipe(str(recipe))
+    if not model_or_recipe:
+        raise RecipeError("name a model or recipe (e.g. `aesthete train hla-gcn --dataset ava`), or pass --recipe FILE")
+    if dataset is not None and dataset not in dataset_names():
+        raise RecipeError(f"--dataset must be one of {', '.join(dataset_names())}")
+    return find_recipe(model_or_recipe, dataset)
+
+
+def choose_recipe(
+    model_or_recipe: str | None,
+    recipe: Path | None,
+    dataset: str | None,
+    overrides: list[tuple[str, Any]],
+) -> tuple[Path, dict[str, Any]]:
+    """(recipe file, resolved recipe) for the arguments; a recipe that contradicts them is an error."""
+    path = recipe_path(model_or_recipe, recipe, dataset)
+    raw = load_recipe(path)
+    if model_or_recipe and recipe and model_or_recipe not in (raw.get("model"), raw.get("name")):
+        raise RecipeError(f"--recipe {recipe} trains {raw.get('model')}, not {model_or_recipe}")
+    if dataset and raw.get("dataset") != dataset:
+        raise RecipeError(f"recipe {raw['name']} is for {raw.get('dataset')}, not {dataset}")
+    return path, resolve(raw, overrides)
+
+
+def plan_processes(*, gpus: int, nproc: int, nodes: int, node_rank: int, device: str) -> tuple[int, str]:
+    """(processes on this machine, device) for ``--gpus`` / ``--nproc`` / ``--nodes`` / ``--device``."""
+    if gpus and nproc:
+        raise TrainingError("use --gpus for GPU processes or --nproc for CPU processes, not both")
+    if nodes > 1 and node_rank >= nodes:
+        raise TrainingError(f"--node-rank must be below --nodes ({nodes})")
+    if gpus:
+        check_gpus(gpus)
+        return gpus, "cuda"
+    if nproc:
+        return nproc, "cpu"
+    return 1, device
+
+
+def check_gpus(count: int) -> None:
+    import torch
+
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if available < count:
+        raise TrainingError(f"--gpus {count} asked for, but {available} CUDA device(s) are visible")
+
+
+def check_data_root(data_root: Path | None) -> Path:
+    if data_root is None:
+        raise TrainingError("--data-root is required (the folder holding the dataset)")
+    if not data_root.is_dir():
+        raise TrainingError(f"--data-root {data_root} is not a folder")
+    return data_root
+
+
+def check_launch(output: Path, data_root: Path, dataset: str, *, resume: bool, node_rank: int) -> None:
+    """What a multi-process run checks before torchrun starts: the run folder (on the machine that
+    writes it) and that the dataset's label files exist (reading them is rank 0's job, in the workers).
+    The trainer checks the run folder again; this only makes a mistake one line instead of N reports."""
+    state = output / STATE_FILE
+    if node_rank == 0 and state.exists() and not resume:
+        raise TrainingError(f"{output} already holds a run; pass --resume to continue it or choose --output")
+    if node_rank == 0 and resume and not state.is_file():
+        raise TrainingError(f"--resume: no training state at {state}")
+    get_dataset(dataset).locate(data_root)
