@@ -172,15 +172,6 @@ def _descriptions(root: ET.Element) -> list[ET.Element] | None:
     return None if rdf is None else rdf.findall(f"{{{RDF}}}Description")
 
 
-def _values(root: ET.Element, name: str) -> list[str]:
-    found = []
-    for description in _descriptions(root) or []:
-        if name in description.attrib:
-            found.append(description.attrib[name])
-        found += [(child.text or "").strip() for child in description.findall(name)]
-    return found
-
-
 def _apply(root: ET.Element, wanted: dict[str, str]) -> bool:
     """Set each property where it already is (attribute or simple element), else as an attribute of the
     first description. Returns whether anything changed."""
