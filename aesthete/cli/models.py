@@ -7,9 +7,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from aesthete.cli.common import JsonOption, out, print_json
+from aesthete.cli.common import JsonOption, library_errors, out, print_json
 
 
+@library_errors()
 def models_command(
     as_json: JsonOption = False,
     count: Annotated[bool, typer.Option("--count/--no-count", help="Build each model to count parameters.")] = True,
