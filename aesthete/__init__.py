@@ -53,7 +53,13 @@ _API: dict[str, tuple[str, str]] = {
     "XmpError": ("aesthete.xmp", "XmpError"),
 }
 
-__all__ = list(_API)
+# Spelt out for linters and ``from aesthete import *``; a test keeps it equal to _API's names.
+__all__ = [
+    "score", "ScoreSummary", "open_store", "Store", "rank", "cull", "Filters", "Ranking", "apply_cull",
+    "CullOptions", "CullReport", "build_report", "list_models", "get_model", "load_model", "list_weights",
+    "resolve_weights", "AestheteError", "OptionError", "NothingToDoError", "UnknownModelError", "StoreError",
+    "WeightsError", "CheckpointError", "XmpError",
+]  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

@@ -34,6 +34,10 @@ def test_each_public_name_is_the_object_its_module_defines(name: str) -> None:
     assert name in dir(aesthete)
 
 
+def test_all_lists_exactly_the_api_table() -> None:
+    assert sorted(aesthete.__all__) == sorted(aesthete._API) and len(set(aesthete.__all__)) == len(aesthete.__all__)
+
+
 def test_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         aesthete.nonsense  # noqa: B018 - the lookup is the test
