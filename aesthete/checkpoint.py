@@ -113,7 +113,10 @@ def load_model(path: str | Path, *, device: str = "cpu") -> AestheticModel:
     from aesthete.models import get_model
 
     meta = read_meta(path)
-    model = get_model(meta["arch"], **meta["config"])
+    try:
+        model = get_model(meta["arch"], **meta["config"])
+    except (TypeError, ValueError) as exc:  # a builder refusing the recorded config: the file is at fault
+        raise CheckpointError(f"{path}: its config does not build {meta['arch']} ({exc})") from None
     if model.bins != meta["bins"] or model.policy != InputPolicy.from_dict(meta["policy"]):
         raise CheckpointError(f"{path}: bins or input policy disagree with its architecture's config")
     try:

@@ -10,3 +10,12 @@ from __future__ import annotations
 
 class AestheteError(Exception):
     """Base of every error aesthete raises for a reason it can explain in one line."""
+
+
+class OptionError(AestheteError, ValueError):
+    """An option value, or a combination of options, that cannot work (``--top`` with ``--keep``, an
+    unknown sort key). A ``ValueError`` too, as bad arguments are in Python."""
+
+
+class NothingToDoError(AestheteError, LookupError):
+    """Nothing to work on: nothing scored yet, no photos in scope. The command line exits 3 for it."""

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from aesthete.errors import OptionError
 from aesthete.fileops import NO_HARD_LINKS, atomic_write, copy_new, free_bundle, free_name, same_content
 from aesthete.paths import is_within
 from aesthete.select import Ranking
@@ -81,7 +82,7 @@ def export_album(
     created; the outcome lists what would be.
     """
     if mode not in MODES:
-        raise ValueError(f"unknown export mode {mode!r}; use one of {', '.join(MODES)}")
+        raise OptionError(f"unknown export mode {mode!r}; use one of {', '.join(MODES)}")
     outcome = Outcome()
     if not dry_run:
         os.makedirs(dest, exist_ok=True)

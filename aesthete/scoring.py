@@ -88,7 +88,7 @@ ProgressFn = Callable[[int, int], None]
 
 def choose_model(model: str | None, weights: str | None) -> ModelChoice:
     """Resolve ``--model``/``--weights`` without torch: a checkpoint's header names its architecture."""
-    from aesthete.weights import default_weights_for, resolve_weights
+    from aesthete.weights import WeightsError, default_weights_for, resolve_weights
 
     name = check_architecture(model or DEFAULT_MODEL)
     resolved = resolve_weights(weights, arch=model) if weights else default_weights_for(name)
@@ -102,7 +102,7 @@ def choose_model(model: str | None, weights: str | None) -> ModelChoice:
         return ModelChoice(model=name, notice=notice)
     arch = resolved.meta["arch"]
     if model and model != arch:
-        raise ValueError(f"weights {weights!r} are for model {arch!r}, not {model!r}")
+        raise WeightsError(f"weights {weights!r} are for model {arch!r}, not {model!r}")
     policy = InputPolicy.from_dict(resolved.meta["policy"])
     return ModelChoice(
         model=arch,
@@ -169,9 +169,10 @@ def score(
 ) -> ScoreSummary:
     """Score every photo under ``roots`` and cache the results in ``store``.
 
-    Raises ValueError (bad option), ``aesthete.weights`` errors and ``aesthete.engine.EngineError``
-    before any work starts; during the run a bad file is recorded, never raised, and a file whose decode
-    runs longer than ``file_timeout`` seconds (default :data:`FILE_TIMEOUT_S`) is abandoned and recorded.
+    Raises :class:`aesthete.errors.AestheteError` subclasses (unknown model, ``aesthete.weights`` and
+    checkpoint errors, ``aesthete.engine.EngineError``) before any work starts; during the run a bad file
+    is recorded, never raised, and a file whose decode runs longer than ``file_timeout`` seconds (default
+    :data:`FILE_TIMEOUT_S`) is abandoned and recorded.
     Ctrl-C stops after writing every finished photo and returns the summary with ``interrupted=True``.
     """
     started = time.perf_counter()

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aesthete.errors import NothingToDoError, OptionError
 from aesthete.groups import annotate, ensure_groups
 from aesthete.store import ModelKey, Store
 
@@ -78,7 +79,7 @@ def rank(
     no aesthetic scores exist the ranking falls back to technical quality and says so in ``notes``.
     """
     if by not in RANK_KEYS:
-        raise ValueError(f"unknown sort key {by!r}; use one of {', '.join(RANK_KEYS)}")
+        raise OptionError(f"unknown sort key {by!r}; use one of {', '.join(RANK_KEYS)}")
     notes: list[str] = []
     key = store.latest_model_key(model)
     if model and key is None:
@@ -107,7 +108,7 @@ def last_run_scope(store: Store, roots: Sequence[str], model: str | None) -> tup
         return list(roots), model
     last = store.last_run()
     if last is None:
-        raise LookupError("nothing scored yet: run `aesthete score FOLDER` first, or pass folders")
+        raise NothingToDoError("nothing scored yet: run `aesthete score FOLDER` first, or pass folders")
     return last["roots"], model or last["model"]
 
 
@@ -134,15 +135,15 @@ def cull(
     ``group``/``group_size``; every other ranked photo lands in ``others`` with ``why`` it was not picked.
     """
     if top is not None and keep_percent is not None:
-        raise ValueError("use either --top or --keep, not both")
+        raise OptionError("use either --top or --keep, not both")
     if keep_percent is not None and not 0 < keep_percent <= 100:
-        raise ValueError(f"--keep must be a percentage above 0 and at most 100, not {keep_percent:g}")
+        raise OptionError(f"--keep must be a percentage above 0 and at most 100, not {keep_percent:g}")
     if top is None and keep_percent is None and min_score is None:
         top = DEFAULT_TOP
     roots, model = last_run_scope(store, roots, model)
     ranking = rank(store, roots, by="mean", model=model)
     if min_score is not None and ranking.basis != "aesthetic":
-        raise ValueError("--min-score compares aesthetic scores and none are cached here; use --top or --keep")
+        raise OptionError("--min-score compares aesthetic scores and none are cached here; use --top or --keep")
     limit = top if keep_percent is None else math.ceil(len(ranking.rows) * keep_percent / 100)
     cut = f"top {top}" if keep_percent is None else f"{keep_percent:g}% kept ({limit} photos)"
     if group:

@@ -30,7 +30,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aesthete.errors import AestheteError
+from aesthete.errors import AestheteError, OptionError
 from aesthete.fileops import atomic_write
 from aesthete.formats import raw_format
 
@@ -121,7 +121,7 @@ def write_sidecar(
     """Set ``xmp:Rating`` (and ``xmp:Label`` when given) in ``photo``'s sidecar (or the one at ``path``),
     creating or merging it."""
     if not 0 <= rating <= 5:
-        raise ValueError(f"an XMP rating is 0..5, not {rating}")
+        raise OptionError(f"an XMP rating is 0..5, not {rating}")
     path = path or sidecar_path(photo)
     wanted = {f"{{{XMP}}}Rating": str(rating)}
     if label is not None:
@@ -170,15 +170,6 @@ def _descriptions(root: ET.Element) -> list[ET.Element] | None:
     """The ``rdf:Description`` elements of the packet's ``rdf:RDF`` (None when there is no ``rdf:RDF``)."""
     rdf = root if root.tag == f"{{{RDF}}}RDF" else root.find(f".//{{{RDF}}}RDF")
     return None if rdf is None else rdf.findall(f"{{{RDF}}}Description")
-
-
-def _values(root: ET.Element, name: str) -> list[str]:
-    found = []
-    for description in _descriptions(root) or []:
-        if name in description.attrib:
-            found.append(description.attrib[name])
-        found += [(child.text or "").strip() for child in description.findall(name)]
-    return found
 
 
 def _apply(root: ET.Element, wanted: dict[str, str]) -> bool:

@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 
 from aesthete import export as export_module
 from aesthete.cli import app
+from aesthete.culling import CullOptions, apply
+from aesthete.errors import NothingToDoError, OptionError
 from aesthete.export import export_album, move_rejects
 from aesthete.scoring import score
 from aesthete.select import cull
@@ -239,6 +241,43 @@ def test_cli_cull_exports_rates_and_reports_json(shoot: tuple[Path, Store], tmp_
     bad = runner.invoke(app, ["cull", str(folder), "--db", db, "--keep", "lots"])
     assert bad.exit_code == 2 and "percentage" in bad.output
     assert snapshot(folder) == before
+
+
+def test_apply_picks_and_does_every_file_action_in_one_call(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    folder, store = shoot
+    before = snapshot(folder)
+    album, rejects = tmp_path / "album", tmp_path / "rejects"
+    options = CullOptions(
+        roots=[str(folder)], top=3, export=str(album), mode="copy", xmp=True, stars=True,
+        move_rejects=str(rejects), dry_run=True,
+    )  # fmt: skip
+    report = apply(store, options)
+    assert names(report.ranking.rows) == BEST_OF_GROUPS[:3] and len(report.ranking.others) == 11
+    assert report.roots == [str(folder)] and report.settings["top"] == 3 and not report.failed
+    assert report.export is not None and not report.export.inside_roots
+    assert [Path(p.target).name for p in report.export.outcome.placed] == BEST_OF_GROUPS[:3]
+    assert report.xmp is not None and {r.status for r, _ in report.xmp.sidecars} == {"created"}
+    assert [n for _, n in report.xmp.sidecars] == [5, 5, 4]
+    assert report.moved is not None and len(report.moved.outcome.placed) == 11
+    assert set(report.actions()) == {"export", "xmp", "moved"}
+    # A dry run: nothing was created, moved or written.
+    assert snapshot(folder) == before and not album.exists() and not rejects.exists()
+    assert not list(folder.glob("*.xmp"))
+    # Without file actions the report has no sections, and `keep` is recorded as a percentage.
+    plain = apply(store, CullOptions(keep_percent=20))
+    assert plain.export is plain.xmp is plain.moved is None and plain.actions() == {}
+    assert plain.settings["keep"] == "20%" and len(plain.ranking.rows) == 3
+
+
+def test_cull_options_are_checked_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(OptionError, match="--mode must be one of link, symlink, copy"):
+        CullOptions(mode="move")
+    with pytest.raises(OptionError, match="only apply with --xmp"):
+        CullOptions(stars=True)
+    with pytest.raises(OptionError, match="only apply with --xmp"):
+        CullOptions(label="pick")
+    with pytest.raises(NothingToDoError, match="nothing scored yet"):
+        apply(Store(tmp_path / "empty.db"), CullOptions())
 
 
 def test_cli_groups_lists_the_bursts(shoot: tuple[Path, Store]) -> None:

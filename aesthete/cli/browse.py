@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from aesthete.cli.common import DbOption, Exit, JsonOption, err, fail, opened_store, out, print_csv, print_json
+from aesthete.cli.common import (
+    CSV_FIELDS,
+    ROW_FIELDS,
+    DbOption,
+    Exit,
+    JsonOption,
+    PathsArgument,
+    PathsOnly,
+    fail,
+    library_errors,
+    opened_store,
+    out,
+    print_csv,
+    print_json,
+    print_notes,
+    ranking_table,
+)
 from aesthete.select import RANK_KEYS, Filters, Ranking
 
-ROW_FIELDS = (
-    "path", "mean", "std", "p_high", "dist", "model", "technical", "sharpness", "clipped_shadows",
-    "clipped_highlights", "mean_luma", "noise", "flags", "capture_time", "make", "camera", "lens", "width", "height",
-    "companions",
-)  # fmt: skip
-CSV_FIELDS = tuple(f for f in ROW_FIELDS if f not in ("dist", "flags", "companions"))
-
-PathsArgument = Annotated[
-    list[Path] | None, typer.Argument(help="Only photos under these folders.", show_default=False)
-]
 TopOption = Annotated[int | None, typer.Option("--top", "-n", min=1, help="Show only the best N.")]
-PathsOnly = Annotated[bool, typer.Option("--paths", help="Print bare paths, one per line (for pipes).")]
 
 
+@library_errors()
 def rank_command(
     paths: PathsArgument = None,
     by: Annotated[str, typer.Option(help=f"Sort key: {', '.join(RANK_KEYS)}.")] = "mean",
@@ -47,13 +52,11 @@ def rank_command(
 
     filters = Filters(min_score, max_score, since, until, camera, lens)
     with opened_store(db) as store:
-        try:
-            ranking = rank(store, [str(p) for p in paths or []], by=by, model=model, filters=filters, top=top)
-        except ValueError as exc:
-            fail(str(exc))
+        ranking = rank(store, [str(p) for p in paths or []], by=by, model=model, filters=filters, top=top)
     _emit(ranking, as_json=as_json, as_csv=as_csv, paths_only=paths_only, title="ranked")
 
 
+@library_errors()
 def show_command(
     photo: Annotated[Path, typer.Argument(help="A photo that `score` has seen.", show_default=False)],
     db: DbOption = None,
@@ -90,6 +93,7 @@ def show_command(
         out.print(histogram(score["dist"]), highlight=False)
 
 
+@library_errors()
 def failures_command(paths: PathsArgument = None, db: DbOption = None, as_json: JsonOption = False) -> None:
     """Files that could not be read, with the reason recorded for each."""
     with opened_store(db) as store:
@@ -111,8 +115,7 @@ def histogram(dist: list[float], width: int = 40) -> str:
 
 
 def _emit(ranking: Ranking, *, as_json: bool, as_csv: bool, paths_only: bool, title: str) -> None:
-    for note in ranking.notes:
-        err.print(f"[yellow]note:[/] {note}", highlight=False)
+    print_notes(ranking.notes)
     rows = ranking.rows
     if paths_only:
         for row in rows:
@@ -123,41 +126,4 @@ def _emit(ranking: Ranking, *, as_json: bool, as_csv: bool, paths_only: bool, ti
     elif as_csv:
         print_csv(rows, CSV_FIELDS)
     else:
-        out.print(_table(rows, ranking, title))
-
-
-def display_path(path: str) -> str:
-    """A table's short form of a path: relative to the working folder when inside it, else ``~/...``.
-    JSON, CSV and --paths keep absolute paths for scripts."""
-    cwd = os.getcwd()
-    if path.startswith(cwd.rstrip(os.sep) + os.sep):
-        return os.path.relpath(path, cwd)
-    home = os.path.expanduser("~")
-    return "~" + path[len(home) :] if home != os.sep and path.startswith(home + os.sep) else path
-
-
-def _table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> Table:
-    basis = f"{ranking.key.model} mean score" if ranking.basis == "aesthetic" else "technical quality"
-    table = Table(title=f"{len(rows)} photos {title} by {basis if ranking.by == 'mean' else ranking.by}")
-    table.add_column("#", justify="right")
-    shown = [display_path(row["path"]) for row in rows]
-    # Paths are what people read first: give them room before the numeric columns get theirs.
-    table.add_column("photo", overflow="fold", min_width=min(60, max(map(len, shown), default=5)))
-    if ranking.basis == "aesthetic":
-        table.add_column("mean", justify="right")
-        table.add_column("std", justify="right")
-    table.add_column("technical", justify="right")
-    table.add_column("flags")
-    table.add_column("taken")
-    grouped = any(row.get("group_size", 1) > 1 for row in rows)  # cull: which picks won over a burst
-    if grouped:
-        table.add_column("group")
-    for index, (row, path) in enumerate(zip(rows, shown), start=1):
-        cells = [str(index), path]
-        if ranking.basis == "aesthetic":
-            cells += [f"{row['mean']:.2f}", f"{row['std']:.2f}"]
-        cells += [f"{row['technical']:.2f}", ", ".join(row["flags"]), (row["capture_time"] or "")[:16]]
-        if grouped:
-            cells.append(f"{row['group']} (best of {row['group_size']})" if row["group_size"] > 1 else "")
-        table.add_row(*cells)
-    return table
+        out.print(ranking_table(rows, ranking, title))

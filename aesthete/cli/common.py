@@ -1,18 +1,33 @@
-"""What every command shares: the database option, consoles, exit codes and error reporting."""
+"""What every command shares: the database option, consoles, exit codes, error reporting and tables.
+
+Errors: every error the library raises on purpose is an :class:`aesthete.errors.AestheteError`.
+:func:`library_errors` (a context manager and a decorator) turns one into a one-line message on stderr
+and the exit code :data:`EXIT_CODES` gives its class; commands use it instead of catching built-in
+exception types.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from aesthete.errors import AestheteError, NothingToDoError
+from aesthete.weights import ChecksumMismatch
+
+if TYPE_CHECKING:
+    from aesthete.select import Ranking
 
 # stdout carries results (tables, --json, --paths); progress and messages go to stderr.
 out = Console(soft_wrap=True)
@@ -37,6 +52,27 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+PathsArgument = Annotated[
+    list[Path] | None, typer.Argument(help="Only photos under these folders.", show_default=False)
+]
+PathsOnly = Annotated[bool, typer.Option("--paths", help="Print bare paths, one per line (for pipes).")]
+
+# The fields of a photo row that --json prints (``rank``, ``cull``), and the flat ones --csv prints.
+ROW_FIELDS = (
+    "path", "mean", "std", "p_high", "dist", "model", "technical", "sharpness", "clipped_shadows",
+    "clipped_highlights", "mean_luma", "noise", "flags", "capture_time", "make", "camera", "lens", "width", "height",
+    "companions",
+)  # fmt: skip
+CSV_FIELDS = tuple(f for f in ROW_FIELDS if f not in ("dist", "flags", "companions"))
+
+
+# The one mapping from library errors to exit codes: the first class of an error's MRO listed here
+# decides, and every other AestheteError is a usage problem (unknown model, bad option, unusable database,
+# device or checkpoint). A new error type gets a line here only when it needs another code.
+EXIT_CODES: dict[type[AestheteError], Exit] = {
+    NothingToDoError: Exit.NOTHING_USABLE,
+    ChecksumMismatch: Exit.SOME_FAILED,  # a file failed its sha256 check, as `weights verify` reports it
+}
 
 
 def fail(message: str, code: Exit = Exit.USAGE) -> NoReturn:
@@ -44,17 +80,44 @@ def fail(message: str, code: Exit = Exit.USAGE) -> NoReturn:
     raise typer.Exit(int(code))
 
 
+def exit_code(error: AestheteError) -> Exit:
+    """The exit code for ``error``, from :data:`EXIT_CODES`."""
+    for cls in type(error).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return Exit.USAGE
+
+
+def one_line(error: BaseException) -> str:
+    """The error's first non-empty line (a message never spills over several), or its class name."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else error.__class__.__name__
+
+
+def fail_with(error: AestheteError) -> NoReturn:
+    """Exit with ``error``'s one-line message (markup-escaped: a path may hold ``[brackets]``) and code."""
+    fail(escape(one_line(error)), exit_code(error))
+
+
+@contextmanager
+def library_errors() -> Iterator[None]:
+    """Library errors become one-line messages and exit codes, never tracebacks. Use as ``with
+    library_errors():`` around library calls, or as ``@library_errors()`` on a command function."""
+    try:
+        yield
+    except AestheteError as error:
+        fail_with(error)
+
+
 @contextmanager
 def opened_store(db: Path | None) -> Iterator[Any]:
     """Open the database or exit with a one-line reason, also when damage shows only once it is read."""
     import sqlite3
 
-    from aesthete.store import StoreError, open_store
+    from aesthete.store import open_store
 
-    try:
+    with library_errors():
         store = open_store(db)
-    except StoreError as exc:
-        fail(str(exc))
     try:
         yield store
     except sqlite3.DatabaseError as exc:
@@ -74,3 +137,47 @@ def print_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
+
+
+def print_notes(notes: Sequence[str]) -> None:
+    """A ranking's notes (fallbacks, photos left out) on stderr, where they never mix with results."""
+    for note in notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+def display_path(path: str) -> str:
+    """A table's short form of a path: relative to the working folder when inside it, else ``~/...``.
+    JSON, CSV and --paths keep absolute paths for scripts."""
+    cwd = os.getcwd()
+    if path.startswith(cwd.rstrip(os.sep) + os.sep):
+        return os.path.relpath(path, cwd)
+    home = os.path.expanduser("~")
+    return "~" + path[len(home) :] if home != os.sep and path.startswith(home + os.sep) else path
+
+
+def ranking_table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> Table:
+    """The table ``rank`` and ``cull`` print: place, photo, scores, flags, capture time (and group)."""
+    basis = f"{ranking.key.model} mean score" if ranking.basis == "aesthetic" else "technical quality"
+    table = Table(title=f"{len(rows)} photos {title} by {basis if ranking.by == 'mean' else ranking.by}")
+    table.add_column("#", justify="right")
+    shown = [display_path(row["path"]) for row in rows]
+    # Paths are what people read first: give them room before the numeric columns get theirs.
+    table.add_column("photo", overflow="fold", min_width=min(60, max(map(len, shown), default=5)))
+    if ranking.basis == "aesthetic":
+        table.add_column("mean", justify="right")
+        table.add_column("std", justify="right")
+    table.add_column("technical", justify="right")
+    table.add_column("flags")
+    table.add_column("taken")
+    grouped = any(row.get("group_size", 1) > 1 for row in rows)  # cull: which picks won over a burst
+    if grouped:
+        table.add_column("group")
+    for index, (row, path) in enumerate(zip(rows, shown), start=1):
+        cells = [str(index), path]
+        if ranking.basis == "aesthetic":
+            cells += [f"{row['mean']:.2f}", f"{row['std']:.2f}"]
+        cells += [f"{row['technical']:.2f}", ", ".join(row["flags"]), (row["capture_time"] or "")[:16]]
+        if grouped:
+            cells.append(f"{row['group']} (best of {row['group_size']})" if row["group_size"] > 1 else "")
+        table.add_row(*cells)
+    return table

@@ -8,18 +8,35 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from aesthete.cli.browse import ROW_FIELDS, PathsArgument, PathsOnly, _table
-from aesthete.cli.common import DbOption, Exit, JsonOption, err, fail, opened_store, out, print_json
-from aesthete.select import Ranking
+from aesthete.cli.common import (
+    ROW_FIELDS,
+    DbOption,
+    Exit,
+    JsonOption,
+    PathsArgument,
+    PathsOnly,
+    err,
+    fail,
+    library_errors,
+    opened_store,
+    out,
+    print_json,
+    print_notes,
+    ranking_table,
+)
+
+if TYPE_CHECKING:
+    from aesthete.culling import CullReport
 
 ModelOption = Annotated[str | None, typer.Option("--model", "-m", help="Use this model's scores.")]
 
 
+@library_errors()
 def cull_command(
     paths: PathsArgument = None,
     top: Annotated[int | None, typer.Option("--top", "-n", min=1, help="Keep the best N (default 50).")] = None,
@@ -47,101 +64,48 @@ def cull_command(
     compete and only the best can be picked. Ties go to the technically better frame, then to the one
     the model is surer of. Exit 1 if some file action failed.
     """
-    from aesthete.export import MODES
-    from aesthete.select import cull, last_run_scope
+    from aesthete.culling import CullOptions, apply, parse_keep
 
-    if mode not in MODES:
-        fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if (stars or label is not None) and not xmp:
-        fail("--stars and --label only apply with --xmp")
-    keep_percent = _percent(keep) if keep is not None else None
+    options = CullOptions(
+        roots=[str(p) for p in paths or []], top=top, keep_percent=parse_keep(keep) if keep is not None else None,
+        min_score=min_score, model=model, group=not no_group, reject_blurry=reject_blurry,
+        reject_exposure=reject_exposure, export=str(export) if export is not None else None, mode=mode,
+        order_by_time=order_by_time, xmp=xmp, stars=stars, label=label,
+        move_rejects=str(move_rejects) if move_rejects is not None else None, dry_run=dry_run,
+    )  # fmt: skip
     with opened_store(db) as store:
-        try:
-            roots, model = last_run_scope(store, [str(p) for p in paths or []], model)
-            ranking = cull(
-                store, roots, top=top, keep_percent=keep_percent, min_score=min_score, model=model,
-                group=not no_group, reject_blurry=reject_blurry, reject_exposure=reject_exposure,
-            )  # fmt: skip
-        except LookupError as exc:
-            fail(str(exc), Exit.NOTHING_USABLE)
-        except ValueError as exc:
-            fail(str(exc))
-        settings = {"top": top, "keep": keep, "min_score": min_score, "group": not no_group,
-                    "reject_blurry": reject_blurry, "reject_exposure": reject_exposure, "roots": roots}  # fmt: skip
-        report: dict[str, Any] = {}
-        if export is not None:
-            report["export"] = _export(ranking, export, roots, mode, order_by_time, dry_run, settings)
-        if xmp:
-            report["xmp"] = _xmp(ranking, stars, label, dry_run)
-        if move_rejects is not None:
-            report["moved"] = _move(ranking, move_rejects, roots, dry_run, store)
-    _print_cull(ranking, report, as_json=as_json, paths_only=paths_only, dry_run=dry_run)
-    if any(section.get("failed") for section in report.values()):
+        report = apply(store, options)
+    _print_actions(report)
+    _print_cull(report, as_json=as_json, paths_only=paths_only)
+    if report.failed:
         raise typer.Exit(int(Exit.SOME_FAILED))
 
 
-def _percent(text: str) -> float:
-    try:
-        return float(text.strip().removesuffix("%"))
-    except ValueError:
-        fail(f"--keep takes a percentage like 10%, not {text!r}")
-
-
-def _export(
-    ranking: Ranking, dest: Path, roots: list[str], mode: str, by_time: bool, dry_run: bool, settings: dict[str, Any]
-) -> dict[str, Any]:
-    from aesthete.export import export_album, inside
-
-    if inside(str(dest), roots):
-        err.print(f"[yellow]note:[/] {dest} is inside a scored folder; the next `score` will see the album too")
-    outcome = export_album(ranking, str(dest), mode=mode, order_by_time=by_time, dry_run=dry_run, settings=settings)
-    for notice in outcome.notices:
-        err.print(f"[yellow]note:[/] {notice}", highlight=False)
-    done = Counter(p.how for p in outcome.placed)
-    verb = "would put" if dry_run else "put"
-    summary = ", ".join(f"{n} {how}" for how, n in sorted(done.items())) or "nothing"
-    err.print(f"export: {verb} {summary} in {dest}; manifest {outcome.manifest}", highlight=False)
-    _report_failures("export", outcome.failed)
-    return {
-        "folder": str(dest), "manifest": outcome.manifest, "notices": outcome.notices,
-        "placed": [p.__dict__ for p in outcome.placed], "failed": outcome.failed,
-    }  # fmt: skip
-
-
-def _xmp(ranking: Ranking, stars: bool, label: str | None, dry_run: bool) -> dict[str, Any]:
-    from aesthete.select import RANK_KEYS
-    from aesthete.xmp import PICK_RATING, quantile_stars, write_sidecars
-
-    ratings = [PICK_RATING] * len(ranking.rows)
-    if stars:  # quintiles of the whole shoot, so a pick's stars say where it stands among all the photos
-        column = RANK_KEYS[ranking.by]
-        everyone = ranking.rows + ranking.others
-        ratings = quantile_stars([r[column] or 0.0 for r in everyone])[: len(ranking.rows)]
-    results = [  # a RAW companion's sidecars get its JPEG's rating: they are one photo
-        (result, rating)
-        for row, rating in zip(ranking.rows, ratings)
-        for result in write_sidecars(
-            row["real_path"], row.get("companions", ()), rating=rating, label=label, dry_run=dry_run
-        )
-    ]
-    done = Counter(r.status for r, _ in results)
-    summary = ", ".join(f"{n} {status}" for status, n in sorted(done.items())) or "no picks"
-    err.print(f"xmp{' (dry run)' if dry_run else ''}: sidecars {summary}", highlight=False)
-    skipped = [(r.photo, r.message or "") for r, _ in results if r.status == "skipped"]
-    _report_failures("xmp", skipped)
-    return {"sidecars": [r.__dict__ | {"rating": n} for r, n in results], "failed": skipped}
-
-
-def _move(ranking: Ranking, dest: Path, roots: list[str], dry_run: bool, store: Any) -> dict[str, Any]:
-    from aesthete.export import inside, move_rejects
-
-    if inside(str(dest), roots):
-        err.print(f"[yellow]note:[/] {dest} is inside a scored folder; the next `cull` there will see the rejects")
-    outcome = move_rejects(ranking.others, str(dest), dry_run=dry_run, on_moved=store.move_file)
-    verb = "would move" if dry_run else "moved"
-    err.print(f"move: {verb} {len(outcome.placed)} photo(s) not picked to {dest}", highlight=False)
-    _report_failures("move", outcome.failed)
-    return {"folder": str(dest), "placed": [p.__dict__ for p in outcome.placed], "failed": outcome.failed}
+def _print_actions(report: CullReport) -> None:
+    """What the file actions did, on stderr: one summary line each, then every failure."""
+    if report.export:
+        dest, outcome = report.export.folder, report.export.outcome
+        if report.export.inside_roots:
+            err.print(f"[yellow]note:[/] {dest} is inside a scored folder; the next `score` will see the album too")
+        for notice in outcome.notices:
+            err.print(f"[yellow]note:[/] {notice}", highlight=False)
+        done = Counter(p.how for p in outcome.placed)
+        verb = "would put" if report.dry_run else "put"
+        summary = ", ".join(f"{n} {how}" for how, n in sorted(done.items())) or "nothing"
+        err.print(f"export: {verb} {summary} in {dest}; manifest {outcome.manifest}", highlight=False)
+        _report_failures("export", outcome.failed)
+    if report.xmp:
+        done = Counter(r.status for r, _ in report.xmp.sidecars)
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(done.items())) or "no picks"
+        err.print(f"xmp{' (dry run)' if report.dry_run else ''}: sidecars {summary}", highlight=False)
+        _report_failures("xmp", report.xmp.skipped)
+    if report.moved:
+        dest, outcome = report.moved.folder, report.moved.outcome
+        if report.moved.inside_roots:
+            err.print(f"[yellow]note:[/] {dest} is inside a scored folder; the next `cull` there will see the rejects")
+        verb = "would move" if report.dry_run else "moved"
+        err.print(f"move: {verb} {len(outcome.placed)} photo(s) not picked to {dest}", highlight=False)
+        _report_failures("move", outcome.failed)
 
 
 def _report_failures(what: str, failed: list[tuple[str, str]]) -> None:
@@ -149,9 +113,9 @@ def _report_failures(what: str, failed: list[tuple[str, str]]) -> None:
         err.print(f"[red]{what} failed:[/] {path}: {reason}", highlight=False)
 
 
-def _print_cull(ranking: Ranking, report: dict[str, Any], *, as_json: bool, paths_only: bool, dry_run: bool) -> None:
-    for note in ranking.notes:
-        err.print(f"[yellow]note:[/] {note}", highlight=False)
+def _print_cull(report: CullReport, *, as_json: bool, paths_only: bool) -> None:
+    ranking = report.ranking
+    print_notes(ranking.notes)
     if paths_only:
         for row in ranking.rows:
             typer.echo(row["real_path"])
@@ -159,11 +123,11 @@ def _print_cull(ranking: Ranking, report: dict[str, Any], *, as_json: bool, path
         fields = (*ROW_FIELDS, "pick", "group", "group_size")
         print_json({
             "by": ranking.by, "basis": ranking.basis, "model": ranking.key.model if ranking.key else None,
-            "dry_run": dry_run, "picks": [{k: row.get(k) for k in fields} for row in ranking.rows],
-            "not_picked": [{"path": row["path"], "why": row["why"]} for row in ranking.others], **report,
+            "dry_run": report.dry_run, "picks": [{k: row.get(k) for k in fields} for row in ranking.rows],
+            "not_picked": [{"path": row["path"], "why": row["why"]} for row in ranking.others], **report.actions(),
         })  # fmt: skip
     else:
-        out.print(_table(ranking.rows, ranking, "picked"))
+        out.print(ranking_table(ranking.rows, ranking, "picked"))
     reasons = Counter(_why_kind(row["why"]) for row in ranking.others)
     left = "".join(f", {n} {kind}" for kind, n in reasons.most_common())
     err.print(f"picked {len(ranking.rows)} of {len(ranking.rows) + len(ranking.others)}{left}", highlight=False)
@@ -178,6 +142,7 @@ def _why_kind(why: str) -> str:
     return why
 
 
+@library_errors()
 def groups_command(
     paths: PathsArgument = None,
     model: ModelOption = None,
@@ -190,10 +155,7 @@ def groups_command(
     from aesthete.select import last_run_scope, rank
 
     with opened_store(db) as store:
-        try:
-            roots, model = last_run_scope(store, [str(p) for p in paths or []], model)
-        except LookupError as exc:
-            fail(str(exc), Exit.NOTHING_USABLE)
+        roots, model = last_run_scope(store, [str(p) for p in paths or []], model)
         ranking = rank(store, roots, by="mean", model=model)
         members = annotate(ranking.rows, ensure_groups(store))
     found = sorted((g, rows) for g, rows in members.items() if len(rows) > 1)
@@ -217,6 +179,7 @@ def groups_command(
     out.print(table if found else "no groups: every photo stands alone")
 
 
+@library_errors()
 def report_command(
     html: Annotated[Path, typer.Option("--html", help="Write the contact sheet to this file.", show_default=False)],
     paths: PathsArgument = None,
@@ -230,12 +193,8 @@ def report_command(
     if html.exists() and html.suffix.lower() not in (".html", ".htm"):
         fail(f"{html} exists and is not an .html file; refusing to overwrite it")
     with opened_store(db) as store:
-        try:
-            page, ranking = build_report(store, [str(p) for p in paths or []], model=model)
-        except LookupError as exc:
-            fail(str(exc), Exit.NOTHING_USABLE)
-    for note in ranking.notes:
-        err.print(f"[yellow]note:[/] {note}", highlight=False)
+        page, ranking = build_report(store, [str(p) for p in paths or []], model=model)
+    print_notes(ranking.notes)
     try:
         atomic_write(str(html), page.encode("utf-8"), overwrite=True)
     except OSError as exc:

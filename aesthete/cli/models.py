@@ -7,15 +7,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from aesthete.cli.common import JsonOption, out, print_json
+from aesthete.cli.common import JsonOption, library_errors, out, print_json
 
 
+@library_errors()
 def models_command(
     as_json: JsonOption = False,
     count: Annotated[bool, typer.Option("--count/--no-count", help="Build each model to count parameters.")] = True,
 ) -> None:
     """List the models aesthete can run, with parameter counts, input policy and available weights."""
-    from aesthete.models import get_model, list_models
+    from aesthete.architectures import model_names
+    from aesthete.models import get_model
     from aesthete.weights import list_weights
 
     available: dict[str, list[str]] = {}
@@ -23,10 +25,8 @@ def models_command(
         if entry.kind == "aesthetic" and entry.available:
             available.setdefault(entry.arch, []).append(entry.name)
     rows = []
-    for name in list_models():
+    for name in model_names(scoring=True):  # auxiliary networks (PEAR's prior) never score a photo
         model = get_model(name)
-        if not model.scores_photos:
-            continue
         rows.append({
             "name": name,
             "parameters": model.num_parameters() if count else None,

@@ -20,9 +20,10 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from aesthete.cli.common import DbOption, Exit, JsonOption, err, fail, opened_store, out, print_json
+from aesthete.cli.common import DbOption, Exit, JsonOption, err, fail, library_errors, opened_store, out, print_json
 
 
+@library_errors()
 def score_command(
     paths: Annotated[list[Path], typer.Argument(help="Folders or photos to score.", show_default=False)],
     model: Annotated[
@@ -47,7 +48,6 @@ def score_command(
     signals only), 130 interrupted.
     """
     from aesthete.scoring import score
-    from aesthete.weights import WeightsError
 
     for path in paths:
         if not path.exists():
@@ -59,14 +59,11 @@ def score_command(
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        try:
-            summary = score(
-                [str(p) for p in paths], store=store, model=model, weights=weights, device=device,
-                precision=precision, batch_size=batch_size, workers=workers, recursive=recursive, rescore=rescore,
-                progress=advance,
-            )  # fmt: skip
-        except (ValueError, LookupError, WeightsError, RuntimeError) as exc:
-            fail(str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__)
+        summary = score(
+            [str(p) for p in paths], store=store, model=model, weights=weights, device=device,
+            precision=precision, batch_size=batch_size, workers=workers, recursive=recursive, rescore=rescore,
+            progress=advance,
+        )  # fmt: skip
     code = _exit_code(summary)
     if as_json:
         print_json({**summary.to_dict(), "exit_code": int(code)})

@@ -25,8 +25,7 @@ from rich.progress import (
 from rich.table import Column, Table
 
 from aesthete import weights
-from aesthete.checkpoint import CheckpointError
-from aesthete.cli.common import Exit, JsonOption, err, fail, out, print_json
+from aesthete.cli.common import Exit, JsonOption, err, library_errors, out, print_json
 
 app = typer.Typer(
     help="Registered weights: list them, download (pull), register your own checkpoints (add), verify files.",
@@ -34,21 +33,10 @@ app = typer.Typer(
 )
 
 
-@contextmanager
-def _clean_errors() -> Iterator[None]:
-    """Library errors become one-line messages and exit codes, never tracebacks."""
-    try:
-        yield
-    except weights.ChecksumMismatch as exc:
-        fail(escape(str(exc)), Exit.SOME_FAILED)
-    except (weights.WeightsError, CheckpointError) as exc:
-        fail(escape(str(exc)))
-
-
 @app.command("list")
 def list_command(as_json: JsonOption = False) -> None:
     """List the project's weights and your own, and whether each file is downloaded and verified."""
-    with _clean_errors():
+    with library_errors():
         entries = weights.list_weights()
     if as_json:
         print_json([entry.to_dict() for entry in entries])
@@ -75,7 +63,7 @@ def add_command(
     as_json: JsonOption = False,
 ) -> None:
     """Register a local checkpoint in your registry; it is copied into the cache, so the original can go."""
-    with _clean_errors():
+    with library_errors():
         entry = weights.add(file, name=name)
     if as_json:
         print_json(entry.to_dict())
@@ -89,7 +77,7 @@ def pull_command(name: Annotated[str, typer.Argument(help="A name from `aesthete
 
     An interrupted download resumes where it stopped when run again.
     """
-    with _clean_errors(), _progress(name) as progress:
+    with library_errors(), _progress(name) as progress:
         path = weights.pull(name, progress=progress)
     out.print(str(path), highlight=False, markup=False)
 
@@ -125,7 +113,7 @@ def verify_command(
     as_json: JsonOption = False,
 ) -> None:
     """Rehash downloaded and added weights; exit code 1 if any file is missing or changed."""
-    with _clean_errors():
+    with library_errors():
         results = weights.verify(name)
     if as_json:
         print_json([{"name": entry, "ok": ok, "reason": reason} for entry, ok, reason in results])

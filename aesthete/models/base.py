@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypedDict
 import torch
 from torch import Tensor, nn
 
+from aesthete.architectures import ARCHITECTURES
 from aesthete.input_policy import InputPolicy
 
 
@@ -40,14 +41,18 @@ class AestheticModel(nn.Module):
     """
 
     arch: ClassVar[str]
-    # False for auxiliary networks (PEAR's attribute prior) that train but never score photos.
-    scores_photos: ClassVar[bool] = True
 
     def __init__(self, *, bins: int, policy: InputPolicy, config: dict[str, Any]) -> None:
         super().__init__()
         self.bins = bins
         self.policy = policy
         self.config = dict(config)
+
+    @property
+    def scores_photos(self) -> bool:
+        """False for auxiliary networks (PEAR's attribute prior) that train but never score photos; read
+        from the one table of architectures, :data:`aesthete.architectures.ARCHITECTURES`."""
+        return ARCHITECTURES[self.arch].scores_photos
 
     def forward(self, images: Tensor, aspect: Tensor | None = None) -> dict[str, Tensor]:
         raise NotImplementedError

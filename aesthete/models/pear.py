@@ -62,8 +62,7 @@ def _policy(input_size: int, resize_short: int) -> InputPolicy:
 class PearPrior(AestheticModel):
     """The prior network: backbone -> global average pooling -> FC -> one logit per photographic attribute."""
 
-    arch = "pear-prior"
-    scores_photos = False
+    arch = "pear-prior"  # never scores photos: see its entry in aesthete.architectures
 
     def __init__(self, *, backbone: str, attributes: int, input_size: int, resize_short: int, config: dict) -> None:
         super().__init__(bins=0, policy=_policy(input_size, resize_short), config=config)

@@ -1,31 +1,38 @@
-"""A small model registry in the spirit of torchvision's ``_api.py``: builders stored by name."""
+"""A small model registry in the spirit of torchvision's ``_api.py``: builders stored by name.
+
+The names come from :data:`aesthete.architectures.ARCHITECTURES`, the torch-free table: registering a
+name that is not there (or from another module than the table says) fails at import, so the table and
+the registry cannot drift apart.
+"""
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 from typing import Any
 
-from aesthete.errors import AestheteError
+from aesthete.architectures import ARCHITECTURES, UnknownModelError, filter_names
 
 _BUILDERS: dict[str, Callable[..., Any]] = {}
 
+__all__ = ["UnknownModelError", "get_model", "list_models", "register_model"]
+
 
 def register_model(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a keyword-only builder under ``name``; a duplicate name is a programming error."""
+    """Register a keyword-only builder under ``name``, which must be in ``ARCHITECTURES`` with the
+    builder's module; a duplicate or unlisted name is a programming error."""
 
     def wrap(builder: Callable[..., Any]) -> Callable[..., Any]:
+        arch = ARCHITECTURES.get(name)
+        if arch is None:
+            raise ValueError(f"model {name!r} is not listed in aesthete.architectures.ARCHITECTURES")
+        if builder.__module__ != f"aesthete.models.{arch.module}":
+            raise ValueError(f"model {name!r} is listed as built in {arch.module}, not {builder.__module__}")
         if name in _BUILDERS:
             raise ValueError(f"model {name!r} is already registered")
         _BUILDERS[name] = builder
         return builder
 
     return wrap
-
-
-class UnknownModelError(AestheteError, KeyError):
-    def __str__(self) -> str:
-        return f"unknown model {self.args[0]!r}; known models: {', '.join(sorted(_BUILDERS))}"
 
 
 def get_model(name: str, **config: Any) -> Any:
@@ -39,9 +46,5 @@ def get_model(name: str, **config: Any) -> Any:
 
 
 def list_models(include: str | None = None, exclude: str | None = None) -> list[str]:
-    names = sorted(_BUILDERS)
-    if include:
-        names = [n for n in names if fnmatch.fnmatch(n, include)]
-    if exclude:
-        names = [n for n in names if not fnmatch.fnmatch(n, exclude)]
-    return names
+    """The registered names (sorted), filtered by ``include`` / ``exclude`` globs."""
+    return filter_names(_BUILDERS, include, exclude)

@@ -1,0 +1,181 @@
+"""One cull, start to finish: choose the keepers, then export them, rate them in XMP sidecars and move the
+rest away, as asked. What ``aesthete cull`` does, as one library call (:func:`apply`) returning a
+:class:`CullReport`; the command only parses options, calls it and prints the report.
+
+No torch, no pixels: the picks come from the cache (:func:`aesthete.select.cull`), the file actions from
+:mod:`aesthete.export` and :mod:`aesthete.xmp`. Nothing here changes an original except a move, and only
+of the photos not picked, because ``move_rejects`` asked for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aesthete.errors import OptionError
+from aesthete.export import MODES, Outcome, export_album, inside, move_rejects
+from aesthete.select import RANK_KEYS, Ranking, cull, last_run_scope
+from aesthete.store import Store
+from aesthete.xmp import PICK_RATING, SidecarResult, quantile_stars, write_sidecars
+
+
+@dataclass(frozen=True)
+class CullOptions:
+    """What to pick (the options of :func:`aesthete.select.cull`) and what to do with the picks.
+
+    Checked when made, before any database is opened: a bad ``mode`` or ``stars``/``label`` without
+    ``xmp`` raises :class:`aesthete.errors.OptionError`.
+    """
+
+    roots: Sequence[str] = ()  # empty: the folders of the last ``score`` run
+    top: int | None = None
+    keep_percent: float | None = None
+    min_score: float | None = None
+    model: str | None = None
+    group: bool = True
+    reject_blurry: bool = False
+    reject_exposure: bool = False
+    export: str | None = None  # build an album of the picks in this folder
+    mode: str = "link"  # album entries: link, symlink or copy
+    order_by_time: bool = False
+    xmp: bool = False  # write xmp:Rating into the picks' sidecars
+    stars: bool = False  # with xmp: 1-5 stars by score quintile, not PICK_RATING
+    label: str | None = None  # with xmp: also set xmp:Label
+    move_rejects: str | None = None  # move the photos not picked into this folder
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise OptionError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if (self.stars or self.label is not None) and not self.xmp:
+            raise OptionError("--stars and --label only apply with --xmp")
+
+
+@dataclass
+class ExportReport:
+    folder: str
+    outcome: Outcome
+    inside_roots: bool  # the album is inside a scored folder: the next ``score`` will see it too
+
+
+@dataclass
+class XmpReport:
+    sidecars: list[tuple[SidecarResult, int]]  # each sidecar written (or not) with the rating it got
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """(photo, reason) for each existing sidecar left as it was because it could not be merged."""
+        return [(r.photo, r.message or "") for r, _ in self.sidecars if r.status == "skipped"]
+
+
+@dataclass
+class MoveReport:
+    folder: str
+    outcome: Outcome
+    inside_roots: bool  # the folder is inside a scored folder: the next ``cull`` there will see the rejects
+
+
+@dataclass
+class CullReport:
+    """The picks (``ranking.rows``), the photos not picked with why (``ranking.others``), and what each
+    file action did; a section is None when its action was not asked for."""
+
+    ranking: Ranking
+    roots: list[str]
+    dry_run: bool
+    export: ExportReport | None = None
+    xmp: XmpReport | None = None
+    moved: MoveReport | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # the selection options, as the manifest records
+
+    @property
+    def failed(self) -> bool:
+        """Whether some file action failed (an album entry, a sidecar, a move)."""
+        return bool(
+            (self.export and self.export.outcome.failed)
+            or (self.xmp and self.xmp.skipped)
+            or (self.moved and self.moved.outcome.failed)
+        )
+
+    def actions(self) -> dict[str, Any]:
+        """The file actions as JSON-able sections (``export``, ``xmp``, ``moved``), as ``cull --json`` prints."""
+        sections: dict[str, Any] = {}
+        if self.export:
+            outcome = self.export.outcome
+            sections["export"] = {
+                "folder": self.export.folder, "manifest": outcome.manifest, "notices": outcome.notices,
+                "placed": [p.__dict__ for p in outcome.placed], "failed": outcome.failed,
+            }  # fmt: skip
+        if self.xmp:
+            sections["xmp"] = {
+                "sidecars": [r.__dict__ | {"rating": n} for r, n in self.xmp.sidecars],
+                "failed": self.xmp.skipped,
+            }
+        if self.moved:
+            outcome = self.moved.outcome
+            sections["moved"] = {
+                "folder": self.moved.folder,
+                "placed": [p.__dict__ for p in outcome.placed],
+                "failed": outcome.failed,
+            }
+        return sections
+
+
+def apply(store: Store, options: CullOptions) -> CullReport:
+    """Pick the keepers among ``options.roots`` and do the file actions ``options`` ask for, in this order:
+    export the album, write the sidecars, move the rest (so a move never takes a photo the album needs).
+
+    Raises :class:`aesthete.errors.NothingToDoError` when nothing is scored yet and
+    :class:`aesthete.errors.OptionError` for options that cannot work together; a file action that fails
+    for one photo is recorded in the report, never raised.
+    """
+    roots, model = last_run_scope(store, list(options.roots), options.model)
+    ranking = cull(
+        store, roots, top=options.top, keep_percent=options.keep_percent, min_score=options.min_score,
+        model=model, group=options.group, reject_blurry=options.reject_blurry,
+        reject_exposure=options.reject_exposure,
+    )  # fmt: skip
+    keep = f"{options.keep_percent:g}%" if options.keep_percent is not None else None
+    settings = {"top": options.top, "keep": keep, "min_score": options.min_score, "group": options.group,
+                "reject_blurry": options.reject_blurry, "reject_exposure": options.reject_exposure,
+                "roots": roots}  # fmt: skip
+    report = CullReport(ranking=ranking, roots=roots, dry_run=options.dry_run, settings=settings)
+    if options.export is not None:
+        outcome = export_album(
+            ranking, options.export, mode=options.mode, order_by_time=options.order_by_time,
+            dry_run=options.dry_run, settings=settings,
+        )  # fmt: skip
+        report.export = ExportReport(options.export, outcome, inside(options.export, roots))
+    if options.xmp:
+        report.xmp = XmpReport(_rate(ranking, stars=options.stars, label=options.label, dry_run=options.dry_run))
+    if options.move_rejects is not None:
+        outcome = move_rejects(ranking.others, options.move_rejects, dry_run=options.dry_run, on_moved=store.move_file)
+        report.moved = MoveReport(options.move_rejects, outcome, inside(options.move_rejects, roots))
+    return report
+
+
+def _rate(ranking: Ranking, *, stars: bool, label: str | None, dry_run: bool) -> list[tuple[SidecarResult, int]]:
+    ratings = [PICK_RATING] * len(ranking.rows)
+    if stars:  # quintiles of the whole shoot, so a pick's stars say where it stands among all the photos
+        column = RANK_KEYS[ranking.by]
+        everyone = ranking.rows + ranking.others
+        ratings = quantile_stars([r[column] or 0.0 for r in everyone])[: len(ranking.rows)]
+    return [  # a RAW companion's sidecars get its JPEG's rating: they are one photo
+        (result, rating)
+        for row, rating in zip(ranking.rows, ratings)
+        for result in write_sidecars(
+            row["real_path"], row.get("companions", ()), rating=rating, label=label, dry_run=dry_run
+        )
+    ]
+
+
+def parse_keep(text: str) -> float:
+    """``10%`` or ``10`` -> 10.0, the ``keep_percent`` of a ``--keep`` value."""
+    try:
+        return float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise OptionError(f"--keep takes a percentage like 10%, not {text!r}") from None
+
+
+__all__ = ["CullOptions", "CullReport", "ExportReport", "MoveReport", "XmpReport", "apply", "parse_keep"]

@@ -1,0 +1,103 @@
+"""The one mapping from library errors to a one-line CLI error and an exit code."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import aesthete
+from aesthete.cli import app
+from aesthete.cli.common import EXIT_CODES, Exit, exit_code, library_errors, one_line
+from aesthete.errors import AestheteError, NothingToDoError, OptionError
+from aesthete.weights import ChecksumMismatch, UnknownWeights, WeightsError
+
+runner = CliRunner()
+
+
+def _every_library_error() -> set[type[AestheteError]]:
+    for info in pkgutil.walk_packages(aesthete.__path__, "aesthete."):
+        if info.name.startswith("aesthete.cli") or info.name.endswith("__main__"):  # __main__ runs the CLI
+            continue
+        importlib.import_module(info.name)
+    found: set[type[AestheteError]] = set()
+    todo = [AestheteError]
+    while todo:
+        cls = todo.pop()
+        found.add(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def test_every_library_error_maps_to_a_documented_exit_code() -> None:
+    errors = _every_library_error()
+    names = {cls.__name__ for cls in errors}
+    # The family the issue names, all found below AestheteError.
+    assert {"StoreError", "WeightsError", "CheckpointError", "EngineError", "RecipeError", "DatasetError",
+            "TrainingError", "XmpError", "UnknownModelError", "OptionError", "NothingToDoError"} <= names  # fmt: skip
+    for cls in errors:
+        assert exit_code(cls.__new__(cls)) in (Exit.USAGE, Exit.NOTHING_USABLE, Exit.SOME_FAILED), cls
+    assert set(EXIT_CODES) <= errors
+
+
+def test_exit_codes_follow_the_class_hierarchy() -> None:
+    class NoPhotosHere(NothingToDoError):
+        pass
+
+    assert exit_code(NothingToDoError("nothing scored yet")) == Exit.NOTHING_USABLE
+    assert exit_code(NoPhotosHere("none")) == Exit.NOTHING_USABLE  # a subclass inherits its parent's code
+    assert exit_code(ChecksumMismatch("changed")) == Exit.SOME_FAILED
+    assert exit_code(UnknownWeights("no such weights")) == Exit.USAGE
+    assert exit_code(WeightsError("bad registry")) == Exit.USAGE
+    assert exit_code(OptionError("bad")) == Exit.USAGE
+
+
+def test_one_line_takes_the_first_nonempty_line() -> None:
+    assert one_line(OptionError("\n  first\nsecond")) == "first"
+    assert one_line(OptionError("")) == "OptionError"
+
+
+def test_library_errors_prints_one_line_and_exits(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(typer.Exit) as exited, library_errors():
+        raise NothingToDoError("nothing here [bold]at all[/bold]\nsecond line")
+    assert exited.value.exit_code == Exit.NOTHING_USABLE
+    err = capsys.readouterr().err
+    # One line, and a message's brackets are text, not Rich markup.
+    assert err.strip() == "error: nothing here [bold]at all[/bold]"
+    with pytest.raises(ValueError), library_errors():  # only the AestheteError family is mapped
+        raise ValueError("a bug, not a user error: the traceback is wanted")
+
+
+def test_library_errors_decorates_a_typer_command() -> None:
+    command = typer.Typer()
+
+    @command.command()
+    @library_errors()
+    def run(count: int = typer.Option(1)) -> None:
+        raise ChecksumMismatch(f"{count} file changed\ndetails")
+
+    result = runner.invoke(command, ["--count", "3"])
+    assert result.exit_code == Exit.SOME_FAILED and "3 file changed" in result.output
+    assert "details" not in result.output and "Traceback" not in result.output
+
+
+def test_commands_map_library_errors(tmp_path: Path) -> None:
+    db = str(tmp_path / "a.db")
+    empty = runner.invoke(app, ["cull", "--db", db])
+    assert empty.exit_code == Exit.NOTHING_USABLE and "nothing scored yet" in empty.output
+    for command in (["groups"], ["report", "--html", str(tmp_path / "r.html")]):
+        result = runner.invoke(app, [*command, "--db", db])
+        assert result.exit_code == Exit.NOTHING_USABLE and "nothing scored yet" in result.output, command
+    bad_key = runner.invoke(app, ["rank", "--by", "colour", "--db", db])
+    assert bad_key.exit_code == Exit.USAGE and "unknown sort key 'colour'" in bad_key.output
+    assert "Traceback" not in bad_key.output
+    both = runner.invoke(app, ["cull", str(tmp_path), "--top", "2", "--keep", "10%", "--db", db])
+    assert both.exit_code == Exit.USAGE and "either --top or --keep" in both.output
+    stars = runner.invoke(app, ["cull", "--stars", "--db", db])
+    assert stars.exit_code == Exit.USAGE and "only apply with --xmp" in stars.output
+    mode = runner.invoke(app, ["cull", "--mode", "move", "--db", db])
+    assert mode.exit_code == Exit.USAGE and "--mode must be one of" in mode.output
