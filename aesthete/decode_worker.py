@@ -75,7 +75,7 @@ def init_worker(config: WorkerConfig) -> None:
     _known = StoreReader(config.db_path)
 
 
-def _decode_target(policy: InputPolicy | None) -> Any:
+def decode_target(policy: InputPolicy | None) -> Any:
     """Smallest decode size serving both the model and the signals' fixed working size."""
 
     def target(width: int, height: int) -> tuple[int, int]:
@@ -114,7 +114,7 @@ def process_file(job: FileJob) -> FileResult:
     if not (need_image or need_score):
         return result
     try:
-        decoded = decode(data, target=_decode_target(_policy if need_score else None), raw=raw_format(job.path))
+        decoded = decode(data, target=decode_target(_policy if need_score else None), raw=raw_format(job.path))
         if need_image:
             result.image = image_row(digest, decoded, data)
         if need_score:

@@ -275,9 +275,9 @@ def _run_jobs(
     try:
         runner = None
         if choice.checkpoint is not None:
-            runner = _load_runner(choice.checkpoint, device, precision)
+            runner = load_runner(choice.checkpoint, device, precision)
             summary.device, summary.precision = str(runner.device), runner.precision
-        batcher = _Batcher(batch_size or _default_batch(runner), runner, writer, summary)
+        batcher = _Batcher(batch_size or default_batch(runner), runner, writer, summary)
         timeout = FILE_TIMEOUT_S if file_timeout is None else file_timeout
         results = pool.results(jobs, window=4 * worker_count + 8, timeout=timeout)
         for done, result in enumerate(results, start=1):
@@ -313,7 +313,8 @@ def _record(result: FileResult, writer: _Writer, summary: ScoreSummary) -> None:
     writer.add_file(result, "ok")
 
 
-def _load_runner(checkpoint: str, device: str, precision: str) -> Any:
+def load_runner(checkpoint: str, device: str, precision: str) -> Any:
+    """The model of ``checkpoint`` as ``score`` runs it (the benchmark times this same runner)."""
     # Before torch (and its OpenMP) loads: the decode workers share the cores with torch's threads, and
     # threads spinning at OpenMP barriers (libgomp's default) burn the cores the workers need, then stall
     # whenever a worker preempts one of them. Sleeping instead measured 2-3x faster end to end on 2 cores.
@@ -326,7 +327,8 @@ def _load_runner(checkpoint: str, device: str, precision: str) -> Any:
     return ModelRunner(model, torch_device, autocast_dtype(torch_device, precision))
 
 
-def _default_batch(runner: Any) -> int:
+def default_batch(runner: Any) -> int:
+    """``score``'s batch size for ``runner`` (1 when no model runs)."""
     if runner is None:
         return 1
     return 64 if runner.device.type == "cuda" else 8

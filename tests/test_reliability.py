@@ -131,6 +131,7 @@ def test_every_corpus_file_is_scored_or_recorded_and_nothing_is_touched(
     assert originals(folder) == before
 
 
+@pytest.mark.slow
 def test_cli_on_the_corpus_with_a_model(tmp_path: Path, tiny_checkpoints: dict[str, Path]) -> None:
     folder = tmp_path / "card"
     expected = corpus.write_corpus(folder)
@@ -224,6 +225,7 @@ def test_ctrl_c_pressed_twice_while_a_decode_hangs_still_stops_at_once(tmp_path:
     assert count(db, "SELECT count(*) FROM images") == 7  # every photo decoded before Ctrl-C is saved
 
 
+@pytest.mark.slow
 def test_ctrl_c_and_kill_9_lose_at_most_a_batch_and_nothing_is_scored_twice(
     tmp_path: Path, tiny_checkpoints: dict[str, Path]
 ) -> None:
@@ -291,6 +293,7 @@ def test_ctrl_c_in_a_terminal_prints_the_summary(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------ concurrency
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("processes", [2, 4])
 def test_concurrent_runs_on_overlapping_folders(
     tmp_path: Path, tiny_checkpoints: dict[str, Path], processes: int

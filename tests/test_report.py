@@ -88,6 +88,7 @@ def test_report_is_self_contained_escaped_and_grouped(sheet: tuple[Path, Store])
     assert snapshot(folder) == before
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
 def test_chromium_renders_every_thumbnail_and_chart_and_runs_nothing_hostile(
     sheet: tuple[Path, Store], tmp_path: Path

@@ -67,6 +67,7 @@ def epochs_without_timing(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 # Distributed equivalence
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_take_the_same_steps_as_one(ava_root: Path, tmp_path: Path) -> None:
     """Two CPU processes under ``--nproc 2`` end where one process ends, given the same global batch.
 
@@ -165,6 +166,7 @@ def uninterrupted(ava_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("stop", "every"),
     [(4, 0), (6, 2)],
@@ -212,6 +214,7 @@ def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(
     assert m_again["test"] == m_whole["test"]
 
 
+@pytest.mark.slow  # fast itself, but reads the uninterrupted fixture's two-epoch run
 def test_the_final_checkpoint_describes_its_run(uninterrupted: Path) -> None:
     meta = read_meta(uninterrupted / MODEL_FILE)
     assert meta["arch"] == "nima"
@@ -233,6 +236,7 @@ def test_the_final_checkpoint_describes_its_run(uninterrupted: Path) -> None:
 # aesthete eval
 
 
+@pytest.mark.slow
 def test_eval_prints_the_metrics_beside_the_papers(ava_root: Path, uninterrupted: Path) -> None:
     checkpoint = uninterrupted / MODEL_FILE
     base = ["eval", str(checkpoint), "--dataset", "ava", "--data-root", str(ava_root), "--device", "cpu"]
@@ -267,6 +271,7 @@ def test_eval_prints_the_metrics_beside_the_papers(ava_root: Path, uninterrupted
     assert json.loads(limited.stdout)["metrics"]["images"] == 5
 
 
+@pytest.mark.slow  # fast itself, but reads the uninterrupted fixture's two-epoch run
 def test_eval_errors_are_one_line(ava_root: Path, tmp_path: Path, uninterrupted: Path) -> None:
     missing = runner.invoke(app, ["eval", str(tmp_path / "none.safetensors"), "--dataset", "ava", "--data-root", "."])
     assert missing.exit_code == 2 and "Traceback" not in missing.output

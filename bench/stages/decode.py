@@ -1,0 +1,83 @@
+"""Decode-only throughput: the decode worker's whole job per file (one worker and one per core), the
+reduced-size pixel decode alone, and on CUDA the nvJPEG decode lane."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+
+def _timed_process_file(job: Any) -> tuple[Any, float]:
+    from aesthete.decode_worker import process_file
+
+    started = time.process_time()
+    result = process_file(job)
+    return result, time.process_time() - started
+
+
+def decode_only(paths: Sequence[Path], checkpoint: str, workers: int) -> dict[str, Any]:
+    """The decode worker's whole job per file (read, hash, EXIF, reduced-size decode, technical
+    signals, perceptual hash, model input), in ``workers`` forked processes as ``score`` runs them,
+    results shipped back to this process. No database, so every file is decoded."""
+    from aesthete.checkpoint import read_meta
+    from aesthete.decode_worker import FileJob, WorkerConfig, init_worker
+    from aesthete.input_policy import InputPolicy
+    from aesthete.store import ModelKey
+
+    meta = read_meta(checkpoint)
+    policy = InputPolicy.from_dict(meta["policy"])
+    config = WorkerConfig(db_path=None, policy=policy.to_dict(), key=ModelKey(meta["arch"], "bench", policy.key),
+                          rescore=False)  # fmt: skip
+    jobs = [FileJob(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker, initargs=(config,)) as pool:
+        list(pool.map(_timed_process_file, jobs[:workers]))  # warm-up: start the workers, load the codecs
+        started = time.perf_counter()
+        results = list(pool.map(_timed_process_file, jobs))
+        wall = time.perf_counter() - started
+    failed = [r.error for r, _ in results if r.error_kind or r.pixels is None]
+    if failed:
+        raise RuntimeError(f"decode failed: {failed[0]}")
+    return {"img_s": len(jobs) / wall, "core_s_per_img": sum(cpu for _, cpu in results) / len(jobs)}
+
+
+def pixel_decode_seconds(paths: Sequence[Path], checkpoint: str) -> float:
+    """CPU seconds per photo of the reduced-size pixel decode alone (part of the worker's job)."""
+    from aesthete.checkpoint import read_meta
+    from aesthete.decode import decode
+    from aesthete.decode_worker import decode_target
+    from aesthete.formats import raw_format
+    from aesthete.input_policy import InputPolicy
+
+    target = decode_target(InputPolicy.from_dict(read_meta(checkpoint)["policy"]))
+    blobs = [(p.read_bytes(), raw_format(str(p))) for p in paths]
+    decode(blobs[0][0], target=target, raw=blobs[0][1])
+    started = time.process_time()
+    for blob, raw in blobs:
+        decode(blob, target=target, raw=raw)
+    return (time.process_time() - started) / len(blobs)
+
+
+def gpu_decode_lane(paths: Sequence[str], side: int, batch: int = 32) -> dict[str, Any]:
+    """nvJPEG decodes (``torchvision.io.decode_jpeg`` on CUDA) resized to the model's input on the GPU:
+    the second decode lane a GPU machine has. Measured only when the device is CUDA."""
+    import torch
+    import torch.nn.functional as F
+    from torchvision.io import decode_jpeg, read_file
+
+    blobs = [read_file(path) for path in paths]
+
+    def lane() -> None:
+        for start in range(0, len(blobs), batch):
+            for image in decode_jpeg(blobs[start : start + batch], device="cuda"):
+                F.interpolate(image[None].float(), size=(side, side), mode="bilinear", antialias=True)
+        torch.cuda.synchronize()
+
+    lane()  # warm-up: nvJPEG handles and the allocator
+    started = time.perf_counter()
+    lane()
+    return {"img_s": len(blobs) / (time.perf_counter() - started)}

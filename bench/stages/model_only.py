@@ -1,0 +1,45 @@
+"""Model-only throughput: the model as ``score`` runs it (same runner, batch, threads and precision)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def model_only(checkpoint: str, device: str, precision: str, min_seconds: float) -> dict[str, Any]:
+    """Forward passes on uint8 batches of the model's input size, through the runner ``score`` uses
+    (its device, precision, batch size and torch's default threads), normalisation included."""
+    import numpy as np
+
+    from aesthete.scoring import default_batch, load_runner
+
+    runner = load_runner(checkpoint, device, precision)  # first: it sets what torch reads as it loads
+    import torch
+
+    batch = default_batch(runner)
+    policy = runner.model.policy
+    if policy.patch:
+        raise SystemExit("model-only timing supports single-crop models (nima, hla-gcn, apm, saf, pear)")
+    width, height = policy.resized_size(6000, 4000)  # a 3:2 photo, as the generated ones are
+    pixels = np.random.default_rng(0).integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
+    aspect = np.full(batch, 1.5)
+    for _ in range(3):  # warm-up: kernel selection and allocator growth
+        runner(pixels, aspect)
+    runs, wall0, cpu0 = 0, time.perf_counter(), time.process_time()
+    while runs < 5 or time.perf_counter() - wall0 < min_seconds:
+        runner(pixels, aspect)
+        runs += 1
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    images = runs * batch
+    on_cpu = runner.device.type == "cpu"
+    return {
+        "img_s": images / wall,
+        # Work done (process CPU time), and the cores held (threads x wall): sleeping OpenMP threads make
+        # the first smaller, and the stage-sum limit computed from it the stricter of the two.
+        "core_s_per_img": cpu / images if on_cpu else None,
+        "held_core_s_per_img": torch.get_num_threads() * wall / images if on_cpu else None,
+        "batch": batch,
+        "threads": torch.get_num_threads(),
+        "precision": runner.precision,
+        "device": str(runner.device),
+    }
