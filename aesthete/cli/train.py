@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from aesthete.cli.common import JsonOption, err, fail, out, print_json
+from aesthete.cli.common import JsonOption, err, fail, library_errors, out, print_json
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -59,20 +59,17 @@ def train_command(
     Writes RUN/state.pt every epoch (for --resume), RUN/metrics.json, and at the end RUN/model.safetensors,
     a self-describing checkpoint for `aesthete weights add`.
     """
-    from aesthete.training.options import METRICS_FILE, RunOptions, TrainingError
+    from aesthete.training.options import METRICS_FILE, RunOptions
     from aesthete.training.preflight import choose_recipe
-    from aesthete.training.recipes import RecipeError, parse_override, to_toml
-    from aesthete.training.splits import DatasetError
+    from aesthete.training.recipes import parse_override, to_toml
 
-    try:
+    with library_errors():
         named = [("train.epochs", epochs), ("train.batch_size", batch_size), ("optim.lr", lr)]
         overrides = [parse_override(text) for text in set_ or []]
         overrides += [(key, value) for key, value in named if value is not None]
         if no_pretrained:
             overrides.append(("train.pretrained", False))
         path, resolved = choose_recipe(model_or_recipe, recipe, dataset, overrides)
-    except RecipeError as exc:
-        fail(str(exc))
     if dry_run:
         out.print(f"# recipe {resolved['name']} from {path}", highlight=False, markup=False)
         out.print(to_toml(resolved), highlight=False, markup=False, end="")
@@ -80,7 +77,7 @@ def train_command(
 
     from aesthete.training import preflight
 
-    try:
+    with library_errors():
         root = preflight.check_data_root(data_root)
         processes, device = preflight.plan_processes(
             gpus=gpus, nproc=nproc, nodes=nodes, node_rank=node_rank, device=device
@@ -97,8 +94,6 @@ def train_command(
             preflight.check_launch(
                 options.output, options.data_root, resolved["dataset"], resume=resume, node_rank=node_rank
             )
-    except (TrainingError, DatasetError) as exc:
-        fail(str(exc))
     if processes > 1 or nodes > 1:
         from aesthete.training.launcher import launch
 
@@ -115,11 +110,8 @@ def train_command(
     else:
         from aesthete.training.trainer import run
 
-        with ConsoleReport() as report:
-            try:
-                summary = run(resolved, options, say=report.say, progress=report.progress)
-            except (TrainingError, DatasetError) as exc:
-                fail(str(exc))
+        with ConsoleReport() as report, library_errors():
+            summary = run(resolved, options, say=report.say, progress=report.progress)
     out.print(comparison_table(summary.get("comparison", []), title=f"{resolved['name']}: test split"))
     err.print(f"run saved in {options.output}", highlight=False)
 
@@ -140,19 +132,13 @@ def eval_command(
         fail(f"--dataset must be one of {', '.join(DATASETS)}")
     if split not in SPLITS:
         fail(f"--split must be one of {', '.join(SPLITS)}")
-    from aesthete.checkpoint import CheckpointError
     from aesthete.training.evaluation import evaluate_checkpoint
-    from aesthete.training.options import TrainingError
-    from aesthete.training.recipes import RecipeError
-    from aesthete.training.splits import DatasetError
 
-    try:
+    with library_errors():
         report = evaluate_checkpoint(
             checkpoint, dataset, data_root, split=split, device=device, batch_size=batch_size,
             workers=workers, limit=limit, say=None if as_json else ConsoleReport().say,
         )  # fmt: skip
-    except (CheckpointError, DatasetError, RecipeError, TrainingError, ValueError) as exc:
-        fail(str(exc))
     if as_json:
         print_json(report)
     else:

@@ -140,20 +140,19 @@ def _header_size(path: Path) -> tuple[tuple[int, int] | None, str]:
     """(oriented width, height) from the header, or (None, reason)."""
     from PIL import Image, UnidentifiedImageError
 
+    from aesthete.exif import orientation_tag, valid_orientation
+
     try:
         with Image.open(path) as image:
             width, height = image.size
-            try:
-                orientation = image.getexif().get(0x0112, 1)
-            except Exception:  # broken EXIF: the decoder treats it as upright too
-                orientation = 1
+            orientation = valid_orientation(orientation_tag(image)) or 1  # broken EXIF: upright, as decoded
     except FileNotFoundError:
         return None, "image file missing"
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         return None, f"unreadable image: {type(exc).__name__}"
     if width < 1 or height < 1:
         return None, "unreadable image: empty canvas"
-    if isinstance(orientation, int) and 5 <= orientation <= 8:
+    if orientation >= 5:
         width, height = height, width
     return (width, height), ""
 

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aesthete.fileops import atomic_path, atomic_write_text
 from aesthete.models import AestheticModel, get_model
 from aesthete.training import data as data_mod
 from aesthete.training.distributed import (
@@ -120,9 +121,8 @@ def set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -135,9 +135,7 @@ def load_state(path: Path) -> dict[str, Any]:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, default=float) + "\n")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ def fill_database(db: Path, folder: Path, checkpoint: str) -> int:
     ``score`` run leaves (files, images, scores for this checkpoint's key)."""
     from aesthete.discover import discover
     from aesthete.scoring import choose_model
-    from aesthete.store import Store, now_iso
+    from aesthete.store import Store, file_row, now_iso
 
     key = choose_model(None, checkpoint).key
     assert key is not None
@@ -26,9 +26,7 @@ def fill_database(db: Path, folder: Path, checkpoint: str) -> int:
         for entry in found[start : start + chunk]:
             digest = f"xxh128:bench{count:027d}"
             count += 1
-            files.append({"path": entry.path, "raw_path": None, "size": entry.size, "mtime_ns": entry.mtime_ns,
-                          "content_hash": digest, "status": "ok", "error_kind": None, "error": None,
-                          "first_seen": now, "last_seen": now})  # fmt: skip
+            files.append(file_row(entry.path, entry.size, entry.mtime_ns, "ok", content_hash=digest))
             images.append({"content_hash": digest, "width": 6000, "height": 4000, "format": "JPEG"})
             scores.append({"content_hash": digest, "model": key.model, "weights_id": key.weights_id,
                            "preprocess": key.preprocess, "dist": "[" + ",".join(["0.1"] * 10) + "]", "mean": 5.5,
