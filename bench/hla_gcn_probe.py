@@ -100,7 +100,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", default="official,paper")
     parser.add_argument("--optimisers", default="sgd,adam")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steady on a shared machine)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     data = load(args.data, 64)
     print(f"{int((~data['test']).sum())} train, {int(data['test'].sum())} test photos", flush=True)
     for variant in args.variants.split(","):

@@ -100,7 +100,8 @@ def test_recipes_state_the_papers_training_setups() -> None:
     assert (hla["train"]["batch_size"], hla["augment"]["scale"], hla["augment"]["hflip"]) == (100, 1.05, True)
     assert r["hla-gcn-r101-ava"]["model_config"]["backbone"] == "resnet101"
     assert r["hla-gcn-r50-aadb"]["model_config"]["bins"] == 5
-    assert {r[n]["model_config"]["variant"] for n in ("hla-gcn-r50-ava", "hla-gcn-r101-ava", "hla-gcn-r50-aadb")} == {"paper"}
+    paper_text = ("hla-gcn-r50-ava", "hla-gcn-r101-ava", "hla-gcn-r50-aadb")
+    assert {r[n]["model_config"]["variant"] for n in paper_text} == {"paper"}
     assert r["nima-r50-ava"]["model_config"]["dropout"] == 0.0  # HLA-GCN's released baseline has none
     mp = r["mp-ada-r18-ava"]
     assert (mp["optim"]["nesterov"], mp["optim"]["lr"], mp["optim"]["weight_decay"]) == (True, 1e-3, 1e-4)
