@@ -193,3 +193,17 @@ def test_official_recipes_carry_the_released_scripts_values_each_with_its_source
                     "threshold",
                     "rule",
                 ), line
+
+
+def test_models_json_lists_each_variants_parameter_count() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from aesthete.cli import app
+
+    result = CliRunner().invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    row = next(r for r in json.loads(result.stdout) if r["name"] == "hla-gcn")
+    assert row["variant"] == "official" and row["parameters"] == 40_334_445
+    assert row["variants"] == {"official": 40_334_445, "paper": 38_235_245}

@@ -218,6 +218,7 @@ class OfficialSecondModule(nn.Module):
 
 class HlaGcn(AestheticModel):
     arch = "hla-gcn"
+    variants = VARIANTS  # `aesthete models` lists each one's parameter count
 
     def __init__(
         self,
