@@ -11,7 +11,7 @@ the implementation that produced the paper's numbers:
   (hlagcn_layer.py:55-58); ``A = (A_sim + A_spa) / 2`` (:60); ``x' = W(A x + x)`` (:61-63), so the
   effective adjacency ``A + I`` has rows summing to 2. ``trans_1``, ``trans_2``, ``W`` are bias-free
   (:19, 28-31) with uniform(+-1/sqrt(C)) init (:35-40).
-- Spatial relation (:157-172): with ``d_row``, ``d_col`` the grid offsets and ``r = w / h`` (dataset.py:96,
+- Spatial relation (:157-172): with ``d_row``, ``d_col`` the grid offsets and ``r = w / h`` (dataset.py:91, 177,
   PIL's ``size[0] / size[1]``), ``a = sqrt(d_row^2 r^2 + d_col^2)``, then ``(max_row(a) - a) / (sum_row +
   1e-8)``: a node's farthest neighbour gets 0 and every row sums to 1. Note that the released code scales
   the *row* offset by w/h (``x_square`` holds row offsets, :141-150), where Eq. 4 scales the column offset.
