@@ -16,6 +16,7 @@ from aesthete.models.losses import (
     gaussian_kl_standard,
     huber_distribution,
     mp_objective,
+    reconstruction_mse,
 )
 
 
@@ -169,3 +170,25 @@ def test_gaussian_kl_matches_formula() -> None:
     expected /= 3
     assert gaussian_kl_standard(_t(mu), _t(logvar)).item() == pytest.approx(expected, rel=1e-10)
     assert gaussian_kl_standard(torch.zeros(2, 5), torch.zeros(2, 5)).item() == 0.0
+
+
+def test_huber_scale_sigma_squared_is_caffes_smooth_l1() -> None:
+    """Caffe's SmoothL1Loss with sigma: 0.5 (sigma d)^2 where |d| < 1/sigma^2, else |d| - 0.5/sigma^2;
+    that is sigma^2 times Eq. 1, so ``scale = sigma**2`` reproduces it."""
+    sigma = 3.0
+    pred = torch.tensor([[0.05, 0.5, 0.0]])
+    target = torch.tensor([[0.0, 0.1, 0.02]])
+    d = (pred - target).abs()
+    caffe = torch.where(d < 1 / sigma**2, 0.5 * (sigma * d) ** 2, d - 0.5 / sigma**2).sum()
+    torch.testing.assert_close(huber_distribution(pred, target, sigma=sigma, scale=sigma**2), caffe)
+    torch.testing.assert_close(huber_distribution(pred, target, sigma=sigma), caffe / sigma**2)
+
+
+def test_reconstruction_mse_mean_over_pixels_or_sum_per_image() -> None:
+    pred = torch.zeros(2, 3, 2, 2)
+    target = torch.ones(2, 3, 2, 2)
+    target[1] = 2.0  # image 0: 12 squared errors of 1; image 1: 12 of 4
+    assert reconstruction_mse(pred, target, "mean").item() == pytest.approx((12 * 1 + 12 * 4) / 24)
+    assert reconstruction_mse(pred, target, "sum").item() == pytest.approx((12 * 1 + 12 * 4) / 2)
+    with pytest.raises(ValueError, match="reduction"):
+        reconstruction_mse(pred, target, "max")  # type: ignore[arg-type]

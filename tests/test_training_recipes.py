@@ -100,6 +100,9 @@ def test_recipes_state_the_papers_training_setups() -> None:
     assert (hla["train"]["batch_size"], hla["augment"]["scale"], hla["augment"]["hflip"]) == (100, 1.05, True)
     assert r["hla-gcn-r101-ava"]["model_config"]["backbone"] == "resnet101"
     assert r["hla-gcn-r50-aadb"]["model_config"]["bins"] == 5
+    paper_text = ("hla-gcn-r50-ava", "hla-gcn-r101-ava", "hla-gcn-r50-aadb")
+    assert {r[n]["model_config"]["variant"] for n in paper_text} == {"paper"}
+    assert r["nima-r50-ava"]["model_config"]["dropout"] == 0.0  # HLA-GCN's released baseline has none
     mp = r["mp-ada-r18-ava"]
     assert (mp["optim"]["nesterov"], mp["optim"]["lr"], mp["optim"]["weight_decay"]) == (True, 1e-3, 1e-4)
     assert (mp["schedule"]["step_size"], mp["schedule"]["gamma"], mp["train"]["epochs"]) == (20, 0.5, 32)
@@ -118,8 +121,8 @@ def test_recipes_state_the_papers_training_setups() -> None:
 @pytest.mark.parametrize(
     ("model", "dataset", "expected"),
     [
-        ("hla-gcn", "ava", "hla-gcn-r50-ava"),
-        ("hla-gcn", "aadb", "hla-gcn-r50-aadb"),
+        ("hla-gcn", "ava", "hla-gcn-r50-ava-official"),
+        ("hla-gcn", "aadb", "hla-gcn-r50-aadb-official"),
         ("nima", "ava", "nima-r50-ava"),
         ("mp-ada", "ava", "mp-ada-r18-ava"),
         ("apm", "ava", "apm-r101-ava"),
@@ -128,7 +131,8 @@ def test_recipes_state_the_papers_training_setups() -> None:
         ("pear", "aadb", "pear-r50-aadb"),
         ("pear-prior", "aadb", "pear-prior-aadb"),
         ("hla-gcn-r101-ava", None, "hla-gcn-r101-ava"),
-        ("hla-gcn", None, "hla-gcn-r50-ava"),  # AVA when the dataset is not named
+        ("hla-gcn", None, "hla-gcn-r50-ava-official"),  # AVA when the dataset is not named
+        ("hla-gcn-r50-ava", None, "hla-gcn-r50-ava"),  # the paper-text recipe by name
         ("pear-prior", None, "pear-prior-aadb"),  # ... unless the model is only ever trained on AADB
     ],
 )
@@ -174,7 +178,7 @@ def dry_run(*args: str) -> dict:
 
 def test_dry_run_prints_the_resolved_recipe_as_toml() -> None:
     printed = dry_run("hla-gcn", "--dataset", "ava")
-    assert printed == resolve(list_recipes()["hla-gcn-r50-ava"])
+    assert printed == resolve(list_recipes()["hla-gcn-r50-ava-official"])
     assert set(printed) == set(DEFAULTS)
 
 

@@ -16,6 +16,8 @@ def models_command(
     count: Annotated[bool, typer.Option("--count/--no-count", help="Build each model to count parameters.")] = True,
 ) -> None:
     """List the models aesthete can run, with parameter counts, input policy and available weights."""
+    import torch
+
     from aesthete.architectures import model_names
     from aesthete.models import get_model
     from aesthete.weights import list_weights
@@ -27,9 +29,16 @@ def models_command(
     rows = []
     for name in model_names(scoring=True):  # auxiliary networks (PEAR's prior) never score a photo
         model = get_model(name)
+        variants = {}
+        if count:
+            for variant in getattr(model, "variants", ()):
+                with torch.device("meta"):  # shapes only: a variant's count costs no memory
+                    variants[variant] = get_model(name, variant=variant).num_parameters()
         rows.append({
             "name": name,
             "parameters": model.num_parameters() if count else None,
+            "variant": model.config.get("variant"),
+            "variants": variants,
             "bins": model.bins,
             "backbone": model.config.get("backbone"),
             "input": model.policy.describe(),
@@ -41,6 +50,9 @@ def models_command(
     table = Table("model", "params", "backbone", "bins", "input", "weights")
     for row in rows:
         params = f"{row['parameters'] / 1e6:.1f}M" if row["parameters"] else "-"
+        others = [f"{v} {n / 1e6:.1f}M" for v, n in row["variants"].items() if v != row["variant"]]
+        if others:  # the default variant's count first, the others after it
+            params += f" ({row['variant']}; {', '.join(others)})"
         weights = ", ".join(row["weights"]) or "[yellow]none (pull, add or train)[/]"
         table.add_row(row["name"], params, row["backbone"] or "-", str(row["bins"]), row["input"], weights)
     out.print(table)

@@ -6,7 +6,9 @@ What the paper fixes (sections 3.1-3.4, 4.1):
   its cells stretch with it, so composition survives. The C x 9 = 18432 pooled values are stacked and
   L2-normalised, then two fully connected layers, each followed by ReLU; the second outputs S = 10
   non-negative values that are trained *unnormalised* and L1-normalised only at evaluation.
-- Loss: Huber per bin with delta = 1 / sigma^2, sigma = 3, summed over bins (Eq. 1).
+- Loss: Huber per bin with delta = 1 / sigma^2, sigma = 3, summed over bins (Eq. 1). ``huber_scale``
+  (default 1, Eq. 1 as printed) multiplies it; Caffe's SmoothL1Loss, if the authors used it, is
+  ``huber_scale = sigma^2 = 9`` (the paper does not say).
 - "ResNet-AVA" semantic stage (3.3): first train an extra FC + softmax after the SPP to reproduce the
   1000-way ImageNet softmax that the original fixed-size ResNet-101 gives each AVA photo
   (cross-entropy), then train the aesthetic head.
@@ -88,6 +90,7 @@ class Apm(AestheticModel):
         spp_pool: Literal["max", "avg"],
         hidden: int,
         sigma: float,
+        huber_scale: float,
         global_branch: bool,
         fusion: float,
         stage: Literal["aesthetic", "semantic"],
@@ -102,6 +105,7 @@ class Apm(AestheticModel):
         self.global_head = DistributionHead(channels, hidden, bins) if global_branch else None
         self.fusion = fusion
         self.sigma = sigma
+        self.huber_scale = huber_scale
         self.stage = stage
         if stage == "semantic":
             self.semantic_head = nn.Linear(channels * grid * grid, IMAGENET_CLASSES)
@@ -129,9 +133,10 @@ class Apm(AestheticModel):
     def loss(self, outputs: dict[str, Tensor], batch: Batch) -> Tensor:
         if self.stage == "semantic":
             return distribution_cross_entropy(outputs["semantic_probs"].float(), batch["teacher_probs"])
-        loss = huber_distribution(outputs["raw"].float(), batch["dist"], sigma=self.sigma)
+        loss = huber_distribution(outputs["raw"].float(), batch["dist"], sigma=self.sigma, scale=self.huber_scale)
         if self.global_head is not None:
-            loss = loss + huber_distribution(outputs["raw_global"].float(), batch["dist"], sigma=self.sigma)
+            raw_global = outputs["raw_global"].float()
+            loss = loss + huber_distribution(raw_global, batch["dist"], sigma=self.sigma, scale=self.huber_scale)
         return loss
 
     def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
@@ -158,12 +163,16 @@ def apm(
     spp_pool: Literal["max", "avg"] = "max",
     hidden: int = 1024,
     sigma: float = 3.0,
+    huber_scale: float = 1.0,
     global_branch: bool = False,
     fusion: float = 0.5,
     stage: Literal["aesthetic", "semantic"] = "aesthetic",
 ) -> Apm:
     """APM (ResNet-AVA-dist). ``global_branch=True`` is the paper's final "-m" model; ``stage="semantic"``
-    is the distillation stage that precedes aesthetic training."""
+    is the distillation stage that precedes aesthetic training. ``huber_scale`` multiplies the Huber loss:
+    1 is Eq. 1 as printed, ``sigma**2`` (9) is Caffe's ``SmoothL1Loss`` with the same sigma."""
+    if huber_scale <= 0:
+        raise ValueError("huber_scale must be positive")
     if spp_pool not in ("max", "avg"):
         raise ValueError("spp_pool must be 'max' or 'avg'")
     if stage not in ("aesthetic", "semantic"):
@@ -183,6 +192,7 @@ def apm(
         "spp_pool": spp_pool,
         "hidden": hidden,
         "sigma": sigma,
+        "huber_scale": huber_scale,
         "global_branch": global_branch,
         "fusion": fusion,
         "stage": stage,

@@ -17,18 +17,39 @@ def emd(pred: Tensor, target: Tensor, r: float = 2.0) -> Tensor:
     return cdf_diff.abs().pow(r).mean(dim=-1).pow(1.0 / r).mean()
 
 
-def huber_distribution(pred: Tensor, target: Tensor, sigma: float = 3.0) -> Tensor:
+def huber_distribution(pred: Tensor, target: Tensor, sigma: float = 3.0, scale: float = 1.0) -> Tensor:
     """APM's robust regression loss (paper 002, Eq. 1): a Huber loss on every bin, summed over bins.
 
     With ``d = pred_i - target_i`` and ``delta = 1 / sigma^2``: ``d^2 / 2`` where ``|d| <= delta``, else
-    ``delta * (|d| - delta / 2)``; summed over the S bins, averaged over the batch. ``pred`` is the
-    model's *unnormalised* non-negative output (APM normalises only at evaluation). This is Eq. 1 as
-    printed; Caffe's ``SmoothL1Loss`` with the same sigma equals it divided by ``delta``.
+    ``delta * (|d| - delta / 2)``; summed over the S bins, averaged over the batch, times ``scale``.
+    ``pred`` is the model's *unnormalised* non-negative output (APM normalises only at evaluation).
+    ``scale = 1`` is Eq. 1 as printed. Caffe's ``SmoothL1Loss`` with the same sigma is Eq. 1 divided by
+    ``delta``, i.e. ``scale = sigma^2``: if the authors trained with Caffe's layer (the paper does not
+    say), their gradients were sigma^2 = 9 times Eq. 1's, which under SGD acts as a 9x learning rate.
     """
     delta = 1.0 / sigma**2
     diff = (pred - target).abs()
     per_bin = torch.where(diff <= delta, 0.5 * diff**2, delta * (diff - 0.5 * delta))
-    return per_bin.sum(dim=-1).mean()
+    return scale * per_bin.sum(dim=-1).mean()
+
+
+Reduction = Literal["mean", "sum"]
+
+
+def reconstruction_mse(pred: Tensor, target: Tensor, reduction: Reduction = "mean") -> Tensor:
+    """Squared error between a reconstruction and its target image (PEAR's reconstruction term).
+
+    ``"mean"``: averaged over every pixel and channel (``F.mse_loss``'s default), so the term is about
+    ``1 / (3 * 256^2)`` of a per-image sum and stays small beside PEAR's KL terms, which are *sums* over
+    their dimensions. ``"sum"``: summed over each image's pixels and channels, averaged over the batch --
+    the scale a Gaussian log-likelihood (the VAE reading of Eq. 2) gives, on the KL terms' footing.
+    """
+    squared = (pred - target) ** 2
+    if reduction == "mean":
+        return squared.mean()
+    if reduction == "sum":
+        return squared.flatten(1).sum(dim=1).mean()
+    raise ValueError(f"reduction must be 'mean' or 'sum', not {reduction!r}")
 
 
 def distribution_cross_entropy(pred_probs: Tensor, target: Tensor) -> Tensor:

@@ -21,7 +21,10 @@ What the project chose where the paper is silent (config values unless stated):
 - ``temperature=1.0`` divides the Gumbel-sigmoid logit; 1 is the paper's "temperature ignored".
 - Inference uses the means -- ``z = sigmoid(logits)``, ``s = mu`` -- so scores are deterministic.
 - The reconstruction target is the network's input with the normalisation undone (the Sigmoid output
-  lives in [0, 1]) and resized bilinearly to 256x256; the MSE is averaged over pixels.
+  lives in [0, 1]) and resized bilinearly to 256x256; the MSE is averaged over pixels
+  (``recon_reduction="mean"``) while both KL terms are sums over their dimensions, so with lambda = 0.1
+  the reconstruction weighs about 1/(3 * 256^2) of a per-image sum. ``recon_reduction="sum"`` sums it
+  per image instead; the paper does not say which it used.
 - The prior runs only in training mode (its output is needed only by the KL term), so scoring costs one
   ResNet-50. The validation loss, computed in eval mode, therefore lacks the photographic KL term.
   The prior is fine-tuned through that KL at the backbone's rate, as the paper's learning rates imply.
@@ -47,7 +50,13 @@ from torch import Tensor, nn
 from aesthete.input_policy import InputPolicy
 from aesthete.models.backbones import backbone_channels, build_backbone
 from aesthete.models.base import AestheticModel, Batch
-from aesthete.models.losses import bernoulli_kl, distribution_cross_entropy, gaussian_kl_standard
+from aesthete.models.losses import (
+    Reduction,
+    bernoulli_kl,
+    distribution_cross_entropy,
+    gaussian_kl_standard,
+    reconstruction_mse,
+)
 from aesthete.models.registry import register_model
 
 AADB_ATTRIBUTES = 11
@@ -115,6 +124,7 @@ class Pear(AestheticModel):
         lam: float,
         beta: float,
         prior: bool,
+        recon_reduction: Reduction,
         config: dict,
     ) -> None:
         super().__init__(bins=bins, policy=_policy(input_size, resize_short), config=config)
@@ -137,6 +147,7 @@ class Pear(AestheticModel):
         self.temperature = temperature
         self.lam = lam
         self.beta = beta
+        self.recon_reduction = recon_reduction
 
     def forward(self, images: Tensor, aspect: Tensor | None = None) -> dict[str, Tensor]:
         pooled = self.features(images).mean(dim=(2, 3))
@@ -175,7 +186,8 @@ class Pear(AestheticModel):
     def loss(self, outputs: dict[str, Tensor], batch: Batch) -> Tensor:
         loss = distribution_cross_entropy(outputs["probs"].float(), batch["dist"])
         target = self.reconstruction_target(batch["images"].float())
-        loss = loss + self.lam * F.mse_loss(outputs["reconstruction"].float(), target)
+        reconstruction = reconstruction_mse(outputs["reconstruction"].float(), target, self.recon_reduction)
+        loss = loss + self.lam * reconstruction
         q = outputs["photo_logits"].float().sigmoid()
         if self.prior is None:
             loss = loss + (1.0 + self.lam) * bernoulli_kl(q, torch.full_like(q, 0.5))
@@ -209,10 +221,15 @@ def pear(
     lam: float = 0.1,
     beta: float = 0.1,
     prior: bool = True,
+    recon_reduction: Reduction = "mean",
 ) -> Pear:
     """PEAR with the paper's settings. ``lam`` is Eq. 2's lambda (reconstruction weight; the photographic
     KL weighs ``1 + lam``), ``beta`` the Gaussian KL's weight. The paper uses ``d = 6`` bins on AADB
-    (scores 0..5); the AADB recipe keeps 5, matching the released 1..5 ratings."""
+    (scores 0..5); the AADB recipe keeps 5, matching the released 1..5 ratings. ``recon_reduction``:
+    the reconstruction MSE averaged over pixels (``"mean"``, the default) or summed per image (``"sum"``,
+    the KL terms' convention); the paper does not say which."""
+    if recon_reduction not in ("mean", "sum"):
+        raise ValueError("recon_reduction must be 'mean' or 'sum'")
     if temperature <= 0:
         raise ValueError("temperature must be positive")
     if resize_short < input_size:
@@ -228,6 +245,7 @@ def pear(
         "lam": lam,
         "beta": beta,
         "prior": prior,
+        "recon_reduction": recon_reduction,
     }
     return Pear(**config, config=config)
 

@@ -18,8 +18,12 @@ What was confirmed from public code and the dataset author's own answer (see doc
   this file found; it is an assumption checked only against that code.
 
 The vote distribution is the histogram of those scores over 1..5 (a score outside 1..5 is counted in
-the report and ignored). Images with fewer than ``min_ratings`` (2) ratings are dropped, as HLA-GCN
-does following Zeng et al. ("about 100 images that have only one rating").
+the report and ignored). Images with fewer than ``min_ratings`` (default 2) ratings are dropped: the
+HLA-GCN *paper* says it discards "about 100 images that have only one rating" following Zeng et al.,
+but its released loader (hlagcn-jittor ``utils_jittor/dataset.py:93-95``) drops only images with no
+vote, which is ``min_ratings = 1`` (recipe ``hla-gcn-r50-aadb-official``). The released code also
+thresholds AADB's 1..5 mean score at 2.5 (``bins / 2``, ``util.py`` ``binary_accuracy``), not at the
+paper's ``ceil(S/2) = 3``: that is the recipe's ``[eval] threshold``, not this reader's business.
 """
 
 from __future__ import annotations
