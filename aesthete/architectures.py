@@ -14,6 +14,8 @@ ARCHITECTURES: dict[str, str] = {
     "saf": "saf",
     "pear": "pear",
     "pear-prior": "pear",  # PEAR's attribute prior network: trains, never scores photos
+    "topiq-iaa": "topiq",  # runs pyiqa's published TOPIQ IAA checkpoint (converted)
+    "laion-aesthetic": "laion_aesthetic",  # LAION's head on CLIP ViT-L/14: one score, not a distribution
 }
 
 
