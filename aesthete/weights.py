@@ -248,7 +248,7 @@ def _parse_entry(registry: Path, origin: Origin, name: str, table: Any) -> Weigh
         # The digest is the publisher's file's (often only the torch.hub prefix); the converted
         # checkpoint is checked against the digest recorded when it was converted.
         if not (table.get("arch") and has_bins):
-            raise bad("a converted aesthetic entry needs arch and bins (or output = \"score\")")
+            raise bad('a converted aesthetic entry needs arch and bins (or output = "score")')
     elif kind == "aesthetic" and not (table.get("arch") and has_bins and sha256):
         raise bad("an aesthetic entry needs arch, bins and the full sha256")
     if kind == "backbone" and not table.get("backbone"):
