@@ -63,8 +63,8 @@ class AestheticModel(nn.Module):
         score_range: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
-        if (self.output == "score") != (bins == 0):
-            raise ValueError(f"{self.arch}: a score model has bins = 0, a distribution model bins > 0")
+        if self.output == "score" and bins != 0:  # (PEAR's prior also has 0 bins: it never scores photos)
+            raise ValueError(f"{self.arch}: a score model has no bins (bins = 0)")
         self.bins = bins
         self.policy = policy
         self.config = dict(config)
