@@ -34,6 +34,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("saf", "saf"),
         Architecture("pear", "pear"),
         Architecture("pear-prior", "pear", scores_photos=False),
+        Architecture("topiq-iaa", "topiq"),  # runs pyiqa's published TOPIQ IAA checkpoint (converted)
+        Architecture("laion-aesthetic", "laion_aesthetic"),  # LAION's head on CLIP ViT-L/14: one score
     )
 }
 

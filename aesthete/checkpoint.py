@@ -40,6 +40,8 @@ def save_checkpoint(model: AestheticModel, path: str | Path, *, extra: dict[str,
         "arch": model.arch,
         "config": model.config,
         "bins": model.bins,
+        "output": model.output,
+        "score_range": list(model.score_range),
         "policy": model.policy.to_dict(),
         **(extra or {}),
     }
@@ -73,6 +75,8 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: a safetensors file without aesthete metadata (arch, config, bins, policy)"
         ) from None
+    # Checkpoints written before scalar-score models existed all hold distributions.
+    meta.setdefault("output", "distribution")
     return meta
 
 
@@ -117,8 +121,12 @@ def load_model(path: str | Path, *, device: str = "cpu") -> AestheticModel:
         model = get_model(meta["arch"], **meta["config"])
     except (TypeError, ValueError) as exc:  # a builder refusing the recorded config: the file is at fault
         raise CheckpointError(f"{path}: its config does not build {meta['arch']} ({exc})") from None
-    if model.bins != meta["bins"] or model.policy != InputPolicy.from_dict(meta["policy"]):
-        raise CheckpointError(f"{path}: bins or input policy disagree with its architecture's config")
+    if (
+        model.bins != meta["bins"]
+        or model.output != meta["output"]
+        or model.policy != InputPolicy.from_dict(meta["policy"])
+    ):
+        raise CheckpointError(f"{path}: bins, output or input policy disagree with its architecture's config")
     try:
         model.load_state_dict(load_state_dict(path), strict=True)
     except RuntimeError as exc:

@@ -20,8 +20,13 @@ from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# OpenAI CLIP's own normalisation (clip/clip.py, _transform), used by models on a CLIP image tower.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 ResizeKind = Literal["warp", "short_side", "center_crop"]
+Resample = Literal["bilinear", "bicubic"]
+_PIL_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,8 @@ class InputPolicy:
     - ``center_crop``: shorter side to ``resize_short``, then a centred ``size`` square (PEAR).
     - ``patch``: when set, the resized image is cut into ``patch`` x ``patch`` crops on a deterministic
       grid that covers it entirely (MP_ada inference); the output gains a leading patch axis.
+    - ``resample``: the resize filter; bilinear unless a publisher's preprocessing says otherwise
+      (CLIP resizes bicubically).
     """
 
     resize: ResizeKind
@@ -46,6 +53,7 @@ class InputPolicy:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     version: int = 1
+    resample: Resample = "bilinear"
 
     @property
     def key(self) -> str:
@@ -59,6 +67,8 @@ class InputPolicy:
             parts.append(f"p{self.patch}")
         if self.mean != IMAGENET_MEAN or self.std != IMAGENET_STD:
             parts.append("norm" + ",".join(f"{v:g}" for v in (*self.mean, *self.std)))
+        if self.resample != "bilinear":  # only when set, so existing cache keys stay valid
+            parts.append(self.resample)
         parts.append(f"v{self.version}")
         return "-".join(parts)
 
@@ -81,7 +91,7 @@ class InputPolicy:
         """RGB image -> uint8 array (H, W, 3), or (P, h, w, 3) when the policy cuts patches."""
         if image.mode != "RGB":
             image = image.convert("RGB")
-        resized = image.resize(self.resized_size(*image.size), Image.Resampling.BILINEAR)
+        resized = image.resize(self.resized_size(*image.size), _PIL_RESAMPLE[self.resample])
         if self.resize == "center_crop":
             resized = _center_crop(resized, self.size)
         pixels = np.asarray(resized, dtype=np.uint8)
@@ -118,6 +128,8 @@ class InputPolicy:
             text = f"shorter side {self.resize_short}, centre crop {self.size}"
         if self.patch:
             text += f", {self.patch}x{self.patch} patches covering the image"
+        if self.resample != "bilinear":
+            text += f", {self.resample}"
         return text
 
 

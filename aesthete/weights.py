@@ -67,7 +67,13 @@ _FIELD_TYPES: dict[str, type] = {
     "policy": str,
     "path": str,
     "added": str,
+    # Published checkpoints in their publisher's format (converted on the user's machine):
+    "format": str,  # a recipe of aesthete.convert (pyiqa-topiq-iaa-res50, laion-aesthetic-head, ...)
+    "requires": str,  # another entry whose file the conversion also reads (LAION's head needs CLIP)
+    "output": str,  # "distribution" (default) or "score" (one number per photo, no bins)
+    "like": str,  # user entries made by `add --like`: the project entry they follow
 }
+NONCOMMERCIAL_MARKERS = ("-NC", "NONCOMMERCIAL")
 
 
 class WeightsError(AestheteError):
@@ -84,6 +90,10 @@ class WeightsNotAvailable(WeightsError):
 
 class ChecksumMismatch(WeightsError):
     """A file whose sha256 is not the registered one: refused, and not cached."""
+
+
+class LicenseNotAccepted(WeightsError):
+    """A non-commercial licence the user has not accepted: nothing was downloaded or converted."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +117,22 @@ class WeightsEntry:
     metrics: dict[str, float] = field(default_factory=dict)
     policy: str | None = None
     added: str | None = None
+    format: str | None = None
+    requires: str | None = None
+    output: str | None = None
+    like: str | None = None
     available: bool = False
+
+    @property
+    def converted(self) -> bool:
+        """A project entry whose URL is the publisher's file, converted into ``path`` when pulled."""
+        return self.format is not None and self.origin == "project"
+
+    @property
+    def noncommercial(self) -> bool:
+        """Whether the licence forbids commercial use, so pulling it needs explicit acceptance."""
+        text = (self.license or "").upper()
+        return any(marker in text for marker in NONCOMMERCIAL_MARKERS)
 
     def matches(self, digest: str) -> bool:
         """Whether a file with this sha256 is these weights (the full digest if known, else the prefix)."""
@@ -215,7 +240,15 @@ def _parse_entry(registry: Path, origin: Origin, name: str, table: Any) -> Weigh
         raise bad("sha256_prefix must be 8 to 64 lowercase hex digits")
     if not (sha256 or prefix):
         raise bad("needs sha256 (or sha256_prefix)")
-    if kind == "aesthetic" and not (table.get("arch") and table.get("bins") and sha256):
+    if table.get("output", "distribution") not in ("distribution", "score"):
+        raise bad('output must be "distribution" or "score"')
+    has_bins = bool(table.get("bins")) or table.get("output") == "score"
+    if kind == "aesthetic" and "format" in table and origin == "project":
+        # The digest is the publisher's file's (often only the torch.hub prefix); the converted
+        # checkpoint is checked against the digest recorded when it was converted.
+        if not (table.get("arch") and has_bins):
+            raise bad('a converted aesthetic entry needs arch and bins (or output = "score")')
+    elif kind == "aesthetic" and not (table.get("arch") and has_bins and sha256):
         raise bad("an aesthetic entry needs arch, bins and the full sha256")
     if kind == "backbone" and not table.get("backbone"):
         raise bad("a backbone entry needs backbone")
@@ -228,15 +261,18 @@ def _parse_entry(registry: Path, origin: Origin, name: str, table: Any) -> Weigh
     else:
         if not table.get("url") or "path" in table:
             raise bad("a project entry needs url (and has no path: its file goes to the cache)")
-        location = _download_path(name, kind, table["url"], sha256)
+        location = _download_path(name, kind, table["url"], sha256, converted="format" in table)
     fields = {key: value for key, value in table.items() if key not in ("kind", "path")}
     return WeightsEntry(name=name, kind=kind, origin=origin, path=location, **fields)
 
 
-def _download_path(name: str, kind: Kind, url: str, sha256: str | None) -> Path:
+def _download_path(name: str, kind: Kind, url: str, sha256: str | None, *, converted: bool = False) -> Path:
     """Backbones keep the publisher's file name (torchvision's embeds the hash prefix); aesthetic
-    checkpoints are named like added ones, by digest and name."""
+    checkpoints are named like added ones, by digest and name; converted ones by name (their digest is
+    known only once converted)."""
     directory = paths.weights_cache_dir(create=False)
+    if kind == "aesthetic" and converted:
+        return directory / f"{name}.safetensors"
     if kind == "aesthetic":
         assert sha256 is not None, "validated by _parse_entry"
         return directory / f"{sha256[:16]}-{name}.safetensors"
@@ -294,12 +330,27 @@ def file_sha256(path: str | Path, *, recheck: bool = False) -> str:
 
 
 def _verified_digest(entry: WeightsEntry, *, recheck: bool = False) -> str | None:
-    """The digest of the entry's file if it is present and is the registered file, else None."""
+    """The digest of the entry's file if it is present and is the registered file, else None.
+
+    A converted entry's file is the checkpoint made from the publisher's file: it must match the digest
+    recorded beside it at conversion, and its header must name the publisher file's digest.
+    """
     try:
         digest = file_sha256(entry.path, recheck=recheck)
     except OSError:
         return None
-    return digest if entry.matches(digest) else None
+    if not entry.converted:
+        return digest if entry.matches(digest) else None
+    try:
+        recorded = _digest_record(entry.path).read_text(encoding="utf-8").strip()
+        source_digest = read_meta(entry.path).get("converted_from", {}).get("sha256", "")
+    except (OSError, CheckpointError, AttributeError):
+        return None
+    return digest if digest == recorded and entry.matches(source_digest) else None
+
+
+def _digest_record(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
 
 
 # --- resolving ---------------------------------------------------------------------------------------
@@ -492,7 +543,7 @@ def _printable(text: str) -> str:
 # --- downloading -------------------------------------------------------------------------------------
 
 
-def pull(name: str, *, progress: ProgressFn | None = None) -> Path:
+def pull(name: str, *, progress: ProgressFn | None = None, accept_license: bool = False) -> Path:
     """Download a registered entry into the cache and return its verified file.
 
     Supported URLs: ``https://``; ``file://`` (local copies); ``http://`` only to a loopback host (a
@@ -500,14 +551,35 @@ def pull(name: str, *, progress: ProgressFn | None = None) -> Path:
     interrupted download leaves ``<file>.part``, resumed with a Range request next time (from zero if
     the server does not honour it). The sha256 is checked before the file takes its final name; a
     mismatch deletes it and raises ``ChecksumMismatch``. ``progress(done, total)`` gets byte counts.
+
+    An entry with a ``format`` is a publisher's file: it is converted into an aesthete checkpoint (see
+    ``_pull_converted``); a non-commercial licence then needs ``accept_license`` (else
+    ``LicenseNotAccepted``, before any byte is fetched).
     """
     entry = _lookup(name)
     if entry.url is None:
         raise WeightsError(f"{name!r} is a local checkpoint (added from {entry.source}); there is nothing to pull")
     if _verified_digest(entry):
         return entry.path
+    if entry.converted:
+        return _pull_converted(entry, progress, accept_license)
     paths.weights_cache_dir()
-    part = entry.path.with_name(entry.path.name + ".part")
+    part, digest = _download_verified(entry, entry.path, progress)
+    if entry.kind == "aesthetic":
+        meta = _checked_meta(part, entry)
+        if meta["arch"] != entry.arch or meta["bins"] != entry.bins:
+            part.unlink(missing_ok=True)
+            raise WeightsError(f"{name!r}: the file is a {meta['arch']} checkpoint, the registry says {entry.arch}")
+    fileops.publish(part, entry.path, overwrite=True)
+    _remember_digest(entry.path.resolve(), entry.path.stat(), digest)
+    return entry.path
+
+
+def _download_verified(entry: WeightsEntry, dest: Path, progress: ProgressFn | None) -> tuple[Path, str]:
+    """Download ``entry.url`` into ``dest.part`` and check its sha256; returns (part, digest)."""
+    name = entry.name
+    assert entry.url is not None
+    part = dest.with_name(dest.name + ".part")
     cap = entry.size + entry.size // 10 if entry.size else DEFAULT_SIZE_CAP
     try:
         _download(entry.url, part, cap, progress)
@@ -527,14 +599,64 @@ def pull(name: str, *, progress: ProgressFn | None = None) -> Path:
         raise ChecksumMismatch(
             f"download of {name!r} refused: sha256 {digest} is not the registered {expected}; nothing was cached"
         )
-    if entry.kind == "aesthetic":
-        meta = _checked_meta(part, entry)
-        if meta["arch"] != entry.arch or meta["bins"] != entry.bins:
-            part.unlink(missing_ok=True)
-            raise WeightsError(f"{name!r}: the file is a {meta['arch']} checkpoint, the registry says {entry.arch}")
-    fileops.publish(part, entry.path, overwrite=True)
-    _remember_digest(entry.path.resolve(), entry.path.stat(), digest)
+    return part, digest
+
+
+def license_notice(entry: WeightsEntry) -> str:
+    """One line: the entry's licence and where it comes from, for the acceptance prompt."""
+    return f"{entry.name}: licence {entry.license or 'not stated'} (source: {entry.source or entry.url})"
+
+
+def _pull_converted(entry: WeightsEntry, progress: ProgressFn | None, accept_license: bool) -> Path:
+    """Download the publisher's file (and the file it requires), verify each sha256 BEFORE anything
+    reads it, convert into an aesthete checkpoint at ``entry.path``, then delete the publisher's file.
+    A non-commercial licence must be accepted first: refusing downloads nothing."""
+    if entry.noncommercial and not accept_license:
+        raise LicenseNotAccepted(
+            f"{license_notice(entry)} is non-commercial: accept it with --accept-license; nothing was downloaded"
+        )
+    files: dict[str, Path] = {}
+    if entry.requires:
+        files["clip"] = pull(entry.requires, progress=progress, accept_license=accept_license)
+    downloads = paths.weights_cache_dir() / "downloads"
+    downloads.mkdir(exist_ok=True)
+    assert entry.url is not None
+    filename = Path(urllib.parse.unquote(urllib.parse.urlsplit(entry.url).path)).name or entry.name
+    part, digest = _download_verified(entry, downloads / filename, progress)
+    try:
+        files["main"] = part
+        _convert_into(entry, files, entry.path, digest)
+    finally:
+        part.unlink(missing_ok=True)  # the publisher's file is not kept: the checkpoint replaces it
     return entry.path
+
+
+def _convert_into(entry: WeightsEntry, files: dict[str, Path], dest: Path, digest: str) -> str:
+    """Convert verified publisher files into ``dest`` (atomically) and record its digest; returns it."""
+    from aesthete import convert  # torch: only a conversion pays for it
+
+    assert entry.format is not None
+    provenance = {
+        "entry": entry.name,
+        "sha256": digest,
+        "url": entry.url,
+        "license": entry.license,
+        "source": entry.source,
+        "dataset": entry.dataset,
+    }
+    tmp = dest.with_name(dest.name + ".converting")
+    try:
+        convert.convert(entry.format, files, tmp, provenance=provenance)
+        meta = read_meta(tmp)
+        if meta["arch"] != entry.arch:
+            raise WeightsError(f"{entry.name!r}: converts to {meta['arch']}, the registry says {entry.arch}")
+        converted = _hash_file(tmp)
+        fileops.publish(tmp, dest, overwrite=True)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fileops.atomic_write_text(_digest_record(dest), converted + "\n")
+    _remember_digest(dest.resolve(), dest.stat(), converted)
+    return converted
 
 
 def _checked_meta(part: Path, entry: WeightsEntry) -> dict[str, Any]:
@@ -635,3 +757,93 @@ def _stream(
         os.fsync(out.fileno())
     if total is not None and done < total:
         raise ConnectionError(f"connection closed after {done} of {total} bytes")
+
+
+# --- adding a publisher-format file ------------------------------------------------------------------
+
+
+def add_like(
+    files: list[str | Path],
+    *,
+    name: str,
+    like: str,
+    accept_license: bool = False,
+    other_weights: bool = False,
+) -> WeightsEntry:
+    """Convert publisher-format file(s) fetched by hand, following project entry ``like`` (its format,
+    architecture, preprocessing and licence), and register the result under ``name``.
+
+    Each file's sha256 is compared with the entry's (and, for LAION's head, the CLIP entry it requires)
+    before anything reads it; a file that is not the published one is refused unless ``other_weights``
+    (then it is still read only with ``weights_only=True`` / the allowlisted TorchScript reader). A part
+    not given (the CLIP archive) is taken from the cache once pulled.
+    """
+    if not NAME_RE.fullmatch(name):
+        raise WeightsError(f"{name!r}: a weights name is letters, digits and ._+- (at most 100 characters)")
+    base = _lookup(like)
+    if not base.converted:
+        raise WeightsError(f"--like {like!r}: not a published checkpoint in a publisher's format")
+    if any(entry.name == name for entry in _all_entries()):
+        raise WeightsError(f"{name!r} is already a weights name; choose another --name")
+    if base.noncommercial and not accept_license:
+        raise LicenseNotAccepted(
+            f"{license_notice(base)} is non-commercial: accept it with --accept-license; nothing was converted"
+        )
+    required = _lookup(base.requires) if base.requires else None
+    parts: dict[str, Path] = {}
+    main_digest = ""
+    for given in files:
+        path = Path(given).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"{given}: no such file")
+        digest = file_sha256(path)
+        if required is not None and "clip" not in parts and required.matches(digest):
+            parts["clip"] = path
+        elif "main" not in parts:
+            if not base.matches(digest) and not other_weights:
+                expected = base.sha256 or f"{base.sha256_prefix}..."
+                raise WeightsError(
+                    f"{given}: sha256 {digest[:16]}... is not {like}'s published file ({expected}); "
+                    "pass --other-weights to convert another file of the same format"
+                )
+            parts["main"], main_digest = path, digest
+        elif required is not None and "clip" not in parts and other_weights:
+            parts["clip"] = path
+        else:
+            raise WeightsError(f"{given}: one file too many for {like}")
+    if "main" not in parts:
+        raise WeightsError(f"{like} needs its publisher's file ({base.url})")
+    if required is not None and "clip" not in parts:
+        if not _verified_digest(required):
+            raise WeightsError(
+                f"{like} also needs {required.path.name}: pass it as a second FILE, "
+                f"or run `aesthete weights pull {required.name}`"
+            )
+        parts["clip"] = required.path
+    directory = paths.weights_cache_dir()
+    staging = directory / f".add-{name}.safetensors"
+    converted = _convert_into(base, parts, staging, main_digest)
+    dest = directory / f"{converted[:16]}-{name}.safetensors"
+    fileops.publish(staging, dest, overwrite=True)
+    _digest_record(staging).unlink(missing_ok=True)
+    _remember_digest(dest.resolve(), dest.stat(), converted)
+    meta = read_meta(dest)
+    from aesthete.input_policy import InputPolicy
+
+    record: dict[str, str | int | None] = {
+        "kind": "aesthetic",
+        "arch": meta["arch"],
+        "backbone": base.backbone,
+        "dataset": base.dataset,
+        "bins": meta["bins"] or None,
+        "output": meta["output"],
+        "policy": InputPolicy.from_dict(meta["policy"]).key,
+        "sha256": converted,
+        "path": str(dest.resolve()),
+        "license": base.license,
+        "like": like,
+        "source": _printable(str(parts["main"].resolve())),
+        "added": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    _append_user_entry(name, {key: value for key, value in record.items() if value is not None})
+    return replace(_lookup(name), available=True)

@@ -6,6 +6,7 @@ Exit codes: 0 done, 1 a file failed its sha256 check (``verify``, or a refused `
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,15 +57,56 @@ def list_command(as_json: JsonOption = False) -> None:
     out.print(table)
 
 
+AcceptLicense = Annotated[
+    bool,
+    typer.Option("--accept-license", help="Accept a non-commercial licence without being asked."),
+]
+
+
+def _accepted(entry_name: str, accept_license: bool) -> bool:
+    """Whether the entry's licence is accepted: by flag, needless (permissive), or at an interactive yes."""
+    with _clean_errors():
+        entry = next((e for e in weights.list_weights() if e.name == entry_name), None)
+    if accept_license or entry is None or not entry.noncommercial:
+        return accept_license
+    if not sys.stdin.isatty():
+        return False  # no one to ask: the library refuses with the one-line way out
+    err.print(escape(weights.license_notice(entry)))
+    return typer.confirm("This licence forbids commercial use. Accept it?", default=False, err=True)
+
+
 @app.command("add")
 def add_command(
-    file: Annotated[Path, typer.Argument(help="An aesthete checkpoint (.safetensors), e.g. from `aesthete train`.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="An aesthete checkpoint (.safetensors); with --like, the publisher's file(s) "
+            "(for laion-aesthetic-v2: the head .pth and, unless pulled, ViT-L-14.pt)."
+        ),
+    ],
     name: Annotated[str, typer.Option("--name", "-n", help="The name to use it by: `score --weights NAME`.")],
+    like: Annotated[
+        str | None,
+        typer.Option("--like", help="Convert a publisher-format file the way this listed checkpoint is converted."),
+    ] = None,
+    other_weights: Annotated[
+        bool,
+        typer.Option("--other-weights", help="With --like: accept a file that is not the published one (same format)."),
+    ] = False,
+    accept_license: AcceptLicense = False,
     as_json: JsonOption = False,
 ) -> None:
     """Register a local checkpoint in your registry; it is copied into the cache, so the original can go."""
     with library_errors():
-        entry = weights.add(file, name=name)
+        if like is None:
+            if len(files) != 1:
+                raise weights.WeightsError("give one checkpoint file (several files only with --like)")
+            entry = weights.add(files[0], name=name)
+        else:
+            accepted = _accepted(like, accept_license)
+            entry = weights.add_like(
+                list(files), name=name, like=like, accept_license=accepted, other_weights=other_weights
+            )
     if as_json:
         print_json(entry.to_dict())
     else:
@@ -72,13 +114,19 @@ def add_command(
 
 
 @app.command("pull")
-def pull_command(name: Annotated[str, typer.Argument(help="A name from `aesthete weights list`.")]) -> None:
+def pull_command(
+    name: Annotated[str, typer.Argument(help="A name from `aesthete weights list`.")],
+    accept_license: AcceptLicense = False,
+) -> None:
     """Download registered weights into the cache, checking their sha256; prints the file's path.
 
-    An interrupted download resumes where it stopped when run again.
+    A publisher's file (pyiqa, LAION) is converted into an aesthete checkpoint on this machine. A
+    non-commercial licence is shown and must be accepted (--accept-license, or yes when asked); refusing
+    downloads nothing. An interrupted download resumes where it stopped when run again.
     """
+    accepted = _accepted(name, accept_license)
     with library_errors(), _progress(name) as progress:
-        path = weights.pull(name, progress=progress)
+        path = weights.pull(name, progress=progress, accept_license=accepted)
     out.print(str(path), highlight=False, markup=False)
 
 

@@ -29,16 +29,16 @@ IMAGENET_WEIGHTS = {
 RESNET_TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
 
-def build_backbone(name: str) -> nn.Module:
+def build_backbone(name: str, *, keep_last_pool: bool = False) -> nn.Module:
     """The randomly initialised convolutional trunk of torchvision model ``name``: (B, 3, H, W) ->
     (B, C, h, w), at stride 32 for ResNets and 16 for VGG16 (conv5_3 after its ReLU, before the last
-    max-pool)."""
+    max-pool). ``keep_last_pool`` keeps VGG16's fifth max-pool (stride 32), as pyiqa's NIMA-VGG16 does."""
     if name not in BACKBONE_CHANNELS:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONE_CHANNELS)}")
     full = getattr(torchvision.models, name)(weights=None)
     if name.startswith("resnet"):
         return nn.Sequential(*list(full.children())[:-2])  # drop avgpool and fc
-    return full.features[:-1]  # VGG: keep conv5_3 + ReLU, drop the last max-pool (stride 16)
+    return full.features if keep_last_pool else full.features[:-1]  # VGG: drop the last max-pool unless asked
 
 
 def backbone_channels(name: str) -> int:

@@ -5,13 +5,18 @@ each photo's original aspect ratio ``w / h``, and returns a dict whose ``"probs"
 over its S score bins (B, S): non-negative, rows summing to 1. Other keys carry what the model's own
 training loss needs (logits, reconstructions, latent codes).
 
+A few published models (LAION's aesthetic predictor) regress one number per photo instead: their
+``output`` is ``"score"``, ``bins`` is 0, and the dict's ``"score"`` is (B,) on the scale given by
+``score_range`` (AVA's 1-10 for LAION's head). No distribution is invented for them: consumers must
+check ``output`` (or the checkpoint header's ``output``) before reading ``"probs"``.
+
 ``loss(outputs, batch)`` is the model's training objective, a pure function of its outputs and the
 batch, so the trainer stays generic and DistributedDataParallel still wraps ``forward``.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypedDict
+from typing import Any, ClassVar, Literal, TypedDict
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +38,9 @@ class Batch(TypedDict, total=False):
     attributes: Tensor  # (B, 11) AADB photographic attributes, where the dataset has them
 
 
+OutputKind = Literal["distribution", "score"]
+
+
 class AestheticModel(nn.Module):
     """Base class: subclasses set ``arch``, build layers in ``__init__`` and implement ``forward``/``loss``.
 
@@ -41,12 +49,26 @@ class AestheticModel(nn.Module):
     """
 
     arch: ClassVar[str]
+    # "distribution": forward returns "probs" (B, bins). "score": forward returns "score" (B,) within
+    # ``score_range`` and bins is 0 (a regressor has no bins to invent).
+    output: ClassVar[OutputKind] = "distribution"
 
-    def __init__(self, *, bins: int, policy: InputPolicy, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        *,
+        bins: int,
+        policy: InputPolicy,
+        config: dict[str, Any],
+        score_range: tuple[float, float] | None = None,
+    ) -> None:
         super().__init__()
+        if self.output == "score" and bins != 0:  # (PEAR's prior also has 0 bins: it never scores photos)
+            raise ValueError(f"{self.arch}: a score model has no bins (bins = 0)")
         self.bins = bins
         self.policy = policy
         self.config = dict(config)
+        # The scale the model's mean (or score) lives on: (1, S) for S bins unless the model says otherwise.
+        self.score_range = score_range or ((0.0, 1.0) if bins == 2 else (1.0, float(max(bins, 1))))
 
     @property
     def scores_photos(self) -> bool:
