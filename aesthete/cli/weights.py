@@ -65,7 +65,7 @@ AcceptLicense = Annotated[
 
 def _accepted(entry_name: str, accept_license: bool) -> bool:
     """Whether the entry's licence is accepted: by flag, needless (permissive), or at an interactive yes."""
-    with _clean_errors():
+    with library_errors():
         entry = next((e for e in weights.list_weights() if e.name == entry_name), None)
     if accept_license or entry is None or not entry.noncommercial:
         return accept_license
