@@ -136,6 +136,7 @@ def embedded_xmp(path: str) -> bytes | None:
         with open(path, "rb") as stream:
             head = stream.read(4)
             if head[:2] == b"\xff\xd8":
+                stream.seek(2)  # just past SOI: the segments follow
                 return _jpeg_xmp(stream)
             if head in (b"II*\x00", b"MM\x00*"):
                 return _tiff_xmp(stream, "<" if head[:2] == b"II" else ">")
