@@ -43,8 +43,10 @@ def make_library(folder: Path, count: int, size: tuple[int, int] = (160, 120), s
     photos = []
     for i in range(count):
         level, ev = i % len(BLUR), EXPOSURE[(i // len(BLUR)) % len(EXPOSURE)]
-        image = blurred(exposed(scene(seed * 1000 + i, size), ev), BLUR[level]) if BLUR[level] else exposed(
-            scene(seed * 1000 + i, size), ev
+        image = (
+            blurred(exposed(scene(seed * 1000 + i, size), ev), BLUR[level])
+            if BLUR[level]
+            else exposed(scene(seed * 1000 + i, size), ev)
         )
         path = folder / ("day1" if i % 2 else "day2") / f"IMG_{i:04d}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +64,8 @@ def fill_store(store: Store, photos: list[Photo]) -> None:
     for p in photos:
         stat = p.path.stat()
         files.append({"path": str(p.path), "raw_path": None, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                      "content_hash": p.content_hash, "status": "ok", "first_seen": stamp, "last_seen": stamp})  # fmt: skip
+                      "content_hash": p.content_hash, "status": "ok",
+                      "first_seen": stamp, "last_seen": stamp})  # fmt: skip
         images.append({"content_hash": p.content_hash, "width": 160, "height": 120, "format": "JPEG", **p.signals})
     store.write(files=files, images=images)
 
@@ -102,10 +105,11 @@ def lightroom_catalog(path: Path, photos: list[Photo], root: str | None = None) 
         CREATE TABLE AgLibraryRootFolder (id_local INTEGER PRIMARY KEY, id_global UNIQUE NOT NULL,
             absolutePath UNIQUE NOT NULL DEFAULT '', name NOT NULL DEFAULT '', relativePathFromCatalog);
         CREATE TABLE AgLibraryFolder (id_local INTEGER PRIMARY KEY, id_global UNIQUE NOT NULL,
-            parentId INTEGER, pathFromRoot NOT NULL DEFAULT '', rootFolder INTEGER NOT NULL DEFAULT 0, visibility INTEGER);
-        CREATE TABLE AgLibraryFile (id_local INTEGER PRIMARY KEY, id_global UNIQUE NOT NULL, baseName NOT NULL DEFAULT '',
-            errorMessage, extension NOT NULL DEFAULT '', folder INTEGER NOT NULL DEFAULT 0, idx_filename NOT NULL DEFAULT '',
-            originalFilename NOT NULL DEFAULT '');
+            parentId INTEGER, pathFromRoot NOT NULL DEFAULT '', rootFolder INTEGER NOT NULL DEFAULT 0,
+            visibility INTEGER);
+        CREATE TABLE AgLibraryFile (id_local INTEGER PRIMARY KEY, id_global UNIQUE NOT NULL,
+            baseName NOT NULL DEFAULT '', errorMessage, extension NOT NULL DEFAULT '',
+            folder INTEGER NOT NULL DEFAULT 0, idx_filename NOT NULL DEFAULT '', originalFilename NOT NULL DEFAULT '');
         CREATE TABLE Adobe_images (id_local INTEGER PRIMARY KEY, id_global UNIQUE NOT NULL, captureTime,
             colorLabels NOT NULL DEFAULT '', fileFormat NOT NULL DEFAULT 'unset', pick NOT NULL DEFAULT 0,
             rating, rootFile INTEGER NOT NULL DEFAULT 0);
@@ -170,7 +174,8 @@ def digikam_database(path: Path, photos: list[Photo], root: str | None = None) -
         CREATE TABLE Albums (id INTEGER PRIMARY KEY, albumRoot INTEGER NOT NULL, relativePath TEXT NOT NULL,
             date DATE, caption TEXT, collection TEXT, icon INTEGER, UNIQUE(albumRoot, relativePath));
         CREATE TABLE Images (id INTEGER PRIMARY KEY, album INTEGER, name TEXT NOT NULL, status INTEGER NOT NULL,
-            category INTEGER NOT NULL, modificationDate DATETIME, fileSize INTEGER, uniqueHash TEXT, UNIQUE (album, name));
+            category INTEGER NOT NULL, modificationDate DATETIME, fileSize INTEGER, uniqueHash TEXT,
+            UNIQUE (album, name));
         CREATE TABLE ImageInformation (imageid INTEGER PRIMARY KEY, rating INTEGER, creationDate DATETIME,
             digitizationDate DATETIME, orientation INTEGER, width INTEGER, height INTEGER, format TEXT);
         """

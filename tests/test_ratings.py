@@ -195,7 +195,9 @@ def test_own_ratings_are_not_the_photographers(tmp_path: Path, library: list[rat
     assert left_out == 3
     kept = {j.content_hash: j for j in own}
     assert not {p.content_hash for p in library[:3]} & set(kept)
-    assert all(kept[p.content_hash].changed and kept[p.content_hash].weight == USER_CHANGED_WEIGHT for p in library[3:6])
+    assert all(
+        kept[p.content_hash].changed and kept[p.content_hash].weight == USER_CHANGED_WEIGHT for p in library[3:6]
+    )
     assert all(not kept[p.content_hash].changed and kept[p.content_hash].weight == 1.0 for p in library[6:])
 
 
