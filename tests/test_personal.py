@@ -1,0 +1,187 @@
+"""The personal model: learned from ratings in every source format, it ranks unseen photos by the rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aesthete import personal
+from aesthete.fingerprint import hash_file
+from aesthete.personal import NotEnoughRatings, PersonalError
+from aesthete.ratings import (
+    Written,
+    match_ratings,
+    photographers_own,
+    read_darktable,
+    read_digikam,
+    read_lightroom,
+    read_xmp,
+    record_written,
+    schema_written_ratings,
+    written_ratings,
+)
+from aesthete.store import Store
+from tests import ratinglib
+
+RATED = 63  # the first RATED photos are rated; the rest are held out, never seen by any fit
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[ratinglib.Photo], Store]:
+    root = tmp_path_factory.mktemp("personal")
+    photos = ratinglib.make_library(root / "Photos", 90)
+    store = Store(root / "aesthete.db")
+    ratinglib.fill_store(store, photos)
+    return root, photos, store
+
+
+def _features(store: Store, hashes: list[str]) -> np.ndarray:
+    rows = {r["content_hash"]: r for r in store.photos(None)}
+    return personal.feature_matrix([rows[h] for h in hashes])
+
+
+def _write_source(kind: str, where: Path, photos: list[ratinglib.Photo]) -> list:
+    rated = photos[:RATED]
+    if kind in ("sidecar", "adobe-sidecar"):
+        ratinglib.write_sidecars(rated, adobe=kind == "adobe-sidecar")
+        return read_xmp([str(p.path) for p in photos])
+    if kind == "embedded":  # Lightroom's "save metadata to file": the XMP inside each rated JPEG
+        return read_xmp([str(p.path) for p in photos])
+    if kind == "lightroom":
+        ratinglib.lightroom_catalog(where / "cat.lrcat", rated)
+        return read_lightroom(where / "cat.lrcat")
+    if kind.startswith("darktable"):
+        ratinglib.darktable_library(where / "library.db", rated, old_reject=kind.endswith("old"))
+        return read_darktable(where / "library.db")
+    ratinglib.digikam_database(where / "digikam4.db", rated)
+    return read_digikam(where / "digikam4.db")
+
+
+@pytest.mark.parametrize(
+    "kind", ["sidecar", "adobe-sidecar", "embedded", "lightroom", "darktable", "darktable-old", "digikam"]
+)
+def test_learns_the_rule_from_every_source(tmp_path: Path, world, kind: str) -> None:
+    _, photos, store = world
+    folder = tmp_path / kind
+    folder.mkdir()
+    if kind in ("sidecar", "adobe-sidecar", "embedded"):  # XMP lives with the photos: a private library
+        photos = ratinglib.make_library(folder / "Photos", 90)
+        if kind == "embedded":
+            for p in photos[:RATED]:
+                p.path.write_bytes(ratinglib.jpeg_with_xmp(p.path.read_bytes(), ratinglib.xmp_packet(p.rating)))
+                p.content_hash = hash_file(p.path)
+        store = Store(folder / "aesthete.db")
+        ratinglib.fill_store(store, photos)
+    ratings = _write_source(kind, folder, photos)
+    result = match_ratings(ratings, store)
+    assert {m.how for m in result.matched} == {"path"}
+    own, left_out = photographers_own(result.matched, {})
+    assert left_out == 0 and len(own) >= RATED - 10
+    y = personal.targets([j.rating for j in own])
+    x = _features(store, [j.content_hash for j in own])
+    cv = personal.cross_validate(x, y, baseline=x[:, 0])  # baseline: sharpness alone
+    table = cv.table()
+    assert table[0]["model"] == "personal" and table[0]["srcc"] > 0.8, table
+    head = personal.fit_head(x, y)
+    held = photos[RATED:]
+    predicted = head.predict(_features(store, [p.content_hash for p in held]))
+    truth = np.array([max(p.rating, 0) for p in held], dtype=float)
+    assert personal.srcc(truth, predicted) > 0.8
+
+
+def test_written_ratings_ignored_and_corrections_used(tmp_path: Path) -> None:
+    import sqlite_utils
+
+    photos = ratinglib.make_library(tmp_path / "Photos", 60)
+    store = Store(tmp_path / "aesthete.db")
+    ratinglib.fill_store(store, photos)
+    schema_written_ratings(sqlite_utils.Database(store.conn))
+    # aesthete (a poor model) wrote the opposite of the rule into every sidecar ...
+    wrong = {p.content_hash: 6 - max(p.rating, 1) for p in photos}
+    record_written(store, [Written(str(p.path), p.content_hash, wrong[p.content_hash]) for p in photos])
+    # ... and the photographer corrected half of them; the other half still carry aesthete's stars
+    corrected = photos[::2]
+    for p in photos:
+        stars = p.rating if p in corrected else wrong[p.content_hash]
+        Path(str(p.path) + ".xmp").write_bytes(ratinglib.xmp_packet(stars))
+    matched = match_ratings(read_xmp([str(p.path) for p in photos]), store).matched
+    own, left_out = photographers_own(matched, written_ratings(store))
+    same = sum(1 for p in corrected if p.rating == wrong[p.content_hash])  # corrections that equal what was written
+    assert left_out == len(photos) - len(corrected) + same
+    assert {j.content_hash for j in own} <= {p.content_hash for p in corrected}
+    assert all(j.changed and j.weight == 2.0 for j in own)
+    x = _features(store, [j.content_hash for j in own])
+    y = personal.targets([j.rating for j in own])
+    cv = personal.cross_validate(x, y, np.array([j.weight for j in own]))
+    assert cv.table()[0]["srcc"] > 0.8
+    # learning from everything, aesthete's own stars included, is what the filter prevents
+    everything = personal.targets([m.rating for m in matched])
+    x_all = _features(store, [m.content_hash for m in matched])
+    assert personal.cross_validate(x_all, everything).table()[0]["srcc"] < cv.table()[0]["srcc"]
+
+
+def test_refusals_are_one_line() -> None:
+    x = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
+    with pytest.raises(NotEnoughRatings, match="needs at least 20") as few:
+        personal.fit_head(x[:5], np.arange(5.0))
+    with pytest.raises(NotEnoughRatings, match="same rating") as same:
+        personal.cross_validate(x, np.full(30, 3.0))
+    with pytest.raises(PersonalError, match="unknown method"):
+        personal.fit_head(x, np.arange(30.0) % 5, method="forest")
+    assert "\n" not in str(few.value) + str(same.value)
+
+
+def test_every_method_fits_and_predicts_stars() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 12)).astype(np.float32)
+    latent = x[:, 0] + 0.5 * x[:, 1] + 0.3 * rng.normal(size=200)
+    y = np.digitize(latent, np.quantile(latent, [0.2, 0.4, 0.6, 0.8])).astype(float) + 1
+    for method in personal.METHODS:
+        head = personal.fit_head(x, y, method=method)
+        predicted = head.predict(x)
+        assert personal.srcc(y, predicted) > 0.8, method
+        assert 1.5 < predicted.mean() < 4.5, method  # on the star scale, whatever the method
+
+
+def test_metrics() -> None:
+    assert personal.srcc(np.array([1, 2, 3, 4]), np.array([10, 20, 30, 40])) == pytest.approx(1.0)
+    assert personal.srcc(np.array([1, 2, 3, 4]), np.array([4, 3, 2, 1])) == pytest.approx(-1.0)
+    assert np.isnan(personal.srcc(np.array([1, 2, 3]), np.array([5, 5, 5])))
+    assert personal.pairwise_accuracy(np.array([1, 2, 3]), np.array([1, 2, 3])) == 1.0
+    assert personal.pairwise_accuracy(np.array([1, 2, 3]), np.array([3, 2, 1])) == 0.0
+    assert personal.pairwise_accuracy(np.array([1, 2, 2]), np.array([0, 0, 1])) == pytest.approx(0.75)
+    folds = personal.fold_ids(np.repeat(np.arange(5.0), 10), 5)
+    assert all(sorted(np.repeat(np.arange(5.0), 10)[folds == k]) == list(np.arange(5.0).repeat(2)) for k in range(5))
+
+
+def test_targets_from_picks_only() -> None:
+    from aesthete.ratings import Rating
+
+    assert personal.targets([Rating("a", 0, 1), Rating("b", 0, -1), Rating("c", 0, 0)]).tolist()[:2] == [1.0, 0.0]
+    mixed = personal.targets([Rating("a", 0, 1), Rating("b", 4), Rating("c", -1)])
+    assert np.isnan(mixed[0]) and mixed[1:].tolist() == [4.0, 0.0]
+
+
+def test_saved_head_describes_itself(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    rng = np.random.default_rng(1)
+    x = np.hstack([rng.normal(size=(40, 7)), rng.normal(size=(40, 16))]).astype(np.float32)
+    y = (x[:, 0] > 0).astype(float) * 3 + 1
+    spec = personal.feature_spec(16, "nima/resnet18 penultimate")
+    head = personal.fit_head(x, y, spec=spec, base_model="nima", base_weights="mine")
+    cv = personal.cross_validate(x, y)
+    path = tmp_path / "me.safetensors"
+    personal.save_head(head, path, cv)
+    loaded = personal.load_head(path)
+    assert np.allclose(loaded.predict(x), head.predict(x), atol=1e-5)
+    assert (loaded.base_model, loaded.base_weights, loaded.spec, loaded.method) == ("nima", "mine", spec, "ridge")
+    with safe_open(str(path), framework="numpy") as f:
+        meta = f.metadata()
+    assert meta["format"] == personal.FORMAT and '"folds": 5' in meta["cross_validation"]
+    assert path.stat().st_size < 4096
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(PersonalError, match="cannot read it"):
+        personal.load_head(tmp_path / "junk.safetensors")
