@@ -6,7 +6,7 @@ from the ``mediapipe`` 0.10.14 wheel on PyPI into ``aesthete/facedata/`` (Apache
 beside them; ``docs/faces.md`` says why this runtime and not mediapipe itself, with measurements):
 
 - BlazeFace full-range (``face_detection_full_range_sparse.tflite``, 192x192 input): boxes and six
-  keypoints, for faces from about 1/25 of the picture's longer side up (see docs/faces.md).
+  keypoints, for faces from about 1/15 of the picture's longer side up (see docs/faces.md).
 - Face Mesh (``face_landmark.tflite``, 192x192 input): 468 points of a face, both eyelids included.
 
 When the runtime is missing, :func:`available` is False and :func:`detect_faces` raises
@@ -62,8 +62,8 @@ _EYES = (
 )
 
 # Flag thresholds. See docs/faces.md for how they were set and what they rest on.
-EYE_CLOSED_BELOW = 0.06  # openness; calibration in docs/faces.md
-FACE_SOFT_BELOW = 0.5  # relative face sharpness; calibration in docs/faces.md
+EYE_CLOSED_BELOW = 0.105  # openness; provisional, see docs/faces.md for the data and its limits
+FACE_SOFT_BELOW = 0.5  # relative face sharpness: a face blurred by ~1.5 px at working size (docs/faces.md)
 
 
 class FacesUnavailable(AestheteError):
@@ -132,9 +132,7 @@ def _interpreters() -> tuple[Any, Any]:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
-            raise FacesUnavailable(
-                "face signals need the 'faces' extra: pip install 'aesthete-photo[faces]'"
-            ) from exc
+            raise FacesUnavailable("face signals need the 'faces' extra: pip install 'aesthete-photo[faces]'") from exc
         pair = []
         for path in (DETECTOR, LANDMARKS):
             # One thread: decode workers already keep every core busy.
@@ -250,7 +248,7 @@ def eye_openness(landmarks: np.ndarray) -> tuple[float, float]:
     it), divided by the distance between the two eyes' centres (the midpoints of their corners). The
     gaps alone would scale with the face; the eye's own width (the classic eye aspect ratio of
     Soukupova & Cech 2016) shrinks when the head turns, which would inflate the ratio. A wide-open eye
-    is ~0.15, a shut one ~0.02 (docs/faces.md). Invariant to translation, rotation and scale.
+    is ~0.15 (the astronaut); what a shut one gives is in docs/faces.md. Invariant to translation, rotation and scale.
     """
     xy = np.asarray(landmarks, dtype=np.float64)[:, :2]
     centres = [(xy[c0] + xy[c1]) / 2 for (c0, c1), _, _ in _EYES]
