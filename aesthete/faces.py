@@ -270,7 +270,7 @@ def detect_faces(
     ``detail``, optional, is the same picture at a higher resolution (any size, same framing): the
     landmarks of faces that are small in ``rgb`` are found on a crop of it instead. ``photo_sharpness``
     is the whole photo's ``signals.technical_signals(...)["sharpness"]``; computed here when None.
-    A photo without faces costs one detector run (~10 ms on one core, docs/faces.md).
+    A photo without faces costs one detector run (~12 ms on one core, docs/faces.md).
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an H x W x 3 uint8 RGB array, got {rgb.dtype} {rgb.shape}")
