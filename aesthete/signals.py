@@ -88,11 +88,18 @@ def technical_signals(image: Image.Image) -> dict[str, float]:
     }
     if min(luma.shape) >= 3:
         signals["noise"] = _noise_sigma(pixels)
-    if min(luma.shape) >= 2 * _GAUSS_RADIUS + 3:  # room for the Gaussian and the 3x3 Laplacian
-        smooth = _gaussian(luma)
-        laplacian = smooth[:-2, 1:-1] + smooth[2:, 1:-1] + smooth[1:-1, :-2] + smooth[1:-1, 2:] - 4 * smooth[1:-1, 1:-1]
-        signals["sharpness"] = float(_LOG_SIGMA**2 * laplacian.std(dtype=np.float64))
+    signals["sharpness"] = focus_measure(luma)
     return signals
+
+
+def focus_measure(luma: np.ndarray) -> float:
+    """The ``sharpness`` of :func:`technical_signals` for any 2-D float32 luma array (0..255), such as
+    one region of a working-size photo; 0 when it is too small for the Gaussian and the Laplacian."""
+    if min(luma.shape) < 2 * _GAUSS_RADIUS + 3:
+        return 0.0
+    smooth = _gaussian(luma)
+    laplacian = smooth[:-2, 1:-1] + smooth[2:, 1:-1] + smooth[1:-1, :-2] + smooth[1:-1, 2:] - 4 * smooth[1:-1, 1:-1]
+    return float(_LOG_SIGMA**2 * laplacian.std(dtype=np.float64))
 
 
 def _gaussian(values: np.ndarray) -> np.ndarray:

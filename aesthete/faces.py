@@ -1,0 +1,305 @@
+"""Faces and eyes: where the faces are, whether each eye is open, whether each face is in focus.
+
+Optional: it needs the ``faces`` extra (``pip install aesthete-photo[faces]``), which installs Google's
+LiteRT runtime (``ai-edge-litert``, Apache-2.0). The two networks are MediaPipe's, copied byte for byte
+from the ``mediapipe`` 0.10.14 wheel on PyPI into ``aesthete/facedata/`` (Apache-2.0; its LICENSE is
+beside them; ``docs/faces.md`` says why this runtime and not mediapipe itself, with measurements):
+
+- BlazeFace full-range (``face_detection_full_range_sparse.tflite``, 192x192 input): boxes and six
+  keypoints, for faces from about 1/15 of the picture's longer side up (see docs/faces.md).
+- Face Mesh (``face_landmark.tflite``, 192x192 input): 468 points of a face, both eyelids included.
+
+When the runtime is missing, :func:`available` is False and :func:`detect_faces` raises
+:class:`FacesUnavailable`: the caller leaves the face signals absent and says so; nothing else changes.
+Nothing is downloaded, ever. Torch-free, and the runtime is imported only on the first call, so a
+decode worker that never looks for faces never loads it.
+
+All geometry is on the upright picture (EXIF orientation already applied by ``aesthete.decode``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from aesthete.errors import AestheteError
+from aesthete.signals import focus_measure
+
+DATA = Path(__file__).resolve().parent / "facedata"
+DETECTOR = DATA / "face_detection_full_range_sparse.tflite"
+LANDMARKS = DATA / "face_landmark.tflite"
+
+# Detector, as MediaPipe's face_detection_full_range.pbtxt configures it: one SSD layer of stride 4 on
+# a 192x192 input (48x48 anchors of fixed size 1), sigmoid scores, weighted NMS at IoU 0.3.
+_DET_SIZE = 192
+_DET_GRID = 48
+_NMS_IOU = 0.3
+DETECTION_MIN_SCORE = 0.6  # MediaPipe's own threshold for this model
+# Landmarks: the face's square region, 1.5x the detector's box (MediaPipe's face_detection_front_
+# detection_to_roi), rotated so the eyes are level, resampled to 192x192, pixels 0..1.
+_MESH_SIZE = 192
+_ROI_SCALE = 1.5
+MESH_MIN_SCORE = 0.5  # the mesh's own face-presence score: below, its landmarks are not a face's
+
+# Below this many pixels of ROI side in the working image the eyelids are a few pixels tall, so the
+# landmarks are re-run on a crop of the larger ``detail`` image when the caller has one.
+SMALL_ROI_SIDE = _MESH_SIZE
+# The face box is too small for a focus measure below this side (the measure needs 9 px; give it room).
+MIN_SHARPNESS_SIDE = 16
+
+# Face Mesh indices (MediaPipe's canonical face model). "Image-left" is the subject's right eye.
+# Each eye: (outer corner, inner corner), then three upper-lid points over three lower-lid points.
+_EYES = (
+    ((33, 133), (160, 159, 158), (144, 145, 153)),  # image-left eye
+    ((362, 263), (385, 386, 387), (380, 374, 373)),  # image-right eye
+)
+
+# Flag thresholds. See docs/faces.md for how they were set and what they rest on.
+EYE_CLOSED_BELOW = 0.105  # openness; provisional, see docs/faces.md for the data and its limits
+FACE_SOFT_BELOW = 0.5  # relative face sharpness: a face blurred by ~1.5 px at working size (docs/faces.md)
+
+
+class FacesUnavailable(AestheteError):
+    """The ``faces`` extra (the LiteRT runtime) is not installed."""
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face. Coordinates are fractions of the upright picture's width and height."""
+
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 of the detector's box, 0..1
+    confidence: float  # the detector's score, 0..1 (faces below DETECTION_MIN_SCORE are not returned)
+    landmark_confidence: float  # the mesh's face-presence score, 0..1
+    eyes: tuple[float | None, float | None]  # openness of the image-left and image-right eye
+    sharpness: float | None  # signals.focus_measure inside the box at working size; None if too small
+    relative_sharpness: float | None  # sharpness / the whole photo's; None when either is unknown
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, rounded: what the store keeps per face."""
+        return {
+            "box": [round(v, 4) for v in self.box],
+            "confidence": round(self.confidence, 3),
+            "landmark_confidence": round(self.landmark_confidence, 3),
+            "eyes": [None if e is None else round(e, 4) for e in self.eyes],
+            "sharpness": None if self.sharpness is None else round(self.sharpness, 3),
+            "relative_sharpness": None if self.relative_sharpness is None else round(self.relative_sharpness, 3),
+        }
+
+    @property
+    def eyes_closed(self) -> bool:
+        """Both eyes measured and both below the threshold (one shut eye is a wink, not a blink)."""
+        return all(e is not None and e < EYE_CLOSED_BELOW for e in self.eyes)
+
+    @property
+    def soft(self) -> bool:
+        return self.relative_sharpness is not None and self.relative_sharpness < FACE_SOFT_BELOW
+
+
+def face_flags(faces: list[Face]) -> list[str]:
+    """``eyes-closed`` when any face has both eyes shut, ``face-soft`` when any face is soft."""
+    flags = []
+    if any(f.eyes_closed for f in faces):
+        flags.append("eyes-closed")
+    if any(f.soft for f in faces):
+        flags.append("face-soft")
+    return flags
+
+
+@lru_cache(maxsize=1)
+def available() -> bool:
+    """Whether the runtime is installed (checked without importing it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("ai_edge_litert") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+_local = threading.local()  # a LiteRT interpreter is not thread-safe: one pair per thread
+
+
+def _interpreters() -> tuple[Any, Any]:
+    pair = getattr(_local, "pair", None)
+    if pair is None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:
+            raise FacesUnavailable("face signals need the 'faces' extra: pip install 'aesthete-photo[faces]'") from exc
+        pair = []
+        for path in (DETECTOR, LANDMARKS):
+            # One thread: decode workers already keep every core busy.
+            interpreter = Interpreter(model_path=str(path), num_threads=1)
+            interpreter.allocate_tensors()
+            pair.append(interpreter)
+        _local.pair = pair = tuple(pair)
+    return pair
+
+
+def _run(interpreter: Any, tensor: np.ndarray) -> list[np.ndarray]:
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], tensor[None])
+    interpreter.invoke()
+    # Output order is by tensor size (largest first) so the code does not depend on tensor names.
+    outputs = [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+    return sorted(outputs, key=lambda a: -a.size)
+
+
+_ANCHORS = (np.stack(np.meshgrid(np.arange(_DET_GRID), np.arange(_DET_GRID)), -1).reshape(-1, 2) + 0.5) / _DET_GRID
+
+
+def _detect(rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """(box x0 y0 x1 y1, keypoints 6x2, score) per face, normalised to ``rgb``'s width and height."""
+    detector, _ = _interpreters()
+    height, width = rgb.shape[:2]
+    side = max(height, width)
+    # Letterbox to a square, as MediaPipe does, so faces keep their shape; the pad is centred.
+    pad_x, pad_y = (side - width) / 2, (side - height) / 2
+    square = Image.new("RGB", (side, side))
+    square.paste(Image.fromarray(rgb), (int(pad_x), int(pad_y)))
+    small = np.asarray(square.resize((_DET_SIZE, _DET_SIZE), Image.Resampling.BILINEAR), dtype=np.float32)
+    raw, logits = _run(detector, small / 127.5 - 1.0)
+    raw, logits = raw.reshape(-1, 16), logits.reshape(-1)
+    scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100, 100)))
+    keep = np.flatnonzero(scores >= DETECTION_MIN_SCORE)
+    if keep.size == 0:
+        return []  # the common case for photos without people: one small inference, nothing else
+    raw, scores, anchors = raw[keep] / _DET_SIZE, scores[keep], _ANCHORS[keep]
+    centre = raw[:, :2] + anchors
+    half = raw[:, 2:4] / 2
+    boxes = np.concatenate([centre - half, centre + half], 1)
+    points = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None]
+    faces = []
+    for box, pts, score in _weighted_nms(boxes, points, scores):
+        # From the padded square back to the picture.
+        box = (box * side - [pad_x, pad_y, pad_x, pad_y]) / [width, height, width, height]
+        pts = (pts * side - [pad_x, pad_y]) / [width, height]
+        faces.append((np.clip(box, 0.0, 1.0), pts, score))
+    return faces
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    lo, hi = np.maximum(box[:2], boxes[:, :2]), np.minimum(box[2:], boxes[:, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), 1)
+    area = np.prod(box[2:] - box[:2])
+    areas = np.prod(boxes[:, 2:] - boxes[:, :2], 1)
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def _weighted_nms(
+    boxes: np.ndarray, points: np.ndarray, scores: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """MediaPipe's weighted non-maximum suppression: overlapping candidates are averaged by score."""
+    order = np.argsort(-scores)
+    boxes, points, scores = boxes[order], points[order], scores[order]
+    left = np.ones(len(scores), bool)
+    out = []
+    for i in range(len(scores)):
+        if not left[i]:
+            continue
+        group = left & (_iou(boxes[i], boxes) > _NMS_IOU)
+        group[i] = True
+        left &= ~group
+        w = scores[group][:, None]
+        box = (boxes[group] * w).sum(0) / w.sum()
+        pts = (points[group] * w[:, :, None]).sum(0) / w.sum()
+        out.append((box, pts, float(scores[i])))
+    return out
+
+
+def _roi(box: np.ndarray, points: np.ndarray, width: int, height: int) -> tuple[float, float, float, float]:
+    """The mesh's region in pixels: centre x, centre y, side, rotation (radians) that levels the eyes."""
+    right_eye, left_eye = points[0] * [width, height], points[1] * [width, height]
+    angle = -math.atan2(-(left_eye[1] - right_eye[1]), left_eye[0] - right_eye[0])
+    cx, cy = (box[0] + box[2]) / 2 * width, (box[1] + box[3]) / 2 * height
+    side = max((box[2] - box[0]) * width, (box[3] - box[1]) * height) * _ROI_SCALE
+    return cx, cy, side, angle
+
+
+def _crop(image: Image.Image, cx: float, cy: float, side: float, angle: float) -> np.ndarray:
+    """The rotated square (cx, cy, side, angle) resampled to the mesh's input, pixels 0..1."""
+    scale = side / _MESH_SIZE
+    cos, sin = math.cos(angle) * scale, math.sin(angle) * scale
+    half = _MESH_SIZE / 2
+    # Output (u, v) -> input (x, y): rotate by ``angle`` about the centre, then scale.
+    a, b = cos, -sin
+    d, e = sin, cos
+    c = cx - a * half - b * half
+    f = cy - d * half - e * half
+    resample = Image.Resampling.BILINEAR
+    if scale > 2:  # shrinking a lot: a box-filtered copy first, or bilinear aliases the eyelids away
+        factor = int(scale / 1.5)
+        image = image.reduce(factor)
+        a, b, c, d, e, f = a / factor, b / factor, c / factor, d / factor, e / factor, f / factor
+    warped = image.transform((_MESH_SIZE, _MESH_SIZE), Image.Transform.AFFINE, (a, b, c, d, e, f), resample)
+    return np.asarray(warped, dtype=np.float32) / 255.0
+
+
+def eye_openness(landmarks: np.ndarray) -> tuple[float, float]:
+    """Openness of the image-left and image-right eye from Face Mesh landmarks (468 x 2 or 3).
+
+    Per eye: the mean of the three vertical eyelid gaps (upper-lid point to the lower-lid point below
+    it), divided by the distance between the two eyes' centres (the midpoints of their corners). The
+    gaps alone would scale with the face; the eye's own width (the classic eye aspect ratio of
+    Soukupova & Cech 2016) shrinks when the head turns, which would inflate the ratio. A wide-open eye
+    is ~0.15 (the astronaut); what a shut one gives is in docs/faces.md. Invariant to translation, rotation and scale.
+    """
+    xy = np.asarray(landmarks, dtype=np.float64)[:, :2]
+    centres = [(xy[c0] + xy[c1]) / 2 for (c0, c1), _, _ in _EYES]
+    interocular = float(np.linalg.norm(centres[1] - centres[0]))
+    if interocular <= 0:
+        raise ValueError("eye centres coincide: these are not a face's landmarks")
+    out = []
+    for _, upper, lower in _EYES:
+        gaps = np.linalg.norm(xy[list(upper)] - xy[list(lower)], axis=1)
+        out.append(float(gaps.mean() / interocular))
+    return out[0], out[1]
+
+
+def detect_faces(
+    rgb: np.ndarray, *, detail: np.ndarray | None = None, photo_sharpness: float | None = None
+) -> list[Face]:
+    """Faces in an upright RGB picture at working size (``uint8``, H x W x 3), largest first.
+
+    ``detail``, optional, is the same picture at a higher resolution (any size, same framing): the
+    landmarks of faces that are small in ``rgb`` are found on a crop of it instead. ``photo_sharpness``
+    is the whole photo's ``signals.technical_signals(...)["sharpness"]``; computed here when None.
+    A photo without faces costs one detector run (~12 ms on one core, docs/faces.md).
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an H x W x 3 uint8 RGB array, got {rgb.dtype} {rgb.shape}")
+    height, width = rgb.shape[:2]
+    found = _detect(rgb)
+    if not found:
+        return []
+    _, mesh = _interpreters()
+    working = Image.fromarray(rgb)
+    detailed = Image.fromarray(detail) if detail is not None else None
+    luma = np.asarray(working.convert("L"), dtype=np.float32)
+    if photo_sharpness is None:
+        photo_sharpness = focus_measure(luma)
+    faces = []
+    for box, points, score in found:
+        cx, cy, side, angle = _roi(box, points, width, height)
+        source, k = working, 1.0
+        if side < SMALL_ROI_SIDE and detailed is not None and detailed.width > width:
+            source, k = detailed, detailed.width / width
+        landmarks, presence = _run(mesh, _crop(source, cx * k, cy * k, side * k, angle))
+        landmark_score = float(1.0 / (1.0 + math.exp(-float(np.clip(presence.reshape(-1)[0], -100, 100)))))
+        eyes: tuple[float | None, float | None] = (None, None)
+        if landmark_score >= MESH_MIN_SCORE:
+            eyes = eye_openness(landmarks.reshape(-1, 3))
+        x0, y0, x1, y1 = (int(round(v)) for v in box * [width, height, width, height])
+        sharpness = None
+        if min(x1 - x0, y1 - y0) >= MIN_SHARPNESS_SIDE:
+            sharpness = focus_measure(luma[y0:y1, x0:x1])
+        relative = sharpness / photo_sharpness if sharpness is not None and photo_sharpness > 0 else None
+        faces.append(Face(tuple(float(v) for v in box), score, landmark_score, eyes, sharpness, relative))
+    faces.sort(key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+    return faces
