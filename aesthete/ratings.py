@@ -59,7 +59,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from aesthete.errors import AestheteError
 from aesthete.fingerprint import hash_file
 from aesthete.store import now_iso, path_key, real_path
-from aesthete.xmp import MAX_SIDECAR_BYTES, XMP, _descriptions, _values
+from aesthete.xmp import MAX_SIDECAR_BYTES, XMP, descriptions, property_values
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -115,10 +115,10 @@ def parse_xmp(data: bytes) -> tuple[int | None, str | None]:
         root = ET.fromstring(data[: end + 1])
     except ET.ParseError:
         return None, None
-    if _descriptions(root) is None:
+    if descriptions(root) is None:
         return None, None
     rating: int | None = None
-    for text in _values(root, f"{{{XMP}}}Rating"):
+    for text in property_values(root, f"{{{XMP}}}Rating"):
         try:
             value = float(text)
         except ValueError:
@@ -126,7 +126,7 @@ def parse_xmp(data: bytes) -> tuple[int | None, str | None]:
         if value.is_integer() and -1 <= value <= 5:
             rating = int(value)
             break
-    labels = [t for t in _values(root, f"{{{XMP}}}Label") if t]
+    labels = [t for t in property_values(root, f"{{{XMP}}}Label") if t]
     return rating, labels[0] if labels else None
 
 

@@ -161,12 +161,23 @@ def _read(path: str) -> tuple[ET.Element, dict[str, str]] | None:
         root = parser.close()
     except ET.ParseError as exc:
         raise XmpError(f"not well-formed XML ({exc})") from None
-    if _descriptions(root) is None:
+    if descriptions(root) is None:
         raise XmpError("no rdf:RDF element, so not an XMP packet")
     return root, builder.prefixes
 
 
-def _descriptions(root: ET.Element) -> list[ET.Element] | None:
+def property_values(root: ET.Element, name: str) -> list[str]:
+    """Every value of the simple property ``name`` (Clark notation) in a packet, written as an attribute
+    or as an element of any description: the reading side, used by :mod:`aesthete.ratings`."""
+    found = []
+    for description in descriptions(root) or []:
+        if name in description.attrib:
+            found.append(description.attrib[name])
+        found += [(child.text or "").strip() for child in description.findall(name)]
+    return found
+
+
+def descriptions(root: ET.Element) -> list[ET.Element] | None:
     """The ``rdf:Description`` elements of the packet's ``rdf:RDF`` (None when there is no ``rdf:RDF``)."""
     rdf = root if root.tag == f"{{{RDF}}}RDF" else root.find(f".//{{{RDF}}}RDF")
     return None if rdf is None else rdf.findall(f"{{{RDF}}}Description")
@@ -175,14 +186,14 @@ def _descriptions(root: ET.Element) -> list[ET.Element] | None:
 def _apply(root: ET.Element, wanted: dict[str, str]) -> bool:
     """Set each property where it already is (attribute or simple element), else as an attribute of the
     first description. Returns whether anything changed."""
-    descriptions = _descriptions(root)
-    if descriptions is not None and not descriptions:
+    found = descriptions(root)
+    if found is not None and not found:
         rdf = root if root.tag == f"{{{RDF}}}RDF" else root.find(f".//{{{RDF}}}RDF")
-        descriptions = [ET.SubElement(rdf, f"{{{RDF}}}Description", {f"{{{RDF}}}about": ""})]
+        found = [ET.SubElement(rdf, f"{{{RDF}}}Description", {f"{{{RDF}}}about": ""})]
     changed = False
     for name, value in wanted.items():
         present = False
-        for description in descriptions or []:
+        for description in found or []:
             if name in description.attrib:
                 present = True
                 changed |= description.attrib[name] != value
@@ -194,7 +205,7 @@ def _apply(root: ET.Element, wanted: dict[str, str]) -> bool:
                 changed |= (child.text or "").strip() != value
                 child.text = value
         if not present:
-            descriptions[0].set(name, value)
+            found[0].set(name, value)
             changed = True
     return changed
 

@@ -84,7 +84,8 @@ def test_every_registered_scoring_model_is_covered() -> None:
         with torch.device("meta"):
             if get_model(name).scores_photos:
                 scoring.add(name)
-    assert scoring == set(SMALL)
+    # The published checkpoints' architectures are proven against their publishers' code in test_published.py.
+    assert scoring == set(SMALL) | {"topiq-iaa", "laion-aesthetic"}
     assert "pear-prior" in list_models()
     # The torch-free table that `score` checks names against lists exactly what is registered.
     assert sorted(ARCHITECTURES) == list_models()
