@@ -8,7 +8,12 @@ started, so they never carry torch and a run with nothing to score never pays fo
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import hashlib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,16 +26,24 @@ from aesthete.models.base import AestheticModel
 
 # pick_device and EngineError live in aesthete.devices; scoring and bench import them from here.
 __all__ = [
+    "COMPILE_MODES",
+    "MAX_COMPILED_SHAPES",
     "PRECISIONS",
     "EngineError",
     "ModelRunner",
     "autocast_dtype",
     "cpu_has_native_bf16",
     "fold_batchnorm",
+    "inductor_cache_dir",
     "pick_device",
 ]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+COMPILE_MODES = ("auto", "on", "off")
+# Input shapes compiled per run; a batch of any further shape runs eagerly. Models that keep the photo's
+# aspect ratio (apm, saf) see one shape per ratio: the first few (3:2, 2:3, 4:3, 3:4 cover most cameras)
+# get compiled code, and a folder of odd panoramas cannot turn a run into a series of compilations.
+MAX_COMPILED_SHAPES = 4
 
 
 @functools.cache
@@ -80,6 +93,15 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
+def inductor_cache_dir(base: Path, *, model: str, weights: str, policy: str) -> Path:
+    """Where inductor keeps compiled code for one model: under aesthete's cache, one folder per torch
+    version, model, weights and input policy (the input shapes follow from the policy; inductor keys each
+    shape's code inside the folder). Freezing turns the weights into constants of the compiled code, hence
+    the weights in the key; a new torch version never reads the old one's artefacts."""
+    tag = hashlib.sha256(f"{torch.__version__}|{model}|{weights}|{policy}".encode()).hexdigest()[:16]
+    return base / "inductor" / f"{torch.__version__.replace('+', '-')}" / f"{model}-{tag}"
+
+
 @dataclass
 class ModelRunner:
     """Runs one model in inference mode on uniform uint8 batches.
@@ -92,17 +114,60 @@ class ModelRunner:
     model: AestheticModel
     device: torch.device
     dtype: torch.dtype | None
+    # torch.compile (inductor) the model: on CPU with freezing (weights folded into the compiled code as
+    # constants, measured 1.4x eager for ResNet-50@300 bf16 on 2 cores). Compilation happens on the first
+    # batch of each shape; if it fails the runner notes it on stderr in one line and stays eager.
+    compile: bool = False
+    cache_dir: Path | None = None  # TORCHINDUCTOR_CACHE_DIR for this model (see inductor_cache_dir)
+    # Batches smaller than this (a bucket's last one) are padded up to it when compiled, so a run compiles
+    # one batch size, not one per remainder; None: no padding.
+    batch_size: int | None = None
+    compiled_shapes: set[tuple[int, ...]] = field(default_factory=set)
+    compile_failure: str | None = None
 
     def __post_init__(self) -> None:
         self.model = fold_batchnorm(self.model.to(self.device).eval())
         if self.device.type in ("cuda", "cpu"):
             self.model = self.model.to(memory_format=torch.channels_last)
+        self._compiled: Any = None
+        if self.compile:
+            if self.cache_dir is not None:
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(self.cache_dir)  # read by inductor at compile time
+            # Freezing pays on CPU (constant-folded weights, prepacked mkldnn kernels); on CUDA it saves
+            # little and costs memory, so it stays off there. dynamic=False: one specialised kernel set per
+            # shape, and the shapes are capped by MAX_COMPILED_SHAPES and padding, not by symbolic sizes.
+            options = {"freezing": self.device.type == "cpu"}
+            self._compiled = torch.compile(self.model, dynamic=False, options=options)
 
     @property
-    def precision(self) -> str:
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+    def compiled(self) -> bool:
+        """True while the runner runs compiled code (False after a compilation failed)."""
+        return self._compiled is not None
+
+    def _forward(self, batch: torch.Tensor, ratios: torch.Tensor) -> torch.Tensor:
+        shape = tuple(batch.shape)
+        if self._compiled is None or (
+            shape not in self.compiled_shapes and len(self.compiled_shapes) >= MAX_COMPILED_SHAPES
+        ):
+            return self.model(batch, ratios)["probs"]
+        try:
+            probs = self._compiled(batch, ratios)["probs"]
+        except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager model still scores
+            reason = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:200]
+            self.compile_failure, self._compiled = reason, None
+            print(f"aesthete: torch.compile failed ({reason}); scoring without compilation", file=sys.stderr)
+            return self.model(batch, ratios)["probs"]
+        self.compiled_shapes.add(shape)
+        return probs
 
     def __call__(self, pixels: np.ndarray, aspect: np.ndarray) -> np.ndarray:
+        real = len(pixels)
+        if self._compiled is not None and self.batch_size and real < self.batch_size:
+            # Pad with copies of the last photo (dropped below): one compiled batch size, not one per remainder.
+            pad = self.batch_size - real
+            pixels = np.concatenate([pixels, np.repeat(pixels[-1:], pad, axis=0)])
+            aspect = np.concatenate([aspect, np.repeat(aspect[-1:], pad)])
         batch = torch.from_numpy(pixels)
         if self.device.type == "cuda":
             batch = batch.pin_memory()
@@ -111,7 +176,7 @@ class ModelRunner:
         batch = normalise(batch.movedim(-1, -3), policy.mean, policy.std, channels_last=True)
         ratios = torch.from_numpy(aspect.astype(np.float32)).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
-            probs = self.model(batch, ratios)["probs"]
+            probs = self._forward(batch, ratios)
         # Renormalise in float64: a softmax computed under bf16 autocast sums to 1 only within ~1e-3.
-        probs = probs.float().cpu().numpy().astype(np.float64)
+        probs = probs[:real].float().cpu().numpy().astype(np.float64)
         return probs / probs.sum(axis=1, keepdims=True)

@@ -34,6 +34,14 @@ FLUSH_ROWS = 256  # rows without model work are written in transactions of this 
 FLUSH_SECONDS = 1.0
 FILE_TIMEOUT_S = 120.0  # a decode still running after this long is abandoned (its worker killed) and recorded
 
+# --compile auto: compile when the photos to score repay the compilation. Measured on the 2-core AMD EPYC
+# (native bf16) with ResNet-50 at 300x300, batch 8, bf16 autocast, channels-last (bench/run.py's model-only
+# eager and compiled rows, see BENCHMARKS.md "Compiled inference"): the compiled model saves this much per
+# photo, and compiling costs the first figure with an empty inductor cache, the second with a warm one.
+# Models heavier than ResNet-50 save more per photo, so for them auto errs towards eager (never slower).
+COMPILE_SAVING_S_PER_PHOTO = {"cpu": 0.0148}
+COMPILE_COST_S = {"cpu": (25.0, 8.0)}  # (empty cache, warm cache)
+
 
 @dataclass
 class ModelChoice:
@@ -67,6 +75,7 @@ class ScoreSummary:
     weights: str | None = None
     device: str | None = None
     precision: str | None = None
+    compiled: bool | None = None  # the model ran through torch.compile (None: no model ran)
     notice: str | None = None
     interrupted: bool = False
     discovery_errors: list[Failure] = field(default_factory=list)
@@ -143,6 +152,25 @@ def plan(
     return jobs, cached, failed_before
 
 
+def compile_decision(mode: str, photos: int, device_type: str, *, cached: bool) -> bool:
+    """Whether ``--compile MODE`` compiles for ``photos`` photos on ``device_type``.
+
+    ``on`` always, ``off`` never; ``auto`` only where the saving is measured (CPU) and only when the
+    photos' saving exceeds the compilation's cost (smaller with a warm inductor cache, ``cached``). A job
+    of a few dozen photos never compiles, so it is never slower than eager."""
+    if mode not in ("auto", "on", "off"):
+        from aesthete.devices import EngineError
+
+        raise EngineError(f"unknown --compile {mode!r}; use auto, on or off")
+    if mode != "auto":
+        return mode == "on"
+    saving = COMPILE_SAVING_S_PER_PHOTO.get(device_type)
+    if saving is None:  # no measured saving on this device (CUDA: see BENCHMARKS.md): eager
+        return False
+    first, warm = COMPILE_COST_S[device_type]
+    return photos * saving > (warm if cached else first)
+
+
 def default_workers() -> int:
     """Decode processes: one per core, on any device. On a CPU they share the cores with the model's
     threads (one per core too), and the scheduler shares the cores out by runnable thread, so it takes as
@@ -166,16 +194,19 @@ def score(
     rescore: bool = False,
     progress: ProgressFn | None = None,
     file_timeout: float | None = None,
+    compile: str = "auto",
 ) -> ScoreSummary:
     """Score every photo under ``roots`` and cache the results in ``store``.
 
     Raises :class:`aesthete.errors.AestheteError` subclasses (unknown model, ``aesthete.weights`` and
     checkpoint errors, ``aesthete.engine.EngineError``) before any work starts; during the run a bad file
     is recorded, never raised, and a file whose decode runs longer than ``file_timeout`` seconds (default
-    :data:`FILE_TIMEOUT_S`) is abandoned and recorded.
+    :data:`FILE_TIMEOUT_S`) is abandoned and recorded. ``compile`` (auto, on, off) runs the model through
+    ``torch.compile``; auto only when enough photos need the model to repay it (:func:`compile_decision`).
     Ctrl-C stops after writing every finished photo and returns the summary with ``interrupted=True``.
     """
     started = time.perf_counter()
+    compile_decision(compile, 0, "cpu", cached=False)  # a bad mode fails before any work
     summary = ScoreSummary()
     roots = [os.path.abspath(r) for r in roots]
     choice = choose_model(model, weights)
@@ -198,7 +229,7 @@ def score(
         run_id = store.start_run(roots, choice.key)
         if jobs:
             _run_jobs(jobs, store, choice, summary, device, precision, batch_size, workers, rescore, progress,
-                      file_timeout)  # fmt: skip
+                      file_timeout, compile)  # fmt: skip
     except KeyboardInterrupt:
         summary.interrupted, status = True, "interrupted"
     except sqlite3.DatabaseError:
@@ -263,6 +294,7 @@ def _run_jobs(
     rescore: bool,
     progress: ProgressFn | None,
     file_timeout: float | None,
+    compile: str = "off",
 ) -> None:
     config = WorkerConfig(
         db_path=str(store.path), policy=choice.policy.to_dict() if choice.policy else None, key=choice.key,
@@ -275,9 +307,13 @@ def _run_jobs(
     try:
         runner = None
         if choice.checkpoint is not None:
-            runner = load_runner(choice.checkpoint, device, precision)
+            runner = load_runner(choice.checkpoint, device, precision, compile=compile, photos=len(jobs),
+                                 weights_id=choice.key.weights_id if choice.key else None)  # fmt: skip
             summary.device, summary.precision = str(runner.device), runner.precision
-        batcher = _Batcher(batch_size or default_batch(runner), runner, writer, summary)
+        size = batch_size or default_batch(runner)
+        if runner is not None:
+            runner.batch_size = size
+        batcher = _Batcher(size, runner, writer, summary)
         timeout = FILE_TIMEOUT_S if file_timeout is None else file_timeout
         results = pool.results(jobs, window=4 * worker_count + 8, timeout=timeout)
         for done, result in enumerate(results, start=1):
@@ -289,6 +325,8 @@ def _run_jobs(
             if progress:
                 progress(done, len(jobs))
         batcher.flush_all()
+        if runner is not None:
+            summary.compiled = runner.compiled
         finished = True
     finally:
         if not finished:  # save what the workers finished; what needs the model is redone next time
@@ -313,8 +351,19 @@ def _record(result: FileResult, writer: _Writer, summary: ScoreSummary) -> None:
     writer.add_file(result, "ok")
 
 
-def load_runner(checkpoint: str, device: str, precision: str) -> Any:
-    """The model of ``checkpoint`` as ``score`` runs it (the benchmark times this same runner)."""
+def load_runner(
+    checkpoint: str,
+    device: str,
+    precision: str,
+    *,
+    compile: str = "off",
+    photos: int = 0,
+    weights_id: str | None = None,
+) -> Any:
+    """The model of ``checkpoint`` as ``score`` runs it (the benchmark times this same runner), compiled
+    as :func:`compile_decision` decides for ``photos`` photos. Compiled code is cached on disk under
+    aesthete's cache folder, keyed by torch version, model, weights (``weights_id``, else the checkpoint
+    file's path, size and mtime) and input policy."""
     # Before torch (and its OpenMP) loads: the decode workers share the cores with torch's threads, and
     # threads spinning at OpenMP barriers (libgomp's default) burn the cores the workers need, then stall
     # whenever a worker preempts one of them. Sleeping instead measured 2-3x faster end to end on 2 cores.
@@ -324,7 +373,21 @@ def load_runner(checkpoint: str, device: str, precision: str) -> Any:
 
     torch_device = pick_device(device)
     model = load_model(checkpoint)
-    return ModelRunner(model, torch_device, autocast_dtype(torch_device, precision))
+    dtype = autocast_dtype(torch_device, precision)
+    cache = None
+    if compile != "off":
+        from aesthete.engine import inductor_cache_dir
+        from aesthete.paths import cache_dir
+
+        if weights_id is None:
+            stat = os.stat(checkpoint)
+            weights_id = f"{os.path.abspath(checkpoint)}|{stat.st_size}|{stat.st_mtime_ns}"
+        cache = inductor_cache_dir(cache_dir(), model=model.arch, weights=weights_id,
+                                   policy=f"{model.policy.key}|{dtype}|{torch_device.type}")  # fmt: skip
+    use = compile_decision(
+        compile, photos, torch_device.type, cached=bool(cache and cache.is_dir() and any(cache.iterdir()))
+    )
+    return ModelRunner(model, torch_device, dtype, compile=use, cache_dir=cache if use else None)
 
 
 def default_batch(runner: Any) -> int:

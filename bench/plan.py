@@ -22,6 +22,17 @@ class Size:
     raw: bool = False  # DNGs holding JPEGs of this size as their previews
 
 
+# The models of the eager-vs-compiled rows: (label, architecture, config). ResNet-50@300 (nima's and
+# hla-gcn's trunk) everywhere; the published architectures (freshly initialised: speed does not depend on
+# the weights) only where they run cheaply, on a GPU: on 2 CPU cores CLIP ViT-L/14 alone takes minutes.
+COMPILE_CPU = (("nima ResNet-50@300", "nima", {}), ("hla-gcn ResNet-50@300", "hla-gcn", {}))
+COMPILE_GPU = (
+    *COMPILE_CPU,
+    ("topiq-iaa ResNet-50, short side 384", "topiq-iaa", {}),
+    ("laion-aesthetic CLIP ViT-L/14@224", "laion-aesthetic", {}),
+)
+
+
 @dataclass(frozen=True)
 class Plan:
     sizes: tuple[Size, ...]
@@ -29,6 +40,7 @@ class Plan:
     rss: tuple[int, int]
     repeats: int  # end-to-end runs per photo set (the fastest counts: noise only ever slows a run)
     model_seconds: float
+    compile_models: tuple[tuple[str, str, dict], ...] = COMPILE_CPU
 
 
 FULL = Plan(
@@ -54,4 +66,19 @@ QUICK = Plan(
     rss=(100, 400),
     repeats=1,
     model_seconds=2.0,
+)
+# --device cuda on an H100 with 16 cores, in under 6 minutes: many more 0.2-MP photos, so that a rate of
+# 3,500 img/s spans seconds (10,000 photos between the two end-to-end runs), and enough 24-MP ones for the
+# ~200 img/s decode ceiling; no 12-MP or RAW rows (the 24-MP row bounds them), and run.py skips the
+# CPU-only rows (rescans, RSS, start-up) with --gpu-only.
+CUDA = Plan(
+    sizes=(
+        Size("0.2 MP", 548, 365, count=12_000, head=2_000, decode_count=256, naive_count=32),
+        Size("24 MP", 6000, 4000, count=480, head=96, decode_count=32, naive_count=8),
+    ),
+    rescans=(1_000, 5_000),
+    rss=(100, 400),
+    repeats=2,
+    model_seconds=3.0,
+    compile_models=COMPILE_GPU,
 )

@@ -8,12 +8,27 @@ from bench.plan import MODEL
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    by = {row["size"]: row for row in results["sizes"]}
+    by = {row["size"]: row for row in results.get("sizes", [])}
     out = []
 
     def add(name: str, value: float | None, limit: float, unit: str, higher_is_better: bool) -> None:
         met = None if value is None else (value >= limit if higher_is_better else value < limit)
         out.append({"target": name, "value": value, "limit": limit, "unit": unit, "met": met})
+
+    on_cpu = results["machine"]["device"] == "cpu"
+    for row in results.get("compiled", []):  # issue 16: compiled >= 1.35x eager for the ResNet-50 models (CPU)
+        if on_cpu and "ResNet-50@300" in row["model"]:
+            add(f"{row['model']}: compiled / eager model-only", row["speedup"], 1.35, "x", True)
+    small = by.get("0.2 MP")
+    if small and not on_cpu:
+        add("0.2 MP e2e img/s (GPU)", small["e2e_img_s"], 3500, "img/s", True)
+    if "rescan" not in results:  # --gpu-only / --compiled-only: the rows below were not measured
+        big = by.get("24 MP")
+        if big:
+            add("24 MP e2e / stage-sum limit", big["e2e_vs_stage_sum"], 0.90, "ratio", True)
+        if small:
+            add("0.2 MP e2e / model-only", small["e2e_vs_model"], 0.90, "ratio", True)
+        return out
 
     big = by.get("24 MP")
     if big:
@@ -42,6 +57,46 @@ def markdown(results: dict[str, Any]) -> str:
         f"Model: `{MODEL}` (ResNet-50 at 300x300), freshly initialised weights saved as a checkpoint by the "
         "benchmark (speed does not depend on the values). Load average at start / end: "
         f"{results['load_start']} / {results['load_end']}.",
+        *_compiled_table(results.get("compiled", [])),
+    ]
+    if "sizes" in results:
+        lines += _sizes_table(results)
+    if "rescan" in results:
+        lines += _other_table(results)
+    lines += _targets_table(results)
+    return "\n".join(lines) + "\n"
+
+
+def _compiled_table(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    first = rows[0]["eager"]
+    lines = [
+        "",
+        f"Eager and compiled model-only (`score --compile off` / `on`), batch {first['batch']}, {first['threads']} "
+        f"threads, {first['precision']}, {first['device']}; each row a fresh process:",
+        "",
+        "| model (input) | eager img/s | compiled img/s | compiled / eager | first compile s (empty cache) "
+        "| cached compile s | break-even photos (empty / cached cache) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        eager, warm = row["eager"], row["warm"]
+        failed = warm["compile_failure"] or row["cold"]["compile_failure"]
+        lines.append(
+            f"| {row['model']} ({eager['input']}) | {eager['img_s']:.1f} | "
+            + (f"failed: {failed} | n/a | n/a | n/a | n/a |" if failed else
+               f"{warm['img_s']:.1f} (cold run {row['cold']['img_s']:.1f}) | {_fmt(row['speedup'], '{:.2f}x')} "
+               f"| {row['cold_compile_s']:.1f} | {row['warm_compile_s']:.1f} "
+               f"| {_fmt(row['cold_break_even_photos'], '{:.0f}')} / {_fmt(row['warm_break_even_photos'], '{:.0f}')} |")
+        )  # fmt: skip
+    lines += ["", "Compile s: the first batch's wall time less an eager first batch's; break-even: compile s / "
+              "(1/eager - 1/compiled img/s), the photos from which compiling pays."]  # fmt: skip
+    return lines
+
+
+def _sizes_table(results: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "| photos | JPEG size | model-only img/s | decode-only img/s, 1 worker | decode-only img/s, all workers "
         "| decode core-ms/photo (of which pixel decode) | stage-sum limit img/s | e2e `score` img/s (with start-up) "
@@ -73,10 +128,12 @@ def markdown(results: dict[str, Any]) -> str:
         "the stage-sum limit is cores / (model CPU core-s + decode core-s) per photo. End-to-end start-up "
         "(interpreter, torch import, "
         f"model load, fixed per run): {startups}.",
-        "",
-        "| other | figure |",
-        "|---|---|",
     ]
+    return lines
+
+
+def _other_table(results: dict[str, Any]) -> list[str]:
+    lines = ["", "| other | figure |", "|---|---|"]
     for what, row in results["rescan"].items():
         s = row["s"]
         lines.append(f"| rescan, nothing changed: {what} | {s['median']:.2f} s "
@@ -90,15 +147,19 @@ def markdown(results: dict[str, Any]) -> str:
     h, p = results["startup"]["help_s"], results["startup"]["python_s"]
     lines.append(f"| `aesthete --help` | {h['median']:.2f} s (min {h['min']:.2f}, max {h['max']:.2f}); "
                  f"bare `python -c pass` {p['median']:.2f} s |")  # fmt: skip
-    lines += ["", "| target | measured | limit | met |", "|---|---|---|---|"]
+    return lines
+
+
+def _targets_table(results: dict[str, Any]) -> list[str]:
+    lines = ["", "| target | measured | limit | met |", "|---|---|---|---|"]
     for t in results["targets"]:
         value = _fmt(t["value"], "{:.0%}" if t["unit"] in ("ratio", "growth") else "{:.2f}")
         limit = f"{t['limit']:.0%}" if t["unit"] in ("ratio", "growth") else f"{t['limit']:g}"
-        limit = f"{'>=' if t['unit'] in ('ratio', 'x') else '<'} {limit}{' x' if t['unit'] == 'x' else ''}"
-        limit += " s" if t["unit"] == "s" else ""
+        limit = f"{'>=' if t['unit'] in ('ratio', 'x', 'img/s') else '<'} {limit}{' x' if t['unit'] == 'x' else ''}"
+        limit += {"s": " s", "img/s": " img/s"}.get(t["unit"], "")
         lines.append(f"| {t['target']} | {value}{'x' if t['unit'] == 'x' else ''} | {limit} | "
                      f"{'n/a' if t['met'] is None else 'yes' if t['met'] else 'NO'} |")  # fmt: skip
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _fmt(value: float | None, spec: str = "{:.1f}") -> str:

@@ -1,6 +1,7 @@
 """aesthete's benchmark: every stage of ``score`` and the whole, side by side, in one run.
 
-    python bench/run.py [--prepare] [--quick] [--device cpu|cuda|auto] [--markdown FILE] [--json FILE]
+    python bench/run.py [--prepare] [--quick] [--device cpu|cuda|auto] [--gpu-only] [--compiled-only]
+                        [--markdown FILE] [--json FILE]
 
 On the same generated photos at 0.2, 12 and 24 MP, and DNGs holding the 24-MP ones as previews, it
 measures model-only throughput (the model as ``score`` runs it: same runner, batch, threads and
@@ -8,7 +9,10 @@ precision), decode-only throughput (the decode worker's whole job per file, one 
 core), end-to-end ``score`` on a cold database (the CLI in a fresh process, as a user runs it), the
 naive pipeline (full decode, resize, NCHW float32, batch 1, same model and weights), rescans of 10,000
 and 100,000 unchanged photos, peak RSS while scoring 1,000 and 10,000 photos, and ``aesthete --help``
-start-up; then checks the targets of issue 7. On CUDA it adds the nvJPEG decode lane. Weights are
+start-up; then checks the targets of issues 7 and 16. First come the model-only rows of eager and
+compiled (``--compile on``) runners side by side, with the first compilation's cost and the cached one's
+(``--compiled-only`` stops after them). On CUDA it adds the nvJPEG decode lane; ``--device cuda`` takes
+the CUDA plan (``bench/plan.py``) and ``--gpu-only`` skips the CPU-only rows (rescans, RSS, start-up). Weights are
 freshly initialised (speed does not depend on their values) and saved as a checkpoint through
 ``aesthete.checkpoint.save_checkpoint``.
 
@@ -33,10 +37,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's aesthete and bench
 
 from aesthete.checkpoint import read_meta  # noqa: E402 (torch-free)
-from bench.assets import prepare  # noqa: E402
+from bench.assets import make_checkpoint, prepare  # noqa: E402
 from bench.common import cores, in_fresh_process, log, machine, subprocess_env  # noqa: E402
-from bench.plan import FULL, MODEL, QUICK, SMALL  # noqa: E402
+from bench.plan import CUDA, FULL, MODEL, QUICK, SMALL  # noqa: E402
 from bench.report import markdown, targets  # noqa: E402
+from bench.stages.compiled import compiled_rows  # noqa: E402
 from bench.stages.decode import decode_only, gpu_decode_lane, pixel_decode_seconds  # noqa: E402
 from bench.stages.end_to_end import end_to_end  # noqa: E402
 from bench.stages.memory import peak_rss  # noqa: E402
@@ -52,11 +57,13 @@ def main() -> None:
     parser.add_argument("--prepare", action="store_true", help="only make the photos, checkpoints and databases")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (the table says which ran)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/aesthete-bench"), help="photos, checkpoints, DBs")
+    parser.add_argument("--gpu-only", action="store_true", help="skip the CPU-only rows: rescans, RSS, start-up")
+    parser.add_argument("--compiled-only", action="store_true", help="only the eager-vs-compiled model rows")
     parser.add_argument("--markdown", type=Path, help="write the tables here")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
-    plan = QUICK if args.quick else FULL
-    work: Path = args.work / ("quick" if args.quick else "full")
+    plan = QUICK if args.quick else CUDA if args.device.startswith("cuda") else FULL
+    work: Path = args.work / ("quick" if args.quick else "cuda" if plan is CUDA else "full")
     work.mkdir(parents=True, exist_ok=True)
     env = subprocess_env(work / "home")
     os.environ.update({k: v for k, v in env.items() if k.startswith("AESTHETE_")})  # choose_model, in here too
@@ -67,6 +74,19 @@ def main() -> None:
     log("machine")
     results["machine"] = machine(args.device)
     checkpoint = assets.checkpoint
+    models = {}
+    for label, arch, config in plan.compile_models:
+        path = work / f"{arch}-compile-bench.safetensors"
+        if arch == MODEL and not config:
+            models[label] = checkpoint
+            continue
+        if not path.exists():
+            in_fresh_process(make_checkpoint, str(path), arch, config)
+        models[label] = str(path)
+    results["compiled"] = compiled_rows(models, args.device, plan.model_seconds, work)
+    if args.compiled_only:
+        _finish(results, args)
+        return
     rows = []
     for size in plan.sizes:
         paths, head = assets.sets[size.label]
@@ -112,6 +132,9 @@ def main() -> None:
         })  # fmt: skip
         log(f"{size.label}: {rows[-1]}")
     results["sizes"] = rows
+    if args.gpu_only:
+        _finish(results, args)
+        return
 
     log("peak RSS")
     small_n, big_n = plan.rss
@@ -132,6 +155,10 @@ def main() -> None:
 
     log("start-up")
     results["startup"] = startup(env, 10)
+    _finish(results, args)
+
+
+def _finish(results: dict[str, Any], args: argparse.Namespace) -> None:
     results["load_end"] = os.getloadavg()[:3]
     results["targets"] = targets(results)
     text = markdown(results)

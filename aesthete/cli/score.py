@@ -34,6 +34,14 @@ def score_command(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (auto: bf16 where native).")] = "auto",
+    compile: Annotated[
+        str,
+        typer.Option(
+            "--compile",
+            help="auto, on or off: run the model through torch.compile (auto: on CPU when enough photos "
+            "need the model to repay the compilation).",
+        ),
+    ] = "auto",
     batch_size: Annotated[int | None, typer.Option(min=1, help="Photos per model batch.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Decode processes.")] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Descend into subfolders.")] = True,
@@ -62,7 +70,7 @@ def score_command(
         summary = score(
             [str(p) for p in paths], store=store, model=model, weights=weights, device=device,
             precision=precision, batch_size=batch_size, workers=workers, recursive=recursive, rescore=rescore,
-            progress=advance,
+            progress=advance, compile=compile,
         )  # fmt: skip
     code = _exit_code(summary)
     if as_json:
@@ -117,7 +125,8 @@ def _print_summary(summary) -> None:  # noqa: ANN001
     table.add_column(style="bold")
     table.add_column()
     model = summary.model + (f" ({summary.weights})" if summary.weights else " (no weights)")
-    table.add_row("model", model + (f" on {summary.device}, {summary.precision}" if summary.device else ""))
+    compiled = ", compiled" if summary.compiled else ""
+    table.add_row("model", model + (f" on {summary.device}, {summary.precision}{compiled}" if summary.device else ""))
     table.add_row("found", str(summary.found))
     table.add_row("scored", str(summary.scored))
     if summary.analysed:

@@ -6,23 +6,41 @@ import time
 from typing import Any
 
 
-def model_only(checkpoint: str, device: str, precision: str, min_seconds: float) -> dict[str, Any]:
+def model_only(
+    checkpoint: str, device: str, precision: str, min_seconds: float, compile: str = "off", cache: str | None = None
+) -> dict[str, Any]:
     """Forward passes on uint8 batches of the model's input size, through the runner ``score`` uses
-    (its device, precision, batch size and torch's default threads), normalisation included."""
+    (its device, precision, batch size and torch's default threads), normalisation included.
+
+    ``compile`` is ``score``'s ``--compile`` (off, on); ``cache`` replaces aesthete's cache folder, so
+    a fresh folder times a first compilation and a used one the cached one. ``first_call_s`` is the
+    first batch's wall time: with compilation on, the compilation's cost."""
+    import os
+
     import numpy as np
 
+    if cache is not None:
+        os.environ["AESTHETE_CACHE_DIR"] = cache
     from aesthete.scoring import default_batch, load_runner
 
-    runner = load_runner(checkpoint, device, precision)  # first: it sets what torch reads as it loads
+    started = time.perf_counter()
+    runner = load_runner(checkpoint, device, precision, compile=compile)  # first: it sets what torch reads
+    load_s = time.perf_counter() - started
     import torch
 
     batch = default_batch(runner)
+    runner.batch_size = batch
     policy = runner.model.policy
     if policy.patch:
         raise SystemExit("model-only timing supports single-crop models (nima, hla-gcn, apm, saf, pear)")
     width, height = policy.resized_size(6000, 4000)  # a 3:2 photo, as the generated ones are
     pixels = np.random.default_rng(0).integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
     aspect = np.full(batch, 1.5)
+    started = time.perf_counter()
+    runner(pixels, aspect)
+    if runner.device.type == "cuda":
+        torch.cuda.synchronize()
+    first_call_s = time.perf_counter() - started
     for _ in range(3):  # warm-up: kernel selection and allocator growth
         runner(pixels, aspect)
     runs, wall0, cpu0 = 0, time.perf_counter(), time.process_time()
@@ -42,4 +60,10 @@ def model_only(checkpoint: str, device: str, precision: str, min_seconds: float)
         "threads": torch.get_num_threads(),
         "precision": runner.precision,
         "device": str(runner.device),
+        "compiled": runner.compiled,
+        "compile_failure": runner.compile_failure,
+        "load_s": load_s,
+        "first_call_s": first_call_s,
+        "arch": runner.model.arch,
+        "input": f"{width}x{height}",
     }
