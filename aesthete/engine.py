@@ -145,6 +145,10 @@ class ModelRunner:
         """True while the runner runs compiled code (False after a compilation failed)."""
         return self._compiled is not None
 
+    @property
+    def precision(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
     def _forward(self, batch: torch.Tensor, ratios: torch.Tensor) -> torch.Tensor:
         shape = tuple(batch.shape)
         if self._compiled is None or (

@@ -11,9 +11,10 @@ naive pipeline (full decode, resize, NCHW float32, batch 1, same model and weigh
 and 100,000 unchanged photos, peak RSS while scoring 1,000 and 10,000 photos, and ``aesthete --help``
 start-up; then checks the targets of issues 7 and 16. First come the model-only rows of eager and
 compiled (``--compile on``) runners side by side, with the first compilation's cost and the cached one's
-(``--compiled-only`` stops after them). On CUDA it adds the nvJPEG decode lane; ``--device cuda`` takes
-the CUDA plan (``bench/plan.py``) and ``--gpu-only`` skips the CPU-only rows (rescans, RSS, start-up). Weights are
-freshly initialised (speed does not depend on their values) and saved as a checkpoint through
+(``--compiled-only`` stops after them, ``--skip-compiled`` leaves them out). On CUDA it adds the
+nvJPEG decode lane; ``--device cuda`` takes the CUDA plan (``bench/plan.py``) and ``--gpu-only`` skips
+the CPU-only rows (rescans, RSS, start-up). Weights are freshly initialised (speed does not depend on
+their values) and saved as a checkpoint through
 ``aesthete.checkpoint.save_checkpoint``.
 
 Every measurement that needs a clean interpreter gets one: torch is imported only in spawned
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/aesthete-bench"), help="photos, checkpoints, DBs")
     parser.add_argument("--gpu-only", action="store_true", help="skip the CPU-only rows: rescans, RSS, start-up")
     parser.add_argument("--compiled-only", action="store_true", help="only the eager-vs-compiled model rows")
+    parser.add_argument("--skip-compiled", action="store_true", help="no eager-vs-compiled model rows")
     parser.add_argument("--markdown", type=Path, help="write the tables here")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
@@ -75,7 +77,7 @@ def main() -> None:
     results["machine"] = machine(args.device)
     checkpoint = assets.checkpoint
     models = {}
-    for label, arch, config in plan.compile_models:
+    for label, arch, config in () if args.skip_compiled else plan.compile_models:
         path = work / f"{arch}-compile-bench.safetensors"
         if arch == MODEL and not config:
             models[label] = checkpoint
@@ -83,7 +85,8 @@ def main() -> None:
         if not path.exists():
             in_fresh_process(make_checkpoint, str(path), arch, config)
         models[label] = str(path)
-    results["compiled"] = compiled_rows(models, args.device, plan.model_seconds, work)
+    if models:
+        results["compiled"] = compiled_rows(models, args.device, plan.model_seconds, work)
     if args.compiled_only:
         _finish(results, args)
         return

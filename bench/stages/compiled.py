@@ -38,7 +38,10 @@ def compiled_rows(checkpoints: dict[str, str], device: str, seconds: float, work
             extra = run["first_call_s"] - eager["first_call_s"]  # the compilation, less an eager first batch
             row[f"{name}_compile_s"] = extra
             row[f"{name}_break_even_photos"] = extra / saving if saving > 0 else None
-        log(f"compiled: {label}: {eager['img_s']:.1f} -> {warm['img_s']:.1f} img/s, "
+        # Every figure in the log too: a run cut short by a time limit still leaves the rows it finished.
+        log(f"compiled: {label} ({eager['input']}, {eager['device']}, {eager['precision']}, batch {eager['batch']}): "
+            f"eager {eager['img_s']:.1f} img/s, compiled {cold['img_s']:.1f} (cold) / {warm['img_s']:.1f} (warm) "
+            f"img/s, compiled={warm['compiled']} failure={warm['compile_failure'] or cold['compile_failure']}, "
             f"compile {row['cold_compile_s']:.1f} s / cached {row['warm_compile_s']:.1f} s")  # fmt: skip
         rows.append(row)
     return rows
