@@ -453,13 +453,24 @@ class _Writer:
             self.images.append(result.image)
 
     def add_score(self, result: FileResult, probs: np.ndarray, bin_values: np.ndarray) -> None:
-        assert self.key is not None
         mean = float(probs @ bin_values)
         std = float(np.sqrt(max(0.0, probs @ (bin_values - mean) ** 2)))
+        dist = "[" + ",".join(f"{p:.6f}" for p in probs) + "]"
+        self._append(result, dist=dist, mean=mean, std=std, p_high=float(probs[len(probs) // 2 :].sum()))
+
+    def add_scalar(self, result: FileResult, value: float) -> None:
+        """A score model's one number: stored as ``mean`` (the column every ranking reads) with no
+        distribution, spread or p_high, which such a model does not predict and which are not made up."""
+        self._append(result, dist=None, mean=float(value), std=None, p_high=None)
+
+    def _append(
+        self, result: FileResult, *, dist: str | None, mean: float, std: float | None, p_high: float | None
+    ) -> None:
+        assert self.key is not None
         self.scores.append({
             "content_hash": result.content_hash, "model": self.key.model, "weights_id": self.key.weights_id,
-            "preprocess": self.key.preprocess, "dist": "[" + ",".join(f"{p:.6f}" for p in probs) + "]",
-            "mean": mean, "std": std, "p_high": float(probs[len(probs) // 2 :].sum()), "scored_at": now_iso(),
+            "preprocess": self.key.preprocess, "dist": dist, "mean": mean, "std": std, "p_high": p_high,
+            "scored_at": now_iso(),
         })  # fmt: skip
         self.add_file(result, "ok")
 
@@ -481,7 +492,8 @@ class _Batcher:
         self.batch_size, self.runner, self.writer, self.summary = batch_size, runner, writer, summary
         self.buckets: dict[tuple[int, ...], list[FileResult]] = {}
         self.pending = 0
-        self.bin_values = runner.model.bin_values.numpy().astype(np.float64) if runner else None
+        self.scalar = runner is not None and runner.output == "score"
+        self.bin_values = runner.model.bin_values.numpy().astype(np.float64) if runner and not self.scalar else None
 
     def add(self, result: FileResult) -> None:
         bucket = self.buckets.setdefault(result.pixels.shape, [])
@@ -499,9 +511,12 @@ class _Batcher:
     def _run(self, shape: tuple[int, ...]) -> None:
         batch = self.buckets.pop(shape)
         self.pending -= len(batch)
-        probs = self.runner(np.stack([r.pixels for r in batch]), np.array([r.aspect for r in batch]))
-        for result, row in zip(batch, probs):
-            self.writer.add_score(result, row, self.bin_values)
+        outputs = self.runner(np.stack([r.pixels for r in batch]), np.array([r.aspect for r in batch]))
+        for result, row in zip(batch, outputs):
+            if self.scalar:
+                self.writer.add_scalar(result, float(row))
+            else:
+                self.writer.add_score(result, row, self.bin_values)
         self.summary.scored += len(batch)
         # A batch and its photos' rows commit together: a crash loses at most the batch in flight.
         self.writer.flush()
