@@ -39,7 +39,7 @@ FILE_TIMEOUT_S = 120.0  # a decode still running after this long is abandoned (i
 class ModelChoice:
     """The model and weights a run scores with; ``checkpoint`` None means technical signals only."""
 
-    model: str
+    model: str | None  # None: no model was asked for and the user has no aesthetic weights
     checkpoint: str | None = None
     weights_name: str | None = None
     key: ModelKey | None = None
@@ -87,11 +87,21 @@ ProgressFn = Callable[[int, int], None]
 
 
 def choose_model(model: str | None, weights: str | None) -> ModelChoice:
-    """Resolve ``--model``/``--weights`` without torch: a checkpoint's header names its architecture."""
-    from aesthete.weights import WeightsError, default_weights_for, resolve_weights
+    """Resolve ``--model``/``--weights`` without torch: a checkpoint's header names its architecture.
 
-    name = check_architecture(model or DEFAULT_MODEL)
-    resolved = resolve_weights(weights, arch=model) if weights else default_weights_for(name)
+    With neither, the best model whose weights the user has (by the publisher's AVA SRCC recorded in the
+    registry: :func:`aesthete.weights.best_available`); with none, technical signals only and a notice
+    naming the one command that gets the recommended checkpoint."""
+    from aesthete.weights import WeightsError, best_available, default_weights_for, resolve_weights
+
+    if model is None and weights is None:
+        resolved = best_available()
+        if resolved is None:
+            return ModelChoice(model=None, notice=first_run_notice())
+        name = resolved.meta["arch"]
+    else:
+        name = check_architecture(model or DEFAULT_MODEL)
+        resolved = resolve_weights(weights, arch=model) if weights else default_weights_for(name)
     if resolved is None:
         notice = (
             f"no weights available for {name!r}: aesthetic scores were not computed "
@@ -111,6 +121,37 @@ def choose_model(model: str | None, weights: str | None) -> ModelChoice:
         key=ModelKey(arch, resolved.weights_id, policy.key),
         policy=policy,
     )
+
+
+def first_run_notice() -> str:
+    """What ``score`` says when the user has no aesthetic weights at all: the one command that gets the
+    recommended checkpoint (the best published AVA SRCC), its licence and download size, and the
+    permissive choice when the recommended one is not permissive."""
+    from aesthete.weights import ava_srcc, download_size, human_size, recommended
+
+    best, free = recommended()
+    head = "no aesthetic weights yet: aesthetic scores were not computed (technical signals were)."
+    if best is None:
+        return f"{head} Register a checkpoint with `aesthete weights add FILE --name N`."
+    size = download_size(best)
+    srcc = ava_srcc(best)
+    facts = [
+        f"licence {best.license or 'not stated'}"
+        + (", non-commercial: pull asks you to accept it" if best.noncommercial else "")
+    ]
+    facts.append(f"download {human_size(size)}" if size is not None else "download size not published")
+    if srcc is not None:
+        facts.append(f"publisher's AVA SRCC {srcc:.3f}")
+    text = f"{head} Get the recommended checkpoint: `aesthete weights pull {best.name}` ({'; '.join(facts)})."
+    if free is not None and free.name != best.name:
+        free_size = download_size(free)
+        sized = f", {human_size(free_size)}" if free_size is not None else ""
+        text += (
+            f" The permissive choice is {free.name}: LAION's aesthetic head (Apache-2.0) on OpenAI CLIP (MIT){sized}."
+            if free.arch == "laion-aesthetic"
+            else f" The permissive choice is {free.name} (licence {free.license}{sized})."
+        )
+    return text
 
 
 def plan(
