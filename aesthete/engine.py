@@ -1,4 +1,5 @@
-"""Precision and the model runner: uint8 pixel batches in, probability rows out. The device is picked
+"""Precision and the model runner: uint8 pixel batches in, probability rows (or, for a model whose
+``output`` is ``"score"``, one number per photo) out. The device is picked
 by :func:`aesthete.devices.pick_device` (re-exported here), as training picks its own.
 
 This is the only part of scoring that imports torch; it is imported after the decode workers have
@@ -146,26 +147,33 @@ class ModelRunner:
         return self._compiled is not None
 
     @property
+    def output(self) -> str:
+        """``"distribution"`` (rows of probabilities) or ``"score"`` (one number per photo)."""
+        return self.model.output
+
+    @property
     def precision(self) -> str:
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
 
-    def _forward(self, batch: torch.Tensor, ratios: torch.Tensor) -> torch.Tensor:
+    def _forward(self, batch: torch.Tensor, ratios: torch.Tensor) -> dict[str, torch.Tensor]:
         shape = tuple(batch.shape)
         if self._compiled is None or (
             shape not in self.compiled_shapes and len(self.compiled_shapes) >= MAX_COMPILED_SHAPES
         ):
-            return self.model(batch, ratios)["probs"]
+            return self.model(batch, ratios)
         try:
-            probs = self._compiled(batch, ratios)["probs"]
+            outputs = self._compiled(batch, ratios)
         except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager model still scores
             reason = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:200]
             self.compile_failure, self._compiled = reason, None
             print(f"aesthete: torch.compile failed ({reason}); scoring without compilation", file=sys.stderr)
-            return self.model(batch, ratios)["probs"]
+            return self.model(batch, ratios)
         self.compiled_shapes.add(shape)
-        return probs
+        return outputs
 
     def __call__(self, pixels: np.ndarray, aspect: np.ndarray) -> np.ndarray:
+        """(B, S) probabilities, rows summing to 1, for a distribution model; (B,) scores for a score
+        model (no distribution is made up for it)."""
         real = len(pixels)
         if self._compiled is not None and self.batch_size and real < self.batch_size:
             # Pad with copies of the last photo (dropped below): one compiled batch size, not one per remainder.
@@ -180,7 +188,10 @@ class ModelRunner:
         batch = normalise(batch.movedim(-1, -3), policy.mean, policy.std, channels_last=True)
         ratios = torch.from_numpy(aspect.astype(np.float32)).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
-            probs = self._forward(batch, ratios)
+            outputs = self._forward(batch, ratios)
+        if self.output == "score":
+            return outputs["score"][:real].float().cpu().numpy().astype(np.float64)
+        probs = outputs["probs"]
         # Renormalise in float64: a softmax computed under bf16 autocast sums to 1 only within ~1e-3.
         probs = probs[:real].float().cpu().numpy().astype(np.float64)
         return probs / probs.sum(axis=1, keepdims=True)

@@ -7,14 +7,25 @@ from typing import Any
 
 
 def model_only(
-    checkpoint: str, device: str, precision: str, min_seconds: float, compile: str = "off", cache: str | None = None
+    checkpoint: str,
+    device: str,
+    precision: str,
+    min_seconds: float,
+    compile: str = "off",
+    cache: str | None = None,
+    *,
+    batch: int | None = None,
+    warmup: int = 3,
+    min_runs: int = 5,
 ) -> dict[str, Any]:
     """Forward passes on uint8 batches of the model's input size, through the runner ``score`` uses
     (its device, precision, batch size and torch's default threads), normalisation included.
 
     ``compile`` is ``score``'s ``--compile`` (off, on); ``cache`` replaces aesthete's cache folder, so
     a fresh folder times a first compilation and a used one the cached one. ``first_call_s`` is the
-    first batch's wall time: with compilation on, the compilation's cost."""
+    first batch's wall time: with compilation on, the compilation's cost. ``batch`` (default:
+    ``score``'s), ``warmup`` and ``min_runs`` let a slow model on a small machine be timed in fewer
+    passes; the row records the batch it ran."""
     import os
 
     import numpy as np
@@ -28,12 +39,14 @@ def model_only(
     load_s = time.perf_counter() - started
     import torch
 
-    batch = default_batch(runner)
+    batch = batch or default_batch(runner)
     runner.batch_size = batch
     policy = runner.model.policy
     if policy.patch:
-        raise SystemExit("model-only timing supports single-crop models (nima, hla-gcn, apm, saf, pear)")
+        raise SystemExit("model-only timing supports single-crop models (nima, hla-gcn, apm, saf, pear, ...)")
     width, height = policy.resized_size(6000, 4000)  # a 3:2 photo, as the generated ones are
+    if policy.resize == "center_crop":  # then cropped to a square, as InputPolicy.prepare does
+        width = height = policy.size
     pixels = np.random.default_rng(0).integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
     aspect = np.full(batch, 1.5)
     started = time.perf_counter()
@@ -41,10 +54,10 @@ def model_only(
     if runner.device.type == "cuda":
         torch.cuda.synchronize()
     first_call_s = time.perf_counter() - started
-    for _ in range(3):  # warm-up: kernel selection and allocator growth
+    for _ in range(warmup):  # warm-up: kernel selection and allocator growth
         runner(pixels, aspect)
     runs, wall0, cpu0 = 0, time.perf_counter(), time.process_time()
-    while runs < 5 or time.perf_counter() - wall0 < min_seconds:
+    while runs < min_runs or time.perf_counter() - wall0 < min_seconds:
         runner(pixels, aspect)
         runs += 1
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
@@ -57,6 +70,7 @@ def model_only(
         "core_s_per_img": cpu / images if on_cpu else None,
         "held_core_s_per_img": torch.get_num_threads() * wall / images if on_cpu else None,
         "batch": batch,
+        "input": f"{width}x{height}",
         "threads": torch.get_num_threads(),
         "precision": runner.precision,
         "device": str(runner.device),
@@ -65,5 +79,4 @@ def model_only(
         "load_s": load_s,
         "first_call_s": first_call_s,
         "arch": runner.model.arch,
-        "input": f"{width}x{height}",
     }
