@@ -1,0 +1,203 @@
+"""``--compile``: compiled and eager runners score alike, ``off`` never compiles, auto's decision.
+
+Agreement: small seeded configs of every model that scores photos (tests/test_models.py's, plus the
+small towers of the published architectures that tests/test_precision_published.py uses) score 16
+varied generated photos through the real :class:`ModelRunner`, eager and through ``torch.compile``
+(inductor, freezing on CPU), both in fp32; their mean scores must agree within 0.01 and their order
+(Spearman > 0.999). A real compilation takes 10-90 s on 2 shared cores, so those cases are slow; the
+rest stand torch.compile in with a recorder or a failing compiler and run in seconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import imagegen as g
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+from test_models import SMALL, build
+from test_precision_published import CASES as PUBLISHED
+from test_precision_published import last_linear
+
+from aesthete import engine
+from aesthete.engine import MAX_COMPILED_SHAPES, ModelRunner, inductor_cache_dir
+from aesthete.errors import AestheteError
+from aesthete.models import get_model
+from aesthete.scoring import COMPILE_COST_S, COMPILE_SAVING_S_PER_PHOTO, compile_decision, score
+from aesthete.store import Store
+
+PHOTOS = [g.scene(seed, (144, 96)) for seed in range(16)]
+APM_LAST_LAYER_GAIN = 100.0  # as in test_precision: APM's initial bias otherwise hides every photo's term
+
+
+def _model(case: str) -> Any:
+    if case in PUBLISHED:  # small towers, last layer scaled up as test_precision_published explains
+        arch, config, gain = PUBLISHED[case]
+        torch.manual_seed(0)
+        model = get_model(arch, **config)
+        with torch.no_grad():
+            last_linear(model).weight.mul_(gain)
+        return model
+    model = build(case)
+    if case == "apm":
+        with torch.no_grad():
+            model.head[2].weight.mul_(APM_LAST_LAYER_GAIN)
+    return model
+
+
+def _scores(runner: ModelRunner, model: Any) -> np.ndarray:
+    """Each photo's mean score, in batches of 8 grouped by input shape as ``score`` batches them."""
+    inputs = [model.policy.prepare(photo) for photo in PHOTOS]
+    out = np.zeros(len(PHOTOS))
+    by_shape: dict[tuple, list[int]] = {}
+    for i, pixels in enumerate(inputs):
+        by_shape.setdefault(pixels.shape, []).append(i)
+    for indices in by_shape.values():
+        for start in range(0, len(indices), 8):
+            chunk = indices[start : start + 8]
+            pixels = np.stack([inputs[i] for i in chunk])
+            aspect = np.array([PHOTOS[i].width / PHOTOS[i].height for i in chunk])
+            rows = runner(pixels, aspect)
+            out[chunk] = rows if rows.ndim == 1 else rows @ model.bin_values.numpy().astype(np.float64)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(SMALL) + sorted(PUBLISHED))
+def test_compiled_scores_agree_with_eager(case: str, tmp_path: Path) -> None:
+    model = _model(case)
+    eager = _scores(ModelRunner(_model(case), torch.device("cpu"), None), model)
+    runner = ModelRunner(model, torch.device("cpu"), None, compile=True, cache_dir=tmp_path / "inductor", batch_size=8)
+    compiled = _scores(runner, model)
+    assert runner.compiled and runner.compile_failure is None, runner.compile_failure
+    assert runner.compiled_shapes, "the compiled code never ran"
+    assert eager.std() > 0.01, f"{case}: scores too alike ({eager.std():.4f}) for ranks to mean anything"
+    assert abs(compiled.mean() - eager.mean()) < 0.01
+    assert np.abs(compiled - eager).max() < 0.01
+    rho = spearmanr(eager, compiled).statistic
+    assert rho > 0.999, f"{case}: rank correlation {rho:.5f}"
+
+
+class _Recorder:
+    """Stands in for torch.compile: runs the model eagerly and records every input shape it is given."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __call__(self, model: Any, **kwargs: Any) -> Any:
+        self.calls.append(kwargs)
+
+        def run(batch: torch.Tensor, ratios: torch.Tensor) -> Any:
+            self.shapes.append(tuple(batch.shape))
+            return model(batch, ratios)
+
+        return run
+
+
+def test_compile_off_never_calls_torch_compile(tiny_checkpoints: dict[str, Path], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("torch.compile called")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(40):
+        g.scene(seed, (96, 64)).save(folder / f"{seed}.jpg")
+    for mode in ("off", "auto"):  # auto: 40 photos never repay a compilation
+        store = Store(tmp_path / f"{mode}.db")
+        try:
+            summary = score([str(folder)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu",
+                            workers=1, compile=mode)  # fmt: skip
+        finally:
+            store.close()
+        assert summary.scored == 40 and not summary.failed
+        assert summary.compiled is False
+
+
+def test_compile_on_pads_batches_and_caps_shapes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    recorder = _Recorder()
+    monkeypatch.setattr(torch, "compile", recorder)
+    model = build("apm")  # keeps the aspect ratio: one input shape per ratio
+    runner = ModelRunner(model, torch.device("cpu"), None, compile=True, cache_dir=tmp_path / "c", batch_size=4)
+    assert recorder.calls == [{"dynamic": False, "options": {"freezing": True}}]
+    rng = np.random.default_rng(0)
+    eager = ModelRunner(build("apm"), torch.device("cpu"), None)
+    for i in range(MAX_COMPILED_SHAPES + 2):
+        pixels = rng.integers(0, 256, (3, 64, 64 + 8 * i, 3), dtype=np.uint8)  # a partial batch: 3 of 4
+        probs = runner(pixels, np.full(3, (64 + 8 * i) / 64))
+        assert probs.shape[0] == 3  # the padding rows are dropped
+        np.testing.assert_allclose(probs, eager(pixels, np.full(3, (64 + 8 * i) / 64)), atol=1e-5)
+    # Every compiled call was padded to the batch size, and only the first MAX_COMPILED_SHAPES shapes compiled.
+    assert {shape[0] for shape in recorder.shapes} == {4}
+    assert len(set(recorder.shapes)) == MAX_COMPILED_SHAPES == len(runner.compiled_shapes)
+    assert len(recorder.shapes) == MAX_COMPILED_SHAPES
+    assert Path(engine.os.environ["TORCHINDUCTOR_CACHE_DIR"]) == tmp_path / "c"
+
+
+def test_a_failed_compilation_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    def broken(model: Any, **kwargs: Any) -> Any:
+        def run(*args: Any) -> Any:
+            raise RuntimeError("C++ compile error: no compiler\nsecond line")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    runner = ModelRunner(build("nima"), torch.device("cpu"), None, compile=True, batch_size=8)
+    eager = ModelRunner(build("nima"), torch.device("cpu"), None)
+    pixels = np.random.default_rng(1).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    np.testing.assert_allclose(runner(pixels, np.ones(8)), eager(pixels, np.ones(8)), atol=1e-6)
+    assert not runner.compiled and runner.compile_failure == "RuntimeError: C++ compile error: no compiler"
+    note = capsys.readouterr().err.strip().splitlines()
+    assert note == ["aesthete: torch.compile failed (RuntimeError: C++ compile error: no compiler); scoring without "
+                    "compilation"]  # fmt: skip
+    runner(pixels, np.ones(8))  # no second attempt, no second note
+    assert capsys.readouterr().err == ""
+
+
+def test_auto_decision() -> None:
+    saving, (first, warm) = COMPILE_SAVING_S_PER_PHOTO["cpu"], COMPILE_COST_S["cpu"]
+    assert compile_decision("on", 1, "cpu", cached=False) and compile_decision("on", 1, "cuda", cached=False)
+    assert not compile_decision("off", 10**6, "cpu", cached=True)
+    assert not compile_decision("auto", 20, "cpu", cached=True)  # a 20-photo job never compiles
+    assert not compile_decision("auto", 20, "cpu", cached=False)
+    # Just above / below the break-even photo count, with an empty and with a warm cache.
+    assert compile_decision("auto", int(first / saving) + 1, "cpu", cached=False)
+    assert not compile_decision("auto", int(first / saving) - 1, "cpu", cached=False)
+    assert compile_decision("auto", int(warm / saving) + 1, "cpu", cached=True)
+    assert not compile_decision("auto", int(warm / saving) + 1, "cpu", cached=False)
+    # No measured saving on these devices: auto stays eager however many photos.
+    assert not compile_decision("auto", 10**6, "cuda", cached=True)
+    assert not compile_decision("auto", 10**6, "mps", cached=True)
+    with pytest.raises(AestheteError, match="unknown --compile 'fast'"):
+        compile_decision("fast", 1, "cpu", cached=False)
+
+
+def test_cache_folder_is_keyed_by_torch_model_weights_and_policy(tmp_path: Path) -> None:
+    base = inductor_cache_dir(tmp_path, model="nima", weights="w1", policy="p1")
+    assert base.is_relative_to(tmp_path / "inductor")
+    assert torch.__version__.replace("+", "-") in base.parts
+    others = [inductor_cache_dir(tmp_path, model=m, weights=w, policy=p)
+              for m, w, p in (("hla-gcn", "w1", "p1"), ("nima", "w2", "p1"), ("nima", "w1", "p2"))]  # fmt: skip
+    assert len({base, *others}) == 4
+    assert inductor_cache_dir(tmp_path, model="nima", weights="w1", policy="p1") == base
+
+
+def test_bad_compile_mode_is_a_usage_error(tiny_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from aesthete.cli import app
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    g.scene(0, (96, 64)).save(folder / "a.jpg")
+    result = CliRunner().invoke(app, ["score", str(folder), "--weights", str(tiny_checkpoints["nima"]),
+                                      "--db", str(tmp_path / "x.db"), "--compile", "fast"])  # fmt: skip
+    assert result.exit_code != 0 and result.exit_code != 1
+    assert "unknown --compile 'fast'" in result.output
+    assert "Traceback" not in result.output
