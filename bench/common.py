@@ -34,7 +34,8 @@ def in_fresh_process(fn: Callable[..., Any], *args: Any) -> Any:
 
 def subprocess_env(home: Path) -> dict[str, str]:
     """This checkout on the path, and aesthete's data, cache and config inside the work folder."""
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # This checkout first; an existing PYTHONPATH (a GPU machine's carried wheels) stays after it.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     for name in ("DATA", "CACHE", "CONFIG"):
         env[f"AESTHETE_{name}_DIR"] = str(home / name.lower())
     env.pop("AESTHETE_DB", None)

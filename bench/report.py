@@ -70,27 +70,28 @@ def markdown(results: dict[str, Any]) -> str:
 def _compiled_table(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
-    first = rows[0]["eager"]
+    first = rows[0]["cold"]
     lines = [
         "",
         f"Eager and compiled model-only (`score --compile off` / `on`), batch {first['batch']}, {first['threads']} "
-        f"threads, {first['precision']}, {first['device']}; each row a fresh process:",
+        f"threads, {first['precision']}, {first['device']}; both runners in one process, timed in turns:",
         "",
         "| model (input) | eager img/s | compiled img/s | compiled / eager | first compile s (empty cache) "
-        "| cached compile s | break-even photos (empty / cached cache) |",
+        "| cached compile s (compiled img/s then) | break-even photos (empty / warm cache) |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        eager, warm = row["eager"], row["warm"]
-        failed = warm["compile_failure"] or row["cold"]["compile_failure"]
+        if row["compile_failure"]:
+            lines.append(f"| {row['model']} ({row['input']}) | {row['eager_img_s']:.1f} | failed: "
+                         f"{row['compile_failure']} | n/a | n/a | n/a | n/a |")  # fmt: skip
+            continue
         lines.append(
-            f"| {row['model']} ({eager['input']}) | {eager['img_s']:.1f} | "
-            + (f"failed: {failed} | n/a | n/a | n/a | n/a |" if failed else
-               f"{warm['img_s']:.1f} (cold run {row['cold']['img_s']:.1f}) | {_fmt(row['speedup'], '{:.2f}x')} "
-               f"| {row['cold_compile_s']:.1f} | {row['warm_compile_s']:.1f} "
-               f"| {_fmt(row['cold_break_even_photos'], '{:.0f}')} / {_fmt(row['warm_break_even_photos'], '{:.0f}')} |")
-        )  # fmt: skip
-    lines += ["", "Compile s: the first batch's wall time less an eager first batch's; break-even: compile s / "
+            f"| {row['model']} ({row['input']}) | {row['eager_img_s']:.1f} | {row['compiled_img_s']:.1f} "
+            f"| {_fmt(row['speedup'], '{:.2f}x')} | {row['cold_compile_s']:.1f} "
+            f"| {row['warm_compile_s']:.1f} ({row['warm_img_s']:.1f}) "
+            f"| {_fmt(row['cold_break_even_photos'], '{:.0f}')} / {_fmt(row['warm_break_even_photos'], '{:.0f}')} |"
+        )
+    lines += ["", "Compile s: the compiled runner's first batch less the eager runner's; break-even: compile s / "
               "(1/eager - 1/compiled img/s), the photos from which compiling pays."]  # fmt: skip
     return lines
 

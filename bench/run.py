@@ -69,13 +69,18 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     env = subprocess_env(work / "home")
     os.environ.update({k: v for k, v in env.items() if k.startswith("AESTHETE_")})  # choose_model, in here too
-    assets = prepare(work, plan)
+    if args.compiled_only:  # the model rows need one checkpoint, none of the photos (minutes to make)
+        checkpoint = str(work / f"{MODEL}-bench.safetensors")
+        if not Path(checkpoint).exists():
+            in_fresh_process(make_checkpoint, checkpoint, MODEL, {})
+    else:
+        assets = prepare(work, plan)
+        checkpoint = assets.checkpoint
     if args.prepare:
         return
     results: dict[str, Any] = {"plan": {"rescans": plan.rescans, "rss": plan.rss}, "load_start": os.getloadavg()[:3]}
     log("machine")
     results["machine"] = machine(args.device)
-    checkpoint = assets.checkpoint
     models = {}
     for label, arch, config in () if args.skip_compiled else plan.compile_models:
         path = work / f"{arch}-compile-bench.safetensors"
