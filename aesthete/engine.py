@@ -103,6 +103,10 @@ class ModelRunner:
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
 
     def __call__(self, pixels: np.ndarray, aspect: np.ndarray) -> np.ndarray:
+        return self.run(pixels, aspect)[0]
+
+    def run(self, pixels: np.ndarray, aspect: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities (B, S), embeddings (B, E) as float16, or None for a model without them)."""
         batch = torch.from_numpy(pixels)
         if self.device.type == "cuda":
             batch = batch.pin_memory()
@@ -111,7 +115,11 @@ class ModelRunner:
         batch = normalise(batch.movedim(-1, -3), policy.mean, policy.std, channels_last=True)
         ratios = torch.from_numpy(aspect.astype(np.float32)).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
-            probs = self.model(batch, ratios)["probs"]
+            outputs = self.model(batch, ratios)
+        probs = outputs["probs"]
+        embedding = outputs.get("embedding")
+        if embedding is not None:  # float16 is what the store keeps: converting here halves the copy
+            embedding = embedding.float().flatten(1).cpu().numpy().astype(np.float16)
         # Renormalise in float64: a softmax computed under bf16 autocast sums to 1 only within ~1e-3.
         probs = probs.float().cpu().numpy().astype(np.float64)
-        return probs / probs.sum(axis=1, keepdims=True)
+        return probs / probs.sum(axis=1, keepdims=True), embedding

@@ -73,12 +73,17 @@ def _fit(width: int, height: int) -> tuple[int, int]:
 
 
 def build_report(
-    store: Store, roots: Sequence[str] = (), *, model: str | None = None, workers: int | None = None
+    store: Store,
+    roots: Sequence[str] = (),
+    *,
+    model: str | None = None,
+    workers: int | None = None,
+    weights: str | None = None,
 ) -> tuple[str, Ranking]:
     """The HTML of the contact sheet of ``roots`` (or of the last ``score`` run's folders) and the ranking
     it shows. ``workers`` threads make the thumbnails (default: one per core)."""
     roots, model = last_run_scope(store, roots, model)
-    ranking = rank(store, roots, by="mean", model=model)
+    ranking = rank(store, roots, by="mean", model=None if weights else model, weights=weights)
     groups = ensure_groups(store)
     blocks = list(_blocks(ranking.rows, groups))
     ordered = [row for block in blocks for row in block]
@@ -139,6 +144,9 @@ def _card(row: dict[str, Any], place: int, thumb: Thumbnail, ranking: Ranking, *
     if row.get("dist"):
         chart = _chart(row["dist"], row["mean"])
         numbers = f"mean {row['mean']:.2f} · spread {row['std']:.2f} · technical {row['technical']:.2f}"
+    elif row.get("mean") is not None:  # one number (a personal head, a score model): no chart to draw
+        chart = ""
+        numbers = f"score {row['mean']:.2f} · technical {row['technical'] or 0:.2f}"
     else:
         width = max(0.0, min(1.0, row["technical"] or 0.0)) * 100
         chart = f'<div class="meter" title="technical quality"><span style="width:{width:.0f}%"></span></div>'

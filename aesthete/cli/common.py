@@ -55,6 +55,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 PathsArgument = Annotated[
     list[Path] | None, typer.Argument(help="Only photos under these folders.", show_default=False)
 ]
+WeightsOption = Annotated[
+    str | None,
+    typer.Option("--weights", "-w", help="Use the scores of these weights (e.g. a personal head from `learn`)."),
+]
 PathsOnly = Annotated[bool, typer.Option("--paths", help="Print bare paths, one per line (for pipes).")]
 
 # The fields of a photo row that --json prints (``rank``, ``cull``), and the flat ones --csv prints.
@@ -175,7 +179,7 @@ def ranking_table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> T
     for index, (row, path) in enumerate(zip(rows, shown), start=1):
         cells = [str(index), path]
         if ranking.basis == "aesthetic":
-            cells += [f"{row['mean']:.2f}", f"{row['std']:.2f}"]
+            cells += [f"{row['mean']:.2f}", "" if row["std"] is None else f"{row['std']:.2f}"]
         cells += [f"{row['technical']:.2f}", ", ".join(row["flags"]), (row["capture_time"] or "")[:16]]
         if grouped:
             cells.append(f"{row['group']} (best of {row['group_size']})" if row["group_size"] > 1 else "")
