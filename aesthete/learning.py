@@ -107,7 +107,7 @@ class LearnReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k not in ("cv", "base")}
-        data["base"] = {"model": self.base.model, "weights_id": self.base.weights_id, "preprocess": self.base.preprocess}
+        data["base"] = dict(self.base.__dict__)
         data["cross_validation"] = self.cv.to_dict()
         return data
 

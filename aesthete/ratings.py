@@ -62,7 +62,6 @@ from aesthete.store import now_iso, path_key, real_path
 from aesthete.xmp import MAX_SIDECAR_BYTES, XMP, descriptions, property_values
 
 if TYPE_CHECKING:
-
     from aesthete.store import Store
 
 SOURCES = ("xmp", "lightroom", "darktable", "digikam")

@@ -406,7 +406,7 @@ class Store:
         names = [d[0] for d in cursor.description]
         scores = [dict(zip(names, r)) for r in cursor]
         for score in scores:
-            score["dist"] = json.loads(score["dist"])
+            score["dist"] = json.loads(score["dist"]) if score["dist"] else None
         image_cols = [d[1] for d in self.conn.execute("PRAGMA table_info(images)")]
         return {
             "path": text,

@@ -27,10 +27,14 @@ SOURCE_HELP = "Where the ratings are: xmp (sidecars / embedded XMP), lightroom, 
 @library_errors()
 def learn_command(
     paths: PathsArgument = None,
-    name: Annotated[str, typer.Option("--name", "-n", help="Register the result as weights NAME.", show_default=False)] = "",
+    name: Annotated[str, typer.Option("--name", "-n", help="Register the result as weights NAME.")] = "",
     source: Annotated[str, typer.Option("--from", help=SOURCE_HELP)] = "xmp",
     catalog: Annotated[
-        Path | None, typer.Argument(help="The catalog file for --from lightroom|darktable|digikam.", show_default=False)
+        Path | None,
+        typer.Option(
+            help="The catalog file for --from lightroom|darktable|digikam (or give it after --from).",
+            show_default=False,
+        ),
     ] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Learn on this model's embeddings.")] = None,
     weights: Annotated[str | None, typer.Option("--weights", "-w", help="Learn on these weights' embeddings.")] = None,
@@ -55,9 +59,13 @@ def learn_command(
     if source not in SOURCES:
         fail(f"--from must be one of {', '.join(SOURCES)}, not {source!r}")
     roots = [str(p) for p in paths or []]
-    # typer cannot give --from an optional value: the catalog FILE is the last positional argument.
-    if source != "xmp" and catalog is None and roots:
-        catalog, roots = Path(roots[-1]), roots[:-1]
+    # `--from lightroom FILE`: an option cannot take one value or two, so FILE arrives among PATHS; the
+    # one that is a file (not a folder) is the catalog.
+    if source != "xmp" and catalog is None:
+        files = [r for r in roots if Path(r).is_file()]
+        if len(files) == 1:
+            catalog = Path(files[0])
+            roots = [r for r in roots if r != files[0]]
     for root in roots:
         if not Path(root).exists():
             fail(f"{root}: no such file or folder")
