@@ -118,7 +118,8 @@ def _blocks(rows: list[dict[str, Any]], groups: dict[str, tuple[int, int]]) -> I
 
 def _summary(ranking: Ranking, roots: Sequence[str], blocks: list[list[dict[str, Any]]]) -> str:
     basis = (
-        f"{ranking.key.model} mean score (weights {ranking.key.weights_id})"
+        f"{ranking.key.model} {'score' if ranking.output == 'score' else 'mean score'} "
+        f"(weights {ranking.key.weights_id})"
         if ranking.basis == "aesthetic"
         else "technical quality (no aesthetic scores)"
     )
@@ -144,8 +145,11 @@ def _card(row: dict[str, Any], place: int, thumb: Thumbnail, ranking: Ranking, *
     if row.get("dist"):
         chart = _chart(row["dist"], row["mean"])
         numbers = f"mean {row['mean']:.2f} · spread {row['std']:.2f} · technical {row['technical']:.2f}"
-    elif row.get("mean") is not None:  # one number (a personal head, a score model): no chart to draw
-        chart = ""
+    elif row.get("mean") is not None:  # one number (a score model, a personal head): no distribution
+        # The scale of that number: 0-5 stars for a personal head, AVA's 1-10 for the published score models.
+        low, high = (0.0, 5.0) if row.get("model") == "personal" else (1.0, 10.0)
+        width = max(0.0, min(1.0, (row["mean"] - low) / (high - low))) * 100
+        chart = f'<div class="meter" title="score"><span style="width:{width:.0f}%"></span></div>'
         numbers = f"score {row['mean']:.2f} · technical {row['technical'] or 0:.2f}"
     else:
         width = max(0.0, min(1.0, row["technical"] or 0.0)) * 100

@@ -52,10 +52,23 @@ class Ranking:
     notes: list[str] = field(default_factory=list)
     # cull only: the ranked photos in scope that were not picked, each with a ``why`` saying why not.
     others: list[dict[str, Any]] = field(default_factory=list)
+    # What the aesthetic number is: "distribution" (a predicted distribution's mean) or "score" (a model
+    # that predicts one number, such as LAION's); None when ranked by technical quality.
+    output: str | None = None
 
     @property
     def basis(self) -> str:
         return "aesthetic" if self.by in AESTHETIC_KEYS else "technical"
+
+
+def public_row(row: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """``fields`` of a ranked row as JSON, CSV and manifests show it: ``score`` is the aesthetic number
+    ranked on (a distribution's mean, or a score model's one score) and ``output`` says which; ``mean``,
+    ``std``, ``p_high`` and ``dist`` belong to a distribution and are null for a score model."""
+    view = {**row, "score": row.get("mean")}
+    if row.get("output") == "score":
+        view["mean"] = view["std"] = view["p_high"] = view["dist"] = None
+    return {k: view.get(k) for k in fields}
 
 
 def _order(column: str) -> Any:
@@ -91,12 +104,19 @@ def rank(
         if model and key is None:
             notes.append(f"no scores from model {model!r} in the database")
     rows = store.photos(key, roots)
+    output = None
     if by in AESTHETIC_KEYS:
         scored = [r for r in rows if r["mean"] is not None]
         if scored:
             if len(scored) < len(rows):
                 notes.append(f"{len(rows) - len(scored)} photo(s) have no {key.model} score and are not ranked")
             rows = scored
+            output = "score" if all(r["dist"] is None for r in scored) else "distribution"
+            if output == "score" and by != "mean":
+                # A score model predicts no distribution: it has no spread or p_high to sort on.
+                raise OptionError(
+                    f"--by {by} needs a predicted distribution; {key.model} predicts one score: use --by mean"
+                )
         else:
             notes.append("no aesthetic scores yet: ranked by technical quality (sharpness and exposure)")
             by = "technical"
@@ -105,7 +125,7 @@ def rank(
     rows.sort(key=_order(RANK_KEYS[by]))
     if top is not None:
         rows = rows[:top]
-    return Ranking(rows=rows, by=by, key=key, notes=notes)
+    return Ranking(rows=rows, by=by, key=key, notes=notes, output=output)
 
 
 def last_run_scope(store: Store, roots: Sequence[str], model: str | None) -> tuple[list[str], str | None]:
@@ -173,7 +193,9 @@ def cull(
         else:
             row["why"] = why
             others.append(row)
-    return Ranking(rows=picks, by=ranking.by, key=ranking.key, notes=ranking.notes, others=others)
+    return Ranking(
+        rows=picks, by=ranking.by, key=ranking.key, notes=ranking.notes, others=others, output=ranking.output
+    )
 
 
 def _rejected(

@@ -94,12 +94,12 @@ def test_learn_cli_end_to_end_and_weights_everywhere(env, tmp_path: Path) -> Non
         # rank --weights: the held-out photos (never rated) follow the rule.
         ranked = json.loads(cli("rank", "--weights", "mine", "--db", db, "--json").stdout)
         assert ranked["model"] == "personal"
-        by_path = {row["path"]: row["mean"] for row in ranked["photos"]}
+        by_path = {row["path"]: row["score"] for row in ranked["photos"]}  # one number: "score", as for LAION
         held = photos[RATED:]
         truth = np.array([max(p.rating, 0) for p in held], dtype=float)
         predicted = np.array([by_path[str(p.path)] for p in held])
         assert personal.srcc(truth, predicted) > 0.8
-        assert all(row["dist"] is None and row["std"] is None for row in ranked["photos"])  # one number each
+        assert all(row["output"] == "score" and row["dist"] is None for row in ranked["photos"])  # one number each
 
         culled = cli("cull", "--weights", "mine", "--top", "10", "--db", db, "--paths")
         assert culled.exit_code == 0, culled.output

@@ -26,7 +26,7 @@ from aesthete.cli.common import (
     print_notes,
     ranking_table,
 )
-from aesthete.select import RANK_KEYS, Filters, Ranking
+from aesthete.select import RANK_KEYS, Filters, Ranking, public_row
 
 TopOption = Annotated[int | None, typer.Option("--top", "-n", min=1, help="Show only the best N.")]
 
@@ -66,7 +66,7 @@ def show_command(
     as_json: JsonOption = False,
     weights: WeightsOption = None,
 ) -> None:
-    """One photo's predicted distribution as a histogram, with its EXIF line and signals."""
+    """One photo's scores (a predicted distribution as a histogram), with its EXIF line and signals."""
     from aesthete.exif import exif_line
 
     with opened_store(db) as store:
@@ -101,10 +101,11 @@ def show_command(
     if not record["scores"]:
         out.print("no aesthetic score yet (technical signals only)")
     for score in record["scores"]:
-        spread = f"  std {score['std']:.2f}" if score["std"] is not None else ""
-        out.print(f"\n{score['model']} ({score['weights_id']}): mean {score['mean']:.2f}{spread}")
-        if score["dist"]:  # a score model or personal head has one number, no distribution
-            out.print(histogram(score["dist"]), highlight=False)
+        if score["dist"] is None:  # a score model (LAION's): one number, no distribution to draw
+            out.print(f"\n{score['model']} ({score['weights_id']}): score {score['mean']:.2f}")
+            continue
+        out.print(f"\n{score['model']} ({score['weights_id']}): mean {score['mean']:.2f}  std {score['std']:.2f}")
+        out.print(histogram(score["dist"]), highlight=False)
 
 
 @library_errors()
@@ -136,7 +137,8 @@ def _emit(ranking: Ranking, *, as_json: bool, as_csv: bool, paths_only: bool, ti
             typer.echo(row["real_path"])
     elif as_json:
         print_json({"by": ranking.by, "basis": ranking.basis, "model": ranking.key.model if ranking.key else None,
-                    "photos": [{k: row.get(k) for k in ROW_FIELDS} for row in rows]})  # fmt: skip
+                    "output": ranking.output,
+                    "photos": [public_row(row, ROW_FIELDS) for row in rows]})  # fmt: skip
     elif as_csv:
         print_csv(rows, CSV_FIELDS)
     else:

@@ -30,6 +30,7 @@ from aesthete.cli.common import (
     print_notes,
     ranking_table,
 )
+from aesthete.select import public_row
 
 if TYPE_CHECKING:
     from aesthete.culling import CullReport
@@ -125,7 +126,8 @@ def _print_cull(report: CullReport, *, as_json: bool, paths_only: bool) -> None:
         fields = (*ROW_FIELDS, "pick", "group", "group_size")
         print_json({
             "by": ranking.by, "basis": ranking.basis, "model": ranking.key.model if ranking.key else None,
-            "dry_run": report.dry_run, "picks": [{k: row.get(k) for k in fields} for row in ranking.rows],
+            "output": ranking.output, "dry_run": report.dry_run,
+            "picks": [public_row(row, fields) for row in ranking.rows],
             "not_picked": [{"path": row["path"], "why": row["why"]} for row in ranking.others], **report.actions(),
         })  # fmt: skip
     else:
