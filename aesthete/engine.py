@@ -172,8 +172,12 @@ class ModelRunner:
         return outputs
 
     def __call__(self, pixels: np.ndarray, aspect: np.ndarray) -> np.ndarray:
+        return self.run(pixels, aspect)[0]
+
+    def run(self, pixels: np.ndarray, aspect: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(B, S) probabilities, rows summing to 1, for a distribution model; (B,) scores for a score
-        model (no distribution is made up for it)."""
+        model (no distribution is made up for it); and the (B, E) embeddings as float16, or None for a
+        model without them."""
         real = len(pixels)
         if self._compiled is not None and self.batch_size and real < self.batch_size:
             # Pad with copies of the last photo (dropped below): one compiled batch size, not one per remainder.
@@ -189,9 +193,12 @@ class ModelRunner:
         ratios = torch.from_numpy(aspect.astype(np.float32)).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             outputs = self._forward(batch, ratios)
+        embedding = outputs.get("embedding")
+        if embedding is not None:  # float16 is what the store keeps: converting here halves the copy
+            embedding = embedding[:real].float().flatten(1).cpu().numpy().astype(np.float16)
         if self.output == "score":
-            return outputs["score"][:real].float().cpu().numpy().astype(np.float64)
+            return outputs["score"][:real].float().cpu().numpy().astype(np.float64), embedding
         probs = outputs["probs"]
         # Renormalise in float64: a softmax computed under bf16 autocast sums to 1 only within ~1e-3.
         probs = probs[:real].float().cpu().numpy().astype(np.float64)
-        return probs / probs.sum(axis=1, keepdims=True)
+        return probs / probs.sum(axis=1, keepdims=True), embedding

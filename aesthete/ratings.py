@@ -62,8 +62,6 @@ from aesthete.store import now_iso, path_key, real_path
 from aesthete.xmp import MAX_SIDECAR_BYTES, XMP, descriptions, property_values
 
 if TYPE_CHECKING:
-    import sqlite_utils
-
     from aesthete.store import Store
 
 SOURCES = ("xmp", "lightroom", "darktable", "digikam")
@@ -429,17 +427,6 @@ def _by_suffix(path: str, candidates: list[str], by_path: dict[str, str]) -> str
 USER_CHANGED_WEIGHT = 2.0
 """Weight of a rating the photographer changed after aesthete wrote one: a correction of the model is
 the most informative judgement there is (issue 15, "the most valuable kind")."""
-
-
-def schema_written_ratings(db: sqlite_utils.Database) -> None:
-    """Store migration: what ``cull --xmp`` wrote, so that it is never learned back as the photographer's.
-
-    One row per sidecar path; ``content_hash`` ties it to the photo wherever the catalog that imported
-    the sidecar now puts it. (For the migrations module: append to the list, after the current last.)"""
-    db["written_ratings"].create(
-        {"path": str, "content_hash": str, "rating": int, "label": str, "written_at": str}, pk="path"
-    )
-    db["written_ratings"].create_index(["content_hash"])
 
 
 @dataclass(frozen=True)

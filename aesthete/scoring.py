@@ -27,7 +27,7 @@ from aesthete.decode import ALL_DECODERS, NO_DECODER
 from aesthete.decode_worker import FileJob, FileResult, WorkerConfig, init_worker, process_file
 from aesthete.discover import FoundFile, discover, pair_raws
 from aesthete.input_policy import InputPolicy
-from aesthete.store import KnownFile, ModelKey, Store, file_row, now_iso, path_key
+from aesthete.store import KnownFile, ModelKey, Store, embedding_row, file_row, now_iso, path_key
 
 DEFAULT_MODEL = "hla-gcn"
 FLUSH_ROWS = 256  # rows without model work are written in transactions of this size
@@ -78,6 +78,7 @@ class ScoreSummary:
     compiled: bool | None = None  # the model ran through torch.compile (None: no model ran)
     notice: str | None = None
     interrupted: bool = False
+    personal: int | None = None  # with a personal head as --weights: photos it scored
     discovery_errors: list[Failure] = field(default_factory=list)
 
     @property
@@ -250,7 +251,10 @@ def score(
     compile_decision(compile, 0, "cpu", cached=False)  # a bad mode fails before any work
     summary = ScoreSummary()
     roots = [os.path.abspath(r) for r in roots]
-    choice = choose_model(model, weights)
+    from aesthete.learning import personal_choice  # numpy only; a personal head applies after the base runs
+
+    personal = personal_choice(weights, model) if weights else None
+    choice = personal[1] if personal else choose_model(model, weights)
     summary.model, summary.weights, summary.notice = choice.model, choice.weights_name, choice.notice
 
     def on_discovery_error(path: str, reason: str) -> None:
@@ -271,6 +275,11 @@ def score(
         if jobs:
             _run_jobs(jobs, store, choice, summary, device, precision, batch_size, workers, rescore, progress,
                       file_timeout, compile)  # fmt: skip
+        if personal:
+            from aesthete.learning import apply_head
+
+            summary.personal = apply_head(store, personal[0])
+            summary.weights = f"{weights} (personal, on {choice.weights_name})"
     except KeyboardInterrupt:
         summary.interrupted, status = True, "interrupted"
     except sqlite3.DatabaseError:
@@ -539,6 +548,7 @@ class _Writer:
         self.files: list[dict[str, Any]] = []
         self.images: list[dict[str, Any]] = []
         self.scores: list[dict[str, Any]] = []
+        self.embeddings: list[dict[str, Any]] = []
         self.last_flush = time.monotonic()
 
     def add_file(self, result: FileResult, status: str) -> None:
@@ -555,6 +565,10 @@ class _Writer:
         )
         if result.image is not None:
             self.images.append(result.image)
+
+    def add_embedding(self, result: FileResult, vector: np.ndarray) -> None:
+        assert self.key is not None and result.content_hash is not None
+        self.embeddings.append(embedding_row(result.content_hash, self.key, vector))
 
     def add_score(self, result: FileResult, probs: np.ndarray, bin_values: np.ndarray) -> None:
         mean = float(probs @ bin_values)
@@ -583,8 +597,8 @@ class _Writer:
             self.flush()
 
     def flush(self) -> None:
-        self.store.write(files=self.files, images=self.images, scores=self.scores)
-        self.files, self.images, self.scores = [], [], []
+        self.store.write(files=self.files, images=self.images, scores=self.scores, embeddings=self.embeddings)
+        self.files, self.images, self.scores, self.embeddings = [], [], [], []
         self.last_flush = time.monotonic()
 
 
@@ -615,8 +629,10 @@ class _Batcher:
     def _run(self, shape: tuple[int, ...]) -> None:
         batch = self.buckets.pop(shape)
         self.pending -= len(batch)
-        outputs = self.runner(np.stack([r.pixels for r in batch]), np.array([r.aspect for r in batch]))
-        for result, row in zip(batch, outputs):
+        outputs, embeddings = self.runner.run(np.stack([r.pixels for r in batch]), np.array([r.aspect for r in batch]))
+        for i, (result, row) in enumerate(zip(batch, outputs)):
+            if embeddings is not None:  # before the score: the score row's file row commits both
+                self.writer.add_embedding(result, embeddings[i])
             if self.scalar:
                 self.writer.add_scalar(result, float(row))
             else:

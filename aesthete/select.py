@@ -85,6 +85,7 @@ def rank(
     model: str | None = None,
     filters: Filters | None = None,
     top: int | None = None,
+    weights: str | None = None,
 ) -> Ranking:
     """Photos under ``roots`` (all, if empty) sorted by ``by``, best first.
 
@@ -94,9 +95,14 @@ def rank(
     if by not in RANK_KEYS:
         raise OptionError(f"unknown sort key {by!r}; use one of {', '.join(RANK_KEYS)}")
     notes: list[str] = []
-    key = store.latest_model_key(model)
-    if model and key is None:
-        notes.append(f"no scores from model {model!r} in the database")
+    if weights:  # a personal head's or a checkpoint's scores, by name (aesthete.learning.scores_key)
+        from aesthete.learning import scores_key
+
+        key = scores_key(weights, model)
+    else:
+        key = store.latest_model_key(model)
+        if model and key is None:
+            notes.append(f"no scores from model {model!r} in the database")
     rows = store.photos(key, roots)
     output = None
     if by in AESTHETIC_KEYS:
@@ -144,6 +150,7 @@ def cull(
     reject_blurry: bool = False,
     reject_exposure: bool = False,
     filters: Filters | None = None,
+    weights: str | None = None,
 ) -> Ranking:
     """The photos worth keeping from ``roots``, or from the folders of the most recent ``score`` run.
 
@@ -161,7 +168,7 @@ def cull(
     if top is None and keep_percent is None and min_score is None:
         top = DEFAULT_TOP
     roots, model = last_run_scope(store, roots, model)
-    ranking = rank(store, roots, by="mean", model=model)
+    ranking = rank(store, roots, by="mean", model=None if weights else model, weights=weights)
     if min_score is not None and ranking.basis != "aesthetic":
         raise OptionError("--min-score compares aesthetic scores and none are cached here; use --top or --keep")
     limit = top if keep_percent is None else math.ceil(len(ranking.rows) * keep_percent / 100)

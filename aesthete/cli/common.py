@@ -55,6 +55,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 PathsArgument = Annotated[
     list[Path] | None, typer.Argument(help="Only photos under these folders.", show_default=False)
 ]
+WeightsOption = Annotated[
+    str | None,
+    typer.Option("--weights", "-w", help="Use the scores of these weights (e.g. a personal head from `learn`)."),
+]
 PathsOnly = Annotated[bool, typer.Option("--paths", help="Print bare paths, one per line (for pipes).")]
 
 # The fields of a photo row that --json prints (``rank``, ``cull``), and the flat ones --csv prints.

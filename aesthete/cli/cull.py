@@ -20,6 +20,7 @@ from aesthete.cli.common import (
     JsonOption,
     PathsArgument,
     PathsOnly,
+    WeightsOption,
     err,
     fail,
     library_errors,
@@ -47,6 +48,7 @@ def cull_command(
     reject_blurry: Annotated[bool, typer.Option(help="Never pick a photo flagged blurry.")] = False,
     reject_exposure: Annotated[bool, typer.Option(help="Never pick one flagged under- or overexposed.")] = False,
     model: ModelOption = None,
+    weights: WeightsOption = None,
     export: Annotated[Path | None, typer.Option(help="Build an album of the picks in this folder.")] = None,
     mode: Annotated[str, typer.Option(help="Album entries: link (hard link), symlink or copy.")] = "link",
     order_by_time: Annotated[bool, typer.Option(help="Prefix album names with the capture time.")] = False,
@@ -69,7 +71,7 @@ def cull_command(
 
     options = CullOptions(
         roots=[str(p) for p in paths or []], top=top, keep_percent=parse_keep(keep) if keep is not None else None,
-        min_score=min_score, model=model, group=not no_group, reject_blurry=reject_blurry,
+        min_score=min_score, model=model, weights=weights, group=not no_group, reject_blurry=reject_blurry,
         reject_exposure=reject_exposure, export=str(export) if export is not None else None, mode=mode,
         order_by_time=order_by_time, xmp=xmp, stars=stars, label=label,
         move_rejects=str(move_rejects) if move_rejects is not None else None, dry_run=dry_run,
@@ -186,6 +188,7 @@ def report_command(
     html: Annotated[Path, typer.Option("--html", help="Write the contact sheet to this file.", show_default=False)],
     paths: PathsArgument = None,
     model: ModelOption = None,
+    weights: WeightsOption = None,
     db: DbOption = None,
 ) -> None:
     """A self-contained HTML contact sheet: thumbnails in score order, distributions, flags, groups boxed."""
@@ -195,7 +198,7 @@ def report_command(
     if html.exists() and html.suffix.lower() not in (".html", ".htm"):
         fail(f"{html} exists and is not an .html file; refusing to overwrite it")
     with opened_store(db) as store:
-        page, ranking = build_report(store, [str(p) for p in paths or []], model=model)
+        page, ranking = build_report(store, [str(p) for p in paths or []], model=model, weights=weights)
     print_notes(ranking.notes)
     try:
         atomic_write(str(html), page.encode("utf-8"), overwrite=True)
