@@ -34,11 +34,12 @@ FLUSH_ROWS = 256  # rows without model work are written in transactions of this 
 FLUSH_SECONDS = 1.0
 FILE_TIMEOUT_S = 120.0  # a decode still running after this long is abandoned (its worker killed) and recorded
 
-# --compile auto: compile when the photos to score repay the compilation. Measured on the 2-core AMD EPYC
-# (native bf16) with ResNet-50 at 300x300, batch 8, bf16 autocast, channels-last (bench/run.py's model-only
-# eager and compiled rows, see BENCHMARKS.md "Compiled inference"): the compiled model saves this much per
-# photo, and compiling costs the first figure with an empty inductor cache, the second with a warm one.
-# Models heavier than ResNet-50 save more per photo, so for them auto errs towards eager (never slower).
+# --compile auto: compile when the photos to score repay the compilation. ResNet-50 at 300x300, batch 8,
+# bf16 autocast, channels-last, 2 threads on the 2-core AMD EPYC (native bf16): the per-photo saving is
+# issue 16's quiet measurement (19.7 -> 27.8 img/s); the costs are a first compilation with an empty
+# inductor cache (issue 16: 8-23 s quiet; 34-82 s measured here under load) and one with a warm cache
+# (7.6-8.8 s measured); see BENCHMARKS.md "Compiled inference". Models heavier than ResNet-50 save more
+# per photo, so for them auto errs towards eager (never slower).
 COMPILE_SAVING_S_PER_PHOTO = {"cpu": 0.0148}
 COMPILE_COST_S = {"cpu": (25.0, 8.0)}  # (empty cache, warm cache)
 
