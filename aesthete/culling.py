@@ -37,7 +37,7 @@ class CullOptions:
     reject_blurry: bool = False
     reject_exposure: bool = False
     export: str | None = None  # build an album of the picks in this folder
-    mode: str = "link"  # album entries: link, symlink or copy
+    mode: str = "copy"  # album entries: copy (a reflink clone where possible), symlink or link (hard link)
     order_by_time: bool = False
     xmp: bool = False  # write xmp:Rating into the picks' sidecars
     stars: bool = False  # with xmp: 1-5 stars by score quintile, not PICK_RATING

@@ -1,9 +1,12 @@
 """Album export and reject moving: the two things ``cull`` does to files, neither touching a photo's bytes.
 
-``export_album`` puts the picks in a folder as hard links (default: no extra space, and the album
-survives deleting the originals), symlinks, or copies (``--mode``). Hard links are impossible across file
-systems and on some (FAT, many network shares); then the photo is copied and a notice says so. Copies
-keep the original's modification time. An album name that is taken gets a ``name (2).jpg`` sibling
+``export_album`` puts the picks in a folder as copies (default), symlinks, or hard links (``--mode``). A
+copy is a copy-on-write clone (reflink) where the file system offers one (Btrfs, XFS...: no extra space),
+else a full copy: either way the album file is its own file, so an editor that saves into it in place never
+changes the original. A hard link saves space everywhere but shares the original's inode, so exactly that
+can happen; it is only made when asked for. Hard links are impossible across file systems and on some (FAT,
+many network shares); then the photo is copied and a notice says so. Copies keep the original's
+modification time. An album name that is taken gets a ``name (2).jpg`` sibling
 unless it already holds this very photo (a re-run), in which case it is left as it is: nothing is ever
 overwritten. ``--order-by-time`` prefixes names with the capture time (``20240501-120003_IMG_1.jpg``), so
 any file browser lists the album in shooting order. Beside the photos, ``manifest.json`` records what
@@ -29,13 +32,13 @@ from datetime import datetime
 from typing import Any
 
 from aesthete.errors import OptionError
-from aesthete.fileops import NO_HARD_LINKS, atomic_write, copy_new, free_bundle, free_name, same_content
+from aesthete.fileops import NO_HARD_LINKS, atomic_write, clone_or_copy, copy_new, free_bundle, free_name, same_content
 from aesthete.paths import is_within
 from aesthete.select import Ranking
 from aesthete.store import now_iso
 from aesthete.xmp import sidecar_paths
 
-MODES = ("link", "symlink", "copy")
+MODES = ("copy", "symlink", "link")  # the first is the default
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FIELDS = (
     "mean", "std", "p_high", "technical", "sharpness", "flags", "group", "group_size", "capture_time", "make",
@@ -45,7 +48,8 @@ MANIFEST_FIELDS = (
 
 @dataclass
 class Placed:
-    """One file put somewhere: ``how`` is link, symlink, copy, move, or present (already there)."""
+    """One file put somewhere: ``how`` is clone (a copy-on-write copy), copy, symlink, link, move, or present
+    (already there)."""
 
     source: str
     target: str
@@ -71,7 +75,7 @@ def export_album(
     ranking: Ranking,
     dest: str,
     *,
-    mode: str = "link",
+    mode: str = "copy",
     order_by_time: bool = False,
     dry_run: bool = False,
     settings: dict[str, Any] | None = None,
@@ -129,8 +133,7 @@ def _place(source: str, target: str, mode: str, notices: list[str]) -> str:
             notice = f"hard links are not possible into {os.path.dirname(target)} ({_reason(exc)}): copied instead"
             if notice not in notices:
                 notices.append(notice)
-    copy_new(source, target)
-    return "copy"
+    return clone_or_copy(source, target)
 
 
 def _manifest(ranking: Ranking, targets: dict[str, str], mode: str, settings: dict[str, Any]) -> dict[str, Any]:

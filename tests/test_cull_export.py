@@ -101,7 +101,8 @@ def test_export_modes(shoot: tuple[Path, Store], tmp_path: Path, mode: str) -> N
     ranking = cull(store, top=3)
     album = tmp_path / "album"
     outcome = export_album(ranking, str(album), mode=mode, settings={"top": 3})
-    assert [p.how for p in outcome.placed] == [mode] * 3 and not outcome.failed
+    done = {"copy": {"copy", "clone"}}.get(mode, {mode})  # a copy is a reflink clone where the disk offers one
+    assert len(outcome.placed) == 3 and {p.how for p in outcome.placed} <= done and not outcome.failed
     for placed in outcome.placed:
         target, source = Path(placed.target), Path(placed.source)
         assert target.read_bytes() == source.read_bytes()
@@ -270,7 +271,7 @@ def test_apply_picks_and_does_every_file_action_in_one_call(shoot: tuple[Path, S
 
 
 def test_cull_options_are_checked_before_any_work(tmp_path: Path) -> None:
-    with pytest.raises(OptionError, match="--mode must be one of link, symlink, copy"):
+    with pytest.raises(OptionError, match="--mode must be one of copy, symlink, link"):
         CullOptions(mode="move")
     with pytest.raises(OptionError, match="only apply with --xmp"):
         CullOptions(stars=True)
@@ -299,3 +300,51 @@ def test_cull_report_and_groups_never_import_torch(tmp_path: Path) -> None:
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_default_album_entry_is_its_own_file(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    """An editor saving into an album file in place must not change the original: no shared inode."""
+    folder, store = shoot
+    outcome = export_album(cull(store, top=2), str(tmp_path / "album"))
+    assert len(outcome.placed) == 2 and {p.how for p in outcome.placed} <= {"copy", "clone"}
+    for placed in outcome.placed:
+        assert not os.path.samefile(placed.target, placed.source)
+        assert Path(placed.target).read_bytes() == Path(placed.source).read_bytes()
+        with open(placed.target, "r+b") as album_file:  # an in-place save
+            album_file.write(b"edited")
+        assert not Path(placed.source).read_bytes().startswith(b"edited")
+    assert CullOptions().mode == "copy"
+
+
+def test_a_copy_is_a_reflink_clone_where_the_file_system_offers_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FICLONE is asked for first; where it is refused (ext4, tmpfs, another file system) a copy follows."""
+    import fcntl
+
+    from aesthete import fileops
+
+    source = tmp_path / "a.jpg"
+    source.write_bytes(b"photo bytes")
+    os.utime(source, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    calls = []
+
+    def cloning(fd: int, request: int, arg: int) -> int:  # does what the kernel's clone does to the data
+        calls.append(request)
+        os.write(fd, os.pread(arg, 1 << 20, 0))
+        return 0
+
+    monkeypatch.setattr(fileops.sys, "platform", "linux")
+    monkeypatch.setattr(fcntl, "ioctl", cloning)
+    assert fileops.clone_or_copy(str(source), str(tmp_path / "b.jpg")) == "clone" and calls == [fileops.FICLONE]
+    assert (tmp_path / "b.jpg").read_bytes() == b"photo bytes"
+    assert (tmp_path / "b.jpg").stat().st_mtime_ns == source.stat().st_mtime_ns
+
+    def refused(fd: int, request: int, arg: int) -> int:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(fcntl, "ioctl", refused)
+    assert fileops.clone_or_copy(str(source), str(tmp_path / "c.jpg")) == "copy"
+    assert (tmp_path / "c.jpg").read_bytes() == b"photo bytes"
+    with pytest.raises(FileExistsError):  # never replaces
+        fileops.clone_or_copy(str(source), str(tmp_path / "c.jpg"))

@@ -33,6 +33,11 @@ from aesthete.cli.common import (
 if TYPE_CHECKING:
     from aesthete.culling import CullReport
 
+MODE_HELP = (
+    "Album entries: copy (a copy-on-write clone where the file system offers one, else a full copy), symlink, "
+    "or link (hard link: it shares the original's inode, so an editor saving into the album file in place "
+    "changes the original too)."
+)
 ModelOption = Annotated[str | None, typer.Option("--model", "-m", help="Use this model's scores.")]
 
 
@@ -47,7 +52,7 @@ def cull_command(
     reject_exposure: Annotated[bool, typer.Option(help="Never pick one flagged under- or overexposed.")] = False,
     model: ModelOption = None,
     export: Annotated[Path | None, typer.Option(help="Build an album of the picks in this folder.")] = None,
-    mode: Annotated[str, typer.Option(help="Album entries: link (hard link), symlink or copy.")] = "link",
+    mode: Annotated[str, typer.Option(help=MODE_HELP)] = "copy",
     order_by_time: Annotated[bool, typer.Option(help="Prefix album names with the capture time.")] = False,
     xmp: Annotated[bool, typer.Option("--xmp", help="Write xmp:Rating into the picks' .xmp sidecars.")] = False,
     stars: Annotated[bool, typer.Option(help="With --xmp: 1-5 stars by score quintile, not 1 star.")] = False,
