@@ -96,6 +96,16 @@ def schema_v3(db: sqlite_utils.Database) -> None:
     db["files"].create_index(["pair_of"])
 
 
+@migration
+def schema_v4(db: sqlite_utils.Database) -> None:
+    """What ``cull --xmp`` wrote, one row per photo (``written_ratings``): a later cull clears what it rated
+    before and no longer picks, and the personal model never learns aesthete's own ratings back."""
+    db["written_ratings"].create(
+        {"path": str, "content_hash": str, "rating": int, "label": str, "written_at": str}, pk="path"
+    )
+    db["written_ratings"].create_index(["content_hash"])
+
+
 SCHEMA_VERSION = len(MIGRATIONS)  # what a database that has run every migration records in user_version
 
 

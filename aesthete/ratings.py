@@ -56,14 +56,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+from aesthete import migrations
 from aesthete.errors import AestheteError
 from aesthete.fingerprint import hash_file
 from aesthete.store import now_iso, path_key, real_path
 from aesthete.xmp import MAX_SIDECAR_BYTES, XMP, descriptions, property_values
 
 if TYPE_CHECKING:
-    import sqlite_utils
-
     from aesthete.store import Store
 
 SOURCES = ("xmp", "lightroom", "darktable", "digikam")
@@ -431,15 +430,8 @@ USER_CHANGED_WEIGHT = 2.0
 the most informative judgement there is (issue 15, "the most valuable kind")."""
 
 
-def schema_written_ratings(db: sqlite_utils.Database) -> None:
-    """Store migration: what ``cull --xmp`` wrote, so that it is never learned back as the photographer's.
-
-    One row per sidecar path; ``content_hash`` ties it to the photo wherever the catalog that imported
-    the sidecar now puts it. (For the migrations module: append to the list, after the current last.)"""
-    db["written_ratings"].create(
-        {"path": str, "content_hash": str, "rating": int, "label": str, "written_at": str}, pk="path"
-    )
-    db["written_ratings"].create_index(["content_hash"])
+# The table's migration is ``migrations.schema_v4`` (every database has the table); the old name stays.
+schema_written_ratings = migrations.schema_v4
 
 
 @dataclass(frozen=True)
@@ -462,6 +454,18 @@ def record_written(store: Store, written: Sequence[Written]) -> None:
             "label = excluded.label, written_at = excluded.written_at",
             [(path_key(os.path.abspath(w.path))[0], w.content_hash, w.rating, w.label, stamp) for w in written],
         )
+
+
+def written_by_path(store: Store) -> dict[str, Written]:
+    """photo path (as :func:`aesthete.store.path_key` stores it) -> the rating aesthete last wrote there."""
+    rows = store.conn.execute("SELECT path, content_hash, rating, label FROM written_ratings").fetchall()
+    return {p: Written(p, h, r, label) for p, h, r, label in rows}
+
+
+def forget_written(store: Store, paths: Sequence[str]) -> None:
+    """Drop the records of ``paths`` (stored keys): their ratings were cleared, aesthete's no longer."""
+    with store.transaction():
+        store.conn.executemany("DELETE FROM written_ratings WHERE path = ?", [(p,) for p in paths])
 
 
 def written_ratings(store: Store) -> dict[str, Written]:

@@ -348,3 +348,41 @@ def test_a_copy_is_a_reflink_clone_where_the_file_system_offers_one(
     assert (tmp_path / "c.jpg").read_bytes() == b"photo bytes"
     with pytest.raises(FileExistsError):  # never replaces
         fileops.clone_or_copy(str(source), str(tmp_path / "c.jpg"))
+
+
+def test_a_second_cull_clears_what_the_first_rated_only_when_asked(shoot: tuple[Path, Store]) -> None:
+    """aesthete records what it rated; a later cull warns about earlier picks it no longer picks, and with
+    --clear-previous removes their rating and label, except where the photographer changed the rating."""
+    from aesthete.ratings import parse_xmp, written_by_path
+
+    folder, store = shoot
+    db = str(store.path)
+    first = runner.invoke(app, ["cull", str(folder), "--db", db, "--top", "3", "--xmp", "--label", "aesthete pick"])
+    assert first.exit_code == 0, first.output
+    a3, b1, other = (folder / f"{n}.xmp" for n in BEST_OF_GROUPS[:3])
+    assert all(parse_xmp(s.read_bytes()) == (1, "aesthete pick") for s in (a3, b1, other))
+    assert {Path(p).name for p in written_by_path(store)} == set(BEST_OF_GROUPS[:3])
+    b1.write_text(b1.read_text().replace('xmp:Rating="1"', 'xmp:Rating="3"'))  # the photographer re-rated b1
+    b1_before, other_before = b1.read_bytes(), other.read_bytes()
+
+    warned = runner.invoke(app, ["cull", str(folder), "--db", db, "--top", "1", "--xmp", "--label", "aesthete pick"])
+    assert warned.exit_code == 0, warned.output
+    assert "1 photo rated by an earlier cull and no longer picked" in warned.stderr
+    assert (b1.read_bytes(), other.read_bytes()) == (b1_before, other_before)
+
+    args = ["cull", str(folder), "--db", db, "--top", "1", "--xmp", "--label", "aesthete pick", "--clear-previous"]
+    cleared = runner.invoke(app, [*args, "--json"])
+    assert cleared.exit_code == 0, cleared.output
+    assert "cleared the earlier rating of 1 photo no longer picked" in cleared.stderr
+    assert [Path(r["photo"]).name for r in json.loads(cleared.stdout)["xmp"]["cleared"]] == ["a_other_camera.jpg"]
+    assert parse_xmp(other.read_bytes()) == (None, None) and other.exists()  # the sidecar stays, without them
+    assert b1.read_bytes() == b1_before  # changed by hand: never touched
+    assert parse_xmp(a3.read_bytes()) == (1, "aesthete pick")
+    assert {Path(p).name for p in written_by_path(store)} == {"a3.jpg", "b1.jpg"}
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "cleared" not in again.stderr and "warning" not in again.stderr
+
+
+def test_clear_previous_needs_xmp() -> None:
+    with pytest.raises(OptionError, match="--clear-previous only apply with --xmp"):
+        CullOptions(clear_previous=True)

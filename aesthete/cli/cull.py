@@ -38,6 +38,10 @@ MODE_HELP = (
     "or link (hard link: it shares the original's inode, so an editor saving into the album file in place "
     "changes the original too)."
 )
+CLEAR_HELP = (
+    "With --xmp: remove the rating (and label) an earlier cull wrote into photos this cull does not pick; "
+    "a rating changed since by hand is left alone."
+)
 ModelOption = Annotated[str | None, typer.Option("--model", "-m", help="Use this model's scores.")]
 
 
@@ -57,6 +61,7 @@ def cull_command(
     xmp: Annotated[bool, typer.Option("--xmp", help="Write xmp:Rating into the picks' .xmp sidecars.")] = False,
     stars: Annotated[bool, typer.Option(help="With --xmp: 1-5 stars by score quintile, not 1 star.")] = False,
     label: Annotated[str | None, typer.Option(help="With --xmp: also set xmp:Label to this.")] = None,
+    clear_previous: Annotated[bool, typer.Option(help=CLEAR_HELP)] = False,
     move_rejects: Annotated[Path | None, typer.Option(help="Move the photos NOT picked into this folder.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Show what would be done; change nothing.")] = False,
     as_json: JsonOption = False,
@@ -75,7 +80,7 @@ def cull_command(
         roots=[str(p) for p in paths or []], top=top, keep_percent=parse_keep(keep) if keep is not None else None,
         min_score=min_score, model=model, group=not no_group, reject_blurry=reject_blurry,
         reject_exposure=reject_exposure, export=str(export) if export is not None else None, mode=mode,
-        order_by_time=order_by_time, xmp=xmp, stars=stars, label=label,
+        order_by_time=order_by_time, xmp=xmp, stars=stars, label=label, clear_previous=clear_previous,
         move_rejects=str(move_rejects) if move_rejects is not None else None, dry_run=dry_run,
     )  # fmt: skip
     with opened_store(db) as store:
@@ -103,6 +108,16 @@ def _print_actions(report: CullReport) -> None:
         done = Counter(r.status for r, _ in report.xmp.sidecars)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(done.items())) or "no picks"
         err.print(f"xmp{' (dry run)' if report.dry_run else ''}: sidecars {summary}", highlight=False)
+        if report.xmp.cleared:
+            photos = len({r.photo for r in report.xmp.cleared})
+            verb = "would clear" if report.dry_run else "cleared"
+            err.print(f"xmp: {verb} the earlier rating of {_count(photos, 'photo')} no longer picked", highlight=False)
+        if report.xmp.still_rated:
+            err.print(
+                f"[yellow]warning:[/] {_count(len(report.xmp.still_rated), 'photo')} rated by an earlier cull "
+                "and no longer picked: the rating stays (--clear-previous removes it)",
+                highlight=False,
+            )
         _report_failures("xmp", report.xmp.skipped)
     if report.moved:
         dest, outcome = report.moved.folder, report.moved.outcome
@@ -111,6 +126,11 @@ def _print_actions(report: CullReport) -> None:
         verb = "would move" if report.dry_run else "moved"
         err.print(f"move: {verb} {len(outcome.placed)} photo(s) not picked to {dest}", highlight=False)
         _report_failures("move", outcome.failed)
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 photo``, ``2 photos``: a count with its noun agreeing."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _report_failures(what: str, failed: list[tuple[str, str]]) -> None:
