@@ -42,7 +42,7 @@ class CullOptions:
     mode: str = "copy"  # album entries: copy (a reflink clone where possible), symlink or link (hard link)
     order_by_time: bool = False
     xmp: bool = False  # write xmp:Rating into the picks' sidecars
-    stars: bool = False  # with xmp: 1-5 stars by score quintile, not PICK_RATING
+    stars: bool = False  # with xmp: 1-5 stars by quintile among the picks, not PICK_RATING
     label: str | None = None  # with xmp: also set xmp:Label
     clear_previous: bool = False  # with xmp: clear what an earlier cull rated and this one does not pick
     move_rejects: str | None = None  # move the photos not picked into this folder
@@ -205,10 +205,9 @@ def _key(row: dict[str, Any]) -> str:
 
 def _rate(ranking: Ranking, *, stars: bool, label: str | None, dry_run: bool) -> list[tuple[SidecarResult, int]]:
     ratings = [PICK_RATING] * len(ranking.rows)
-    if stars:  # quintiles of the whole shoot, so a pick's stars say where it stands among all the photos
+    if stars:  # quintiles of the picks: a top 10 of 113 photos still spreads 1..5 stars over the ten
         column = RANK_KEYS[ranking.by]
-        everyone = ranking.rows + ranking.others
-        ratings = quantile_stars([r[column] or 0.0 for r in everyone])[: len(ranking.rows)]
+        ratings = quantile_stars([r[column] or 0.0 for r in ranking.rows])
     return [  # a RAW companion's sidecars get its JPEG's rating: they are one photo
         (result, rating)
         for row, rating in zip(ranking.rows, ratings)

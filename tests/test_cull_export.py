@@ -229,9 +229,9 @@ def test_cli_cull_exports_rates_and_reports_json(shoot: tuple[Path, Store], tmp_
     assert [Path(p["path"]).name for p in data["picks"]] == BEST_OF_GROUPS[:4]
     assert [p["group_size"] for p in data["picks"]] == [5, 2, 1, 1]
     assert {s["status"] for s in data["xmp"]["sidecars"]} == {"created"}
-    # Quintiles among all 14 ranked photos, by mid-rank: a_other_camera (6.5) has 10 below it, 10.5/14 = 0.75
-    # -> 4 stars; d (5.8) has 7 below, 7.5/14 = 0.54 -> 3 stars.
-    assert [s["rating"] for s in data["xmp"]["sidecars"]] == [5, 5, 4, 3]
+    # Quintiles among the 4 picks, by mid-rank: a3 3.5/4 -> 5, b1 2.5/4 -> 4, a_other_camera 1.5/4 -> 2,
+    # d 0.5/4 -> 1 star (among the whole shoot a3 and b1 both had 5).
+    assert [s["rating"] for s in data["xmp"]["sidecars"]] == [5, 4, 2, 1]
     assert sorted(p.name for p in folder.glob("*.xmp")) == sorted(f"{n}.xmp" for n in BEST_OF_GROUPS[:4])
     assert len(list(album.glob("*.jpg"))) == 4 and (album / "manifest.json").exists()
     assert "picked 4 of 14" in result.stderr and "behind a better frame" in result.stderr
@@ -258,7 +258,7 @@ def test_apply_picks_and_does_every_file_action_in_one_call(shoot: tuple[Path, S
     assert report.export is not None and not report.export.inside_roots
     assert [Path(p.target).name for p in report.export.outcome.placed] == BEST_OF_GROUPS[:3]
     assert report.xmp is not None and {r.status for r, _ in report.xmp.sidecars} == {"created"}
-    assert [n for _, n in report.xmp.sidecars] == [5, 5, 4]
+    assert [n for _, n in report.xmp.sidecars] == [5, 3, 1]  # spread over the three picks
     assert report.moved is not None and len(report.moved.outcome.placed) == 11
     assert set(report.actions()) == {"export", "xmp", "moved"}
     # A dry run: nothing was created, moved or written.
@@ -386,3 +386,12 @@ def test_a_second_cull_clears_what_the_first_rated_only_when_asked(shoot: tuple[
 def test_clear_previous_needs_xmp() -> None:
     with pytest.raises(OptionError, match="--clear-previous only apply with --xmp"):
         CullOptions(clear_previous=True)
+
+
+def test_stars_spread_over_the_picks_not_the_shoot(shoot: tuple[Path, Store]) -> None:
+    """A small top of a big shoot: the picks are all in the shoot's top fifth, yet get 1 to 5 stars."""
+    folder, store = shoot
+    report = apply(store, CullOptions(roots=[str(folder)], top=5, group=False, xmp=True, stars=True, dry_run=True))
+    assert report.xmp is not None
+    ratings = [n for _, n in report.xmp.sidecars]
+    assert ratings == sorted(ratings, reverse=True) and ratings[0] == 5 and ratings[-1] == 1

@@ -38,6 +38,10 @@ MODE_HELP = (
     "or link (hard link: it shares the original's inode, so an editor saving into the album file in place "
     "changes the original too)."
 )
+STARS_HELP = (
+    "With --xmp: spread 1-5 stars over the picks by their place among the picks (the best fifth of the picks "
+    "5 stars, the last fifth 1), not 1 star each."
+)
 CLEAR_HELP = (
     "With --xmp: remove the rating (and label) an earlier cull wrote into photos this cull does not pick; "
     "a rating changed since by hand is left alone."
@@ -59,7 +63,7 @@ def cull_command(
     mode: Annotated[str, typer.Option(help=MODE_HELP)] = "copy",
     order_by_time: Annotated[bool, typer.Option(help="Prefix album names with the capture time.")] = False,
     xmp: Annotated[bool, typer.Option("--xmp", help="Write xmp:Rating into the picks' .xmp sidecars.")] = False,
-    stars: Annotated[bool, typer.Option(help="With --xmp: 1-5 stars by score quintile, not 1 star.")] = False,
+    stars: Annotated[bool, typer.Option(help=STARS_HELP)] = False,
     label: Annotated[str | None, typer.Option(help="With --xmp: also set xmp:Label to this.")] = None,
     clear_previous: Annotated[bool, typer.Option(help=CLEAR_HELP)] = False,
     move_rejects: Annotated[Path | None, typer.Option(help="Move the photos NOT picked into this folder.")] = None,
