@@ -149,6 +149,9 @@ def test_name_clashes_never_overwrite_and_reruns_add_nothing(shoot: tuple[Path, 
     assert (album / "manifest.json").read_text() == "{}" and Path(outcome.manifest).name == "manifest (2).json"
     again = export_album(ranking, str(album))
     assert [p.how for p in again.placed] == ["present"] * 3
+    # The re-export replaced its own manifest (2), left the foreign manifest.json alone, and added no third.
+    assert again.manifest == outcome.manifest and (album / "manifest.json").read_text() == "{}"
+    assert sorted(p.name for p in album.glob("manifest*")) == ["manifest (2).json", "manifest.json"]
     assert sorted(p.name for p in album.iterdir() if p.suffix == ".jpg") == ["a3 (2).jpg", "a3 (3).jpg", "a3.jpg",
                                                                               "a5.jpg"]  # fmt: skip
 
@@ -395,3 +398,22 @@ def test_stars_spread_over_the_picks_not_the_shoot(shoot: tuple[Path, Store]) ->
     assert report.xmp is not None
     ratings = [n for _, n in report.xmp.sidecars]
     assert ratings == sorted(ratings, reverse=True) and ratings[0] == 5 and ratings[-1] == 1
+
+
+def test_re_exporting_into_an_album_replaces_its_manifest_and_says_so_in_words(
+    shoot: tuple[Path, Store], tmp_path: Path
+) -> None:
+    folder, store = shoot
+    album, db = tmp_path / "album", str(store.path)
+    first = runner.invoke(app, ["cull", str(folder), "--db", db, "--top", "3", "--export", str(album)])
+    assert first.exit_code == 0, first.output
+    assert "export: put 3 copies in" in first.stderr or "put 3 copy-on-write copies" in first.stderr
+    second = runner.invoke(app, ["cull", str(folder), "--db", db, "--top", "4", "--export", str(album)])
+    assert second.exit_code == 0, second.output
+    assert "put 1 copy (3 already there)" in second.stderr or "put 1 copy-on-write copy (3" in second.stderr
+    assert [p.name for p in album.glob("manifest*")] == ["manifest.json"]  # no "manifest (2).json"
+    manifest = json.loads((album / "manifest.json").read_text())
+    assert [entry["file"] for entry in manifest["picks"]] == BEST_OF_GROUPS[:4]  # the second export's picks
+    third = runner.invoke(app, ["cull", str(folder), "--db", db, "--top", "1", "--export", str(album), "--mode",
+                                "link"])  # fmt: skip
+    assert "put nothing new (1 already there)" in third.stderr

@@ -105,7 +105,12 @@ def _print_actions(report: CullReport) -> None:
             err.print(f"[yellow]note:[/] {notice}", highlight=False)
         done = Counter(p.how for p in outcome.placed)
         verb = "would put" if report.dry_run else "put"
-        summary = ", ".join(f"{n} {how}" for how, n in sorted(done.items())) or "nothing"
+        made = [_count(done[how], noun, plural) for how, (noun, plural) in PLACED_NOUNS.items() if done[how]]
+        summary = ", ".join(made) or "nothing"
+        if done["present"]:
+            summary += (
+                f" ({done['present']} already there)" if made else f"nothing new ({done['present']} already there)"
+            )
         err.print(f"export: {verb} {summary} in {dest}; manifest {outcome.manifest}", highlight=False)
         _report_failures("export", outcome.failed)
     if report.xmp:
@@ -132,9 +137,16 @@ def _print_actions(report: CullReport) -> None:
         _report_failures("move", outcome.failed)
 
 
-def _count(n: int, noun: str) -> str:
+# How an album entry was made (export.Placed.how) -> its noun, singular and plural, for the summary line.
+PLACED_NOUNS = {
+    "clone": ("copy-on-write copy", "copy-on-write copies"), "copy": ("copy", "copies"),
+    "symlink": ("symlink", "symlinks"), "link": ("hard link", "hard links"),
+}  # fmt: skip
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
     """``1 photo``, ``2 photos``: a count with its noun agreeing."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def _report_failures(what: str, failed: list[tuple[str, str]]) -> None:
