@@ -106,11 +106,9 @@ def _print_actions(report: CullReport) -> None:
         done = Counter(p.how for p in outcome.placed)
         verb = "would put" if report.dry_run else "put"
         made = [_count(done[how], noun, plural) for how, (noun, plural) in PLACED_NOUNS.items() if done[how]]
-        summary = ", ".join(made) or "nothing"
+        summary = ", ".join(made) or ("nothing new" if done["present"] else "nothing")
         if done["present"]:
-            summary += (
-                f" ({done['present']} already there)" if made else f"nothing new ({done['present']} already there)"
-            )
+            summary += f" ({done['present']} already there)"
         err.print(f"export: {verb} {summary} in {dest}; manifest {outcome.manifest}", highlight=False)
         _report_failures("export", outcome.failed)
     if report.xmp:
