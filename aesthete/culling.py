@@ -36,8 +36,9 @@ class CullOptions:
     min_score: float | None = None
     model: str | None = None
     group: bool = True
-    reject_blurry: bool = False
-    reject_exposure: bool = False
+    reject_blurry: bool = True  # never pick a frame flagged blurry
+    reject_exposure: bool = True  # nor one flagged under- or overexposed
+    keep_flagged: bool = False  # pick flagged frames too (turns both rejections off)
     export: str | None = None  # build an album of the picks in this folder
     mode: str = "copy"  # album entries: copy (a reflink clone where possible), symlink or link (hard link)
     order_by_time: bool = False
@@ -143,12 +144,13 @@ def apply(store: Store, options: CullOptions) -> CullReport:
     roots, model = last_run_scope(store, list(options.roots), options.model)
     ranking = cull(
         store, roots, top=options.top, keep_percent=options.keep_percent, min_score=options.min_score,
-        model=model, group=options.group, reject_blurry=options.reject_blurry,
-        reject_exposure=options.reject_exposure,
+        model=model, group=options.group, reject_blurry=options.reject_blurry and not options.keep_flagged,
+        reject_exposure=options.reject_exposure and not options.keep_flagged,
     )  # fmt: skip
     keep = f"{options.keep_percent:g}%" if options.keep_percent is not None else None
     settings = {"top": options.top, "keep": keep, "min_score": options.min_score, "group": options.group,
-                "reject_blurry": options.reject_blurry, "reject_exposure": options.reject_exposure,
+                "reject_blurry": options.reject_blurry and not options.keep_flagged,
+                "reject_exposure": options.reject_exposure and not options.keep_flagged,
                 "roots": roots}  # fmt: skip
     report = CullReport(ranking=ranking, roots=roots, dry_run=options.dry_run, settings=settings)
     if options.export is not None:

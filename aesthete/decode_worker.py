@@ -210,7 +210,7 @@ def image_row(digest: str, decoded: Any, data: bytes) -> dict[str, Any]:
         "format": decoded.format,
         **exif,
         **signals,
-        "technical": technical_quality(signals),
+        "technical": technical_quality(signals, decoded.width, decoded.height),
         "phash": perceptual_hash(gray),
         "flags": json.dumps(flags(signals)),
     }

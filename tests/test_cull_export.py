@@ -40,6 +40,9 @@ def shoot(tmp_path: Path) -> tuple[Path, Store]:
     store = Store(tmp_path / "a.db")
     score([str(folder)], store=store, model="nima", workers=1)
     add_scores(store, MEANS)
+    # a3 (+1 EV) is flagged overexposed, and flagged frames are rejected by default: these tests are about
+    # picks and files, so the shoot starts unflagged; the flag tests set the flags they need.
+    store.conn.execute("UPDATE images SET flags = '[]'")
     return folder, store
 
 
@@ -83,15 +86,21 @@ def test_ties_go_to_technical_quality_then_to_the_smaller_spread(shoot: tuple[Pa
 
 def test_reject_flags_hand_the_group_to_the_next_frame(shoot: tuple[Path, Store]) -> None:
     _, store = shoot
-    a3 = next(r for r in store.photos(None) if r["path"].endswith("a3.jpg"))
-    store.conn.execute("UPDATE images SET flags = '[]'")
+    a3, a5 = (next(r for r in store.photos(None) if r["path"].endswith(f"/{n}")) for n in ("a3.jpg", "a5.jpg"))
     store.conn.execute("UPDATE images SET flags = '[\"blurry\"]' WHERE content_hash = ?", (a3["content_hash"],))
-    assert names(cull(store, top=1).rows) == ["a3.jpg"]  # flags are shown, not applied, unless asked
-    ranking = cull(store, top=1, reject_blurry=True)
+    assert names(cull(store, top=1, reject_blurry=False).rows) == ["a3.jpg"]  # kept only when asked
+    ranking = cull(store, top=1)  # rejected by default
     assert names(ranking.rows) == ["a5.jpg"]
     assert next(r["why"] for r in ranking.others if r["path"].endswith("a3.jpg")) == "blurry"
     store.conn.execute("UPDATE images SET flags = '[\"overexposed\"]' WHERE content_hash = ?", (a3["content_hash"],))
-    assert names(cull(store, top=1, reject_exposure=True).rows) == ["a5.jpg"]
+    assert names(cull(store, top=1).rows) == ["a5.jpg"]
+    assert names(cull(store, top=1, reject_exposure=False).rows) == ["a3.jpg"]
+    kept = apply(store, CullOptions(top=1, keep_flagged=True))
+    assert names(kept.ranking.rows) == ["a3.jpg"] and not kept.settings["reject_exposure"]
+    flagged = runner.invoke(app, ["cull", "--db", str(store.path), "--top", "1", "--paths"])
+    assert flagged.exit_code == 0 and flagged.stdout.split() == [a5["real_path"]]
+    kept_cli = runner.invoke(app, ["cull", "--db", str(store.path), "--top", "1", "--paths", "--keep-flagged"])
+    assert kept_cli.stdout.split() == [a3["real_path"]]
 
 
 @pytest.mark.parametrize("mode", ["link", "symlink", "copy"])

@@ -56,8 +56,12 @@ def cull_command(
     keep: Annotated[str | None, typer.Option(help="Keep this share of the photos, e.g. 10%.")] = None,
     min_score: Annotated[float | None, typer.Option(help="Keep photos whose mean score is at least this.")] = None,
     no_group: Annotated[bool, typer.Option("--no-group", help="Allow several frames of one burst.")] = False,
-    reject_blurry: Annotated[bool, typer.Option(help="Never pick a photo flagged blurry.")] = False,
-    reject_exposure: Annotated[bool, typer.Option(help="Never pick one flagged under- or overexposed.")] = False,
+    keep_flagged: Annotated[
+        bool, typer.Option("--keep-flagged", help="Also pick frames flagged blurry, underexposed or overexposed.")
+    ] = False,
+    # Flagged frames are rejected by default now; the old switches stay accepted, out of the help.
+    reject_blurry: Annotated[bool, typer.Option(hidden=True)] = True,
+    reject_exposure: Annotated[bool, typer.Option(hidden=True)] = True,
     model: ModelOption = None,
     export: Annotated[Path | None, typer.Option(help="Build an album of the picks in this folder.")] = None,
     mode: Annotated[str, typer.Option(help=MODE_HELP)] = "copy",
@@ -75,7 +79,8 @@ def cull_command(
     """Pick the best photos of PATHS (or of the last `score` run): one per burst, then export, rate or move.
 
     Best-of-group by default: frames of the same moment (same camera, seconds apart, similar pixels)
-    compete and only the best can be picked. Ties go to the technically better frame, then to the one
+    compete and only the best can be picked. Frames flagged blurry or under-/overexposed are never
+    picked unless --keep-flagged. Ties go to the technically better frame, then to the one
     the model is surer of. Exit 1 if some file action failed.
     """
     from aesthete.culling import CullOptions, apply, parse_keep
@@ -83,7 +88,8 @@ def cull_command(
     options = CullOptions(
         roots=[str(p) for p in paths or []], top=top, keep_percent=parse_keep(keep) if keep is not None else None,
         min_score=min_score, model=model, group=not no_group, reject_blurry=reject_blurry,
-        reject_exposure=reject_exposure, export=str(export) if export is not None else None, mode=mode,
+        reject_exposure=reject_exposure, keep_flagged=keep_flagged,
+        export=str(export) if export is not None else None, mode=mode,
         order_by_time=order_by_time, xmp=xmp, stars=stars, label=label, clear_previous=clear_previous,
         move_rejects=str(move_rejects) if move_rejects is not None else None, dry_run=dry_run,
     )  # fmt: skip
