@@ -68,7 +68,7 @@ def test_undecodable_file_names_round_trip() -> None:
 
 
 def test_migrations_are_named_run_once_each_and_counted_in_user_version(tmp_path: Path) -> None:
-    assert [m.name for m in migrations.MIGRATIONS] == ["schema_v1", "schema_v2", "schema_v3", "schema_v4"]
+    assert [m.name for m in migrations.MIGRATIONS] == ["schema_v1", "schema_v2", "schema_v3", "schema_v4", "schema_v5"]
     assert len(migrations.MIGRATIONS) == SCHEMA_VERSION
     store = Store(tmp_path / "a.db")
     tables = {row[0] for row in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
