@@ -35,6 +35,7 @@ class CullOptions:
     keep_percent: float | None = None
     min_score: float | None = None
     model: str | None = None
+    weights: str | None = None  # a personal head's or a checkpoint's scores, by name
     group: bool = True
     reject_blurry: bool = True  # never pick a frame flagged blurry
     reject_exposure: bool = True  # nor one flagged under- or overexposed
@@ -144,7 +145,8 @@ def apply(store: Store, options: CullOptions) -> CullReport:
     roots, model = last_run_scope(store, list(options.roots), options.model)
     ranking = cull(
         store, roots, top=options.top, keep_percent=options.keep_percent, min_score=options.min_score,
-        model=model, group=options.group, reject_blurry=options.reject_blurry and not options.keep_flagged,
+        model=model, weights=options.weights, group=options.group,
+        reject_blurry=options.reject_blurry and not options.keep_flagged,
         reject_exposure=options.reject_exposure and not options.keep_flagged,
     )  # fmt: skip
     keep = f"{options.keep_percent:g}%" if options.keep_percent is not None else None

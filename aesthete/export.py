@@ -34,7 +34,7 @@ from typing import Any
 from aesthete.errors import OptionError
 from aesthete.fileops import NO_HARD_LINKS, atomic_write, clone_or_copy, copy_new, free_bundle, free_name, same_content
 from aesthete.paths import is_within
-from aesthete.select import Ranking
+from aesthete.select import Ranking, public_row
 from aesthete.store import now_iso
 from aesthete.xmp import sidecar_paths
 
@@ -42,8 +42,8 @@ MODES = ("copy", "symlink", "link")  # the first is the default
 MANIFEST_NAME = "manifest.json"
 MAX_MANIFEST_BYTES = 256 << 20  # ~1 kB a photo: far above any shoot; a larger file is not ours
 MANIFEST_FIELDS = (
-    "mean", "std", "p_high", "technical", "sharpness", "flags", "group", "group_size", "capture_time", "make",
-    "camera", "lens", "content_hash",
+    "score", "output", "mean", "std", "p_high", "technical", "sharpness", "flags", "group", "group_size",
+    "capture_time", "make", "camera", "lens", "content_hash",
 )  # fmt: skip
 
 
@@ -157,7 +157,7 @@ def _manifest(ranking: Ranking, targets: dict[str, str], mode: str, settings: di
         return {
             "source": row["path"],
             "companions": row.get("companions", []),
-            **{k: row.get(k) for k in MANIFEST_FIELDS},
+            **public_row(row, MANIFEST_FIELDS),
         }
 
     return {
@@ -166,6 +166,7 @@ def _manifest(ranking: Ranking, targets: dict[str, str], mode: str, settings: di
         "mode": mode,
         "ranked_by": ranking.by,
         "basis": ranking.basis,
+        "output": ranking.output,
         "model": asdict(ranking.key) if ranking.key else None,
         "settings": settings,
         "notes": ranking.notes,

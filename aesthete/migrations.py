@@ -97,9 +97,22 @@ def schema_v3(db: sqlite_utils.Database) -> None:
 
 
 @migration
-def schema_v4(db: sqlite_utils.Database) -> None:
-    """What ``cull --xmp`` wrote, one row per photo (``written_ratings``): a later cull clears what it rated
-    before and no longer picks, and the personal model never learns aesthete's own ratings back."""
+def schema_embeddings(db: sqlite_utils.Database) -> None:
+    """Each photo's embedding from a model's penultimate layer, keyed like its score (content hash, model,
+    weights, preprocessing): ``dim`` float16 values in ``vector`` (little-endian), written while scoring,
+    read by ``aesthete learn`` and by personal heads, so neither decodes a photo again (issue 15)."""
+    db["embeddings"].create(
+        {"content_hash": str, "model": str, "weights_id": str, "preprocess": str, "dim": int, "vector": bytes},
+        pk=("content_hash", "model", "weights_id", "preprocess"),
+    )
+    db["embeddings"].create_index(["model", "weights_id", "preprocess"])
+
+
+@migration
+def schema_written_ratings(db: sqlite_utils.Database) -> None:
+    """What ``cull --xmp`` wrote, so that it is never learned back as the photographer's rating (issue 15;
+    read and written by :mod:`aesthete.ratings`). One row per sidecar path; ``content_hash`` ties it to
+    the photo wherever the catalog that imported the sidecar now puts it."""
     db["written_ratings"].create(
         {"path": str, "content_hash": str, "rating": int, "label": str, "written_at": str}, pk="path"
     )
@@ -107,7 +120,7 @@ def schema_v4(db: sqlite_utils.Database) -> None:
 
 
 @migration
-def schema_v5(db: sqlite_utils.Database) -> None:
+def schema_capture_time_source(db: sqlite_utils.Database) -> None:
     """Where each capture time came from (``exif``, ``xmp``, ``exif-digitized``, ``file-saved``: see
     :mod:`aesthete.exif`); NULL for photos read before this existed."""
     db["images"].add_column("capture_time_source", str)

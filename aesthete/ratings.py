@@ -56,7 +56,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from aesthete import migrations
 from aesthete.errors import AestheteError
 from aesthete.fingerprint import hash_file
 from aesthete.store import now_iso, path_key, real_path
@@ -428,10 +427,6 @@ def _by_suffix(path: str, candidates: list[str], by_path: dict[str, str]) -> str
 USER_CHANGED_WEIGHT = 2.0
 """Weight of a rating the photographer changed after aesthete wrote one: a correction of the model is
 the most informative judgement there is (issue 15, "the most valuable kind")."""
-
-
-# The table's migration is ``migrations.schema_v4`` (every database has the table); the old name stays.
-schema_written_ratings = migrations.schema_v4
 
 
 @dataclass(frozen=True)

@@ -73,12 +73,17 @@ def _fit(width: int, height: int) -> tuple[int, int]:
 
 
 def build_report(
-    store: Store, roots: Sequence[str] = (), *, model: str | None = None, workers: int | None = None
+    store: Store,
+    roots: Sequence[str] = (),
+    *,
+    model: str | None = None,
+    workers: int | None = None,
+    weights: str | None = None,
 ) -> tuple[str, Ranking]:
     """The HTML of the contact sheet of ``roots`` (or of the last ``score`` run's folders) and the ranking
     it shows. ``workers`` threads make the thumbnails (default: one per core)."""
     roots, model = last_run_scope(store, roots, model)
-    ranking = rank(store, roots, by="mean", model=model)
+    ranking = rank(store, roots, by="mean", model=None if weights else model, weights=weights)
     groups = ensure_groups(store)
     blocks = list(_blocks(ranking.rows, groups))
     ordered = [row for block in blocks for row in block]
@@ -113,7 +118,8 @@ def _blocks(rows: list[dict[str, Any]], groups: dict[str, tuple[int, int]]) -> I
 
 def _summary(ranking: Ranking, roots: Sequence[str], blocks: list[list[dict[str, Any]]]) -> str:
     basis = (
-        f"{ranking.key.model} mean score (weights {ranking.key.weights_id})"
+        f"{ranking.key.model} {'score' if ranking.output == 'score' else 'mean score'} "
+        f"(weights {ranking.key.weights_id})"
         if ranking.basis == "aesthetic"
         else "technical quality (no aesthetic scores)"
     )
@@ -139,6 +145,12 @@ def _card(row: dict[str, Any], place: int, thumb: Thumbnail, ranking: Ranking, *
     if row.get("dist"):
         chart = _chart(row["dist"], row["mean"])
         numbers = f"mean {row['mean']:.2f} · spread {row['std']:.2f} · technical {row['technical']:.2f}"
+    elif row.get("mean") is not None:  # one number (a score model, a personal head): no distribution
+        # The scale of that number: 0-5 stars for a personal head, AVA's 1-10 for the published score models.
+        low, high = (0.0, 5.0) if row.get("model") == "personal" else (1.0, 10.0)
+        width = max(0.0, min(1.0, (row["mean"] - low) / (high - low))) * 100
+        chart = f'<div class="meter" title="score"><span style="width:{width:.0f}%"></span></div>'
+        numbers = f"score {row['mean']:.2f} · technical {row['technical'] or 0:.2f}"
     else:
         width = max(0.0, min(1.0, row["technical"] or 0.0)) * 100
         chart = f'<div class="meter" title="technical quality"><span style="width:{width:.0f}%"></span></div>'

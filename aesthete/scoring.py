@@ -27,7 +27,7 @@ from aesthete.decode import ALL_DECODERS, NO_DECODER
 from aesthete.decode_worker import FileJob, FileResult, WorkerConfig, init_worker, process_file
 from aesthete.discover import FoundFile, discover, pair_raws
 from aesthete.input_policy import InputPolicy
-from aesthete.store import KnownFile, ModelKey, Store, file_row, now_iso, path_key
+from aesthete.store import KnownFile, ModelKey, Store, embedding_row, file_row, now_iso, path_key
 
 DEFAULT_MODEL = "hla-gcn"
 FLUSH_ROWS = 256  # rows without model work are written in transactions of this size
@@ -39,7 +39,7 @@ FILE_TIMEOUT_S = 120.0  # a decode still running after this long is abandoned (i
 class ModelChoice:
     """The model and weights a run scores with; ``checkpoint`` None means technical signals only."""
 
-    model: str
+    model: str | None  # None: no model was asked for and the user has no aesthetic weights
     checkpoint: str | None = None
     weights_name: str | None = None
     key: ModelKey | None = None
@@ -69,6 +69,7 @@ class ScoreSummary:
     precision: str | None = None
     notice: str | None = None
     interrupted: bool = False
+    personal: int | None = None  # with a personal head as --weights: photos it scored
     discovery_errors: list[Failure] = field(default_factory=list)
 
     @property
@@ -87,11 +88,21 @@ ProgressFn = Callable[[int, int], None]
 
 
 def choose_model(model: str | None, weights: str | None) -> ModelChoice:
-    """Resolve ``--model``/``--weights`` without torch: a checkpoint's header names its architecture."""
-    from aesthete.weights import WeightsError, default_weights_for, resolve_weights
+    """Resolve ``--model``/``--weights`` without torch: a checkpoint's header names its architecture.
 
-    name = check_architecture(model or DEFAULT_MODEL)
-    resolved = resolve_weights(weights, arch=model) if weights else default_weights_for(name)
+    With neither, the best model whose weights the user has (by the publisher's AVA SRCC recorded in the
+    registry: :func:`aesthete.weights.best_available`); with none, technical signals only and a notice
+    naming the one command that gets the recommended checkpoint."""
+    from aesthete.weights import WeightsError, best_available, default_weights_for, resolve_weights
+
+    if model is None and weights is None:
+        resolved = best_available()
+        if resolved is None:
+            return ModelChoice(model=None, notice=first_run_notice())
+        name = resolved.meta["arch"]
+    else:
+        name = check_architecture(model or DEFAULT_MODEL)
+        resolved = resolve_weights(weights, arch=model) if weights else default_weights_for(name)
     if resolved is None:
         notice = (
             f"no weights available for {name!r}: aesthetic scores were not computed "
@@ -111,6 +122,37 @@ def choose_model(model: str | None, weights: str | None) -> ModelChoice:
         key=ModelKey(arch, resolved.weights_id, policy.key),
         policy=policy,
     )
+
+
+def first_run_notice() -> str:
+    """What ``score`` says when the user has no aesthetic weights at all: the one command that gets the
+    recommended checkpoint (the best published AVA SRCC), its licence and download size, and the
+    permissive choice when the recommended one is not permissive."""
+    from aesthete.weights import ava_srcc, download_size, human_size, recommended
+
+    best, free = recommended()
+    head = "no aesthetic weights yet: aesthetic scores were not computed (technical signals were)."
+    if best is None:
+        return f"{head} Register a checkpoint with `aesthete weights add FILE --name N`."
+    size = download_size(best)
+    srcc = ava_srcc(best)
+    facts = [
+        f"licence {best.license or 'not stated'}"
+        + (", non-commercial: pull asks you to accept it" if best.noncommercial else "")
+    ]
+    facts.append(f"download {human_size(size)}" if size is not None else "download size not published")
+    if srcc is not None:
+        facts.append(f"publisher's AVA SRCC {srcc:.3f}")
+    text = f"{head} Get the recommended checkpoint: `aesthete weights pull {best.name}` ({'; '.join(facts)})."
+    if free is not None and free.name != best.name:
+        free_size = download_size(free)
+        sized = f", {human_size(free_size)}" if free_size is not None else ""
+        text += (
+            f" The permissive choice is {free.name}: LAION's aesthetic head (Apache-2.0) on OpenAI CLIP (MIT){sized}."
+            if free.arch == "laion-aesthetic"
+            else f" The permissive choice is {free.name} (licence {free.license}{sized})."
+        )
+    return text
 
 
 def plan(
@@ -178,7 +220,10 @@ def score(
     started = time.perf_counter()
     summary = ScoreSummary()
     roots = [os.path.abspath(r) for r in roots]
-    choice = choose_model(model, weights)
+    from aesthete.learning import personal_choice  # numpy only; a personal head applies after the base runs
+
+    personal = personal_choice(weights, model) if weights else None
+    choice = personal[1] if personal else choose_model(model, weights)
     summary.model, summary.weights, summary.notice = choice.model, choice.weights_name, choice.notice
 
     def on_discovery_error(path: str, reason: str) -> None:
@@ -199,6 +244,11 @@ def score(
         if jobs:
             _run_jobs(jobs, store, choice, summary, device, precision, batch_size, workers, rescore, progress,
                       file_timeout)  # fmt: skip
+        if personal:
+            from aesthete.learning import apply_head
+
+            summary.personal = apply_head(store, personal[0])
+            summary.weights = f"{weights} (personal, on {choice.weights_name})"
     except KeyboardInterrupt:
         summary.interrupted, status = True, "interrupted"
     except sqlite3.DatabaseError:
@@ -435,6 +485,7 @@ class _Writer:
         self.files: list[dict[str, Any]] = []
         self.images: list[dict[str, Any]] = []
         self.scores: list[dict[str, Any]] = []
+        self.embeddings: list[dict[str, Any]] = []
         self.last_flush = time.monotonic()
 
     def add_file(self, result: FileResult, status: str) -> None:
@@ -452,14 +503,29 @@ class _Writer:
         if result.image is not None:
             self.images.append(result.image)
 
+    def add_embedding(self, result: FileResult, vector: np.ndarray) -> None:
+        assert self.key is not None and result.content_hash is not None
+        self.embeddings.append(embedding_row(result.content_hash, self.key, vector))
+
     def add_score(self, result: FileResult, probs: np.ndarray, bin_values: np.ndarray) -> None:
-        assert self.key is not None
         mean = float(probs @ bin_values)
         std = float(np.sqrt(max(0.0, probs @ (bin_values - mean) ** 2)))
+        dist = "[" + ",".join(f"{p:.6f}" for p in probs) + "]"
+        self._append(result, dist=dist, mean=mean, std=std, p_high=float(probs[len(probs) // 2 :].sum()))
+
+    def add_scalar(self, result: FileResult, value: float) -> None:
+        """A score model's one number: stored as ``mean`` (the column every ranking reads) with no
+        distribution, spread or p_high, which such a model does not predict and which are not made up."""
+        self._append(result, dist=None, mean=float(value), std=None, p_high=None)
+
+    def _append(
+        self, result: FileResult, *, dist: str | None, mean: float, std: float | None, p_high: float | None
+    ) -> None:
+        assert self.key is not None
         self.scores.append({
             "content_hash": result.content_hash, "model": self.key.model, "weights_id": self.key.weights_id,
-            "preprocess": self.key.preprocess, "dist": "[" + ",".join(f"{p:.6f}" for p in probs) + "]",
-            "mean": mean, "std": std, "p_high": float(probs[len(probs) // 2 :].sum()), "scored_at": now_iso(),
+            "preprocess": self.key.preprocess, "dist": dist, "mean": mean, "std": std, "p_high": p_high,
+            "scored_at": now_iso(),
         })  # fmt: skip
         self.add_file(result, "ok")
 
@@ -468,8 +534,8 @@ class _Writer:
             self.flush()
 
     def flush(self) -> None:
-        self.store.write(files=self.files, images=self.images, scores=self.scores)
-        self.files, self.images, self.scores = [], [], []
+        self.store.write(files=self.files, images=self.images, scores=self.scores, embeddings=self.embeddings)
+        self.files, self.images, self.scores, self.embeddings = [], [], [], []
         self.last_flush = time.monotonic()
 
 
@@ -481,7 +547,8 @@ class _Batcher:
         self.batch_size, self.runner, self.writer, self.summary = batch_size, runner, writer, summary
         self.buckets: dict[tuple[int, ...], list[FileResult]] = {}
         self.pending = 0
-        self.bin_values = runner.model.bin_values.numpy().astype(np.float64) if runner else None
+        self.scalar = runner is not None and runner.output == "score"
+        self.bin_values = runner.model.bin_values.numpy().astype(np.float64) if runner and not self.scalar else None
 
     def add(self, result: FileResult) -> None:
         bucket = self.buckets.setdefault(result.pixels.shape, [])
@@ -499,9 +566,14 @@ class _Batcher:
     def _run(self, shape: tuple[int, ...]) -> None:
         batch = self.buckets.pop(shape)
         self.pending -= len(batch)
-        probs = self.runner(np.stack([r.pixels for r in batch]), np.array([r.aspect for r in batch]))
-        for result, row in zip(batch, probs):
-            self.writer.add_score(result, row, self.bin_values)
+        outputs, embeddings = self.runner.run(np.stack([r.pixels for r in batch]), np.array([r.aspect for r in batch]))
+        for i, (result, row) in enumerate(zip(batch, outputs)):
+            if embeddings is not None:  # before the score: the score row's file row commits both
+                self.writer.add_embedding(result, embeddings[i])
+            if self.scalar:
+                self.writer.add_scalar(result, float(row))
+            else:
+                self.writer.add_score(result, row, self.bin_values)
         self.summary.scored += len(batch)
         # A batch and its photos' rows commit together: a crash loses at most the batch in flight.
         self.writer.flush()

@@ -53,10 +53,23 @@ class Ranking:
     notes: list[str] = field(default_factory=list)
     # cull only: the ranked photos in scope that were not picked, each with a ``why`` saying why not.
     others: list[dict[str, Any]] = field(default_factory=list)
+    # What the aesthetic number is: "distribution" (a predicted distribution's mean) or "score" (a model
+    # that predicts one number, such as LAION's); None when ranked by technical quality.
+    output: str | None = None
 
     @property
     def basis(self) -> str:
         return "aesthetic" if self.by in AESTHETIC_KEYS else "technical"
+
+
+def public_row(row: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """``fields`` of a ranked row as JSON, CSV and manifests show it: ``score`` is the aesthetic number
+    ranked on (a distribution's mean, or a score model's one score) and ``output`` says which; ``mean``,
+    ``std``, ``p_high`` and ``dist`` belong to a distribution and are null for a score model."""
+    view = {**row, "score": row.get("mean")}
+    if row.get("output") == "score":
+        view["mean"] = view["std"] = view["p_high"] = view["dist"] = None
+    return {k: view.get(k) for k in fields}
 
 
 def _order(column: str) -> Any:
@@ -73,6 +86,7 @@ def rank(
     model: str | None = None,
     filters: Filters | None = None,
     top: int | None = None,
+    weights: str | None = None,
 ) -> Ranking:
     """Photos under ``roots`` (all, if empty) sorted by ``by``, best first.
 
@@ -82,18 +96,30 @@ def rank(
     if by not in RANK_KEYS:
         raise OptionError(f"unknown sort key {by!r}; use one of {', '.join(RANK_KEYS)}")
     notes: list[str] = []
-    key = store.latest_model_key(model)
-    if model and key is None:
-        notes.append(f"no scores from model {model!r} in the database")
+    if weights:  # a personal head's or a checkpoint's scores, by name (aesthete.learning.scores_key)
+        from aesthete.learning import scores_key
+
+        key = scores_key(weights, model)
+    else:
+        key = store.latest_model_key(model)
+        if model and key is None:
+            notes.append(f"no scores from model {model!r} in the database")
     rows = store.photos(key, roots)
     for row in rows:  # from the cached signals: photos scored by an older formula rank by today's too
         row["technical"] = technical_quality(row, row.get("width"), row.get("height"))
+    output = None
     if by in AESTHETIC_KEYS:
         scored = [r for r in rows if r["mean"] is not None]
         if scored:
             if len(scored) < len(rows):
                 notes.append(f"{len(rows) - len(scored)} photo(s) have no {key.model} score and are not ranked")
             rows = scored
+            output = "score" if all(r["dist"] is None for r in scored) else "distribution"
+            if output == "score" and by != "mean":
+                # A score model predicts no distribution: it has no spread or p_high to sort on.
+                raise OptionError(
+                    f"--by {by} needs a predicted distribution; {key.model} predicts one score: use --by mean"
+                )
         else:
             notes.append("no aesthetic scores yet: ranked by technical quality (sharpness, exposure, noise, size)")
             by = "technical"
@@ -102,7 +128,7 @@ def rank(
     rows.sort(key=_order(RANK_KEYS[by]))
     if top is not None:
         rows = rows[:top]
-    return Ranking(rows=rows, by=by, key=key, notes=notes)
+    return Ranking(rows=rows, by=by, key=key, notes=notes, output=output)
 
 
 def last_run_scope(store: Store, roots: Sequence[str], model: str | None) -> tuple[list[str], str | None]:
@@ -127,6 +153,7 @@ def cull(
     reject_blurry: bool = True,
     reject_exposure: bool = True,
     filters: Filters | None = None,
+    weights: str | None = None,
 ) -> Ranking:
     """The photos worth keeping from ``roots``, or from the folders of the most recent ``score`` run.
 
@@ -145,7 +172,7 @@ def cull(
     if top is None and keep_percent is None and min_score is None:
         top = DEFAULT_TOP
     roots, model = last_run_scope(store, roots, model)
-    ranking = rank(store, roots, by="mean", model=model)
+    ranking = rank(store, roots, by="mean", model=None if weights else model, weights=weights)
     if min_score is not None and ranking.basis != "aesthetic":
         raise OptionError("--min-score compares aesthetic scores and none are cached here; use --top or --keep")
     limit = top if keep_percent is None else math.ceil(len(ranking.rows) * keep_percent / 100)
@@ -170,7 +197,9 @@ def cull(
         else:
             row["why"] = why
             others.append(row)
-    return Ranking(rows=picks, by=ranking.by, key=ranking.key, notes=ranking.notes, others=others)
+    return Ranking(
+        rows=picks, by=ranking.by, key=ranking.key, notes=ranking.notes, others=others, output=ranking.output
+    )
 
 
 def _rejected(

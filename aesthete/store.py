@@ -9,7 +9,9 @@ Three tables carry the data flow:
 - ``images``: one row per *content hash*: pixel size, EXIF, technical signals, perceptual hash.
   A moved or renamed file points at the same row, so nothing is decoded again.
 - ``scores``: one row per (content hash, model, weights id, preprocessing key): the full
-  distribution, its mean, std and ``p_high``.
+  distribution, its mean, std and ``p_high``; for a model that predicts one score (LAION's), ``mean``
+  holds that score and ``dist``, ``std`` and ``p_high`` are NULL (every column but the key is nullable
+  since schema_v1, so no migration was needed).
 
 Writes happen in short ``BEGIN IMMEDIATE`` transactions under WAL with a busy timeout, so several
 ``score`` processes can share one database and a crash loses at most the transaction in flight.
@@ -111,6 +113,18 @@ def file_row(
         "path": text, "raw_path": raw, "size": size, "mtime_ns": mtime_ns, "content_hash": content_hash,
         "status": status, "error_kind": error_kind, "error": error, "pair_of": pair_of,
         "first_seen": now, "last_seen": now,
+    }  # fmt: skip
+
+
+def embedding_row(content_hash: str, key: ModelKey, vector: Any) -> dict[str, Any]:
+    """An ``embeddings`` row: ``vector`` (one photo's embedding, any numeric array) as little-endian
+    float16 bytes and its length."""
+    import numpy as np
+
+    values = np.asarray(vector, dtype="<f2").ravel()
+    return {
+        "content_hash": content_hash, "model": key.model, "weights_id": key.weights_id,
+        "preprocess": key.preprocess, "dim": int(values.size), "vector": values.tobytes(),
     }  # fmt: skip
 
 
@@ -230,15 +244,19 @@ class Store:
         files: Sequence[dict[str, Any]] = (),
         images: Sequence[dict[str, Any]] = (),
         scores: Sequence[dict[str, Any]] = (),
+        embeddings: Sequence[dict[str, Any]] = (),
     ) -> None:
-        """Upsert one batch of results in a single transaction."""
-        if not (files or images or scores):
+        """Upsert one batch of results in a single transaction (``embeddings`` rows from
+        :func:`embedding_row`)."""
+        if not (files or images or scores or embeddings):
             return
         with self.transaction():
             if images:
                 _upsert(self.conn, "images", images, ("content_hash",))
             if scores:
                 _upsert(self.conn, "scores", scores, ("content_hash", "model", "weights_id", "preprocess"))
+            if embeddings:
+                _upsert(self.conn, "embeddings", embeddings, ("content_hash", "model", "weights_id", "preprocess"))
             if files:
                 _upsert(self.conn, "files", files, ("path",))
 
@@ -269,6 +287,46 @@ class Store:
         return {"id": row[0], "roots": json.loads(row[1]), "model": row[2], "weights_id": row[3], "preprocess": row[4]}
 
     # -- reading ----------------------------------------------------------------------------------------
+    def embeddings(self, key: ModelKey, hashes: Iterable[str] | None = None) -> tuple[list[str], Any]:
+        """(content hashes, float16 matrix with one row each) of the embeddings ``key`` stored, for
+        ``hashes`` only when given (those without one are left out). numpy is imported here, not by
+        the commands that never read embeddings."""
+        import numpy as np
+
+        rows = self.conn.execute(
+            "SELECT content_hash, dim, vector FROM embeddings WHERE model = ? AND weights_id = ? AND preprocess = ?",
+            (key.model, key.weights_id, key.preprocess),
+        )
+        wanted = None if hashes is None else set(hashes)
+        out_hashes, vectors = [], []
+        for content_hash, dim, vector in rows:
+            if wanted is not None and content_hash not in wanted:
+                continue
+            values = np.frombuffer(vector, dtype="<f2")
+            if len(values) != dim:
+                raise StoreError(f"{self.path}: a damaged embedding ({len(values)} values, {dim} recorded)")
+            out_hashes.append(content_hash)
+            vectors.append(values)
+        if vectors and len({len(v) for v in vectors}) > 1:
+            raise StoreError(f"{self.path}: embeddings of {key.model} have different lengths")
+        matrix = np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float16)
+        return out_hashes, matrix
+
+    def images_by_hash(self, hashes: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The ``images`` rows (technical signals, EXIF) of ``hashes``, by content hash."""
+        wanted = list(dict.fromkeys(hashes))
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+            chunk = wanted[start : start + 500]
+            cursor = self.conn.execute(
+                f"SELECT * FROM images WHERE content_hash IN ({','.join('?' * len(chunk))})", chunk
+            )
+            names = [d[0] for d in cursor.description]
+            for row in cursor:
+                record = dict(zip(names, row))
+                out[record["content_hash"]] = record
+        return out
+
     def latest_model_key(self, model: str | None = None) -> ModelKey | None:
         """The most recently written (model, weights, preprocessing), optionally for one model name."""
         sql = "SELECT model, weights_id, preprocess FROM scores"
@@ -317,6 +375,10 @@ class Store:
             record["real_path"] = real_path(record["path"], record.pop("raw_path"))
             record["companions"] = sorted(companions.get(record["path"], []))
             record["dist"] = json.loads(record["dist"]) if record["dist"] else None
+            # What the aesthetic number is: a distribution's mean, or a score model's one score.
+            record["output"] = (
+                None if record["mean"] is None else "distribution" if record["dist"] is not None else "score"
+            )
             record["flags"] = json.loads(record["flags"]) if record["flags"] else []
             out.append(record)
         return out
@@ -350,7 +412,8 @@ class Store:
         names = [d[0] for d in cursor.description]
         scores = [dict(zip(names, r)) for r in cursor]
         for score in scores:
-            score["dist"] = json.loads(score["dist"])
+            score["dist"] = json.loads(score["dist"]) if score["dist"] else None
+            score["output"] = "distribution" if score["dist"] is not None else "score"
         image_cols = [d[1] for d in self.conn.execute("PRAGMA table_info(images)")]
         return {
             "path": text,

@@ -97,9 +97,27 @@ def test_valid_distribution_for_every_aspect_ratio(case: str) -> None:
     with torch.no_grad():
         for seed, (label, size) in enumerate(ASPECTS.items()):
             images = prepare(model.policy, photo(size, seed))
-            probs = model(images, torch.tensor([size[0] / size[1]]))["probs"]
+            outputs = model(images, torch.tensor([size[0] / size[1]]))
+            probs = outputs["probs"]
             assert probs.shape == (1, model.bins), label
             assert_distribution(probs, model.bins)
+            # The penultimate features scoring stores for personal heads: one fixed-length vector per photo.
+            embedding = outputs["embedding"]
+            assert embedding.dim() == 2 and embedding.shape[0] == 1 and embedding.shape[1] >= 8, label
+            assert bool(torch.isfinite(embedding).all()), label
+            if seed == 0:
+                length = embedding.shape[1]
+            assert embedding.shape[1] == length, f"{label}: the embedding's length depends on the aspect ratio"
+
+
+@pytest.mark.parametrize("name", ["topiq-iaa", "laion-aesthetic"])
+def test_published_architectures_return_an_embedding(name: str) -> None:
+    """Shapes only (the meta device): the full-size published architectures give one vector per photo."""
+    with torch.device("meta"):
+        model = get_model(name).eval()
+        size = model.policy.size
+        outputs = model(torch.zeros(2, 3, size, size), torch.ones(2))
+    assert outputs["embedding"].shape[0] == 2 and outputs["embedding"].dim() == 2
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -91,10 +91,10 @@ def test_learns_the_rule_from_every_source(tmp_path: Path, world, kind: str) -> 
 
 
 def test_written_ratings_ignored_and_corrections_used(tmp_path: Path) -> None:
+
     photos = ratinglib.make_library(tmp_path / "Photos", 60)
     store = Store(tmp_path / "aesthete.db")
     ratinglib.fill_store(store, photos)
-    # (every database has the written_ratings table: migrations.schema_v4)
     # aesthete (a poor model) wrote the opposite of the rule into every sidecar ...
     wrong = {p.content_hash: 6 - max(p.rating, 1) for p in photos}
     record_written(store, [Written(str(p.path), p.content_hash, wrong[p.content_hash]) for p in photos])

@@ -181,8 +181,8 @@ def test_match_by_path_moved_root_and_copy(tmp_path: Path, library: list[ratingl
 
 
 def test_own_ratings_are_not_the_photographers(tmp_path: Path, library: list[ratinglib.Photo]) -> None:
+
     store = _store(tmp_path, library)
-    # (every database has the written_ratings table: migrations.schema_v4)
     wrote = {p.content_hash: 3 for p in library[:6]}  # cull --xmp --stars gave these three stars
     record_written(store, [Written(str(p.path), p.content_hash, 3) for p in library[:6]])
     assert {h: w.rating for h, w in written_ratings(store).items()} == wrote

@@ -68,11 +68,19 @@ def test_undecodable_file_names_round_trip() -> None:
 
 
 def test_migrations_are_named_run_once_each_and_counted_in_user_version(tmp_path: Path) -> None:
-    assert [m.name for m in migrations.MIGRATIONS] == ["schema_v1", "schema_v2", "schema_v3", "schema_v4", "schema_v5"]
+    names = [
+        "schema_v1",
+        "schema_v2",
+        "schema_v3",
+        "schema_embeddings",
+        "schema_written_ratings",
+        "schema_capture_time_source",
+    ]
+    assert [m.name for m in migrations.MIGRATIONS] == names
     assert len(migrations.MIGRATIONS) == SCHEMA_VERSION
     store = Store(tmp_path / "a.db")
     tables = {row[0] for row in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"files", "images", "scores", "runs", "groups", "group_state", "written_ratings"} <= tables
+    assert {"files", "images", "scores", "runs", "groups", "group_state", "embeddings", "written_ratings"} <= tables
     assert "pair_of" in {row[1] for row in store.conn.execute("PRAGMA table_info(files)")}
     assert migrations.migrate(store.conn, store.transaction) == []  # all recorded: nothing runs again
     store.close()
@@ -86,7 +94,7 @@ def test_migrations_are_named_run_once_each_and_counted_in_user_version(tmp_path
         yield
         conn.execute("COMMIT")
 
-    assert migrations.migrate(conn, transaction) == [m.name for m in migrations.MIGRATIONS[1:]]
+    assert migrations.migrate(conn, transaction) == names[1:]
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
 

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from aesthete.cli import browse, cull, models, score, train, weights
+from aesthete.cli import browse, cull, learn, models, score, train, weights
 from aesthete.cli.common import Exit
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app.command("show")(browse.show_command)
 app.command("cull")(cull.cull_command)
 app.command("groups")(cull.groups_command)
 app.command("report")(cull.report_command)
+app.command("learn")(learn.learn_command)
 app.command("failures")(browse.failures_command)
 app.command("models")(models.models_command)
 app.add_typer(weights.app, name="weights")

@@ -16,6 +16,7 @@ from aesthete.cli.common import (
     JsonOption,
     PathsArgument,
     PathsOnly,
+    WeightsOption,
     fail,
     library_errors,
     opened_store,
@@ -25,7 +26,7 @@ from aesthete.cli.common import (
     print_notes,
     ranking_table,
 )
-from aesthete.select import RANK_KEYS, Filters, Ranking
+from aesthete.select import RANK_KEYS, Filters, Ranking, public_row
 
 TopOption = Annotated[int | None, typer.Option("--top", "-n", min=1, help="Show only the best N.")]
 
@@ -41,6 +42,7 @@ def rank_command(
     camera: Annotated[str | None, typer.Option(help="Camera make/model contains this (any case).")] = None,
     lens: Annotated[str | None, typer.Option(help="Lens contains this (any case).")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Rank by this model's scores.")] = None,
+    weights: WeightsOption = None,
     top: TopOption = None,
     as_json: JsonOption = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV on stdout.")] = False,
@@ -52,7 +54,8 @@ def rank_command(
 
     filters = Filters(min_score, max_score, since, until, camera, lens)
     with opened_store(db) as store:
-        ranking = rank(store, [str(p) for p in paths or []], by=by, model=model, filters=filters, top=top)
+        ranking = rank(store, [str(p) for p in paths or []], by=by, model=model, filters=filters, top=top,
+                       weights=weights)  # fmt: skip
     _emit(ranking, as_json=as_json, as_csv=as_csv, paths_only=paths_only, title="ranked")
 
 
@@ -61,12 +64,21 @@ def show_command(
     photo: Annotated[Path, typer.Argument(help="A photo that `score` has seen.", show_default=False)],
     db: DbOption = None,
     as_json: JsonOption = False,
+    weights: WeightsOption = None,
 ) -> None:
-    """One photo's predicted distribution as a histogram, with its EXIF line and signals."""
+    """One photo's scores (a predicted distribution as a histogram), with its EXIF line and signals."""
     from aesthete.exif import exif_line
 
     with opened_store(db) as store:
         record = store.photo_by_path(str(photo))
+        if record is not None and weights:  # only that head's or checkpoint's score
+            from aesthete.learning import scores_key
+
+            key = scores_key(weights)
+            record["scores"] = [
+                s for s in record["scores"]
+                if (s["model"], s["weights_id"]) == (key.model, key.weights_id)  # type: ignore[union-attr]
+            ]  # fmt: skip
     if record is None:
         fail(f"{photo} is not in the database (run `aesthete score` on its folder)", Exit.NOTHING_USABLE)
     if as_json:
@@ -89,6 +101,9 @@ def show_command(
     if not record["scores"]:
         out.print("no aesthetic score yet (technical signals only)")
     for score in record["scores"]:
+        if score["dist"] is None:  # a score model (LAION's): one number, no distribution to draw
+            out.print(f"\n{score['model']} ({score['weights_id']}): score {score['mean']:.2f}")
+            continue
         out.print(f"\n{score['model']} ({score['weights_id']}): mean {score['mean']:.2f}  std {score['std']:.2f}")
         out.print(histogram(score["dist"]), highlight=False)
 
@@ -132,7 +147,8 @@ def _emit(ranking: Ranking, *, as_json: bool, as_csv: bool, paths_only: bool, ti
             typer.echo(row["real_path"])
     elif as_json:
         print_json({"by": ranking.by, "basis": ranking.basis, "model": ranking.key.model if ranking.key else None,
-                    "photos": [{k: row.get(k) for k in ROW_FIELDS} for row in rows]})  # fmt: skip
+                    "output": ranking.output,
+                    "photos": [public_row(row, ROW_FIELDS) for row in rows]})  # fmt: skip
     elif as_csv:
         print_csv(rows, CSV_FIELDS)
     else:

@@ -55,11 +55,17 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 PathsArgument = Annotated[
     list[Path] | None, typer.Argument(help="Only photos under these folders.", show_default=False)
 ]
+WeightsOption = Annotated[
+    str | None,
+    typer.Option("--weights", "-w", help="Use the scores of these weights (e.g. a personal head from `learn`)."),
+]
 PathsOnly = Annotated[bool, typer.Option("--paths", help="Print bare paths, one per line (for pipes).")]
 
 # The fields of a photo row that --json prints (``rank``, ``cull``), and the flat ones --csv prints.
+# ``score`` is the number ranked on; ``output`` says whether it is a distribution's mean or a score model's
+# one score (then mean, std, p_high and dist are null: see ``aesthete.select.public_row``).
 ROW_FIELDS = (
-    "path", "mean", "std", "p_high", "dist", "model", "technical", "sharpness", "clipped_shadows",
+    "path", "score", "output", "mean", "std", "p_high", "dist", "model", "technical", "sharpness", "clipped_shadows",
     "clipped_highlights", "mean_luma", "noise", "flags", "capture_time", "make", "camera", "lens", "width", "height",
     "companions",
 )  # fmt: skip
@@ -155,9 +161,11 @@ def print_json(data: Any) -> None:
 
 
 def print_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    from aesthete.select import public_row
+
     writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(public_row(row, columns) for row in rows)
 
 
 def print_notes(notes: Sequence[str]) -> None:
@@ -178,15 +186,19 @@ def display_path(path: str) -> str:
 
 def ranking_table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> Table:
     """The table ``rank`` and ``cull`` print: place, photo, scores, flags, capture time (and group)."""
-    basis = f"{ranking.key.model} mean score" if ranking.basis == "aesthetic" else "technical quality"
+    scalar = ranking.output == "score"  # a score model: one number, no distribution, no spread
+    basis = "technical quality"
+    if ranking.basis == "aesthetic":
+        basis = f"{ranking.key.model} {'score' if scalar else 'mean score'}"
     table = Table(title=f"{len(rows)} photos {title} by {basis if ranking.by == 'mean' else ranking.by}")
     table.add_column("#", justify="right")
     shown = [display_path(row["path"]) for row in rows]
     # Paths are what people read first: give them room before the numeric columns get theirs.
     table.add_column("photo", overflow="fold", min_width=min(60, max(map(len, shown), default=5)))
     if ranking.basis == "aesthetic":
-        table.add_column("mean", justify="right")
-        table.add_column("std", justify="right")
+        table.add_column("score" if scalar else "mean", justify="right")
+        if not scalar:
+            table.add_column("std", justify="right")
     table.add_column("technical", justify="right")
     table.add_column("flags")
     table.add_column("taken")
@@ -196,7 +208,7 @@ def ranking_table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> T
     for index, (row, path) in enumerate(zip(rows, shown), start=1):
         cells = [str(index), path]
         if ranking.basis == "aesthetic":
-            cells += [f"{row['mean']:.2f}", f"{row['std']:.2f}"]
+            cells += [f"{row['mean']:.2f}"] if scalar else [f"{row['mean']:.2f}", f"{row['std']:.2f}"]
         cells += [f"{row['technical']:.2f}", ", ".join(row["flags"]), (row["capture_time"] or "")[:16]]
         if grouped:
             cells.append(f"{row['group']} (best of {row['group_size']})" if row["group_size"] > 1 else "")

@@ -20,6 +20,7 @@ from aesthete.cli.common import (
     JsonOption,
     PathsArgument,
     PathsOnly,
+    WeightsOption,
     err,
     fail,
     library_errors,
@@ -29,6 +30,7 @@ from aesthete.cli.common import (
     print_notes,
     ranking_table,
 )
+from aesthete.select import public_row
 
 if TYPE_CHECKING:
     from aesthete.culling import CullReport
@@ -63,6 +65,7 @@ def cull_command(
     reject_blurry: Annotated[bool, typer.Option(hidden=True)] = True,
     reject_exposure: Annotated[bool, typer.Option(hidden=True)] = True,
     model: ModelOption = None,
+    weights: WeightsOption = None,
     export: Annotated[Path | None, typer.Option(help="Build an album of the picks in this folder.")] = None,
     mode: Annotated[str, typer.Option(help=MODE_HELP)] = "copy",
     order_by_time: Annotated[bool, typer.Option(help="Prefix album names with the capture time.")] = False,
@@ -87,7 +90,7 @@ def cull_command(
 
     options = CullOptions(
         roots=[str(p) for p in paths or []], top=top, keep_percent=parse_keep(keep) if keep is not None else None,
-        min_score=min_score, model=model, group=not no_group, reject_blurry=reject_blurry,
+        min_score=min_score, model=model, weights=weights, group=not no_group, reject_blurry=reject_blurry,
         reject_exposure=reject_exposure, keep_flagged=keep_flagged,
         export=str(export) if export is not None else None, mode=mode,
         order_by_time=order_by_time, xmp=xmp, stars=stars, label=label, clear_previous=clear_previous,
@@ -168,7 +171,8 @@ def _print_cull(report: CullReport, *, as_json: bool, paths_only: bool) -> None:
         fields = (*ROW_FIELDS, "pick", "group", "group_size")
         print_json({
             "by": ranking.by, "basis": ranking.basis, "model": ranking.key.model if ranking.key else None,
-            "dry_run": report.dry_run, "picks": [{k: row.get(k) for k in fields} for row in ranking.rows],
+            "output": ranking.output, "dry_run": report.dry_run,
+            "picks": [public_row(row, fields) for row in ranking.rows],
             "not_picked": [{"path": row["path"], "why": row["why"]} for row in ranking.others], **report.actions(),
         })  # fmt: skip
     else:
@@ -229,6 +233,7 @@ def report_command(
     html: Annotated[Path, typer.Option("--html", help="Write the contact sheet to this file.", show_default=False)],
     paths: PathsArgument = None,
     model: ModelOption = None,
+    weights: WeightsOption = None,
     db: DbOption = None,
 ) -> None:
     """A self-contained HTML contact sheet: thumbnails in score order, distributions, flags, groups boxed."""
@@ -238,7 +243,7 @@ def report_command(
     if html.exists() and html.suffix.lower() not in (".html", ".htm"):
         fail(f"{html} exists and is not an .html file; refusing to overwrite it")
     with opened_store(db) as store:
-        page, ranking = build_report(store, [str(p) for p in paths or []], model=model)
+        page, ranking = build_report(store, [str(p) for p in paths or []], model=model, weights=weights)
     print_notes(ranking.notes)
     try:
         atomic_write(str(html), page.encode("utf-8"), overwrite=True)

@@ -120,7 +120,9 @@ class Apm(AestheticModel):
         pooled = F.normalize(self.spp(maps).flatten(1), dim=-1)  # (B, C * n * n): each channel's n * n cells
         raw = self.head(pooled)
         probs = l1_normalise(raw)
-        outputs = {"raw": raw}
+        # The embedding is the global average of the maps (the pyramid's 1x1 cell), not the C * n * n
+        # pyramid itself: C values per photo keep the stored embedding compact (issue 15).
+        outputs = {"raw": raw, "embedding": maps.mean(dim=(2, 3))}
         if self.global_head is not None:
             raw_global = self.global_head(F.normalize(maps.amax(dim=(2, 3)), dim=-1))
             probs = (1.0 - self.fusion) * probs + self.fusion * l1_normalise(raw_global)

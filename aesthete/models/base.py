@@ -10,6 +10,11 @@ A few published models (LAION's aesthetic predictor) regress one number per phot
 ``score_range`` (AVA's 1-10 for LAION's head). No distribution is invented for them: consumers must
 check ``output`` (or the checkpoint header's ``output``) before reading ``"probs"``.
 
+Every model that scores photos also returns ``"embedding"`` (B, E): the input of its score layer (its
+penultimate features; for the spatial-pyramid heads of APM and SAF, the global average of the same maps,
+to stay compact). Scoring stores it (float16) so a personal head (:mod:`aesthete.personal`) can be
+learned and applied later without decoding any photo again.
+
 ``loss(outputs, batch)`` is the model's training objective, a pure function of its outputs and the
 batch, so the trainer stays generic and DistributedDataParallel still wraps ``forward``.
 """

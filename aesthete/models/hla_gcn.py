@@ -293,17 +293,21 @@ class HlaGcn(AestheticModel):
                 aspect = torch.ones(batch, device=images.device)
             spatial = spatial_relation(aspect, height, width)
         coordinate = self.coordinate_gcn(nodes, spatial)
-        logits_c = self.head_coordinate(coordinate.mean(dim=1))
+        pooled = coordinate.mean(dim=1)
+        logits_c = self.head_coordinate(pooled)
         probs = logits_c.softmax(dim=-1)
         outputs = {"logits_coordinate": logits_c}
+        embedding = [pooled]  # the inputs of the score layers, concatenated
         if self.hierarchical:
             weights = self._project(coordinate)  # (B, K, L)
             latent = self.latent_gcn(weights @ coordinate)  # (B, K, C)
             back = weights.transpose(1, 2) @ latent  # reverse projection to (B, L, C)
-            logits_l = self.head_latent(back.mean(dim=1))
+            embedding.append(back.mean(dim=1))
+            logits_l = self.head_latent(embedding[-1])
             probs = (probs + logits_l.softmax(dim=-1)) / 2
             outputs["logits_latent"] = logits_l
         outputs["probs"] = probs
+        outputs["embedding"] = torch.cat(embedding, dim=-1)
         return outputs
 
     def _forward_official(self, images: Tensor, aspect: Tensor | None) -> dict[str, Tensor]:
@@ -316,14 +320,18 @@ class HlaGcn(AestheticModel):
                 aspect = torch.ones(batch, device=images.device)
             spatial = official_spatial_relation(aspect, height, width)
         coordinate = self.lagcn1(maps, spatial)
-        logits_c = self.aesfc1(coordinate.mean(dim=(2, 3)))
+        pooled = coordinate.mean(dim=(2, 3))
+        logits_c = self.aesfc1(pooled)
         probs = logits_c.softmax(dim=-1)
         outputs = {"logits_coordinate": logits_c}
+        embedding = [pooled]  # the inputs of the score layers, concatenated
         if self.hierarchical:
-            logits_l = self.aesfc2(self.lagcn2(coordinate).mean(dim=(2, 3)))
+            embedding.append(self.lagcn2(coordinate).mean(dim=(2, 3)))
+            logits_l = self.aesfc2(embedding[-1])
             probs = (probs + logits_l.softmax(dim=-1)) / 2
             outputs["logits_latent"] = logits_l
         outputs["probs"] = probs
+        outputs["embedding"] = torch.cat(embedding, dim=-1)
         return outputs
 
     def loss(self, outputs: dict[str, Tensor], batch: Batch) -> Tensor:

@@ -66,6 +66,7 @@ class MpAda(AestheticModel):
             "patch_logits": logits,
             "patch_probs": patch_probs,
             "probs": torch.stack([1.0 - p_high, p_high], dim=-1),
+            "embedding": pooled.reshape(batch, patches, -1).mean(dim=1),  # the head's input, over patches
         }
 
     def labels(self, dist: Tensor) -> Tensor:

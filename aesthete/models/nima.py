@@ -49,7 +49,7 @@ class Nima(AestheticModel):
     def forward(self, images: Tensor, aspect: Tensor | None = None) -> dict[str, Tensor]:
         pooled = self.features(images).mean(dim=(2, 3))
         logits = self.head(self.dropout(pooled))
-        return {"logits": logits, "probs": logits.softmax(dim=-1)}
+        return {"logits": logits, "probs": logits.softmax(dim=-1), "embedding": pooled}
 
     def loss(self, outputs: dict[str, Tensor], batch: Batch) -> Tensor:
         return emd(outputs["probs"].float(), batch["dist"], r=2.0)

@@ -170,6 +170,7 @@ class Pear(AestheticModel):
             "mu": mu,
             "logvar": logvar,
             "reconstruction": self.reconstruction_head(code),
+            "embedding": code,  # [z, s]: the aesthetic head's input
         }
         if self.training and self.prior is not None:
             outputs["prior_probs"] = self.prior(images)["attributes"]

@@ -142,6 +142,9 @@ class Saf(AestheticModel):
             "probs": logits.softmax(dim=-1),
             "group_scores": group_scores,
             "reconstruction": reconstruction,
+            # The fused maps' global average (the pyramid's 1x1 level), not the M * P * SPP_BINS pyramid:
+            # M * P values per photo keep the stored embedding compact (issue 15).
+            "embedding": fused.mean(dim=(2, 3)),
         }
 
     def loss(self, outputs: dict[str, Tensor], batch: Batch) -> Tensor:

@@ -183,8 +183,9 @@ class TopiqIaa(AestheticModel):
         query = tokens[0]
         for block, memory in zip(self.attn_blks, tokens[1:], strict=True):
             query = block.layers[0](query, memory)
-        logits = self.score_linear(self.attn_pool(query).mean(dim=0))
-        return {"logits": logits, "probs": logits.softmax(dim=-1)}
+        pooled = self.attn_pool(query).mean(dim=0)
+        logits = self.score_linear(pooled)
+        return {"logits": logits, "probs": logits.softmax(dim=-1), "embedding": pooled}
 
     def loss(self, outputs: dict[str, Tensor], batch: Batch) -> Tensor:
         # aesthete's choice for fine-tuning (the published checkpoint is only converted, never retrained

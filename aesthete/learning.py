@@ -1,0 +1,300 @@
+"""``aesthete learn``: a personal head fitted on what scoring stored, registered as weights by name.
+
+The flow (issue 15): read the photographer's ratings (:mod:`aesthete.ratings`), tie them to photos
+aesthete scanned, leave out ratings aesthete wrote itself, take each photo's stored embedding (from the
+base model's penultimate layer) and technical signals, fit and cross-validate a head
+(:mod:`aesthete.personal`), save it as ``<data dir>/personal/NAME.safetensors`` (its metadata names the
+base model and weights) and write a score per photo: the head's prediction on the star scale (0 =
+rejected, 1-5 stars; not clipped, so the order beyond the ends is kept), under the model name
+:data:`PERSONAL_MODEL`. No photo is decoded.
+
+Scores are stored as one number per photo (``mean``; ``dist``, ``std`` and ``p_high`` NULL): a ridge
+head predicts a value, not a distribution.
+
+``--weights NAME`` then means the head wherever weights are named: ``score`` runs the base model (so new
+photos get embeddings) and applies the head; ``rank``, ``cull``, ``show`` and ``report`` read its scores
+(:func:`scores_key`). Names are shared with the weights registry: a personal name may not shadow a
+registered one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aesthete import paths, personal
+from aesthete.errors import AestheteError
+from aesthete.paths import is_within
+from aesthete.store import ModelKey, Store, now_iso
+
+PERSONAL_MODEL = "personal"
+
+
+class LearnError(AestheteError):
+    """Learning cannot start (no scores, no embeddings, an unusable name); one line says why."""
+
+
+def heads_dir(*, create: bool = False) -> Path:
+    """Where personal heads live: ``<data dir>/personal``."""
+    folder = paths.data_dir(create=create) / "personal"
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def head_path(name: str) -> Path | None:
+    """The file of the personal head called ``name``, or None when there is none."""
+    from aesthete.weights import NAME_RE
+
+    if not NAME_RE.fullmatch(name):
+        return None
+    path = heads_dir() / f"{name}.safetensors"
+    return path if path.is_file() else None
+
+
+def _digest(path: Path) -> str:
+    from aesthete.weights import file_sha256
+
+    return file_sha256(path)[:16]
+
+
+def personal_key(path: Path, head: personal.Head) -> ModelKey:
+    """The key the head's scores are stored under: its file's digest and the base model's preprocessing."""
+    return ModelKey(PERSONAL_MODEL, _digest(path), head.extra.get("base_preprocess", ""))
+
+
+def base_key(head: personal.Head) -> ModelKey:
+    return ModelKey(head.base_model or "", head.extra.get("base_weights_id", ""), head.extra.get("base_preprocess", ""))
+
+
+def scores_key(weights: str | None, model: str | None = None) -> ModelKey | None:
+    """The stored scores ``--weights`` names for ``rank``/``cull``/``show``/``report``: a personal head's,
+    or a registered checkpoint's (its model, weights id and preprocessing). None without ``weights``."""
+    if not weights:
+        return None
+    path = head_path(weights)
+    if path is not None:
+        return personal_key(path, personal.load_head(path))
+    from aesthete.scoring import choose_model
+
+    return choose_model(model, weights).key
+
+
+# ------------------------------------------------------------------------------------------ learning
+
+
+@dataclass
+class LearnReport:
+    name: str
+    path: str
+    base: ModelKey
+    ratings: int  # read from the source
+    matched: int  # tied to a photo aesthete scanned (and under the roots, when given)
+    unmatched: int
+    own: int  # ratings aesthete wrote itself and that are unchanged: left out
+    corrected: int  # ratings the photographer changed after aesthete wrote one (weighted up)
+    unusable: int  # unrated, or a pick without stars where the library has stars
+    no_embedding: int  # rated photos the base model has not stored an embedding for
+    used: int
+    cv: personal.CrossValidation
+    scored: int  # photos given a personal score
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k not in ("cv", "base")}
+        data["base"] = dict(self.base.__dict__)
+        data["cross_validation"] = self.cv.to_dict()
+        return data
+
+
+def _base_with_embeddings(store: Store, model: str | None) -> ModelKey:
+    """The most recent scores (of ``model``, when given) that also stored embeddings."""
+    sql = (
+        "SELECT s.model, s.weights_id, s.preprocess FROM scores s WHERE s.model != ? "
+        "AND EXISTS (SELECT 1 FROM embeddings e WHERE e.content_hash = s.content_hash AND e.model = s.model "
+        "AND e.weights_id = s.weights_id AND e.preprocess = s.preprocess)"
+    )
+    params: list[Any] = [PERSONAL_MODEL]
+    if model:
+        sql, params = sql + " AND s.model = ?", [*params, model]
+    row = store.conn.execute(sql + " ORDER BY s.scored_at DESC, s.rowid DESC LIMIT 1", params).fetchone()
+    if row is None:
+        which = f"model {model!r}" if model else "any model"
+        raise LearnError(
+            f"no stored embeddings from {which}: run `aesthete score FOLDER` first "
+            "(photos scored before embeddings were stored need `aesthete score --rescore FOLDER`)"
+        )
+    return ModelKey(*row)
+
+
+def _check_name(name: str) -> None:
+    from aesthete.weights import NAME_RE, list_weights
+
+    if not NAME_RE.fullmatch(name):
+        raise LearnError(f"{name!r}: a weights name is letters, digits and ._+- (at most 100 characters)")
+    if any(entry.name == name for entry in list_weights()):
+        raise LearnError(f"{name!r} already names registered weights (`aesthete weights list`); choose another --name")
+
+
+def learn(
+    store: Store,
+    *,
+    name: str,
+    roots: Sequence[str] = (),
+    source: str = "xmp",
+    catalog: str | os.PathLike[str] | None = None,
+    model: str | None = None,
+    weights: str | None = None,
+    method: str = personal.DEFAULT_METHOD,
+    folds: int = personal.DEFAULT_FOLDS,
+) -> LearnReport:
+    """Fit the personal head ``name`` from the ratings of ``source`` on the photos under ``roots`` (all
+    scanned photos when empty), register it and score every photo that has a base embedding.
+
+    The base is the checkpoint ``weights`` (with ``model``), else the latest scores that stored
+    embeddings. Raises :class:`LearnError`, :class:`aesthete.personal.NotEnoughRatings` (too few or
+    all-equal ratings) and :class:`aesthete.ratings.RatingsError` (an unreadable catalog)."""
+    from aesthete import ratings as rt
+
+    _check_name(name)
+    if weights:
+        from aesthete.scoring import choose_model
+
+        key = choose_model(model, weights).key
+        assert key is not None  # resolve_weights raised otherwise
+        base = key
+    else:
+        base = _base_with_embeddings(store, model)
+    roots = [os.path.abspath(r) for r in roots]
+    scanned = store.photos(None, roots)
+    if source == "xmp":
+        if catalog is not None:
+            raise LearnError("--from xmp reads the sidecars beside the photos; it takes no FILE")
+        found = rt.read_xmp([row["real_path"] for row in scanned])
+    else:
+        if catalog is None:
+            raise LearnError(f"--from {source} needs the catalog FILE")
+        found = rt.read_source(source, catalog)
+    result = rt.match_ratings(found, store)
+    matched = [m for m in result.matched if not roots or any(is_within(m.path, r) for r in roots)]
+    judged, own = rt.photographers_own(matched, rt.written_ratings(store))
+    by_hash = {j.content_hash: j for j in judged}  # one photo rated twice (a copy): the last one counts
+    judgements = list(by_hash.values())
+    y = personal.targets([j.rating for j in judgements])
+    usable = [j for j, t in zip(judgements, y) if not np.isnan(t)]
+    hashes, vectors = store.embeddings(base, [j.content_hash for j in usable])
+    position = {h: i for i, h in enumerate(hashes)}
+    have = [j for j in usable if j.content_hash in position]
+    notes = []
+    if len(have) < len(usable):
+        notes.append(
+            f"{len(usable) - len(have)} rated photo(s) have no stored {base.model} embedding and were left out "
+            "(scored before embeddings were stored: `aesthete score --rescore` adds them)"
+        )
+    images = store.images_by_hash(j.content_hash for j in have)
+    embedding = vectors[[position[j.content_hash] for j in have]] if have else None
+    features = personal.feature_matrix([images[j.content_hash] for j in have], embedding)
+    target = personal.targets([j.rating for j in have]) if have else np.zeros(0)
+    weights_ = np.array([j.weight for j in have])
+    base_scores = _base_means(store, base, [j.content_hash for j in have])
+    cv = personal.cross_validate(features, target, weights_, base_scores, method=method, folds=folds)
+    dim = 0 if embedding is None else embedding.shape[1]
+    head = personal.fit_head(
+        features, target, weights_, method=method, spec=personal.feature_spec(dim, f"{base.model}:{base.weights_id}"),
+        base_model=base.model, base_weights=weights or _weights_name(base.weights_id),
+    )  # fmt: skip
+    head.extra = {"base_weights_id": base.weights_id, "base_preprocess": base.preprocess, "name": name,
+                  "rated_photos": len(have), "learned": now_iso()}  # fmt: skip
+    path = save(head, name, cv)
+    scored = apply_head(store, path)
+    return LearnReport(
+        name=name, path=str(path), base=base, ratings=len(found), matched=len(matched),
+        unmatched=len(found) - len(matched), own=own, corrected=sum(j.changed for j in judgements),
+        unusable=len(judgements) - len(usable), no_embedding=len(usable) - len(have), used=len(have), cv=cv,
+        scored=scored, notes=notes,
+    )  # fmt: skip
+
+
+def _weights_name(weights_id: str) -> str | None:
+    """The registered name of the aesthetic weights whose digest starts with ``weights_id``, if any."""
+    from aesthete.weights import list_weights
+
+    for entry in list_weights():
+        if entry.kind == "aesthetic" and entry.sha256 and entry.sha256.startswith(weights_id):
+            return entry.name
+    return None
+
+
+def personal_choice(name: str, model: str | None) -> tuple[Path, Any] | None:
+    """For ``score --weights NAME``: (the head's file, the base model's :class:`~aesthete.scoring.ModelChoice`)
+    when NAME is a personal head, else None. The base must still be the weights the head learned on."""
+    path = head_path(name)
+    if path is None:
+        return None
+    from aesthete.scoring import choose_model
+
+    head = personal.load_head(path)
+    if model and model != head.base_model:
+        raise LearnError(f"{name!r} was learned on {head.base_model} embeddings, not {model}")
+    if not head.base_weights:
+        raise LearnError(
+            f"{name!r} was learned on unregistered {head.base_model} weights ({head.extra.get('base_weights_id')}); "
+            "register them (`aesthete weights add FILE --name N`) and learn again with --weights N"
+        )
+    choice = choose_model(head.base_model, head.base_weights)
+    if choice.key is None or choice.key.weights_id != head.extra.get("base_weights_id"):
+        raise LearnError(f"{name!r}: the base weights {head.base_weights!r} changed since it was learned; learn again")
+    return path, choice
+
+
+def _base_means(store: Store, key: ModelKey, hashes: Sequence[str]) -> np.ndarray:
+    means = dict(
+        store.conn.execute(
+            "SELECT content_hash, mean FROM scores WHERE model = ? AND weights_id = ? AND preprocess = ?",
+            (key.model, key.weights_id, key.preprocess),
+        ).fetchall()
+    )
+    return np.array([np.nan if means.get(h) is None else float(means[h]) for h in hashes], dtype=np.float64)
+
+
+def save(head: personal.Head, name: str, cv: personal.CrossValidation | None) -> Path:
+    """Write the head as ``<data dir>/personal/NAME.safetensors``, atomically (learning again replaces it)."""
+    from aesthete import fileops
+
+    path = heads_dir(create=True) / f"{name}.safetensors"
+    with fileops.staged(path) as (_, temporary):
+        personal.save_head(head, temporary, cv)
+        fileops.publish(temporary, path, overwrite=True)
+    return path
+
+
+def apply_head(store: Store, path: Path) -> int:
+    """Score every photo that has an embedding from the head's base model with the head; returns how many.
+
+    Reads only the store: embeddings and technical signals, no photo."""
+    head = personal.load_head(path)
+    base = base_key(head)
+    key = personal_key(path, head)
+    hashes, vectors = store.embeddings(base)
+    if not hashes:
+        return 0
+    expected = int(head.spec.get("embedding_dim", 0))
+    if vectors.shape[1] != expected:
+        raise LearnError(f"{path}: the head takes {expected}-value embeddings; the store has {vectors.shape[1]}")
+    images = store.images_by_hash(hashes)
+    kept = [i for i, h in enumerate(hashes) if h in images]
+    rows = [images[hashes[i]] for i in kept]
+    predicted = head.predict(personal.feature_matrix(rows, vectors[kept] if expected else None))
+    stamp = now_iso()
+    scores = [
+        {"content_hash": hashes[i], "model": key.model, "weights_id": key.weights_id, "preprocess": key.preprocess,
+         "dist": None, "mean": float(value), "std": None, "p_high": None, "scored_at": stamp}
+        for i, value in zip(kept, predicted)
+    ]  # fmt: skip
+    store.write(scores=scores)
+    return len(scores)

@@ -1,0 +1,209 @@
+"""``aesthete learn`` end to end: score a generated folder with a tiny model (embeddings stored), rate
+photos by a visual rule, learn, then use the head as ``--weights NAME`` in rank, show, cull, report and
+score; plus every catalog source through the library call, refusals, and aesthete's own ratings."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from aesthete import learning, personal
+from aesthete.cli import app
+from aesthete.ratings import Written, record_written
+from aesthete.scoring import score
+from aesthete.store import ModelKey, Store
+from tests import ratinglib
+
+runner = CliRunner()
+PHOTOS = 72
+RATED = 54  # the first RATED photos are rated; the rest are held out (never seen by any fit)
+
+
+def cli(*args: object) -> object:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoints: dict[str, Path]):
+    """A folder scored with a tiny NIMA registered as ``tiny`` (so embeddings are stored); returns the
+    folder, its photos and the database file. Module-scoped: the registry lives in its own XDG dirs."""
+    root = tmp_path_factory.mktemp("learn")
+    env = {f"AESTHETE_{n}_DIR": str(root / n.lower()) for n in ("DATA", "CACHE", "CONFIG")}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        from aesthete import weights
+
+        weights.add(tiny_checkpoints["nima"], name="tiny")
+        photos = ratinglib.make_library(root / "Photos", PHOTOS)
+        db = root / "aesthete.db"
+        store = Store(db)
+        summary = score([str(root / "Photos")], store=store, weights="tiny", device="cpu", precision="fp32",
+                        workers=1)  # fmt: skip
+        store.close()
+        assert summary.scored == PHOTOS, summary
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return root, photos, db, env
+
+
+@pytest.fixture
+def env(scored, monkeypatch: pytest.MonkeyPatch):
+    for k, v in scored[3].items():
+        monkeypatch.setenv(k, v)
+    return scored
+
+
+def test_scoring_stores_one_float16_embedding_per_photo_keyed_like_its_score(env) -> None:
+    _, photos, db, _ = env
+    store = Store(db)
+    key = store.latest_model_key()
+    hashes, vectors = store.embeddings(key)
+    assert sorted(hashes) == sorted(p.content_hash for p in photos)
+    assert vectors.dtype == np.float16 and vectors.shape == (PHOTOS, 512)  # ResNet-18's pooled features
+    assert np.isfinite(vectors).all() and np.ptp(vectors, axis=0).max() > 0
+    row = store.conn.execute("SELECT dim, length(vector) FROM embeddings LIMIT 1").fetchone()
+    assert row == (512, 1024)
+    store.close()
+
+
+def test_learn_cli_end_to_end_and_weights_everywhere(env, tmp_path: Path) -> None:
+    root, photos, db, _ = env
+    ratinglib.write_sidecars(photos[:RATED])
+    try:
+        result = cli("learn", root / "Photos", "--name", "mine", "--db", db)
+        assert result.exit_code == 0, result.output
+        assert "personal" in result.output and "base model" in result.output and "SRCC" in result.output
+        assert "registered as weights 'mine'" in result.output
+        data = json.loads(cli("learn", root / "Photos", "--name", "mine", "--db", db, "--json").stdout)
+        table = {row["model"]: row for row in data["cross_validation"]["table"]}
+        assert table["personal"]["srcc"] > 0.8, table  # the rule (blur, exposure) is learnable
+        assert data["used"] == RATED and data["own"] == 0 and data["scored"] == PHOTOS
+        assert data["base"]["model"] == "nima"
+
+        # rank --weights: the held-out photos (never rated) follow the rule.
+        ranked = json.loads(cli("rank", "--weights", "mine", "--db", db, "--json").stdout)
+        assert ranked["model"] == "personal"
+        by_path = {row["path"]: row["score"] for row in ranked["photos"]}  # one number: "score", as for LAION
+        held = photos[RATED:]
+        truth = np.array([max(p.rating, 0) for p in held], dtype=float)
+        predicted = np.array([by_path[str(p.path)] for p in held])
+        assert personal.srcc(truth, predicted) > 0.8
+        assert all(row["output"] == "score" and row["dist"] is None for row in ranked["photos"])  # one number each
+
+        culled = cli("cull", "--weights", "mine", "--top", "10", "--db", db, "--paths")
+        assert culled.exit_code == 0, culled.output
+        picks = culled.stdout.split()
+        assert 1 <= len(picks) <= 10
+        best = {str(p.path) for p in photos if p.rating == 5}
+        assert sum(p in best for p in picks) >= len(picks) // 2  # best-of-group keeps some near-equals out
+
+        shown = cli("show", photos[0].path, "--weights", "mine", "--db", db)
+        assert shown.exit_code == 0 and "personal" in shown.output and "nima" not in shown.output.split("\n", 3)[-1]
+        html = tmp_path / "sheet.html"
+        assert cli("report", "--html", html, "--weights", "mine", "--db", db).exit_code == 0
+        assert "score " in html.read_text()
+
+        # score --weights mine: a new photo gets a base embedding and a personal score, nothing else decoded.
+        new = root / "Photos" / "new"
+        new.mkdir()
+        shutil.copy(photos[-1].path, new / "copy.jpg")  # same content: recognised, not decoded
+        extra = ratinglib.make_library(new, 1, seed=7)[0]
+        scored_new = cli("score", root / "Photos", "--weights", "mine", "--db", db, "--device", "cpu", "--json")
+        assert scored_new.exit_code == 0, scored_new.output
+        summary = json.loads(scored_new.stdout)
+        assert summary["scored"] == 1 and summary["personal"] == PHOTOS + 1
+        store = Store(db)
+        key = learning.scores_key("mine")
+        assert extra.content_hash in store.scored_hashes(key)
+        store.close()
+    finally:
+        for p in photos[:RATED]:
+            Path(str(p.path) + ".xmp").unlink(missing_ok=True)
+
+
+def test_refusals_are_one_line(env) -> None:
+    root, photos, db, _ = env
+    ratinglib.write_sidecars(photos[:5])
+    try:
+        few = cli("learn", root / "Photos", "--name", "few", "--db", db)
+        assert few.exit_code == 2 and "at least" in few.output and len(few.output.strip().splitlines()) == 1
+    finally:
+        for p in photos[:5]:
+            Path(str(p.path) + ".xmp").unlink()
+    same = photos[:25]  # every one rated 4, whatever it looks like
+    for p in same:
+        p.path.with_name(p.path.name + ".xmp").write_bytes(ratinglib.xmp_packet(4))
+    try:
+        equal = cli("learn", root / "Photos", "--name", "same", "--db", db)
+        assert equal.exit_code == 2 and "same rating" in equal.output
+        assert len(equal.output.strip().splitlines()) == 1
+    finally:
+        for p in same:
+            Path(str(p.path) + ".xmp").unlink()
+    taken = cli("learn", "--name", "tiny", "--db", db)
+    assert taken.exit_code == 2 and "already names registered weights" in taken.output
+    assert cli("learn", "--name", "x", "--from", "lightroom", "--db", db).exit_code == 2  # no catalog FILE
+    assert cli("rank", "--weights", "nope", "--db", db).exit_code == 2
+
+
+@pytest.mark.parametrize("kind", ["lightroom", "darktable", "digikam"])
+def test_learn_from_each_catalog_leaves_it_untouched(env, tmp_path: Path, kind: str) -> None:
+    _, photos, db, _ = env
+    catalog = tmp_path / {"lightroom": "cat.lrcat", "darktable": "library.db", "digikam": "digikam4.db"}[kind]
+    getattr(ratinglib, {"lightroom": "lightroom_catalog", "darktable": "darktable_library",
+                        "digikam": "digikam_database"}[kind])(catalog, photos[:RATED])  # fmt: skip
+    before = (catalog.read_bytes(), catalog.stat().st_mtime_ns, sorted(os.listdir(tmp_path)))
+    store = Store(db)
+    report = learning.learn(store, name=f"from-{kind}", source=kind, catalog=catalog)
+    store.close()
+    assert (catalog.read_bytes(), catalog.stat().st_mtime_ns, sorted(os.listdir(tmp_path))) == before
+    assert report.matched == RATED and report.cv.table()[0]["srcc"] > 0.8, report.cv.table()
+
+
+def test_aesthetes_own_ratings_are_left_out_and_corrections_used(env) -> None:
+    root, photos, db, _ = env
+    rated = photos[:RATED]
+    store = Store(db)
+    # aesthete wrote a rating for every rated photo; the photographer changed a third of them.
+    wrote = {p.content_hash: (p.rating if i % 3 else (1 if p.rating != 1 else 2)) for i, p in enumerate(rated)}
+    record_written(store, [Written(str(p.path), p.content_hash, wrote[p.content_hash]) for p in rated])
+    ratinglib.write_sidecars(rated)
+    try:
+        with pytest.raises(personal.NotEnoughRatings):  # 18 corrections: below the minimum of 20
+            learning.learn(store, name="corrections", roots=[str(root / "Photos")])
+        changed = sum(1 for p in rated if wrote[p.content_hash] != p.rating)
+        assert changed == RATED // 3
+        store.conn.execute("DELETE FROM written_ratings WHERE rowid % 2 = 0")  # forget half of what was written
+        report = learning.learn(store, name="corrections", roots=[str(root / "Photos")])
+        assert report.own > 0 and report.corrected > 0 and report.used == RATED - report.own
+    finally:
+        store.conn.execute("DELETE FROM written_ratings")
+        store.close()
+        for p in rated:
+            Path(str(p.path) + ".xmp").unlink(missing_ok=True)
+
+
+def test_scores_key_of_a_head_is_its_digest_and_base_preprocess(env) -> None:
+    _, _, db, _ = env
+    path = learning.head_path("mine") or learning.head_path("from-lightroom")
+    if path is None:  # this test alone: learn one first
+        store = Store(db)
+        ratinglib.lightroom_catalog(Path(db).parent / "k.lrcat", env[1][:RATED])
+        learning.learn(store, name="mine", source="lightroom", catalog=Path(db).parent / "k.lrcat")
+        store.close()
+        path = learning.head_path("mine")
+    head = personal.load_head(path)
+    key = learning.scores_key(path.stem)
+    assert isinstance(key, ModelKey) and key.model == "personal" and key.preprocess == head.extra["base_preprocess"]
+    assert head.base_model == "nima" and head.base_weights == "tiny"
