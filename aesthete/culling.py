@@ -9,15 +9,17 @@ of the photos not picked, because ``move_rejects`` asked for it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aesthete.errors import OptionError
 from aesthete.export import MODES, Outcome, export_album, inside, move_rejects
+from aesthete.ratings import Written, forget_written, record_written, written_by_path
 from aesthete.select import RANK_KEYS, Ranking, cull, last_run_scope
-from aesthete.store import Store
-from aesthete.xmp import PICK_RATING, SidecarResult, quantile_stars, write_sidecars
+from aesthete.store import Store, path_key
+from aesthete.xmp import PICK_RATING, SidecarResult, clear_sidecars, quantile_stars, still_as_written, write_sidecars
 
 
 @dataclass(frozen=True)
@@ -35,22 +37,24 @@ class CullOptions:
     model: str | None = None
     weights: str | None = None  # a personal head's or a checkpoint's scores, by name
     group: bool = True
-    reject_blurry: bool = False
-    reject_exposure: bool = False
+    reject_blurry: bool = True  # never pick a frame flagged blurry
+    reject_exposure: bool = True  # nor one flagged under- or overexposed
+    keep_flagged: bool = False  # pick flagged frames too (turns both rejections off)
     export: str | None = None  # build an album of the picks in this folder
-    mode: str = "link"  # album entries: link, symlink or copy
+    mode: str = "copy"  # album entries: copy (a reflink clone where possible), symlink or link (hard link)
     order_by_time: bool = False
     xmp: bool = False  # write xmp:Rating into the picks' sidecars
-    stars: bool = False  # with xmp: 1-5 stars by score quintile, not PICK_RATING
+    stars: bool = False  # with xmp: 1-5 stars by quintile among the picks, not PICK_RATING
     label: str | None = None  # with xmp: also set xmp:Label
+    clear_previous: bool = False  # with xmp: clear what an earlier cull rated and this one does not pick
     move_rejects: str | None = None  # move the photos not picked into this folder
     dry_run: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise OptionError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        if (self.stars or self.label is not None) and not self.xmp:
-            raise OptionError("--stars and --label only apply with --xmp")
+        if (self.stars or self.label is not None or self.clear_previous) and not self.xmp:
+            raise OptionError("--stars, --label and --clear-previous only apply with --xmp")
 
 
 @dataclass
@@ -63,11 +67,16 @@ class ExportReport:
 @dataclass
 class XmpReport:
     sidecars: list[tuple[SidecarResult, int]]  # each sidecar written (or not) with the rating it got
+    # Photos an earlier cull rated that this one does not pick, their sidecars still as aesthete wrote them:
+    # cleared with ``clear_previous`` (``cleared``: each sidecar's result), else left rated (``still_rated``).
+    cleared: list[SidecarResult] = field(default_factory=list)
+    still_rated: list[str] = field(default_factory=list)
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
         """(photo, reason) for each existing sidecar left as it was because it could not be merged."""
-        return [(r.photo, r.message or "") for r, _ in self.sidecars if r.status == "skipped"]
+        results = [r for r, _ in self.sidecars] + self.cleared
+        return [(r.photo, r.message or "") for r in results if r.status == "skipped"]
 
 
 @dataclass
@@ -111,6 +120,8 @@ class CullReport:
         if self.xmp:
             sections["xmp"] = {
                 "sidecars": [r.__dict__ | {"rating": n} for r, n in self.xmp.sidecars],
+                "cleared": [r.__dict__ for r in self.xmp.cleared],
+                "still_rated": self.xmp.still_rated,
                 "failed": self.xmp.skipped,
             }
         if self.moved:
@@ -134,12 +145,14 @@ def apply(store: Store, options: CullOptions) -> CullReport:
     roots, model = last_run_scope(store, list(options.roots), options.model)
     ranking = cull(
         store, roots, top=options.top, keep_percent=options.keep_percent, min_score=options.min_score,
-        model=model, weights=options.weights, group=options.group, reject_blurry=options.reject_blurry,
-        reject_exposure=options.reject_exposure,
+        model=model, weights=options.weights, group=options.group,
+        reject_blurry=options.reject_blurry and not options.keep_flagged,
+        reject_exposure=options.reject_exposure and not options.keep_flagged,
     )  # fmt: skip
     keep = f"{options.keep_percent:g}%" if options.keep_percent is not None else None
     settings = {"top": options.top, "keep": keep, "min_score": options.min_score, "group": options.group,
-                "reject_blurry": options.reject_blurry, "reject_exposure": options.reject_exposure,
+                "reject_blurry": options.reject_blurry and not options.keep_flagged,
+                "reject_exposure": options.reject_exposure and not options.keep_flagged,
                 "roots": roots}  # fmt: skip
     report = CullReport(ranking=ranking, roots=roots, dry_run=options.dry_run, settings=settings)
     if options.export is not None:
@@ -149,19 +162,56 @@ def apply(store: Store, options: CullOptions) -> CullReport:
         )  # fmt: skip
         report.export = ExportReport(options.export, outcome, inside(options.export, roots))
     if options.xmp:
-        report.xmp = XmpReport(_rate(ranking, stars=options.stars, label=options.label, dry_run=options.dry_run))
+        report.xmp = _rate_and_record(store, ranking, options)
     if options.move_rejects is not None:
         outcome = move_rejects(ranking.others, options.move_rejects, dry_run=options.dry_run, on_moved=store.move_file)
         report.moved = MoveReport(options.move_rejects, outcome, inside(options.move_rejects, roots))
     return report
 
 
+def _rate_and_record(store: Store, ranking: Ranking, options: CullOptions) -> XmpReport:
+    """Rate the picks, record what was written, and clear (or report) what an earlier cull rated that this
+    one does not pick. A sidecar the photographer changed since aesthete wrote it is never touched."""
+    sidecars = _rate(ranking, stars=options.stars, label=options.label, dry_run=options.dry_run)
+    report = XmpReport(sidecars)
+    written = written_by_path(store)
+    previous = [
+        (row, written[key])
+        for row in ranking.others
+        if (key := _key(row)) in written
+        and still_as_written(row["real_path"], row.get("companions", ()), rating=written[key].rating,
+                             label=written[key].label)
+    ]  # fmt: skip
+    forget = []
+    for row, mine in previous:
+        if not options.clear_previous:
+            report.still_rated.append(row["path"])
+            continue
+        results = clear_sidecars(row["real_path"], row.get("companions", ()), label=mine.label,
+                                 dry_run=options.dry_run)  # fmt: skip
+        report.cleared += results
+        if all(r.status != "skipped" for r in results):
+            forget.append(mine.path)
+    if not options.dry_run:
+        forget_written(store, forget)
+        ok = {r.photo: n for r, n in sidecars if r.status != "skipped"}
+        record_written(store, [
+            Written(row["real_path"], row["content_hash"], ok[row["real_path"]], options.label)
+            for row in ranking.rows if row["real_path"] in ok
+        ])  # fmt: skip
+    return report
+
+
+def _key(row: dict[str, Any]) -> str:
+    """A photo's key in ``written_ratings`` (as :func:`aesthete.ratings.record_written` stores it)."""
+    return path_key(os.path.abspath(row["real_path"]))[0]
+
+
 def _rate(ranking: Ranking, *, stars: bool, label: str | None, dry_run: bool) -> list[tuple[SidecarResult, int]]:
     ratings = [PICK_RATING] * len(ranking.rows)
-    if stars:  # quintiles of the whole shoot, so a pick's stars say where it stands among all the photos
+    if stars:  # quintiles of the picks: a top 10 of 113 photos still spreads 1..5 stars over the ten
         column = RANK_KEYS[ranking.by]
-        everyone = ranking.rows + ranking.others
-        ratings = quantile_stars([r[column] or 0.0 for r in everyone])[: len(ranking.rows)]
+        ratings = quantile_stars([r[column] or 0.0 for r in ranking.rows])
     return [  # a RAW companion's sidecars get its JPEG's rating: they are one photo
         (result, rating)
         for row, rating in zip(ranking.rows, ratings)

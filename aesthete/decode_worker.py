@@ -8,8 +8,12 @@ Each worker holds a read-only connection to the database: when a file's content 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
+import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +58,7 @@ class WorkerConfig:
     policy: dict[str, Any] | None  # the model's InputPolicy as a dict; None when no model runs
     key: ModelKey | None
     rescore: bool
+    parent_pid: int | None = None  # the process that started the pool: a worker dies with it (see init_worker)
 
 
 _config: WorkerConfig | None = None
@@ -62,9 +67,14 @@ _known: StoreReader | None = None
 
 
 def init_worker(config: WorkerConfig) -> None:
-    """Pool initializer. Workers ignore Ctrl-C: the main process decides how a run stops."""
+    """Pool initializer. Workers ignore Ctrl-C: the main process decides how a run stops, and die with it
+    (a ``kill -9`` of ``score`` must not leave workers blocked on the pool's queue forever, each holding
+    memory and the database open)."""
     global _config, _policy, _known
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if config.parent_pid is not None:
+        die_with_parent(config.parent_pid)
+        _close_inherited_database(config.db_path)
     if config.policy is not None and hasattr(os, "nice"):  # (Windows has no nice)
         # A model runs beside the workers: let it come first. A worker that runs only where a core is free
         # never preempts one of the model's threads mid-layer (the others would wait for it). Measured on
@@ -73,6 +83,65 @@ def init_worker(config: WorkerConfig) -> None:
     _config = config
     _policy = InputPolicy.from_dict(config.policy) if config.policy else None
     _known = StoreReader(config.db_path)
+
+
+PARENT_POLL_S = 0.5  # how often the fallback watch looks for its parent (a sleeping thread costs nothing)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this process when ``parent_pid`` ends, however it ends (``kill -9`` included).
+
+    Linux: the kernel sends SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``). Everywhere, and
+    as a second line on Linux: a daemon thread that exits once the parent is gone, seen either as a new
+    parent pid (POSIX re-parents orphans) or as multiprocessing's parent sentinel firing (Windows' parent
+    process handle; a pipe end elsewhere)."""
+    if sys.platform.startswith("linux"):
+        _set_pdeathsig(signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the above took effect
+        os._exit(1)
+    watch = threading.Thread(target=_watch_parent, args=(parent_pid,), name="aesthete-parent-watch", daemon=True)
+    watch.start()
+
+
+def _set_pdeathsig(signum: int) -> bool:
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
+    except (OSError, AttributeError):  # no prctl (e.g. a libc without it): the watch thread still works
+        return False
+
+
+def _watch_parent(parent_pid: int) -> None:
+    parent = multiprocessing.parent_process()
+    while True:
+        time.sleep(PARENT_POLL_S)
+        if os.getppid() != parent_pid or (parent is not None and not parent.is_alive()):
+            os._exit(1)
+
+
+def _close_inherited_database(db_path: str | None) -> None:
+    """A forked worker inherits the main process's descriptors on the database (its writer's connection):
+    point them at /dev/null, so a worker never keeps the database (or its WAL) open on the main process's
+    behalf. Not closed: the inherited SQLite state still names those numbers, and a number freed here could be
+    reused by the worker's own read-only connection and later closed under it. Linux only (/proc); spawned
+    workers inherit none."""
+    if not db_path or not os.path.isdir("/proc/self/fd"):
+        return
+    database = os.path.realpath(db_path)
+    names = {database, database + "-wal", database + "-shm", database + "-journal"}
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for entry in os.listdir("/proc/self/fd"):
+            try:
+                if int(entry) != null and os.readlink(f"/proc/self/fd/{entry}") in names:
+                    os.dup2(null, int(entry))
+            except OSError:  # closed meanwhile (the listing's own descriptor)
+                continue
+    finally:
+        os.close(null)
 
 
 def decode_target(policy: InputPolicy | None) -> Any:
@@ -141,7 +210,7 @@ def image_row(digest: str, decoded: Any, data: bytes) -> dict[str, Any]:
         "format": decoded.format,
         **exif,
         **signals,
-        "technical": technical_quality(signals),
+        "technical": technical_quality(signals, decoded.width, decoded.height),
         "phash": perceptual_hash(gray),
         "flags": json.dumps(flags(signals)),
     }

@@ -16,6 +16,7 @@ import io
 import logging
 import math
 import re
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,25 @@ if TYPE_CHECKING:
 logging.getLogger("exifread").setLevel(logging.ERROR)
 
 _DATE_RE = re.compile(r"\s*(\d{4})[:\-/.](\d{1,2})[:\-/.](\d{1,2})[ T](\d{1,2}):(\d{2}):(\d{2})")
-_TIME_TAGS = ("EXIF DateTimeOriginal", "EXIF DateTimeDigitized", "Image DateTime")
+# Capture time, best first, each with the ``capture_time_source`` it records: when the shutter fired
+# (EXIF DateTimeOriginal), the same in XMP (editors and phones that keep EXIF thin), when it was digitised
+# (a scanner's or a camera's second record), and last the file's own DateTime, which an editor rewrites on
+# every save (a Photoshop export date): kept only as a marked fallback.
+SOURCE_EXIF, SOURCE_XMP, SOURCE_DIGITIZED, SOURCE_SAVED = "exif", "xmp", "exif-digitized", "file-saved"
+_XMP_TIME_PROPERTIES = (
+    "{http://ns.adobe.com/exif/1.0/}DateTimeOriginal",
+    "{http://ns.adobe.com/photoshop/1.0/}DateCreated",
+    "{http://ns.adobe.com/xap/1.0/}CreateDate",
+)
+_XMP_DATE_RE = re.compile(r"\s*(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2}))?)?")
+MAX_XMP_BYTES = 4 << 20  # an XMP packet with a long edit history is ~100 kB
+# Pillow's names of the tags read when exifread finds nothing (its IFD0 and Exif sub-IFD numbers).
+_PIL_TAGS = {
+    "Image Make": 0x010F, "Image Model": 0x0110, "Image DateTime": 0x0132, "EXIF DateTimeOriginal": 0x9003,
+    "EXIF DateTimeDigitized": 0x9004, "EXIF LensModel": 0xA434, "EXIF FocalLength": 0x920A,
+    "EXIF FNumber": 0x829D, "EXIF ExposureTime": 0x829A, "EXIF ISOSpeedRatings": 0x8827,
+}  # fmt: skip
+_EXIF_IFD = 0x8769
 # 0x8827 (called PhotographicSensitivity since EXIF 2.3), then the REI some cameras write beside it.
 _ISO_TAGS = ("EXIF ISOSpeedRatings", "EXIF RecommendedExposureIndex")
 ORIENTATION = 0x0112  # the EXIF Orientation tag (274)
@@ -41,6 +60,9 @@ class ExifInfo:
     """What the cache stores and ``rank``/``cull`` filter on; every field may be ``None``."""
 
     capture_time: str | None = None  # ISO 8601 local time, 'YYYY-MM-DDTHH:MM:SS' (no zone, no subseconds)
+    # where capture_time came from: "exif" (DateTimeOriginal), "xmp", "exif-digitized", or "file-saved" (the
+    # file's DateTime: when it was last saved, a fallback that may be an export date, not the capture)
+    capture_time_source: str | None = None
     make: str | None = None
     camera: str | None = None  # the EXIF Model
     lens: str | None = None
@@ -55,16 +77,23 @@ class ExifInfo:
 
 
 def read_exif(data: bytes) -> ExifInfo:
-    """Parse the EXIF in a photo's bytes (JPEG, TIFF, PNG, WebP, HEIC); garbage gives ``None`` fields."""
+    """Parse the EXIF in a photo's bytes (JPEG, TIFF, PNG, WebP, HEIC); garbage gives ``None`` fields.
+
+    exifread first; where it finds nothing, Pillow's parser (it reads some EXIF blocks exifread misses).
+    The capture time may also come from the photo's embedded XMP (see :data:`SOURCE_EXIF` and after)."""
     try:
         tags = _process(data)
         if not tags and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
             tags = _process(_webp_exif(data))
     except Exception:  # exifread raises many types on malformed input; no EXIF is the honest answer
-        return ExifInfo()
+        tags = {}
+    if not tags:
+        tags = _pillow_tags(data)
+    capture_time, source = _capture_time(tags, data)
     iso = next((v for v in (_int(tags.get(name)) for name in _ISO_TAGS) if v is not None), None)
     return ExifInfo(
-        capture_time=next((t for t in (_datetime(tags.get(name)) for name in _TIME_TAGS) if t), None),
+        capture_time=capture_time,
+        capture_time_source=source,
         make=_text(tags.get("Image Make")),
         camera=_text(tags.get("Image Model")),
         lens=_text(tags.get("EXIF LensModel")),
@@ -73,6 +102,98 @@ def read_exif(data: bytes) -> ExifInfo:
         exposure_time=_positive(tags.get("EXIF ExposureTime")),
         iso=iso,
     )
+
+
+def _capture_time(tags: dict[str, Any], data: bytes) -> tuple[str | None, str | None]:
+    """(capture time, its source), the best the EXIF tags and the embedded XMP offer."""
+    original = _datetime(tags.get("EXIF DateTimeOriginal"))
+    if original:
+        return original, SOURCE_EXIF
+    from_xmp = xmp_capture_time(data)
+    if from_xmp:
+        return from_xmp, SOURCE_XMP
+    for name, source in (("EXIF DateTimeDigitized", SOURCE_DIGITIZED), ("Image DateTime", SOURCE_SAVED)):
+        value = _datetime(tags.get(name))
+        if value:
+            return value, source
+    return None, None
+
+
+def xmp_capture_time(data: bytes) -> str | None:
+    """The capture time in a photo's embedded XMP packet (exif:DateTimeOriginal, photoshop:DateCreated,
+    xmp:CreateDate, in that order), as local 'YYYY-MM-DDTHH:MM:SS'; None when there is none or it does
+    not parse. The packet is found by its ``<x:xmpmeta`` wrapper, wherever the container keeps it."""
+    import xml.etree.ElementTree as ET
+
+    from aesthete.xmp import property_values
+
+    start = data.find(b"<x:xmpmeta")
+    end = data.find(b"</x:xmpmeta>", start) if start >= 0 else -1
+    if start < 0 or end < 0 or end - start > MAX_XMP_BYTES:
+        return None
+    packet = data[start : end + len(b"</x:xmpmeta>")]
+    if b"<!DOCTYPE" in packet or b"<!ENTITY" in packet:  # XMP never declares them; refuse entity tricks
+        return None
+    try:
+        root = ET.fromstring(packet)
+    except ET.ParseError:
+        return None
+    for name in _XMP_TIME_PROPERTIES:
+        for text in property_values(root, name):
+            match = _XMP_DATE_RE.match(text)
+            if not match:
+                continue
+            try:  # a date alone (photoshop:DateCreated may be one) counts as that day's midnight
+                return datetime(*(int(g) if g else 0 for g in match.groups())).isoformat()
+            except ValueError:
+                continue
+    return None
+
+
+def _pillow_tags(data: bytes) -> dict[str, Any]:
+    """The tags :func:`read_exif` uses, from Pillow's EXIF parser, in exifread's shape (``.values``)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data": broken EXIF is an ordinary outcome here
+            with Image.open(io.BytesIO(data)) as image:
+                exif = image.getexif()
+                found = {**dict(exif), **dict(exif.get_ifd(_EXIF_IFD))}
+    except Exception:  # not an image Pillow knows, or a broken block: nothing more to learn
+        return {}
+    tags: dict[str, Any] = {}
+    for name, number in _PIL_TAGS.items():
+        value = found.get(number)
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            value = list(value)
+        tags[name] = _PillowTag(value if isinstance(value, (str, bytes, list)) else [value])
+    return tags
+
+
+@dataclass
+class _PillowTag:
+    """A Pillow EXIF value dressed as an exifread tag (rationals are Pillow's IFDRational, a number)."""
+
+    values: Any
+
+
+def exif_tag_names(path: str) -> list[str] | None:
+    """The names of the EXIF tags in the photo at ``path`` (``Orientation``, ...), [] when it has no EXIF,
+    None when it cannot be read. For ``show``: a file whose EXIF holds no camera details still has EXIF."""
+    from PIL import ExifTags, Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                exif = image.getexif()
+                numbers = [*exif, *exif.get_ifd(_EXIF_IFD)]
+    except Exception:
+        return None
+    return [ExifTags.TAGS.get(n, f"0x{n:04x}") for n in numbers if n != _EXIF_IFD]
 
 
 def orientation_tag(image: Image.Image) -> object:
@@ -183,7 +304,10 @@ def exif_line(info: dict[str, Any]) -> str:
     if info.get("iso"):
         parts.append(f"ISO {info['iso']}")
     if info.get("capture_time"):
-        parts.append(str(info["capture_time"])[:16].replace("T", " "))
+        taken = str(info["capture_time"])[:16].replace("T", " ")
+        parts.append(
+            f"{taken} (file saved; no capture time)" if info.get("capture_time_source") == SOURCE_SAVED else taken
+        )
     return " · ".join(parts)
 
 

@@ -1,14 +1,17 @@
 """Album export and reject moving: the two things ``cull`` does to files, neither touching a photo's bytes.
 
-``export_album`` puts the picks in a folder as hard links (default: no extra space, and the album
-survives deleting the originals), symlinks, or copies (``--mode``). Hard links are impossible across file
-systems and on some (FAT, many network shares); then the photo is copied and a notice says so. Copies
-keep the original's modification time. An album name that is taken gets a ``name (2).jpg`` sibling
-unless it already holds this very photo (a re-run), in which case it is left as it is: nothing is ever
-overwritten. ``--order-by-time`` prefixes names with the capture time (``20240501-120003_IMG_1.jpg``), so
-any file browser lists the album in shooting order. Beside the photos, ``manifest.json`` records what
-was picked and why (place, score, spread, technical quality, flags, group) and why each other photo was
-not.
+``export_album`` puts the picks in a folder as copies (default), symlinks, or hard links (``--mode``). A
+copy is a copy-on-write clone (reflink) where the file system offers one (Btrfs, XFS...: no extra space),
+else a full copy: either way the album file is its own file, so an editor that saves into it in place never
+changes the original. A hard link saves space everywhere but shares the original's inode, so exactly that
+can happen; it is only made when asked for. Hard links are impossible across file systems and on some (FAT,
+many network shares); then the photo is copied and a notice says so. Copies keep the original's
+modification time. An album name that is taken gets a ``name (2).jpg`` sibling unless it already holds
+this very photo (a re-run), in which case it is left as it is: no photo is ever overwritten.
+``--order-by-time`` prefixes names with the capture time (``20240501-120003_IMG_1.jpg``), so any file
+browser lists the album in shooting order. Beside the photos, ``manifest.json`` records what was picked and
+why (place, score, spread, technical quality, flags, group) and why each other photo was not; a re-export
+into the same album replaces aesthete's own manifest, never a file of that name it did not write.
 
 ``move_rejects`` moves the photos that were not picked, only when asked, each with its XMP sidecar;
 a rename keeps bytes and modification time (across file systems: copy, check, then delete), and the
@@ -29,14 +32,15 @@ from datetime import datetime
 from typing import Any
 
 from aesthete.errors import OptionError
-from aesthete.fileops import NO_HARD_LINKS, atomic_write, copy_new, free_bundle, free_name, same_content
+from aesthete.fileops import NO_HARD_LINKS, atomic_write, clone_or_copy, copy_new, free_bundle, free_name, same_content
 from aesthete.paths import is_within
 from aesthete.select import Ranking, public_row
 from aesthete.store import now_iso
 from aesthete.xmp import sidecar_paths
 
-MODES = ("link", "symlink", "copy")
+MODES = ("copy", "symlink", "link")  # the first is the default
 MANIFEST_NAME = "manifest.json"
+MAX_MANIFEST_BYTES = 256 << 20  # ~1 kB a photo: far above any shoot; a larger file is not ours
 MANIFEST_FIELDS = (
     "score", "output", "mean", "std", "p_high", "technical", "sharpness", "flags", "group", "group_size",
     "capture_time", "make", "camera", "lens", "content_hash",
@@ -45,7 +49,8 @@ MANIFEST_FIELDS = (
 
 @dataclass
 class Placed:
-    """One file put somewhere: ``how`` is link, symlink, copy, move, or present (already there)."""
+    """One file put somewhere: ``how`` is clone (a copy-on-write copy), copy, symlink, link, move, or present
+    (already there)."""
 
     source: str
     target: str
@@ -71,7 +76,7 @@ def export_album(
     ranking: Ranking,
     dest: str,
     *,
-    mode: str = "link",
+    mode: str = "copy",
     order_by_time: bool = False,
     dry_run: bool = False,
     settings: dict[str, Any] | None = None,
@@ -108,10 +113,25 @@ def export_album(
             outcome.placed.append(Placed(source, target, how))
             targets[source] = target
     manifest = _manifest(ranking, targets, mode, settings or {})
-    outcome.manifest, _ = free_name(dest, MANIFEST_NAME)
+    # A re-export into the same album replaces aesthete's own manifest (the old one would be stale); a file of
+    # that name that is not one of aesthete's manifests is never touched: the manifest takes the next name.
+    outcome.manifest, ours = free_name(dest, MANIFEST_NAME, reuse=is_our_manifest)
     if not dry_run:
-        atomic_write(outcome.manifest, json.dumps(manifest, indent=2).encode(), overwrite=False)
+        atomic_write(outcome.manifest, json.dumps(manifest, indent=2).encode(), overwrite=ours)
     return outcome
+
+
+def is_our_manifest(path: str) -> bool:
+    """Whether ``path`` is a manifest an aesthete export wrote (a JSON object with ``"tool": "aesthete"``)."""
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_MANIFEST_BYTES + 1)
+        if len(data) > MAX_MANIFEST_BYTES:
+            return False
+        manifest = json.loads(data)
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("tool") == "aesthete" and "picks" in manifest
 
 
 def _place(source: str, target: str, mode: str, notices: list[str]) -> str:
@@ -129,8 +149,7 @@ def _place(source: str, target: str, mode: str, notices: list[str]) -> str:
             notice = f"hard links are not possible into {os.path.dirname(target)} ({_reason(exc)}): copied instead"
             if notice not in notices:
                 notices.append(notice)
-    copy_new(source, target)
-    return "copy"
+    return clone_or_copy(source, target)
 
 
 def _manifest(ranking: Ranking, targets: dict[str, str], mode: str, settings: dict[str, Any]) -> dict[str, Any]:

@@ -119,6 +119,13 @@ def schema_written_ratings(db: sqlite_utils.Database) -> None:
     db["written_ratings"].create_index(["content_hash"])
 
 
+@migration
+def schema_capture_time_source(db: sqlite_utils.Database) -> None:
+    """Where each capture time came from (``exif``, ``xmp``, ``exif-digitized``, ``file-saved``: see
+    :mod:`aesthete.exif`); NULL for photos read before this existed."""
+    db["images"].add_column("capture_time_source", str)
+
+
 SCHEMA_VERSION = len(MIGRATIONS)  # what a database that has run every migration records in user_version
 
 

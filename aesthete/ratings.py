@@ -451,6 +451,18 @@ def record_written(store: Store, written: Sequence[Written]) -> None:
         )
 
 
+def written_by_path(store: Store) -> dict[str, Written]:
+    """photo path (as :func:`aesthete.store.path_key` stores it) -> the rating aesthete last wrote there."""
+    rows = store.conn.execute("SELECT path, content_hash, rating, label FROM written_ratings").fetchall()
+    return {p: Written(p, h, r, label) for p, h, r, label in rows}
+
+
+def forget_written(store: Store, paths: Sequence[str]) -> None:
+    """Drop the records of ``paths`` (stored keys): their ratings were cleared, aesthete's no longer."""
+    with store.transaction():
+        store.conn.executemany("DELETE FROM written_ratings WHERE path = ?", [(p,) for p in paths])
+
+
 def written_ratings(store: Store) -> dict[str, Written]:
     """content hash -> the last rating aesthete wrote for it (empty before the table exists)."""
     try:

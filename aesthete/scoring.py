@@ -349,7 +349,7 @@ def _run_jobs(
 ) -> None:
     config = WorkerConfig(
         db_path=str(store.path), policy=choice.policy.to_dict() if choice.policy else None, key=choice.key,
-        rescore=rescore,
+        rescore=rescore, parent_pid=os.getpid(),
     )  # fmt: skip
     worker_count = workers or default_workers()
     pool = _DecodePool(worker_count, config)

@@ -9,6 +9,7 @@ from typing import Any
 
 from aesthete.errors import NothingToDoError, OptionError
 from aesthete.groups import annotate, ensure_groups
+from aesthete.signals import technical_quality
 from aesthete.store import ModelKey, Store
 
 # ``--by`` keys: the column each sorts on, largest first.
@@ -104,6 +105,8 @@ def rank(
         if model and key is None:
             notes.append(f"no scores from model {model!r} in the database")
     rows = store.photos(key, roots)
+    for row in rows:  # from the cached signals: photos scored by an older formula rank by today's too
+        row["technical"] = technical_quality(row, row.get("width"), row.get("height"))
     output = None
     if by in AESTHETIC_KEYS:
         scored = [r for r in rows if r["mean"] is not None]
@@ -118,7 +121,7 @@ def rank(
                     f"--by {by} needs a predicted distribution; {key.model} predicts one score: use --by mean"
                 )
         else:
-            notes.append("no aesthetic scores yet: ranked by technical quality (sharpness and exposure)")
+            notes.append("no aesthetic scores yet: ranked by technical quality (sharpness, exposure, noise, size)")
             by = "technical"
     filters = filters or Filters()
     rows = [r for r in rows if filters.accepts(r)]
@@ -147,15 +150,16 @@ def cull(
     min_score: float | None = None,
     model: str | None = None,
     group: bool = True,
-    reject_blurry: bool = False,
-    reject_exposure: bool = False,
+    reject_blurry: bool = True,
+    reject_exposure: bool = True,
     filters: Filters | None = None,
     weights: str | None = None,
 ) -> Ranking:
     """The photos worth keeping from ``roots``, or from the folders of the most recent ``score`` run.
 
     Candidates are ranked by aesthetic mean (technical quality when nothing is scored, which the notes
-    say), then photos failing ``filters``, ``min_score`` or the reject flags drop out, then with ``group``
+    say), then photos failing ``filters`` or ``min_score`` drop out, and so do, unless ``reject_blurry`` /
+    ``reject_exposure`` are turned off, frames flagged blurry or under-/overexposed; then with ``group``
     only the best remaining photo of each burst / near-duplicate group (:mod:`aesthete.groups`) stays a
     candidate, and finally ``top`` (or ``keep_percent`` of the ranked photos in scope) cuts the list. With
     no limit given at all the best :data:`DEFAULT_TOP` are kept. Each pick gets ``pick`` (its place), and

@@ -30,8 +30,13 @@ OVEREXPOSED_MEAN_ABOVE = 0.88
 OVEREXPOSED_CLIPPED_ABOVE = 0.10  # fraction blown to white: highlights are less forgiving than shadows
 NOISY_ABOVE = 2.5  # noise sigma in 8-bit luma units at working size (downscaling averages noise away)
 
-# technical_quality: a sharpness of SHARPNESS_SCALE earns 63% (1 - 1/e) of the sharpness term.
+# technical_quality: a sharpness of SHARPNESS_SCALE earns 63% (1 - 1/e) of the sharpness term; a noise
+# sigma of NOISE_SCALE keeps 37% (1/e) of the noise term; RESOLUTION_SCALE_MP megapixels earn 63% of the size
+# term. Provisional, like the flag thresholds: set so that the "noisy" flag costs about a fifth and anything
+# from about 2 MP counts as full size.
 SHARPNESS_SCALE = 2.0
+NOISE_SCALE = 2 * NOISY_ABOVE
+RESOLUTION_SCALE_MP = 0.5
 
 _LOG_SIGMA = 1.0  # pixels at working size
 _GAUSS_RADIUS = 3
@@ -149,18 +154,30 @@ def hash_distance(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
-def technical_quality(signals: dict[str, float]) -> float:
+def technical_quality(signals: dict[str, float], width: int | None = None, height: int | None = None) -> float:
     """One 0..1 number to rank photos by when no aesthetic score exists.
 
-    ``quality = (1 - exp(-sharpness / SHARPNESS_SCALE)) * (1 - clipped)^2``, where ``clipped`` is the
-    fraction of clipped shadows plus clipped highlights (capped at 1). Sharper is always better, more
-    clipping always worse, a fully clipped or featureless frame scores 0. Noise is left out: it is a
-    flag of its own, and the sharpness measure already ignores most of it. Missing values count as 0.
-    """
+    ``quality = sharp * exposure * clean * size`` with
+
+    - ``sharp = 1 - exp(-sharpness / SHARPNESS_SCALE)``: sharper is always better, a featureless frame 0;
+    - ``exposure = (1 - clipped)^2``, ``clipped`` the fraction of clipped shadows plus highlights (max 1);
+    - ``clean = exp(-(noise / NOISE_SCALE)^2)``: noise adds fine detail that the sharpness measure partly
+      takes for focus, so a noisy frame would otherwise rank above a clean one (~0.96 at a clean photo's
+      sigma of 1, 0.78 at the "noisy" flag's 2.5, ~0.02 at 10);
+    - ``size = 1 - exp(-megapixels / RESOLUTION_SCALE_MP)``: the signals are measured at working size, so a
+      100 x 75 thumbnail looks as sharp as a 24-MP frame; it is worth far less (0.015 for the thumbnail,
+      0.45 at 640 x 480, 0.98 at 2 MP). Unknown dimensions count as full size.
+
+    Missing signal values count as 0."""
     sharpness = max(0.0, signals.get("sharpness") or 0.0)
     clipped = (signals.get("clipped_shadows") or 0.0) + (signals.get("clipped_highlights") or 0.0)
     exposure_term = (1.0 - min(1.0, max(0.0, clipped))) ** 2
-    return (1.0 - math.exp(-sharpness / SHARPNESS_SCALE)) * exposure_term
+    noise = max(0.0, signals.get("noise") or 0.0)
+    clean_term = math.exp(-((noise / NOISE_SCALE) ** 2))
+    size_term = 1.0
+    if width and height:
+        size_term = 1.0 - math.exp(-(width * height / 1e6) / RESOLUTION_SCALE_MP)
+    return (1.0 - math.exp(-sharpness / SHARPNESS_SCALE)) * exposure_term * clean_term * size_term
 
 
 def flags(signals: dict[str, float]) -> list[str]:

@@ -42,8 +42,8 @@ from aesthete.paths import default_db_path, is_within, subtree_prefix
 BUSY_TIMEOUT_MS = 60_000
 
 IMAGE_COLUMNS = (
-    "width", "height", "format", "capture_time", "make", "camera", "lens", "focal_length", "f_number",
-    "exposure_time", "iso", "sharpness", "clipped_shadows", "clipped_highlights", "mean_luma", "noise",
+    "width", "height", "format", "capture_time", "capture_time_source", "make", "camera", "lens", "focal_length",
+    "f_number", "exposure_time", "iso", "sharpness", "clipped_shadows", "clipped_highlights", "mean_luma", "noise",
     "technical", "phash", "flags",
 )  # fmt: skip
 

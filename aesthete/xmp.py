@@ -71,7 +71,7 @@ class XmpError(AestheteError):
 class SidecarResult:
     photo: str
     sidecar: str
-    status: str  # created | updated | unchanged | skipped (an unusable existing sidecar, left as it was)
+    status: str  # created | updated | unchanged | cleared | skipped (an unusable existing sidecar, left as it was)
     message: str | None = None
 
 
@@ -139,6 +139,67 @@ def write_sidecar(
     if not dry_run and status != "unchanged":
         atomic_write(path, _serialise(tree, {XMP: "xmp", **prefixes}), overwrite=True)
     return SidecarResult(photo, path, status)
+
+
+def still_as_written(photo: str, companions: Sequence[str], *, rating: int, label: str | None) -> bool:
+    """Whether the sidecars of ``photo`` (and its companions) still say what aesthete wrote: at least one
+    exists, and every one that exists has ``rating`` (and ``label``, when aesthete wrote one). False once
+    the photographer changed any of them: such a sidecar is theirs now."""
+    seen = False
+    for path in sidecar_paths(photo, [c for c in companions if os.path.lexists(c)]):
+        try:
+            existing = _read(path)
+        except XmpError:
+            return False
+        if existing is None:
+            continue
+        seen = True
+        root = existing[0]
+        if [_as_int(v) for v in property_values(root, f"{{{XMP}}}Rating")] != [rating]:
+            return False
+        if label is not None and property_values(root, f"{{{XMP}}}Label") != [label]:
+            return False
+    return seen
+
+
+def _as_int(text: str) -> int | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else None
+
+
+def clear_sidecars(
+    photo: str, companions: Sequence[str] = (), *, label: str | None = None, dry_run: bool = False
+) -> list[SidecarResult]:
+    """Remove ``xmp:Rating`` (and ``xmp:Label`` when aesthete wrote ``label``) from each existing sidecar of
+    ``photo`` and its companions, keeping everything else; status ``cleared``, or ``skipped`` with why.
+    The caller checks first (:func:`still_as_written`) that the ratings are still aesthete's."""
+    names = [f"{{{XMP}}}Rating"] + ([f"{{{XMP}}}Label"] if label is not None else [])
+    results = []
+    for path in sidecar_paths(photo, [c for c in companions if os.path.lexists(c)]):
+        try:
+            existing = _read(path)
+        except XmpError as exc:
+            results.append(SidecarResult(photo, path, "skipped", f"{path}: {exc}; left untouched"))
+            continue
+        if existing is None:
+            continue
+        tree, prefixes = existing
+        removed = False
+        for description in descriptions(tree) or []:
+            for name in names:
+                if name in description.attrib:
+                    del description.attrib[name]
+                    removed = True
+                for child in description.findall(name):
+                    description.remove(child)
+                    removed = True
+        if removed and not dry_run:
+            atomic_write(path, _serialise(tree, {XMP: "xmp", **prefixes}), overwrite=True)
+        results.append(SidecarResult(photo, path, "cleared" if removed else "unchanged"))
+    return results
 
 
 def _read(path: str) -> tuple[ET.Element, dict[str, str]] | None:

@@ -40,6 +40,9 @@ def shoot(tmp_path: Path) -> tuple[Path, Store]:
     store = Store(tmp_path / "a.db")
     score([str(folder)], store=store, model="nima", workers=1)
     add_scores(store, MEANS)
+    # a3 (+1 EV) is flagged overexposed, and flagged frames are rejected by default: these tests are about
+    # picks and files, so the shoot starts unflagged; the flag tests set the flags they need.
+    store.conn.execute("UPDATE images SET flags = '[]'")
     return folder, store
 
 
@@ -83,15 +86,21 @@ def test_ties_go_to_technical_quality_then_to_the_smaller_spread(shoot: tuple[Pa
 
 def test_reject_flags_hand_the_group_to_the_next_frame(shoot: tuple[Path, Store]) -> None:
     _, store = shoot
-    a3 = next(r for r in store.photos(None) if r["path"].endswith("a3.jpg"))
-    store.conn.execute("UPDATE images SET flags = '[]'")
+    a3, a5 = (next(r for r in store.photos(None) if r["path"].endswith(f"/{n}")) for n in ("a3.jpg", "a5.jpg"))
     store.conn.execute("UPDATE images SET flags = '[\"blurry\"]' WHERE content_hash = ?", (a3["content_hash"],))
-    assert names(cull(store, top=1).rows) == ["a3.jpg"]  # flags are shown, not applied, unless asked
-    ranking = cull(store, top=1, reject_blurry=True)
+    assert names(cull(store, top=1, reject_blurry=False).rows) == ["a3.jpg"]  # kept only when asked
+    ranking = cull(store, top=1)  # rejected by default
     assert names(ranking.rows) == ["a5.jpg"]
     assert next(r["why"] for r in ranking.others if r["path"].endswith("a3.jpg")) == "blurry"
     store.conn.execute("UPDATE images SET flags = '[\"overexposed\"]' WHERE content_hash = ?", (a3["content_hash"],))
-    assert names(cull(store, top=1, reject_exposure=True).rows) == ["a5.jpg"]
+    assert names(cull(store, top=1).rows) == ["a5.jpg"]
+    assert names(cull(store, top=1, reject_exposure=False).rows) == ["a3.jpg"]
+    kept = apply(store, CullOptions(top=1, keep_flagged=True))
+    assert names(kept.ranking.rows) == ["a3.jpg"] and not kept.settings["reject_exposure"]
+    flagged = runner.invoke(app, ["cull", "--db", str(store.path), "--top", "1", "--paths"])
+    assert flagged.exit_code == 0 and flagged.stdout.split() == [a5["real_path"]]
+    kept_cli = runner.invoke(app, ["cull", "--db", str(store.path), "--top", "1", "--paths", "--keep-flagged"])
+    assert kept_cli.stdout.split() == [a3["real_path"]]
 
 
 @pytest.mark.parametrize("mode", ["link", "symlink", "copy"])
@@ -101,7 +110,8 @@ def test_export_modes(shoot: tuple[Path, Store], tmp_path: Path, mode: str) -> N
     ranking = cull(store, top=3)
     album = tmp_path / "album"
     outcome = export_album(ranking, str(album), mode=mode, settings={"top": 3})
-    assert [p.how for p in outcome.placed] == [mode] * 3 and not outcome.failed
+    done = {"copy": {"copy", "clone"}}.get(mode, {mode})  # a copy is a reflink clone where the disk offers one
+    assert len(outcome.placed) == 3 and {p.how for p in outcome.placed} <= done and not outcome.failed
     for placed in outcome.placed:
         target, source = Path(placed.target), Path(placed.source)
         assert target.read_bytes() == source.read_bytes()
@@ -148,6 +158,9 @@ def test_name_clashes_never_overwrite_and_reruns_add_nothing(shoot: tuple[Path, 
     assert (album / "manifest.json").read_text() == "{}" and Path(outcome.manifest).name == "manifest (2).json"
     again = export_album(ranking, str(album))
     assert [p.how for p in again.placed] == ["present"] * 3
+    # The re-export replaced its own manifest (2), left the foreign manifest.json alone, and added no third.
+    assert again.manifest == outcome.manifest and (album / "manifest.json").read_text() == "{}"
+    assert sorted(p.name for p in album.glob("manifest*")) == ["manifest (2).json", "manifest.json"]
     assert sorted(p.name for p in album.iterdir() if p.suffix == ".jpg") == ["a3 (2).jpg", "a3 (3).jpg", "a3.jpg",
                                                                               "a5.jpg"]  # fmt: skip
 
@@ -228,9 +241,9 @@ def test_cli_cull_exports_rates_and_reports_json(shoot: tuple[Path, Store], tmp_
     assert [Path(p["path"]).name for p in data["picks"]] == BEST_OF_GROUPS[:4]
     assert [p["group_size"] for p in data["picks"]] == [5, 2, 1, 1]
     assert {s["status"] for s in data["xmp"]["sidecars"]} == {"created"}
-    # Quintiles among all 14 ranked photos, by mid-rank: a_other_camera (6.5) has 10 below it, 10.5/14 = 0.75
-    # -> 4 stars; d (5.8) has 7 below, 7.5/14 = 0.54 -> 3 stars.
-    assert [s["rating"] for s in data["xmp"]["sidecars"]] == [5, 5, 4, 3]
+    # Quintiles among the 4 picks, by mid-rank: a3 3.5/4 -> 5, b1 2.5/4 -> 4, a_other_camera 1.5/4 -> 2,
+    # d 0.5/4 -> 1 star (among the whole shoot a3 and b1 both had 5).
+    assert [s["rating"] for s in data["xmp"]["sidecars"]] == [5, 4, 2, 1]
     assert sorted(p.name for p in folder.glob("*.xmp")) == sorted(f"{n}.xmp" for n in BEST_OF_GROUPS[:4])
     assert len(list(album.glob("*.jpg"))) == 4 and (album / "manifest.json").exists()
     assert "picked 4 of 14" in result.stderr and "behind a better frame" in result.stderr
@@ -257,7 +270,7 @@ def test_apply_picks_and_does_every_file_action_in_one_call(shoot: tuple[Path, S
     assert report.export is not None and not report.export.inside_roots
     assert [Path(p.target).name for p in report.export.outcome.placed] == BEST_OF_GROUPS[:3]
     assert report.xmp is not None and {r.status for r, _ in report.xmp.sidecars} == {"created"}
-    assert [n for _, n in report.xmp.sidecars] == [5, 5, 4]
+    assert [n for _, n in report.xmp.sidecars] == [5, 3, 1]  # spread over the three picks
     assert report.moved is not None and len(report.moved.outcome.placed) == 11
     assert set(report.actions()) == {"export", "xmp", "moved"}
     # A dry run: nothing was created, moved or written.
@@ -270,7 +283,7 @@ def test_apply_picks_and_does_every_file_action_in_one_call(shoot: tuple[Path, S
 
 
 def test_cull_options_are_checked_before_any_work(tmp_path: Path) -> None:
-    with pytest.raises(OptionError, match="--mode must be one of link, symlink, copy"):
+    with pytest.raises(OptionError, match="--mode must be one of copy, symlink, link"):
         CullOptions(mode="move")
     with pytest.raises(OptionError, match="only apply with --xmp"):
         CullOptions(stars=True)
@@ -299,3 +312,117 @@ def test_cull_report_and_groups_never_import_torch(tmp_path: Path) -> None:
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_default_album_entry_is_its_own_file(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    """An editor saving into an album file in place must not change the original: no shared inode."""
+    folder, store = shoot
+    outcome = export_album(cull(store, top=2), str(tmp_path / "album"))
+    assert len(outcome.placed) == 2 and {p.how for p in outcome.placed} <= {"copy", "clone"}
+    for placed in outcome.placed:
+        assert not os.path.samefile(placed.target, placed.source)
+        assert Path(placed.target).read_bytes() == Path(placed.source).read_bytes()
+        with open(placed.target, "r+b") as album_file:  # an in-place save
+            album_file.write(b"edited")
+        assert not Path(placed.source).read_bytes().startswith(b"edited")
+    assert CullOptions().mode == "copy"
+
+
+def test_a_copy_is_a_reflink_clone_where_the_file_system_offers_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FICLONE is asked for first; where it is refused (ext4, tmpfs, another file system) a copy follows."""
+    import fcntl
+
+    from aesthete import fileops
+
+    source = tmp_path / "a.jpg"
+    source.write_bytes(b"photo bytes")
+    os.utime(source, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    calls = []
+
+    def cloning(fd: int, request: int, arg: int) -> int:  # does what the kernel's clone does to the data
+        calls.append(request)
+        os.write(fd, os.pread(arg, 1 << 20, 0))
+        return 0
+
+    monkeypatch.setattr(fileops.sys, "platform", "linux")
+    monkeypatch.setattr(fcntl, "ioctl", cloning)
+    assert fileops.clone_or_copy(str(source), str(tmp_path / "b.jpg")) == "clone" and calls == [fileops.FICLONE]
+    assert (tmp_path / "b.jpg").read_bytes() == b"photo bytes"
+    assert (tmp_path / "b.jpg").stat().st_mtime_ns == source.stat().st_mtime_ns
+
+    def refused(fd: int, request: int, arg: int) -> int:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(fcntl, "ioctl", refused)
+    assert fileops.clone_or_copy(str(source), str(tmp_path / "c.jpg")) == "copy"
+    assert (tmp_path / "c.jpg").read_bytes() == b"photo bytes"
+    with pytest.raises(FileExistsError):  # never replaces
+        fileops.clone_or_copy(str(source), str(tmp_path / "c.jpg"))
+
+
+def test_a_second_cull_clears_what_the_first_rated_only_when_asked(shoot: tuple[Path, Store]) -> None:
+    """aesthete records what it rated; a later cull warns about earlier picks it no longer picks, and with
+    --clear-previous removes their rating and label, except where the photographer changed the rating."""
+    from aesthete.ratings import parse_xmp, written_by_path
+
+    folder, store = shoot
+    db = str(store.path)
+    first = runner.invoke(app, ["cull", str(folder), "--db", db, "--top", "3", "--xmp", "--label", "aesthete pick"])
+    assert first.exit_code == 0, first.output
+    a3, b1, other = (folder / f"{n}.xmp" for n in BEST_OF_GROUPS[:3])
+    assert all(parse_xmp(s.read_bytes()) == (1, "aesthete pick") for s in (a3, b1, other))
+    assert {Path(p).name for p in written_by_path(store)} == set(BEST_OF_GROUPS[:3])
+    b1.write_text(b1.read_text().replace('xmp:Rating="1"', 'xmp:Rating="3"'))  # the photographer re-rated b1
+    b1_before, other_before = b1.read_bytes(), other.read_bytes()
+
+    warned = runner.invoke(app, ["cull", str(folder), "--db", db, "--top", "1", "--xmp", "--label", "aesthete pick"])
+    assert warned.exit_code == 0, warned.output
+    assert "1 photo rated by an earlier cull and no longer picked" in warned.stderr
+    assert (b1.read_bytes(), other.read_bytes()) == (b1_before, other_before)
+
+    args = ["cull", str(folder), "--db", db, "--top", "1", "--xmp", "--label", "aesthete pick", "--clear-previous"]
+    cleared = runner.invoke(app, [*args, "--json"])
+    assert cleared.exit_code == 0, cleared.output
+    assert "cleared the earlier rating of 1 photo no longer picked" in cleared.stderr
+    assert [Path(r["photo"]).name for r in json.loads(cleared.stdout)["xmp"]["cleared"]] == ["a_other_camera.jpg"]
+    assert parse_xmp(other.read_bytes()) == (None, None) and other.exists()  # the sidecar stays, without them
+    assert b1.read_bytes() == b1_before  # changed by hand: never touched
+    assert parse_xmp(a3.read_bytes()) == (1, "aesthete pick")
+    assert {Path(p).name for p in written_by_path(store)} == {"a3.jpg", "b1.jpg"}
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "cleared" not in again.stderr and "warning" not in again.stderr
+
+
+def test_clear_previous_needs_xmp() -> None:
+    with pytest.raises(OptionError, match="--clear-previous only apply with --xmp"):
+        CullOptions(clear_previous=True)
+
+
+def test_stars_spread_over_the_picks_not_the_shoot(shoot: tuple[Path, Store]) -> None:
+    """A small top of a big shoot: the picks are all in the shoot's top fifth, yet get 1 to 5 stars."""
+    folder, store = shoot
+    report = apply(store, CullOptions(roots=[str(folder)], top=5, group=False, xmp=True, stars=True, dry_run=True))
+    assert report.xmp is not None
+    ratings = [n for _, n in report.xmp.sidecars]
+    assert ratings == sorted(ratings, reverse=True) and ratings[0] == 5 and ratings[-1] == 1
+
+
+def test_re_exporting_into_an_album_replaces_its_manifest_and_says_so_in_words(
+    shoot: tuple[Path, Store], tmp_path: Path
+) -> None:
+    folder, store = shoot
+    album, db = tmp_path / "album", str(store.path)
+    first = runner.invoke(app, ["cull", str(folder), "--db", db, "--top", "3", "--export", str(album)])
+    assert first.exit_code == 0, first.output
+    assert "export: put 3 copies in" in first.stderr or "put 3 copy-on-write copies" in first.stderr
+    second = runner.invoke(app, ["cull", str(folder), "--db", db, "--top", "4", "--export", str(album)])
+    assert second.exit_code == 0, second.output
+    assert "put 1 copy (3 already there)" in second.stderr or "put 1 copy-on-write copy (3" in second.stderr
+    assert [p.name for p in album.glob("manifest*")] == ["manifest.json"]  # no "manifest (2).json"
+    manifest = json.loads((album / "manifest.json").read_text())
+    assert [entry["file"] for entry in manifest["picks"]] == BEST_OF_GROUPS[:4]  # the second export's picks
+    third = runner.invoke(app, ["cull", str(folder), "--db", db, "--top", "1", "--export", str(album), "--mode",
+                                "link"])  # fmt: skip
+    assert "put nothing new (1 already there)" in third.stderr

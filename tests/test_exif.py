@@ -4,7 +4,9 @@ reads the orientation every reader of pixels applies."""
 from __future__ import annotations
 
 import io
+import struct
 
+import exifread
 import imagegen as g
 import pytest
 from PIL import Image
@@ -32,6 +34,7 @@ def test_fields_read_back_from_a_camera_like_jpeg() -> None:
         f_number=2.8,
         exposure_time=0.004,
         iso=400,
+        capture_time_source="exif",
     )
     assert orientation(data) == 6
     assert info.to_dict()["exposure_time"] == 0.004
@@ -50,8 +53,50 @@ def test_exif_in_png_and_webp(fmt: str) -> None:
 def test_capture_time_falls_back_to_digitized_then_datetime() -> None:
     digitized = read_exif(photo(datetime_original=None, datetime_digitized="2023:01:02 03:04:05"))
     assert digitized.capture_time == "2023-01-02T03:04:05"
+    assert digitized.capture_time_source == "exif-digitized"
     only_datetime = read_exif(photo(datetime_original=None))
     assert only_datetime.capture_time == "2024-05-01T11:00:00"
+    assert only_datetime.capture_time_source == "file-saved"  # a save time, marked as the fallback it is
+    assert "(file saved; no capture time)" in exif_line(only_datetime.to_dict())
+    assert "file saved" not in exif_line(read_exif(photo()).to_dict())
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    return b"\xff" + bytes([marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+XMP_PACKET = (
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:exif="http://ns.adobe.com/exif/1.0/"'
+    ' xmp:CreateDate="2019-06-07T08:09:10.55+02:00">{extra}</rdf:Description></rdf:RDF></x:xmpmeta>'
+)
+
+
+def with_xmp(data: bytes, packet: str) -> bytes:
+    """``data`` (a JPEG) with an XMP APP1 segment right after SOI, as editors and phones write it."""
+    return data[:2] + _segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00" + packet.encode()) + data[2:]
+
+
+def test_capture_time_from_xmp_before_the_files_save_time() -> None:
+    saved_only = photo(datetime_original=None)  # EXIF has only DateTime (e.g. a Photoshop export date)
+    info = read_exif(with_xmp(saved_only, XMP_PACKET.format(extra="")))
+    assert (info.capture_time, info.capture_time_source) == ("2019-06-07T08:09:10", "xmp")
+    # exif:DateTimeOriginal in XMP comes before xmp:CreateDate, in element form too
+    extra = "<exif:DateTimeOriginal>2018-01-02T03:04:05</exif:DateTimeOriginal>"
+    assert read_exif(with_xmp(saved_only, XMP_PACKET.format(extra=extra))).capture_time == "2018-01-02T03:04:05"
+    # EXIF DateTimeOriginal still comes first
+    first = read_exif(with_xmp(photo(), XMP_PACKET.format(extra="")))
+    assert (first.capture_time, first.capture_time_source) == ("2024-05-01T12:00:00", "exif")
+    assert read_exif(with_xmp(saved_only, "<x:xmpmeta>not xml")).capture_time_source == "file-saved"
+
+
+def test_pillow_reads_an_exif_block_exifread_misses() -> None:
+    """A large ICC profile (APP2) ahead of the EXIF segment: exifread gives up, Pillow finds it."""
+    data = photo()
+    hidden = data[:2] + _segment(0xE2, b"ICC_PROFILE\x00" + bytes(60000)) + data[2:]
+    assert not exifread.process_file(io.BytesIO(hidden), details=False)  # the case this fallback is for
+    info = read_exif(hidden)
+    assert info == read_exif(data)
 
 
 @pytest.mark.parametrize(
@@ -131,3 +176,38 @@ def test_read_exif_accepts_a_real_pillow_exif_object_bytes() -> None:
     exif[0x0110] = "Pixel 8"
     info = read_exif(g.encode(g.marker_image(), "JPEG", exif=exif))
     assert info.camera == "Pixel 8" and info.make is None and info.capture_time is None
+
+
+def test_show_does_not_say_no_exif_for_a_file_with_only_an_orientation(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from aesthete.cli import app
+    from aesthete.scoring import score
+    from aesthete.store import Store
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    (tmp_path / "turned.jpg").write_bytes(g.encode(g.marker_image(), "JPEG", exif=exif))
+    (tmp_path / "bare.jpg").write_bytes(g.encode(g.marker_image(), "JPEG"))
+    store = Store(tmp_path / "a.db")
+    score([str(tmp_path)], store=store, workers=1)
+    store.close()
+    runner = CliRunner()
+    turned = runner.invoke(app, ["show", str(tmp_path / "turned.jpg"), "--db", str(tmp_path / "a.db")])
+    assert turned.exit_code == 0, turned.output
+    assert "no EXIF" not in turned.stdout and "only Orientation" in turned.stdout
+    bare = runner.invoke(app, ["show", str(tmp_path / "bare.jpg"), "--db", str(tmp_path / "a.db")])
+    assert bare.exit_code == 0 and "no EXIF" in bare.stdout
+
+
+def test_score_stores_where_the_capture_time_came_from(tmp_path) -> None:
+    from aesthete.scoring import score
+    from aesthete.store import Store
+
+    (tmp_path / "xmp.jpg").write_bytes(with_xmp(photo(datetime_original=None), XMP_PACKET.format(extra="")))
+    (tmp_path / "saved.jpg").write_bytes(photo(datetime_original=None, model="Pixel 8"))
+    store = Store(tmp_path / "a.db")
+    score([str(tmp_path)], store=store, workers=1)
+    rows = {p["path"].rsplit("/", 1)[1]: p for p in store.photos(None)}
+    assert (rows["xmp.jpg"]["capture_time"], rows["xmp.jpg"]["capture_time_source"]) == ("2019-06-07T08:09:10", "xmp")
+    assert rows["saved.jpg"]["capture_time_source"] == "file-saved"

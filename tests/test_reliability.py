@@ -225,6 +225,78 @@ def test_ctrl_c_pressed_twice_while_a_decode_hangs_still_stops_at_once(tmp_path:
     assert count(db, "SELECT count(*) FROM images") == 7  # every photo decoded before Ctrl-C is saved
 
 
+def _live_group(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``, read from /proc."""
+    alive = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":  # after ")": state, ppid, pgrp
+            alive.append(int(entry))
+    return alive
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process table from /proc (Linux)")
+def test_kill_9_of_score_leaves_no_decode_worker_behind(tmp_path: Path) -> None:
+    """kill -9 of the main process alone (not its group): its workers, one of them stuck in a decode and the
+    other waiting on the pool's queue, must end too, and none may keep the database open."""
+    folder = write_photos(tmp_path / "p", 12)
+    (folder / "p004.jpg").write_bytes((folder / "p004.jpg").read_bytes() + b"HANG")
+    db = tmp_path / "a.db"
+    run = start([sys.executable, "-c", INJECT, "score", str(folder), "--workers", "2", "--db", str(db)],
+                TEST_FILE_TIMEOUT="600")  # fmt: skip
+    while run.poll() is None and not count(db, "SELECT count(*) FROM runs"):
+        time.sleep(0.02)
+    time.sleep(1.0)  # the workers are forked and one is stuck in the hanging decode
+    workers = [pid for pid in _live_group(run.pid) if pid != run.pid]
+    assert run.poll() is None and len(workers) == 2, workers
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait(timeout=30)  # not communicate(): an orphaned worker would hold the output pipes open
+    deadline = time.monotonic() + 10
+    while _live_group(run.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = _live_group(run.pid)
+    for pid in survivors:  # do not leave them behind for the next test either
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, f"decode workers outlived score: {survivors}"
+
+
+# A process that forks a child watching it with the fallback alone (no PR_SET_PDEATHSIG): macOS's case.
+WATCHED = """
+import os, sys, time
+from aesthete import decode_worker
+decode_worker._set_pdeathsig = lambda signum: False
+parent = os.getpid()
+if os.fork() == 0:
+    decode_worker.die_with_parent(parent)
+    time.sleep(120)
+    os._exit(0)
+print("forked", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process table from /proc (Linux)")
+def test_the_parent_watch_alone_ends_an_orphaned_worker(tmp_path: Path) -> None:
+    run = start([sys.executable, "-c", WATCHED])
+    assert run.stdout is not None and run.stdout.readline().strip() == "forked"
+    child = [pid for pid in _live_group(run.pid) if pid != run.pid]
+    assert len(child) == 1
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while _live_group(run.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = _live_group(run.pid)
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors
+
+
 @pytest.mark.slow
 def test_ctrl_c_and_kill_9_lose_at_most_a_batch_and_nothing_is_scored_twice(
     tmp_path: Path, tiny_checkpoints: dict[str, Path]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 
 import imagegen as g
 import numpy as np
@@ -147,3 +148,38 @@ def test_perceptual_hash_groups_near_duplicates_and_separates_scenes() -> None:
 
 def test_perceptual_hash_is_size_independent() -> None:
     assert hash_distance(perceptual_hash(g.scene(8, (3000, 2000))), perceptual_hash(g.scene(8, (300, 200)))) <= 4
+
+
+def test_technical_quality_counts_noise_and_resolution() -> None:
+    base = {"sharpness": 4.0, "clipped_shadows": 0.0, "clipped_highlights": 0.0, "noise": 0.5}
+    full = technical_quality(base, 4000, 3000)
+    assert full == pytest.approx(technical_quality(base), rel=1e-9)  # 12 MP counts as full size
+    assert technical_quality(base, 100, 75) < 0.05 * full  # a thumbnail
+    assert technical_quality(base, 640, 480) < technical_quality(base, 1600, 1200) < full
+    assert technical_quality({**base, "noise": 2.5}, 4000, 3000) < 0.85 * full  # at the "noisy" flag
+    assert technical_quality({**base, "noise": 10.0}, 4000, 3000) < 0.05 * full
+
+
+def test_without_weights_a_thumbnail_or_a_noisy_frame_does_not_rank_first(tmp_path: Path) -> None:
+    """The field test's shoot: the clean full-size frame first; a dark, blurry frame is never picked."""
+    from aesthete.scoring import score
+    from aesthete.select import cull, rank
+    from aesthete.store import Store
+
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    photo = g.scene(7, (1200, 900))
+    (folder / "clean.jpg").write_bytes(g.encode(photo, "JPEG", quality=92))
+    (folder / "thumb.jpg").write_bytes(g.encode(photo.resize((100, 75), Image.Resampling.LANCZOS), "JPEG"))
+    (folder / "noisy.jpg").write_bytes(g.encode(g.noisy(photo, 25.0), "JPEG", quality=92))
+    (folder / "black.jpg").write_bytes(g.encode(Image.new("RGB", (1200, 900)), "JPEG"))
+    store = Store(tmp_path / "a.db")
+    score([str(folder)], store=store, workers=1)
+    ranking = rank(store, [str(folder)])
+    assert ranking.basis == "technical"
+    order = [Path(r["path"]).name for r in ranking.rows]
+    assert order[0] == "clean.jpg" and order[-1] == "black.jpg", order
+    picks = cull(store, [str(folder)], top=4, group=False)
+    assert "black.jpg" not in {Path(r["path"]).name for r in picks.rows}
+    why = next(r["why"] for r in picks.others if r["path"].endswith("black.jpg"))
+    assert why in ("blurry", "underexposed")

@@ -68,7 +68,14 @@ def test_undecodable_file_names_round_trip() -> None:
 
 
 def test_migrations_are_named_run_once_each_and_counted_in_user_version(tmp_path: Path) -> None:
-    names = ["schema_v1", "schema_v2", "schema_v3", "schema_embeddings", "schema_written_ratings"]
+    names = [
+        "schema_v1",
+        "schema_v2",
+        "schema_v3",
+        "schema_embeddings",
+        "schema_written_ratings",
+        "schema_capture_time_source",
+    ]
     assert [m.name for m in migrations.MIGRATIONS] == names
     assert len(migrations.MIGRATIONS) == SCHEMA_VERSION
     store = Store(tmp_path / "a.db")

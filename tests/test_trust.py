@@ -116,7 +116,7 @@ def test_a_database_from_an_older_schema_is_migrated_keeping_its_rows(tmp_path: 
     photos.mkdir()
     (photos / "p.jpg").write_bytes(g.encode(g.scene(1, (64, 48)), "JPEG"))
     store = Store(db)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     assert store.conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
     assert store.conn.execute("SELECT content_hash FROM images").fetchall() == [("h1",)]
     assert store.groups() == {} and store.group_fingerprint() is None  # the v2 tables exist, empty
@@ -145,3 +145,43 @@ def test_a_sidecar_write_that_dies_halfway_leaves_the_old_sidecar_whole(
     monkeypatch.undo()
     assert sidecar.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg", sidecar.name]  # no temporary left
+
+
+def test_a_lock_or_a_plain_sql_error_is_not_called_damage(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Only SQLITE_CORRUPT / SQLITE_NOTADB may say "damaged" and advise a backup; real errors from SQLite."""
+    import typer
+
+    from aesthete.cli.common import opened_store
+
+    db = filled_database(tmp_path / "a.db", tmp_path / "photos")
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+    holder.execute("DELETE FROM files")
+    try:
+        with pytest.raises(typer.Exit), opened_store(db) as store:
+            store.conn.execute("PRAGMA busy_timeout = 0")
+            store.conn.execute("DELETE FROM files")  # sqlite3.OperationalError: database is locked
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    locked = capsys.readouterr().err
+    assert "is locked" in locked and "damaged" not in locked and "backup" not in locked
+    assert len(locked.strip().splitlines()) == 1
+
+    with pytest.raises(typer.Exit), opened_store(db) as store:
+        store.conn.execute("SELECT no_such_column FROM files")  # a plain SQL error
+    plain = capsys.readouterr().err
+    assert "no such column" in plain and "damaged" not in plain and "locked" not in plain
+
+
+@pytest.mark.parametrize(
+    ("message", "says"),
+    [("database disk image is malformed", "is damaged"), ("file is not a database", "is damaged"),
+     ("database is locked", "is locked"), ("disk I/O error", "database error on")],
+)  # fmt: skip
+def test_without_an_error_code_the_message_decides(message: str, says: str) -> None:
+    """Python 3.10's sqlite3 errors carry no sqlite_errorcode."""
+    from aesthete.cli.common import database_problem
+
+    text = database_problem(sqlite3.DatabaseError(message), "a.db")
+    assert says in text and ("backup" in text) == (says == "is damaged")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import tools
 
 from aesthete.xmp import PICK_RATING, XMP, quantile_stars, sidecar_path, write_sidecar
 
@@ -59,8 +59,13 @@ def properties(sidecar: Path) -> dict[str, str]:
     return found
 
 
+EXIFTOOL_INSTALL = "apt install libimage-exiftool-perl, or https://exiftool.org; .ci/run installs it"
+
+
 def exiftool(path: Path) -> dict[str, object]:
-    out = subprocess.run(["exiftool", "-j", "-XMP:all", str(path)], check=True, capture_output=True, text=True)
+    """exiftool's reading of ``path``'s XMP: skipped with the reason when exiftool is missing, failed under CI."""
+    program = tools.require_tool("exiftool", EXIFTOOL_INSTALL)
+    out = subprocess.run([program, "-j", "-XMP:all", str(path)], check=True, capture_output=True, text=True)
     return json.loads(out.stdout)[0]
 
 
@@ -76,9 +81,12 @@ def test_a_new_sidecar_is_named_after_the_whole_file_name(photo: Path) -> None:
     assert text.startswith("<?xpacket begin=") and "xmp:Rating" in text and "ns0" not in text
     assert (photo.read_bytes(), photo.stat().st_mtime_ns) == before
     assert sorted(p.name for p in photo.parent.iterdir()) == ["photo.jpg", "photo.jpg.xmp"]  # no temp left
-    if shutil.which("exiftool"):
-        tags = exiftool(sidecar)
-        assert tags["Rating"] == 1 and tags["Label"] == "aesthete pick"
+
+
+def test_exiftool_reads_a_new_sidecar(photo: Path) -> None:
+    write_sidecar(str(photo), rating=PICK_RATING, label="aesthete pick")
+    tags = exiftool(Path(sidecar_path(str(photo))))
+    assert tags["Rating"] == 1 and tags["Label"] == "aesthete pick"
 
 
 def test_merging_keeps_every_other_field_and_prefix(photo: Path) -> None:
@@ -97,10 +105,24 @@ def test_merging_keeps_every_other_field_and_prefix(photo: Path) -> None:
     for prefix in ("darktable:history", "dc:subject", "xmpMM:DerivedFrom", "<!-- written by hand -->"):
         assert prefix in text
     assert text.count("xmp:Rating") == 1
-    if shutil.which("exiftool"):
-        tags = exiftool(sidecar)
-        assert tags["Rating"] == 4 and tags["Label"] == "Green" and tags["Subject"] == ["wedding", "café & cake"]
-        assert tags["DerivedFrom"] == "photo.jpg"
+
+
+def test_exiftool_reads_a_merged_sidecar_with_every_other_field(photo: Path) -> None:
+    sidecar = Path(sidecar_path(str(photo)))
+    sidecar.write_text(DARKTABLE_SIDECAR, "utf-8")
+    write_sidecar(str(photo), rating=4, label="Green")
+    tags = exiftool(sidecar)
+    assert tags["Rating"] == 4 and tags["Label"] == "Green" and tags["Subject"] == ["wedding", "café & cake"]
+    assert tags["DerivedFrom"] == "photo.jpg"
+
+
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_a_missing_tool_is_a_visible_skip_and_under_ci_a_failure(monkeypatch: pytest.MonkeyPatch, ci: str) -> None:
+    monkeypatch.setattr(tools.shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", ci)
+    outcome = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(outcome, match="exiftool is not installed"):
+        exiftool(Path("any.xmp"))
 
 
 def test_element_form_rating_is_updated_in_place(photo: Path) -> None:

@@ -91,7 +91,7 @@ def show_command(
         out.print(f"[red]failed:[/] {record['error']}", highlight=False)
         raise typer.Exit(int(Exit.SOME_FAILED))
     image = record["image"] or {}
-    out.print(exif_line(image) or "no EXIF", highlight=False)
+    out.print(exif_line(image) or _no_details(record["path"]), highlight=False)
     out.print(
         f"{image.get('width')}x{image.get('height')}  sharpness {image.get('sharpness', 0):.3g}  "
         f"clipped {image.get('clipped_shadows', 0):.1%} / {image.get('clipped_highlights', 0):.1%}  "
@@ -106,6 +106,16 @@ def show_command(
             continue
         out.print(f"\n{score['model']} ({score['weights_id']}): mean {score['mean']:.2f}  std {score['std']:.2f}")
         out.print(histogram(score["dist"]), highlight=False)
+
+
+def _no_details(path: str) -> str:
+    """What to say when the cache has no camera details: "no EXIF" only when the file truly has none."""
+    from aesthete.exif import exif_tag_names
+
+    names = exif_tag_names(path)
+    if names is None:
+        return "no camera details (the file could not be read now)"
+    return f"no camera details in its EXIF (only {', '.join(names)})" if names else "no EXIF"
 
 
 @library_errors()

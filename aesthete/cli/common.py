@@ -127,12 +127,33 @@ def opened_store(db: Path | None) -> Iterator[Any]:
     try:
         yield store
     except sqlite3.DatabaseError as exc:
-        fail(
-            f"database {store.path} is damaged ({exc}); aesthete leaves it as it is: restore a backup, "
-            "or move it aside and score again (`sqlite3 FILE .recover` can save what is readable)"
-        )
+        fail(escape(database_problem(exc, store.path)))
     finally:
         store.close()
+
+
+# SQLite's primary result codes (https://www.sqlite.org/rescode.html): only these two mean the file itself is
+# damaged; BUSY and LOCKED mean another connection holds a lock.
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_NOTADB = 5, 6, 11, 26
+
+
+def database_problem(exc: BaseException, path: object) -> str:
+    """A one-line message for an SQLite error met while using the database at ``path``: only real damage
+    says "damaged" (with what to do), a lock says to wait, anything else is reported as the error it is."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+; the message decides on 3.10
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = one_line(exc)
+    lowered = text.lower()
+    if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or (
+        primary is None and ("malformed" in lowered or "not a database" in lowered)
+    ):
+        return (
+            f"database {path} is damaged ({text}); aesthete leaves it as it is: restore a backup, "
+            "or move it aside and score again (`sqlite3 FILE .recover` can save what is readable)"
+        )
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or (primary is None and "locked" in lowered):
+        return f"database {path} is locked by another program or aesthete run ({text}); try again when it has finished"
+    return f"database error on {path}: {text} (the database is left as it is)"
 
 
 def print_json(data: Any) -> None:

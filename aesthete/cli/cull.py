@@ -35,6 +35,19 @@ from aesthete.select import public_row
 if TYPE_CHECKING:
     from aesthete.culling import CullReport
 
+MODE_HELP = (
+    "Album entries: copy (a copy-on-write clone where the file system offers one, else a full copy), symlink, "
+    "or link (hard link: it shares the original's inode, so an editor saving into the album file in place "
+    "changes the original too)."
+)
+STARS_HELP = (
+    "With --xmp: spread 1-5 stars over the picks by their place among the picks (the best fifth of the picks "
+    "5 stars, the last fifth 1), not 1 star each."
+)
+CLEAR_HELP = (
+    "With --xmp: remove the rating (and label) an earlier cull wrote into photos this cull does not pick; "
+    "a rating changed since by hand is left alone."
+)
 ModelOption = Annotated[str | None, typer.Option("--model", "-m", help="Use this model's scores.")]
 
 
@@ -45,16 +58,21 @@ def cull_command(
     keep: Annotated[str | None, typer.Option(help="Keep this share of the photos, e.g. 10%.")] = None,
     min_score: Annotated[float | None, typer.Option(help="Keep photos whose mean score is at least this.")] = None,
     no_group: Annotated[bool, typer.Option("--no-group", help="Allow several frames of one burst.")] = False,
-    reject_blurry: Annotated[bool, typer.Option(help="Never pick a photo flagged blurry.")] = False,
-    reject_exposure: Annotated[bool, typer.Option(help="Never pick one flagged under- or overexposed.")] = False,
+    keep_flagged: Annotated[
+        bool, typer.Option("--keep-flagged", help="Also pick frames flagged blurry, underexposed or overexposed.")
+    ] = False,
+    # Flagged frames are rejected by default now; the old switches stay accepted, out of the help.
+    reject_blurry: Annotated[bool, typer.Option(hidden=True)] = True,
+    reject_exposure: Annotated[bool, typer.Option(hidden=True)] = True,
     model: ModelOption = None,
     weights: WeightsOption = None,
     export: Annotated[Path | None, typer.Option(help="Build an album of the picks in this folder.")] = None,
-    mode: Annotated[str, typer.Option(help="Album entries: link (hard link), symlink or copy.")] = "link",
+    mode: Annotated[str, typer.Option(help=MODE_HELP)] = "copy",
     order_by_time: Annotated[bool, typer.Option(help="Prefix album names with the capture time.")] = False,
     xmp: Annotated[bool, typer.Option("--xmp", help="Write xmp:Rating into the picks' .xmp sidecars.")] = False,
-    stars: Annotated[bool, typer.Option(help="With --xmp: 1-5 stars by score quintile, not 1 star.")] = False,
+    stars: Annotated[bool, typer.Option(help=STARS_HELP)] = False,
     label: Annotated[str | None, typer.Option(help="With --xmp: also set xmp:Label to this.")] = None,
+    clear_previous: Annotated[bool, typer.Option(help=CLEAR_HELP)] = False,
     move_rejects: Annotated[Path | None, typer.Option(help="Move the photos NOT picked into this folder.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Show what would be done; change nothing.")] = False,
     as_json: JsonOption = False,
@@ -64,7 +82,8 @@ def cull_command(
     """Pick the best photos of PATHS (or of the last `score` run): one per burst, then export, rate or move.
 
     Best-of-group by default: frames of the same moment (same camera, seconds apart, similar pixels)
-    compete and only the best can be picked. Ties go to the technically better frame, then to the one
+    compete and only the best can be picked. Frames flagged blurry or under-/overexposed are never
+    picked unless --keep-flagged. Ties go to the technically better frame, then to the one
     the model is surer of. Exit 1 if some file action failed.
     """
     from aesthete.culling import CullOptions, apply, parse_keep
@@ -72,8 +91,9 @@ def cull_command(
     options = CullOptions(
         roots=[str(p) for p in paths or []], top=top, keep_percent=parse_keep(keep) if keep is not None else None,
         min_score=min_score, model=model, weights=weights, group=not no_group, reject_blurry=reject_blurry,
-        reject_exposure=reject_exposure, export=str(export) if export is not None else None, mode=mode,
-        order_by_time=order_by_time, xmp=xmp, stars=stars, label=label,
+        reject_exposure=reject_exposure, keep_flagged=keep_flagged,
+        export=str(export) if export is not None else None, mode=mode,
+        order_by_time=order_by_time, xmp=xmp, stars=stars, label=label, clear_previous=clear_previous,
         move_rejects=str(move_rejects) if move_rejects is not None else None, dry_run=dry_run,
     )  # fmt: skip
     with opened_store(db) as store:
@@ -94,13 +114,26 @@ def _print_actions(report: CullReport) -> None:
             err.print(f"[yellow]note:[/] {notice}", highlight=False)
         done = Counter(p.how for p in outcome.placed)
         verb = "would put" if report.dry_run else "put"
-        summary = ", ".join(f"{n} {how}" for how, n in sorted(done.items())) or "nothing"
+        made = [_count(done[how], noun, plural) for how, (noun, plural) in PLACED_NOUNS.items() if done[how]]
+        summary = ", ".join(made) or ("nothing new" if done["present"] else "nothing")
+        if done["present"]:
+            summary += f" ({done['present']} already there)"
         err.print(f"export: {verb} {summary} in {dest}; manifest {outcome.manifest}", highlight=False)
         _report_failures("export", outcome.failed)
     if report.xmp:
         done = Counter(r.status for r, _ in report.xmp.sidecars)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(done.items())) or "no picks"
         err.print(f"xmp{' (dry run)' if report.dry_run else ''}: sidecars {summary}", highlight=False)
+        if report.xmp.cleared:
+            photos = len({r.photo for r in report.xmp.cleared})
+            verb = "would clear" if report.dry_run else "cleared"
+            err.print(f"xmp: {verb} the earlier rating of {_count(photos, 'photo')} no longer picked", highlight=False)
+        if report.xmp.still_rated:
+            err.print(
+                f"[yellow]warning:[/] {_count(len(report.xmp.still_rated), 'photo')} rated by an earlier cull "
+                "and no longer picked: the rating stays (--clear-previous removes it)",
+                highlight=False,
+            )
         _report_failures("xmp", report.xmp.skipped)
     if report.moved:
         dest, outcome = report.moved.folder, report.moved.outcome
@@ -109,6 +142,18 @@ def _print_actions(report: CullReport) -> None:
         verb = "would move" if report.dry_run else "moved"
         err.print(f"move: {verb} {len(outcome.placed)} photo(s) not picked to {dest}", highlight=False)
         _report_failures("move", outcome.failed)
+
+
+# How an album entry was made (export.Placed.how) -> its noun, singular and plural, for the summary line.
+PLACED_NOUNS = {
+    "clone": ("copy-on-write copy", "copy-on-write copies"), "copy": ("copy", "copies"),
+    "symlink": ("symlink", "symlinks"), "link": ("hard link", "hard links"),
+}  # fmt: skip
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 photo``, ``2 photos``: a count with its noun agreeing."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def _report_failures(what: str, failed: list[tuple[str, str]]) -> None:

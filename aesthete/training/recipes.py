@@ -100,9 +100,13 @@ class RecipeError(AestheteError, ValueError):
 
 
 def recipes_dir() -> Path:
-    """``$AESTHETE_RECIPES``, else the ``train/`` folder of the source tree, else ``./train``."""
+    """``$AESTHETE_RECIPES``, else the recipes packaged in an installed wheel (``aesthete/recipes``, copied
+    from ``train/`` by setup.py), else the ``train/`` folder of the source tree, else ``./train``."""
     if os.environ.get("AESTHETE_RECIPES"):
         return Path(os.environ["AESTHETE_RECIPES"])
+    packaged = Path(__file__).resolve().parents[1] / "recipes"
+    if packaged.is_dir():
+        return packaged
     source_tree = Path(__file__).resolve().parents[2] / "train"
     return source_tree if source_tree.is_dir() else Path.cwd() / "train"
 
