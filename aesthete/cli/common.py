@@ -53,7 +53,7 @@ DbOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 PathsArgument = Annotated[
-    list[Path] | None, typer.Argument(help="Only photos under these folders.", show_default=False)
+    list[Path] | None, typer.Argument(metavar="PATHS", help="Only photos under these folders.", show_default=False)
 ]
 PathsOnly = Annotated[bool, typer.Option("--paths", help="Print bare paths, one per line (for pipes).")]
 

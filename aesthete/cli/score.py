@@ -20,22 +20,28 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from aesthete.architectures import DEFAULT_MODEL
 from aesthete.cli.common import DbOption, Exit, JsonOption, err, fail, library_errors, opened_store, out, print_json
 
 
 @library_errors()
 def score_command(
-    paths: Annotated[list[Path], typer.Argument(help="Folders or photos to score.", show_default=False)],
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="PATHS", help="Folders or photos to score.", show_default=False)
+    ],
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Architecture (see `aesthete models`). [default: hla-gcn]")
+        str | None,
+        typer.Option("--model", "-m", help="Architecture (see `aesthete models`).", show_default=DEFAULT_MODEL),
     ] = None,
     weights: Annotated[
         str | None, typer.Option("--weights", "-w", help="Registered weights NAME or a checkpoint PATH.")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (auto: bf16 where native).")] = "auto",
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Photos per model batch.")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Decode processes.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Photos per model batch.", show_default="64 on CUDA, else 8")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Decode processes.", show_default="one per core")] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Descend into subfolders.")] = True,
     rescore: Annotated[bool, typer.Option(help="Decode and score again even if cached.")] = False,
     db: DbOption = None,

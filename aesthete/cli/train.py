@@ -46,7 +46,9 @@ def train_command(
         list[str] | None,
         typer.Option("--set", help="Override any recipe value, KEY=VALUE (TOML literal); repeatable."),
     ] = None,
-    no_pretrained: Annotated[bool, typer.Option(help="Start the backbone from random weights, not ImageNet.")] = False,
+    no_pretrained: Annotated[
+        bool, typer.Option("--no-pretrained", help="Start the backbone from random weights, not ImageNet.")
+    ] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in --output.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="At most N images per split (a smoke run).")] = None,
     output: Annotated[Path | None, typer.Option(help="Run folder. [default: runs/RECIPE]", show_default=False)] = None,

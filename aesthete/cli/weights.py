@@ -31,6 +31,7 @@ from aesthete.cli.common import Exit, JsonOption, err, library_errors, out, prin
 app = typer.Typer(
     help="Registered weights: list them, download (pull), register your own checkpoints (add), verify files.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain Click help, like the main command (see aesthete/cli/__init__.py)
 )
 
 
