@@ -1,0 +1,49 @@
+"""Consistency of the commands with each other (issue 13, items 6-9 and 18)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from aesthete.architectures import model_names
+from aesthete.cli import app
+
+runner = CliRunner()
+
+
+# -- item 7: `models` lists what `score --model` accepts, fast ------------------------------------------
+
+
+def test_score_refuses_a_model_that_cannot_score(tmp_path: Path) -> None:
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"not read: the model is refused first")
+    result = runner.invoke(app, ["score", str(photo), "--model", "pear-prior", "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 2, result.output
+    assert "never scores photos" in result.output and "Traceback" not in result.output
+
+
+def test_models_lists_exactly_the_scoring_architectures_and_second_run_skips_torch() -> None:
+    from aesthete.model_info import model_rows
+
+    assert [row["name"] for row in model_rows()] == model_names(scoring=True)  # builds and caches the rows
+    assert "pear-prior" not in model_names(scoring=True)
+    probe = (
+        "import sys, json\nfrom typer.testing import CliRunner\nfrom aesthete.cli import app\n"
+        "res = CliRunner().invoke(app, ['models', '--json'])\n"
+        "assert res.exit_code == 0, res.output\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'out': json.loads(res.stdout)}))\n"
+    )
+    check = subprocess.run([sys.executable, "-c", probe], env=dict(os.environ), capture_output=True, text=True,
+                           timeout=120)  # fmt: skip
+    assert check.returncode == 0, check.stderr
+    result = json.loads(check.stdout)
+    assert result["torch"] is False  # the cached counts: no model is built, torch is never imported
+    rows = result["out"]["models"] if isinstance(result["out"], dict) else result["out"]
+    assert [row["name"] for row in rows] == model_names(scoring=True)
+    nima = next(row for row in rows if row["name"] == "nima")
+    assert nima["parameters"] > 20_000_000 and nima["bins"] == 10
