@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 from aesthete.errors import NothingToDoError, OptionError
@@ -18,6 +19,27 @@ DEFAULT_TOP = 50  # what ``cull`` keeps when asked for no limit at all
 EXPOSURE_FLAGS = ("underexposed", "overexposed")
 
 
+def parse_when(text: str | None, option: str = "date") -> str | None:
+    """``text`` as the ISO form capture times are stored in (``YYYY-MM-DD`` or ``YYYY-MM-DDTHH:MM:SS``),
+    or :class:`OptionError` for anything else: a date that silently filtered nothing would hide photos."""
+    if text is None:
+        return None
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value).isoformat()
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is not None or len(value) < 16:
+        raise OptionError(
+            f"{option} {text!r} is not an ISO date or date-time: use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] "
+            "(capture times are the camera's local time, without a time zone)"
+        )
+    # Keep the precision given: --until 10:00 includes the whole minute, as a bare date the whole day.
+    return moment.isoformat(timespec="seconds" if len(value) > 16 else "minutes")
+
+
 @dataclass
 class Filters:
     min_score: float | None = None
@@ -26,6 +48,10 @@ class Filters:
     until: str | None = None
     camera: str | None = None  # case-insensitive substring of make + model
     lens: str | None = None
+
+    def __post_init__(self) -> None:
+        self.since = parse_when(self.since, "--since")
+        self.until = parse_when(self.until, "--until")
 
     def accepts(self, row: dict[str, Any]) -> bool:
         mean = row.get("mean")

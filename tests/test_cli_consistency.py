@@ -47,3 +47,26 @@ def test_models_lists_exactly_the_scoring_architectures_and_second_run_skips_tor
     assert [row["name"] for row in rows] == model_names(scoring=True)
     nima = next(row for row in rows if row["name"] == "nima")
     assert nima["parameters"] > 20_000_000 and nima["bins"] == 10
+
+
+# -- item 8: --since / --until take ISO dates and date-times only -----------------------------------------
+
+
+def test_since_until_refuse_what_is_not_an_iso_date(tmp_path: Path) -> None:
+    db = str(tmp_path / "x.db")
+    for option in ("--since", "--until"):
+        for bad in ("2008-13-45", "yesterday", "2024-06-01T25:00", "2024-06", "2024-06-01T10:00+02:00"):
+            result = runner.invoke(app, ["rank", option, bad, "--db", db])
+            assert result.exit_code == 2, (option, bad, result.output)
+            assert "not an ISO date" in result.output and "Traceback" not in result.output
+
+
+def test_since_until_accept_dates_and_times() -> None:
+    from aesthete.select import Filters
+
+    kept = Filters(since="2024-06-01 10:00", until="2024-06-02")
+    assert kept.since == "2024-06-01T10:00" and kept.until == "2024-06-02"
+    assert kept.accepts({"capture_time": "2024-06-02T23:59:59"})  # a bare --until date includes its day
+    assert not kept.accepts({"capture_time": "2024-06-01T09:59:59"})
+    assert Filters(until="2024-06-01T10:00").accepts({"capture_time": "2024-06-01T10:00:30"})
+    assert not Filters(until="2024-06-01T10:00:00").accepts({"capture_time": "2024-06-01T10:00:30"})
