@@ -33,6 +33,7 @@ class CullOptions:
     keep_percent: float | None = None
     min_score: float | None = None
     model: str | None = None
+    weights: str | None = None  # registered name or checkpoint path; default: what `score` would use
     group: bool = True
     reject_blurry: bool = False
     reject_exposure: bool = False
@@ -133,7 +134,7 @@ def apply(store: Store, options: CullOptions) -> CullReport:
     roots, model = last_run_scope(store, list(options.roots), options.model)
     ranking = cull(
         store, roots, top=options.top, keep_percent=options.keep_percent, min_score=options.min_score,
-        model=model, group=options.group, reject_blurry=options.reject_blurry,
+        model=model, weights=options.weights, group=options.group, reject_blurry=options.reject_blurry,
         reject_exposure=options.reject_exposure,
     )  # fmt: skip
     keep = f"{options.keep_percent:g}%" if options.keep_percent is not None else None

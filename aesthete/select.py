@@ -71,11 +71,52 @@ class Filters:
 
 
 @dataclass
+class ScoresChoice:
+    """Which cached predictions a reading command uses, and how to name them."""
+
+    model: str  # the architecture asked for, or score's default
+    key: ModelKey | None  # None: no aesthetic scores to use
+    weights: str | None  # the weights' registry name (or id, for a checkpoint never registered)
+    notes: list[str] = field(default_factory=list)
+
+
+def choose_scores(store: Store, model: str | None = None, weights: str | None = None) -> ScoresChoice:
+    """The scores ``rank``, ``cull``, ``groups``, ``report`` and ``show`` read: those ``score`` would
+    write with the same ``--model``/``--weights`` (:func:`aesthete.scoring.choose_model`, torch-free).
+
+    Only when ``score`` would compute no aesthetic scores at all (no weights available for the model) do
+    the most recent cached scores of that model (of any model, when none is named) stand in, and a note
+    says whose they are.
+    """
+    from aesthete.scoring import choose_model
+    from aesthete.weights import weights_label
+
+    choice = choose_model(model, weights)
+    if choice.key is not None:
+        notes = []
+        if not store.has_scores(choice.key):
+            notes.append(
+                f"no scores from {choice.model} weights {choice.weights_name} in the database: "
+                f"run `aesthete score` (or pass the --model/--weights that scored these photos)"
+            )
+        return ScoresChoice(choice.model, choice.key, choice.weights_name, notes)
+    key = store.latest_model_key(model)
+    if key is None:
+        if model:
+            return ScoresChoice(choice.model, None, None, [f"no scores from model {model!r} in the database"])
+        return ScoresChoice(choice.model, None, None)
+    label = weights_label(key.weights_id)
+    note = f"no weights for {choice.model} are available: using the latest cached scores, {key.model} weights {label}"
+    return ScoresChoice(key.model, key, label, [note])
+
+
+@dataclass
 class Ranking:
     rows: list[dict[str, Any]]
     by: str  # the key actually used
     key: ModelKey | None  # the predictions ranked on, if any
     notes: list[str] = field(default_factory=list)
+    weights: str | None = None  # the registry name of ``key``'s weights
     # cull only: the ranked photos in scope that were not picked, each with a ``why`` saying why not.
     others: list[dict[str, Any]] = field(default_factory=list)
 
@@ -96,20 +137,20 @@ def rank(
     *,
     by: str = "mean",
     model: str | None = None,
+    weights: str | None = None,
     filters: Filters | None = None,
     top: int | None = None,
 ) -> Ranking:
     """Photos under ``roots`` (all, if empty) sorted by ``by``, best first.
 
-    Aesthetic keys use the most recent scores of ``model`` (or of whichever model scored last). When
-    no aesthetic scores exist the ranking falls back to technical quality and says so in ``notes``.
+    Aesthetic keys use the scores :func:`choose_scores` picks for ``model`` and ``weights`` (what
+    ``score`` would use). When no aesthetic scores exist the ranking falls back to technical quality and
+    says so in ``notes``.
     """
     if by not in RANK_KEYS:
         raise OptionError(f"unknown sort key {by!r}; use one of {', '.join(RANK_KEYS)}")
-    notes: list[str] = []
-    key = store.latest_model_key(model)
-    if model and key is None:
-        notes.append(f"no scores from model {model!r} in the database")
+    chosen = choose_scores(store, model, weights)
+    key, notes = chosen.key, list(chosen.notes)
     rows = store.photos(key, roots)
     if by in AESTHETIC_KEYS:
         scored = [r for r in rows if r["mean"] is not None]
@@ -125,17 +166,18 @@ def rank(
     rows.sort(key=_order(RANK_KEYS[by]))
     if top is not None:
         rows = rows[:top]
-    return Ranking(rows=rows, by=by, key=key, notes=notes)
+    return Ranking(rows=rows, by=by, key=key, notes=notes, weights=chosen.weights)
 
 
 def last_run_scope(store: Store, roots: Sequence[str], model: str | None) -> tuple[list[str], str | None]:
-    """``roots`` and ``model`` as given, or, with no roots, the folders and model of the last ``score`` run."""
+    """``roots`` as given or, with none, the folders of the last ``score`` run; ``model`` is returned as
+    given: the scores read are those ``score`` would use (:func:`choose_scores`), not the last run's."""
     if roots:
         return list(roots), model
     last = store.last_run()
     if last is None:
         raise NothingToDoError("nothing scored yet: run `aesthete score FOLDER` first, or pass folders")
-    return last["roots"], model or last["model"]
+    return last["roots"], model
 
 
 def cull(
@@ -146,6 +188,7 @@ def cull(
     keep_percent: float | None = None,
     min_score: float | None = None,
     model: str | None = None,
+    weights: str | None = None,
     group: bool = True,
     reject_blurry: bool = False,
     reject_exposure: bool = False,
@@ -167,7 +210,7 @@ def cull(
     if top is None and keep_percent is None and min_score is None:
         top = DEFAULT_TOP
     roots, model = last_run_scope(store, roots, model)
-    ranking = rank(store, roots, by="mean", model=model)
+    ranking = rank(store, roots, by="mean", model=model, weights=weights)
     if min_score is not None and ranking.basis != "aesthetic":
         raise OptionError("--min-score compares aesthetic scores and none are cached here; use --top or --keep")
     limit = top if keep_percent is None else math.ceil(len(ranking.rows) * keep_percent / 100)
@@ -192,7 +235,9 @@ def cull(
         else:
             row["why"] = why
             others.append(row)
-    return Ranking(rows=picks, by=ranking.by, key=ranking.key, notes=ranking.notes, others=others)
+    return Ranking(
+        rows=picks, by=ranking.by, key=ranking.key, notes=ranking.notes, others=others, weights=ranking.weights
+    )
 
 
 def _rejected(

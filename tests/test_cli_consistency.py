@@ -70,3 +70,46 @@ def test_since_until_accept_dates_and_times() -> None:
     assert not kept.accepts({"capture_time": "2024-06-01T09:59:59"})
     assert Filters(until="2024-06-01T10:00").accepts({"capture_time": "2024-06-01T10:00:30"})
     assert not Filters(until="2024-06-01T10:00:00").accepts({"capture_time": "2024-06-01T10:00:30"})
+
+
+# -- item 6: every reading command reads what `score` would write, and names model and weights -----------
+
+
+def test_reading_commands_default_to_scores_weights_and_name_them(tmp_path: Path, tiny_checkpoints) -> None:
+    from photoset import write_shoot
+
+    folder = write_shoot(tmp_path / "shoot")
+    db = str(tmp_path / "x.db")
+    for arch, name in (("hla-gcn", "hla-tiny"), ("nima", "nima-tiny")):
+        added = runner.invoke(app, ["weights", "add", str(tiny_checkpoints[arch]), "--name", name])
+        assert added.exit_code == 0, added.output
+    # hla-gcn (score's default model, with its registered weights) first, nima last: the most recent
+    # scores are nima's, but score's default is hla-tiny, so that is what every command must read.
+    for args in ([], ["--weights", "nima-tiny"]):
+        scored = runner.invoke(app, ["score", str(folder), "--db", db, "--device", "cpu", *args])
+        assert scored.exit_code in (0, 1), scored.output
+    rank = json.loads(runner.invoke(app, ["rank", "--db", db, "--json"]).stdout)
+    assert (rank["model"], rank["weights"]) == ("hla-gcn", "hla-tiny")
+    nima = json.loads(runner.invoke(app, ["rank", "--db", db, "--json", "--weights", "nima-tiny"]).stdout)
+    assert (nima["model"], nima["weights"]) == ("nima", "nima-tiny")  # the registry name, never a hash
+    assert json.loads(runner.invoke(app, ["rank", "--db", db, "--json", "-m", "nima"]).stdout)["weights"] == "nima-tiny"
+    assert [p["mean"] for p in rank["photos"]] != [p["mean"] for p in nima["photos"]]
+    cull = json.loads(runner.invoke(app, ["cull", str(folder), "--db", db, "--json", "--top", "2"]).stdout)
+    assert (cull["model"], cull["weights"]) == ("hla-gcn", "hla-tiny")
+    table = runner.invoke(app, ["rank", "--db", db, "--top", "3"], env={"COLUMNS": "200"}).stdout
+    assert "hla-gcn mean score (weights hla-tiny)" in table
+    photo = rank["photos"][0]["path"]
+    show = json.loads(runner.invoke(app, ["show", photo, "--db", db, "--json"]).stdout)
+    assert show["weights"] == "hla-tiny" and [s["weights"] for s in show["photo"]["scores"]] == [
+        "hla-tiny",
+        "nima-tiny",
+    ]
+    shown = runner.invoke(app, ["show", photo, "--db", db, "-w", "nima-tiny"]).stdout
+    assert shown.index("nima weights nima-tiny") < shown.index("hla-gcn weights hla-tiny")
+    report = runner.invoke(app, ["report", "--html", str(tmp_path / "r.html"), "--db", db, "-w", "nima-tiny"])
+    assert report.exit_code == 0 and "weights nima-tiny" in (tmp_path / "r.html").read_text()
+    bad = runner.invoke(app, ["rank", "--db", db, "--weights", "nope"])
+    assert bad.exit_code == 2 and "unknown weights" in bad.output
+    # eval takes a registered name like score --weights does: it gets past the checkpoint to the data.
+    evaluated = runner.invoke(app, ["eval", "nima-tiny", "--dataset", "ava", "--data-root", str(tmp_path / "none")])
+    assert evaluated.exit_code == 2 and "nima-tiny" not in evaluated.output, evaluated.output

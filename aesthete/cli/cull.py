@@ -18,8 +18,10 @@ from aesthete.cli.common import (
     DbOption,
     Exit,
     JsonOption,
+    ModelOption,
     PathsArgument,
     PathsOnly,
+    WeightsOption,
     err,
     fail,
     library_errors,
@@ -28,12 +30,12 @@ from aesthete.cli.common import (
     print_json,
     print_notes,
     ranking_table,
+    scores_header,
+    scores_label,
 )
 
 if TYPE_CHECKING:
     from aesthete.culling import CullReport
-
-ModelOption = Annotated[str | None, typer.Option("--model", "-m", help="Use this model's scores.")]
 
 
 @library_errors()
@@ -46,6 +48,7 @@ def cull_command(
     reject_blurry: Annotated[bool, typer.Option(help="Never pick a photo flagged blurry.")] = False,
     reject_exposure: Annotated[bool, typer.Option(help="Never pick one flagged under- or overexposed.")] = False,
     model: ModelOption = None,
+    weights: WeightsOption = None,
     export: Annotated[Path | None, typer.Option(help="Build an album of the picks in this folder.")] = None,
     mode: Annotated[str, typer.Option(help="Album entries: link (hard link), symlink or copy.")] = "link",
     order_by_time: Annotated[bool, typer.Option(help="Prefix album names with the capture time.")] = False,
@@ -68,7 +71,7 @@ def cull_command(
 
     options = CullOptions(
         roots=[str(p) for p in paths or []], top=top, keep_percent=parse_keep(keep) if keep is not None else None,
-        min_score=min_score, model=model, group=not no_group, reject_blurry=reject_blurry,
+        min_score=min_score, model=model, weights=weights, group=not no_group, reject_blurry=reject_blurry,
         reject_exposure=reject_exposure, export=str(export) if export is not None else None, mode=mode,
         order_by_time=order_by_time, xmp=xmp, stars=stars, label=label,
         move_rejects=str(move_rejects) if move_rejects is not None else None, dry_run=dry_run,
@@ -122,8 +125,8 @@ def _print_cull(report: CullReport, *, as_json: bool, paths_only: bool) -> None:
     elif as_json:
         fields = (*ROW_FIELDS, "pick", "group", "group_size")
         print_json({
-            "by": ranking.by, "basis": ranking.basis, "model": ranking.key.model if ranking.key else None,
-            "dry_run": report.dry_run, "picks": [{k: row.get(k) for k in fields} for row in ranking.rows],
+            **scores_header(ranking), "dry_run": report.dry_run,
+            "picks": [{k: row.get(k) for k in fields} for row in ranking.rows],
             "not_picked": [{"path": row["path"], "why": row["why"]} for row in ranking.others], **report.actions(),
         })  # fmt: skip
     else:
@@ -146,6 +149,7 @@ def _why_kind(why: str) -> str:
 def groups_command(
     paths: PathsArgument = None,
     model: ModelOption = None,
+    weights: WeightsOption = None,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -156,7 +160,7 @@ def groups_command(
 
     with opened_store(db) as store:
         roots, model = last_run_scope(store, [str(p) for p in paths or []], model)
-        ranking = rank(store, roots, by="mean", model=model)
+        ranking = rank(store, roots, by="mean", model=model, weights=weights)
         members = annotate(ranking.rows, ensure_groups(store))
     found = sorted((g, rows) for g, rows in members.items() if len(rows) > 1)
     if as_json:
@@ -167,7 +171,10 @@ def groups_command(
         ])  # fmt: skip
         return
     score = "mean" if ranking.basis == "aesthetic" else "technical"
-    table = Table(title=f"{len(found)} groups of similar frames among {len(ranking.rows)} photos (best first)")
+    table = Table(
+        title=f"{len(found)} groups of similar frames among {len(ranking.rows)} photos, best first by "
+        f"{'mean score, ' + scores_label(ranking) if ranking.basis == 'aesthetic' else 'technical quality'}"
+    )
     for column in ("group", "frames", "camera", "taken", f"frames by {score}"):
         table.add_column(column, overflow="fold")
     for g, rows in found:
@@ -184,6 +191,7 @@ def report_command(
     html: Annotated[Path, typer.Option("--html", help="Write the contact sheet to this file.", show_default=False)],
     paths: PathsArgument = None,
     model: ModelOption = None,
+    weights: WeightsOption = None,
     db: DbOption = None,
 ) -> None:
     """A self-contained HTML contact sheet: thumbnails in score order, distributions, flags, groups boxed."""
@@ -193,7 +201,7 @@ def report_command(
     if html.exists() and html.suffix.lower() not in (".html", ".htm"):
         fail(f"{html} exists and is not an .html file; refusing to overwrite it")
     with opened_store(db) as store:
-        page, ranking = build_report(store, [str(p) for p in paths or []], model=model)
+        page, ranking = build_report(store, [str(p) for p in paths or []], model=model, weights=weights)
     print_notes(ranking.notes)
     try:
         atomic_write(str(html), page.encode("utf-8"), overwrite=True)

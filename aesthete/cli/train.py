@@ -119,7 +119,9 @@ def train_command(
 
 
 def eval_command(
-    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint `aesthete train` wrote (model.safetensors).")],
+    checkpoint: Annotated[
+        str, typer.Argument(help="Registered weights NAME (as `score --weights`) or a checkpoint PATH.")
+    ],
     dataset: Annotated[str, typer.Option(help="ava or aadb.")],
     data_root: Annotated[Path, typer.Option(help="The dataset folder.")],
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
@@ -135,16 +137,18 @@ def eval_command(
     if split not in SPLITS:
         fail(f"--split must be one of {', '.join(SPLITS)}")
     from aesthete.training.evaluation import evaluate_checkpoint
+    from aesthete.weights import resolve_weights
 
     with library_errors():
+        resolved = resolve_weights(checkpoint)  # a registered name, like `score --weights`, or a file
         report = evaluate_checkpoint(
-            checkpoint, dataset, data_root, split=split, device=device, batch_size=batch_size,
+            resolved.path, dataset, data_root, split=split, device=device, batch_size=batch_size,
             workers=workers, limit=limit, say=None if as_json else ConsoleReport().say,
         )  # fmt: skip
     if as_json:
         print_json(report)
     else:
-        out.print(comparison_table(report["comparison"], title=f"{checkpoint.name} on {dataset} {split}"))
+        out.print(comparison_table(report["comparison"], title=f"{resolved.name} on {dataset} {split}"))
 
 
 def register(app: typer.Typer) -> None:
