@@ -113,3 +113,29 @@ def test_reading_commands_default_to_scores_weights_and_name_them(tmp_path: Path
     # eval takes a registered name like score --weights does: it gets past the checkpoint to the data.
     evaluated = runner.invoke(app, ["eval", "nima-tiny", "--dataset", "ava", "--data-root", str(tmp_path / "none")])
     assert evaluated.exit_code == 2 and "nima-tiny" not in evaluated.output, evaluated.output
+
+
+# -- item 9: one JSON shape, and failures' paths shown relative like rank's ------------------------------
+
+
+def test_every_json_output_is_one_object_with_its_list_named(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from photoset import write_shoot
+
+    folder = write_shoot(tmp_path / "shoot")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    db = str(tmp_path / "x.db")
+    assert runner.invoke(app, ["score", str(folder), "--db", db]).exit_code in (1, 4)
+    lists = {
+        ("rank",): "photos", ("cull",): "picks", ("groups",): "groups", ("failures",): "failures",
+        ("models",): "models", ("weights", "list"): "weights",
+    }  # fmt: skip
+    for command, key in lists.items():
+        extra = ["--db", db] if command[0] != "models" and command[0] != "weights" else []
+        result = runner.invoke(app, [*command, *extra, "--json"])
+        data = json.loads(result.stdout)
+        assert isinstance(data, dict) and isinstance(data[key], list), command
+    failures = json.loads(runner.invoke(app, ["failures", "--db", db, "--json"]).stdout)["failures"]
+    assert [Path(f["path"]).name for f in failures] == ["broken.jpg"] and Path(failures[0]["path"]).is_absolute()
+    monkeypatch.chdir(tmp_path)
+    table = runner.invoke(app, ["failures", "--db", db], env={"COLUMNS": "200"}).stdout
+    assert "shoot/broken.jpg" in table and str(tmp_path) not in table  # relative, as rank's table shows paths

@@ -18,6 +18,7 @@ from aesthete.cli.common import (
     PathsArgument,
     PathsOnly,
     WeightsOption,
+    display_path,
     fail,
     library_errors,
     opened_store,
@@ -120,12 +121,12 @@ def failures_command(paths: PathsArgument = None, db: DbOption = None, as_json: 
     """Files that could not be read, with the reason recorded for each."""
     with opened_store(db) as store:
         rows = store.failures([str(p) for p in paths or []])
-    if as_json:
-        print_json(rows)
+    if as_json:  # paths as rank --json gives them: absolute, for scripts
+        print_json({"count": len(rows), "failures": rows})
         return
     table = Table("path", "kind", "reason")
     for row in rows:
-        table.add_row(row["path"], row["kind"], row["reason"])
+        table.add_row(display_path(row["path"]), row["kind"], row["reason"])
     out.print(table if rows else "no failures recorded")
 
 

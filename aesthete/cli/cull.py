@@ -164,11 +164,11 @@ def groups_command(
         members = annotate(ranking.rows, ensure_groups(store))
     found = sorted((g, rows) for g, rows in members.items() if len(rows) > 1)
     if as_json:
-        print_json([
+        print_json({**scores_header(ranking), "groups": [
             {"group": g, "size": len(rows), "photos": [{k: r.get(k) for k in ("path", "mean", "technical",
              "flags", "capture_time", "make", "camera")} for r in rows]}
             for g, rows in found
-        ])  # fmt: skip
+        ]})  # fmt: skip
         return
     score = "mean" if ranking.basis == "aesthetic" else "technical"
     table = Table(

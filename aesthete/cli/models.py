@@ -27,7 +27,7 @@ def models_command(
     if not count:
         rows = [{**row, "parameters": None, "variants": {}} for row in rows]
     if as_json:
-        print_json(rows)
+        print_json({"models": rows})
         return
     table = Table("model", "params", "backbone", "bins", "input", "weights")
     for row in rows:

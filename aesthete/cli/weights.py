@@ -41,7 +41,7 @@ def list_command(as_json: JsonOption = False) -> None:
     with library_errors():
         entries = weights.list_weights()
     if as_json:
-        print_json([entry.to_dict() for entry in entries])
+        print_json({"weights": [entry.to_dict() for entry in entries]})
         return
     name, source = Column("name", no_wrap=True), Column("source", overflow="fold")
     table = Table(name, "kind", "model / backbone", "dataset", "available", source)
@@ -165,7 +165,7 @@ def verify_command(
     with library_errors():
         results = weights.verify(name)
     if as_json:
-        print_json([{"name": entry, "ok": ok, "reason": reason} for entry, ok, reason in results])
+        print_json({"verified": [{"name": entry, "ok": ok, "reason": reason} for entry, ok, reason in results]})
     elif not results:
         err.print("nothing to verify: no weights are downloaded or added")
     else:
