@@ -82,9 +82,6 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 
 def load_state_dict(path: str | Path) -> dict[str, Tensor]:
     """Tensors from a safetensors file, or from a torch file loaded with ``weights_only=True``."""
-    import pickle
-
-    import torch
 
     path = Path(path)
     with path.open("rb") as handle:
@@ -97,18 +94,28 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
             return load_file(str(path))
         except SafetensorError as exc:
             raise CheckpointError(f"{path}: corrupt safetensors file ({exc})") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else "unsafe pickle"
-        raise CheckpointError(f"{path}: refused, the file needs arbitrary pickle to load ({reason})") from None
-    except Exception as exc:  # a torch file can fail in many ways; none may become a traceback
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({exc.__class__.__name__})") from None
+    state = load_torch_file(path)
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: holds no state dict")
     return state
+
+
+def load_torch_file(path: Path) -> object:
+    """What a torch file holds, loaded with ``weights_only=True`` (tensors and plain containers, no code);
+    anything else is a one-line :class:`CheckpointError`, never a traceback."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "unsafe pickle"
+        raise CheckpointError(f"{path}: refused, the file needs arbitrary pickle to load ({reason})") from None
+    except Exception as exc:  # a torch file can fail in many ways; none may become a traceback
+        raise CheckpointError(f"{path}: not a loadable torch file ({exc.__class__.__name__})") from None
 
 
 def load_model(path: str | Path, *, device: str = "cpu") -> AestheticModel:

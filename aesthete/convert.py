@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aesthete.checkpoint import CheckpointError
+from aesthete.checkpoint import CheckpointError, load_torch_file
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -52,13 +52,7 @@ def read_torch_pickle(path: str | Path) -> StateDict:
     path = Path(path)
     if zipfile.is_zipfile(path) and _torchscript_prefix(path) is not None:
         raise CheckpointError(f"{path}: a TorchScript archive, not a state dict")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else "unsafe pickle"
-        raise CheckpointError(f"{path}: refused, the file needs arbitrary pickle to load ({reason})") from None
-    except Exception as exc:  # a torch file can fail in many ways; none may become a traceback
-        raise CheckpointError(f"{path}: not a loadable torch file ({exc.__class__.__name__})") from None
+    state = load_torch_file(path)
     if isinstance(state, dict):
         for wrapper in ("params", "params_ema", "state_dict"):
             if isinstance(state.get(wrapper), dict):

@@ -1,4 +1,5 @@
-"""Precision and the model runner: uint8 pixel batches in, probability rows out. The device is picked
+"""Precision and the model runner: uint8 pixel batches in, probability rows (or, for a model whose
+``output`` is ``"score"``, one number per photo) out. The device is picked
 by :func:`aesthete.devices.pick_device` (re-exported here), as training picks its own.
 
 This is the only part of scoring that imports torch; it is imported after the decode workers have
@@ -99,10 +100,17 @@ class ModelRunner:
             self.model = self.model.to(memory_format=torch.channels_last)
 
     @property
+    def output(self) -> str:
+        """``"distribution"`` (rows of probabilities) or ``"score"`` (one number per photo)."""
+        return self.model.output
+
+    @property
     def precision(self) -> str:
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
 
     def __call__(self, pixels: np.ndarray, aspect: np.ndarray) -> np.ndarray:
+        """(B, S) probabilities, rows summing to 1, for a distribution model; (B,) scores for a score
+        model (no distribution is made up for it)."""
         batch = torch.from_numpy(pixels)
         if self.device.type == "cuda":
             batch = batch.pin_memory()
@@ -111,7 +119,10 @@ class ModelRunner:
         batch = normalise(batch.movedim(-1, -3), policy.mean, policy.std, channels_last=True)
         ratios = torch.from_numpy(aspect.astype(np.float32)).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
-            probs = self.model(batch, ratios)["probs"]
+            outputs = self.model(batch, ratios)
+        if self.output == "score":
+            return outputs["score"].float().cpu().numpy().astype(np.float64)
+        probs = outputs["probs"]
         # Renormalise in float64: a softmax computed under bf16 autocast sums to 1 only within ~1e-3.
         probs = probs.float().cpu().numpy().astype(np.float64)
         return probs / probs.sum(axis=1, keepdims=True)

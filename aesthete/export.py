@@ -31,15 +31,15 @@ from typing import Any
 from aesthete.errors import OptionError
 from aesthete.fileops import NO_HARD_LINKS, atomic_write, copy_new, free_bundle, free_name, same_content
 from aesthete.paths import is_within
-from aesthete.select import Ranking
+from aesthete.select import Ranking, public_row
 from aesthete.store import now_iso
 from aesthete.xmp import sidecar_paths
 
 MODES = ("link", "symlink", "copy")
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FIELDS = (
-    "mean", "std", "p_high", "technical", "sharpness", "flags", "group", "group_size", "capture_time", "make",
-    "camera", "lens", "content_hash",
+    "score", "output", "mean", "std", "p_high", "technical", "sharpness", "flags", "group", "group_size",
+    "capture_time", "make", "camera", "lens", "content_hash",
 )  # fmt: skip
 
 
@@ -138,7 +138,7 @@ def _manifest(ranking: Ranking, targets: dict[str, str], mode: str, settings: di
         return {
             "source": row["path"],
             "companions": row.get("companions", []),
-            **{k: row.get(k) for k in MANIFEST_FIELDS},
+            **public_row(row, MANIFEST_FIELDS),
         }
 
     return {
@@ -147,6 +147,7 @@ def _manifest(ranking: Ranking, targets: dict[str, str], mode: str, settings: di
         "mode": mode,
         "ranked_by": ranking.by,
         "basis": ranking.basis,
+        "output": ranking.output,
         "model": asdict(ranking.key) if ranking.key else None,
         "settings": settings,
         "notes": ranking.notes,

@@ -118,7 +118,8 @@ def _blocks(rows: list[dict[str, Any]], groups: dict[str, tuple[int, int]]) -> I
 
 def _summary(ranking: Ranking, roots: Sequence[str], blocks: list[list[dict[str, Any]]]) -> str:
     basis = (
-        f"{ranking.key.model} mean score (weights {ranking.weights or ranking.key.weights_id})"
+        f"{ranking.key.model} {'score' if ranking.output == 'score' else 'mean score'} "
+        f"(weights {ranking.weights or ranking.key.weights_id})"
         if ranking.basis == "aesthetic"
         else "technical quality (no aesthetic scores)"
     )
@@ -144,6 +145,11 @@ def _card(row: dict[str, Any], place: int, thumb: Thumbnail, ranking: Ranking, *
     if row.get("dist"):
         chart = _chart(row["dist"], row["mean"])
         numbers = f"mean {row['mean']:.2f} · spread {row['std']:.2f} · technical {row['technical']:.2f}"
+    elif row.get("output") == "score":  # a score model: one number, no distribution to chart
+        low, high = 1.0, 10.0  # the AVA scale the published score models (LAION's head) predict on
+        width = max(0.0, min(1.0, (row["mean"] - low) / (high - low))) * 100
+        chart = f'<div class="meter" title="score"><span style="width:{width:.0f}%"></span></div>'
+        numbers = f"score {row['mean']:.2f} · technical {row['technical'] or 0:.2f}"
     else:
         width = max(0.0, min(1.0, row["technical"] or 0.0)) * 100
         chart = f'<div class="meter" title="technical quality"><span style="width:{width:.0f}%"></span></div>'

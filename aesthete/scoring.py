@@ -38,7 +38,7 @@ FILE_TIMEOUT_S = 120.0  # a decode still running after this long is abandoned (i
 class ModelChoice:
     """The model and weights a run scores with; ``checkpoint`` None means technical signals only."""
 
-    model: str
+    model: str | None  # None: no model was asked for and the user has no aesthetic weights
     checkpoint: str | None = None
     weights_name: str | None = None
     key: ModelKey | None = None
@@ -86,11 +86,21 @@ ProgressFn = Callable[[int, int], None]
 
 
 def choose_model(model: str | None, weights: str | None) -> ModelChoice:
-    """Resolve ``--model``/``--weights`` without torch: a checkpoint's header names its architecture."""
-    from aesthete.weights import WeightsError, default_weights_for, resolve_weights
+    """Resolve ``--model``/``--weights`` without torch: a checkpoint's header names its architecture.
 
-    name = check_architecture(model or DEFAULT_MODEL, scoring=True)
-    resolved = resolve_weights(weights, arch=model) if weights else default_weights_for(name)
+    With neither, the best model whose weights the user has (by the publisher's AVA SRCC recorded in the
+    registry: :func:`aesthete.weights.best_available`); with none, technical signals only and a notice
+    naming the one command that gets the recommended checkpoint."""
+    from aesthete.weights import WeightsError, best_available, default_weights_for, resolve_weights
+
+    if model is None and weights is None:
+        resolved = best_available()
+        if resolved is None:
+            return ModelChoice(model=None, notice=first_run_notice())
+        name = resolved.meta["arch"]
+    else:
+        name = check_architecture(model or DEFAULT_MODEL, scoring=True)
+        resolved = resolve_weights(weights, arch=model) if weights else default_weights_for(name)
     if resolved is None:
         notice = (
             f"no weights available for {name!r}: aesthetic scores were not computed "
@@ -110,6 +120,37 @@ def choose_model(model: str | None, weights: str | None) -> ModelChoice:
         key=ModelKey(arch, resolved.weights_id, policy.key),
         policy=policy,
     )
+
+
+def first_run_notice() -> str:
+    """What ``score`` says when the user has no aesthetic weights at all: the one command that gets the
+    recommended checkpoint (the best published AVA SRCC), its licence and download size, and the
+    permissive choice when the recommended one is not permissive."""
+    from aesthete.weights import ava_srcc, download_size, human_size, recommended
+
+    best, free = recommended()
+    head = "no aesthetic weights yet: aesthetic scores were not computed (technical signals were)."
+    if best is None:
+        return f"{head} Register a checkpoint with `aesthete weights add FILE --name N`."
+    size = download_size(best)
+    srcc = ava_srcc(best)
+    facts = [
+        f"licence {best.license or 'not stated'}"
+        + (", non-commercial: pull asks you to accept it" if best.noncommercial else "")
+    ]
+    facts.append(f"download {human_size(size)}" if size is not None else "download size not published")
+    if srcc is not None:
+        facts.append(f"publisher's AVA SRCC {srcc:.3f}")
+    text = f"{head} Get the recommended checkpoint: `aesthete weights pull {best.name}` ({'; '.join(facts)})."
+    if free is not None and free.name != best.name:
+        free_size = download_size(free)
+        sized = f", {human_size(free_size)}" if free_size is not None else ""
+        text += (
+            f" The permissive choice is {free.name}: LAION's aesthetic head (Apache-2.0) on OpenAI CLIP (MIT){sized}."
+            if free.arch == "laion-aesthetic"
+            else f" The permissive choice is {free.name} (licence {free.license}{sized})."
+        )
+    return text
 
 
 def plan(
@@ -452,13 +493,24 @@ class _Writer:
             self.images.append(result.image)
 
     def add_score(self, result: FileResult, probs: np.ndarray, bin_values: np.ndarray) -> None:
-        assert self.key is not None
         mean = float(probs @ bin_values)
         std = float(np.sqrt(max(0.0, probs @ (bin_values - mean) ** 2)))
+        dist = "[" + ",".join(f"{p:.6f}" for p in probs) + "]"
+        self._append(result, dist=dist, mean=mean, std=std, p_high=float(probs[len(probs) // 2 :].sum()))
+
+    def add_scalar(self, result: FileResult, value: float) -> None:
+        """A score model's one number: stored as ``mean`` (the column every ranking reads) with no
+        distribution, spread or p_high, which such a model does not predict and which are not made up."""
+        self._append(result, dist=None, mean=float(value), std=None, p_high=None)
+
+    def _append(
+        self, result: FileResult, *, dist: str | None, mean: float, std: float | None, p_high: float | None
+    ) -> None:
+        assert self.key is not None
         self.scores.append({
             "content_hash": result.content_hash, "model": self.key.model, "weights_id": self.key.weights_id,
-            "preprocess": self.key.preprocess, "dist": "[" + ",".join(f"{p:.6f}" for p in probs) + "]",
-            "mean": mean, "std": std, "p_high": float(probs[len(probs) // 2 :].sum()), "scored_at": now_iso(),
+            "preprocess": self.key.preprocess, "dist": dist, "mean": mean, "std": std, "p_high": p_high,
+            "scored_at": now_iso(),
         })  # fmt: skip
         self.add_file(result, "ok")
 
@@ -480,7 +532,8 @@ class _Batcher:
         self.batch_size, self.runner, self.writer, self.summary = batch_size, runner, writer, summary
         self.buckets: dict[tuple[int, ...], list[FileResult]] = {}
         self.pending = 0
-        self.bin_values = runner.model.bin_values.numpy().astype(np.float64) if runner else None
+        self.scalar = runner is not None and runner.output == "score"
+        self.bin_values = runner.model.bin_values.numpy().astype(np.float64) if runner and not self.scalar else None
 
     def add(self, result: FileResult) -> None:
         bucket = self.buckets.setdefault(result.pixels.shape, [])
@@ -498,9 +551,12 @@ class _Batcher:
     def _run(self, shape: tuple[int, ...]) -> None:
         batch = self.buckets.pop(shape)
         self.pending -= len(batch)
-        probs = self.runner(np.stack([r.pixels for r in batch]), np.array([r.aspect for r in batch]))
-        for result, row in zip(batch, probs):
-            self.writer.add_score(result, row, self.bin_values)
+        outputs = self.runner(np.stack([r.pixels for r in batch]), np.array([r.aspect for r in batch]))
+        for result, row in zip(batch, outputs):
+            if self.scalar:
+                self.writer.add_scalar(result, float(row))
+            else:
+                self.writer.add_score(result, row, self.bin_values)
         self.summary.scored += len(batch)
         # A batch and its photos' rows commit together: a crash loses at most the batch in flight.
         self.writer.flush()

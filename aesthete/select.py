@@ -74,7 +74,7 @@ class Filters:
 class ScoresChoice:
     """Which cached predictions a reading command uses, and how to name them."""
 
-    model: str  # the architecture asked for, or score's default
+    model: str  # the architecture asked for, or score's default ("" when the user has no weights at all)
     key: ModelKey | None  # None: no aesthetic scores to use
     weights: str | None  # the weights' registry name (or id, for a checkpoint never registered)
     notes: list[str] = field(default_factory=list)
@@ -103,10 +103,11 @@ def choose_scores(store: Store, model: str | None = None, weights: str | None = 
     key = store.latest_model_key(model)
     if key is None:
         if model:
-            return ScoresChoice(choice.model, None, None, [f"no scores from model {model!r} in the database"])
-        return ScoresChoice(choice.model, None, None)
+            return ScoresChoice(model, None, None, [f"no scores from model {model!r} in the database"])
+        return ScoresChoice(choice.model or "", None, None)
     label = weights_label(key.weights_id)
-    note = f"no weights for {choice.model} are available: using the latest cached scores, {key.model} weights {label}"
+    wanted = f"for {choice.model} " if choice.model else ""
+    note = f"no weights {wanted}are available: using the latest cached scores, {key.model} weights {label}"
     return ScoresChoice(key.model, key, label, [note])
 
 
@@ -119,10 +120,23 @@ class Ranking:
     weights: str | None = None  # the registry name of ``key``'s weights
     # cull only: the ranked photos in scope that were not picked, each with a ``why`` saying why not.
     others: list[dict[str, Any]] = field(default_factory=list)
+    # What the aesthetic number is: "distribution" (a predicted distribution's mean) or "score" (a model
+    # that predicts one number, such as LAION's); None when ranked by technical quality.
+    output: str | None = None
 
     @property
     def basis(self) -> str:
         return "aesthetic" if self.by in AESTHETIC_KEYS else "technical"
+
+
+def public_row(row: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """``fields`` of a ranked row as JSON, CSV and manifests show it: ``score`` is the aesthetic number
+    ranked on (a distribution's mean, or a score model's one score) and ``output`` says which; ``mean``,
+    ``std``, ``p_high`` and ``dist`` belong to a distribution and are null for a score model."""
+    view = {**row, "score": row.get("mean")}
+    if row.get("output") == "score":
+        view["mean"] = view["std"] = view["p_high"] = view["dist"] = None
+    return {k: view.get(k) for k in fields}
 
 
 def _order(column: str) -> Any:
@@ -152,12 +166,19 @@ def rank(
     chosen = choose_scores(store, model, weights)
     key, notes = chosen.key, list(chosen.notes)
     rows = store.photos(key, roots)
+    output = None
     if by in AESTHETIC_KEYS:
         scored = [r for r in rows if r["mean"] is not None]
         if scored:
             if len(scored) < len(rows):
                 notes.append(f"{len(rows) - len(scored)} photo(s) have no {key.model} score and are not ranked")
             rows = scored
+            output = "score" if all(r["dist"] is None for r in scored) else "distribution"
+            if output == "score" and by != "mean":
+                # A score model predicts no distribution: it has no spread or p_high to sort on.
+                raise OptionError(
+                    f"--by {by} needs a predicted distribution; {key.model} predicts one score: use --by mean"
+                )
         else:
             notes.append("no aesthetic scores yet: ranked by technical quality (sharpness and exposure)")
             by = "technical"
@@ -166,7 +187,7 @@ def rank(
     rows.sort(key=_order(RANK_KEYS[by]))
     if top is not None:
         rows = rows[:top]
-    return Ranking(rows=rows, by=by, key=key, notes=notes, weights=chosen.weights)
+    return Ranking(rows=rows, by=by, key=key, notes=notes, output=output, weights=chosen.weights)
 
 
 def last_run_scope(store: Store, roots: Sequence[str], model: str | None) -> tuple[list[str], str | None]:
@@ -236,7 +257,13 @@ def cull(
             row["why"] = why
             others.append(row)
     return Ranking(
-        rows=picks, by=ranking.by, key=ranking.key, notes=ranking.notes, others=others, weights=ranking.weights
+        rows=picks,
+        by=ranking.by,
+        key=ranking.key,
+        notes=ranking.notes,
+        others=others,
+        output=ranking.output,
+        weights=ranking.weights,
     )
 
 

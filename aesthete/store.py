@@ -9,7 +9,9 @@ Three tables carry the data flow:
 - ``images``: one row per *content hash*: pixel size, EXIF, technical signals, perceptual hash.
   A moved or renamed file points at the same row, so nothing is decoded again.
 - ``scores``: one row per (content hash, model, weights id, preprocessing key): the full
-  distribution, its mean, std and ``p_high``.
+  distribution, its mean, std and ``p_high``; for a model that predicts one score (LAION's), ``mean``
+  holds that score and ``dist``, ``std`` and ``p_high`` are NULL (every column but the key is nullable
+  since schema_v1, so no migration was needed).
 
 Writes happen in short ``BEGIN IMMEDIATE`` transactions under WAL with a busy timeout, so several
 ``score`` processes can share one database and a crash loses at most the transaction in flight.
@@ -322,6 +324,10 @@ class Store:
             record["real_path"] = real_path(record["path"], record.pop("raw_path"))
             record["companions"] = sorted(companions.get(record["path"], []))
             record["dist"] = json.loads(record["dist"]) if record["dist"] else None
+            # What the aesthetic number is: a distribution's mean, or a score model's one score.
+            record["output"] = (
+                None if record["mean"] is None else "distribution" if record["dist"] is not None else "score"
+            )
             record["flags"] = json.loads(record["flags"]) if record["flags"] else []
             out.append(record)
         return out
@@ -355,7 +361,8 @@ class Store:
         names = [d[0] for d in cursor.description]
         scores = [dict(zip(names, r)) for r in cursor]
         for score in scores:
-            score["dist"] = json.loads(score["dist"])
+            score["dist"] = json.loads(score["dist"]) if score["dist"] else None
+            score["output"] = "distribution" if score["dist"] is not None else "score"
         image_cols = [d[1] for d in self.conn.execute("PRAGMA table_info(images)")]
         return {
             "path": text,

@@ -430,6 +430,78 @@ def weights_label(weights_id: str) -> str:
     return weights_id
 
 
+def ava_srcc(entry: WeightsEntry, entries: list[WeightsEntry] | None = None) -> float | None:
+    """The publisher's AVA test SRCC recorded for ``entry`` (an entry made by ``add --like`` takes its
+    model's), or None when none is recorded."""
+    metrics = entry.metrics
+    if not metrics and entry.like:
+        base = next((e for e in (entries if entries is not None else _all_entries()) if e.name == entry.like), None)
+        metrics = base.metrics if base is not None else {}
+    value = metrics.get("srcc") if entry.dataset in (None, "ava") or entry.like else None
+    return float(value) if value is not None else None
+
+
+def _by_srcc(entries: list[WeightsEntry]) -> list[WeightsEntry]:
+    """Aesthetic entries that score photos, best recorded AVA SRCC first; those with none recorded after
+    them, the user's own before the project's, each in registry order (the sort is stable)."""
+    from aesthete.architectures import ARCHITECTURES
+
+    usable = [
+        e for e in entries if e.kind == "aesthetic" and e.arch in ARCHITECTURES and ARCHITECTURES[e.arch].scores_photos
+    ]
+
+    def key(entry: WeightsEntry) -> tuple[float, int]:
+        srcc = ava_srcc(entry, entries)
+        return (-srcc if srcc is not None else float("inf"), 0 if entry.origin == "user" else 1)
+
+    return sorted(usable, key=key)
+
+
+def best_available() -> ResolvedWeights | None:
+    """The weights ``score`` uses when given neither a model nor weights: of the aesthetic checkpoints
+    present and verified, the one whose publisher reports the best AVA SRCC (see :func:`_by_srcc`).
+    None when the user has none."""
+    entries = _all_entries()
+    for entry in _by_srcc(entries):
+        if _verified_digest(entry):
+            return _resolve_entry(entry, None)
+    return None
+
+
+def recommended() -> tuple[WeightsEntry | None, WeightsEntry | None]:
+    """(the project's checkpoint with the best published AVA SRCC, the best one under a permissive
+    licence): what a user with no weights is told to pull. The permissive one may be the same entry."""
+    entries = _all_entries()
+    project = [e for e in _by_srcc(entries) if e.origin == "project" and e.url]
+    by_name = {e.name: e for e in entries}
+
+    def permissive(entry: WeightsEntry) -> bool:
+        required = by_name.get(entry.requires) if entry.requires else None
+        return not entry.noncommercial and not (required is not None and required.noncommercial)
+
+    best = project[0] if project else None
+    free = next((e for e in project if permissive(e)), None)
+    return best, free
+
+
+def download_size(entry: WeightsEntry) -> int | None:
+    """Bytes ``pull`` fetches for ``entry`` (with the file it requires), or None if any part is unknown."""
+    sizes = [entry.size]
+    if entry.requires:
+        sizes.append(next((e.size for e in _all_entries() if e.name == entry.requires), None))
+    return None if any(size is None for size in sizes) else sum(sizes)  # type: ignore[arg-type]
+
+
+def human_size(size: int | None) -> str:
+    """``3.7 MB`` (decimal units, as download tools show them), or ``-`` when not known."""
+    if size is None:
+        return "-"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
 def backbone_weights_path(backbone: str) -> Path | None:
     """The pulled, verified ImageNet file for a torchvision backbone (training's initialisation), if any."""
     for entry in _all_entries():

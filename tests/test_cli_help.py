@@ -53,7 +53,7 @@ def test_docstring_paragraphs_reflow_to_the_width() -> None:
 def test_score_shows_defaults_for_model_batch_and_workers() -> None:
     text = " ".join(help_text(["score"], columns=200).split())
     for flag, default in (
-        ("--model", "hla-gcn"),
+        ("--model", "the best model whose weights you have"),
         ("--batch-size", "64 on CUDA, else 8"),
         ("--workers", "one per core"),
     ):

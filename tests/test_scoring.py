@@ -172,7 +172,7 @@ def test_cli_score_rank_show_cull(photos: Path, tmp_path: Path, tiny_checkpoints
     paths = runner.invoke(app, ["rank", "--db", db, "--paths"]).stdout.split()
     assert len(paths) == 7 and all(Path(p).exists() for p in paths)
     csv_out = runner.invoke(app, ["rank", "--db", db, "--csv", "--by", "sharpness"]).stdout.splitlines()
-    assert csv_out[0].startswith("path,mean") and len(csv_out) == 8
+    assert csv_out[0].startswith("path,score,output,mean") and len(csv_out) == 8
     jpeg = next(p for p in paths if p.endswith(".jpg"))
     show = runner.invoke(app, ["show", jpeg, "--db", db])
     assert show.exit_code == 0 and "mean" in show.stdout and "█" in show.stdout and "TestMake" in show.stdout

@@ -29,7 +29,7 @@ from aesthete.cli.common import (
     ranking_table,
     scores_header,
 )
-from aesthete.select import RANK_KEYS, Filters, Ranking
+from aesthete.select import RANK_KEYS, Filters, Ranking, public_row
 
 TopOption = Annotated[int | None, typer.Option("--top", "-n", min=1, help="Show only the best N.")]
 
@@ -71,7 +71,7 @@ def show_command(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """One photo's predicted distribution as a histogram, with its EXIF line and signals."""
+    """One photo's scores (a predicted distribution as a histogram), with its EXIF line and signals."""
     from aesthete.exif import exif_line
     from aesthete.select import choose_scores
     from aesthete.weights import weights_label
@@ -112,6 +112,9 @@ def show_command(
     if not record["scores"]:
         out.print("no aesthetic score yet (technical signals only)")
     for score in record["scores"]:
+        if score["dist"] is None:  # a score model (LAION's): one number, no distribution to draw
+            out.print(f"\n{score['model']} weights {score['weights']}: score {score['mean']:.2f}")
+            continue
         out.print(f"\n{score['model']} weights {score['weights']}: mean {score['mean']:.2f}  std {score['std']:.2f}")
         out.print(histogram(score["dist"]), highlight=False)
 
@@ -144,7 +147,7 @@ def _emit(ranking: Ranking, *, as_json: bool, as_csv: bool, paths_only: bool, ti
         for row in rows:
             typer.echo(row["real_path"])
     elif as_json:
-        print_json({**scores_header(ranking), "photos": [{k: row.get(k) for k in ROW_FIELDS} for row in rows]})
+        print_json({**scores_header(ranking), "photos": [public_row(row, ROW_FIELDS) for row in rows]})
     elif as_csv:
         print_csv(rows, CSV_FIELDS)
     else:

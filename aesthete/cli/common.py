@@ -58,7 +58,7 @@ PathsArgument = Annotated[
 # rank, cull, groups, report and show read the scores `score` would write with the same two options.
 ModelOption = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Read this model's scores (as `score --model`).", show_default="hla-gcn"),
+    typer.Option("--model", "-m", help="Read this model's scores (as `score --model`).", show_default="as score"),
 ]
 WeightsOption = Annotated[
     str | None,
@@ -72,8 +72,10 @@ WeightsOption = Annotated[
 PathsOnly = Annotated[bool, typer.Option("--paths", help="Print bare paths, one per line (for pipes).")]
 
 # The fields of a photo row that --json prints (``rank``, ``cull``), and the flat ones --csv prints.
+# ``score`` is the number ranked on; ``output`` says whether it is a distribution's mean or a score model's
+# one score (then mean, std, p_high and dist are null: see ``aesthete.select.public_row``).
 ROW_FIELDS = (
-    "path", "mean", "std", "p_high", "dist", "model", "technical", "sharpness", "clipped_shadows",
+    "path", "score", "output", "mean", "std", "p_high", "dist", "model", "technical", "sharpness", "clipped_shadows",
     "clipped_highlights", "mean_luma", "noise", "flags", "capture_time", "make", "camera", "lens", "width", "height",
     "companions",
 )  # fmt: skip
@@ -148,9 +150,11 @@ def print_json(data: Any) -> None:
 
 
 def print_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    from aesthete.select import public_row
+
     writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(public_row(row, columns) for row in rows)
 
 
 def print_notes(notes: Sequence[str]) -> None:
@@ -180,14 +184,15 @@ def scores_header(ranking: Ranking) -> dict[str, Any]:
     """The fields every JSON output that ranks photos starts with: what it was ranked by, on whose scores."""
     return {
         "by": ranking.by, "basis": ranking.basis, "model": ranking.key.model if ranking.key else None,
-        "weights": ranking.weights if ranking.key else None,
+        "weights": ranking.weights if ranking.key else None, "output": ranking.output,
     }  # fmt: skip
 
 
 def ranking_table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> Table:
     """The table ``rank`` and ``cull`` print: place, photo, scores, flags, capture time (and group)."""
+    scalar = ranking.output == "score"  # a score model: one number, no distribution, no spread
     if ranking.basis == "aesthetic":  # the model and its weights, named as `score --weights` takes them
-        column = "mean score" if ranking.by == "mean" else ranking.by
+        column = ("score" if scalar else "mean score") if ranking.by == "mean" else ranking.by
         basis = f"{ranking.key.model} {column} (weights {ranking.weights or ranking.key.weights_id})"
     else:
         basis = "technical quality" if ranking.by == "technical" else ranking.by
@@ -197,8 +202,9 @@ def ranking_table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> T
     # Paths are what people read first: give them room before the numeric columns get theirs.
     table.add_column("photo", overflow="fold", min_width=min(60, max(map(len, shown), default=5)))
     if ranking.basis == "aesthetic":
-        table.add_column("mean", justify="right")
-        table.add_column("std", justify="right")
+        table.add_column("score" if scalar else "mean", justify="right")
+        if not scalar:
+            table.add_column("std", justify="right")
     table.add_column("technical", justify="right")
     table.add_column("flags")
     table.add_column("taken")
@@ -208,7 +214,7 @@ def ranking_table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> T
     for index, (row, path) in enumerate(zip(rows, shown), start=1):
         cells = [str(index), path]
         if ranking.basis == "aesthetic":
-            cells += [f"{row['mean']:.2f}", f"{row['std']:.2f}"]
+            cells += [f"{row['mean']:.2f}"] if scalar else [f"{row['mean']:.2f}", f"{row['std']:.2f}"]
         cells += [f"{row['technical']:.2f}", ", ".join(row["flags"]), (row["capture_time"] or "")[:16]]
         if grouped:
             cells.append(f"{row['group']} (best of {row['group_size']})" if row["group_size"] > 1 else "")

@@ -33,6 +33,7 @@ from aesthete.cli.common import (
     scores_header,
     scores_label,
 )
+from aesthete.select import public_row
 
 if TYPE_CHECKING:
     from aesthete.culling import CullReport
@@ -126,7 +127,7 @@ def _print_cull(report: CullReport, *, as_json: bool, paths_only: bool) -> None:
         fields = (*ROW_FIELDS, "pick", "group", "group_size")
         print_json({
             **scores_header(ranking), "dry_run": report.dry_run,
-            "picks": [{k: row.get(k) for k in fields} for row in ranking.rows],
+            "picks": [public_row(row, fields) for row in ranking.rows],
             "not_picked": [{"path": row["path"], "why": row["why"]} for row in ranking.others], **report.actions(),
         })  # fmt: skip
     else:

@@ -20,7 +20,6 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from aesthete.architectures import DEFAULT_MODEL
 from aesthete.cli.common import DbOption, Exit, JsonOption, err, fail, library_errors, opened_store, out, print_json
 
 
@@ -31,7 +30,12 @@ def score_command(
     ],
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Architecture (see `aesthete models`).", show_default=DEFAULT_MODEL),
+        typer.Option(
+            "--model",
+            "-m",
+            help="Architecture (see `aesthete models`).",
+            show_default="the best model whose weights you have",
+        ),
     ] = None,
     weights: Annotated[
         str | None, typer.Option("--weights", "-w", help="Registered weights NAME or a checkpoint PATH.")
@@ -122,7 +126,10 @@ def _print_summary(summary) -> None:  # noqa: ANN001
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
-    model = summary.model + (f" ({summary.weights})" if summary.weights else " (no weights)")
+    if summary.model is None:  # nothing asked for and no aesthetic weights present
+        model = "none (no aesthetic weights yet)"
+    else:
+        model = summary.model + (f" ({summary.weights})" if summary.weights else " (no weights)")
     table.add_row("model", model + (f" on {summary.device}, {summary.precision}" if summary.device else ""))
     table.add_row("found", str(summary.found))
     table.add_row("scored", str(summary.scored))
@@ -143,6 +150,7 @@ def _print_summary(summary) -> None:  # noqa: ANN001
     if len(summary.discovery_errors) > 20:
         err.print(f"  ... and {len(summary.discovery_errors) - 20} more skipped (`score --json` lists them)")
     if summary.notice:
-        err.print(f"[yellow]notice:[/] {summary.notice}", highlight=False)
+        # soft_wrap: the terminal wraps the notice, so a command in it is never broken by a newline
+        err.print(f"[yellow]notice:[/] {summary.notice}", highlight=False, soft_wrap=True)
     if summary.interrupted:
         err.print("[yellow]interrupted:[/] finished photos are saved; run the same command to continue")

@@ -37,25 +37,45 @@ app = typer.Typer(
 
 @app.command("list")
 def list_command(as_json: JsonOption = False) -> None:
-    """List the project's weights and your own, and whether each file is downloaded and verified."""
+    """List the project's weights and your own: licence, download size, the publisher's AVA SRCC, and
+    whether each file is downloaded and verified. Sources follow the table, each URL on one line."""
     with library_errors():
         entries = weights.list_weights()
+        srcc = {entry.name: weights.ava_srcc(entry, entries) for entry in entries}
     if as_json:
-        print_json({"weights": [entry.to_dict() for entry in entries]})
+        print_json({"weights": [{**entry.to_dict(), "ava_srcc": srcc[entry.name]} for entry in entries]})
         return
-    name, source = Column("name", no_wrap=True), Column("source", overflow="fold")
-    table = Table(name, "kind", "model / backbone", "dataset", "available", source)
+    # Sized for an 80-column terminal: the long free text (sources, URLs) goes below the table, where a
+    # URL is printed whole on its own line rather than folded across cells.
+    table = Table(
+        Column("name", overflow="fold"),
+        Column("model", overflow="fold"),
+        Column("licence", overflow="fold"),
+        Column("size", justify="right", no_wrap=True),
+        Column("AVA\nSRCC", justify="right", no_wrap=True),
+        Column("here", no_wrap=True),
+        box=None,
+        padding=(0, 1),
+        pad_edge=False,
+    )
     for entry in entries:
-        network = f"{entry.arch} ({entry.backbone})" if entry.arch and entry.backbone else entry.arch or entry.backbone
+        network = entry.arch or f"({entry.backbone})"
+        value = srcc[entry.name]
         table.add_row(
             escape(entry.name),
-            entry.kind,
-            escape(network or "-"),
-            escape(entry.dataset or "-"),
+            escape(network),
+            escape(entry.license or "-"),
+            weights.human_size(entry.size) if entry.origin == "project" else "local",
+            f"{value:.3f}" if value is not None else "-",
             "[green]yes[/]" if entry.available else "no",
-            escape(entry.source or "-"),
         )
     out.print(table)
+    out.print("(model): a training backbone.  AVA SRCC: the publisher's own AVA test figure.")
+    out.print("size -: not published.  here: downloaded and verified.  Sources:", highlight=False)
+    for entry in entries:
+        where = entry.url if entry.origin == "project" else str(entry.path)
+        needs = f" (needs {entry.requires})" if entry.requires else ""
+        out.print(f"{escape(entry.name)}{needs}: {where}", soft_wrap=True, highlight=False, markup=False)
 
 
 AcceptLicense = Annotated[

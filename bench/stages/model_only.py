@@ -6,9 +6,21 @@ import time
 from typing import Any
 
 
-def model_only(checkpoint: str, device: str, precision: str, min_seconds: float) -> dict[str, Any]:
+def model_only(
+    checkpoint: str,
+    device: str,
+    precision: str,
+    min_seconds: float,
+    *,
+    batch: int | None = None,
+    warmup: int = 3,
+    min_runs: int = 5,
+) -> dict[str, Any]:
     """Forward passes on uint8 batches of the model's input size, through the runner ``score`` uses
-    (its device, precision, batch size and torch's default threads), normalisation included."""
+    (its device, precision, batch size and torch's default threads), normalisation included.
+
+    ``batch`` (default: ``score``'s), ``warmup`` and ``min_runs`` let a slow model on a small machine be
+    timed in fewer passes; the row records the batch it ran."""
     import numpy as np
 
     from aesthete.scoring import default_batch, load_runner
@@ -16,17 +28,19 @@ def model_only(checkpoint: str, device: str, precision: str, min_seconds: float)
     runner = load_runner(checkpoint, device, precision)  # first: it sets what torch reads as it loads
     import torch
 
-    batch = default_batch(runner)
+    batch = batch or default_batch(runner)
     policy = runner.model.policy
     if policy.patch:
-        raise SystemExit("model-only timing supports single-crop models (nima, hla-gcn, apm, saf, pear)")
+        raise SystemExit("model-only timing supports single-crop models (nima, hla-gcn, apm, saf, pear, ...)")
     width, height = policy.resized_size(6000, 4000)  # a 3:2 photo, as the generated ones are
+    if policy.resize == "center_crop":  # then cropped to a square, as InputPolicy.prepare does
+        width = height = policy.size
     pixels = np.random.default_rng(0).integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
     aspect = np.full(batch, 1.5)
-    for _ in range(3):  # warm-up: kernel selection and allocator growth
+    for _ in range(warmup):  # warm-up: kernel selection and allocator growth
         runner(pixels, aspect)
     runs, wall0, cpu0 = 0, time.perf_counter(), time.process_time()
-    while runs < 5 or time.perf_counter() - wall0 < min_seconds:
+    while runs < min_runs or time.perf_counter() - wall0 < min_seconds:
         runner(pixels, aspect)
         runs += 1
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
@@ -39,6 +53,7 @@ def model_only(checkpoint: str, device: str, precision: str, min_seconds: float)
         "core_s_per_img": cpu / images if on_cpu else None,
         "held_core_s_per_img": torch.get_num_threads() * wall / images if on_cpu else None,
         "batch": batch,
+        "input": f"{width}x{height}",
         "threads": torch.get_num_threads(),
         "precision": runner.precision,
         "device": str(runner.device),
