@@ -24,6 +24,9 @@ class Architecture:
     scores_photos: bool = True
 
 
+# What ``score`` (and every command that reads scores) uses when no ``--model`` is given.
+DEFAULT_MODEL = "hla-gcn"
+
 ARCHITECTURES: dict[str, Architecture] = {
     arch.name: arch
     for arch in (

@@ -35,7 +35,7 @@ class CullOptions:
     keep_percent: float | None = None
     min_score: float | None = None
     model: str | None = None
-    weights: str | None = None  # a personal head's or a checkpoint's scores, by name
+    weights: str | None = None  # registered name or checkpoint path; default: what `score` would use
     group: bool = True
     reject_blurry: bool = True  # never pick a frame flagged blurry
     reject_exposure: bool = True  # nor one flagged under- or overexposed

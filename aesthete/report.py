@@ -77,13 +77,13 @@ def build_report(
     roots: Sequence[str] = (),
     *,
     model: str | None = None,
-    workers: int | None = None,
     weights: str | None = None,
+    workers: int | None = None,
 ) -> tuple[str, Ranking]:
     """The HTML of the contact sheet of ``roots`` (or of the last ``score`` run's folders) and the ranking
     it shows. ``workers`` threads make the thumbnails (default: one per core)."""
     roots, model = last_run_scope(store, roots, model)
-    ranking = rank(store, roots, by="mean", model=None if weights else model, weights=weights)
+    ranking = rank(store, roots, by="mean", model=model, weights=weights)
     groups = ensure_groups(store)
     blocks = list(_blocks(ranking.rows, groups))
     ordered = [row for block in blocks for row in block]
@@ -119,7 +119,7 @@ def _blocks(rows: list[dict[str, Any]], groups: dict[str, tuple[int, int]]) -> I
 def _summary(ranking: Ranking, roots: Sequence[str], blocks: list[list[dict[str, Any]]]) -> str:
     basis = (
         f"{ranking.key.model} {'score' if ranking.output == 'score' else 'mean score'} "
-        f"(weights {ranking.key.weights_id})"
+        f"(weights {ranking.weights or ranking.key.weights_id})"
         if ranking.basis == "aesthetic"
         else "technical quality (no aesthetic scores)"
     )

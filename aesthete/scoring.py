@@ -22,14 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from aesthete.architectures import check_architecture
+from aesthete.architectures import DEFAULT_MODEL, check_architecture
 from aesthete.decode import ALL_DECODERS, NO_DECODER
 from aesthete.decode_worker import FileJob, FileResult, WorkerConfig, init_worker, process_file
 from aesthete.discover import FoundFile, discover, pair_raws
 from aesthete.input_policy import InputPolicy
 from aesthete.store import KnownFile, ModelKey, Store, embedding_row, file_row, now_iso, path_key
 
-DEFAULT_MODEL = "hla-gcn"
 FLUSH_ROWS = 256  # rows without model work are written in transactions of this size
 FLUSH_SECONDS = 1.0
 FILE_TIMEOUT_S = 120.0  # a decode still running after this long is abandoned (its worker killed) and recorded
@@ -111,7 +110,7 @@ def choose_model(model: str | None, weights: str | None) -> ModelChoice:
             return ModelChoice(model=None, notice=first_run_notice())
         name = resolved.meta["arch"]
     else:
-        name = check_architecture(model or DEFAULT_MODEL)
+        name = check_architecture(model or DEFAULT_MODEL, scoring=True)
         resolved = resolve_weights(weights, arch=model) if weights else default_weights_for(name)
     if resolved is None:
         notice = (

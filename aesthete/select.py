@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 from aesthete.errors import NothingToDoError, OptionError
@@ -19,6 +20,27 @@ DEFAULT_TOP = 50  # what ``cull`` keeps when asked for no limit at all
 EXPOSURE_FLAGS = ("underexposed", "overexposed")
 
 
+def parse_when(text: str | None, option: str = "date") -> str | None:
+    """``text`` as the ISO form capture times are stored in (``YYYY-MM-DD`` or ``YYYY-MM-DDTHH:MM:SS``),
+    or :class:`OptionError` for anything else: a date that silently filtered nothing would hide photos."""
+    if text is None:
+        return None
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value).isoformat()
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is not None or len(value) < 16:
+        raise OptionError(
+            f"{option} {text!r} is not an ISO date or date-time: use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] "
+            "(capture times are the camera's local time, without a time zone)"
+        )
+    # Keep the precision given: --until 10:00 includes the whole minute, as a bare date the whole day.
+    return moment.isoformat(timespec="seconds" if len(value) > 16 else "minutes")
+
+
 @dataclass
 class Filters:
     min_score: float | None = None
@@ -27,6 +49,10 @@ class Filters:
     until: str | None = None
     camera: str | None = None  # case-insensitive substring of make + model
     lens: str | None = None
+
+    def __post_init__(self) -> None:
+        self.since = parse_when(self.since, "--since")
+        self.until = parse_when(self.until, "--until")
 
     def accepts(self, row: dict[str, Any]) -> bool:
         mean = row.get("mean")
@@ -46,11 +72,61 @@ class Filters:
 
 
 @dataclass
+class ScoresChoice:
+    """Which cached predictions a reading command uses, and how to name them."""
+
+    model: str  # the architecture asked for, or score's default ("" when the user has no weights at all)
+    key: ModelKey | None  # None: no aesthetic scores to use
+    weights: str | None  # the weights' registry name (or id, for a checkpoint never registered)
+    notes: list[str] = field(default_factory=list)
+
+
+def choose_scores(store: Store, model: str | None = None, weights: str | None = None) -> ScoresChoice:
+    """The scores ``rank``, ``cull``, ``groups``, ``report`` and ``show`` read: those ``score`` would
+    write with the same ``--model``/``--weights`` (:func:`aesthete.scoring.choose_model`, torch-free).
+
+    Only when ``score`` would compute no aesthetic scores at all (no weights available for the model) do
+    the most recent cached scores of that model (of any model, when none is named) stand in, and a note
+    says whose they are.
+    """
+    from aesthete.scoring import choose_model
+    from aesthete.weights import weights_label
+
+    if weights:
+        from aesthete.learning import head_path, scores_key
+
+        if head_path(weights) is not None:  # a personal head (`aesthete learn --name`): its stored scores
+            key = scores_key(weights, model)
+            assert key is not None
+            notes = [] if store.has_scores(key) else [f"no scores from personal weights {weights} in the database"]
+            return ScoresChoice(key.model, key, weights, notes)
+    choice = choose_model(model, weights)
+    if choice.key is not None:
+        notes = []
+        if not store.has_scores(choice.key):
+            notes.append(
+                f"no scores from {choice.model} weights {choice.weights_name} in the database: "
+                f"run `aesthete score` (or pass the --model/--weights that scored these photos)"
+            )
+        return ScoresChoice(choice.model, choice.key, choice.weights_name, notes)
+    key = store.latest_model_key(model)
+    if key is None:
+        if model:
+            return ScoresChoice(model, None, None, [f"no scores from model {model!r} in the database"])
+        return ScoresChoice(choice.model or "", None, None)
+    label = weights_label(key.weights_id)
+    wanted = f"for {choice.model} " if choice.model else ""
+    note = f"no weights {wanted}are available: using the latest cached scores, {key.model} weights {label}"
+    return ScoresChoice(key.model, key, label, [note])
+
+
+@dataclass
 class Ranking:
     rows: list[dict[str, Any]]
     by: str  # the key actually used
     key: ModelKey | None  # the predictions ranked on, if any
     notes: list[str] = field(default_factory=list)
+    weights: str | None = None  # the registry name of ``key``'s weights
     # cull only: the ranked photos in scope that were not picked, each with a ``why`` saying why not.
     others: list[dict[str, Any]] = field(default_factory=list)
     # What the aesthetic number is: "distribution" (a predicted distribution's mean) or "score" (a model
@@ -84,26 +160,20 @@ def rank(
     *,
     by: str = "mean",
     model: str | None = None,
+    weights: str | None = None,
     filters: Filters | None = None,
     top: int | None = None,
-    weights: str | None = None,
 ) -> Ranking:
     """Photos under ``roots`` (all, if empty) sorted by ``by``, best first.
 
-    Aesthetic keys use the most recent scores of ``model`` (or of whichever model scored last). When
-    no aesthetic scores exist the ranking falls back to technical quality and says so in ``notes``.
+    Aesthetic keys use the scores :func:`choose_scores` picks for ``model`` and ``weights`` (what
+    ``score`` would use). When no aesthetic scores exist the ranking falls back to technical quality and
+    says so in ``notes``.
     """
     if by not in RANK_KEYS:
         raise OptionError(f"unknown sort key {by!r}; use one of {', '.join(RANK_KEYS)}")
-    notes: list[str] = []
-    if weights:  # a personal head's or a checkpoint's scores, by name (aesthete.learning.scores_key)
-        from aesthete.learning import scores_key
-
-        key = scores_key(weights, model)
-    else:
-        key = store.latest_model_key(model)
-        if model and key is None:
-            notes.append(f"no scores from model {model!r} in the database")
+    chosen = choose_scores(store, model, weights)
+    key, notes = chosen.key, list(chosen.notes)
     rows = store.photos(key, roots)
     for row in rows:  # from the cached signals: photos scored by an older formula rank by today's too
         row["technical"] = technical_quality(row, row.get("width"), row.get("height"))
@@ -128,17 +198,18 @@ def rank(
     rows.sort(key=_order(RANK_KEYS[by]))
     if top is not None:
         rows = rows[:top]
-    return Ranking(rows=rows, by=by, key=key, notes=notes, output=output)
+    return Ranking(rows=rows, by=by, key=key, notes=notes, output=output, weights=chosen.weights)
 
 
 def last_run_scope(store: Store, roots: Sequence[str], model: str | None) -> tuple[list[str], str | None]:
-    """``roots`` and ``model`` as given, or, with no roots, the folders and model of the last ``score`` run."""
+    """``roots`` as given or, with none, the folders of the last ``score`` run; ``model`` is returned as
+    given: the scores read are those ``score`` would use (:func:`choose_scores`), not the last run's."""
     if roots:
         return list(roots), model
     last = store.last_run()
     if last is None:
         raise NothingToDoError("nothing scored yet: run `aesthete score FOLDER` first, or pass folders")
-    return last["roots"], model or last["model"]
+    return last["roots"], model
 
 
 def cull(
@@ -149,11 +220,11 @@ def cull(
     keep_percent: float | None = None,
     min_score: float | None = None,
     model: str | None = None,
+    weights: str | None = None,
     group: bool = True,
     reject_blurry: bool = True,
     reject_exposure: bool = True,
     filters: Filters | None = None,
-    weights: str | None = None,
 ) -> Ranking:
     """The photos worth keeping from ``roots``, or from the folders of the most recent ``score`` run.
 
@@ -172,7 +243,7 @@ def cull(
     if top is None and keep_percent is None and min_score is None:
         top = DEFAULT_TOP
     roots, model = last_run_scope(store, roots, model)
-    ranking = rank(store, roots, by="mean", model=None if weights else model, weights=weights)
+    ranking = rank(store, roots, by="mean", model=model, weights=weights)
     if min_score is not None and ranking.basis != "aesthetic":
         raise OptionError("--min-score compares aesthetic scores and none are cached here; use --top or --keep")
     limit = top if keep_percent is None else math.ceil(len(ranking.rows) * keep_percent / 100)
@@ -198,7 +269,13 @@ def cull(
             row["why"] = why
             others.append(row)
     return Ranking(
-        rows=picks, by=ranking.by, key=ranking.key, notes=ranking.notes, others=others, output=ranking.output
+        rows=picks,
+        by=ranking.by,
+        key=ranking.key,
+        notes=ranking.notes,
+        others=others,
+        output=ranking.output,
+        weights=ranking.weights,
     )
 
 

@@ -336,6 +336,11 @@ class Store:
         row = self.conn.execute(sql + " ORDER BY scored_at DESC, rowid DESC LIMIT 1", params).fetchone()
         return ModelKey(*row) if row else None
 
+    def has_scores(self, key: ModelKey) -> bool:
+        """Whether any photo has a score cached under ``key``."""
+        sql = "SELECT 1 FROM scores WHERE model = ? AND weights_id = ? AND preprocess = ? LIMIT 1"
+        return self.conn.execute(sql, (key.model, key.weights_id, key.preprocess)).fetchone() is not None
+
     def photos(self, key: ModelKey | None, roots: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Every readable photo (optionally under ``roots``) joined with its image row and, when ``key``
         is given, its score for that model. Rows are plain dicts; ``dist`` is decoded from JSON and

@@ -417,6 +417,19 @@ def default_weights_for(arch: str) -> ResolvedWeights | None:
     return None
 
 
+def weights_label(weights_id: str) -> str:
+    """How tables and JSON name the weights cached under ``weights_id``: their registry name when some
+    registered entry has those bytes, else the id itself (a checkpoint file that was never registered)."""
+    for entry in _all_entries():
+        if entry.kind != "aesthetic":
+            continue
+        # A converted checkpoint's local digest differs from the listed download's: check both.
+        for digest in (entry.sha256, _verified_digest(entry) if entry.path.is_file() else None):
+            if digest and digest[: len(weights_id)] == weights_id:
+                return entry.name
+    return weights_id
+
+
 def ava_srcc(entry: WeightsEntry, entries: list[WeightsEntry] | None = None) -> float | None:
     """The publisher's AVA test SRCC recorded for ``entry`` (an entry made by ``add --like`` takes its
     model's), or None when none is recorded."""

@@ -297,7 +297,7 @@ def test_cli_groups_lists_the_bursts(shoot: tuple[Path, Store]) -> None:
     folder, store = shoot
     result = runner.invoke(app, ["groups", str(folder), "--db", str(store.path), "--json"])
     assert result.exit_code == 0, result.output
-    groups = json.loads(result.stdout)
+    groups = json.loads(result.stdout)["groups"]
     # Each group best frame first (groups are listed in time order; c's file times depend on the time zone).
     assert sorted([Path(p["path"]).name for p in g["photos"]] for g in groups) == [
         ["a3.jpg", "a5.jpg", "a2.jpg", "a1.jpg", "a4.jpg"], ["b1.jpg", "b2.jpg"], ["c2.jpg", "c1.jpg"],

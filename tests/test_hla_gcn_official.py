@@ -204,6 +204,6 @@ def test_models_json_lists_each_variants_parameter_count() -> None:
 
     result = CliRunner().invoke(app, ["models", "--json"])
     assert result.exit_code == 0, result.output
-    row = next(r for r in json.loads(result.stdout) if r["name"] == "hla-gcn")
+    row = next(r for r in json.loads(result.stdout)["models"] if r["name"] == "hla-gcn")
     assert row["variant"] == "official" and row["parameters"] == 40_334_445
     assert row["variants"] == {"official": 40_334_445, "paper": 38_235_245}

@@ -148,7 +148,7 @@ def test_cli_on_the_corpus_with_a_model(tmp_path: Path, tiny_checkpoints: dict[s
     assert failed == {rel: o for rel, o in expected.items() if o.startswith("failed")}
     assert summary["scored"] == sum(o == "scored" for o in expected.values())
     listed = subprocess.run(aesthete("failures", "--db", db, "--json"), env=env(), capture_output=True, text=True)
-    rows = json.loads(listed.stdout)
+    rows = json.loads(listed.stdout)["failures"]
     assert {(r["path"], r["kind"], r["reason"]) for r in rows} == {
         (f["path"], f["kind"], f["reason"]) for f in summary["failed"]
     }

@@ -515,7 +515,7 @@ def run(*args: str) -> tuple[int, str, str]:
 def test_cli_list_json_and_table() -> None:
     code, stdout, _ = run("list", "--json")
     assert code == 0
-    rows = json.loads(stdout)
+    rows = json.loads(stdout)["weights"]
     assert {row["name"] for row in rows} >= {"resnet50-imagenet1k-v1", "vgg16-imagenet1k-v1"}
     assert all(row["available"] is False and row["url"].startswith("https://") for row in rows)
     code, stdout, _ = run("list")
@@ -527,10 +527,10 @@ def test_cli_add_list_verify(nima_file: Path, tmp_path: Path) -> None:
     assert code == 0
     added = json.loads(stdout)
     assert added["name"] == "mine" and added["arch"] == "nima" and added["available"] is True
-    rows = {row["name"]: row for row in json.loads(run("list", "--json")[1])}
+    rows = {row["name"]: row for row in json.loads(run("list", "--json")[1])["weights"]}
     assert rows["mine"]["available"] is True and rows["mine"]["origin"] == "user"
     code, stdout, _ = run("verify", "--json")
-    assert code == 0 and json.loads(stdout) == [{"name": "mine", "ok": True, "reason": "sha256 ok"}]
+    assert code == 0 and json.loads(stdout)["verified"] == [{"name": "mine", "ok": True, "reason": "sha256 ok"}]
 
     Path(added["path"]).write_bytes(b"tampered")
     code, stdout, _ = run("verify")

@@ -8,19 +8,59 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 
 from aesthete.cli import browse, cull, learn, models, score, train, weights
 from aesthete.cli.common import Exit
 
+
+def _epilog() -> str:
+    """Where the scores live, so nobody has to guess which file `--db` would replace."""
+    from aesthete.paths import default_db_path
+
+    return f"Database: {default_db_path(create=False)} (change it with --db or AESTHETE_DB)."
+
+
+# Click's plain help (rich_markup_mode=None) reflows docstring paragraphs to the terminal's width and
+# never cuts a flag's name; Rich's panels truncated them at 80 columns and showed `<bool>` on flags.
 app = typer.Typer(
     name="aesthete",
     help="Score, rank and cull photos with deep image-aesthetics models.",
+    epilog=_epilog(),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
+
+
+def package_version() -> str:
+    """The installed distribution's version (a source checkout run without installing has none)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aesthete-photo")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"aesthete {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Score, rank and cull photos with deep image-aesthetics models."""
+
+
 app.command("score")(score.score_command)
 app.command("rank")(browse.rank_command)
 app.command("show")(browse.show_command)

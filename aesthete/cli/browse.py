@@ -14,9 +14,11 @@ from aesthete.cli.common import (
     DbOption,
     Exit,
     JsonOption,
+    ModelOption,
     PathsArgument,
     PathsOnly,
     WeightsOption,
+    display_path,
     fail,
     library_errors,
     opened_store,
@@ -25,6 +27,7 @@ from aesthete.cli.common import (
     print_json,
     print_notes,
     ranking_table,
+    scores_header,
 )
 from aesthete.select import RANK_KEYS, Filters, Ranking, public_row
 
@@ -41,7 +44,7 @@ def rank_command(
     until: Annotated[str | None, typer.Option(help="Captured on or before (a bare date includes the day).")] = None,
     camera: Annotated[str | None, typer.Option(help="Camera make/model contains this (any case).")] = None,
     lens: Annotated[str | None, typer.Option(help="Lens contains this (any case).")] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Rank by this model's scores.")] = None,
+    model: ModelOption = None,
     weights: WeightsOption = None,
     top: TopOption = None,
     as_json: JsonOption = False,
@@ -54,35 +57,43 @@ def rank_command(
 
     filters = Filters(min_score, max_score, since, until, camera, lens)
     with opened_store(db) as store:
-        ranking = rank(store, [str(p) for p in paths or []], by=by, model=model, filters=filters, top=top,
-                       weights=weights)  # fmt: skip
+        ranking = rank(
+            store, [str(p) for p in paths or []], by=by, model=model, weights=weights, filters=filters, top=top
+        )
     _emit(ranking, as_json=as_json, as_csv=as_csv, paths_only=paths_only, title="ranked")
 
 
 @library_errors()
 def show_command(
     photo: Annotated[Path, typer.Argument(help="A photo that `score` has seen.", show_default=False)],
+    model: ModelOption = None,
+    weights: WeightsOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
-    weights: WeightsOption = None,
 ) -> None:
     """One photo's scores (a predicted distribution as a histogram), with its EXIF line and signals."""
     from aesthete.exif import exif_line
+    from aesthete.select import choose_scores
+    from aesthete.weights import weights_label
 
     with opened_store(db) as store:
         record = store.photo_by_path(str(photo))
-        if record is not None and weights:  # only that head's or checkpoint's score
-            from aesthete.learning import scores_key
-
-            key = scores_key(weights)
-            record["scores"] = [
-                s for s in record["scores"]
-                if (s["model"], s["weights_id"]) == (key.model, key.weights_id)  # type: ignore[union-attr]
-            ]  # fmt: skip
-    if record is None:
-        fail(f"{photo} is not in the database (run `aesthete score` on its folder)", Exit.NOTHING_USABLE)
+        if record is None:
+            if not photo.exists():
+                fail(f"{photo}: no such file", Exit.NOTHING_USABLE)
+            fail(f"{photo} is not in the database (run `aesthete score` on its folder)", Exit.NOTHING_USABLE)
+        chosen = choose_scores(store, model, weights)
+    for score in record["scores"]:
+        score["weights"] = weights_label(score["weights_id"])
+    # The scores `score` would write with these options first; the photo's other scores after them.
+    key = chosen.key
+    record["scores"].sort(
+        key=lambda s: (
+            key is None or (s["model"], s["weights_id"], s["preprocess"]) != (key.model, key.weights_id, key.preprocess)
+        )
+    )
     if as_json:
-        print_json(record)
+        print_json({"model": chosen.model, "weights": chosen.weights, "photo": record})
         return
     out.print(f"[bold]{record['path']}[/]", highlight=False)
     if record["status"] == "paired":  # a RAW beside its JPEG: one photo, scored through the JPEG
@@ -102,9 +113,9 @@ def show_command(
         out.print("no aesthetic score yet (technical signals only)")
     for score in record["scores"]:
         if score["dist"] is None:  # a score model (LAION's): one number, no distribution to draw
-            out.print(f"\n{score['model']} ({score['weights_id']}): score {score['mean']:.2f}")
+            out.print(f"\n{score['model']} weights {score['weights']}: score {score['mean']:.2f}")
             continue
-        out.print(f"\n{score['model']} ({score['weights_id']}): mean {score['mean']:.2f}  std {score['std']:.2f}")
+        out.print(f"\n{score['model']} weights {score['weights']}: mean {score['mean']:.2f}  std {score['std']:.2f}")
         out.print(histogram(score["dist"]), highlight=False)
 
 
@@ -123,12 +134,12 @@ def failures_command(paths: PathsArgument = None, db: DbOption = None, as_json: 
     """Files that could not be read, with the reason recorded for each."""
     with opened_store(db) as store:
         rows = store.failures([str(p) for p in paths or []])
-    if as_json:
-        print_json(rows)
+    if as_json:  # paths as rank --json gives them: absolute, for scripts
+        print_json({"count": len(rows), "failures": rows})
         return
     table = Table("path", "kind", "reason")
     for row in rows:
-        table.add_row(row["path"], row["kind"], row["reason"])
+        table.add_row(display_path(row["path"]), row["kind"], row["reason"])
     out.print(table if rows else "no failures recorded")
 
 
@@ -146,9 +157,7 @@ def _emit(ranking: Ranking, *, as_json: bool, as_csv: bool, paths_only: bool, ti
         for row in rows:
             typer.echo(row["real_path"])
     elif as_json:
-        print_json({"by": ranking.by, "basis": ranking.basis, "model": ranking.key.model if ranking.key else None,
-                    "output": ranking.output,
-                    "photos": [public_row(row, ROW_FIELDS) for row in rows]})  # fmt: skip
+        print_json({**scores_header(ranking), "photos": [public_row(row, ROW_FIELDS) for row in rows]})
     elif as_csv:
         print_csv(rows, CSV_FIELDS)
     else:

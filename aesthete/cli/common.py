@@ -53,7 +53,21 @@ DbOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 PathsArgument = Annotated[
-    list[Path] | None, typer.Argument(help="Only photos under these folders.", show_default=False)
+    list[Path] | None, typer.Argument(metavar="PATHS", help="Only photos under these folders.", show_default=False)
+]
+# rank, cull, groups, report and show read the scores `score` would write with the same two options.
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Read this model's scores (as `score --model`).", show_default="as score"),
+]
+WeightsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--weights",
+        "-w",
+        help="Read the scores of these weights: NAME or checkpoint PATH (as `score --weights`).",
+        show_default="score's default",
+    ),
 ]
 WeightsOption = Annotated[
     str | None,
@@ -184,13 +198,30 @@ def display_path(path: str) -> str:
     return "~" + path[len(home) :] if home != os.sep and path.startswith(home + os.sep) else path
 
 
+def scores_label(ranking: Ranking) -> str:
+    """``model (weights NAME)``: what a table's title says the scores came from."""
+    if ranking.key is None:
+        return "no aesthetic scores"
+    return f"{ranking.key.model} (weights {ranking.weights or ranking.key.weights_id})"
+
+
+def scores_header(ranking: Ranking) -> dict[str, Any]:
+    """The fields every JSON output that ranks photos starts with: what it was ranked by, on whose scores."""
+    return {
+        "by": ranking.by, "basis": ranking.basis, "model": ranking.key.model if ranking.key else None,
+        "weights": ranking.weights if ranking.key else None, "output": ranking.output,
+    }  # fmt: skip
+
+
 def ranking_table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> Table:
     """The table ``rank`` and ``cull`` print: place, photo, scores, flags, capture time (and group)."""
     scalar = ranking.output == "score"  # a score model: one number, no distribution, no spread
-    basis = "technical quality"
-    if ranking.basis == "aesthetic":
-        basis = f"{ranking.key.model} {'score' if scalar else 'mean score'}"
-    table = Table(title=f"{len(rows)} photos {title} by {basis if ranking.by == 'mean' else ranking.by}")
+    if ranking.basis == "aesthetic":  # the model and its weights, named as `score --weights` takes them
+        column = ("score" if scalar else "mean score") if ranking.by == "mean" else ranking.by
+        basis = f"{ranking.key.model} {column} (weights {ranking.weights or ranking.key.weights_id})"
+    else:
+        basis = "technical quality" if ranking.by == "technical" else ranking.by
+    table = Table(title=f"{len(rows)} photos {title} by {basis}")
     table.add_column("#", justify="right")
     shown = [display_path(row["path"]) for row in rows]
     # Paths are what people read first: give them room before the numeric columns get theirs.

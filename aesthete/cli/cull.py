@@ -18,6 +18,7 @@ from aesthete.cli.common import (
     DbOption,
     Exit,
     JsonOption,
+    ModelOption,
     PathsArgument,
     PathsOnly,
     WeightsOption,
@@ -29,6 +30,8 @@ from aesthete.cli.common import (
     print_json,
     print_notes,
     ranking_table,
+    scores_header,
+    scores_label,
 )
 from aesthete.select import public_row
 
@@ -48,7 +51,6 @@ CLEAR_HELP = (
     "With --xmp: remove the rating (and label) an earlier cull wrote into photos this cull does not pick; "
     "a rating changed since by hand is left alone."
 )
-ModelOption = Annotated[str | None, typer.Option("--model", "-m", help="Use this model's scores.")]
 
 
 @library_errors()
@@ -170,8 +172,7 @@ def _print_cull(report: CullReport, *, as_json: bool, paths_only: bool) -> None:
     elif as_json:
         fields = (*ROW_FIELDS, "pick", "group", "group_size")
         print_json({
-            "by": ranking.by, "basis": ranking.basis, "model": ranking.key.model if ranking.key else None,
-            "output": ranking.output, "dry_run": report.dry_run,
+            **scores_header(ranking), "dry_run": report.dry_run,
             "picks": [public_row(row, fields) for row in ranking.rows],
             "not_picked": [{"path": row["path"], "why": row["why"]} for row in ranking.others], **report.actions(),
         })  # fmt: skip
@@ -195,6 +196,7 @@ def _why_kind(why: str) -> str:
 def groups_command(
     paths: PathsArgument = None,
     model: ModelOption = None,
+    weights: WeightsOption = None,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -205,18 +207,21 @@ def groups_command(
 
     with opened_store(db) as store:
         roots, model = last_run_scope(store, [str(p) for p in paths or []], model)
-        ranking = rank(store, roots, by="mean", model=model)
+        ranking = rank(store, roots, by="mean", model=model, weights=weights)
         members = annotate(ranking.rows, ensure_groups(store))
     found = sorted((g, rows) for g, rows in members.items() if len(rows) > 1)
     if as_json:
-        print_json([
+        print_json({**scores_header(ranking), "groups": [
             {"group": g, "size": len(rows), "photos": [{k: r.get(k) for k in ("path", "mean", "technical",
              "flags", "capture_time", "make", "camera")} for r in rows]}
             for g, rows in found
-        ])  # fmt: skip
+        ]})  # fmt: skip
         return
     score = "mean" if ranking.basis == "aesthetic" else "technical"
-    table = Table(title=f"{len(found)} groups of similar frames among {len(ranking.rows)} photos (best first)")
+    table = Table(
+        title=f"{len(found)} groups of similar frames among {len(ranking.rows)} photos, best first by "
+        f"{'mean score, ' + scores_label(ranking) if ranking.basis == 'aesthetic' else 'technical quality'}"
+    )
     for column in ("group", "frames", "camera", "taken", f"frames by {score}"):
         table.add_column(column, overflow="fold")
     for g, rows in found:

@@ -13,39 +13,21 @@ from aesthete.cli.common import JsonOption, library_errors, out, print_json
 @library_errors()
 def models_command(
     as_json: JsonOption = False,
-    count: Annotated[bool, typer.Option("--count/--no-count", help="Build each model to count parameters.")] = True,
+    count: Annotated[bool, typer.Option("--count/--no-count", help="Show parameter counts.")] = True,
 ) -> None:
-    """List the models aesthete can run, with parameter counts, input policy and available weights."""
-    import torch
-
-    from aesthete.architectures import model_names
-    from aesthete.models import get_model
+    """List the models that score photos, with parameter counts, input policy and available weights."""
+    from aesthete.model_info import model_rows
     from aesthete.weights import list_weights
 
     available: dict[str, list[str]] = {}
     for entry in list_weights():
         if entry.kind == "aesthetic" and entry.available:
             available.setdefault(entry.arch, []).append(entry.name)
-    rows = []
-    for name in model_names(scoring=True):  # auxiliary networks (PEAR's prior) never score a photo
-        model = get_model(name)
-        variants = {}
-        if count:
-            for variant in getattr(model, "variants", ()):
-                with torch.device("meta"):  # shapes only: a variant's count costs no memory
-                    variants[variant] = get_model(name, variant=variant).num_parameters()
-        rows.append({
-            "name": name,
-            "parameters": model.num_parameters() if count else None,
-            "variant": model.config.get("variant"),
-            "variants": variants,
-            "bins": model.bins,
-            "backbone": model.config.get("backbone"),
-            "input": model.policy.describe(),
-            "weights": available.get(name, []),
-        })  # fmt: skip
+    rows = [{**row, "weights": available.get(row["name"], [])} for row in model_rows()]
+    if not count:
+        rows = [{**row, "parameters": None, "variants": {}} for row in rows]
     if as_json:
-        print_json(rows)
+        print_json({"models": rows})
         return
     table = Table("model", "params", "backbone", "bins", "input", "weights")
     for row in rows:

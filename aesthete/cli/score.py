@@ -25,13 +25,16 @@ from aesthete.cli.common import DbOption, Exit, JsonOption, err, fail, library_e
 
 @library_errors()
 def score_command(
-    paths: Annotated[list[Path], typer.Argument(help="Folders or photos to score.", show_default=False)],
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="PATHS", help="Folders or photos to score.", show_default=False)
+    ],
     model: Annotated[
         str | None,
         typer.Option(
             "--model",
             "-m",
-            help="Architecture (see `aesthete models`). [default: the best model whose weights you have]",
+            help="Architecture (see `aesthete models`).",
+            show_default="the best model whose weights you have",
         ),
     ] = None,
     weights: Annotated[
@@ -47,8 +50,10 @@ def score_command(
             "need the model to repay the compilation).",
         ),
     ] = "auto",
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Photos per model batch.")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Decode processes.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Photos per model batch.", show_default="64 on CUDA, else 8")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Decode processes.", show_default="one per core")] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Descend into subfolders.")] = True,
     rescore: Annotated[bool, typer.Option(help="Decode and score again even if cached.")] = False,
     db: DbOption = None,

@@ -46,7 +46,9 @@ def train_command(
         list[str] | None,
         typer.Option("--set", help="Override any recipe value, KEY=VALUE (TOML literal); repeatable."),
     ] = None,
-    no_pretrained: Annotated[bool, typer.Option(help="Start the backbone from random weights, not ImageNet.")] = False,
+    no_pretrained: Annotated[
+        bool, typer.Option("--no-pretrained", help="Start the backbone from random weights, not ImageNet.")
+    ] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in --output.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="At most N images per split (a smoke run).")] = None,
     output: Annotated[Path | None, typer.Option(help="Run folder. [default: runs/RECIPE]", show_default=False)] = None,
@@ -117,7 +119,9 @@ def train_command(
 
 
 def eval_command(
-    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint `aesthete train` wrote (model.safetensors).")],
+    checkpoint: Annotated[
+        str, typer.Argument(help="Registered weights NAME (as `score --weights`) or a checkpoint PATH.")
+    ],
     dataset: Annotated[str, typer.Option(help="ava or aadb.")],
     data_root: Annotated[Path, typer.Option(help="The dataset folder.")],
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
@@ -133,16 +137,18 @@ def eval_command(
     if split not in SPLITS:
         fail(f"--split must be one of {', '.join(SPLITS)}")
     from aesthete.training.evaluation import evaluate_checkpoint
+    from aesthete.weights import resolve_weights
 
     with library_errors():
+        resolved = resolve_weights(checkpoint)  # a registered name, like `score --weights`, or a file
         report = evaluate_checkpoint(
-            checkpoint, dataset, data_root, split=split, device=device, batch_size=batch_size,
+            resolved.path, dataset, data_root, split=split, device=device, batch_size=batch_size,
             workers=workers, limit=limit, say=None if as_json else ConsoleReport().say,
         )  # fmt: skip
     if as_json:
         print_json(report)
     else:
-        out.print(comparison_table(report["comparison"], title=f"{checkpoint.name} on {dataset} {split}"))
+        out.print(comparison_table(report["comparison"], title=f"{resolved.name} on {dataset} {split}"))
 
 
 def register(app: typer.Typer) -> None:

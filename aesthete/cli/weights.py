@@ -31,6 +31,7 @@ from aesthete.cli.common import Exit, JsonOption, err, library_errors, out, prin
 app = typer.Typer(
     help="Registered weights: list them, download (pull), register your own checkpoints (add), verify files.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain Click help, like the main command (see aesthete/cli/__init__.py)
 )
 
 
@@ -42,7 +43,7 @@ def list_command(as_json: JsonOption = False) -> None:
         entries = weights.list_weights()
         srcc = {entry.name: weights.ava_srcc(entry, entries) for entry in entries}
     if as_json:
-        print_json([{**entry.to_dict(), "ava_srcc": srcc[entry.name]} for entry in entries])
+        print_json({"weights": [{**entry.to_dict(), "ava_srcc": srcc[entry.name]} for entry in entries]})
         return
     # Sized for an 80-column terminal: the long free text (sources, URLs) goes below the table, where a
     # URL is printed whole on its own line rather than folded across cells.
@@ -184,7 +185,7 @@ def verify_command(
     with library_errors():
         results = weights.verify(name)
     if as_json:
-        print_json([{"name": entry, "ok": ok, "reason": reason} for entry, ok, reason in results])
+        print_json({"verified": [{"name": entry, "ok": ok, "reason": reason} for entry, ok, reason in results]})
     elif not results:
         err.print("nothing to verify: no weights are downloaded or added")
     else:

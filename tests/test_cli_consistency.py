@@ -1,0 +1,141 @@
+"""Consistency of the commands with each other (issue 13, items 6-9 and 18)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from aesthete.architectures import model_names
+from aesthete.cli import app
+
+runner = CliRunner()
+
+
+# -- item 7: `models` lists what `score --model` accepts, fast ------------------------------------------
+
+
+def test_score_refuses_a_model_that_cannot_score(tmp_path: Path) -> None:
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"not read: the model is refused first")
+    result = runner.invoke(app, ["score", str(photo), "--model", "pear-prior", "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 2, result.output
+    assert "never scores photos" in result.output and "Traceback" not in result.output
+
+
+def test_models_lists_exactly_the_scoring_architectures_and_second_run_skips_torch() -> None:
+    from aesthete.model_info import model_rows
+
+    assert [row["name"] for row in model_rows()] == model_names(scoring=True)  # builds and caches the rows
+    assert "pear-prior" not in model_names(scoring=True)
+    probe = (
+        "import sys, json\nfrom typer.testing import CliRunner\nfrom aesthete.cli import app\n"
+        "res = CliRunner().invoke(app, ['models', '--json'])\n"
+        "assert res.exit_code == 0, res.output\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'out': json.loads(res.stdout)}))\n"
+    )
+    check = subprocess.run([sys.executable, "-c", probe], env=dict(os.environ), capture_output=True, text=True,
+                           timeout=120)  # fmt: skip
+    assert check.returncode == 0, check.stderr
+    result = json.loads(check.stdout)
+    assert result["torch"] is False  # the cached counts: no model is built, torch is never imported
+    rows = result["out"]["models"] if isinstance(result["out"], dict) else result["out"]
+    assert [row["name"] for row in rows] == model_names(scoring=True)
+    nima = next(row for row in rows if row["name"] == "nima")
+    assert nima["parameters"] > 20_000_000 and nima["bins"] == 10
+
+
+# -- item 8: --since / --until take ISO dates and date-times only -----------------------------------------
+
+
+def test_since_until_refuse_what_is_not_an_iso_date(tmp_path: Path) -> None:
+    db = str(tmp_path / "x.db")
+    for option in ("--since", "--until"):
+        for bad in ("2008-13-45", "yesterday", "2024-06-01T25:00", "2024-06", "2024-06-01T10:00+02:00"):
+            result = runner.invoke(app, ["rank", option, bad, "--db", db])
+            assert result.exit_code == 2, (option, bad, result.output)
+            assert "not an ISO date" in result.output and "Traceback" not in result.output
+
+
+def test_since_until_accept_dates_and_times() -> None:
+    from aesthete.select import Filters
+
+    kept = Filters(since="2024-06-01 10:00", until="2024-06-02")
+    assert kept.since == "2024-06-01T10:00" and kept.until == "2024-06-02"
+    assert kept.accepts({"capture_time": "2024-06-02T23:59:59"})  # a bare --until date includes its day
+    assert not kept.accepts({"capture_time": "2024-06-01T09:59:59"})
+    assert Filters(until="2024-06-01T10:00").accepts({"capture_time": "2024-06-01T10:00:30"})
+    assert not Filters(until="2024-06-01T10:00:00").accepts({"capture_time": "2024-06-01T10:00:30"})
+
+
+# -- item 6: every reading command reads what `score` would write, and names model and weights -----------
+
+
+def test_reading_commands_default_to_scores_weights_and_name_them(tmp_path: Path, tiny_checkpoints) -> None:
+    from photoset import write_shoot
+
+    folder = write_shoot(tmp_path / "shoot")
+    db = str(tmp_path / "x.db")
+    for arch, name in (("hla-gcn", "hla-tiny"), ("nima", "nima-tiny")):
+        added = runner.invoke(app, ["weights", "add", str(tiny_checkpoints[arch]), "--name", name])
+        assert added.exit_code == 0, added.output
+    # hla-gcn (score's default model, with its registered weights) first, nima last: the most recent
+    # scores are nima's, but score's default is hla-tiny, so that is what every command must read.
+    for args in ([], ["--weights", "nima-tiny"]):
+        scored = runner.invoke(app, ["score", str(folder), "--db", db, "--device", "cpu", *args])
+        assert scored.exit_code in (0, 1), scored.output
+    rank = json.loads(runner.invoke(app, ["rank", "--db", db, "--json"]).stdout)
+    assert (rank["model"], rank["weights"]) == ("hla-gcn", "hla-tiny")
+    nima = json.loads(runner.invoke(app, ["rank", "--db", db, "--json", "--weights", "nima-tiny"]).stdout)
+    assert (nima["model"], nima["weights"]) == ("nima", "nima-tiny")  # the registry name, never a hash
+    assert json.loads(runner.invoke(app, ["rank", "--db", db, "--json", "-m", "nima"]).stdout)["weights"] == "nima-tiny"
+    assert [p["mean"] for p in rank["photos"]] != [p["mean"] for p in nima["photos"]]
+    cull = json.loads(runner.invoke(app, ["cull", str(folder), "--db", db, "--json", "--top", "2"]).stdout)
+    assert (cull["model"], cull["weights"]) == ("hla-gcn", "hla-tiny")
+    table = runner.invoke(app, ["rank", "--db", db, "--top", "3"], env={"COLUMNS": "200"}).stdout
+    assert "hla-gcn mean score (weights hla-tiny)" in table
+    photo = rank["photos"][0]["path"]
+    show = json.loads(runner.invoke(app, ["show", photo, "--db", db, "--json"]).stdout)
+    assert show["weights"] == "hla-tiny" and [s["weights"] for s in show["photo"]["scores"]] == [
+        "hla-tiny",
+        "nima-tiny",
+    ]
+    shown = runner.invoke(app, ["show", photo, "--db", db, "-w", "nima-tiny"]).stdout
+    assert shown.index("nima weights nima-tiny") < shown.index("hla-gcn weights hla-tiny")
+    report = runner.invoke(app, ["report", "--html", str(tmp_path / "r.html"), "--db", db, "-w", "nima-tiny"])
+    assert report.exit_code == 0 and "weights nima-tiny" in (tmp_path / "r.html").read_text()
+    bad = runner.invoke(app, ["rank", "--db", db, "--weights", "nope"])
+    assert bad.exit_code == 2 and "unknown weights" in bad.output
+    # eval takes a registered name like score --weights does: it gets past the checkpoint to the data.
+    evaluated = runner.invoke(app, ["eval", "nima-tiny", "--dataset", "ava", "--data-root", str(tmp_path / "none")])
+    assert evaluated.exit_code == 2 and "nima-tiny" not in evaluated.output, evaluated.output
+
+
+# -- item 9: one JSON shape, and failures' paths shown relative like rank's ------------------------------
+
+
+def test_every_json_output_is_one_object_with_its_list_named(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from photoset import write_shoot
+
+    folder = write_shoot(tmp_path / "shoot")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    db = str(tmp_path / "x.db")
+    assert runner.invoke(app, ["score", str(folder), "--db", db]).exit_code in (1, 4)
+    lists = {
+        ("rank",): "photos", ("cull",): "picks", ("groups",): "groups", ("failures",): "failures",
+        ("models",): "models", ("weights", "list"): "weights",
+    }  # fmt: skip
+    for command, key in lists.items():
+        extra = ["--db", db] if command[0] != "models" and command[0] != "weights" else []
+        result = runner.invoke(app, [*command, *extra, "--json"])
+        data = json.loads(result.stdout)
+        assert isinstance(data, dict) and isinstance(data[key], list), command
+    failures = json.loads(runner.invoke(app, ["failures", "--db", db, "--json"]).stdout)["failures"]
+    assert [Path(f["path"]).name for f in failures] == ["broken.jpg"] and Path(failures[0]["path"]).is_absolute()
+    monkeypatch.chdir(tmp_path)
+    table = runner.invoke(app, ["failures", "--db", db], env={"COLUMNS": "200"}).stdout
+    assert "shoot/broken.jpg" in table and str(tmp_path) not in table  # relative, as rank's table shows paths

@@ -1,0 +1,68 @@
+"""The command line's help, as a new user reads it in an 80-column terminal (issue 13, items 15 and 16)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from aesthete.cli import app
+
+runner = CliRunner()
+COMMANDS = [
+    [], ["score"], ["rank"], ["show"], ["cull"], ["groups"], ["report"], ["failures"], ["models"], ["train"],
+    ["eval"], ["weights"], ["weights", "list"], ["weights", "pull"], ["weights", "add"], ["weights", "verify"],
+]  # fmt: skip
+
+
+def help_text(command: list[str], columns: int = 80) -> str:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "aesthete")
+def test_help_fits_80_columns_and_cuts_nothing(command: list[str]) -> None:
+    text = help_text(command)
+    too_wide = [line for line in text.splitlines() if len(line) > 80]
+    assert not too_wide
+    assert "…" not in text  # nothing truncated: every flag name and default is whole
+    assert "<bool>" not in text  # flags take no value, so none is shown
+    assert "--no-no-" not in text
+
+
+def test_train_offers_no_pretrained_alone() -> None:
+    text = help_text(["train"])
+    assert re.search(r"^\s+--no-pretrained\s", text, re.M)
+    assert "--pretrained" not in text.replace("--no-pretrained", "")
+
+
+def test_docstring_paragraphs_reflow_to_the_width() -> None:
+    # A paragraph's lines are filled to the width: a line ending early inside a paragraph (a hard break
+    # in the docstring) would leave room for the next line's first word.
+    for command in (["score"], ["cull"], ["train"]):
+        text = help_text(command, columns=60)
+        description = text.split("\n\n", 1)[1].split("\nArguments:")[0].split("\nOptions:")[0]
+        for paragraph in description.strip("\n").split("\n\n"):
+            lines = paragraph.splitlines()
+            for line, following in zip(lines, lines[1:]):
+                assert len(line) + 1 + len(following.split()[0]) > 60, (command, line)
+
+
+def test_score_shows_defaults_for_model_batch_and_workers() -> None:
+    text = " ".join(help_text(["score"], columns=200).split())
+    for flag, default in (
+        ("--model", "the best model whose weights you have"),
+        ("--batch-size", "64 on CUDA, else 8"),
+        ("--workers", "one per core"),
+    ):
+        assert re.search(rf"{flag} .*?\[default: \({re.escape(default)}\)", text), flag
+
+
+def test_version_and_database_path_in_help(tmp_path) -> None:  # noqa: ANN001
+    from aesthete.cli import package_version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"aesthete {package_version()}"
+    assert help_text([], columns=200).count("Database: ") == 1
