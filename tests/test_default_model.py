@@ -108,5 +108,5 @@ def test_weights_list_fits_80_columns_and_keeps_urls_whole() -> None:
     project = weights.list_weights()
     for entry in project:  # every URL printed once, whole, on one line
         assert sum(entry.url in line for line in urls) == 1
-    rows = json.loads(runner.invoke(app, ["weights", "list", "--json"]).stdout)
+    rows = json.loads(runner.invoke(app, ["weights", "list", "--json"]).stdout)["weights"]
     assert next(r for r in rows if r["name"] == "nima-vgg16-ava")["ava_srcc"] == 0.657

@@ -104,7 +104,7 @@ def test_cli_rank_show_cull_xmp_and_report(shoot: Path, tmp_path: Path, laion_ch
 
     show = runner.invoke(app, ["show", str(shoot / "p0.jpg"), "--db", db])
     assert show.exit_code == 0, show.output
-    assert re.search(r"laion-aesthetic \([0-9a-f]+\): score -?\d+\.\d\d", show.stdout)
+    assert re.search(r"laion-aesthetic weights \S+: score -?\d+\.\d\d", show.stdout)
     assert "█" not in show.stdout and "std" not in show.stdout
 
     culled = runner.invoke(app, ["cull", "--top", "3", "--db", db, "--xmp", "--stars", "--no-group", "--json"])
@@ -113,9 +113,9 @@ def test_cli_rank_show_cull_xmp_and_report(shoot: Path, tmp_path: Path, laion_ch
     assert report["output"] == "score" and [p["path"] for p in report["picks"]] == [
         p["path"] for p in ranked["photos"][:3]
     ]
-    # Stars by quintile of the score among the whole shoot: the best 3 of 10 are the top fifth (5) and the next.
+    # Stars spread over the picks (issue 13): the best of 3 picks gets 5 stars, the middle 3, the last 1.
     ratings = [s["rating"] for s in report["xmp"]["sidecars"]]
-    assert ratings == [5, 5, 4]
+    assert ratings == [5, 3, 1]
     best = Path(report["picks"][0]["path"])
     sidecar = best.with_name(best.name + ".xmp").read_text(encoding="utf-8")
     assert 'xmp:Rating="5"' in sidecar
