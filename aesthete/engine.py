@@ -195,7 +195,8 @@ class ModelRunner:
             outputs = self._forward(batch, ratios)
         embedding = outputs.get("embedding")
         if embedding is not None:  # float16 is what the store keeps: converting here halves the copy
-            embedding = embedding[:real].float().flatten(1).cpu().numpy().astype(np.float16)
+            # Clipped to float16's range: an overflow would store inf, which no later fit can use.
+            embedding = np.clip(embedding[:real].float().flatten(1).cpu().numpy(), -65504, 65504).astype(np.float16)
         if self.output == "score":
             return outputs["score"][:real].float().cpu().numpy().astype(np.float64), embedding
         probs = outputs["probs"]

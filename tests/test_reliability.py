@@ -204,15 +204,23 @@ def start(args: list[str], **extra_env: str) -> subprocess.Popen:
                             text=True, start_new_session=True)  # fmt: skip
 
 
-def test_ctrl_c_pressed_twice_while_a_decode_hangs_still_stops_at_once(tmp_path: Path) -> None:
-    """The decodes in flight are abandoned, not waited for, and a second Ctrl-C does not break the stop."""
-    folder = write_photos(tmp_path / "p", 8)
-    (folder / "p002.jpg").write_bytes((folder / "p002.jpg").read_bytes() + b"HANG")
+def start_score_with_a_hang(tmp_path: Path, *, photos: int, hung: int) -> tuple[Path, Path, subprocess.Popen]:
+    """``score`` on ``photos`` photos, two workers, photo ``hung`` hanging in its decode; returns once the
+    run is recorded (its workers are forked by then)."""
+    folder = write_photos(tmp_path / "p", photos)
+    target = folder / f"p{hung:03d}.jpg"
+    target.write_bytes(target.read_bytes() + b"HANG")
     db = tmp_path / "a.db"
     run = start([sys.executable, "-c", INJECT, "score", str(folder), "--workers", "2", "--db", str(db)],
                 TEST_FILE_TIMEOUT="600")  # fmt: skip
     while run.poll() is None and not count(db, "SELECT count(*) FROM runs"):
         time.sleep(0.02)
+    return folder, db, run
+
+
+def test_ctrl_c_pressed_twice_while_a_decode_hangs_still_stops_at_once(tmp_path: Path) -> None:
+    """The decodes in flight are abandoned, not waited for, and a second Ctrl-C does not break the stop."""
+    folder, db, run = start_score_with_a_hang(tmp_path, photos=8, hung=2)
     time.sleep(1.5)  # the other photos are decoded by now; their results wait behind the hung one
     os.killpg(run.pid, signal.SIGINT)
     sent = time.monotonic()
@@ -244,13 +252,7 @@ def _live_group(pgid: int) -> list[int]:
 def test_kill_9_of_score_leaves_no_decode_worker_behind(tmp_path: Path) -> None:
     """kill -9 of the main process alone (not its group): its workers, one of them stuck in a decode and the
     other waiting on the pool's queue, must end too, and none may keep the database open."""
-    folder = write_photos(tmp_path / "p", 12)
-    (folder / "p004.jpg").write_bytes((folder / "p004.jpg").read_bytes() + b"HANG")
-    db = tmp_path / "a.db"
-    run = start([sys.executable, "-c", INJECT, "score", str(folder), "--workers", "2", "--db", str(db)],
-                TEST_FILE_TIMEOUT="600")  # fmt: skip
-    while run.poll() is None and not count(db, "SELECT count(*) FROM runs"):
-        time.sleep(0.02)
+    folder, db, run = start_score_with_a_hang(tmp_path, photos=12, hung=4)
     time.sleep(1.0)  # the workers are forked and one is stuck in the hanging decode
     workers = [pid for pid in _live_group(run.pid) if pid != run.pid]
     assert run.poll() is None and len(workers) == 2, workers
