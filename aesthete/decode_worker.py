@@ -1,5 +1,6 @@
 """What a decode worker does with one file: read it once, hash, read EXIF, decode at reduced size,
-compute technical signals, and cut the model's input. Torch-free, so workers start fast and light.
+compute technical signals (faces and eyes too, with the ``faces`` extra), and cut the model's input.
+Torch-free, so workers start fast and light.
 
 Each worker holds a read-only connection to the database: when a file's content is already known
 (a moved or renamed photo), it returns at once without decoding.
@@ -24,7 +25,15 @@ from aesthete.exif import read_exif
 from aesthete.fingerprint import content_hash
 from aesthete.formats import raw_format
 from aesthete.input_policy import InputPolicy
-from aesthete.signals import WORKING_SIDE, flags, perceptual_hash, technical_quality, technical_signals, working_gray
+from aesthete.signals import (
+    WORKING_SIDE,
+    flags,
+    perceptual_hash,
+    technical_quality,
+    technical_signals,
+    working_gray,
+    working_rgb,
+)
 from aesthete.store import ModelKey, StoreReader
 
 WORKER_NICENESS = 19  # added to a decode worker's niceness when a model runs (see init_worker)
@@ -36,6 +45,8 @@ class FileJob:
     path: str
     size: int
     mtime_ns: int
+    # An unchanged, already scored photo decoded again only for signals it lacks (its faces): never scored.
+    fill: bool = False
 
 
 @dataclass
@@ -43,6 +54,7 @@ class FileResult:
     path: str
     size: int
     mtime_ns: int
+    fill: bool = False  # the job was a fill (see FileJob.fill)
     content_hash: str | None = None
     error_kind: str | None = None
     error: str | None = None
@@ -59,6 +71,7 @@ class WorkerConfig:
     key: ModelKey | None
     rescore: bool
     parent_pid: int | None = None  # the process that started the pool: a worker dies with it (see init_worker)
+    faces: bool = False  # look for faces (``aesthete.faces.available()`` in the process that starts the pool)
 
 
 _config: WorkerConfig | None = None
@@ -161,7 +174,7 @@ def decode_target(policy: InputPolicy | None) -> Any:
 def process_file(job: FileJob) -> FileResult:
     """Never raises for bad input: every failure comes back as ``error_kind`` + a one-line ``error``."""
     assert _config is not None, "init_worker was not called"
-    result = FileResult(job.path, job.size, job.mtime_ns)
+    result = FileResult(job.path, job.size, job.mtime_ns, fill=job.fill)
     try:
         with open(job.path, "rb") as handle:
             stat = os.fstat(handle.fileno())
@@ -178,14 +191,18 @@ def process_file(job: FileJob) -> FileResult:
     digest = content_hash(data)
     result.content_hash = digest
     assert _known is not None
-    need_image = _config.rescore or not _known.has_image(digest)
-    need_score = _policy is not None and (_config.rescore or not _known.has_score(digest, _config.key))
+    # A known photo whose faces were never looked for is decoded again for its signals (and only those).
+    known = _known.has_faces(digest) if _config.faces else _known.has_image(digest)
+    need_image = _config.rescore or not known
+    need_score = (
+        not job.fill and _policy is not None and (_config.rescore or not _known.has_score(digest, _config.key))
+    )
     if not (need_image or need_score):
         return result
     try:
         decoded = decode(data, target=decode_target(_policy if need_score else None), raw=raw_format(job.path))
         if need_image:
-            result.image = image_row(digest, decoded, data)
+            result.image = image_row(digest, decoded, data, faces=_config.faces)
         if need_score:
             result.pixels = _policy.prepare(decoded.image)
             result.aspect = decoded.width / decoded.height
@@ -198,11 +215,14 @@ def process_file(job: FileJob) -> FileResult:
     return result
 
 
-def image_row(digest: str, decoded: Any, data: bytes) -> dict[str, Any]:
-    """The ``images`` row for a decoded photo: size, EXIF, technical signals, perceptual hash."""
+def image_row(digest: str, decoded: Any, data: bytes, *, faces: bool = False) -> dict[str, Any]:
+    """The ``images`` row for a decoded photo: size, EXIF, technical signals, perceptual hash and, with
+    ``faces``, the faces (:func:`face_columns`); without, the face columns are NULL (never looked)."""
     exif = read_exif(data).to_dict()
     gray = working_gray(decoded.image)  # shared by the signals and the hash (a resize, ~1 ms)
     signals = technical_signals(gray)
+    found = face_columns(decoded, signals["sharpness"]) if faces else None
+    raised = flags(signals) + (found.pop("flags") if found else [])
     return {
         "content_hash": digest,
         "width": decoded.width,
@@ -212,7 +232,34 @@ def image_row(digest: str, decoded: Any, data: bytes) -> dict[str, Any]:
         **signals,
         "technical": technical_quality(signals, decoded.width, decoded.height),
         "phash": perceptual_hash(gray),
-        "flags": json.dumps(flags(signals)),
+        "flags": json.dumps(raised),
+        **(found or {"faces": None, "face_count": None, "faces_looked": None}),
+    }
+
+
+def face_columns(decoded: Any, photo_sharpness: float) -> dict[str, Any] | None:
+    """``faces``, ``face_count``, ``faces_looked`` and the face ``flags`` of a decoded photo, or None when
+    the face stage failed (a broken runtime must cost the faces, never the photo; the note says why).
+
+    The detector runs on the working-size picture, as the other signals do; the decoded image, when it
+    is larger (the reduced-size decode is at least the working size, larger when the model needs more),
+    is the ``detail`` the landmarks of small faces are read from: no second decode."""
+    from aesthete.faces import VERSION, detect_faces, face_flags
+
+    image = decoded.image
+    rgb = working_rgb(image)
+    detail = image if image.width > rgb.width else None
+    try:
+        found = detect_faces(np.asarray(rgb), detail=detail, photo_sharpness=photo_sharpness)
+    except Exception as exc:  # FacesUnavailable, or the runtime failing on this picture
+        first_line = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        decoded.notes.append(f"faces not looked for: {first_line}")
+        return None
+    return {
+        "faces": json.dumps([face.to_dict() for face in found]),
+        "face_count": len(found),
+        "faces_looked": VERSION,
+        "flags": face_flags(found),
     }
 
 

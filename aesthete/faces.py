@@ -64,6 +64,11 @@ _EYES = (
 # Flag thresholds. See docs/faces.md for how they were set and what they rest on.
 EYE_CLOSED_BELOW = 0.105  # openness; provisional, see docs/faces.md for the data and its limits
 FACE_SOFT_BELOW = 0.5  # relative face sharpness: a face blurred by ~1.5 px at working size (docs/faces.md)
+FACE_FLAGS = ("eyes-closed", "face-soft")  # what face_flags can raise; stored with the technical flags
+
+# What the store records in ``images.faces_looked`` for a photo looked at by this pipeline (NULL: never
+# looked). A change to the networks or to what is measured gets a new value, so code can tell old results.
+VERSION = "mediapipe-0.10.14/full-range-sparse+face-mesh/1"
 
 
 class FacesUnavailable(AestheteError):
@@ -91,6 +96,24 @@ class Face:
             "sharpness": None if self.sharpness is None else round(self.sharpness, 3),
             "relative_sharpness": None if self.relative_sharpness is None else round(self.relative_sharpness, 3),
         }
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Face:
+        """The face :meth:`to_dict` stored (as the store reads it back)."""
+        eyes = record.get("eyes") or (None, None)
+        return cls(
+            tuple(record["box"]),
+            record["confidence"],
+            record.get("landmark_confidence", 0.0),
+            (eyes[0], eyes[1]),
+            record.get("sharpness"),
+            record.get("relative_sharpness"),
+        )
+
+    @property
+    def eyes_open(self) -> bool:
+        """Both eyes measured and both at or above the threshold: a wink or an unmeasured eye is not open."""
+        return all(e is not None and e >= EYE_CLOSED_BELOW for e in self.eyes)
 
     @property
     def eyes_closed(self) -> bool:
@@ -263,11 +286,12 @@ def eye_openness(landmarks: np.ndarray) -> tuple[float, float]:
 
 
 def detect_faces(
-    rgb: np.ndarray, *, detail: np.ndarray | None = None, photo_sharpness: float | None = None
+    rgb: np.ndarray, *, detail: np.ndarray | Image.Image | None = None, photo_sharpness: float | None = None
 ) -> list[Face]:
     """Faces in an upright RGB picture at working size (``uint8``, H x W x 3), largest first.
 
-    ``detail``, optional, is the same picture at a higher resolution (any size, same framing): the
+    ``detail``, optional, is the same picture at a higher resolution (any size, same framing; an array
+    or a Pillow RGB image, which is used without a copy): the
     landmarks of faces that are small in ``rgb`` are found on a crop of it instead. ``photo_sharpness``
     is the whole photo's ``signals.technical_signals(...)["sharpness"]``; computed here when None.
     A photo without faces costs one detector run (~12 ms on one core, docs/faces.md).
@@ -280,7 +304,7 @@ def detect_faces(
         return []
     _, mesh = _interpreters()
     working = Image.fromarray(rgb)
-    detailed = Image.fromarray(detail) if detail is not None else None
+    detailed = detail if isinstance(detail, Image.Image) or detail is None else Image.fromarray(detail)
     luma = np.asarray(working.convert("L"), dtype=np.float32)
     if photo_sharpness is None:
         photo_sharpness = focus_measure(luma)

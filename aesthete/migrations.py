@@ -126,6 +126,17 @@ def schema_capture_time_source(db: sqlite_utils.Database) -> None:
     db["images"].add_column("capture_time_source", str)
 
 
+@migration
+def schema_faces(db: sqlite_utils.Database) -> None:
+    """Faces and eyes (issue 17, :mod:`aesthete.faces`): ``faces`` the JSON list of ``Face.to_dict()``,
+    largest first, ``face_count`` its length, and ``faces_looked`` the pipeline that looked
+    (``faces.VERSION``). NULL in all three: never looked (a database from before this, or the ``faces``
+    extra missing), which a rescan fills without scoring again; ``[]``, 0: looked, no face."""
+    db["images"].add_column("faces", str)
+    db["images"].add_column("face_count", int)
+    db["images"].add_column("faces_looked", str)
+
+
 SCHEMA_VERSION = len(MIGRATIONS)  # what a database that has run every migration records in user_version
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from aesthete import faces as face_stage
 from aesthete.architectures import DEFAULT_MODEL, check_architecture
 from aesthete.decode import ALL_DECODERS, NO_DECODER
 from aesthete.decode_worker import FileJob, FileResult, WorkerConfig, init_worker, process_file
@@ -41,6 +42,7 @@ FILE_TIMEOUT_S = 120.0  # a decode still running after this long is abandoned (i
 # per photo, so for them auto errs towards eager (never slower).
 COMPILE_SAVING_S_PER_PHOTO = {"cpu": 0.0148}
 COMPILE_COST_S = {"cpu": (25.0, 8.0)}  # (empty cache, warm cache)
+FACES_MISSING = "faces: not looked for (pip install 'aesthete-photo[faces]')"
 
 
 @dataclass
@@ -67,6 +69,7 @@ class ScoreSummary:
     found: int = 0
     scored: int = 0  # photos the model scored in this run
     analysed: int = 0  # photos decoded for technical signals only (no weights)
+    faces_filled: int = 0  # known photos decoded again only to look for their faces (never scored again)
     cached: int = 0  # unchanged photos, or moved ones recognised by content
     paired: int = 0  # RAW files that are one photo with the camera's JPEG beside them (not decoded)
     failed: list[Failure] = field(default_factory=list)
@@ -77,13 +80,14 @@ class ScoreSummary:
     precision: str | None = None
     compiled: bool | None = None  # the model ran through torch.compile (None: no model ran)
     notice: str | None = None
+    faces_notice: str | None = None  # why this run's photos have no face signals (the extra is missing)
     interrupted: bool = False
     personal: int | None = None  # with a personal head as --weights: photos it scored
     discovery_errors: list[Failure] = field(default_factory=list)
 
     @property
     def throughput(self) -> float:
-        work = self.scored + self.analysed
+        work = self.scored + self.analysed + self.faces_filled
         return work / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,12 +174,16 @@ def plan(
     key: ModelKey | None,
     rescore: bool,
     known: dict[str, KnownFile] | None = None,
+    unfaced: set[str] | None = None,
 ) -> tuple[list[FileJob], int, list]:
     """Split discovered files into work and cache hits, from size and mtime alone (no file is opened).
 
     Returns (jobs, cached count, previously failed files whose size and mtime did not change). A file
     that failed for want of an optional decoder is tried again once every decoder is installed.
-    A former RAW companion whose partner is gone is a photo of its own now, hence work."""
+    A former RAW companion whose partner is gone is a photo of its own now, hence work. An unchanged,
+    scored photo whose content is in ``unfaced`` (faces never looked for) is a *fill* job: decoded again
+    for its signals, never scored again."""
+    unfaced = unfaced or set()
     known = store.known_files() if known is None else known
     scored = store.scored_hashes(key) if key else set()
     jobs, cached, failed_before = [], 0, []
@@ -188,7 +196,10 @@ def plan(
                 failed_before.append(entry.path)
                 continue
             if key is None or record.content_hash in scored:
-                cached += 1
+                if record.content_hash in unfaced:
+                    jobs.append(FileJob(entry.path, entry.size, entry.mtime_ns, fill=True))
+                else:
+                    cached += 1
                 continue
         jobs.append(FileJob(entry.path, entry.size, entry.mtime_ns))
     return jobs, cached, failed_before
@@ -268,13 +279,17 @@ def score(
         known = store.known_files()
         found, companions = _pair(found, known)
         summary.paired = len(companions)
-        jobs, summary.cached, failed_before = plan(found, store, choice.key, rescore, known)
+        look = face_stage.available()  # the workers look for faces only where the extra is installed
+        unfaced = store.hashes_without_faces() if look else set()
+        jobs, summary.cached, failed_before = plan(found, store, choice.key, rescore, known, unfaced)
+        if jobs and not look:
+            summary.faces_notice = FACES_MISSING
         summary.failed.extend(_recorded_failures(store, failed_before))
         store.write(files=_companion_rows(companions, known))
         run_id = store.start_run(roots, choice.key)
         if jobs:
             _run_jobs(jobs, store, choice, summary, device, precision, batch_size, workers, rescore, progress,
-                      file_timeout, compile)  # fmt: skip
+                      file_timeout, compile, faces=look)  # fmt: skip
         if personal:
             from aesthete.learning import apply_head
 
@@ -345,10 +360,12 @@ def _run_jobs(
     progress: ProgressFn | None,
     file_timeout: float | None,
     compile: str = "off",
+    *,
+    faces: bool = False,
 ) -> None:
     config = WorkerConfig(
         db_path=str(store.path), policy=choice.policy.to_dict() if choice.policy else None, key=choice.key,
-        rescore=rescore, parent_pid=os.getpid(),
+        rescore=rescore, parent_pid=os.getpid(), faces=faces,
     )  # fmt: skip
     worker_count = workers or default_workers()
     pool = _DecodePool(worker_count, config)
@@ -356,7 +373,8 @@ def _run_jobs(
     finished = False
     try:
         runner = None
-        if choice.checkpoint is not None:
+        # Fill jobs (faces for photos already scored) never reach the model: with only those, it is not loaded.
+        if choice.checkpoint is not None and not all(job.fill for job in jobs):
             runner = load_runner(choice.checkpoint, device, precision, compile=compile, photos=len(jobs),
                                  weights_id=choice.key.weights_id if choice.key else None)  # fmt: skip
             summary.device, summary.precision = str(runner.device), runner.precision
@@ -394,7 +412,9 @@ def _record(result: FileResult, writer: _Writer, summary: ScoreSummary) -> None:
         summary.failed.append(Failure(path_key(result.path)[0], result.error_kind, result.error or ""))
         writer.add_file(result, "failed")
         return
-    if result.image is not None:
+    if result.image is not None and result.fill:
+        summary.faces_filled += 1
+    elif result.image is not None:
         summary.analysed += 1
     else:
         summary.cached += 1

@@ -61,13 +61,22 @@ _DCT = _dct_matrix(_PHASH_SIZE)
 def working_gray(image: Image.Image) -> Image.Image:
     """Luma at working size (longer side WORKING_SIDE, never enlarged). Idempotent: callers that need
     several signals of one photo compute it once and pass it to each."""
-    gray = image if image.mode == "L" else image.convert("L")
-    longer = max(gray.size)
+    return _working(image if image.mode == "L" else image.convert("L"))
+
+
+def working_rgb(image: Image.Image) -> Image.Image:
+    """The colour picture at working size, resized as :func:`working_gray` resizes luma (the face signals
+    are measured on it)."""
+    return _working(image if image.mode == "RGB" else image.convert("RGB"))
+
+
+def _working(image: Image.Image) -> Image.Image:
+    longer = max(image.size)
     if longer > WORKING_SIDE:
         scale = WORKING_SIDE / longer
-        size = (max(1, round(gray.width * scale)), max(1, round(gray.height * scale)))
-        gray = gray.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
-    return gray
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return image
 
 
 def technical_signals(image: Image.Image) -> dict[str, float]:

@@ -44,7 +44,7 @@ BUSY_TIMEOUT_MS = 60_000
 IMAGE_COLUMNS = (
     "width", "height", "format", "capture_time", "capture_time_source", "make", "camera", "lens", "focal_length",
     "f_number", "exposure_time", "iso", "sharpness", "clipped_shadows", "clipped_highlights", "mean_luma", "noise",
-    "technical", "phash", "flags",
+    "technical", "phash", "flags", "faces", "face_count", "faces_looked",
 )  # fmt: skip
 
 
@@ -148,6 +148,12 @@ class StoreReader:
         """Whether this content has its ``images`` row (size, EXIF, signals)."""
         return self._exists("SELECT 1 FROM images WHERE content_hash = ?", (content_hash,))
 
+    def has_faces(self, content_hash: str) -> bool:
+        """Whether this content's ``images`` row records that its faces were looked for."""
+        return self._exists(
+            "SELECT 1 FROM images WHERE content_hash = ? AND faces_looked IS NOT NULL", (content_hash,)
+        )
+
     def has_score(self, content_hash: str, key: ModelKey) -> bool:
         """Whether this content has a score for exactly this model, weights and preprocessing."""
         return self._exists(
@@ -237,6 +243,11 @@ class Store:
             (key.model, key.weights_id, key.preprocess),
         )
         return {row[0] for row in rows}
+
+    def hashes_without_faces(self) -> set[str]:
+        """Contents whose faces were never looked for (read before the ``faces`` extra was installed, or
+        before the schema had faces): a rescan decodes them again for the signals alone."""
+        return {row[0] for row in self.conn.execute("SELECT content_hash FROM images WHERE faces_looked IS NULL")}
 
     def write(
         self,
@@ -385,6 +396,7 @@ class Store:
                 None if record["mean"] is None else "distribution" if record["dist"] is not None else "score"
             )
             record["flags"] = json.loads(record["flags"]) if record["flags"] else []
+            record["faces"] = _faces(record["faces"])
             out.append(record)
         return out
 
@@ -420,13 +432,16 @@ class Store:
             score["dist"] = json.loads(score["dist"]) if score["dist"] else None
             score["output"] = "distribution" if score["dist"] is not None else "score"
         image_cols = [d[1] for d in self.conn.execute("PRAGMA table_info(images)")]
+        image = dict(zip(image_cols, image)) if image else None
+        if image is not None:
+            image["faces"] = _faces(image.get("faces"))
         return {
             "path": text,
             "content_hash": row[0],
             "status": row[1],
             "error": row[2],
             "pair_of": row[3],
-            "image": dict(zip(image_cols, image)) if image else None,
+            "image": image,
             "scores": scores,
         }
 
@@ -468,6 +483,11 @@ class Store:
         with self.transaction():
             self.conn.execute("UPDATE files SET path = ?, raw_path = ? WHERE path = ?", (text, raw, old_text))
             self.conn.execute("UPDATE files SET pair_of = ? WHERE pair_of = ?", (text, old_text))
+
+
+def _faces(text: str | None) -> list[dict[str, Any]] | None:
+    """The stored ``faces`` column as a list of face records; None when faces were never looked for."""
+    return json.loads(text) if text is not None else None
 
 
 def _like_prefix(prefix: str) -> str:

@@ -99,7 +99,7 @@ def _first_ctrl_c_only(signum: int, frame: object) -> None:
 def _exit_code(summary) -> Exit:  # noqa: ANN001 - ScoreSummary, imported lazily
     if summary.interrupted:
         return Exit.INTERRUPTED
-    usable = summary.scored + summary.analysed + summary.cached
+    usable = summary.scored + summary.analysed + summary.cached + summary.faces_filled
     if summary.found == 0 or usable == 0:
         return Exit.NOTHING_USABLE
     if summary.notice:
@@ -145,6 +145,8 @@ def _print_summary(summary) -> None:  # noqa: ANN001
     if summary.analysed:
         table.add_row("signals only", str(summary.analysed))
     table.add_row("cached", str(summary.cached))
+    if summary.faces_filled:
+        table.add_row("faces added", f"{summary.faces_filled} (decoded again for their faces, not scored again)")
     if summary.paired:
         table.add_row("RAW with JPEG", f"{summary.paired} (one photo with their JPEG, not decoded)")
     table.add_row("failed", str(len(summary.failed)))
@@ -158,6 +160,8 @@ def _print_summary(summary) -> None:  # noqa: ANN001
         err.print(f"  [yellow]skipped[/] {skipped.path}: {skipped.reason}", highlight=False)
     if len(summary.discovery_errors) > 20:
         err.print(f"  ... and {len(summary.discovery_errors) - 20} more skipped (`score --json` lists them)")
+    if summary.faces_notice:
+        err.print(f"[yellow]note:[/] {summary.faces_notice}", highlight=False, soft_wrap=True)
     if summary.notice:
         # soft_wrap: the terminal wraps the notice, so a command in it is never broken by a newline
         err.print(f"[yellow]notice:[/] {summary.notice}", highlight=False, soft_wrap=True)
