@@ -40,6 +40,8 @@ class CullOptions:
     reject_blurry: bool = True  # never pick a frame flagged blurry
     reject_exposure: bool = True  # nor one flagged under- or overexposed
     keep_flagged: bool = False  # pick flagged frames too (turns both rejections off)
+    # Never pick a frame flagged eyes-closed. Off by default: a blink may be the only frame of a moment.
+    reject_closed_eyes: bool = False
     export: str | None = None  # build an album of the picks in this folder
     mode: str = "copy"  # album entries: copy (a reflink clone where possible), symlink or link (hard link)
     order_by_time: bool = False
@@ -148,11 +150,13 @@ def apply(store: Store, options: CullOptions) -> CullReport:
         model=model, weights=options.weights, group=options.group,
         reject_blurry=options.reject_blurry and not options.keep_flagged,
         reject_exposure=options.reject_exposure and not options.keep_flagged,
+        reject_closed_eyes=options.reject_closed_eyes,
     )  # fmt: skip
     keep = f"{options.keep_percent:g}%" if options.keep_percent is not None else None
     settings = {"top": options.top, "keep": keep, "min_score": options.min_score, "group": options.group,
                 "reject_blurry": options.reject_blurry and not options.keep_flagged,
                 "reject_exposure": options.reject_exposure and not options.keep_flagged,
+                "reject_closed_eyes": options.reject_closed_eyes,
                 "roots": roots}  # fmt: skip
     report = CullReport(ranking=ranking, roots=roots, dry_run=options.dry_run, settings=settings)
     if options.export is not None:

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from typing import Any
 
 from aesthete.errors import NothingToDoError, OptionError
+from aesthete.faces import FACE_FLAGS, Face
 from aesthete.groups import annotate, ensure_groups
 from aesthete.signals import technical_quality
 from aesthete.store import ModelKey, Store
@@ -18,6 +19,18 @@ RANK_KEYS = {"mean": "mean", "std": "std", "p-high": "p_high", "sharpness": "sha
 AESTHETIC_KEYS = ("mean", "std", "p-high")
 DEFAULT_TOP = 50  # what ``cull`` keeps when asked for no limit at all
 EXPOSURE_FLAGS = ("underexposed", "overexposed")
+
+
+def parse_faces(text: str | None) -> tuple[int, bool] | None:
+    """``--faces`` as (count, at least): ``2`` is exactly two faces, ``2+`` two or more, ``0`` none."""
+    if text is None:
+        return None
+    value = text.strip()
+    at_least = value.endswith("+")
+    digits = value.removesuffix("+")
+    if not digits.isdigit():
+        raise OptionError(f"--faces takes a number of faces like 1, or 2+ for at least two, not {text!r}")
+    return int(digits), at_least
 
 
 def parse_when(text: str | None, option: str = "date") -> str | None:
@@ -49,10 +62,18 @@ class Filters:
     until: str | None = None
     camera: str | None = None  # case-insensitive substring of make + model
     lens: str | None = None
+    faces: str | None = None  # "N" exactly N detected faces, "N+" at least N (parse_faces)
+    eyes_open: bool = False  # at least one face, and every face has both eyes measured open
 
     def __post_init__(self) -> None:
         self.since = parse_when(self.since, "--since")
         self.until = parse_when(self.until, "--until")
+        self.face_count = parse_faces(self.faces)
+
+    @property
+    def need_faces(self) -> bool:
+        """Whether these filters read the face signals (a photo never looked at for faces then fails)."""
+        return self.face_count is not None or self.eyes_open
 
     def accepts(self, row: dict[str, Any]) -> bool:
         mean = row.get("mean")
@@ -68,7 +89,19 @@ class Filters:
             return False
         if self.camera and self.camera.lower() not in f"{row.get('make') or ''} {row.get('camera') or ''}".lower():
             return False
-        return not (self.lens and self.lens.lower() not in (row.get("lens") or "").lower())
+        if self.lens and self.lens.lower() not in (row.get("lens") or "").lower():
+            return False
+        return not self.need_faces or self._faces_accepted(row.get("faces"))
+
+    def _faces_accepted(self, found: list[dict[str, Any]] | None) -> bool:
+        if found is None:  # never looked for: whether it qualifies is unknown, so it does not
+            return False
+        if self.face_count is not None:
+            count, at_least = self.face_count
+            if len(found) < count or (not at_least and len(found) != count):
+                return False
+        # A photo without faces has no open eyes to show; a wink or an unmeasured eye is not open.
+        return not self.eyes_open or (bool(found) and all(Face.from_dict(f).eyes_open for f in found))
 
 
 @dataclass
@@ -194,6 +227,11 @@ def rank(
             notes.append("no aesthetic scores yet: ranked by technical quality (sharpness, exposure, noise, size)")
             by = "technical"
     filters = filters or Filters()
+    if filters.need_faces and (unlooked := sum(r.get("faces") is None for r in rows)):
+        notes.append(
+            f"{unlooked} photo(s) were never looked at for faces and are left out: install the faces extra "
+            "(pip install 'aesthete-photo[faces]') and run `aesthete score` on their folders again"
+        )
     rows = [r for r in rows if filters.accepts(r)]
     rows.sort(key=_order(RANK_KEYS[by]))
     if top is not None:
@@ -224,15 +262,17 @@ def cull(
     group: bool = True,
     reject_blurry: bool = True,
     reject_exposure: bool = True,
+    reject_closed_eyes: bool = False,
     filters: Filters | None = None,
 ) -> Ranking:
     """The photos worth keeping from ``roots``, or from the folders of the most recent ``score`` run.
 
     Candidates are ranked by aesthetic mean (technical quality when nothing is scored, which the notes
     say), then photos failing ``filters`` or ``min_score`` drop out, and so do, unless ``reject_blurry`` /
-    ``reject_exposure`` are turned off, frames flagged blurry or under-/overexposed; then with ``group``
-    only the best remaining photo of each burst / near-duplicate group (:mod:`aesthete.groups`) stays a
-    candidate, and finally ``top`` (or ``keep_percent`` of the ranked photos in scope) cuts the list. With
+    ``reject_exposure`` are turned off, frames flagged blurry or under-/overexposed, and with
+    ``reject_closed_eyes`` frames flagged eyes-closed; then with ``group`` only one remaining photo of
+    each burst / near-duplicate group (:mod:`aesthete.groups`) stays a candidate, the best-ranked frame
+    without a face flag (:func:`group_picks`), and finally ``top`` (or ``keep_percent`` of the ranked photos in scope) cuts the list. With
     no limit given at all the best :data:`DEFAULT_TOP` are kept. Each pick gets ``pick`` (its place), and
     ``group``/``group_size``; every other ranked photo lands in ``others`` with ``why`` it was not picked.
     """
@@ -251,13 +291,23 @@ def cull(
     if group:
         annotate(ranking.rows, ensure_groups(store))
     filters = filters or Filters()
+    rejected = {
+        id(row): _rejected(row, filters, min_score, reject_blurry, reject_exposure, reject_closed_eyes)
+        for row in ranking.rows
+    }
+    preferred = group_picks(ranking.rows, rejected) if group else {}
     best_of: dict[int, dict[str, Any]] = {}
     picks: list[dict[str, Any]] = []
     others: list[dict[str, Any]] = []
+    passed: set[int] = set()
     for row in ranking.rows:
-        why = _rejected(row, filters, min_score, reject_blurry, reject_exposure)
+        why = rejected[id(row)]
         if why is None and group and row["group"] in best_of:
             why = f"group {row['group']}: {best_of[row['group']]['path']} ranks higher"
+        elif why is None and group and (winner := preferred[row["group"]]) is not row and id(winner) not in passed:
+            # Ranked above the group's pick, but a face here has closed eyes or is soft and the pick's are not.
+            why = f"group {row['group']}: {', '.join(face_flags_of(row))}; {winner['path']} has no face flagged"
+        passed.add(id(row))
         if why is None and limit is not None and len(picks) >= limit:
             why = f"beyond the {cut}"
         if why is None:
@@ -279,8 +329,34 @@ def cull(
     )
 
 
+def face_flags_of(row: dict[str, Any]) -> list[str]:
+    """The face flags (``eyes-closed``, ``face-soft``) among a row's flags."""
+    return [flag for flag in row["flags"] if flag in FACE_FLAGS]
+
+
+def group_picks(rows: Sequence[dict[str, Any]], rejected: dict[int, str | None] | None = None) -> dict[int, dict[str, Any]]:
+    """The frame each group (``row["group"]``, from :func:`aesthete.groups.annotate`) offers a cull, among
+    ``rows`` in rank order: the best-ranked frame with no face flag (every face with open eyes and in
+    focus), else the best-ranked frame. A frame without faces has no face flag: it competes with a frame
+    of good faces on its score alone. ``rejected`` (row id -> why, None when it may be picked) leaves out
+    frames that cannot be picked at all."""
+    out: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        if rejected is not None and rejected[id(row)] is not None:
+            continue
+        current = out.get(row["group"])
+        if current is None or (face_flags_of(current) and not face_flags_of(row)):
+            out[row["group"]] = row
+    return out
+
+
 def _rejected(
-    row: dict[str, Any], filters: Filters, min_score: float | None, reject_blurry: bool, reject_exposure: bool
+    row: dict[str, Any],
+    filters: Filters,
+    min_score: float | None,
+    reject_blurry: bool,
+    reject_exposure: bool,
+    reject_closed_eyes: bool = False,
 ) -> str | None:
     """Why ``row`` cannot be picked whatever else is in the shoot, or None."""
     if min_score is not None and row["mean"] < min_score:
@@ -292,4 +368,6 @@ def _rejected(
     bad_exposure = [f for f in row["flags"] if f in EXPOSURE_FLAGS]
     if reject_exposure and bad_exposure:
         return bad_exposure[0]
+    if reject_closed_eyes and "eyes-closed" in row["flags"]:
+        return "eyes-closed"
     return None

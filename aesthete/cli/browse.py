@@ -44,6 +44,13 @@ def rank_command(
     until: Annotated[str | None, typer.Option(help="Captured on or before (a bare date includes the day).")] = None,
     camera: Annotated[str | None, typer.Option(help="Camera make/model contains this (any case).")] = None,
     lens: Annotated[str | None, typer.Option(help="Lens contains this (any case).")] = None,
+    faces: Annotated[
+        str | None,
+        typer.Option(metavar="N", help="Exactly N faces found (0: none); N+ for at least N, e.g. 2+."),
+    ] = None,
+    eyes_open: Annotated[
+        bool, typer.Option("--eyes-open", help="At least one face, and every face with both eyes open.")
+    ] = False,
     model: ModelOption = None,
     weights: WeightsOption = None,
     top: TopOption = None,
@@ -55,7 +62,7 @@ def rank_command(
     """List cached photos, best first, with filters."""
     from aesthete.select import rank
 
-    filters = Filters(min_score, max_score, since, until, camera, lens)
+    filters = Filters(min_score, max_score, since, until, camera, lens, faces, eyes_open)
     with opened_store(db) as store:
         ranking = rank(
             store, [str(p) for p in paths or []], by=by, model=model, weights=weights, filters=filters, top=top
@@ -109,6 +116,7 @@ def show_command(
         f"noise {image.get('noise', 0):.2f}  technical {image.get('technical', 0):.2f}",
         highlight=False,
     )
+    out.print(faces_text(image.get("faces")), highlight=False)
     if not record["scores"]:
         out.print("no aesthetic score yet (technical signals only)")
     for score in record["scores"]:
@@ -117,6 +125,31 @@ def show_command(
             continue
         out.print(f"\n{score['model']} weights {score['weights']}: mean {score['mean']:.2f}  std {score['std']:.2f}")
         out.print(histogram(score["dist"]), highlight=False)
+
+
+def faces_text(found: list[dict] | None) -> str:
+    """``show``'s lines on a photo's faces: each face's box (fractions of the picture: x0,y0-x1,y1), the
+    detector's confidence, each eye's openness, the face's sharpness and its flags."""
+    from aesthete.faces import Face, face_flags
+
+    if found is None:
+        return "faces: not looked for (install the faces extra and run `aesthete score` on its folder again)"
+    if not found:
+        return "faces: none found"
+    lines = [f"faces: {len(found)}"]
+    for number, record in enumerate(found, start=1):
+        face = Face.from_dict(record)
+        box = ",".join(f"{v:.2f}" for v in face.box[:2]) + "-" + ",".join(f"{v:.2f}" for v in face.box[2:])
+        eyes = "/".join("?" if e is None else f"{e:.3f}" for e in face.eyes)
+        state = "open" if face.eyes_open else "closed" if face.eyes_closed else "unsure"
+        sharp = "?" if face.sharpness is None else f"{face.sharpness:.3g}"
+        relative = "" if face.relative_sharpness is None else f" ({face.relative_sharpness:.2f} of the photo's)"
+        flagged = ", ".join(face_flags([face])) or "no flags"
+        lines.append(
+            f"  {number}. box {box}  confidence {face.confidence:.2f}  eyes {eyes} ({state})  "
+            f"sharpness {sharp}{relative}  {flagged}"
+        )
+    return "\n".join(lines)
 
 
 def _no_details(path: str) -> str:

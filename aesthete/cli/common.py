@@ -81,9 +81,9 @@ PathsOnly = Annotated[bool, typer.Option("--paths", help="Print bare paths, one 
 ROW_FIELDS = (
     "path", "score", "output", "mean", "std", "p_high", "dist", "model", "technical", "sharpness", "clipped_shadows",
     "clipped_highlights", "mean_luma", "noise", "flags", "capture_time", "make", "camera", "lens", "width", "height",
-    "companions",
+    "companions", "face_count", "faces",
 )  # fmt: skip
-CSV_FIELDS = tuple(f for f in ROW_FIELDS if f not in ("dist", "flags", "companions"))
+CSV_FIELDS = tuple(f for f in ROW_FIELDS if f not in ("dist", "flags", "companions", "faces"))
 
 
 # The one mapping from library errors to exit codes: the first class of an error's MRO listed here

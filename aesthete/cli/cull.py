@@ -63,6 +63,14 @@ def cull_command(
     keep_flagged: Annotated[
         bool, typer.Option("--keep-flagged", help="Also pick frames flagged blurry, underexposed or overexposed.")
     ] = False,
+    reject_closed_eyes: Annotated[
+        bool,
+        typer.Option(
+            "--reject-closed-eyes",
+            help="Never pick a frame where a face has both eyes shut (by default such a frame only loses "
+            "to a frame of its burst where no face is flagged).",
+        ),
+    ] = False,
     # Flagged frames are rejected by default now; the old switches stay accepted, out of the help.
     reject_blurry: Annotated[bool, typer.Option(hidden=True)] = True,
     reject_exposure: Annotated[bool, typer.Option(hidden=True)] = True,
@@ -84,8 +92,9 @@ def cull_command(
     """Pick the best photos of PATHS (or of the last `score` run): one per burst, then export, rate or move.
 
     Best-of-group by default: frames of the same moment (same camera, seconds apart, similar pixels)
-    compete and only the best can be picked. Frames flagged blurry or under-/overexposed are never
-    picked unless --keep-flagged. Ties go to the technically better frame, then to the one
+    compete and only the best can be picked; a frame whose faces all have open eyes and are sharp comes
+    before one with a face flagged eyes-closed or face-soft. Frames flagged blurry or under-/overexposed
+    are never picked unless --keep-flagged. Ties go to the technically better frame, then to the one
     the model is surer of. Exit 1 if some file action failed.
     """
     from aesthete.culling import CullOptions, apply, parse_keep
@@ -93,7 +102,7 @@ def cull_command(
     options = CullOptions(
         roots=[str(p) for p in paths or []], top=top, keep_percent=parse_keep(keep) if keep is not None else None,
         min_score=min_score, model=model, weights=weights, group=not no_group, reject_blurry=reject_blurry,
-        reject_exposure=reject_exposure, keep_flagged=keep_flagged,
+        reject_exposure=reject_exposure, keep_flagged=keep_flagged, reject_closed_eyes=reject_closed_eyes,
         export=str(export) if export is not None else None, mode=mode,
         order_by_time=order_by_time, xmp=xmp, stars=stars, label=label, clear_previous=clear_previous,
         move_rejects=str(move_rejects) if move_rejects is not None else None, dry_run=dry_run,
