@@ -3,7 +3,9 @@
 Photos appear in score order with a thumbnail (JPEG, longer side :data:`THUMB_SIDE` px, embedded as a
 ``data:`` URI), the predicted distribution as an inline SVG bar chart with the mean marked, mean, spread,
 technical quality and flags. A burst or near-duplicate group is one box, placed where its best frame
-ranks and holding all its frames in score order; the frame ``cull`` would keep is outlined.
+ranks and holding all its frames in score order; the frame ``cull`` would keep is outlined (the best-ranked
+one with no face flagged, :func:`aesthete.select.group_picks`). Each face found is drawn over the
+thumbnail as an outline placed in percent of the picture, red and dashed when a face flag is raised for it.
 
 Thumbnails are made from the original with the same decoder ``score`` uses (EXIF orientation, colour
 profile to sRGB, reduced-size JPEG decoding), in parallel threads (Pillow releases the GIL while
@@ -32,7 +34,8 @@ from aesthete.decode import DecodeError, decode
 from aesthete.exif import exif_line
 from aesthete.formats import raw_format
 from aesthete.groups import annotate, ensure_groups
-from aesthete.select import Ranking, last_run_scope, rank
+from aesthete.faces import Face, face_flags
+from aesthete.select import Ranking, group_picks, last_run_scope, rank
 from aesthete.store import Store, now_iso
 
 THUMB_SIDE = 256
@@ -90,10 +93,12 @@ def build_report(
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
         thumbs = dict(zip((id(r) for r in ordered), pool.map(thumbnail, (r["real_path"] for r in ordered))))
     places = {id(row): place for place, row in enumerate(ranking.rows, start=1)}
+    picks = group_picks(ranking.rows)  # (rows carry their group since _blocks)
     chunks = []
     for block in blocks:
-        cards = "".join(_card(row, places[id(row)], thumbs[id(row)], ranking, best=len(block) > 1 and i == 0)
-                        for i, row in enumerate(block))  # fmt: skip
+        cards = "".join(_card(row, places[id(row)], thumbs[id(row)], ranking,
+                              best=len(block) > 1 and picks[row["group"]] is row)
+                        for row in block)  # fmt: skip
         if len(block) == 1:
             chunks.append(cards)
         else:
@@ -137,8 +142,8 @@ def _card(row: dict[str, Any], place: int, thumb: Thumbnail, ranking: Ranking, *
     name = os.path.basename(row["path"])
     if thumb.uri:
         image = (
-            f'<img src="{thumb.uri}" width="{thumb.width}" height="{thumb.height}" loading="lazy" '
-            f'decoding="async" alt="{_e(name)}">'
+            f'<div class="frame"><img src="{thumb.uri}" width="{thumb.width}" height="{thumb.height}" '
+            f'loading="lazy" decoding="async" alt="{_e(name)}">{_face_boxes(row.get("faces") or [])}</div>'
         )
     else:
         image = f'<div class="missing">no preview: {_e(thumb.problem or "unreadable")}</div>'
@@ -166,6 +171,25 @@ def _card(row: dict[str, Any], place: int, thumb: Thumbnail, ranking: Ranking, *
         f'<div>{flags}</div><div class="exif">{_e(exif_line(row))}</div>'
         "</figcaption></figure>\n"
     )
+
+
+def _face_boxes(found: list[dict[str, Any]]) -> str:
+    """One outline per face over the thumbnail, positioned in percent of the picture (the thumbnail is
+    the whole upright picture, and the boxes are fractions of it), with its numbers as a tooltip."""
+    boxes = []
+    for number, record in enumerate(found, start=1):
+        face = Face.from_dict(record)
+        x0, y0, x1, y1 = (100 * v for v in face.box)
+        flags = face_flags([face])
+        eyes = "/".join("?" if e is None else f"{e:.3f}" for e in face.eyes)
+        relative = "?" if face.relative_sharpness is None else f"{face.relative_sharpness:.2f}"
+        tip = f"face {number}: confidence {face.confidence:.2f}, eyes {eyes}, sharpness {relative} of the photo's"
+        tip += f" ({', '.join(flags)})" if flags else ""
+        boxes.append(
+            f'<span class="face{" flagged" if flags else ""}" title="{_e(tip)}" '
+            f'style="left:{x0:.1f}%;top:{y0:.1f}%;width:{x1 - x0:.1f}%;height:{y1 - y0:.1f}%"></span>'
+        )
+    return "".join(boxes)
 
 
 def _chart(dist: list[float], mean: float) -> str:
