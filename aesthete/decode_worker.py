@@ -194,9 +194,7 @@ def process_file(job: FileJob) -> FileResult:
     # A known photo whose faces were never looked for is decoded again for its signals (and only those).
     known = _known.has_faces(digest) if _config.faces else _known.has_image(digest)
     need_image = _config.rescore or not known
-    need_score = (
-        not job.fill and _policy is not None and (_config.rescore or not _known.has_score(digest, _config.key))
-    )
+    need_score = not job.fill and _policy is not None and (_config.rescore or not _known.has_score(digest, _config.key))
     if not (need_image or need_score):
         return result
     try:

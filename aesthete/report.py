@@ -32,9 +32,9 @@ from PIL import Image
 
 from aesthete.decode import DecodeError, decode
 from aesthete.exif import exif_line
+from aesthete.faces import Face, face_flags
 from aesthete.formats import raw_format
 from aesthete.groups import annotate, ensure_groups
-from aesthete.faces import Face, face_flags
 from aesthete.select import Ranking, group_picks, last_run_scope, rank
 from aesthete.store import Store, now_iso
 

@@ -272,9 +272,10 @@ def cull(
     ``reject_exposure`` are turned off, frames flagged blurry or under-/overexposed, and with
     ``reject_closed_eyes`` frames flagged eyes-closed; then with ``group`` only one remaining photo of
     each burst / near-duplicate group (:mod:`aesthete.groups`) stays a candidate, the best-ranked frame
-    without a face flag (:func:`group_picks`), and finally ``top`` (or ``keep_percent`` of the ranked photos in scope) cuts the list. With
-    no limit given at all the best :data:`DEFAULT_TOP` are kept. Each pick gets ``pick`` (its place), and
-    ``group``/``group_size``; every other ranked photo lands in ``others`` with ``why`` it was not picked.
+    without a face flag (:func:`group_picks`), and finally ``top`` (or ``keep_percent`` of the ranked
+    photos in scope) cuts the list. With no limit given at all the best :data:`DEFAULT_TOP` are kept.
+    Each pick gets ``pick`` (its place), and ``group``/``group_size``; every other ranked photo lands in
+    ``others`` with ``why`` it was not picked.
     """
     if top is not None and keep_percent is not None:
         raise OptionError("use either --top or --keep, not both")
@@ -334,7 +335,9 @@ def face_flags_of(row: dict[str, Any]) -> list[str]:
     return [flag for flag in row["flags"] if flag in FACE_FLAGS]
 
 
-def group_picks(rows: Sequence[dict[str, Any]], rejected: dict[int, str | None] | None = None) -> dict[int, dict[str, Any]]:
+def group_picks(
+    rows: Sequence[dict[str, Any]], rejected: dict[int, str | None] | None = None
+) -> dict[int, dict[str, Any]]:
     """The frame each group (``row["group"]``, from :func:`aesthete.groups.annotate`) offers a cull, among
     ``rows`` in rank order: the best-ranked frame with no face flag (every face with open eyes and in
     focus), else the best-ranked frame. A frame without faces has no face flag: it competes with a frame

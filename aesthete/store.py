@@ -150,9 +150,7 @@ class StoreReader:
 
     def has_faces(self, content_hash: str) -> bool:
         """Whether this content's ``images`` row records that its faces were looked for."""
-        return self._exists(
-            "SELECT 1 FROM images WHERE content_hash = ? AND faces_looked IS NOT NULL", (content_hash,)
-        )
+        return self._exists("SELECT 1 FROM images WHERE content_hash = ? AND faces_looked IS NOT NULL", (content_hash,))
 
     def has_score(self, content_hash: str, key: ModelKey) -> bool:
         """Whether this content has a score for exactly this model, weights and preprocessing."""
