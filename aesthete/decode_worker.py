@@ -54,7 +54,6 @@ class FileResult:
     path: str
     size: int
     mtime_ns: int
-    fill: bool = False  # the job was a fill (see FileJob.fill)
     content_hash: str | None = None
     error_kind: str | None = None
     error: str | None = None
@@ -62,6 +61,7 @@ class FileResult:
     pixels: np.ndarray | None = None  # the model's input, when this content still needs scoring
     aspect: float = 1.0
     notes: list[str] = field(default_factory=list)
+    fill: bool = False  # the job was a fill (see FileJob.fill)
 
 
 @dataclass
