@@ -20,7 +20,11 @@ All geometry is on the upright picture (EXIF orientation already applied by ``ae
 from __future__ import annotations
 
 import math
+import os
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -157,13 +161,31 @@ def _interpreters() -> tuple[Any, Any]:
         except ImportError as exc:
             raise FacesUnavailable("face signals need the 'faces' extra: pip install 'aesthete-photo[faces]'") from exc
         pair = []
-        for path in (DETECTOR, LANDMARKS):
-            # One thread: decode workers already keep every core busy.
-            interpreter = Interpreter(model_path=str(path), num_threads=1)
-            interpreter.allocate_tensors()
-            pair.append(interpreter)
+        with _quiet_stderr():
+            for path in (DETECTOR, LANDMARKS):
+                # One thread: decode workers already keep every core busy.
+                interpreter = Interpreter(model_path=str(path), num_threads=1)
+                interpreter.allocate_tensors()
+                pair.append(interpreter)
         _local.pair = pair = tuple(pair)
     return pair
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 pointed at /dev/null for a moment: LiteRT's C++ prints "INFO: Created TensorFlow
+    Lite XNNPACK delegate for CPU." on the first allocation in each process (every decode worker), and no
+    setting of its Python API or environment silences it. A real error still raises in Python."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def _run(interpreter: Any, tensor: np.ndarray) -> list[np.ndarray]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -232,3 +234,17 @@ def test_a_database_from_before_faces_opens_and_reads(tmp_path: Path) -> None:
 def test_scores_key_is_the_test_key(store: Store) -> None:
     """The cull and rank tests above read the chosen means (photoset.KEY), not technical quality."""
     assert rank(store).key == KEY
+
+
+def test_the_runtime_prints_nothing_on_stderr() -> None:
+    """LiteRT's C++ announces its XNNPACK delegate once per process: in every decode worker, under
+    score's progress bar. faces.py silences that one message; the process's stderr works afterwards."""
+    code = (
+        "import sys, numpy as np\n"
+        "from aesthete.faces import detect_faces\n"
+        "detect_faces(np.zeros((64, 64, 3), np.uint8))\n"
+        "print('after', file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "after\n"
