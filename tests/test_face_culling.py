@@ -248,3 +248,10 @@ def test_the_runtime_prints_nothing_on_stderr() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stderr == "after\n"
+
+
+def test_a_stored_face_reads_back_as_the_face_it_was() -> None:
+    face = faces.Face((0.1, 0.2, 0.3, 0.4), 0.9, 1.0, (0.15, None), 5.0, 0.5)
+    back = faces.Face.from_dict(json.loads(json.dumps(face.to_dict())))
+    assert back == face and not back.eyes_open and not back.eyes_closed  # one eye unmeasured: neither
+    assert faces.Face.from_dict({**face.to_dict(), "eyes": [0.15, 0.16]}).eyes_open
