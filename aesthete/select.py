@@ -21,11 +21,11 @@ DEFAULT_TOP = 50  # what ``cull`` keeps when asked for no limit at all
 EXPOSURE_FLAGS = ("underexposed", "overexposed")
 
 
-def parse_faces(text: str | None) -> tuple[int, bool] | None:
+def parse_faces(text: str | int | None) -> tuple[int, bool] | None:
     """``--faces`` as (count, at least): ``2`` is exactly two faces, ``2+`` two or more, ``0`` none."""
     if text is None:
         return None
-    value = text.strip()
+    value = str(text).strip()
     at_least = value.endswith("+")
     digits = value.removesuffix("+")
     if not digits.isdigit():
@@ -62,7 +62,7 @@ class Filters:
     until: str | None = None
     camera: str | None = None  # case-insensitive substring of make + model
     lens: str | None = None
-    faces: str | None = None  # "N" exactly N detected faces, "N+" at least N (parse_faces)
+    faces: str | int | None = None  # "N" (or N) exactly N detected faces, "N+" at least N (parse_faces)
     eyes_open: bool = False  # at least one face, and every face has both eyes measured open
 
     def __post_init__(self) -> None:

@@ -129,7 +129,7 @@ def test_rank_filters_on_faces(store: Store, shoot: tuple[Path, Path]) -> None:
         return set(names(rank(store, filters=Filters(**kwargs)).rows))
 
     portraits = {"open.jpg", "closed.jpg", "soft.jpg"}
-    assert ranked(faces="1") == ranked(faces="1+") == portraits
+    assert ranked(faces="1") == ranked(faces="1+") == ranked(faces=1) == portraits
     assert ranked(faces="0") == {"landscape.jpg"} and ranked(faces="2+") == set()
     # Open eyes: every face with both eyes open; a photo without faces has none to show.
     assert ranked(eyes_open=True) == {"open.jpg", "soft.jpg"}
