@@ -341,7 +341,7 @@ def fitted_table(columns: Sequence[Cells], title: str | None = None, width: int 
             column.header, justify=column.justify, width=column_width, no_wrap=not column.wrap, overflow="fold"
         )
     for cells in zip(*(c.cells for c in shown)):
-        table.add_row(*cells)
+        table.add_row(*map(Text, cells))  # as written: a path or a reason may hold [brackets], never markup
     return table
 
 

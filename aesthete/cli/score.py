@@ -173,7 +173,7 @@ def _print_summary(summary, database: str) -> None:  # noqa: ANN001
         return
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # a long database path folds, whole, rather than losing its end
     if summary.model is None:  # nothing asked for and no aesthetic weights present
         model = "none (no aesthetic weights yet)"
     else:
