@@ -65,15 +65,18 @@ def photo_cell(line: str, name: str) -> str:
 def test_shorten_path_cuts_the_middle_and_keeps_the_name_whole() -> None:
     path = "2024/2024-06-15 Wedding/ceremony/card 1/IMG_0042.jpg"
     assert shorten_path(path, 80) == path
-    assert shorten_path(path, 30) == "2024/…/card 1/IMG_0042.jpg"
+    assert shorten_path(path, 30) == "…/ceremony/card 1/IMG_0042.jpg"  # the folders nearest the file first
+    assert shorten_path(path, 26) == "2024/…/card 1/IMG_0042.jpg"  # then the first folder, where it fits
     assert shorten_path(path, 20) == "2024/…/IMG_0042.jpg"
-    assert shorten_path(path, 15) == "…/IMG_0042.jpg"  # the first folder gives way to the file name
+    assert shorten_path(path, 21) == "…/card 1/IMG_0042.jpg"  # the first folder gives way to the nearest
+    assert shorten_path(path, 15) == "…/IMG_0042.jpg"
     assert shorten_path(path, 5) == "…/IMG_0042.jpg"  # never cut into the name: longer than asked
-    assert shorten_path("/home/ann/Pictures/2024/x.jpg", 15) == "/…/2024/x.jpg"
+    assert shorten_path("/home/ann/Pictures/2024/x.jpg", 20) == "/home/…/2024/x.jpg"  # not just "/"
+    assert shorten_path("~/Pictures/2024/06/x.jpg", 22) == "~/Pictures/…/06/x.jpg"
     # Same name, different folders: each keeps enough of its folders to tell it from the other.
     both = shorten_paths([f"{DEEP}/card 1/IMG_0001.jpg", f"{DEEP}/card 2/IMG_0001.jpg", "a/IMG_0001.jpg"], 22)
     assert both[0] != both[1] and all(p.endswith("IMG_0001.jpg") for p in both)
-    assert both[:2] == ["/…/card 1/IMG_0001.jpg", "/…/card 2/IMG_0001.jpg"] and both[2] == "a/IMG_0001.jpg"
+    assert both[:2] == ["…/card 1/IMG_0001.jpg", "…/card 2/IMG_0001.jpg"] and both[2] == "a/IMG_0001.jpg"
     # Different only near the root: shown whole rather than alike.
     apart = shorten_paths(["/a/x/y/IMG.jpg", "/b/x/y/IMG.jpg"], 10)
     assert apart == ["/a/x/y/IMG.jpg", "/b/x/y/IMG.jpg"]
@@ -126,7 +129,7 @@ def test_failures_table_shortens_from_the_middle_and_fits(tmp_path: Path) -> Non
         assert len(rows) == 4 and all("corrupt" in row for row in rows)
         cells = [row.split("  ")[0] for row in rows]  # the path cell: the file name whole, never cut
         assert len(set(cells)) == 4 and all(cell.endswith(".jpg") for cell in cells)
-        assert "(truncated while" in "\n".join(lines)  # the reason wraps, whole
+        assert "copying from the card)" in "\n".join(lines)  # the reason wraps, whole
 
 
 def test_weights_list_keeps_urls_whole_at_120_columns() -> None:

@@ -228,27 +228,26 @@ def scores_header(ranking: Ranking) -> dict[str, Any]:
 
 
 def shorten_path(path: str, width: int, keep: int = 0) -> str:
-    """``path`` in at most ``width`` cells, cut from the middle: its first folder, ``…``, as many of the
-    folders nearest the file as fit (at least ``keep`` of them) and the file name, always whole
-    (``2024/…/IMG_0042.jpg``). The end of a path tells photos apart, so it is never cut; what cannot fit
-    even so (a long file name, ``keep`` folders) comes back longer than ``width``."""
+    """``path`` in at most ``width`` cells, cut from the middle: as many of the folders nearest the file as
+    fit (at least ``keep`` of them), then its first folder where it fits too, and the file name, always
+    whole (``2024/…/card 1/IMG_0042.jpg``). The end of a path tells photos apart, so it is never cut; what
+    cannot fit even so (a long file name, ``keep`` folders) comes back longer than ``width``."""
     if cell_len(path) <= width:
         return path
     parts = path.split(os.sep)
-    head, folders, name = parts[0], parts[1:-1], parts[-1]
+    # "/photos" or "~/Pictures" lead a path: the root alone would say nothing.
+    lead = 2 if parts[0] in ("", "~") and len(parts) > 2 else 1
+    head, folders, name = os.sep.join(parts[:lead]), parts[lead:-1], parts[-1]
     if keep >= len(folders):  # nothing in the middle may go: the whole path
         return path
-    tails = [[*folders[len(folders) - n :], name] for n in range(len(folders) - 1, keep - 1, -1)]  # longest first
-    for tail in tails:
-        shortened = os.sep.join([head, ELLIPSIS, *tail])
-        if cell_len(shortened) <= width:
-            return shortened
-    # Too narrow for the first folder as well: the folders nearest the file say more about it.
-    for tail in tails:
-        shortened = os.sep.join([ELLIPSIS, *tail])
-        if cell_len(shortened) <= width:
-            return shortened
-    return os.sep.join([ELLIPSIS, *tails[-1]])
+    tail = [name]
+    for count in range(len(folders) - 1, keep - 1, -1):  # the most folders first
+        tail = [*folders[len(folders) - count :], name]
+        # The folders nearest the file tell it apart: they stay before the first folder does.
+        for shortened in (os.sep.join([head, ELLIPSIS, *tail]), os.sep.join([ELLIPSIS, *tail])):
+            if cell_len(shortened) <= width:
+                return shortened
+    return os.sep.join([ELLIPSIS, *tail])
 
 
 def shorten_paths(paths: Sequence[str], width: int) -> list[str]:
