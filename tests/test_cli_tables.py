@@ -140,3 +140,31 @@ def test_weights_list_keeps_urls_whole_at_120_columns() -> None:
     assert max(map(len, table)) <= 120
     for entry in weights.list_weights():
         assert sum(entry.url in line for line in lines) == 1
+
+
+def test_fitted_table_wraps_a_long_title_and_keeps_every_line_in_width() -> None:
+    import io
+
+    from rich.console import Console
+
+    from aesthete.cli.common import Cells, fitted_table
+
+    title = "27 photos ranked by nima mean score (weights a-personal-head-with-a-very-long-name)"
+    table = fitted_table(
+        [
+            Cells("photo", [f"{DEEP}/card 1/IMG_0001.jpg", f"{DEEP}/card 2/IMG_0001.jpg"], paths=True),
+            Cells("mean", ["6.04", "5.93"], justify="right"),
+            Cells("flags", ["blurry, underexposed, noisy", ""], wrap=True),
+            Cells("taken", ["2024-06-15 14:00", ""], drop=1),
+        ],
+        title,
+        width=50,
+    )
+    console = Console(file=io.StringIO(), width=50, soft_wrap=True)  # as the commands' stdout console
+    console.print(table)
+    lines = console.file.getvalue().splitlines()
+    assert max(map(len, lines)) <= 50 and "very-long-name)" in "\n".join(lines)
+    header = next(line for line in lines if line.startswith("photo"))
+    assert "flags" in header and "taken" not in header  # a column that may go gave its room to the paths
+    rows = [line.split("  ")[0] for line in lines if "IMG_0001.jpg" in line]
+    assert rows == ["/photos/…/card 1/IMG_0001.jpg", "/photos/…/card 2/IMG_0001.jpg"]
