@@ -69,13 +69,10 @@ WeightsOption = Annotated[
     typer.Option(
         "--weights",
         "-w",
-        help="Read the scores of these weights: NAME or checkpoint PATH (as `score --weights`).",
+        help="Read the scores of these weights: NAME (a personal head from `learn` too) or checkpoint PATH "
+        "(as `score --weights`).",
         show_default="score's default",
     ),
-]
-WeightsOption = Annotated[
-    str | None,
-    typer.Option("--weights", "-w", help="Use the scores of these weights (e.g. a personal head from `learn`)."),
 ]
 PathsOnly = Annotated[bool, typer.Option("--paths", help="Print bare paths, one per line (for pipes).")]
 
