@@ -239,16 +239,22 @@ def face_columns(decoded: Any, photo_sharpness: float) -> dict[str, Any] | None:
     """``faces``, ``face_count``, ``faces_looked`` and the face ``flags`` of a decoded photo, or None when
     the face stage failed (a broken runtime must cost the faces, never the photo; the note says why).
 
-    The detector runs on the working-size picture, as the other signals do; the decoded image, when it
-    is larger (the reduced-size decode is at least the working size, larger when the model needs more),
-    is the ``detail`` the landmarks of small faces are read from: no second decode."""
-    from aesthete.faces import VERSION, detect_faces, face_flags
+    The detector looks at the decoded image itself (it shrinks any picture to its 192-px input, and its
+    boxes are fractions of the picture): a photo without faces, the common case, then costs that one
+    run and no working-size colour copy (~3 ms of the ~8 ms the face stage otherwise cost, bench/faces.py).
+    Faces found are measured on the working-size picture, as the other signals are, with the decoded
+    image, when larger (the reduced-size decode is at least the working size, larger when the model
+    needs more), as the ``detail`` the landmarks of small faces are read from: no second decode."""
+    from aesthete.faces import VERSION, detect_faces, face_flags, locate_faces
 
     image = decoded.image
-    rgb = working_rgb(image)
-    detail = image if image.width > rgb.width else None
     try:
-        found = detect_faces(np.asarray(rgb), detail=detail, photo_sharpness=photo_sharpness)
+        located = locate_faces(image)
+        found = []
+        if located:
+            rgb = working_rgb(image)
+            detail = image if image.width > rgb.width else None
+            found = detect_faces(np.asarray(rgb), detail=detail, photo_sharpness=photo_sharpness, located=located)
     except Exception as exc:  # FacesUnavailable, or the runtime failing on this picture
         first_line = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         decoded.notes.append(f"faces not looked for: {first_line}")

@@ -218,16 +218,29 @@ def _run(interpreter: Any, tensor: np.ndarray) -> list[np.ndarray]:
 _ANCHORS = (np.stack(np.meshgrid(np.arange(_DET_GRID), np.arange(_DET_GRID)), -1).reshape(-1, 2) + 0.5) / _DET_GRID
 
 
-def _detect(rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """(box x0 y0 x1 y1, keypoints 6x2, score) per face, normalised to ``rgb``'s width and height."""
+Detection = tuple[np.ndarray, np.ndarray, float]  # box x0 y0 x1 y1, keypoints 6x2 (fractions), score
+
+
+def locate_faces(picture: Image.Image) -> list[Detection]:
+    """The detector alone on an upright RGB picture of any size: (box, keypoints, score) per face, in
+    fractions of the picture, so the same for any copy of it. ``detect_faces(..., located=...)`` takes
+    them: a caller holding a larger copy finds out whether there is a face at all without first making
+    the working-size copy (the face-free photo's whole cost is then this one detector run)."""
+    return _detect(picture)
+
+
+def _detect(picture: Image.Image) -> list[Detection]:
+    """(box x0 y0 x1 y1, keypoints 6x2, score) per face, normalised to the picture's width and height."""
     detector = _interpreters()[0]
-    height, width = rgb.shape[:2]
-    side = max(height, width)
-    # Letterbox to a square, as MediaPipe does, so faces keep their shape; the pad is centred.
-    pad_x, pad_y = (side - width) / 2, (side - height) / 2
-    square = Image.new("RGB", (side, side))
-    square.paste(Image.fromarray(rgb), (int(pad_x), int(pad_y)))
-    small = np.asarray(square.resize((_DET_SIZE, _DET_SIZE), Image.Resampling.BILINEAR), dtype=np.float32)
+    width, height = picture.size
+    # Letterbox to a square, as MediaPipe does, so faces keep their shape: the picture shrunk to fit the
+    # input, the pad centred. Shrinking first, then padding, costs the same for any size of picture.
+    scale = _DET_SIZE / max(width, height)
+    fit_w, fit_h = max(1, round(width * scale)), max(1, round(height * scale))
+    pad_x, pad_y = (_DET_SIZE - fit_w) // 2, (_DET_SIZE - fit_h) // 2
+    square = Image.new("RGB", (_DET_SIZE, _DET_SIZE))
+    square.paste(picture.resize((fit_w, fit_h), Image.Resampling.BILINEAR), (pad_x, pad_y))
+    small = np.asarray(square, dtype=np.float32)
     raw, logits = _run(detector, small / 127.5 - 1.0)
     raw, logits = raw.reshape(-1, 16), logits.reshape(-1)
     scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100, 100)))
@@ -241,9 +254,9 @@ def _detect(rgb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
     points = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None]
     faces = []
     for box, pts, score in _weighted_nms(boxes, points, scores):
-        # From the padded square back to the picture.
-        box = (box * side - [pad_x, pad_y, pad_x, pad_y]) / [width, height, width, height]
-        pts = (pts * side - [pad_x, pad_y]) / [width, height]
+        # From the padded square back to fractions of the picture.
+        box = (box * _DET_SIZE - [pad_x, pad_y, pad_x, pad_y]) / [fit_w, fit_h, fit_w, fit_h]
+        pts = (pts * _DET_SIZE - [pad_x, pad_y]) / [fit_w, fit_h]
         faces.append((np.clip(box, 0.0, 1.0), pts, score))
     return faces
 
@@ -362,24 +375,29 @@ def eye_openness(landmarks: np.ndarray) -> tuple[float, float]:
 
 
 def detect_faces(
-    rgb: np.ndarray, *, detail: np.ndarray | Image.Image | None = None, photo_sharpness: float | None = None
+    rgb: np.ndarray,
+    *,
+    detail: np.ndarray | Image.Image | None = None,
+    photo_sharpness: float | None = None,
+    located: list[Detection] | None = None,
 ) -> list[Face]:
     """Faces in an upright RGB picture at working size (``uint8``, H x W x 3), largest first.
 
     ``detail``, optional, is the same picture at a higher resolution (any size, same framing; an array
-    or a Pillow RGB image, which is used without a copy): the
-    landmarks of faces that are small in ``rgb`` are found on a crop of it instead. ``photo_sharpness``
-    is the whole photo's ``signals.technical_signals(...)["sharpness"]``; computed here when None.
-    A photo without faces costs one detector run (~12 ms on one core, docs/faces.md).
+    or a Pillow RGB image, which is used without a copy): the landmarks of faces that are small in
+    ``rgb`` are found on a crop of it instead. ``photo_sharpness`` is the whole photo's
+    ``signals.technical_signals(...)["sharpness"]``; computed here when None. ``located``: what
+    :func:`locate_faces` found on any copy of the picture, so the detector does not run again.
+    A photo without faces costs one detector run (~6 ms on one core, docs/faces.md).
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an H x W x 3 uint8 RGB array, got {rgb.dtype} {rgb.shape}")
     height, width = rgb.shape[:2]
-    found = _detect(rgb)
+    working = Image.fromarray(rgb)
+    found = _detect(working) if located is None else located
     if not found:
         return []
     _, mesh, iris = _interpreters()
-    working = Image.fromarray(rgb)
     detailed = detail if isinstance(detail, Image.Image) or detail is None else Image.fromarray(detail)
     luma = np.asarray(working.convert("L"), dtype=np.float32)
     if photo_sharpness is None:
