@@ -59,6 +59,7 @@ class WorkerConfig:
     key: ModelKey | None
     rescore: bool
     parent_pid: int | None = None  # the process that started the pool: a worker dies with it (see init_worker)
+    embed_only: bool = False  # the model stores embeddings only (aesthete.embed_only): done = has one
 
 
 _config: WorkerConfig | None = None
@@ -179,7 +180,8 @@ def process_file(job: FileJob) -> FileResult:
     result.content_hash = digest
     assert _known is not None
     need_image = _config.rescore or not _known.has_image(digest)
-    need_score = _policy is not None and (_config.rescore or not _known.has_score(digest, _config.key))
+    done = _known.has_embedding if _config.embed_only else _known.has_score
+    need_score = _policy is not None and (_config.rescore or not done(digest, _config.key))
     if not (need_image or need_score):
         return result
     try:

@@ -533,8 +533,9 @@ def save_head(head: Head, path: str | os.PathLike[str], cv: CrossValidation | No
     save_file(tensors, str(path), metadata=metadata)
 
 
-def load_head(path: str | os.PathLike[str]) -> Head:
-    """Read a head written by :func:`save_head`; anything else is a one-line :class:`PersonalError`."""
+def _open_head(path: str | os.PathLike[str], tensors: Sequence[str] = ()) -> tuple[dict[str, str], dict[str, Any]]:
+    """(metadata, the named tensors) of a head written by :func:`save_head`; anything else is a
+    one-line :class:`PersonalError`."""
     from safetensors import safe_open
 
     try:
@@ -542,12 +543,35 @@ def load_head(path: str | os.PathLike[str]) -> Head:
             meta = f.metadata() or {}
             if meta.get("format") != FORMAT:
                 raise PersonalError(f"{path}: not an aesthete personal head (format {meta.get('format')!r})")
-            t = {k: f.get_tensor(k) for k in ("coef", "intercept", "mean", "scale")}
+            return meta, {k: f.get_tensor(k) for k in tensors}
     except PersonalError:
         raise
     except Exception as exc:  # safetensors raises its own types for truncated or foreign files
         raise PersonalError(f"{path}: cannot read it ({exc})") from None
+
+
+def load_head(path: str | os.PathLike[str]) -> Head:
+    """Read a head written by :func:`save_head`; anything else is a one-line :class:`PersonalError`."""
+    meta, t = _open_head(path, ("coef", "intercept", "mean", "scale"))
     return Head(
         meta["method"], t["coef"], float(t["intercept"][0]), t["mean"], t["scale"], json.loads(meta["feature_spec"]),
         float(meta["penalty"]), meta["base_model"] or None, meta["base_weights"] or None, json.loads(meta["extra"]),
     )  # fmt: skip
+
+
+def head_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A saved head's description without its tensors: base model and weights, method, rated photos
+    used and the cross-validated SRCC (mean over folds; None when no cross-validation was recorded)."""
+    meta, _ = _open_head(path)
+    extra = json.loads(meta.get("extra") or "{}")
+    cv = json.loads(meta.get("cross_validation") or "null")
+    row = next((r for r in (cv or {}).get("table", []) if r.get("model") == "personal"), None)
+    value = row.get("srcc") if row else None
+    return {
+        "base_model": meta.get("base_model") or None,
+        "base_weights": meta.get("base_weights") or extra.get("base_weights_id") or None,
+        "method": meta.get("method"),
+        "ratings": extra.get("rated_photos", cv.get("photos") if cv else None),
+        "cv_srcc": None if value is None or math.isnan(value) else float(value),
+        "created": meta.get("created"),
+    }
