@@ -47,7 +47,8 @@ def main() -> None:
     parser.add_argument("--compare-photos", type=int, default=3000)
     parser.add_argument("--compare-dim", type=int, default=512)
     args = parser.parse_args()
-    print(f"cpus {os.cpu_count()}, numpy {np.__version__}")
+    # The machine's load changes what a wall-clock time means: print it beside the times.
+    print(f"cpus {os.cpu_count()}, numpy {np.__version__}, load average {os.getloadavg()[0]:.1f} (1 min)")
     x, y, base = synthetic(args.photos, args.dim)
     start = time.perf_counter()
     head = personal.fit_head(x, y)
@@ -58,6 +59,7 @@ def main() -> None:
     print(
         f"ridge {args.photos} x {x.shape[1]}: fit {fit:.1f} s, 5-fold CV {cv_time:.1f} s (penalty {head.penalty:.3g})"
     )
+    print(f"load average {os.getloadavg()[0]:.1f} (1 min) after the fits")
     for row in cv.table():
         print(f"  {row['model']:<10} SRCC {row['srcc']:.3f} ± {row['srcc_sd']:.3f}   "
               f"pairwise {row['pairwise']:.3f} ± {row['pairwise_sd']:.3f}")  # fmt: skip
