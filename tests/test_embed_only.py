@@ -163,3 +163,19 @@ def _learn(world: dict, name: str) -> None:
     finally:
         for p in photos[:RATED]:
             Path(str(p.path) + ".xmp").unlink(missing_ok=True)
+
+
+def test_backbone_weights_not_pulled_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = tmp_path / "weights.toml"
+    registry.write_text(
+        '[weights.r18]\nkind = "backbone"\nbackbone = "resnet18"\nurl = "https://example.org/r18-0123abcd.pth"\n'
+        f'sha256 = "{"0" * 64}"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(weights, "project_registry_path", lambda: registry)
+    (tmp_path / "Photos").mkdir()
+    result = cli("score", tmp_path / "Photos", "--weights", "r18", "--db", tmp_path / "a.db")
+    assert result.exit_code == 2 and "run `aesthete weights pull r18`" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    wrong = cli("score", tmp_path / "Photos", "--weights", "r18", "--model", "nima", "--db", tmp_path / "a.db")
+    assert wrong.exit_code == 2 and len(wrong.output.strip().splitlines()) == 1, wrong.output
