@@ -59,27 +59,36 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         yield {"root": root, "photos": photos, "db": db, "digest": digest, "score": result}
 
 
-def test_score_with_backbone_weights_stores_embeddings_and_no_score(world: dict) -> None:
-    result = world["score"]
+@pytest.fixture
+def env(world: dict, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """``world`` with its XDG folders (conftest gives every test fresh ones)."""
+    for name in ("DATA", "CACHE", "CONFIG"):
+        monkeypatch.setenv(f"AESTHETE_{name}_DIR", str(world["root"] / name.lower()))
+    return world
+
+
+def test_score_with_backbone_weights_stores_embeddings_and_no_score(env: dict) -> None:
+    result = env["score"]
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["embed_only"] and summary["scored"] == PHOTOS and summary["notice"] is None
     assert (summary["model"], summary["weights"]) == ("resnet18-imagenet", "tiny-r18")
-    store = Store(world["db"])
+    store = Store(env["db"])
     key = learning._base_with_embeddings(store, None)
-    assert key.model == "resnet18-imagenet" and key.weights_id == world["digest"][:16]
+    assert key.model == "resnet18-imagenet" and key.weights_id == env["digest"][:16]
     assert key.preprocess == embed_only.POLICY.key
     hashes, vectors = store.embeddings(key)
-    assert sorted(hashes) == sorted(p.content_hash for p in world["photos"])
+    assert sorted(hashes) == sorted(p.content_hash for p in env["photos"])
     assert vectors.shape == (PHOTOS, 512) and np.isfinite(vectors).all()  # ResNet-18's pooled features
     assert store.conn.execute("SELECT count(*) FROM scores").fetchone()[0] == 0  # no aesthetic score
     assert store.conn.execute("SELECT count(*) FROM images").fetchone()[0] == PHOTOS  # the signals, as always
     store.close()
     # A second run finds every photo done (it has its embedding), without a score row to say so.
-    again = cli("score", world["root"] / "Photos", "--weights", "tiny-r18", "--db", world["db"], "--json")
+    again = cli("score", env["root"] / "Photos", "--weights", "tiny-r18", "--db", env["db"], "--json")
+    assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["cached"] == PHOTOS, again.output
     # Reading commands say why there is no aesthetic score, and rank by technical quality.
-    ranked = cli("rank", "--weights", "tiny-r18", "--db", world["db"], "--json")
+    ranked = cli("rank", "--weights", "tiny-r18", "--db", env["db"], "--json")
     assert ranked.exit_code == 0, ranked.output
     assert "store embeddings only, no aesthetic score" in ranked.stderr
     assert len(json.loads(ranked.stdout)["photos"]) == PHOTOS
@@ -90,8 +99,8 @@ def test_score_help_says_what_backbone_weights_do() -> None:
     assert "stores embeddings for `aesthete learn`; no aesthetic score" in text
 
 
-def test_learn_on_backbone_embeddings_then_use_the_head_everywhere(world: dict) -> None:
-    root, photos, db = world["root"], world["photos"], world["db"]
+def test_learn_on_backbone_embeddings_then_use_the_head_everywhere(env: dict) -> None:
+    root, photos, db = env["root"], env["photos"], env["db"]
     ratinglib.write_sidecars(photos[:RATED])
     try:
         learned = cli("learn", root / "Photos", "--name", "mine", "--db", db, "--json")
@@ -128,20 +137,20 @@ def test_learn_on_backbone_embeddings_then_use_the_head_everywhere(world: dict) 
             Path(str(p.path) + ".xmp").unlink(missing_ok=True)
 
 
-def test_show_labels_a_personal_head_by_its_name(world: dict) -> None:
-    _learn(world, "show-me")
+def test_show_labels_a_personal_head_by_its_name(env: dict) -> None:
+    _learn(env, "show-me")
     digest = learning.personal_key(learning.head_path("show-me"), personal.load_head(learning.head_path("show-me")))
-    shown = cli("show", world["photos"][0].path, "--weights", "show-me", "--db", world["db"])
+    shown = cli("show", env["photos"][0].path, "--weights", "show-me", "--db", env["db"])
     assert shown.exit_code == 0, shown.output
     assert "personal weights show-me: score" in shown.output and digest.weights_id not in shown.output
-    data = json.loads(cli("show", world["photos"][0].path, "--weights", "show-me", "--db", world["db"],
+    data = json.loads(cli("show", env["photos"][0].path, "--weights", "show-me", "--db", env["db"],
                           "--json").stdout)  # fmt: skip
     first = data["photo"]["scores"][0]
     assert data["weights"] == "show-me" and (first["model"], first["weights"]) == ("personal", "show-me")
 
 
-def test_weights_list_shows_personal_heads(world: dict) -> None:
-    _learn(world, "listed")
+def test_weights_list_shows_personal_heads(env: dict) -> None:
+    _learn(env, "listed")
     rows = json.loads(cli("weights", "list", "--json").stdout)["weights"]
     row = next(r for r in rows if r["name"] == "listed")
     assert row["kind"] == "personal" and Path(row["path"]) == learning.head_path("listed")

@@ -109,7 +109,7 @@ def _print_heads(heads: list[dict]) -> None:
         )
     out.print()
     out.print(table)
-    out.print("personal: learned from your ratings (`aesthete learn`); CV SRCC: cross-validated.  Files:")
+    out.print("personal: your heads (`aesthete learn`).  CV SRCC: cross-validated.  Files:")
     for head in heads:
         problem = f" ({head['error']})" if "error" in head else ""
         out.print(f"{head['name']}: {head['path']}{problem}", soft_wrap=True, highlight=False, markup=False)
