@@ -116,8 +116,8 @@ class ModelRunner:
     device: torch.device
     dtype: torch.dtype | None
     # torch.compile (inductor) the model: on CPU with freezing (weights folded into the compiled code as
-    # constants, measured 1.4x eager for ResNet-50@300 bf16 on 2 cores). Compilation happens on the first
-    # batch of each shape; if it fails the runner notes it on stderr in one line and stays eager.
+    # constants; 1.03-1.10x eager for ResNet-50@300 bf16 on an idle 2-core CPU, BENCHMARKS.md). Compilation
+    # happens on the first batch of each shape; if it fails the runner says so in one line and stays eager.
     compile: bool = False
     cache_dir: Path | None = None  # TORCHINDUCTOR_CACHE_DIR for this model (see inductor_cache_dir)
     # Batches smaller than this (a bucket's last one) are padded up to it when compiled, so a run compiles

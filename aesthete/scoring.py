@@ -33,14 +33,14 @@ FLUSH_ROWS = 256  # rows without model work are written in transactions of this 
 FLUSH_SECONDS = 1.0
 FILE_TIMEOUT_S = 120.0  # a decode still running after this long is abandoned (its worker killed) and recorded
 
-# --compile auto: compile when the photos to score repay the compilation. ResNet-50 at 300x300, batch 8,
-# bf16 autocast, channels-last, 2 threads on the 2-core AMD EPYC (native bf16): the per-photo saving is
-# issue 16's quiet measurement (19.7 -> 27.8 img/s); the costs are a first compilation with an empty
-# inductor cache (issue 16: 8-23 s quiet; 34-82 s measured here under load) and one with a warm cache
-# (7.6-8.8 s measured); see BENCHMARKS.md "Compiled inference". Models heavier than ResNet-50 save more
-# per photo, so for them auto errs towards eager (never slower).
-COMPILE_SAVING_S_PER_PHOTO = {"cpu": 0.0148}
-COMPILE_COST_S = {"cpu": (25.0, 8.0)}  # (empty cache, warm cache)
+# --compile auto: compile when the photos to score repay the compilation. Measured on the idle 2-core AMD
+# EPYC (native bf16), batch 8, bf16 autocast, channels-last, 2 threads, eager and compiled timed in turns
+# (BENCHMARKS.md "Compiled inference", 2026-11-26 23:11): nima ResNet-50@300 22.0 -> 22.6 img/s (saving
+# 1.2 ms a photo), hla-gcn 14.8 -> 16.2 (5.8 ms); first compilation 32.6-35.1 s with an empty inductor
+# cache, 3.7-5.5 s with a warm one. The saving is the smaller (ResNet-50's): auto errs towards eager.
+# CUDA has no entry: compiled ResNet-50 was 1.54x on an H100, but score is decode-bound there.
+COMPILE_SAVING_S_PER_PHOTO = {"cpu": 0.0012}
+COMPILE_COST_S = {"cpu": (35.0, 5.5)}  # (empty cache, warm cache)
 
 
 @dataclass

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from aesthete import faces  # noqa: E402
 from aesthete.decode import decode  # noqa: E402
-from aesthete.decode_worker import _decode_target  # noqa: E402
+from aesthete.decode_worker import decode_target  # noqa: E402
 from aesthete.signals import WORKING_SIDE  # noqa: E402
 from bench import photos  # noqa: E402
 
@@ -67,7 +67,7 @@ def main() -> None:
     portrait = plain.copy()
     side = height * 4 // 5  # her face is then ~1/6 of the frame height, ~60 px at working size
     portrait.paste(Image.fromarray(data.astronaut()).resize((side, side), Image.Resampling.LANCZOS), (width // 3, 0))
-    target = _decode_target(None)
+    target = decode_target(None)
     print(f"{width}x{height} JPEG q{photos.QUALITY}, one core, median of {args.repeats}")
     print("| photo | decode ms | faces ms | faces / decode | faces found |")
     print("|---|---|---|---|---|")

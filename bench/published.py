@@ -10,20 +10,29 @@ aesthete checkpoint and timed by ``bench/stages/model_only.py`` in a fresh proce
 uses, its layout (channels-last, folded batch norm) and ``--precision auto``. ``--quick`` times one
 warm-up and two batches of two photos: a smoke run for a small or shared machine, not a measurement to
 compare with the full bench's rows.
+
+``--end-to-end N`` adds, per checkpoint, the 24-MP rows of ``bench/run.py``: decode-only (the decode
+worker's whole job at that checkpoint's input policy, one worker), the stage-sum limit (cores / (model
+core-s + decode core-s per photo)) and ``aesthete score`` end to end on a cold database over N generated
+6000x4000 JPEGs, less a run over the first quarter of them (so start-up cancels).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's aesthete and bench
 
 from aesthete.models.nima import NIMA_VGG16_PYIQA  # noqa: E402
+from bench import photos  # noqa: E402
 from bench.assets import make_checkpoint  # noqa: E402
-from bench.common import in_fresh_process, log, machine  # noqa: E402
+from bench.common import cores, in_fresh_process, log, machine, subprocess_env  # noqa: E402
+from bench.stages.decode import decode_only  # noqa: E402
+from bench.stages.end_to_end import end_to_end  # noqa: E402
 from bench.stages.model_only import model_only  # noqa: E402
 
 # entry name -> (architecture, config): the configs the converters write (aesthete/convert.py's recipes).
@@ -43,6 +52,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 warm-up, 2 batches of 2: a smoke run")
     parser.add_argument("--only", help="one entry name")
     parser.add_argument("--work", type=Path, default=Path("/tmp/aesthete-bench/published"))
+    parser.add_argument("--end-to-end", type=int, metavar="N", help="also 24-MP end-to-end rows on N photos")
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -51,6 +61,13 @@ def main() -> None:
     if args.quick:
         batch, warmup, runs, seconds = args.batch or 2, 1, 2, 0.0
     rows = []
+    load_start = os.getloadavg()[:3]
+    big = None
+    if args.end_to_end:
+        log(f"photos: {args.end_to_end} x 24 MP")
+        paths = photos.photo_set(args.work / "photos" / "6000x4000", (6000, 4000), args.end_to_end, processes=cores())
+        head_count = max(1, args.end_to_end // 4)
+        big = (paths, head_count, photos.linked_subset(paths[:head_count], args.work / "photos" / "6000x4000-head"))
     for name, (arch, config) in PUBLISHED.items():
         if args.only and name != args.only:
             continue
@@ -60,9 +77,14 @@ def main() -> None:
             in_fresh_process(make_checkpoint, str(path), arch, config)
         log(f"{name}: model only")
         row = in_fresh_process(_timed, str(path), args.device, args.precision, seconds, batch, warmup, runs)
+        if big is not None:
+            row.update(_end_to_end(str(path), row, big, args))
         rows.append({"entry": name, "arch": arch, **row})
         log(f"{name}: {row}")
-    results = {"machine": machine(args.device), "quick": args.quick, "rows": rows}
+    results = {
+        "machine": machine(args.device), "quick": args.quick, "rows": rows,
+        "load": (load_start, os.getloadavg()[:3]),
+    }  # fmt: skip
     text = markdown(results)
     print(text)
     if args.markdown:
@@ -75,10 +97,29 @@ def _timed(path: str, device: str, precision: str, seconds: float, batch: int | 
     return model_only(path, device, precision, seconds, batch=batch, warmup=warmup, min_runs=runs)
 
 
+def _end_to_end(path: str, model: dict, big: tuple[list[Path], int, Path], args: argparse.Namespace) -> dict:
+    """The 24-MP rows for one checkpoint: decode-only, the stage-sum limit and ``score`` end to end."""
+    paths, head_count, head = big
+    log(f"{Path(path).name}: 24 MP decode only")
+    one = decode_only(paths[: min(len(paths), 16)], path, 1)
+    stage_sum = cores() / (model["core_s_per_img"] + one["core_s_per_img"]) if model["core_s_per_img"] else None
+    log(f"{Path(path).name}: 24 MP end to end")
+    work = args.work / "e2e"
+    work.mkdir(exist_ok=True)
+    e2e = end_to_end(paths[0].parent, head, len(paths), head_count, path, args.device, work,
+                     subprocess_env(args.work / "home"), 1)  # fmt: skip
+    return {
+        "decode_core_ms": one["core_s_per_img"] * 1000, "stage_sum_img_s": stage_sum, "e2e_img_s": e2e["img_s"],
+        "e2e_startup_s": e2e["startup_s"], "e2e_photos": len(paths),
+        "e2e_vs_stage_sum": e2e["img_s"] / stage_sum if stage_sum and e2e["img_s"] else None,
+    }  # fmt: skip
+
+
 def markdown(results: dict) -> str:
     machine_line = ", ".join(f"{k} {v}" for k, v in results["machine"].items())
     lines = [
         f"Machine: {machine_line}" + (" (quick smoke run: few passes)" if results["quick"] else ""),
+        f"Load average (1, 5, 15 min) at start / end: {results['load'][0]} / {results['load'][1]}",
         "",
         "| checkpoint | model | input | batch | precision | threads | photos/s | core-ms/photo |",
         "|---|---|---|---:|---|---:|---:|---:|",
@@ -89,7 +130,28 @@ def markdown(results: dict) -> str:
             f"| {row['entry']} | {row['arch']} | {row['input']} | {row['batch']} | {row['precision']} "
             f"| {row['threads']} | {row['img_s']:.2f} | {core} |"
         )
+    e2e = [row for row in results["rows"] if "e2e_img_s" in row]
+    if e2e:
+        lines += [
+            "",
+            f"24 MP (6000x4000 JPEGs), `aesthete score` on a cold database, {e2e[0]['e2e_photos']} photos "
+            "less a run over the first quarter:",
+            "",
+            "| checkpoint | model-only img/s | decode core-ms/photo | stage-sum limit img/s | e2e img/s "
+            "| e2e / stage-sum | start-up s |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in e2e:
+            lines.append(
+                f"| {row['entry']} | {row['img_s']:.2f} | {row['decode_core_ms']:.0f} | {_fmt(row['stage_sum_img_s'])} "
+                f"| {_fmt(row['e2e_img_s'])} | {_fmt(row['e2e_vs_stage_sum'], '{:.0%}')} "
+                f"| {_fmt(row['e2e_startup_s'], '{:.1f}')} |"
+            )
     return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float | None, spec: str = "{:.2f}") -> str:
+    return "-" if value is None else spec.format(value)
 
 
 if __name__ == "__main__":
