@@ -244,12 +244,12 @@ class _RidgePath:
     Gram is decomposed once (``E^T E = V diag(ev) V^T``, or ``E E^T`` in the dual when there are fewer
     photos than features); in that basis the embedding block's part of the system is diagonal for any s
     and lam, so eliminating it (a Schur complement) leaves a system of the few signal columns only, and
-    each candidate costs O(d * signals) instead of O(d^3). The coefficients are the same as
-    :func:`_ridge_coef`'s (tests/test_personal.py compares them with a plain solve)."""
+    each candidate costs O(d * signals) instead of O(d^3). The coefficients are :func:`_ridge_coef`'s to
+    rounding (tests/test_personal.py compares both with a plain float64 solve)."""
 
     def __init__(self, system: tuple) -> None:
         a, a_rest, b, primal, zc, means, target_mean, signals = system
-        self.primal, self.zc, self.means, self.target_mean, self.signals = primal, zc, means, target_mean, signals
+        self.primal, self.means, self.target_mean, self.signals = primal, means, target_mean, signals
         k = signals
         if primal:  # a: the full d x d Gram, b: its right-hand side
             self.g_s, self.b_s = a[:k, :k], b[:k]
