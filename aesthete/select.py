@@ -102,7 +102,7 @@ def choose_scores(store: Store, model: str | None = None, weights: str | None = 
             return ScoresChoice(key.model, key, weights, notes)
     choice = choose_model(model, weights)
     if choice.embed_only:  # ImageNet weights: embeddings, never a score; rank by technical quality
-        note = f"{weights} store embeddings only, no aesthetic score: learn a head on them (`aesthete learn`)"
+        note = f"weights {weights} store embeddings only, no aesthetic score: learn a head on them (`aesthete learn`)"
         return ScoresChoice(choice.model or "", None, choice.weights_name, [note])
     if choice.key is not None:
         notes = []
