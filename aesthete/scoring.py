@@ -264,6 +264,7 @@ def score(
     progress: ProgressFn | None = None,
     file_timeout: float | None = None,
     compile: str = "auto",
+    phase: Callable[[str], None] | None = None,
 ) -> ScoreSummary:
     """Score every photo under ``roots`` and cache the results in ``store``.
 
@@ -272,6 +273,8 @@ def score(
     is recorded, never raised, and a file whose decode runs longer than ``file_timeout`` seconds (default
     :data:`FILE_TIMEOUT_S`) is abandoned and recorded. ``compile`` (auto, on, off) runs the model through
     ``torch.compile``; auto only when enough photos need the model to repay it (:func:`compile_decision`).
+    ``phase`` is told once, before any photo, what the run does to them: ``"scoring"`` when a model
+    runs, ``"reading"`` when there are no weights and only technical signals are taken (a progress label).
     Ctrl-C stops after writing every finished photo and returns the summary with ``interrupted=True``.
     """
     started = time.perf_counter()
@@ -284,6 +287,8 @@ def score(
     choice = personal[1] if personal else choose_model(model, weights)
     summary.model, summary.weights, summary.notice = choice.model, choice.weights_name, choice.notice
     summary.embed_only = choice.embed_only and not personal  # a head on embed-only weights does score
+    if phase:
+        phase("scoring" if choice.checkpoint else "reading")
 
     def on_discovery_error(path: str, reason: str) -> None:
         summary.discovery_errors.append(Failure(path_key(path)[0], "unreadable", reason))

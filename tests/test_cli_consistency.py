@@ -139,3 +139,87 @@ def test_every_json_output_is_one_object_with_its_list_named(tmp_path: Path, mon
     monkeypatch.chdir(tmp_path)
     table = runner.invoke(app, ["failures", "--db", db], env={"COLUMNS": "200"}).stdout
     assert "shoot/broken.jpg" in table and str(tmp_path) not in table  # relative, as rank's table shows paths
+
+
+# -- item 18: rescans, the progress bar, show of a missing file, the sort column, CSV and JSON fields ------
+
+
+def test_rescan_with_nothing_new_prints_no_rate_and_names_the_database(tmp_path: Path) -> None:
+    from photoset import frame, write_photo
+
+    write_photo(tmp_path / "shoot" / "a.jpg", frame(1), "2024:05:01 12:00:00", "Canon EOS R5")
+    db = tmp_path / "my photos.db"
+    args = ["score", str(tmp_path / "shoot"), "--db", str(db)]
+    first = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert first.exit_code == 4 and "photos/s" in first.stdout  # signals only: one photo read
+    again = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert again.exit_code == 4 and "nothing new" in again.stdout and "photos/s" not in again.stdout
+    assert "database" in again.stdout and str(db) in again.stdout
+    summary = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
+    assert summary["database"] == str(db) and summary["scored"] + summary["analysed"] == 0
+
+
+def test_progress_says_reading_without_weights_and_scoring_with_them(tmp_path: Path, tiny_checkpoints) -> None:
+    from contextlib import closing
+
+    from photoset import frame, write_photo
+
+    from aesthete.scoring import score
+    from aesthete.store import open_store
+
+    write_photo(tmp_path / "shoot" / "a.jpg", frame(1), None, None)
+    with closing(open_store(tmp_path / "x.db")) as store:
+        phases: list[str] = []
+        score([str(tmp_path / "shoot")], store=store, phase=phases.append)
+        assert phases == ["reading"]  # no weights: technical signals only, nothing is scored
+        score([str(tmp_path / "shoot")], store=store, weights=str(tiny_checkpoints["nima"]), phase=phases.append)
+        assert phases == ["reading", "scoring"]
+
+
+def test_progress_shows_no_rate_before_a_few_photos_and_seconds(monkeypatch) -> None:  # noqa: ANN001
+    from aesthete.cli import score as score_cli
+
+    clock = iter([100.0, 100.01, 100.02, 101.0, 103.5])
+    monkeypatch.setattr(score_cli.time, "monotonic", lambda: next(clock))
+    rate = score_cli._Rate()
+    # 8 photos at once (decoded while the model loaded), then one at a time: no rate before 3 s and 5 photos.
+    assert [rate.after(done) for done in (8, 9, 10, 11)] == [None, None, None, None]
+    assert rate.after(18) == 10 / 3.5  # 10 photos in the 3.5 s since the first came back
+
+
+def test_show_of_a_missing_file_says_so_as_a_usage_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["show", str(tmp_path / "nope.jpg"), "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 2 and "no such file" in result.output
+    assert "not in the database" not in result.output and "Traceback" not in result.output
+
+
+def test_rank_always_shows_the_column_it_sorts_by(tmp_path: Path) -> None:
+    from test_cli_tables import write_library
+
+    db = tmp_path / "x.db"
+    write_library(db)
+    for by in ("p-high", "std", "sharpness", "technical"):
+        result = runner.invoke(app, ["rank", "--db", str(db), "--by", by], env={"COLUMNS": "80"})
+        assert result.exit_code == 0, result.output
+        header = next(line for line in result.stdout.splitlines() if "photo" in line.split())
+        assert by in header.split(), (by, result.stdout)
+
+
+def test_rank_csv_and_json_carry_flags_distribution_and_capture_time_source(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    from test_cli_tables import FLAGS, write_library
+
+    db = tmp_path / "x.db"
+    write_library(db)
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["rank", "--db", str(db), "--csv"]).stdout)))
+    assert len(rows) == 6 and {"flags", "capture_time_source", "companions"} <= set(rows[0])
+    assert [f"p{i}" for i in range(1, 11)] == list(rows[0])[-10:]  # one column per bin, after the others
+    assert abs(sum(float(rows[0][f"p{i}"]) for i in range(1, 11)) - 1) < 1e-3
+    by_name = {row["path"]: row for row in rows}
+    assert [by_name[p]["flags"] for p in sorted(by_name)][:3] == ["", "blurry", "underexposed; noisy"]
+    assert by_name[min(by_name)]["capture_time_source"] == "xmp"
+    photos = json.loads(runner.invoke(app, ["rank", "--db", str(db), "--json"]).stdout)["photos"]
+    assert {p["capture_time_source"] for p in photos} == {"exif", "xmp"}
+    assert sorted(map(tuple, (p["flags"] for p in photos))) == sorted(map(tuple, FLAGS))

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from aesthete.cli.common import (
     CSV_FIELDS,
     ROW_FIELDS,
+    Cells,
     DbOption,
     Exit,
     JsonOption,
@@ -20,6 +20,7 @@ from aesthete.cli.common import (
     WeightsOption,
     display_path,
     fail,
+    fitted_table,
     library_errors,
     opened_store,
     out,
@@ -79,8 +80,8 @@ def show_command(
     with opened_store(db) as store:
         record = store.photo_by_path(str(photo))
         if record is None:
-            if not photo.exists():
-                fail(f"{photo}: no such file", Exit.NOTHING_USABLE)
+            if not photo.exists():  # a mistyped name is a usage error, as for `score`
+                fail(f"{photo}: no such file")
             fail(f"{photo} is not in the database (run `aesthete score` on its folder)", Exit.NOTHING_USABLE)
         chosen = choose_scores(store, model, weights)
     for score in record["scores"]:
@@ -137,10 +138,16 @@ def failures_command(paths: PathsArgument = None, db: DbOption = None, as_json: 
     if as_json:  # paths as rank --json gives them: absolute, for scripts
         print_json({"count": len(rows), "failures": rows})
         return
-    table = Table("path", "kind", "reason")
-    for row in rows:
-        table.add_row(display_path(row["path"]), row["kind"], row["reason"])
+    # Paths shortened from the middle (the file name whole: two failures never read alike); reasons wrap.
+    table = fitted_table([
+        Cells("path", [display_path(row["path"]) for row in rows], paths=True),
+        Cells("kind", [row["kind"] for row in rows]),
+        Cells("reason", [row["reason"] for row in rows], wrap=True, min_width=REASON_ROOM),
+    ])  # fmt: skip
     out.print(table if rows else "no failures recorded")
+
+
+REASON_ROOM = 24  # a failure's reason wraps, but keeps enough width to be read: the paths get the rest
 
 
 def histogram(dist: list[float], width: int = 40) -> str:

@@ -14,14 +14,18 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, JustifyMethod
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from aesthete.errors import AestheteError, NothingToDoError
 from aesthete.weights import ChecksumMismatch
@@ -65,13 +69,10 @@ WeightsOption = Annotated[
     typer.Option(
         "--weights",
         "-w",
-        help="Read the scores of these weights: NAME or checkpoint PATH (as `score --weights`).",
+        help="Read the scores of these weights: NAME (a personal head from `learn` too) or checkpoint PATH "
+        "(as `score --weights`).",
         show_default="score's default",
     ),
-]
-WeightsOption = Annotated[
-    str | None,
-    typer.Option("--weights", "-w", help="Use the scores of these weights (e.g. a personal head from `learn`)."),
 ]
 PathsOnly = Annotated[bool, typer.Option("--paths", help="Print bare paths, one per line (for pipes).")]
 
@@ -80,10 +81,13 @@ PathsOnly = Annotated[bool, typer.Option("--paths", help="Print bare paths, one 
 # one score (then mean, std, p_high and dist are null: see ``aesthete.select.public_row``).
 ROW_FIELDS = (
     "path", "score", "output", "mean", "std", "p_high", "dist", "model", "technical", "sharpness", "clipped_shadows",
-    "clipped_highlights", "mean_luma", "noise", "flags", "capture_time", "make", "camera", "lens", "width", "height",
-    "companions",
+    "clipped_highlights", "mean_luma", "noise", "flags", "capture_time", "capture_time_source", "make", "camera",
+    "lens", "width", "height", "companions",
 )  # fmt: skip
-CSV_FIELDS = tuple(f for f in ROW_FIELDS if f not in ("dist", "flags", "companions"))
+# CSV has one value per cell: flags and companions are joined with "; ", and the distribution follows the
+# other columns as one column per bin, p1..pN (see :func:`print_csv`).
+CSV_FIELDS = tuple(f for f in ROW_FIELDS if f != "dist")
+CSV_JOIN = "; "
 
 
 # The one mapping from library errors to exit codes: the first class of an error's MRO listed here
@@ -175,11 +179,18 @@ def print_json(data: Any) -> None:
 
 
 def print_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    """``rows`` as CSV, one value per cell as a spreadsheet wants it: lists (flags, companions) joined with
+    "; ", and a predicted distribution as one column per bin, ``p1``..``pN``, after ``columns``."""
     from aesthete.select import public_row
 
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), extrasaction="ignore")
+    views = [public_row(row, (*columns, "dist")) for row in rows]
+    bins = max((len(view["dist"]) for view in views if view["dist"]), default=0)
+    names = [f"p{i}" for i in range(1, bins + 1)]
+    writer = csv.DictWriter(sys.stdout, fieldnames=[*columns, *names], extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(public_row(row, columns) for row in rows)
+    for view in views:
+        cells = {k: CSV_JOIN.join(v) if isinstance(v, list) else v for k, v in view.items() if k != "dist"}
+        writer.writerow({**cells, **dict(zip(names, view["dist"] or []))})
 
 
 def print_notes(notes: Sequence[str]) -> None:
@@ -213,35 +224,161 @@ def scores_header(ranking: Ranking) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def shorten_path(path: str, width: int, keep: int = 0) -> str:
+    """``path`` in at most ``width`` cells, cut from the middle: as many of the folders nearest the file as
+    fit (at least ``keep`` of them), then its first folder where it fits too, and the file name, always
+    whole (``2024/…/card 1/IMG_0042.jpg``). The end of a path tells photos apart, so it is never cut; what
+    cannot fit even so (a long file name, ``keep`` folders) comes back longer than ``width``."""
+    if cell_len(path) <= width:
+        return path
+    parts = path.split(os.sep)
+    # "/photos" or "~/Pictures" lead a path: the root alone would say nothing.
+    lead = 2 if parts[0] in ("", "~") and len(parts) > 2 else 1
+    head, folders, name = os.sep.join(parts[:lead]), parts[lead:-1], parts[-1]
+    if keep >= len(folders):  # nothing in the middle may go: the whole path
+        return path
+    tail = [name]
+    for count in range(len(folders) - 1, keep - 1, -1):  # the most folders first
+        tail = [*folders[len(folders) - count :], name]
+        # The folders nearest the file tell it apart: they stay before the first folder does.
+        for shortened in (os.sep.join([head, ELLIPSIS, *tail]), os.sep.join([ELLIPSIS, *tail])):
+            if cell_len(shortened) <= width:
+                return shortened
+    return os.sep.join([ELLIPSIS, *tail])
+
+
+def shorten_paths(paths: Sequence[str], width: int) -> list[str]:
+    """``paths`` shortened from the middle to ``width`` cells each (:func:`shorten_path`); two different
+    paths that would read alike keep more of their folders until they differ (whole, if need be)."""
+    keep = dict.fromkeys(paths, 0)
+    while True:
+        shown = {path: shorten_path(path, width, kept) for path, kept in keep.items()}
+        readers: dict[str, list[str]] = {}
+        for path, text in shown.items():
+            readers.setdefault(text, []).append(path)
+        alike = [path for group in readers.values() if len(group) > 1 for path in group]
+        if not alike:
+            return [shown[path] for path in paths]
+        for path in alike:  # ends when they differ: at the latest, once every path is shown whole
+            keep[path] += 1
+
+
+@dataclass
+class Cells:
+    """One column of a table that :func:`fitted_table` fits to the terminal's width."""
+
+    header: str
+    cells: list[str]
+    # 0: always shown. Otherwise dropped, smallest first, while the paths would get too little room.
+    drop: int = 0
+    justify: JustifyMethod = "left"
+    wrap: bool = False  # the cells may wrap over lines (flags, reasons) rather than widen the table
+    min_width: int | None = None  # with wrap: the narrowest it gets (default: its longest word)
+    paths: bool = False  # the one column of paths: shortened from the middle to the room the others leave
+
+    def natural(self) -> int:
+        return max(map(cell_len, [self.header, *self.cells]))
+
+    def least(self) -> int:
+        if not self.wrap:
+            return self.natural()
+        longest_word = max((cell_len(word) for text in [self.header, *self.cells] for word in text.split()), default=1)
+        return min(self.natural(), self.min_width if self.min_width is not None else longest_word)
+
+
+# Columns are dropped until the paths get this many cells, or all they need: a path is what a photographer
+# reads first, and below ~30 cells it is little more than the file name.
+PATH_ROOM = 30
+ELLIPSIS = "…"
+
+
+def _gaps(columns: int) -> int:
+    """Cells between the columns of :func:`fitted_table`'s table: a divider and one cell of padding each."""
+    return 2 * (columns - 1)
+
+
+def fitted_table(columns: Sequence[Cells], title: str | None = None, width: int | None = None) -> Table:
+    """A table of ``columns`` whose every line fits ``width`` (default: the terminal's): columns that may
+    go are dropped (lowest ``drop`` first) while the paths would get under :data:`PATH_ROOM` cells, the
+    paths are shortened from the middle (:func:`shorten_paths`) to the room left, and wrapping columns
+    share what remains. ``rank``, ``cull`` and ``failures`` draw their tables with it."""
+    width = width or out.width
+    shown = list(columns)
+    path_column = next((c for c in shown if c.paths), None)
+
+    def room(kept: list[Cells]) -> int:
+        return width - _gaps(len(kept)) - sum(c.least() for c in kept if not c.paths)
+
+    wanted = min(PATH_ROOM, path_column.natural()) if path_column else 0
+    while room(shown) < wanted and any(c.drop for c in shown):
+        shown.remove(min((c for c in shown if c.drop), key=lambda c: c.drop))
+    if path_column is not None:
+        space = max(room(shown), 1)
+        path_column = replace(path_column, cells=shorten_paths(path_column.cells, space))
+        shown = [path_column if c.paths else c for c in shown]
+    widths = [min(c.natural(), max(room(shown), 1)) if c.paths else c.least() for c in shown]
+    spare = width - _gaps(len(shown)) - sum(widths)
+    for index, column in enumerate(shown):  # what is left widens the wrapping columns, up to all they need
+        if column.wrap and spare > 0:
+            extra = min(spare, column.natural() - widths[index])
+            widths[index] += extra
+            spare -= extra
+    table = Table(
+        title=Text(title, no_wrap=False, overflow="fold") if title else None,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+        min_width=min(cell_len(title), width) if title else None,
+    )
+    for column, column_width in zip(shown, widths):
+        # Fixed widths: the sums above are what Rich draws, so no line can outgrow ``width``.
+        table.add_column(
+            column.header, justify=column.justify, width=column_width, no_wrap=not column.wrap, overflow="fold"
+        )
+    for cells in zip(*(c.cells for c in shown)):
+        table.add_row(*map(Text, cells))  # as written: a path or a reason may hold [brackets], never markup
+    return table
+
+
 def ranking_table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> Table:
-    """The table ``rank`` and ``cull`` print: place, photo, scores, flags, capture time (and group)."""
+    """The table ``rank`` and ``cull`` print, fitted to the terminal: place, photo (shortened from the
+    middle), score, the column ranked by, flags; then, as the width allows, capture time, group (cull),
+    technical quality and spread."""
     scalar = ranking.output == "score"  # a score model: one number, no distribution, no spread
     if ranking.basis == "aesthetic":  # the model and its weights, named as `score --weights` takes them
         column = ("score" if scalar else "mean score") if ranking.by == "mean" else ranking.by
         basis = f"{ranking.key.model} {column} (weights {ranking.weights or ranking.key.weights_id})"
     else:
         basis = "technical quality" if ranking.by == "technical" else ranking.by
-    table = Table(title=f"{len(rows)} photos {title} by {basis}")
-    table.add_column("#", justify="right")
-    shown = [display_path(row["path"]) for row in rows]
-    # Paths are what people read first: give them room before the numeric columns get theirs.
-    table.add_column("photo", overflow="fold", min_width=min(60, max(map(len, shown), default=5)))
+    from aesthete.select import RANK_KEYS
+
+    sort_key = RANK_KEYS[ranking.by]
+
+    def numbers(key: str, drop: int, header: str | None = None) -> Cells:
+        # The column the ranking sorts by is always shown; the others may give their room to the paths.
+        fmt = "{:.3g}" if key == "sharpness" else "{:.2f}"
+        cells = ["" if row[key] is None else fmt.format(row[key]) for row in rows]
+        return Cells(header or key.replace("_", "-"), cells, drop=0 if key == sort_key else drop, justify="right")
+
+    columns = [
+        Cells("#", [str(i) for i in range(1, len(rows) + 1)], drop=6, justify="right"),
+        Cells("photo", [display_path(row["path"]) for row in rows], paths=True),
+    ]
     if ranking.basis == "aesthetic":
-        table.add_column("score" if scalar else "mean", justify="right")
+        columns.append(numbers("mean", 0, "score" if scalar else "mean"))
         if not scalar:
-            table.add_column("std", justify="right")
-    table.add_column("technical", justify="right")
-    table.add_column("flags")
-    table.add_column("taken")
-    grouped = any(row.get("group_size", 1) > 1 for row in rows)  # cull: which picks won over a burst
-    if grouped:
-        table.add_column("group")
-    for index, (row, path) in enumerate(zip(rows, shown), start=1):
-        cells = [str(index), path]
-        if ranking.basis == "aesthetic":
-            cells += [f"{row['mean']:.2f}"] if scalar else [f"{row['mean']:.2f}", f"{row['std']:.2f}"]
-        cells += [f"{row['technical']:.2f}", ", ".join(row["flags"]), (row["capture_time"] or "")[:16]]
-        if grouped:
-            cells.append(f"{row['group']} (best of {row['group_size']})" if row["group_size"] > 1 else "")
-        table.add_row(*cells)
-    return table
+            columns.append(numbers("std", 1))
+        if ranking.by == "p-high":
+            columns.append(numbers("p_high", 0))
+    if ranking.by == "sharpness":
+        columns.append(numbers("sharpness", 0))
+    columns.append(numbers("technical", 2))
+    columns.append(Cells("flags", [", ".join(row["flags"]) for row in rows], wrap=True))
+    taken = Cells("taken", [(row["capture_time"] or "")[:16].replace("T", " ") for row in rows], drop=4)
+    if any(row.get("group_size", 1) > 1 for row in rows):  # cull: which picks won over a burst
+        cells = [f"{row['group']} (best of {row['group_size']})" if row["group_size"] > 1 else "" for row in rows]
+        columns += [taken, Cells("group", cells, drop=3)]
+    else:
+        columns.append(taken)
+    return fitted_table(columns, f"{len(rows)} photos {title} by {basis}")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from aesthete.cli.common import (
     ROW_FIELDS,
@@ -218,10 +219,11 @@ def groups_command(
         ]})  # fmt: skip
         return
     score = "mean" if ranking.basis == "aesthetic" else "technical"
-    table = Table(
-        title=f"{len(found)} groups of similar frames among {len(ranking.rows)} photos, best first by "
+    title = (
+        f"{_count(len(found), 'group')} of similar frames among {len(ranking.rows)} photos, best first by "
         f"{'mean score, ' + scores_label(ranking) if ranking.basis == 'aesthetic' else 'technical quality'}"
     )
+    table = Table(title=Text(title, no_wrap=False, overflow="fold"))  # wrapped: never past the terminal
     for column in ("group", "frames", "camera", "taken", f"frames by {score}"):
         table.add_column(column, overflow="fold")
     for g, rows in found:

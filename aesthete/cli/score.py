@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,6 @@ from rich.progress import (
     Task,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -79,21 +79,26 @@ def score_command(
             fail(f"{path}: no such file or folder")
     signal.signal(signal.SIGINT, _first_ctrl_c_only)
     with opened_store(db) as store, _progress(quiet=as_json) as progress:
-        task = progress.add_task("scoring", total=None)
+        task = progress.add_task("scoring", total=None, rate=None)
+        rate = _Rate()
 
         def advance(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+            progress.update(task, completed=done, total=total, rate=rate.after(done))
+
+        def phase(what: str) -> None:  # "reading" when there are no weights: nothing is scored
+            progress.update(task, description=what)
 
         summary = score(
             [str(p) for p in paths], store=store, model=model, weights=weights, device=device,
             precision=precision, batch_size=batch_size, workers=workers, recursive=recursive, rescore=rescore,
-            progress=advance, compile=compile,
+            progress=advance, compile=compile, phase=phase,
         )  # fmt: skip
+        database = str(store.path)
     code = _exit_code(summary)
     if as_json:
-        print_json({**summary.to_dict(), "exit_code": int(code)})
+        print_json({**summary.to_dict(), "database": database, "exit_code": int(code)})
     else:
-        _print_summary(summary)
+        _print_summary(summary, database)
     raise typer.Exit(int(code))
 
 
@@ -114,6 +119,13 @@ def _exit_code(summary) -> Exit:  # noqa: ANN001 - ScoreSummary, imported lazily
     return Exit.SOME_FAILED if summary.failed else Exit.OK
 
 
+def _time(summary) -> str:  # noqa: ANN001
+    """The run's time, with a rate only when photos were read: a rescan of cached photos says so instead."""
+    if summary.scored + summary.analysed:
+        return f"{summary.seconds:.1f} s ({summary.throughput:.1f} photos/s)"
+    return f"{summary.seconds:.1f} s" + ("" if summary.failed else " (nothing new)")
+
+
 def _progress(*, quiet: bool) -> Progress:
     return Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -121,26 +133,54 @@ def _progress(*, quiet: bool) -> Progress:
         MofNCompleteColumn(),
         _RateColumn(),
         TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+        _EtaColumn(),
         console=err,
         disable=quiet,
         transient=True,
     )
 
 
+# The first photos arrive in a burst (what the decode workers finished while the model loaded), so a
+# rate taken then is absurd: none is shown before this many photos and seconds since the first one.
+SETTLED_PHOTOS, SETTLED_S = 5, 3.0
+
+
+class _Rate:
+    """Photos per second since the first photo came back, once enough photos and time have passed."""
+
+    def __init__(self) -> None:
+        self.first: tuple[float, int] | None = None
+
+    def after(self, done: int) -> float | None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = (now, done)
+        seconds, photos = now - self.first[0], done - self.first[1]
+        return photos / seconds if seconds >= SETTLED_S and photos >= SETTLED_PHOTOS else None
+
+
 class _RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:.1f} photos/s" if task.speed else "", style="progress.data.speed")
+        rate = task.fields.get("rate")
+        return Text(f"{rate:.1f} photos/s" if rate else "", style="progress.data.speed")
 
 
-def _print_summary(summary) -> None:  # noqa: ANN001
+class _EtaColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        rate = task.fields.get("rate")
+        if not rate or task.total is None:
+            return Text("")
+        left = max(task.total - task.completed, 0) / rate
+        return Text(f"ETA {int(left) // 60}:{int(left) % 60:02d}", style="progress.remaining")
+
+
+def _print_summary(summary, database: str) -> None:  # noqa: ANN001
     if summary.found == 0:
-        err.print("[yellow]no photos found[/] (supported: JPEG, PNG, TIFF, WebP, BMP)")
+        err.print("[yellow]no photos found[/] (supported: JPEG, PNG, TIFF, WebP, BMP, HEIC/HEIF, camera RAW)")
         return
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # a long database path folds, whole, rather than losing its end
     if summary.model is None:  # nothing asked for and no aesthetic weights present
         model = "none (no aesthetic weights yet)"
     else:
@@ -155,7 +195,8 @@ def _print_summary(summary) -> None:  # noqa: ANN001
     if summary.paired:
         table.add_row("RAW with JPEG", f"{summary.paired} (one photo with their JPEG, not decoded)")
     table.add_row("failed", str(len(summary.failed)))
-    table.add_row("time", f"{summary.seconds:.1f} s ({summary.throughput:.1f} photos/s)")
+    table.add_row("time", _time(summary))
+    table.add_row("database", database)
     out.print(table)
     for failure in summary.failed[:20]:
         out.print(f"  [red]failed[/] {failure.path}: {failure.kind}: {failure.reason}", highlight=False)

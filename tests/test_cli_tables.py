@@ -1,0 +1,170 @@
+"""Tables fit the terminal (issue 13, item 17): `rank`, `cull` and `failures` at 80 and 120 columns, paths
+shortened from the middle with the file name whole and no two files alike, `weights list` URLs whole."""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from aesthete.cli import app
+from aesthete.cli.common import shorten_path, shorten_paths
+from aesthete.store import ModelKey, file_row, open_store
+
+runner = CliRunner()
+KEY = ModelKey("nima", "test-weights", "test-preprocess")
+# Two folders with the same file names under a long path, as a camera numbers every card from IMG_0001.
+DEEP = "/photos/2024/2024-06-15 Wedding of Anna and Bartholomew/ceremony and reception"
+LIBRARY = [f"{DEEP}/card {card}/IMG_{i:04d}.jpg" for card in (1, 2) for i in (1, 2, 3)]
+FLAGS = ([], ["blurry"], ["underexposed", "noisy"], ["overexposed"], [], ["blurry", "underexposed", "noisy"])
+
+
+def write_library(db: Path, paths: list[str] = LIBRARY) -> None:
+    """What `score` leaves for ``paths`` (which need not exist): signals, flags, EXIF time and a 10-bin
+    distribution each, the first best."""
+    bins = np.arange(1, 11)
+    files, images, scores = [], [], []
+    for i, path in enumerate(paths):
+        digest = f"h{i}"
+        files.append(file_row(path, 1000 + i, 1, "ok", content_hash=digest))
+        images.append({
+            "content_hash": digest, "width": 6000, "height": 4000, "format": "JPEG",
+            "capture_time": f"2024-06-15T14:{i:02d}:00", "capture_time_source": "exif" if i else "xmp",
+            "make": "Canon", "camera": "Canon EOS R5", "sharpness": 500.0 - 10 * i, "clipped_shadows": 0.01,
+            "clipped_highlights": 0.0, "mean_luma": 0.5, "noise": 0.01, "technical": 0.9 - 0.05 * i,
+            "flags": json.dumps(FLAGS[i % len(FLAGS)]),
+        })  # fmt: skip
+        dist = np.exp(-0.5 * ((bins - (7.0 - 0.3 * i)) / 1.5) ** 2)
+        dist /= dist.sum()
+        mean = float(dist @ bins)
+        scores.append({
+            "content_hash": digest, "model": KEY.model, "weights_id": KEY.weights_id, "preprocess": KEY.preprocess,
+            "dist": json.dumps(dist.round(6).tolist()), "mean": mean,
+            "std": float(np.sqrt(dist @ (bins - mean) ** 2)) + 0.01 * i, "p_high": float(dist[5:].sum()),
+            "scored_at": "2024-06-16T00:00:00+00:00",
+        })  # fmt: skip
+    with closing(open_store(db)) as store:
+        store.write(files=files, images=images, scores=scores)
+
+
+def table_lines(args: list[str], columns: int) -> list[str]:
+    result = runner.invoke(app, args, env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    return result.stdout.splitlines()
+
+
+def photo_cell(line: str, name: str) -> str:
+    """The path a table line shows for the file ``name``: up to the name's end, after the place number."""
+    return re.sub(r"^\s*\d+ ", "", line[: line.index(name) + len(name)]).strip()
+
+
+def test_shorten_path_cuts_the_middle_and_keeps_the_name_whole() -> None:
+    path = "2024/2024-06-15 Wedding/ceremony/card 1/IMG_0042.jpg"
+    assert shorten_path(path, 80) == path
+    assert shorten_path(path, 30) == "…/ceremony/card 1/IMG_0042.jpg"  # the folders nearest the file first
+    assert shorten_path(path, 26) == "2024/…/card 1/IMG_0042.jpg"  # then the first folder, where it fits
+    assert shorten_path(path, 20) == "2024/…/IMG_0042.jpg"
+    assert shorten_path(path, 21) == "…/card 1/IMG_0042.jpg"  # the first folder gives way to the nearest
+    assert shorten_path(path, 15) == "…/IMG_0042.jpg"
+    assert shorten_path(path, 5) == "…/IMG_0042.jpg"  # never cut into the name: longer than asked
+    assert shorten_path("/home/ann/Pictures/2024/x.jpg", 20) == "/home/…/2024/x.jpg"  # not just "/"
+    assert shorten_path("~/Pictures/2024/06/x.jpg", 22) == "~/Pictures/…/06/x.jpg"
+    # Same name, different folders: each keeps enough of its folders to tell it from the other.
+    both = shorten_paths([f"{DEEP}/card 1/IMG_0001.jpg", f"{DEEP}/card 2/IMG_0001.jpg", "a/IMG_0001.jpg"], 22)
+    assert both[0] != both[1] and all(p.endswith("IMG_0001.jpg") for p in both)
+    assert both[:2] == ["…/card 1/IMG_0001.jpg", "…/card 2/IMG_0001.jpg"] and both[2] == "a/IMG_0001.jpg"
+    # Different only near the root: shown whole rather than alike.
+    apart = shorten_paths(["/a/x/y/IMG.jpg", "/b/x/y/IMG.jpg"], 10)
+    assert apart == ["/a/x/y/IMG.jpg", "/b/x/y/IMG.jpg"]
+
+
+def test_rank_table_fits_80_and_120_columns_and_tells_files_apart(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    write_library(db)
+    for columns in (80, 120):
+        lines = table_lines(["rank", "--db", str(db)], columns)
+        assert max(map(len, lines)) <= columns, (columns, "\n".join(lines))
+        header = next(line for line in lines if "photo" in line.split())
+        assert "mean" in header and "flags" in header
+        shown = []
+        for name in ("IMG_0001.jpg", "IMG_0002.jpg", "IMG_0003.jpg"):  # each name twice: card 1 and card 2
+            rows = [line for line in lines if name in line]
+            assert len(rows) == 2, (name, lines)
+            shown += [photo_cell(row, name) for row in rows]
+        assert len(set(shown)) == 6 and all("…" in path for path in shown)  # shortened, and no two alike
+        assert any("card 1/IMG_0001.jpg" in line for line in lines)
+    # At 120 columns there is room for the capture time, technical quality and the spread as well.
+    wide = next(line for line in table_lines(["rank", "--db", str(db)], 120) if "photo" in line.split())
+    assert all(column in wide for column in ("taken", "technical", "std"))
+    narrow = next(line for line in table_lines(["rank", "--db", str(db)], 80) if "photo" in line.split())
+    assert "std" not in narrow  # the spread gives its room to the paths first
+
+
+def test_cull_table_fits_80_columns(tmp_path: Path) -> None:
+    from photoset import write_shoot
+
+    folder = write_shoot(tmp_path / "2024" / "2024-05-01 a day of bursts in the mountains" / "card 1")
+    db = str(tmp_path / "x.db")
+    assert runner.invoke(app, ["score", str(folder), "--db", db]).exit_code == 4  # signals only: no weights
+    for columns in (80, 120):
+        lines = table_lines(["cull", "--top", "5", "--db", db], columns)
+        assert max(map(len, lines)) <= columns, (columns, "\n".join(lines))
+        picks = [line for line in lines if ".jpg" in line]
+        assert len(picks) == 5 and all("card 1/" in line and "…" in line for line in picks)
+
+
+def test_failures_table_shortens_from_the_middle_and_fits(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    reason = "cannot identify image file: the JPEG data ends early (truncated while copying from the card)"
+    with closing(open_store(db)) as store:
+        store.write(files=[file_row(p, 10, 1, "failed", error_kind="corrupt", error=reason) for p in LIBRARY[:4]])
+    for columns in (80, 120):
+        lines = table_lines(["failures", "--db", str(db)], columns)
+        assert max(map(len, lines)) <= columns, (columns, "\n".join(lines))
+        rows = [line for line in lines if "IMG_000" in line]
+        assert len(rows) == 4 and all("corrupt" in row for row in rows)
+        cells = [row.split("  ")[0] for row in rows]  # the path cell: the file name whole, never cut
+        assert len(set(cells)) == 4 and all(cell.endswith(".jpg") for cell in cells)
+        assert "copying from the card)" in "\n".join(lines)  # the reason wraps, whole
+
+
+def test_weights_list_keeps_urls_whole_at_120_columns() -> None:
+    from aesthete import weights
+
+    lines = table_lines(["weights", "list"], 120)
+    table = [line for line in lines if "://" not in line]
+    assert max(map(len, table)) <= 120
+    for entry in weights.list_weights():
+        assert sum(entry.url in line for line in lines) == 1
+
+
+def test_fitted_table_wraps_a_long_title_and_keeps_every_line_in_width() -> None:
+    import io
+
+    from rich.console import Console
+
+    from aesthete.cli.common import Cells, fitted_table
+
+    title = "27 photos ranked by nima mean score (weights a-personal-head-with-a-very-long-name)"
+    table = fitted_table(
+        [
+            Cells("photo", [f"{DEEP}/card 1/IMG_0001.jpg", f"{DEEP}/card 2/IMG_0001.jpg"], paths=True),
+            Cells("mean", ["6.04", "5.93"], justify="right"),
+            Cells("flags", ["blurry, underexposed, noisy", ""], wrap=True),
+            Cells("taken", ["2024-06-15 14:00", ""], drop=1),
+        ],
+        title,
+        width=50,
+    )
+    console = Console(file=io.StringIO(), width=50, soft_wrap=True)  # as the commands' stdout console
+    console.print(table)
+    lines = console.file.getvalue().splitlines()
+    assert max(map(len, lines)) <= 50 and "very-long-name)" in "\n".join(lines)
+    header = next(line for line in lines if line.startswith("photo"))
+    assert "flags" in header and "taken" not in header  # a column that may go gave its room to the paths
+    rows = [line.split("  ")[0] for line in lines if "IMG_0001.jpg" in line]
+    assert rows == ["/photos/…/card 1/IMG_0001.jpg", "/photos/…/card 2/IMG_0001.jpg"]
