@@ -7,9 +7,10 @@ the same taste. Two parts:
 
 1. ``time``: one ridge fit and the full 5-fold cross-validation on ``--photos`` x ``--dim`` features,
    wall-clock seconds (what ``learn`` will cost), with the machine's load average beside them. Last
-   measured (docs/personal.md, "Time"): 10,000 x 2,055 on the shared 2-core machine at load 4-5, fit
+   measured (docs/personal.md, "Time"): 10,000 x 2,055 on the 2-core machine, quiet (load 1.0-1.6),
+   fit 2.4 s and CV 10.1 s (before the eigendecomposition path: 5.3 s and 27.5 s); at load 4-5, fit
    3.5 s and CV 17.3 s with OPENBLAS_NUM_THREADS=1 (6.1 s and 43.5 s with 2 threads, which wait on each
-   other under load); before the eigendecomposition path, 7.6 s and 41.2 s (14.8 s and 69.5 s).
+   other under load); before, 7.6 s and 41.2 s (14.8 s and 69.5 s).
 2. ``compare`` (``--compare``): ridge, ordinal and pairwise heads on a smaller set (the pairwise one
    materialises 20 pairs per photo), 5-fold SRCC and pairwise accuracy and fit time, for the method
    choice recorded in docs/personal.md.
