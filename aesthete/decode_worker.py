@@ -72,6 +72,7 @@ class WorkerConfig:
     rescore: bool
     parent_pid: int | None = None  # the process that started the pool: a worker dies with it (see init_worker)
     faces: bool = False  # look for faces (``aesthete.faces.available()`` in the process that starts the pool)
+    embed_only: bool = False  # the model stores embeddings only (aesthete.embed_only): done = has one
 
 
 _config: WorkerConfig | None = None
@@ -194,7 +195,8 @@ def process_file(job: FileJob) -> FileResult:
     # A known photo whose faces were never looked for is decoded again for its signals (and only those).
     known = _known.has_faces(digest) if _config.faces else _known.has_image(digest)
     need_image = _config.rescore or not known
-    need_score = not job.fill and _policy is not None and (_config.rescore or not _known.has_score(digest, _config.key))
+    done = _known.has_embedding if _config.embed_only else _known.has_score
+    need_score = not job.fill and _policy is not None and (_config.rescore or not done(digest, _config.key))
     if not (need_image or need_score):
         return result
     try:

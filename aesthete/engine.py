@@ -174,10 +174,10 @@ class ModelRunner:
     def __call__(self, pixels: np.ndarray, aspect: np.ndarray) -> np.ndarray:
         return self.run(pixels, aspect)[0]
 
-    def run(self, pixels: np.ndarray, aspect: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def run(self, pixels: np.ndarray, aspect: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(B, S) probabilities, rows summing to 1, for a distribution model; (B,) scores for a score
-        model (no distribution is made up for it); and the (B, E) embeddings as float16, or None for a
-        model without them."""
+        model (no distribution is made up for it); None for an embed-only model; and the (B, E)
+        embeddings as float16, or None for a model without them."""
         real = len(pixels)
         if self._compiled is not None and self.batch_size and real < self.batch_size:
             # Pad with copies of the last photo (dropped below): one compiled batch size, not one per remainder.
@@ -197,6 +197,8 @@ class ModelRunner:
         if embedding is not None:  # float16 is what the store keeps: converting here halves the copy
             # Clipped to float16's range: an overflow would store inf, which no later fit can use.
             embedding = np.clip(embedding[:real].float().flatten(1).cpu().numpy(), -65504, 65504).astype(np.float16)
+        if self.output == "embedding":  # an ImageNet trunk (aesthete.embed_only): no score to return
+            return None, embedding
         if self.output == "score":
             return outputs["score"][:real].float().cpu().numpy().astype(np.float64), embedding
         probs = outputs["probs"]

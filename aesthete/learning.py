@@ -63,6 +63,36 @@ def _digest(path: Path) -> str:
     return file_sha256(path)[:16]
 
 
+def head_paths() -> list[Path]:
+    """Every personal head's file, by name."""
+    folder = heads_dir()
+    return sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+
+
+def head_name(weights_id: str) -> str | None:
+    """The name of the personal head whose scores are stored under ``weights_id`` (its digest), if any:
+    how tables label a head's scores (:func:`aesthete.weights.weights_label`)."""
+    for path in head_paths():
+        if _digest(path)[: len(weights_id)] == weights_id:
+            return path.stem
+    return None
+
+
+def list_heads() -> list[dict[str, Any]]:
+    """What ``aesthete weights list`` shows of each personal head: name, kind ``personal``, base model
+    and weights, rated photos used, cross-validated SRCC (None when not recorded) and path. A file
+    that cannot be read is listed with its error rather than hiding the rest."""
+    rows = []
+    for path in head_paths():
+        row: dict[str, Any] = {"name": path.stem, "kind": "personal", "path": str(path)}
+        try:
+            row.update(personal.head_summary(path))
+        except personal.PersonalError as exc:
+            row["error"] = str(exc)
+        rows.append(row)
+    return rows
+
+
 def personal_key(path: Path, head: personal.Head) -> ModelKey:
     """The key the head's scores are stored under: its file's digest and the base model's preprocessing."""
     return ModelKey(PERSONAL_MODEL, _digest(path), head.extra.get("base_preprocess", ""))
@@ -113,13 +143,26 @@ class LearnReport:
 
 
 def _base_with_embeddings(store: Store, model: str | None) -> ModelKey:
-    """The most recent scores (of ``model``, when given) that also stored embeddings."""
+    """The model, weights and preprocessing (``model``'s, when given) of the most recent ``score`` run
+    that stored embeddings, else of the most recent scores that did. Runs first: an embed-only run
+    (ImageNet weights, :mod:`aesthete.embed_only`) stores embeddings and no scores."""
+    runs = (
+        "SELECT r.model, r.weights_id, r.preprocess FROM runs r WHERE r.model IS NOT NULL AND r.model != ? "
+        "AND EXISTS (SELECT 1 FROM embeddings e WHERE e.model = r.model AND e.weights_id = r.weights_id "
+        "AND e.preprocess = r.preprocess)"
+    )
+    params: list[Any] = [PERSONAL_MODEL]
+    if model:
+        runs, params = runs + " AND r.model = ?", [*params, model]
+    row = store.conn.execute(runs + " ORDER BY r.id DESC LIMIT 1", params).fetchone()
+    if row is not None:
+        return ModelKey(*row)
     sql = (
         "SELECT s.model, s.weights_id, s.preprocess FROM scores s WHERE s.model != ? "
         "AND EXISTS (SELECT 1 FROM embeddings e WHERE e.content_hash = s.content_hash AND e.model = s.model "
         "AND e.weights_id = s.weights_id AND e.preprocess = s.preprocess)"
     )
-    params: list[Any] = [PERSONAL_MODEL]
+    params = [PERSONAL_MODEL]
     if model:
         sql, params = sql + " AND s.model = ?", [*params, model]
     row = store.conn.execute(sql + " ORDER BY s.scored_at DESC, s.rowid DESC LIMIT 1", params).fetchone()
@@ -201,7 +244,10 @@ def learn(
     features = personal.feature_matrix([images[j.content_hash] for j in have], embedding)
     target = personal.targets([j.rating for j in have]) if have else np.zeros(0)
     weights_ = np.array([j.weight for j in have])
-    base_scores = _base_means(store, base, [j.content_hash for j in have])
+    base_scores: np.ndarray | None = _base_means(store, base, [j.content_hash for j in have])
+    if base_scores is not None and np.isnan(base_scores).all():
+        base_scores = None  # embed-only weights (or scores since replaced): no base-model row to compare
+        notes.append(f"{base.model} stored no aesthetic scores for these photos: no base-model figures to compare")
     cv = personal.cross_validate(features, target, weights_, base_scores, method=method, folds=folds)
     dim = 0 if embedding is None else embedding.shape[1]
     head = personal.fit_head(
@@ -221,11 +267,12 @@ def learn(
 
 
 def _weights_name(weights_id: str) -> str | None:
-    """The registered name of the aesthetic weights whose digest starts with ``weights_id``, if any."""
+    """The registered name of the weights (aesthetic, or an ImageNet backbone's for embed-only scoring)
+    whose digest starts with ``weights_id``, if any."""
     from aesthete.weights import list_weights
 
     for entry in list_weights():
-        if entry.kind == "aesthetic" and entry.sha256 and entry.sha256.startswith(weights_id):
+        if entry.sha256 and entry.sha256.startswith(weights_id):
             return entry.name
     return None
 

@@ -236,6 +236,54 @@ def _level(system: tuple, scale: float) -> float:
     return max(float(np.trace(a) + scale * scale * np.trace(a_rest)) / len(a), 1e-12)
 
 
+class _RidgePath:
+    """Ridge for every (penalty, embedding scale) pair at once, from one eigendecomposition.
+
+    :func:`_ridge_coef` solves ``[S, s E]`` (signal columns ``S``, embedding columns ``E`` times ``scale``
+    s) with penalty ``lam``: one d x d (or n x n) linear solve per candidate. Here the embedding block's
+    Gram is decomposed once (``E^T E = V diag(ev) V^T``, or ``E E^T`` in the dual when there are fewer
+    photos than features); in that basis the embedding block's part of the system is diagonal for any s
+    and lam, so eliminating it (a Schur complement) leaves a system of the few signal columns only, and
+    each candidate costs O(d * signals) instead of O(d^3). The coefficients are :func:`_ridge_coef`'s to
+    rounding (tests/test_personal.py compares both with a plain float64 solve)."""
+
+    def __init__(self, system: tuple) -> None:
+        a, a_rest, b, primal, zc, means, target_mean, signals = system
+        self.primal, self.means, self.target_mean, self.signals = primal, means, target_mean, signals
+        k = signals
+        if primal:  # a: the full d x d Gram, b: its right-hand side
+            self.g_s, self.b_s = a[:k, :k], b[:k]
+            ev, basis = np.linalg.eigh(a[k:, k:])
+            self.p = basis.T @ a[k:, :k]  # the signal/embedding cross terms in the eigenbasis
+            self.q = basis.T @ b[k:]
+            self.back = basis  # embedding coefficients = back @ (coefficients in the eigenbasis)
+        else:  # a: the signals' n x n Gram, a_rest: the embedding's, b: the targets
+            ev, basis = np.linalg.eigh(a_rest)
+            s = zc[:, :k].astype(np.float64)
+            self.p = basis.T @ s
+            self.q = basis.T @ b
+            self.back = zc[:, k:].T.astype(np.float64) @ basis
+        self.ev = np.maximum(ev, 0.0)  # rounding can leave tiny negative eigenvalues of a PSD matrix
+
+    def coef(self, lam: float, scale: float) -> tuple[np.ndarray, float]:
+        """What ``_ridge_coef(system, lam, scale)`` returns (float32 coefficients, intercept)."""
+        k, s2 = self.signals, scale * scale
+        inverse = 1.0 / (s2 * self.ev + lam)  # the embedding block, diagonal in the eigenbasis
+        weighted = self.p * inverse[:, None]
+        if self.primal:
+            # (G_s + lam I - s^2 P^T D P) a = b_s - s^2 P^T D q
+            system = self.g_s + lam * np.eye(k) - s2 * (self.p.T @ weighted)
+            rhs = self.b_s - s2 * (weighted.T @ self.q)
+        else:
+            # Woodbury on K = S S^T + s^2 E E^T + lam I: (I + P^T D P) a = P^T D q, with a = S^T alpha
+            system = np.eye(k) + self.p.T @ weighted
+            rhs = weighted.T @ self.q
+        a = np.linalg.solve(system, rhs) if k else np.zeros(0)
+        rotated = inverse * (self.q - self.p @ a)
+        coef = np.concatenate([a, s2 * (self.back @ rotated)])
+        return coef.astype(np.float32), self.target_mean - float(self.means @ coef)
+
+
 def _ridge(z: np.ndarray, y: np.ndarray, w: np.ndarray, signals: int = 0) -> tuple[np.ndarray, float, float]:
     """Weighted ridge on standardised ``z``: (coef, intercept, penalty).
 
@@ -247,19 +295,22 @@ def _ridge(z: np.ndarray, y: np.ndarray, w: np.ndarray, signals: int = 0) -> tup
 
     Both are chosen on a stratified fifth of the rows ``z`` holds, fitted on the other four fifths (so a
     cross-validation fold's held-out photos never tune them), by squared error, from a grid scaled by
-    the mean eigenvalue of the Gram matrix (its trace / size, no eigendecomposition). The Gram matrices
-    are built once per fit; each candidate costs one linear solve."""
+    the mean eigenvalue of the Gram matrix (its trace / size). The inner fit's Gram matrix is built and
+    decomposed once (:class:`_RidgePath`), which gives every candidate's coefficients without another
+    d x d solve; the chosen pair is then fitted on all the rows with one linear solve."""
     signals = signals if 0 < signals < z.shape[1] else 0
     scales = _EMBEDDING_SCALES if signals else (1.0,)
     inner = fold_ids(y, 5, seed=1) == 0
     best = (math.inf, 1.0, 1.0)
     if inner.sum() >= 4 and len(np.unique(y[~inner])) > 1:
         system = _ridge_system(z[~inner], y[~inner], w[~inner], signals)
+        path = _RidgePath(system)
+        held, held_y, held_w = z[inner], y[inner], w[inner]
         for scale in scales:
             level = _level(system, scale)
             for lam in _LAMBDA_GRID * level:
-                coef, intercept = _ridge_coef(system, lam, scale)
-                error = float(np.average((z[inner] @ coef + intercept - y[inner]) ** 2, weights=w[inner]))
+                coef, intercept = path.coef(lam, scale)
+                error = float(np.average((held @ coef + intercept - held_y) ** 2, weights=held_w))
                 if error < best[0]:
                     best = (error, lam / level, scale)
     system = _ridge_system(z, y, w, signals)
@@ -482,8 +533,9 @@ def save_head(head: Head, path: str | os.PathLike[str], cv: CrossValidation | No
     save_file(tensors, str(path), metadata=metadata)
 
 
-def load_head(path: str | os.PathLike[str]) -> Head:
-    """Read a head written by :func:`save_head`; anything else is a one-line :class:`PersonalError`."""
+def _open_head(path: str | os.PathLike[str], tensors: Sequence[str] = ()) -> tuple[dict[str, str], dict[str, Any]]:
+    """(metadata, the named tensors) of a head written by :func:`save_head`; anything else is a
+    one-line :class:`PersonalError`."""
     from safetensors import safe_open
 
     try:
@@ -491,12 +543,35 @@ def load_head(path: str | os.PathLike[str]) -> Head:
             meta = f.metadata() or {}
             if meta.get("format") != FORMAT:
                 raise PersonalError(f"{path}: not an aesthete personal head (format {meta.get('format')!r})")
-            t = {k: f.get_tensor(k) for k in ("coef", "intercept", "mean", "scale")}
+            return meta, {k: f.get_tensor(k) for k in tensors}
     except PersonalError:
         raise
     except Exception as exc:  # safetensors raises its own types for truncated or foreign files
         raise PersonalError(f"{path}: cannot read it ({exc})") from None
+
+
+def load_head(path: str | os.PathLike[str]) -> Head:
+    """Read a head written by :func:`save_head`; anything else is a one-line :class:`PersonalError`."""
+    meta, t = _open_head(path, ("coef", "intercept", "mean", "scale"))
     return Head(
         meta["method"], t["coef"], float(t["intercept"][0]), t["mean"], t["scale"], json.loads(meta["feature_spec"]),
         float(meta["penalty"]), meta["base_model"] or None, meta["base_weights"] or None, json.loads(meta["extra"]),
     )  # fmt: skip
+
+
+def head_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A saved head's description without its tensors: base model and weights, method, rated photos
+    used and the cross-validated SRCC (mean over folds; None when no cross-validation was recorded)."""
+    meta, _ = _open_head(path)
+    extra = json.loads(meta.get("extra") or "{}")
+    cv = json.loads(meta.get("cross_validation") or "null")
+    row = next((r for r in (cv or {}).get("table", []) if r.get("model") == "personal"), None)
+    value = row.get("srcc") if row else None
+    return {
+        "base_model": meta.get("base_model") or None,
+        "base_weights": meta.get("base_weights") or extra.get("base_weights_id") or None,
+        "method": meta.get("method"),
+        "ratings": extra.get("rated_photos", cv.get("photos") if cv else None),
+        "cv_srcc": None if value is None or math.isnan(value) else float(value),
+        "created": meta.get("created"),
+    }

@@ -55,6 +55,12 @@ class ModelChoice:
     key: ModelKey | None = None
     policy: InputPolicy | None = None
     notice: str | None = None  # why there are no aesthetic scores, and the ways out
+    # Embed-only (aesthete.embed_only): the ImageNet backbone whose trunk stores embeddings, no score.
+    backbone: str | None = None
+
+    @property
+    def embed_only(self) -> bool:
+        return self.backbone is not None
 
 
 @dataclass
@@ -83,6 +89,7 @@ class ScoreSummary:
     faces_notice: str | None = None  # why this run's photos have no face signals (the extra is missing)
     interrupted: bool = False
     personal: int | None = None  # with a personal head as --weights: photos it scored
+    embed_only: bool = False  # ImageNet backbone weights: ``scored`` photos got embeddings, no aesthetic score
     discovery_errors: list[Failure] = field(default_factory=list)
 
     @property
@@ -106,8 +113,11 @@ def choose_model(model: str | None, weights: str | None) -> ModelChoice:
     With neither, the best model whose weights the user has (by the publisher's AVA SRCC recorded in the
     registry: :func:`aesthete.weights.best_available`); with none, technical signals only and a notice
     naming the one command that gets the recommended checkpoint."""
-    from aesthete.weights import WeightsError, best_available, default_weights_for, resolve_weights
+    from aesthete.weights import WeightsError, best_available, default_weights_for, resolve_backbone, resolve_weights
 
+    backbone = resolve_backbone(weights) if weights else None
+    if backbone is not None:
+        return _embed_only_choice(*backbone, model)
     if model is None and weights is None:
         resolved = best_available()
         if resolved is None:
@@ -135,6 +145,20 @@ def choose_model(model: str | None, weights: str | None) -> ModelChoice:
         key=ModelKey(arch, resolved.weights_id, policy.key),
         policy=policy,
     )
+
+
+def _embed_only_choice(entry: Any, digest: str, model: str | None) -> ModelChoice:
+    """``--weights`` naming an ImageNet backbone: its trunk stores embeddings for ``learn``; no score."""
+    from aesthete import embed_only
+    from aesthete.weights import WeightsError
+
+    name = embed_only.model_name(entry.backbone)
+    if model and model != name:
+        raise WeightsError(
+            f"weights {entry.name!r} are ImageNet {entry.backbone} weights (model {name}), not {model!r}"
+        )
+    key = ModelKey(name, digest[:16], embed_only.POLICY.key)
+    return ModelChoice(name, str(entry.path), entry.name, key, embed_only.POLICY, backbone=entry.backbone)
 
 
 def first_run_notice() -> str:
@@ -175,17 +199,20 @@ def plan(
     rescore: bool,
     known: dict[str, KnownFile] | None = None,
     unfaced: set[str] | None = None,
+    *,
+    embed_only: bool = False,
 ) -> tuple[list[FileJob], int, list]:
     """Split discovered files into work and cache hits, from size and mtime alone (no file is opened).
 
     Returns (jobs, cached count, previously failed files whose size and mtime did not change). A file
     that failed for want of an optional decoder is tried again once every decoder is installed.
-    A former RAW companion whose partner is gone is a photo of its own now, hence work. An unchanged,
-    scored photo whose content is in ``unfaced`` (faces never looked for) is a *fill* job: decoded again
-    for its signals, never scored again."""
+    A former RAW companion whose partner is gone is a photo of its own now, hence work. With ``embed_only``
+    a photo is done when it has an embedding under ``key`` (there is no score). An unchanged, done photo
+    whose content is in ``unfaced`` (faces never looked for) is a *fill* job: decoded again for its
+    signals, never scored again."""
     unfaced = unfaced or set()
     known = store.known_files() if known is None else known
-    scored = store.scored_hashes(key) if key else set()
+    scored = (store.embedded_hashes(key) if embed_only else store.scored_hashes(key)) if key else set()
     jobs, cached, failed_before = [], 0, []
     for entry in found:
         record = known.get(entry.path)
@@ -270,6 +297,7 @@ def score(
     personal = personal_choice(weights, model) if weights else None
     choice = personal[1] if personal else choose_model(model, weights)
     summary.model, summary.weights, summary.notice = choice.model, choice.weights_name, choice.notice
+    summary.embed_only = choice.embed_only and not personal  # a head on embed-only weights does score
     if phase:
         phase("scoring" if choice.checkpoint else "reading")
 
@@ -286,7 +314,8 @@ def score(
         summary.paired = len(companions)
         look = face_stage.available()  # the workers look for faces only where the extra is installed
         unfaced = store.hashes_without_faces() if look else set()
-        jobs, summary.cached, failed_before = plan(found, store, choice.key, rescore, known, unfaced)
+        jobs, summary.cached, failed_before = plan(found, store, choice.key, rescore, known, unfaced,
+                                                   embed_only=choice.embed_only)  # fmt: skip
         if jobs and not look:
             summary.faces_notice = FACES_MISSING
         summary.failed.extend(_recorded_failures(store, failed_before))
@@ -370,7 +399,7 @@ def _run_jobs(
 ) -> None:
     config = WorkerConfig(
         db_path=str(store.path), policy=choice.policy.to_dict() if choice.policy else None, key=choice.key,
-        rescore=rescore, parent_pid=os.getpid(), faces=faces,
+        rescore=rescore, parent_pid=os.getpid(), faces=faces, embed_only=choice.embed_only,
     )  # fmt: skip
     worker_count = workers or default_workers()
     pool = _DecodePool(worker_count, config)
@@ -381,7 +410,8 @@ def _run_jobs(
         # Fill jobs (faces for photos already scored) never reach the model: with only those, it is not loaded.
         if choice.checkpoint is not None and not all(job.fill for job in jobs):
             runner = load_runner(choice.checkpoint, device, precision, compile=compile, photos=len(jobs),
-                                 weights_id=choice.key.weights_id if choice.key else None)  # fmt: skip
+                                 weights_id=choice.key.weights_id if choice.key else None,
+                                 backbone=choice.backbone)  # fmt: skip
             summary.device, summary.precision = str(runner.device), runner.precision
         size = batch_size or default_batch(runner)
         if runner is not None:
@@ -434,11 +464,13 @@ def load_runner(
     compile: str = "off",
     photos: int = 0,
     weights_id: str | None = None,
+    backbone: str | None = None,
 ) -> Any:
     """The model of ``checkpoint`` as ``score`` runs it (the benchmark times this same runner), compiled
     as :func:`compile_decision` decides for ``photos`` photos. Compiled code is cached on disk under
     aesthete's cache folder, keyed by torch version, model, weights (``weights_id``, else the checkpoint
-    file's path, size and mtime) and input policy."""
+    file's path, size and mtime) and input policy. With ``backbone``, ``checkpoint`` is torchvision's
+    ImageNet classifier file for it and the runner is embed-only (:func:`aesthete.embed_only.build`)."""
     # Before torch (and its OpenMP) loads: the decode workers share the cores with torch's threads, and
     # threads spinning at OpenMP barriers (libgomp's default) burn the cores the workers need, then stall
     # whenever a worker preempts one of them. Sleeping instead measured 2-3x faster end to end on 2 cores.
@@ -447,7 +479,12 @@ def load_runner(
     from aesthete.engine import ModelRunner, autocast_dtype, pick_device
 
     torch_device = pick_device(device)
-    model = load_model(checkpoint)
+    if backbone is not None:
+        from aesthete import embed_only
+
+        model = embed_only.build(backbone, checkpoint)
+    else:
+        model = load_model(checkpoint)
     dtype = autocast_dtype(torch_device, precision)
     cache = None
     if compile != "off":
@@ -635,8 +672,8 @@ class _Batcher:
         self.batch_size, self.runner, self.writer, self.summary = batch_size, runner, writer, summary
         self.buckets: dict[tuple[int, ...], list[FileResult]] = {}
         self.pending = 0
-        self.scalar = runner is not None and runner.output == "score"
-        self.bin_values = runner.model.bin_values.numpy().astype(np.float64) if runner and not self.scalar else None
+        self.output = runner.output if runner is not None else None
+        self.bin_values = runner.model.bin_values.numpy().astype(np.float64) if self.output == "distribution" else None
 
     def add(self, result: FileResult) -> None:
         bucket = self.buckets.setdefault(result.pixels.shape, [])
@@ -655,10 +692,13 @@ class _Batcher:
         batch = self.buckets.pop(shape)
         self.pending -= len(batch)
         outputs, embeddings = self.runner.run(np.stack([r.pixels for r in batch]), np.array([r.aspect for r in batch]))
-        for i, (result, row) in enumerate(zip(batch, outputs)):
+        rows = outputs if outputs is not None else [None] * len(batch)  # embed-only: no score rows
+        for i, (result, row) in enumerate(zip(batch, rows)):
             if embeddings is not None:  # before the score: the score row's file row commits both
                 self.writer.add_embedding(result, embeddings[i])
-            if self.scalar:
+            if self.output == "embedding":  # an ImageNet trunk: the embedding is all there is
+                self.writer.add_file(result, "ok")
+            elif self.output == "score":
                 self.writer.add_scalar(result, float(row))
             else:
                 self.writer.add_score(result, row, self.bin_values)

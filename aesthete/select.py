@@ -134,6 +134,9 @@ def choose_scores(store: Store, model: str | None = None, weights: str | None = 
             notes = [] if store.has_scores(key) else [f"no scores from personal weights {weights} in the database"]
             return ScoresChoice(key.model, key, weights, notes)
     choice = choose_model(model, weights)
+    if choice.embed_only:  # ImageNet weights: embeddings, never a score; rank by technical quality
+        note = f"weights {weights} store embeddings only, no aesthetic score: learn a head on them (`aesthete learn`)"
+        return ScoresChoice(choice.model or "", None, choice.weights_name, [note])
     if choice.key is not None:
         notes = []
         if not store.has_scores(choice.key):

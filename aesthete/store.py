@@ -159,6 +159,13 @@ class StoreReader:
             (content_hash, key.model, key.weights_id, key.preprocess),
         )
 
+    def has_embedding(self, content_hash: str, key: ModelKey) -> bool:
+        """Whether this content has an embedding under ``key`` (what an embed-only run stores)."""
+        return self._exists(
+            "SELECT 1 FROM embeddings WHERE content_hash = ? AND model = ? AND weights_id = ? AND preprocess = ?",
+            (content_hash, key.model, key.weights_id, key.preprocess),
+        )
+
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
@@ -246,6 +253,14 @@ class Store:
         """Contents whose faces were never looked for (read before the ``faces`` extra was installed, or
         before the schema had faces): a rescan decodes them again for the signals alone."""
         return {row[0] for row in self.conn.execute("SELECT content_hash FROM images WHERE faces_looked IS NULL")}
+
+    def embedded_hashes(self, key: ModelKey) -> set[str]:
+        """The content hashes with an embedding under ``key`` (an embed-only run's "scored")."""
+        rows = self.conn.execute(
+            "SELECT content_hash FROM embeddings WHERE model = ? AND weights_id = ? AND preprocess = ?",
+            (key.model, key.weights_id, key.preprocess),
+        )
+        return {row[0] for row in rows}
 
     def write(
         self,

@@ -385,6 +385,19 @@ def resolve_weights(spec: str, *, arch: str | None = None) -> ResolvedWeights:
     return ResolvedWeights(path=path.resolve(), name=registered or path.name, sha256=digest, meta=meta)
 
 
+def resolve_backbone(name: str) -> tuple[WeightsEntry, str] | None:
+    """(the entry, its file's sha256) when ``name`` is a registered ImageNet backbone (``kind =
+    "backbone"``), for ``score``'s embed-only runs (:mod:`aesthete.embed_only`); None for any other name.
+    Raises ``WeightsNotAvailable`` when its file is not pulled."""
+    entry = next((e for e in _all_entries() if e.name == name and e.kind == "backbone"), None)
+    if entry is None:
+        return None
+    digest = _verified_digest(entry)
+    if digest is None:
+        raise WeightsNotAvailable(f"weights {name!r} are not downloaded: run `aesthete weights pull {name}`")
+    return entry, digest
+
+
 def _resolve_entry(entry: WeightsEntry, arch: str | None) -> ResolvedWeights:
     if entry.kind != "aesthetic":
         raise WeightsError(f"{entry.name!r} are ImageNet {entry.backbone} weights for training, not for scoring")
@@ -419,15 +432,16 @@ def default_weights_for(arch: str) -> ResolvedWeights | None:
 
 def weights_label(weights_id: str) -> str:
     """How tables and JSON name the weights cached under ``weights_id``: their registry name when some
-    registered entry has those bytes, else the id itself (a checkpoint file that was never registered)."""
+    registered entry has those bytes (aesthetic weights, or an ImageNet backbone's embed-only run), the
+    name of the personal head whose digest it is, else the id itself (a checkpoint never registered)."""
     for entry in _all_entries():
-        if entry.kind != "aesthetic":
-            continue
         # A converted checkpoint's local digest differs from the listed download's: check both.
         for digest in (entry.sha256, _verified_digest(entry) if entry.path.is_file() else None):
             if digest and digest[: len(weights_id)] == weights_id:
                 return entry.name
-    return weights_id
+    from aesthete.learning import head_name  # personal heads share the weights' namespace (`learn --name`)
+
+    return head_name(weights_id) or weights_id
 
 
 def ava_srcc(entry: WeightsEntry, entries: list[WeightsEntry] | None = None) -> float | None:

@@ -6,7 +6,11 @@ stars are that taste quantised into 0-5 with label noise, and a "base model" sco
 the same taste. Two parts:
 
 1. ``time``: one ridge fit and the full 5-fold cross-validation on ``--photos`` x ``--dim`` features,
-   wall-clock seconds (what ``learn`` will cost).
+   wall-clock seconds (what ``learn`` will cost), with the machine's load average beside them. Last
+   measured (docs/personal.md, "Time"): 10,000 x 2,055 on the 2-core machine, quiet (load 1.0-1.6),
+   fit 2.4 s and CV 10.1 s (before the eigendecomposition path: 5.3 s and 27.5 s); at load 4-5, fit
+   3.5 s and CV 17.3 s with OPENBLAS_NUM_THREADS=1 (6.1 s and 43.5 s with 2 threads, which wait on each
+   other under load); before, 7.6 s and 41.2 s (14.8 s and 69.5 s).
 2. ``compare`` (``--compare``): ridge, ordinal and pairwise heads on a smaller set (the pairwise one
    materialises 20 pairs per photo), 5-fold SRCC and pairwise accuracy and fit time, for the method
    choice recorded in docs/personal.md.
@@ -47,7 +51,8 @@ def main() -> None:
     parser.add_argument("--compare-photos", type=int, default=3000)
     parser.add_argument("--compare-dim", type=int, default=512)
     args = parser.parse_args()
-    print(f"cpus {os.cpu_count()}, numpy {np.__version__}")
+    # The machine's load changes what a wall-clock time means: print it beside the times.
+    print(f"cpus {os.cpu_count()}, numpy {np.__version__}, load average {os.getloadavg()[0]:.1f} (1 min)")
     x, y, base = synthetic(args.photos, args.dim)
     start = time.perf_counter()
     head = personal.fit_head(x, y)
@@ -58,6 +63,7 @@ def main() -> None:
     print(
         f"ridge {args.photos} x {x.shape[1]}: fit {fit:.1f} s, 5-fold CV {cv_time:.1f} s (penalty {head.penalty:.3g})"
     )
+    print(f"load average {os.getloadavg()[0]:.1f} (1 min) after the fits")
     for row in cv.table():
         print(f"  {row['model']:<10} SRCC {row['srcc']:.3f} ± {row['srcc_sd']:.3f}   "
               f"pairwise {row['pairwise']:.3f} ± {row['pairwise_sd']:.3f}")  # fmt: skip

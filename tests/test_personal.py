@@ -182,3 +182,70 @@ def test_saved_head_describes_itself(tmp_path: Path) -> None:
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     with pytest.raises(PersonalError, match="cannot read it"):
         personal.load_head(tmp_path / "junk.safetensors")
+
+
+def _slow_ridge(z: np.ndarray, y: np.ndarray, w: np.ndarray, signals: int) -> tuple[np.ndarray, float, float]:
+    """The penalty search as it was before the eigendecomposition path: one full solve per candidate."""
+    signals = signals if 0 < signals < z.shape[1] else 0
+    inner = personal.fold_ids(y, 5, seed=1) == 0
+    system = personal._ridge_system(z[~inner], y[~inner], w[~inner], signals)
+    best = (np.inf, 1.0, 1.0)
+    for scale in personal._EMBEDDING_SCALES if signals else (1.0,):
+        level = personal._level(system, scale)
+        for lam in personal._LAMBDA_GRID * level:
+            coef, intercept = personal._ridge_coef(system, lam, scale)
+            error = float(np.average((z[inner] @ coef + intercept - y[inner]) ** 2, weights=w[inner]))
+            if error < best[0]:
+                best = (error, lam / level, scale)
+    full = personal._ridge_system(z, y, w, signals)
+    lam = best[1] * personal._level(full, best[2])
+    return (*personal._ridge_coef(full, lam, best[2]), lam)
+
+
+def _problem(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    x[:, 7:] = (rng.normal(size=(n, 6)) @ rng.normal(size=(6, d - 7)) + 0.5 * x[:, 7:]).astype(np.float32)
+    y = np.clip(np.round(x[:, 0] + x[:, 8] * 0.3 + rng.normal(size=n) + 3), 0, 5).astype(np.float64)
+    z, _, _ = personal._standardise(x)
+    return z, y, rng.uniform(0.5, 2.0, size=n)
+
+
+@pytest.mark.parametrize("n, d", [(120, 40), (30, 60)])  # primal (more photos than features) and dual
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ridge_path_matches_a_plain_solve_for_every_penalty(n: int, d: int, dtype: type) -> None:
+    z, y, w = _problem(n, d)
+    signals = 7
+    system = personal._ridge_system(z.astype(dtype), y, w, signals)
+    path = personal._RidgePath(system)
+    zc, means, target_mean = system[4].astype(np.float64), system[5].astype(np.float64), system[6]
+    yc = ((y - target_mean) * np.sqrt(w / w.mean()).astype(np.float32)).astype(np.float32).astype(np.float64)
+    for scale in personal._EMBEDDING_SCALES:
+        for lam in personal._LAMBDA_GRID * personal._level(system, scale):  # the penalties the search tries
+            coef, intercept = path.coef(lam, scale)
+            # The per-candidate solve the search made before (the same Gram matrices): within 1e-6. Its dual
+            # (n x n) form rounds the dual coefficients to float32, which costs it up to ~3e-5 at the smallest
+            # penalty here; the path is the closer one to the float64 reference below.
+            slow, slow_intercept = personal._ridge_coef(system, lam, scale)
+            tolerance = 1e-6 if n >= d else 1e-4
+            assert np.abs(coef - slow).max() < tolerance and abs(intercept - slow_intercept) < tolerance, (scale, lam)
+            if dtype is np.float32:  # float32 Gram matrices: the plain solve below is exact only in float64
+                continue
+            # The reference: the normal equations with penalty lam on the signals, lam / scale^2 on the rest.
+            cols = zc if scale else zc[:, :signals]
+            penalty = np.full(cols.shape[1], lam)
+            if scale:
+                penalty[signals:] = lam / scale**2
+            expected = np.linalg.solve(cols.T @ cols + np.diag(penalty), cols.T @ yc)
+            expected = np.concatenate([expected, np.zeros(zc.shape[1] - len(expected))])
+            assert np.abs(coef - expected).max() < 1e-6, (scale, lam)
+            assert abs(intercept - (target_mean - means @ expected)) < 1e-6
+
+
+@pytest.mark.parametrize("n, d", [(150, 47), (60, 207)])
+def test_fast_penalty_search_fits_what_the_slow_one_did(n: int, d: int) -> None:
+    z, y, w = _problem(n, d, seed=2)
+    coef, intercept, lam = personal._ridge(z, y, w, signals=7)
+    slow_coef, slow_intercept, slow_lam = _slow_ridge(z, y, w, signals=7)
+    assert lam == slow_lam
+    assert np.abs(coef - slow_coef).max() < 1e-6 and abs(intercept - slow_intercept) < 1e-6

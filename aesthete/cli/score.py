@@ -38,7 +38,14 @@ def score_command(
         ),
     ] = None,
     weights: Annotated[
-        str | None, typer.Option("--weights", "-w", help="Registered weights NAME or a checkpoint PATH.")
+        str | None,
+        typer.Option(
+            "--weights",
+            "-w",
+            help="Registered weights NAME or a checkpoint PATH. An ImageNet backbone NAME (kind backbone in "
+            "`aesthete weights list`, e.g. resnet50-imagenet1k-v1) stores embeddings for `aesthete learn`; "
+            "no aesthetic score.",
+        ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (auto: bf16 where native).")] = "auto",
@@ -181,7 +188,7 @@ def _print_summary(summary, database: str) -> None:  # noqa: ANN001
     compiled = ", compiled" if summary.compiled else ""
     table.add_row("model", model + (f" on {summary.device}, {summary.precision}{compiled}" if summary.device else ""))
     table.add_row("found", str(summary.found))
-    table.add_row("scored", str(summary.scored))
+    table.add_row("embedded" if summary.embed_only else "scored", str(summary.scored))
     if summary.analysed:
         table.add_row("signals only", str(summary.analysed))
     table.add_row("cached", str(summary.cached))
@@ -203,6 +210,13 @@ def _print_summary(summary, database: str) -> None:  # noqa: ANN001
         err.print(f"  ... and {len(summary.discovery_errors) - 20} more skipped (`score --json` lists them)")
     if summary.faces_notice:
         err.print(f"[yellow]note:[/] {summary.faces_notice}", highlight=False, soft_wrap=True)
+    if summary.embed_only:
+        err.print(
+            f"embeddings only: {summary.weights} are ImageNet weights with no aesthetic score; rate photos and "
+            f"run `aesthete learn PATH --weights {summary.weights} --name NAME` to score with your own taste",
+            highlight=False,
+            soft_wrap=True,
+        )
     if summary.notice:
         # soft_wrap: the terminal wraps the notice, so a command in it is never broken by a newline
         err.print(f"[yellow]notice:[/] {summary.notice}", highlight=False, soft_wrap=True)

@@ -38,12 +38,17 @@ app = typer.Typer(
 @app.command("list")
 def list_command(as_json: JsonOption = False) -> None:
     """List the project's weights and your own: licence, download size, the publisher's AVA SRCC, and
-    whether each file is downloaded and verified. Sources follow the table, each URL on one line."""
+    whether each file is downloaded and verified. Sources follow the table, each URL on one line. Then
+    your personal heads (`aesthete learn`): base model and weights, ratings used, cross-validated SRCC."""
+    from aesthete.learning import list_heads
+
     with library_errors():
         entries = weights.list_weights()
         srcc = {entry.name: weights.ava_srcc(entry, entries) for entry in entries}
+        heads = list_heads()
     if as_json:
-        print_json({"weights": [{**entry.to_dict(), "ava_srcc": srcc[entry.name]} for entry in entries]})
+        rows = [{**entry.to_dict(), "ava_srcc": srcc[entry.name]} for entry in entries]
+        print_json({"weights": rows + heads})
         return
     # Sized for an 80-column terminal: the long free text (sources, URLs) goes below the table, where a
     # URL is printed whole on its own line rather than folded across cells.
@@ -76,6 +81,38 @@ def list_command(as_json: JsonOption = False) -> None:
         where = entry.url if entry.origin == "project" else str(entry.path)
         needs = f" (needs {entry.requires})" if entry.requires else ""
         out.print(f"{escape(entry.name)}{needs}: {where}", soft_wrap=True, highlight=False, markup=False)
+    if heads:
+        _print_heads(heads)
+
+
+def _print_heads(heads: list[dict]) -> None:
+    """Personal heads (kind personal): a table of their own, since none of the columns above fits them."""
+    table = Table(
+        Column("personal", overflow="fold"),
+        Column("base model", overflow="fold"),
+        Column("base weights", overflow="fold"),
+        Column("ratings", justify="right", no_wrap=True),
+        Column("CV\nSRCC", justify="right", no_wrap=True),
+        box=None,
+        padding=(0, 1),
+        pad_edge=False,
+    )
+    for head in heads:
+        srcc = head.get("cv_srcc")
+        ratings = head.get("ratings")
+        table.add_row(
+            escape(head["name"]),
+            escape(head.get("base_model") or ("unreadable" if "error" in head else "-")),
+            escape(head.get("base_weights") or "-"),
+            str(ratings) if ratings is not None else "-",
+            f"{srcc:.3f}" if srcc is not None else "-",
+        )
+    out.print()
+    out.print(table)
+    out.print("personal: your heads (`aesthete learn`).  CV SRCC: cross-validated.  Files:")
+    for head in heads:
+        problem = f" ({head['error']})" if "error" in head else ""
+        out.print(f"{head['name']}: {head['path']}{problem}", soft_wrap=True, highlight=False, markup=False)
 
 
 AcceptLicense = Annotated[
