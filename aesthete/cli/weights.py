@@ -52,16 +52,13 @@ def list_command(as_json: JsonOption = False) -> None:
         return
     # Sized for an 80-column terminal: the long free text (sources, URLs) goes below the table, where a
     # URL is printed whole on its own line rather than folded across cells.
-    table = Table(
+    table = _listing(
         Column("name", overflow="fold"),
         Column("model", overflow="fold"),
         Column("licence", overflow="fold"),
         Column("size", justify="right", no_wrap=True),
         Column("AVA\nSRCC", justify="right", no_wrap=True),
         Column("here", no_wrap=True),
-        box=None,
-        padding=(0, 1),
-        pad_edge=False,
     )
     for entry in entries:
         network = entry.arch or f"({entry.backbone})"
@@ -85,17 +82,19 @@ def list_command(as_json: JsonOption = False) -> None:
         _print_heads(heads)
 
 
+def _listing(*columns: Column) -> Table:
+    """A borderless table, as `weights list` draws its two: narrow enough for 80 columns."""
+    return Table(*columns, box=None, padding=(0, 1), pad_edge=False)
+
+
 def _print_heads(heads: list[dict]) -> None:
     """Personal heads (kind personal): a table of their own, since none of the columns above fits them."""
-    table = Table(
+    table = _listing(
         Column("personal", overflow="fold"),
         Column("base model", overflow="fold"),
         Column("base weights", overflow="fold"),
         Column("ratings", justify="right", no_wrap=True),
         Column("CV\nSRCC", justify="right", no_wrap=True),
-        box=None,
-        padding=(0, 1),
-        pad_edge=False,
     )
     for head in heads:
         srcc = head.get("cv_srcc")
