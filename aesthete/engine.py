@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torchvision.models.resnet import BasicBlock, Bottleneck
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from aesthete.devices import EngineError, normalise, pick_device
 from aesthete.models.base import AestheticModel
@@ -75,22 +75,29 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+# The convN -> bnN attribute pairs of torchvision's ResNet blocks and stem, which their forward runs in
+# that order; any other module may name its own pairs in a ``conv_bn_pairs`` attribute (TOPIQ's trunk).
+RESNET_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
+
+
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold each eval-mode BatchNorm that directly follows a convolution into the convolution's weights,
     in place: the same function with one pass over the activations fewer per layer (~10% of a ResNet-50's
     CPU inference, measured). Only pairs whose order is certain: a Conv2d then a BatchNorm2d in an
-    ``nn.Sequential``, and the convN -> bnN pairs of torchvision's ResNet blocks."""
+    ``nn.Sequential``, the conv/bn pairs of torchvision's ResNet blocks and stem, and those a module
+    lists in ``conv_bn_pairs``."""
     for module in list(model.modules()):
         if isinstance(module, nn.Sequential):
             for i in range(len(module) - 1):
                 if type(module[i]) is nn.Conv2d and type(module[i + 1]) is nn.BatchNorm2d:
                     module[i], module[i + 1] = fuse_conv_bn_eval(module[i], module[i + 1]), nn.Identity()
-        elif isinstance(module, (BasicBlock, Bottleneck)):
-            for n in (1, 2, 3):
-                conv, norm = getattr(module, f"conv{n}", None), getattr(module, f"bn{n}", None)
-                if type(conv) is nn.Conv2d and type(norm) is nn.BatchNorm2d:
-                    setattr(module, f"conv{n}", fuse_conv_bn_eval(conv, norm))
-                    setattr(module, f"bn{n}", nn.Identity())
+            continue
+        pairs = RESNET_PAIRS if isinstance(module, (BasicBlock, Bottleneck, ResNet)) else ()
+        for conv_name, norm_name in getattr(module, "conv_bn_pairs", pairs):
+            conv, norm = getattr(module, conv_name, None), getattr(module, norm_name, None)
+            if type(conv) is nn.Conv2d and type(norm) is nn.BatchNorm2d:
+                setattr(module, conv_name, fuse_conv_bn_eval(conv, norm))
+                setattr(module, norm_name, nn.Identity())
     return model
 
 

@@ -201,3 +201,31 @@ def test_bad_compile_mode_is_a_usage_error(tiny_checkpoints: dict[str, Path], tm
     assert result.exit_code != 0 and result.exit_code != 1
     assert "unknown --compile 'fast'" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("case", sorted(SMALL) + sorted(PUBLISHED))
+def test_folding_batch_norm_keeps_the_scores(case: str) -> None:
+    """fold_batchnorm (eager and compiled runners both use it) changes the arithmetic, not the function:
+    with BatchNorm statistics far from identity, every model's fp32 output is the same within 1e-4, and
+    no BatchNorm is left right after a convolution (torchvision's and TOPIQ's ResNet stems included)."""
+    model = _model(case).eval()
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+    pixels = np.stack([model.policy.prepare(photo) for photo in PHOTOS[:4]])
+    aspect = np.array([photo.width / photo.height for photo in PHOTOS[:4]])
+    batch = engine.normalise(torch.from_numpy(pixels).movedim(-1, -3), model.policy.mean, model.policy.std, channels_last=False)
+    ratios = torch.from_numpy(aspect.astype(np.float32))
+    with torch.inference_mode():
+        before = {k: v.clone() for k, v in model(batch, ratios).items() if k in ("probs", "score")}
+        engine.fold_batchnorm(model)
+        after = model(batch, ratios)
+    assert before, case
+    for key, value in before.items():  # what the runner reads (internal logits grow to ~1e3 in hla-gcn)
+        torch.testing.assert_close(after[key], value, atol=1e-4, rtol=1e-4)
+    for module in model.modules():  # registration order is forward order in every model here
+        children = list(module.children())
+        for first, second in zip(children, children[1:]):
+            assert not (type(first) is torch.nn.Conv2d and type(second) is torch.nn.BatchNorm2d), (case, module)

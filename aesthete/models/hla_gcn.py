@@ -195,6 +195,8 @@ class OfficialFirstModule(nn.Module):
 class OfficialSecondModule(nn.Module):
     """The 2nd LA-GCN as released (hlagcn_layer.py:101-136): GloRe's layout without its residual."""
 
+    conv_bn_pairs = (("conv_extend", "blocker"),)  # forward's last two steps (aesthete.engine.fold_batchnorm)
+
     def __init__(self, channels: int, latent: int, blocks: int) -> None:
         super().__init__()
         self.conv_state = nn.Conv2d(channels, channels, kernel_size=1)

@@ -43,6 +43,8 @@ class _ResNetLevels(nn.Module):
     """ResNet-50 returning its five levels; attribute names follow torchvision (and timm), so the
     publisher's ``semantic_model.*`` tensors load unchanged."""
 
+    conv_bn_pairs = (("conv1", "bn1"),)  # the stem, for aesthete.engine.fold_batchnorm
+
     def __init__(self) -> None:
         super().__init__()
         full = torchvision.models.resnet50(weights=None)
