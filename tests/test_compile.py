@@ -216,7 +216,9 @@ def test_folding_batch_norm_keeps_the_scores(case: str) -> None:
             module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
     pixels = np.stack([model.policy.prepare(photo) for photo in PHOTOS[:4]])
     aspect = np.array([photo.width / photo.height for photo in PHOTOS[:4]])
-    batch = engine.normalise(torch.from_numpy(pixels).movedim(-1, -3), model.policy.mean, model.policy.std, channels_last=False)
+    batch = engine.normalise(
+        torch.from_numpy(pixels).movedim(-1, -3), model.policy.mean, model.policy.std, channels_last=False
+    )
     ratios = torch.from_numpy(aspect.astype(np.float32))
     with torch.inference_mode():
         before = {k: v.clone() for k, v in model(batch, ratios).items() if k in ("probs", "score")}
