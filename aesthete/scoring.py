@@ -34,14 +34,21 @@ FLUSH_ROWS = 256  # rows without model work are written in transactions of this 
 FLUSH_SECONDS = 1.0
 FILE_TIMEOUT_S = 120.0  # a decode still running after this long is abandoned (its worker killed) and recorded
 
-# --compile auto: compile when the photos to score repay the compilation. Measured on the idle 2-core AMD
-# EPYC (native bf16), batch 8, bf16 autocast, channels-last, 2 threads, eager and compiled timed in turns
-# (BENCHMARKS.md "Compiled inference", 2026-11-26 23:11): nima ResNet-50@300 22.0 -> 22.6 img/s (saving
-# 1.2 ms a photo), hla-gcn 14.8 -> 16.2 (5.8 ms); first compilation 32.6-35.1 s with an empty inductor
-# cache, 3.7-5.5 s with a warm one. The saving is the smaller (ResNet-50's): auto errs towards eager.
-# CUDA has no entry: compiled ResNet-50 was 1.54x on an H100, but score is decode-bound there.
-COMPILE_SAVING_S_PER_PHOTO = {"cpu": 0.0012}
-COMPILE_COST_S = {"cpu": (35.0, 5.5)}  # (empty cache, warm cache)
+# --compile auto: compile when the photos to score repay the compilation twice over. Per model, as measured
+# on the idle 2-core AMD EPYC (native bf16), batch 8, bf16 autocast, channels-last, 2 threads, eager and
+# compiled timed in turns (BENCHMARKS.md "Compiled inference", 2026-11-27 03:47-04:00 UTC): (device,
+# architecture, backbone) -> (saving s a photo, compilation s with an empty inductor cache, with a warm one).
+# A model without an entry (or CUDA: compiled ResNet-50 was 1.54x on an H100, but score is decode-bound
+# there) stays eager under auto. The savings are single runs on a machine whose speed drifts by ~10%,
+# hence the margin.
+COMPILE_GAINS: dict[tuple[str, str, str | None], tuple[float, float, float]] = {
+    ("cpu", "nima", "resnet50"): (0.0003, 32.5, 4.3),  # 18.8 -> 19.0 img/s
+    ("cpu", "hla-gcn", "resnet50"): (0.0030, 41.8, 5.0),  # 15.4 -> 16.1
+    ("cpu", "nima", "vgg16"): (0.0064, 18.9, 2.4),  # 11.1 -> 12.0 (nima-vgg16-ava)
+    ("cpu", "topiq-iaa", None): (0.057, 67.4, 13.7),  # 3.0 -> 3.6 (topiq-iaa-r50-ava)
+    ("cpu", "laion-aesthetic", None): (0.031, 45.4, 9.7),  # 1.65 -> 1.74 (laion-aesthetic-v2)
+}
+COMPILE_MARGIN = 2.0  # auto compiles when photos x saving > MARGIN x compilation
 FACES_MISSING = "faces: not looked for (pip install 'aesthete-photo[faces]')"
 
 
@@ -232,23 +239,27 @@ def plan(
     return jobs, cached, failed_before
 
 
-def compile_decision(mode: str, photos: int, device_type: str, *, cached: bool) -> bool:
-    """Whether ``--compile MODE`` compiles for ``photos`` photos on ``device_type``.
+def compile_decision(
+    mode: str, photos: int, device_type: str, *, cached: bool, arch: str = "", backbone: str | None = None
+) -> bool:
+    """Whether ``--compile MODE`` compiles for ``photos`` photos of model ``arch`` (``backbone``) on
+    ``device_type``.
 
-    ``on`` always, ``off`` never; ``auto`` only where the saving is measured (CPU) and only when the
-    photos' saving exceeds the compilation's cost (smaller with a warm inductor cache, ``cached``). A job
-    of a few dozen photos never compiles, so it is never slower than eager."""
+    ``on`` always, ``off`` never; ``auto`` only where the model's saving was measured
+    (:data:`COMPILE_GAINS`) and the photos' saving exceeds the compilation's cost (smaller with a warm
+    inductor cache, ``cached``) :data:`COMPILE_MARGIN` times over. A job of a few dozen photos never
+    compiles, so it is never slower than eager."""
     if mode not in ("auto", "on", "off"):
         from aesthete.devices import EngineError
 
         raise EngineError(f"unknown --compile {mode!r}; use auto, on or off")
     if mode != "auto":
         return mode == "on"
-    saving = COMPILE_SAVING_S_PER_PHOTO.get(device_type)
-    if saving is None:  # no measured saving on this device (CUDA: see BENCHMARKS.md): eager
+    gain = COMPILE_GAINS.get((device_type, arch, backbone))
+    if gain is None:  # no measured saving for this model on this device: eager
         return False
-    first, warm = COMPILE_COST_S[device_type]
-    return photos * saving > (warm if cached else first)
+    saving, first, warm = gain
+    return photos * saving > COMPILE_MARGIN * (warm if cached else first)
 
 
 def default_workers() -> int:
@@ -496,9 +507,9 @@ def load_runner(
             weights_id = f"{os.path.abspath(checkpoint)}|{stat.st_size}|{stat.st_mtime_ns}"
         cache = inductor_cache_dir(cache_dir(), model=model.arch, weights=weights_id,
                                    policy=f"{model.policy.key}|{dtype}|{torch_device.type}")  # fmt: skip
-    use = compile_decision(
-        compile, photos, torch_device.type, cached=bool(cache and cache.is_dir() and any(cache.iterdir()))
-    )
+    cached = bool(cache and cache.is_dir() and any(cache.iterdir()))
+    use = compile_decision(compile, photos, torch_device.type, cached=cached, arch=model.arch,
+                           backbone=model.config.get("backbone"))  # fmt: skip
     return ModelRunner(model, torch_device, dtype, compile=use, cache_dir=cache if use else None)
 
 

@@ -1,6 +1,7 @@
 """Model-only throughput of the published checkpoints' architectures, on the CPU by default.
 
-    python bench/published.py [--device cpu] [--seconds 10] [--batch N] [--quick] [--markdown FILE]
+    python bench/published.py [--device cpu] [--seconds 10] [--batch N] [--quick] [--compiled]
+                              [--end-to-end N] [--markdown FILE]
 
 One row per published checkpoint: TOPIQ IAA on ResNet-50 (``topiq-iaa-r50-ava``, 384 px shorter side,
 a 3:2 photo gives 576x384), NIMA on VGG16 with the last max-pool (``nima-vgg16-ava``, 224x224 centre
@@ -15,6 +16,10 @@ compare with the full bench's rows.
 worker's whole job at that checkpoint's input policy, one worker), the stage-sum limit (cores / (model
 core-s + decode core-s per photo)) and ``aesthete score`` end to end on a cold database over N generated
 6000x4000 JPEGs, less a run over the first quarter of them (so start-up cancels).
+
+``--compiled`` adds, per checkpoint, ``bench/run.py``'s eager-vs-compiled rows (``score --compile off``
+and ``on`` timed in turns in one process, the first compilation's cost with an empty inductor cache and
+the cached one's in a second process).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from aesthete.models.nima import NIMA_VGG16_PYIQA  # noqa: E402
 from bench import photos  # noqa: E402
 from bench.assets import make_checkpoint  # noqa: E402
 from bench.common import cores, in_fresh_process, log, machine, subprocess_env  # noqa: E402
+from bench.report import compiled_table  # noqa: E402
+from bench.stages.compiled import compiled_rows  # noqa: E402
 from bench.stages.decode import decode_only  # noqa: E402
 from bench.stages.end_to_end import end_to_end  # noqa: E402
 from bench.stages.model_only import model_only  # noqa: E402
@@ -52,6 +59,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 warm-up, 2 batches of 2: a smoke run")
     parser.add_argument("--only", help="one entry name")
     parser.add_argument("--work", type=Path, default=Path("/tmp/aesthete-bench/published"))
+    parser.add_argument("--compiled", action="store_true", help="also eager-vs-compiled rows (--compile on)")
     parser.add_argument("--end-to-end", type=int, metavar="N", help="also 24-MP end-to-end rows on N photos")
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--json", type=Path)
@@ -60,7 +68,7 @@ def main() -> None:
     batch, warmup, runs, seconds = args.batch, 3, 5, args.seconds
     if args.quick:
         batch, warmup, runs, seconds = args.batch or 2, 1, 2, 0.0
-    rows = []
+    rows, compiled = [], []
     load_start = os.getloadavg()[:3]
     big = None
     if args.end_to_end:
@@ -81,8 +89,10 @@ def main() -> None:
             row.update(_end_to_end(str(path), row, big, args))
         rows.append({"entry": name, "arch": arch, **row})
         log(f"{name}: {row}")
+        if args.compiled:
+            compiled += compiled_rows({name: str(path)}, args.device, seconds or 1.0, args.work)
     results = {
-        "machine": machine(args.device), "quick": args.quick, "rows": rows,
+        "machine": machine(args.device), "quick": args.quick, "rows": rows, "compiled": compiled,
         "load": (load_start, os.getloadavg()[:3]),
     }  # fmt: skip
     text = markdown(results)
@@ -147,6 +157,7 @@ def markdown(results: dict) -> str:
                 f"| {_fmt(row['e2e_img_s'])} | {_fmt(row['e2e_vs_stage_sum'], '{:.0%}')} "
                 f"| {_fmt(row['e2e_startup_s'], '{:.1f}')} |"
             )
+    lines += compiled_table(results["compiled"])
     return "\n".join(lines) + "\n"
 
 

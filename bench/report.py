@@ -57,7 +57,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Model: `{MODEL}` (ResNet-50 at 300x300), freshly initialised weights saved as a checkpoint by the "
         "benchmark (speed does not depend on the values). Load average at start / end: "
         f"{results['load_start']} / {results['load_end']}.",
-        *_compiled_table(results.get("compiled", [])),
+        *compiled_table(results.get("compiled", [])),
     ]
     if "sizes" in results:
         lines += _sizes_table(results)
@@ -67,7 +67,8 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _compiled_table(rows: list[dict[str, Any]]) -> list[str]:
+def compiled_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The markdown lines of eager-vs-compiled rows (``bench.stages.compiled.compiled_rows``)."""
     if not rows:
         return []
     first = rows[0]["cold"]

@@ -26,7 +26,7 @@ from aesthete import engine
 from aesthete.engine import MAX_COMPILED_SHAPES, ModelRunner, inductor_cache_dir
 from aesthete.errors import AestheteError
 from aesthete.models import get_model
-from aesthete.scoring import COMPILE_COST_S, COMPILE_SAVING_S_PER_PHOTO, compile_decision, score
+from aesthete.scoring import COMPILE_GAINS, COMPILE_MARGIN, compile_decision, score
 from aesthete.store import Store
 
 PHOTOS = [g.scene(seed, (144, 96)) for seed in range(16)]
@@ -161,19 +161,25 @@ def test_a_failed_compilation_falls_back_to_eager(monkeypatch: pytest.MonkeyPatc
 
 
 def test_auto_decision() -> None:
-    saving, (first, warm) = COMPILE_SAVING_S_PER_PHOTO["cpu"], COMPILE_COST_S["cpu"]
     assert compile_decision("on", 1, "cpu", cached=False) and compile_decision("on", 1, "cuda", cached=False)
-    assert not compile_decision("off", 10**6, "cpu", cached=True)
-    assert not compile_decision("auto", 20, "cpu", cached=True)  # a 20-photo job never compiles
-    assert not compile_decision("auto", 20, "cpu", cached=False)
-    # Just above / below the break-even photo count, with an empty and with a warm cache.
-    assert compile_decision("auto", int(first / saving) + 1, "cpu", cached=False)
-    assert not compile_decision("auto", int(first / saving) - 1, "cpu", cached=False)
-    assert compile_decision("auto", int(warm / saving) + 1, "cpu", cached=True)
-    assert not compile_decision("auto", int(warm / saving) + 1, "cpu", cached=False)
-    # No measured saving on these devices: auto stays eager however many photos.
-    assert not compile_decision("auto", 10**6, "cuda", cached=True)
-    assert not compile_decision("auto", 10**6, "mps", cached=True)
+    assert not compile_decision("off", 10**6, "cpu", cached=True, arch="topiq-iaa")
+    for (device, arch, backbone), (saving, first, warm) in COMPILE_GAINS.items():
+        model = {"arch": arch, "backbone": backbone}
+        for cached in (False, True):  # a 20-photo job never compiles
+            assert not compile_decision("auto", 20, device, cached=cached, **model)
+        # Just above / below the break-even photo count (with the margin), empty and warm cache.
+        first_even, warm_even = COMPILE_MARGIN * first / saving, COMPILE_MARGIN * warm / saving
+        assert compile_decision("auto", int(first_even) + 2, device, cached=False, **model)
+        assert not compile_decision("auto", int(first_even) - 1, device, cached=False, **model)
+        assert compile_decision("auto", int(warm_even) + 2, device, cached=True, **model)
+        assert not compile_decision("auto", int(warm_even) + 2, device, cached=False, **model)
+    # TOPIQ, the slowest ResNet-50 model, repays it within a few thousand photos; ResNet-50@300 hardly ever.
+    assert compile_decision("auto", 5000, "cpu", cached=False, arch="topiq-iaa")
+    assert not compile_decision("auto", 5000, "cpu", cached=False, arch="nima", backbone="resnet50")
+    # No measured saving for this model or device: auto stays eager however many photos.
+    assert not compile_decision("auto", 10**6, "cpu", cached=True, arch="apm", backbone="resnet101")
+    assert not compile_decision("auto", 10**6, "cuda", cached=True, arch="topiq-iaa")
+    assert not compile_decision("auto", 10**6, "mps", cached=True, arch="topiq-iaa")
     with pytest.raises(AestheteError, match="unknown --compile 'fast'"):
         compile_decision("fast", 1, "cpu", cached=False)
 
