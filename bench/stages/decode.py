@@ -21,8 +21,10 @@ def _timed_process_file(job: Any) -> tuple[Any, float]:
 
 def decode_only(paths: Sequence[Path], checkpoint: str, workers: int) -> dict[str, Any]:
     """The decode worker's whole job per file (read, hash, EXIF, reduced-size decode, technical
-    signals, perceptual hash, model input), in ``workers`` forked processes as ``score`` runs them,
-    results shipped back to this process. No database, so every file is decoded."""
+    signals, perceptual hash, model input, and faces where ``score`` looks for them: the ``faces``
+    extra installed), in ``workers`` forked processes as ``score`` runs them, results shipped back to
+    this process. No database, so every file is decoded."""
+    from aesthete import faces
     from aesthete.checkpoint import read_meta
     from aesthete.decode_worker import FileJob, WorkerConfig, init_worker
     from aesthete.input_policy import InputPolicy
@@ -31,7 +33,7 @@ def decode_only(paths: Sequence[Path], checkpoint: str, workers: int) -> dict[st
     meta = read_meta(checkpoint)
     policy = InputPolicy.from_dict(meta["policy"])
     config = WorkerConfig(db_path=None, policy=policy.to_dict(), key=ModelKey(meta["arch"], "bench", policy.key),
-                          rescore=False)  # fmt: skip
+                          rescore=False, faces=faces.available())  # fmt: skip
     jobs = [FileJob(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker, initargs=(config,)) as pool:
@@ -42,7 +44,8 @@ def decode_only(paths: Sequence[Path], checkpoint: str, workers: int) -> dict[st
     failed = [r.error for r, _ in results if r.error_kind or r.pixels is None]
     if failed:
         raise RuntimeError(f"decode failed: {failed[0]}")
-    return {"img_s": len(jobs) / wall, "core_s_per_img": sum(cpu for _, cpu in results) / len(jobs)}
+    core_s = sum(cpu for _, cpu in results) / len(jobs)
+    return {"img_s": len(jobs) / wall, "core_s_per_img": core_s, "faces": config.faces}
 
 
 def pixel_decode_seconds(paths: Sequence[Path], checkpoint: str) -> float:
