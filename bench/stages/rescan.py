@@ -11,8 +11,9 @@ from bench.probe import probed
 
 def fill_database(db: Path, folder: Path, checkpoint: str) -> int:
     """Record every file under ``folder`` as scored, through ``Store.write``: the rows a finished
-    ``score`` run leaves (files, images, scores for this checkpoint's key)."""
+    ``score`` run leaves (files, images with their faces looked for, scores for this checkpoint's key)."""
     from aesthete.discover import discover
+    from aesthete.faces import VERSION as FACES_VERSION
     from aesthete.scoring import choose_model
     from aesthete.store import Store, file_row, now_iso
 
@@ -27,7 +28,8 @@ def fill_database(db: Path, folder: Path, checkpoint: str) -> int:
             digest = f"xxh128:bench{count:027d}"
             count += 1
             files.append(file_row(entry.path, entry.size, entry.mtime_ns, "ok", content_hash=digest))
-            images.append({"content_hash": digest, "width": 6000, "height": 4000, "format": "JPEG"})
+            images.append({"content_hash": digest, "width": 6000, "height": 4000, "format": "JPEG",
+                           "faces": "[]", "face_count": 0, "faces_looked": FACES_VERSION})  # fmt: skip
             scores.append({"content_hash": digest, "model": key.model, "weights_id": key.weights_id,
                            "preprocess": key.preprocess, "dist": "[" + ",".join(["0.1"] * 10) + "]", "mean": 5.5,
                            "std": 2.87, "p_high": 0.5, "scored_at": now})  # fmt: skip
