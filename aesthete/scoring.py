@@ -508,8 +508,9 @@ def load_runner(
         cache = inductor_cache_dir(cache_dir(), model=model.arch, weights=weights_id,
                                    policy=f"{model.policy.key}|{dtype}|{torch_device.type}")  # fmt: skip
     cached = bool(cache and cache.is_dir() and any(cache.iterdir()))
+    # An embed-only trunk (aesthete.embed_only) has no builder config, hence no backbone entry.
     use = compile_decision(compile, photos, torch_device.type, cached=cached, arch=model.arch,
-                           backbone=model.config.get("backbone"))  # fmt: skip
+                           backbone=getattr(model, "config", {}).get("backbone"))  # fmt: skip
     return ModelRunner(model, torch_device, dtype, compile=use, cache_dir=cache if use else None)
 
 
