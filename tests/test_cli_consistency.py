@@ -159,6 +159,25 @@ def test_rescan_with_nothing_new_prints_no_rate_and_names_the_database(tmp_path:
     assert summary["database"] == str(db) and summary["scored"] + summary["analysed"] == 0
 
 
+def test_score_prints_notes_and_paths_with_brackets_as_they_are(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Rich markup must not eat square brackets: the faces notice names ``aesthete-photo[faces]``, and
+    a file may be called ``Holiday [best].jpg``."""
+    from photoset import frame, write_photo
+
+    from aesthete import faces
+
+    monkeypatch.setattr(faces, "available", lambda: False)  # as if the faces extra were not installed
+    write_photo(tmp_path / "shoot" / "a.jpg", frame(1), "2024:05:01 12:00:00", "Canon EOS R5")
+    (tmp_path / "shoot" / "Holiday [best].jpg").write_bytes(b"not a jpeg")
+    result = runner.invoke(app, ["score", str(tmp_path / "shoot"), "--db", str(tmp_path / "a.db")],
+                           env={"COLUMNS": "200"})  # fmt: skip
+    assert "pip install 'aesthete-photo[faces]'" in result.stderr
+    assert "Holiday [best].jpg: not-an-image" in result.stdout
+    shown = runner.invoke(app, ["show", str(tmp_path / "shoot" / "Holiday [best].jpg"), "--db", str(tmp_path / "a.db")],
+                          env={"COLUMNS": "200"})  # fmt: skip
+    assert "Holiday [best].jpg" in shown.stdout and "failed:" in shown.stdout
+
+
 def test_progress_says_reading_without_weights_and_scoring_with_them(tmp_path: Path, tiny_checkpoints) -> None:
     from contextlib import closing
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from aesthete.cli.common import (
     CSV_FIELDS,
@@ -103,11 +104,11 @@ def show_command(
     if as_json:
         print_json({"model": chosen.model, "weights": chosen.weights, "photo": record})
         return
-    out.print(f"[bold]{record['path']}[/]", highlight=False)
+    out.print(f"[bold]{escape(record['path'])}[/]", highlight=False)
     if record["status"] == "paired":  # a RAW beside its JPEG: one photo, scored through the JPEG
-        out.print(f"RAW companion of {record['pair_of']}: its scores", highlight=False)
+        out.print(f"RAW companion of {record['pair_of']}: its scores", highlight=False, markup=False)
     elif record["status"] != "ok":
-        out.print(f"[red]failed:[/] {record['error']}", highlight=False)
+        out.print(f"[red]failed:[/] {escape(str(record['error']))}", highlight=False)
         raise typer.Exit(int(Exit.SOME_FAILED))
     image = record["image"] or {}
     out.print(exif_line(image) or _no_details(record["path"]), highlight=False)

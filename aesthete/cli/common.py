@@ -197,7 +197,7 @@ def print_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
 def print_notes(notes: Sequence[str]) -> None:
     """A ranking's notes (fallbacks, photos left out) on stderr, where they never mix with results."""
     for note in notes:
-        err.print(f"[yellow]note:[/] {note}", highlight=False)
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
 
 
 def display_path(path: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -121,16 +122,16 @@ def _print_actions(report: CullReport) -> None:
     if report.export:
         dest, outcome = report.export.folder, report.export.outcome
         if report.export.inside_roots:
-            err.print(f"[yellow]note:[/] {dest} is inside a scored folder; the next `score` will see the album too")
+            _note_inside(dest, "the next `score` will see the album too")
         for notice in outcome.notices:
-            err.print(f"[yellow]note:[/] {notice}", highlight=False)
+            err.print(f"[yellow]note:[/] {escape(notice)}", highlight=False)
         done = Counter(p.how for p in outcome.placed)
         verb = "would put" if report.dry_run else "put"
         made = [_count(done[how], noun, plural) for how, (noun, plural) in PLACED_NOUNS.items() if done[how]]
         summary = ", ".join(made) or ("nothing new" if done["present"] else "nothing")
         if done["present"]:
             summary += f" ({done['present']} already there)"
-        err.print(f"export: {verb} {summary} in {dest}; manifest {outcome.manifest}", highlight=False)
+        err.print(f"export: {verb} {summary} in {dest}; manifest {outcome.manifest}", highlight=False, markup=False)
         _report_failures("export", outcome.failed)
     if report.xmp:
         done = Counter(r.status for r, _ in report.xmp.sidecars)
@@ -150,9 +151,9 @@ def _print_actions(report: CullReport) -> None:
     if report.moved:
         dest, outcome = report.moved.folder, report.moved.outcome
         if report.moved.inside_roots:
-            err.print(f"[yellow]note:[/] {dest} is inside a scored folder; the next `cull` there will see the rejects")
+            _note_inside(dest, "the next `cull` there will see the rejects")
         verb = "would move" if report.dry_run else "moved"
-        err.print(f"move: {verb} {len(outcome.placed)} photo(s) not picked to {dest}", highlight=False)
+        err.print(f"move: {verb} {len(outcome.placed)} photo(s) not picked to {dest}", highlight=False, markup=False)
         _report_failures("move", outcome.failed)
 
 
@@ -163,6 +164,10 @@ PLACED_NOUNS = {
 }  # fmt: skip
 
 
+def _note_inside(dest: str, consequence: str) -> None:
+    err.print(f"[yellow]note:[/] {escape(dest)} is inside a scored folder; {consequence}", highlight=False)
+
+
 def _count(n: int, noun: str, plural: str | None = None) -> str:
     """``1 photo``, ``2 photos``: a count with its noun agreeing."""
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
@@ -170,7 +175,7 @@ def _count(n: int, noun: str, plural: str | None = None) -> str:
 
 def _report_failures(what: str, failed: list[tuple[str, str]]) -> None:
     for path, reason in failed:
-        err.print(f"[red]{what} failed:[/] {path}: {reason}", highlight=False)
+        err.print(f"[red]{what} failed:[/] {escape(f'{path}: {reason}')}", highlight=False)
 
 
 def _print_cull(report: CullReport, *, as_json: bool, paths_only: bool) -> None:
@@ -265,4 +270,4 @@ def report_command(
         atomic_write(str(html), page.encode("utf-8"), overwrite=True)
     except OSError as exc:
         fail(f"cannot write {html}: {exc.strerror or exc}")
-    err.print(f"wrote {html} ({len(ranking.rows)} photos, {len(page) / 1e6:.1f} MB)", highlight=False)
+    err.print(f"wrote {html} ({len(ranking.rows)} photos, {len(page) / 1e6:.1f} MB)", highlight=False, markup=False)

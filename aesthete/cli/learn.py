@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from aesthete.cli.common import (
@@ -78,7 +79,7 @@ def learn_command(
         print_json(report.to_dict())
         return
     for note in report.notes:
-        err.print(f"[yellow]note:[/] {note}", highlight=False)
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     err.print(
         f"{report.ratings} rating(s) read, {report.matched} on scanned photos; {report.used} used "
         f"({report.corrected} corrected by you, weighted up); left out: {report.own} aesthete wrote, "

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -201,15 +202,16 @@ def _print_summary(summary, database: str) -> None:  # noqa: ANN001
     table.add_row("database", database)
     out.print(table)
     for failure in summary.failed[:20]:
-        out.print(f"  [red]failed[/] {failure.path}: {failure.kind}: {failure.reason}", highlight=False)
+        out.print(f"  [red]failed[/] {escape(f'{failure.path}: {failure.kind}: {failure.reason}')}", highlight=False)
     if len(summary.failed) > 20:
         out.print(f"  ... and {len(summary.failed) - 20} more (`aesthete failures`)")
     for skipped in summary.discovery_errors[:20]:  # dangling links, loops, unreadable folders: not photos
-        err.print(f"  [yellow]skipped[/] {skipped.path}: {skipped.reason}", highlight=False)
+        err.print(f"  [yellow]skipped[/] {escape(f'{skipped.path}: {skipped.reason}')}", highlight=False)
     if len(summary.discovery_errors) > 20:
         err.print(f"  ... and {len(summary.discovery_errors) - 20} more skipped (`score --json` lists them)")
     if summary.faces_notice:
-        err.print(f"[yellow]note:[/] {summary.faces_notice}", highlight=False, soft_wrap=True)
+        # Escaped: the notice names the install command, whose "[faces]" Rich would take for markup.
+        err.print(f"[yellow]note:[/] {escape(summary.faces_notice)}", highlight=False, soft_wrap=True)
     if summary.embed_only:
         err.print(
             f"embeddings only: {summary.weights} are ImageNet weights with no aesthetic score; rate photos and "
@@ -219,6 +221,6 @@ def _print_summary(summary, database: str) -> None:  # noqa: ANN001
         )
     if summary.notice:
         # soft_wrap: the terminal wraps the notice, so a command in it is never broken by a newline
-        err.print(f"[yellow]notice:[/] {summary.notice}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]notice:[/] {escape(summary.notice)}", highlight=False, soft_wrap=True)
     if summary.interrupted:
         err.print("[yellow]interrupted:[/] finished photos are saved; run the same command to continue")

@@ -115,7 +115,7 @@ def train_command(
         with ConsoleReport() as report, library_errors():
             summary = run(resolved, options, say=report.say, progress=report.progress)
     out.print(comparison_table(summary.get("comparison", []), title=f"{resolved['name']}: test split"))
-    err.print(f"run saved in {options.output}", highlight=False)
+    err.print(f"run saved in {options.output}", highlight=False, markup=False)
 
 
 def eval_command(
