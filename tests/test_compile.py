@@ -184,6 +184,23 @@ def test_auto_decision() -> None:
         compile_decision("fast", 1, "cpu", cached=False)
 
 
+def test_auto_reads_the_loaded_models_own_entry(tiny_checkpoints: dict[str, Path], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """load_runner looks up the checkpoint's architecture and backbone (the tiny nima: resnet18) in
+    COMPILE_GAINS: with an entry, a large job compiles and a small one does not; without one, none does."""
+    from aesthete import scoring
+
+    monkeypatch.setenv("AESTHETE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(torch, "compile", lambda model, **options: model)  # compiling itself is not the point
+    checkpoint = str(tiny_checkpoints["nima"])
+    gains = {("cpu", "nima", "resnet18"): (0.01, 10.0, 1.0)}  # break-even 2,000 photos with an empty cache
+    monkeypatch.setattr(scoring, "COMPILE_GAINS", gains)
+    assert scoring.load_runner(checkpoint, "cpu", "fp32", compile="auto", photos=2_001).compiled
+    assert not scoring.load_runner(checkpoint, "cpu", "fp32", compile="auto", photos=1_999).compiled
+    monkeypatch.setattr(scoring, "COMPILE_GAINS", {("cpu", "nima", "resnet50"): (0.01, 10.0, 1.0)})
+    assert not scoring.load_runner(checkpoint, "cpu", "fp32", compile="auto", photos=10**6).compiled
+
+
 def test_cache_folder_is_keyed_by_torch_model_weights_and_policy(tmp_path: Path) -> None:
     base = inductor_cache_dir(tmp_path, model="nima", weights="w1", policy="p1")
     assert base.is_relative_to(tmp_path / "inductor")
