@@ -123,8 +123,9 @@ class ModelRunner:
     device: torch.device
     dtype: torch.dtype | None
     # torch.compile (inductor) the model: on CPU with freezing (weights folded into the compiled code as
-    # constants; 1.03-1.10x eager for ResNet-50@300 bf16 on an idle 2-core CPU, BENCHMARKS.md). Compilation
-    # happens on the first batch of each shape; if it fails the runner says so in one line and stays eager.
+    # constants; 1.01-1.05x eager for ResNet-50@300 and 1.21x for TOPIQ, bf16 on an idle 2-core CPU,
+    # BENCHMARKS.md). Compilation happens on the first batch of each shape; if it fails the runner says
+    # so in one line and stays eager.
     compile: bool = False
     cache_dir: Path | None = None  # TORCHINDUCTOR_CACHE_DIR for this model (see inductor_cache_dir)
     # Batches smaller than this (a bucket's last one) are padded up to it when compiled, so a run compiles
