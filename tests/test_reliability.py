@@ -165,7 +165,9 @@ INJECT = """
 import os, signal, sys, time
 import aesthete.scoring, aesthete.decode_worker
 real = aesthete.decode_worker.decode
+delay = float(os.environ.get("TEST_DECODE_DELAY", "0"))
 def decode(data, **kwargs):
+    time.sleep(delay)
     if data.endswith(b"HANG"):
         time.sleep(3600)
     if data.endswith(b"CRASH"):
@@ -173,8 +175,9 @@ def decode(data, **kwargs):
     return real(data, **kwargs)
 aesthete.decode_worker.decode = decode
 aesthete.scoring.FILE_TIMEOUT_S = float(os.environ.get("TEST_FILE_TIMEOUT", "1"))
-from aesthete.cli import app
-app(sys.argv[1:], prog_name="aesthete")
+from aesthete.cli import main
+sys.argv[0] = "aesthete"
+main()
 """
 
 
@@ -306,13 +309,17 @@ def test_ctrl_c_and_kill_9_lose_at_most_a_batch_and_nothing_is_scored_twice(
     total = 24
     folder = write_photos(tmp_path / "p", total)
     db = tmp_path / "a.db"
-    cmd = aesthete("score", folder, "--weights", tiny_checkpoints["nima"], "--device", "cpu", "--precision", "fp32",
-                   "--batch-size", 2, "--workers", 1, "--db", db, "--json")  # fmt: skip
+    # Each decode paced at 50 ms: a tiny model on a fast machine otherwise saves several batches between two
+    # looks, and the run can end before the signal is sent.
+    cmd = [sys.executable, "-c", INJECT, "score", str(folder), "--weights", str(tiny_checkpoints["nima"]),
+           "--device", "cpu", "--precision", "fp32", "--batch-size", "2", "--workers", "1", "--db", str(db),
+           "--json"]  # fmt: skip
+    paced = {"TEST_DECODE_DELAY": "0.05", "TEST_FILE_TIMEOUT": "600"}
 
     # 1. Ctrl-C once a few batches are in; meanwhile, every ranking sees whole batches only.
-    run = start(cmd)
+    run = start(cmd, **paced)
     seen, culled = [], False
-    while run.poll() is None and count(db) < 6:
+    while run.poll() is None and (count(db) < 6 or not culled):
         if count(db) > 0:
             store = Store(db)
             ranking = rank(store)
@@ -333,7 +340,7 @@ def test_ctrl_c_and_kill_9_lose_at_most_a_batch_and_nothing_is_scored_twice(
     assert seen == sorted(seen) and culled
 
     # 2. kill -9 once more batches are in.
-    run = start(cmd)
+    run = start(cmd, **paced)
     while run.poll() is None and count(db) < first["scored"] + 4:
         time.sleep(0.01)
     os.killpg(run.pid, signal.SIGKILL)
