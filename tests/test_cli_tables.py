@@ -142,6 +142,15 @@ def test_weights_list_keeps_urls_whole_at_120_columns() -> None:
         assert sum(entry.url in line for line in lines) == 1
 
 
+def test_models_table_shows_every_model_name_whole_at_80_columns() -> None:
+    from aesthete.model_info import model_names
+
+    lines = table_lines(["models", "--no-count"], 80)
+    assert max(map(len, lines)) <= 80
+    first_cells = {line.split("│")[1].strip() for line in lines if line.startswith("│")}
+    assert set(model_names(scoring=True)) <= first_cells  # as `score --model` takes them: never "laion-aesth…"
+
+
 def test_fitted_table_wraps_a_long_title_and_keeps_every_line_in_width() -> None:
     import io
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from aesthete.cli.common import JsonOption, library_errors, out, print_json
 
@@ -29,7 +29,10 @@ def models_command(
     if as_json:
         print_json({"models": rows})
         return
-    table = Table("model", "params", "backbone", "bins", "input", "weights")
+    table = Table("params", "backbone", "bins", "input", "weights")
+    # The names are what `score --model` takes: never wrapped or shortened, whatever the terminal's width.
+    name_width = max(len(row["name"]) for row in rows)
+    table.columns.insert(0, Column("model", no_wrap=True, min_width=name_width))
     for row in rows:
         params = f"{row['parameters'] / 1e6:.1f}M" if row["parameters"] else "-"
         others = [f"{v} {n / 1e6:.1f}M" for v, n in row["variants"].items() if v != row["variant"]]
