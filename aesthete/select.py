@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -11,6 +12,7 @@ from typing import Any
 from aesthete.errors import NothingToDoError, OptionError
 from aesthete.faces import FACE_FLAGS, Face
 from aesthete.groups import annotate, ensure_groups
+from aesthete.paths import is_within
 from aesthete.signals import technical_quality
 from aesthete.store import ModelKey, Store
 
@@ -211,6 +213,9 @@ def rank(
     chosen = choose_scores(store, model, weights)
     key, notes = chosen.key, list(chosen.notes)
     rows = store.photos(key, roots)
+    for root in roots:  # a mistyped or never scanned folder: say so rather than show an empty table
+        if not any(is_within(row["path"], os.path.abspath(root)) for row in rows):
+            notes.append(f"no photos under {root} in the database: run `aesthete score` on it first")
     for row in rows:  # from the cached signals: photos scored by an older formula rank by today's too
         row["technical"] = technical_quality(row, row.get("width"), row.get("height"))
     output = None

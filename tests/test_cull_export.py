@@ -70,6 +70,15 @@ def test_picks_respect_groups_and_limits(shoot: tuple[Path, Store]) -> None:
     assert snapshot(folder) == before
 
 
+def test_a_folder_with_nothing_in_the_database_is_named_in_the_notes(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    folder, store = shoot
+    picked = cull(store, [str(folder), str(tmp_path / "shot")], top=3)  # a typo beside the real folder
+    assert len(picked.rows) == 3
+    missing = [note for note in picked.notes if note.startswith("no photos under")]
+    assert missing == [f"no photos under {tmp_path / 'shot'} in the database: run `aesthete score` on it first"]
+    assert not [n for n in cull(store, [str(folder)], top=3).notes if n.startswith("no photos under")]
+
+
 def test_ties_go_to_technical_quality_then_to_the_smaller_spread(shoot: tuple[Path, Store]) -> None:
     _, store = shoot
     add_scores(store, {"d.jpg": 9.0, "e.jpg": 9.0})

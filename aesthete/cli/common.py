@@ -382,4 +382,9 @@ def ranking_table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> T
         columns += [taken, Cells("group", cells, drop=3)]
     else:
         columns.append(taken)
-    return fitted_table(columns, f"{len(rows)} photos {title} by {basis}")
+    return fitted_table(columns, f"{counted(len(rows), 'photo')} {title} by {basis}")
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 photo``, ``2 photos``: a count with its noun agreeing."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -24,6 +24,7 @@ from aesthete.cli.common import (
     PathsArgument,
     PathsOnly,
     WeightsOption,
+    counted,
     err,
     fail,
     library_errors,
@@ -127,7 +128,7 @@ def _print_actions(report: CullReport) -> None:
             err.print(f"[yellow]note:[/] {escape(notice)}", highlight=False)
         done = Counter(p.how for p in outcome.placed)
         verb = "would put" if report.dry_run else "put"
-        made = [_count(done[how], noun, plural) for how, (noun, plural) in PLACED_NOUNS.items() if done[how]]
+        made = [counted(done[how], noun, plural) for how, (noun, plural) in PLACED_NOUNS.items() if done[how]]
         summary = ", ".join(made) or ("nothing new" if done["present"] else "nothing")
         if done["present"]:
             summary += f" ({done['present']} already there)"
@@ -140,10 +141,10 @@ def _print_actions(report: CullReport) -> None:
         if report.xmp.cleared:
             photos = len({r.photo for r in report.xmp.cleared})
             verb = "would clear" if report.dry_run else "cleared"
-            err.print(f"xmp: {verb} the earlier rating of {_count(photos, 'photo')} no longer picked", highlight=False)
+            err.print(f"xmp: {verb} the earlier rating of {counted(photos, 'photo')} no longer picked", highlight=False)
         if report.xmp.still_rated:
             err.print(
-                f"[yellow]warning:[/] {_count(len(report.xmp.still_rated), 'photo')} rated by an earlier cull "
+                f"[yellow]warning:[/] {counted(len(report.xmp.still_rated), 'photo')} rated by an earlier cull "
                 "and no longer picked: the rating stays (--clear-previous removes it)",
                 highlight=False,
             )
@@ -166,11 +167,6 @@ PLACED_NOUNS = {
 
 def _note_inside(dest: str, consequence: str) -> None:
     err.print(f"[yellow]note:[/] {escape(dest)} is inside a scored folder; {consequence}", highlight=False)
-
-
-def _count(n: int, noun: str, plural: str | None = None) -> str:
-    """``1 photo``, ``2 photos``: a count with its noun agreeing."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def _report_failures(what: str, failed: list[tuple[str, str]]) -> None:
@@ -234,7 +230,7 @@ def groups_command(
         return
     score = "mean" if ranking.basis == "aesthetic" else "technical"
     title = (
-        f"{_count(len(found), 'group')} of similar frames among {len(ranking.rows)} photos, best first by "
+        f"{counted(len(found), 'group')} of similar frames among {counted(len(ranking.rows), 'photo')}, best first by "
         f"{'mean score, ' + scores_label(ranking) if ranking.basis == 'aesthetic' else 'technical quality'}"
     )
     table = Table(title=Text(title, no_wrap=False, overflow="fold"))  # wrapped: never past the terminal
@@ -270,4 +266,5 @@ def report_command(
         atomic_write(str(html), page.encode("utf-8"), overwrite=True)
     except OSError as exc:
         fail(f"cannot write {html}: {exc.strerror or exc}")
-    err.print(f"wrote {html} ({len(ranking.rows)} photos, {len(page) / 1e6:.1f} MB)", highlight=False, markup=False)
+    size = f"{counted(len(ranking.rows), 'photo')}, {len(page) / 1e6:.1f} MB"
+    err.print(f"wrote {html} ({size})", highlight=False, markup=False)
