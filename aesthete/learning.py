@@ -168,6 +168,13 @@ def _base_with_embeddings(store: Store, model: str | None) -> ModelKey:
     row = store.conn.execute(sql + " ORDER BY s.scored_at DESC, s.rowid DESC LIMIT 1", params).fetchone()
     if row is None:
         which = f"model {model!r}" if model else "any model"
+        ran = "SELECT 1 FROM scores WHERE model != ? UNION ALL SELECT 1 FROM embeddings LIMIT 1"
+        if store.conn.execute(ran, [PERSONAL_MODEL]).fetchone() is None:
+            # Only technical signals so far: scoring again without weights would not help.
+            raise LearnError(
+                f"no stored embeddings from {which}: no model has scored a photo in this database yet. "
+                "Get weights (`aesthete weights list`), then run `aesthete score FOLDER`"
+            )
         raise LearnError(
             f"no stored embeddings from {which}: run `aesthete score FOLDER` first "
             "(photos scored before embeddings were stored need `aesthete score --rescore FOLDER`)"

@@ -151,6 +151,9 @@ def test_refusals_are_one_line(env) -> None:
     finally:
         for p in same:
             Path(str(p.path) + ".xmp").unlink()
+    nothing = cli("learn", root / "Photos", "--name", "early", "--db", root / "signals-only.db")
+    assert nothing.exit_code == 2 and "no model has scored a photo in this database yet" in nothing.output
+    assert len(nothing.output.strip().splitlines()) == 1
     taken = cli("learn", "--name", "tiny", "--db", db)
     assert taken.exit_code == 2 and "already names registered weights" in taken.output
     assert cli("learn", "--name", "x", "--from", "lightroom", "--db", db).exit_code == 2  # no catalog FILE
