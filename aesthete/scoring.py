@@ -295,8 +295,9 @@ def score(
     is recorded, never raised, and a file whose decode runs longer than ``file_timeout`` seconds (default
     :data:`FILE_TIMEOUT_S`) is abandoned and recorded. ``compile`` (auto, on, off) runs the model through
     ``torch.compile``; auto only when enough photos need the model to repay it (:func:`compile_decision`).
-    ``phase`` is told once, before any photo, what the run does to them: ``"scoring"`` when a model
-    runs, ``"reading"`` when there are no weights and only technical signals are taken (a progress label).
+    ``phase`` is told, before any photo, what the run does to them: ``"scoring"`` when a model runs,
+    ``"reading"`` when there are no weights and only technical signals are taken (a progress label); then
+    ``"loading the model"`` and ``"scoring"`` again around the model's load, once the first photo needs it.
     Ctrl-C stops after writing every finished photo and returns the summary with ``interrupted=True``.
     """
     started = time.perf_counter()
@@ -334,7 +335,7 @@ def score(
         run_id = store.start_run(roots, choice.key)
         if jobs:
             _run_jobs(jobs, store, choice, summary, device, precision, batch_size, workers, rescore, progress,
-                      file_timeout, compile, faces=look)  # fmt: skip
+                      file_timeout, compile, faces=look, phase=phase)  # fmt: skip
         if personal:
             from aesthete.learning import apply_head
 
@@ -407,6 +408,7 @@ def _run_jobs(
     compile: str = "off",
     *,
     faces: bool = False,
+    phase: Callable[[str], None] | None = None,
 ) -> None:
     config = WorkerConfig(
         db_path=str(store.path), policy=choice.policy.to_dict() if choice.policy else None, key=choice.key,
@@ -417,30 +419,25 @@ def _run_jobs(
     writer = _Writer(store, choice.key)
     finished = False
     try:
-        runner = None
-        # Fill jobs (faces for photos already scored) never reach the model: with only those, it is not loaded.
-        if choice.checkpoint is not None and not all(job.fill for job in jobs):
-            runner = load_runner(choice.checkpoint, device, precision, compile=compile, photos=len(jobs),
-                                 weights_id=choice.key.weights_id if choice.key else None,
-                                 backbone=choice.backbone)  # fmt: skip
-            summary.device, summary.precision = str(runner.device), runner.precision
-        size = batch_size or default_batch(runner)
-        if runner is not None:
-            runner.batch_size = size
-        batcher = _Batcher(size, runner, writer, summary)
+        # The model loads when the first photo needs it, while the workers go on decoding: a run whose new
+        # files are all known content (moved or renamed photos) or fills (faces only) never loads it.
+        batcher: _Batcher | None = None
         timeout = FILE_TIMEOUT_S if file_timeout is None else file_timeout
         results = pool.results(jobs, window=4 * worker_count + 8, timeout=timeout)
         for done, result in enumerate(results, start=1):
             if result.pixels is not None:
+                if batcher is None:
+                    batcher = _start_batcher(choice, writer, summary, device, precision, batch_size, compile,
+                                             photos=len(jobs) - done + 1, phase=phase)  # fmt: skip
                 batcher.add(result)
             else:
                 _record(result, writer, summary)
             writer.maybe_flush()
             if progress:
                 progress(done, len(jobs))
-        batcher.flush_all()
-        if runner is not None:
-            summary.compiled = runner.compiled
+        if batcher is not None:
+            batcher.flush_all()
+            summary.compiled = batcher.runner.compiled
         finished = True
     finally:
         if not finished:  # save what the workers finished; what needs the model is redone next time
@@ -450,6 +447,33 @@ def _run_jobs(
         # After Ctrl-C or an error the decodes in flight are not waited for: one of them may never end.
         pool.close(wait=finished)
         writer.flush()
+
+
+def _start_batcher(
+    choice: ModelChoice,
+    writer: _Writer,
+    summary: ScoreSummary,
+    device: str,
+    precision: str,
+    batch_size: int | None,
+    compile: str,
+    *,
+    photos: int,
+    phase: Callable[[str], None] | None,
+) -> _Batcher:
+    """Load the model (for at most ``photos`` more photos: what ``--compile auto`` weighs) and the batcher
+    that feeds it."""
+    assert choice.checkpoint is not None, "only a run with a model asks workers for its input"
+    if phase:
+        phase("loading the model")
+    runner = load_runner(choice.checkpoint, device, precision, compile=compile, photos=photos,
+                         weights_id=choice.key.weights_id if choice.key else None,
+                         backbone=choice.backbone)  # fmt: skip
+    if phase:
+        phase("scoring")
+    summary.device, summary.precision = str(runner.device), runner.precision
+    runner.batch_size = batch_size or default_batch(runner)
+    return _Batcher(runner.batch_size, runner, writer, summary)
 
 
 def _record(result: FileResult, writer: _Writer, summary: ScoreSummary) -> None:

@@ -75,6 +75,7 @@ def test_moved_file_is_matched_by_content_not_rescored(photos: Path, tmp_path: P
     shutil.copy(photos / "img_1.jpg", photos / "copy_of_1.jpg")
     again = score([str(photos)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu")
     assert again.scored == 0 and again.cached == 8
+    assert again.device is None  # two new paths, known content: the model was never loaded
     assert len(db_rows(tmp_path / "a.db", "SELECT * FROM scores")) == 7  # one row per content, not per path
 
 

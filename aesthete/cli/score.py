@@ -88,6 +88,7 @@ def score_command(
 
         def phase(what: str) -> None:  # "reading" when there are no weights: nothing is scored
             progress.update(task, description=what)
+            rate.first = None  # the rate counts from here: not across the model's load
 
         summary = score(
             [str(p) for p in paths], store=store, model=model, weights=weights, device=device,
