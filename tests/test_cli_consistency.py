@@ -192,7 +192,9 @@ def test_progress_says_reading_without_weights_and_scoring_with_them(tmp_path: P
         score([str(tmp_path / "shoot")], store=store, phase=phases.append)
         assert phases == ["reading"]  # no weights: technical signals only, nothing is scored
         score([str(tmp_path / "shoot")], store=store, weights=str(tiny_checkpoints["nima"]), phase=phases.append)
-        assert phases == ["reading", "scoring"]
+        assert phases == ["reading", "scoring", "loading the model", "scoring"]  # loaded for the first photo
+        score([str(tmp_path / "shoot")], store=store, weights=str(tiny_checkpoints["nima"]), phase=phases.append)
+        assert phases[4:] == ["scoring"]  # nothing new: the model is never loaded
 
 
 def test_progress_shows_no_rate_before_a_few_photos_and_seconds(monkeypatch) -> None:  # noqa: ANN001
