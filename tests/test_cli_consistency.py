@@ -208,10 +208,14 @@ def test_progress_shows_no_rate_before_a_few_photos_and_seconds(monkeypatch) -> 
     assert rate.after(18) == 10 / 3.5  # 10 photos in the 3.5 s since the first came back
 
 
-def test_show_of_a_missing_file_says_so_as_a_usage_error(tmp_path: Path) -> None:
+def test_show_of_a_missing_file_or_a_folder_says_so_as_a_usage_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["show", str(tmp_path / "nope.jpg"), "--db", str(tmp_path / "x.db")])
     assert result.exit_code == 2 and "no such file" in result.output
     assert "not in the database" not in result.output and "Traceback" not in result.output
+    (tmp_path / "My Photos").mkdir()
+    folder = runner.invoke(app, ["show", str(tmp_path / "My Photos"), "--db", str(tmp_path / "x.db")])
+    assert folder.exit_code == 2 and "is a folder" in folder.output
+    assert f"aesthete rank '{tmp_path / 'My Photos'}'" in folder.output  # a command to paste, quoted
 
 
 def test_rank_always_shows_the_column_it_sorts_by(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -90,6 +91,9 @@ def show_command(
         if record is None:
             if not photo.exists():  # a mistyped name is a usage error, as for `score`
                 fail(f"{photo}: no such file")
+            if photo.is_dir():
+                listing = f"aesthete rank {shlex.quote(str(photo))}"
+                fail(f"{photo} is a folder: `show` takes one photo (`{listing}` lists its photos)")
             fail(f"{photo} is not in the database (run `aesthete score` on its folder)", Exit.NOTHING_USABLE)
         chosen = choose_scores(store, model, weights)
     for score in record["scores"]:
