@@ -539,9 +539,7 @@ def load_runner(
 
 
 def default_batch(runner: Any) -> int:
-    """``score``'s batch size for ``runner`` (1 when no model runs)."""
-    if runner is None:
-        return 1
+    """``score``'s batch size for ``runner``."""
     return 64 if runner.device.type == "cuda" else 8
 
 
@@ -708,7 +706,7 @@ class _Batcher:
         self.batch_size, self.runner, self.writer, self.summary = batch_size, runner, writer, summary
         self.buckets: dict[tuple[int, ...], list[FileResult]] = {}
         self.pending = 0
-        self.output = runner.output if runner is not None else None
+        self.output = runner.output
         self.bin_values = runner.model.bin_values.numpy().astype(np.float64) if self.output == "distribution" else None
 
     def add(self, result: FileResult) -> None:
