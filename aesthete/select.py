@@ -212,7 +212,7 @@ def rank(
         raise OptionError(f"unknown sort key {by!r}; use one of {', '.join(RANK_KEYS)}")
     chosen = choose_scores(store, model, weights)
     key, notes = chosen.key, list(chosen.notes)
-    rows = store.photos(key, roots)
+    rows = _without_moved_away(store.photos(key, roots))
     for root in roots:  # a mistyped or never scanned folder: say so rather than show an empty table
         if not any(is_within(row["path"], os.path.abspath(root)) for row in rows):
             notes.append(f"no photos under {root} in the database: run `aesthete score` on it first")
@@ -245,6 +245,22 @@ def rank(
     if top is not None:
         rows = rows[:top]
     return Ranking(rows=rows, by=by, key=key, notes=notes, output=output, weights=chosen.weights)
+
+
+def _without_moved_away(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` less the old paths of moved photos: a path that no longer exists while the same content is
+    recorded at one that does (its folder not rescanned since). A missing file with no such twin stays: it
+    may be on a drive that is not mounted. Only paths whose content is recorded twice are looked at."""
+    by_content: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_content.setdefault(row["content_hash"], []).append(row)
+    gone: set[int] = set()
+    for twins in by_content.values():
+        if len(twins) > 1:
+            missing = [id(row) for row in twins if not os.path.lexists(row["real_path"])]
+            if len(missing) < len(twins):
+                gone.update(missing)
+    return [row for row in rows if id(row) not in gone] if gone else rows
 
 
 def last_run_scope(store: Store, roots: Sequence[str], model: str | None) -> tuple[list[str], str | None]:

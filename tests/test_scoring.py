@@ -79,6 +79,22 @@ def test_moved_file_is_matched_by_content_not_rescored(photos: Path, tmp_path: P
     assert len(db_rows(tmp_path / "a.db", "SELECT * FROM scores")) == 7  # one row per content, not per path
 
 
+def test_a_moved_photos_old_path_leaves_the_ranking_once_its_new_one_is_scanned(
+    photos: Path, tmp_path: Path, tiny_checkpoints
+) -> None:
+    store = Store(tmp_path / "a.db")
+    weights = str(tiny_checkpoints["nima"])
+    score([str(photos)], store=store, weights=weights, device="cpu")
+    album = tmp_path / "album"
+    album.mkdir()
+    (photos / "img_0.jpg").rename(album / "img_0.jpg")  # moved; its old folder is not rescanned
+    (photos / "img_1.jpg").unlink()  # gone, with no twin: it may be on a drive that is not mounted
+    score([str(album)], store=store, weights=weights, device="cpu")
+    listed = [Path(row["path"]) for row in rank(store, weights=weights).rows]
+    assert album / "img_0.jpg" in listed and photos / "img_0.jpg" not in listed
+    assert photos / "img_1.jpg" in listed and len(listed) == 7
+
+
 def test_changed_file_is_rescored_and_rescore_forces(photos: Path, tmp_path: Path, tiny_checkpoints) -> None:
     store = Store(tmp_path / "a.db")
     weights = str(tiny_checkpoints["nima"])
