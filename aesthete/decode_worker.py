@@ -110,9 +110,9 @@ def keep_freed_memory() -> bool:
 
     The signals of one working-size photo allocate some thirty 0.2-0.7 MB numpy temporaries. With glibc's
     defaults the heap's top is trimmed and regrown, or each array is mapped afresh, so every one costs
-    page faults: ~1,550 a photo, against ~9 after this (tests/test_decode.py). Measured on 2 cores, one
-    worker on 300 0.2-MP photos with faces: 16.7 core-ms a photo before, 13.0 after; 24-MP photos 61 ->
-    60. A worker then keeps up to TRIM_THRESHOLD_BYTES of freed heap. False, changing nothing, off
+    page faults: ~1,550 a photo, against ~9 after this (tests/test_signals.py). Measured on 2 cores, one
+    worker on 300 0.2-MP photos with faces: 16.6-16.7 core-ms a photo before, 12.9-13.9 after; 24-MP
+    photos unchanged (~60). A worker then keeps up to TRIM_THRESHOLD_BYTES of freed heap. False, changing nothing, off
     glibc or when the user set glibc's own MALLOC_* variables."""
     import ctypes
 

@@ -214,7 +214,8 @@ def rank(
     key, notes = chosen.key, list(chosen.notes)
     rows = _without_moved_away(store.photos(key, roots))
     for root in roots:  # a mistyped or never scanned folder: say so rather than show an empty table
-        if not any(is_within(row["path"], os.path.abspath(root)) for row in rows):
+        full = os.path.abspath(root)
+        if not any(is_within(row["path"], full) for row in rows):
             notes.append(f"no photos under {root} in the database: run `aesthete score` on it first")
     for row in rows:  # from the cached signals: photos scored by an older formula rank by today's too
         row["technical"] = technical_quality(row, row.get("width"), row.get("height"))
