@@ -148,6 +148,44 @@ def decode(
     return decoded
 
 
+@dataclass(frozen=True)
+class PlainJpeg:
+    """A JPEG that a device decoder (nvJPEG) turns into exactly the pixels :func:`decode` would start
+    from: the facts :func:`plain_jpeg` read from its header."""
+
+    width: int  # full size, upright
+    height: int
+    orientation: int  # EXIF orientation 1..8, applied after the decode
+
+
+def plain_jpeg(data: bytes, target: Callable[[int, int], tuple[int, int]], min_side: int = 16) -> PlainJpeg | None:
+    """The header facts of ``data`` when it can skip the CPU decode, else ``None`` (decode it here).
+
+    Plain means: a JPEG (not an MPO, whose preview :func:`decode` would prefer) in RGB or grey (not CMYK),
+    with no ICC profile to convert, a valid EXIF orientation, its end-of-image marker present (a
+    truncated file must fail here, as ``truncated``, not decode as a partial picture), at least
+    ``min_side`` pixels a side, and no reduced-size decode possible: the size ``target`` asks for is more
+    than half of it, so libjpeg's DCT scaling would not shrink it and the CPU does the same full-size
+    work the device would. Only the header is read; nothing here raises.
+    """
+    if data[:2] != b"\xff\xd8" or not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+        return None
+    try:
+        im = Image.open(io.BytesIO(data))
+        if im.format != "JPEG" or im.mode not in ("RGB", "L") or im.info.get("icc_profile"):
+            return None
+        orientation = valid_orientation(orientation_tag(im))
+    except Exception:  # anything unusual is the CPU decoder's to report
+        return None
+    if orientation is None or min(im.size) < min_side or im.width * im.height > MAX_PIXELS:
+        return None
+    width, height = (im.height, im.width) if orientation >= 5 else im.size
+    need_w, need_h = target(width, height)
+    if width // max(1, need_w) >= 2 and height // max(1, need_h) >= 2:  # Image.draft's own test for 1/2
+        return None
+    return PlainJpeg(width, height, orientation)
+
+
 def _decode_or_raise(
     data: bytes,
     target: Callable[[int, int], tuple[int, int]] | None,

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from aesthete.decode import DecodeError, decode
+from aesthete.decode import DecodeError, decode, plain_jpeg
 from aesthete.exif import read_exif
 from aesthete.fingerprint import content_hash
 from aesthete.formats import raw_format
@@ -52,6 +52,8 @@ class FileJob:
     mtime_ns: int
     # An unchanged, already scored photo decoded again only for signals it lacks (its faces): never scored.
     fill: bool = False
+    # A plain JPEG (aesthete.decode.plain_jpeg) comes back undecoded, for the model's device to decode.
+    device_lane: bool = False
 
 
 @dataclass
@@ -67,6 +69,8 @@ class FileResult:
     aspect: float = 1.0
     notes: list[str] = field(default_factory=list)
     fill: bool = False  # the job was a fill (see FileJob.fill)
+    jpeg: bytes | None = None  # a plain JPEG left for the device lane: ``image`` then lacks its signals
+    orientation: int = 1  # that JPEG's EXIF orientation
 
 
 @dataclass
@@ -232,6 +236,13 @@ def process_file(job: FileJob) -> FileResult:
     need_score = not job.fill and _policy is not None and (_config.rescore or not done(digest, _config.key))
     if not (need_image or need_score):
         return result
+    if job.device_lane and need_score:
+        plain = plain_jpeg(data, decode_target(_policy))
+        if plain is not None:
+            result.jpeg, result.orientation, result.aspect = data, plain.orientation, plain.width / plain.height
+            if need_image:
+                result.image = photo_facts(digest, plain.width, plain.height, "JPEG", data)
+            return result
     try:
         decoded = decode(data, target=decode_target(_policy if need_score else None), raw=raw_format(job.path))
         if need_image:
@@ -251,20 +262,30 @@ def process_file(job: FileJob) -> FileResult:
 def image_row(digest: str, decoded: Any, data: bytes, *, faces: bool = False) -> dict[str, Any]:
     """The ``images`` row for a decoded photo: size, EXIF, technical signals, perceptual hash and, with
     ``faces``, the faces (:func:`face_columns`); without, the face columns are NULL (never looked)."""
-    exif = read_exif(data).to_dict()
     gray = working_gray(decoded.image)  # shared by the signals and the hash (a resize, ~1 ms)
     signals = technical_signals(gray)
     found = face_columns(decoded, signals["sharpness"]) if faces else None
+    return {
+        **photo_facts(digest, decoded.width, decoded.height, decoded.format, data),
+        **signal_columns(signals, perceptual_hash(gray), decoded.width, decoded.height, found),
+    }
+
+
+def photo_facts(digest: str, width: int, height: int, fmt: str, data: bytes) -> dict[str, Any]:
+    """The ``images`` columns known without the pixels: content hash, size, format and EXIF."""
+    return {"content_hash": digest, "width": width, "height": height, "format": fmt, **read_exif(data).to_dict()}
+
+
+def signal_columns(
+    signals: dict[str, float], phash: str, width: int, height: int, found: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``images`` columns measured on the pixels: the technical signals, the quality and flags they
+    give, the perceptual hash, and the face columns (``found``, from :func:`face_columns`; NULL without)."""
     raised = flags(signals) + (found.pop("flags") if found else [])
     return {
-        "content_hash": digest,
-        "width": decoded.width,
-        "height": decoded.height,
-        "format": decoded.format,
-        **exif,
         **signals,
-        "technical": technical_quality(signals, decoded.width, decoded.height),
-        "phash": perceptual_hash(gray),
+        "technical": technical_quality(signals, width, height),
+        "phash": phash,
         "flags": json.dumps(raised),
         **(found or {"faces": None, "face_count": None, "faces_looked": None}),
     }

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,20 +183,30 @@ class ModelRunner:
     def __call__(self, pixels: np.ndarray, aspect: np.ndarray) -> np.ndarray:
         return self.run(pixels, aspect)[0]
 
-    def run(self, pixels: np.ndarray, aspect: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def stack(self, inputs: Sequence[np.ndarray | torch.Tensor]) -> np.ndarray | torch.Tensor:
+        """One batch of model inputs: the workers' arrays stay one array (:meth:`run` pins and copies
+        it); with inputs the device lane made on the device, the batch is stacked there."""
+        if all(isinstance(one, np.ndarray) for one in inputs):
+            return np.stack(inputs)
+        return torch.stack([torch.as_tensor(one, device=self.device) for one in inputs])
+
+    def run(self, pixels: np.ndarray | torch.Tensor, aspect: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(B, S) probabilities, rows summing to 1, for a distribution model; (B,) scores for a score
         model (no distribution is made up for it); None for an embed-only model; and the (B, E)
         embeddings as float16, or None for a model without them."""
         real = len(pixels)
+        if isinstance(pixels, np.ndarray):
+            batch = torch.from_numpy(pixels)
+            if self.device.type == "cuda":
+                batch = batch.pin_memory()
+        else:  # made on the device by the device lane (aesthete.device_lane)
+            batch = pixels
+        batch = batch.to(self.device, non_blocking=True)
         if self._compiled is not None and self.batch_size and real < self.batch_size:
             # Pad with copies of the last photo (dropped below): one compiled batch size, not one per remainder.
             pad = self.batch_size - real
-            pixels = np.concatenate([pixels, np.repeat(pixels[-1:], pad, axis=0)])
+            batch = torch.cat([batch, batch[-1:].expand(pad, *batch.shape[1:])])
             aspect = np.concatenate([aspect, np.repeat(aspect[-1:], pad)])
-        batch = torch.from_numpy(pixels)
-        if self.device.type == "cuda":
-            batch = batch.pin_memory()
-        batch = batch.to(self.device, non_blocking=True)
         policy = self.model.policy
         batch = normalise(batch.movedim(-1, -3), policy.mean, policy.std, channels_last=True)
         ratios = torch.from_numpy(aspect.astype(np.float32)).to(self.device)

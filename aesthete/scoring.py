@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,7 @@ COMPILE_GAINS: dict[tuple[str, str, str | None], tuple[float, float, float]] = {
     ("cpu", "topiq-iaa", None): (0.057, 67.4, 13.7),  # 3.0 -> 3.6 (topiq-iaa-r50-ava)
     ("cpu", "laion-aesthetic", None): (0.031, 45.4, 9.7),  # 1.65 -> 1.74 (laion-aesthetic-v2)
 }
+DECODE_MODES = ("auto", "workers", "device")  # --decode: who decodes plain JPEGs (device_lane_decision)
 COMPILE_MARGIN = 2.0  # auto compiles when photos x saving > MARGIN x compilation
 FACES_MISSING = "faces: not looked for (pip install 'aesthete-photo[faces]')"
 
@@ -92,6 +93,7 @@ class ScoreSummary:
     device: str | None = None
     precision: str | None = None
     compiled: bool | None = None  # the model ran through torch.compile (None: no model ran)
+    device_decoded: int = 0  # photos decoded on the model's device (the device lane), not by the workers
     notice: str | None = None
     faces_notice: str | None = None  # why this run's photos have no face signals (the extra is missing)
     interrupted: bool = False
@@ -262,6 +264,18 @@ def compile_decision(
     return photos * saving > COMPILE_MARGIN * (warm if cached else first)
 
 
+def device_lane_decision(mode: str, device_type: str, *, faces: bool) -> bool:
+    """Whether ``--decode MODE`` sends plain JPEGs to the model's device (:mod:`aesthete.device_lane`):
+    never while faces are looked for (the face detector needs each decoded picture on the CPU, so the
+    workers decode anyway); else ``device`` always (on a CPU too: the lane's tests run it there),
+    ``auto`` on CUDA, ``workers`` never."""
+    if mode not in DECODE_MODES:
+        from aesthete.devices import EngineError
+
+        raise EngineError(f"unknown --decode {mode!r}; use {', '.join(DECODE_MODES)}")
+    return not faces and (mode == "device" or (mode == "auto" and device_type == "cuda"))
+
+
 def default_workers() -> int:
     """Decode processes: one per core, on any device. On a CPU they share the cores with the model's
     threads (one per core too), and the scheduler shares the cores out by runnable thread, so it takes as
@@ -287,6 +301,7 @@ def score(
     file_timeout: float | None = None,
     compile: str = "auto",
     phase: Callable[[str], None] | None = None,
+    decode: str = "auto",
 ) -> ScoreSummary:
     """Score every photo under ``roots`` and cache the results in ``store``.
 
@@ -298,10 +313,13 @@ def score(
     ``phase`` is told, before any photo, what the run does to them: ``"scoring"`` when a model runs,
     ``"reading"`` when there are no weights and only technical signals are taken (a progress label); then
     ``"loading the model"`` and ``"scoring"`` again around the model's load, once the first photo needs it.
+    ``decode`` (auto, workers, device) says who decodes plain JPEGs once the model is loaded
+    (:func:`device_lane_decision`).
     Ctrl-C stops after writing every finished photo and returns the summary with ``interrupted=True``.
     """
     started = time.perf_counter()
     compile_decision(compile, 0, "cpu", cached=False)  # a bad mode fails before any work
+    device_lane_decision(decode, "cpu", faces=False)
     summary = ScoreSummary()
     roots = [os.path.abspath(r) for r in roots]
     from aesthete.learning import personal_choice  # numpy only; a personal head applies after the base runs
@@ -335,7 +353,7 @@ def score(
         run_id = store.start_run(roots, choice.key)
         if jobs:
             _run_jobs(jobs, store, choice, summary, device, precision, batch_size, workers, rescore, progress,
-                      file_timeout, compile, faces=look, phase=phase)  # fmt: skip
+                      file_timeout, compile, faces=look, phase=phase, decode=decode)  # fmt: skip
         if personal:
             from aesthete.learning import apply_head
 
@@ -409,6 +427,7 @@ def _run_jobs(
     *,
     faces: bool = False,
     phase: Callable[[str], None] | None = None,
+    decode: str = "auto",
 ) -> None:
     config = WorkerConfig(
         db_path=str(store.path), policy=choice.policy.to_dict() if choice.policy else None, key=choice.key,
@@ -418,35 +437,69 @@ def _run_jobs(
     pool = _DecodePool(worker_count, config)
     writer = _Writer(store, choice.key)
     finished = False
+    # The model loads when the first photo needs it, while the workers go on decoding: a run whose new
+    # files are all known content (moved or renamed photos) or fills (faces only) never loads it.
+    batcher: _Batcher | None = None
+    lane: Any = None  # aesthete.device_lane.DeviceLane, once the model is loaded and the lane is chosen
+    done = 0
+
+    def finish(result: FileResult) -> None:
+        nonlocal done, batcher, lane
+        if result.jpeg is not None:  # the device lane decodes it with its batch
+            ready, undecodable = lane.add(result)
+            for other in ready:
+                finish(other)
+            retry.extend(FileJob(r.path, r.size, r.mtime_ns) for r in undecodable)
+            return
+        if result.pixels is not None:
+            if batcher is None:
+                batcher = _start_batcher(choice, writer, summary, device, precision, batch_size, compile,
+                                         photos=len(jobs) - done, phase=phase)  # fmt: skip
+                lane = _start_lane(batcher.runner, decode, faces)
+                pool.device_lane = lane is not None
+            batcher.add(result)
+        else:
+            _record(result, writer, summary)
+        writer.maybe_flush()
+        done += 1
+        if progress:
+            progress(done, len(jobs))
+
     try:
-        # The model loads when the first photo needs it, while the workers go on decoding: a run whose new
-        # files are all known content (moved or renamed photos) or fills (faces only) never loads it.
-        batcher: _Batcher | None = None
         timeout = FILE_TIMEOUT_S if file_timeout is None else file_timeout
-        results = pool.results(jobs, window=4 * worker_count + 8, timeout=timeout)
-        for done, result in enumerate(results, start=1):
-            if result.pixels is not None:
-                if batcher is None:
-                    batcher = _start_batcher(choice, writer, summary, device, precision, batch_size, compile,
-                                             photos=len(jobs) - done + 1, phase=phase)  # fmt: skip
-                batcher.add(result)
-            else:
-                _record(result, writer, summary)
-            writer.maybe_flush()
-            if progress:
-                progress(done, len(jobs))
+        todo, retry = jobs, []  # retry: files the device could not decode, for the workers
+        while todo:
+            for result in pool.results(todo, window=4 * worker_count + 8, timeout=timeout):
+                finish(result)
+            if lane is not None:
+                ready, undecodable = lane.flush()
+                for result in ready:
+                    finish(result)
+                retry.extend(FileJob(r.path, r.size, r.mtime_ns) for r in undecodable)
+            pool.device_lane = False
+            todo, retry = retry, []
         if batcher is not None:
             batcher.flush_all()
             summary.compiled = batcher.runner.compiled
         finished = True
     finally:
+        summary.device_decoded = lane.decoded if lane is not None else 0
         if not finished:  # save what the workers finished; what needs the model is redone next time
             for result in pool.finished():
-                if result.pixels is None:
+                if result.pixels is None and result.jpeg is None:
                     _record(result, writer, summary)
         # After Ctrl-C or an error the decodes in flight are not waited for: one of them may never end.
         pool.close(wait=finished)
         writer.flush()
+
+
+def _start_lane(runner: Any, decode: str, faces: bool) -> Any:
+    """The device lane for ``runner``'s model, or None when the workers decode everything."""
+    if not device_lane_decision(decode, runner.device.type, faces=faces):
+        return None
+    from aesthete.device_lane import DeviceLane
+
+    return DeviceLane(runner.device, runner.model.policy, runner.batch_size)
 
 
 def _start_batcher(
@@ -552,6 +605,7 @@ class _DecodePool:
 
     def __init__(self, count: int, config: WorkerConfig) -> None:
         self.count, self.config = count, config
+        self.device_lane = False  # ask for plain JPEGs undecoded (FileJob.device_lane)
         self.pool = self._start()
         self.pending: deque[tuple[FileJob, Future, bool]] = deque()
 
@@ -610,7 +664,7 @@ class _DecodePool:
 
     def _submit(self, job: FileJob) -> Future:
         try:
-            return self.pool.submit(process_file, job)
+            return self.pool.submit(process_file, replace(job, device_lane=self.device_lane))
         except BrokenProcessPool as exc:  # a worker died since the last result: handled when this one is due
             future: Future = Future()
             future.set_exception(exc)
@@ -725,7 +779,8 @@ class _Batcher:
     def _run(self, shape: tuple[int, ...]) -> None:
         batch = self.buckets.pop(shape)
         self.pending -= len(batch)
-        outputs, embeddings = self.runner.run(np.stack([r.pixels for r in batch]), np.array([r.aspect for r in batch]))
+        pixels = self.runner.stack([r.pixels for r in batch])
+        outputs, embeddings = self.runner.run(pixels, np.array([r.aspect for r in batch]))
         rows = outputs if outputs is not None else [None] * len(batch)  # embed-only: no score rows
         for i, (result, row) in enumerate(zip(batch, rows)):
             if embeddings is not None:  # before the score: the score row's file row commits both

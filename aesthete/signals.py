@@ -38,12 +38,12 @@ SHARPNESS_SCALE = 2.0
 NOISE_SCALE = 2 * NOISY_ABOVE
 RESOLUTION_SCALE_MP = 0.5
 
-_LOG_SIGMA = 1.0  # pixels at working size
-_GAUSS_RADIUS = 3
-_GAUSS = np.exp(-(np.arange(-_GAUSS_RADIUS, _GAUSS_RADIUS + 1) ** 2) / (2 * _LOG_SIGMA**2)).astype(np.float32)
-_GAUSS /= _GAUSS.sum()
-_PHASH_SIZE = 32
-_PHASH_BAND = 8  # the 8x8 lowest frequencies: 64 bits
+LOG_SIGMA = 1.0  # pixels at working size
+GAUSS_RADIUS = 3
+LOG_GAUSSIAN = np.exp(-(np.arange(-GAUSS_RADIUS, GAUSS_RADIUS + 1) ** 2) / (2 * LOG_SIGMA**2)).astype(np.float32)
+LOG_GAUSSIAN /= LOG_GAUSSIAN.sum()
+PHASH_SIZE = 32
+PHASH_BAND = 8  # the 8x8 lowest frequencies: 64 bits
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -55,7 +55,7 @@ def _dct_matrix(n: int) -> np.ndarray:
     return d
 
 
-_DCT = _dct_matrix(_PHASH_SIZE)
+PHASH_DCT = _dct_matrix(PHASH_SIZE)
 
 
 def working_gray(image: Image.Image) -> Image.Image:
@@ -109,18 +109,18 @@ def technical_signals(image: Image.Image) -> dict[str, float]:
 def focus_measure(luma: np.ndarray) -> float:
     """The ``sharpness`` of :func:`technical_signals` for any 2-D float32 luma array (0..255), such as
     one region of a working-size photo; 0 when it is too small for the Gaussian and the Laplacian."""
-    if min(luma.shape) < 2 * _GAUSS_RADIUS + 3:
+    if min(luma.shape) < 2 * GAUSS_RADIUS + 3:
         return 0.0
     smooth = _gaussian(luma)
     laplacian = smooth[:-2, 1:-1] + smooth[2:, 1:-1] + smooth[1:-1, :-2] + smooth[1:-1, 2:] - 4 * smooth[1:-1, 1:-1]
-    return float(_LOG_SIGMA**2 * laplacian.std(dtype=np.float64))
+    return float(LOG_SIGMA**2 * laplacian.std(dtype=np.float64))
 
 
 def _gaussian(values: np.ndarray) -> np.ndarray:
     """Separable Gaussian blur, 'valid' region only (no invented border pixels)."""
-    n = len(_GAUSS)
-    rows = sum(w * values[:, i : values.shape[1] - n + 1 + i] for i, w in enumerate(_GAUSS))
-    return sum(w * rows[i : rows.shape[0] - n + 1 + i] for i, w in enumerate(_GAUSS))
+    n = len(LOG_GAUSSIAN)
+    rows = sum(w * values[:, i : values.shape[1] - n + 1 + i] for i, w in enumerate(LOG_GAUSSIAN))
+    return sum(w * rows[i : rows.shape[0] - n + 1 + i] for i, w in enumerate(LOG_GAUSSIAN))
 
 
 def _noise_sigma(pixels: np.ndarray) -> float:
@@ -151,9 +151,9 @@ def perceptual_hash(image: Image.Image) -> str:
     the mean brightness, would skew the median; its own bit is nearly always 1). On generated scenes
     a 2% re-framing flips ~7 bits, a 3% one ~10, +-1 EV ~3, and unrelated scenes differ in ~32.
     """
-    small = working_gray(image).resize((_PHASH_SIZE, _PHASH_SIZE), Image.Resampling.LANCZOS)
-    coefficients = _DCT @ np.asarray(small, dtype=np.float64) @ _DCT.T
-    band = coefficients[:_PHASH_BAND, :_PHASH_BAND].ravel()
+    small = working_gray(image).resize((PHASH_SIZE, PHASH_SIZE), Image.Resampling.LANCZOS)
+    coefficients = PHASH_DCT @ np.asarray(small, dtype=np.float64) @ PHASH_DCT.T
+    band = coefficients[:PHASH_BAND, :PHASH_BAND].ravel()
     bits = band > np.median(band[1:])
     return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
 

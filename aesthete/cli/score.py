@@ -58,6 +58,14 @@ def score_command(
             "need the model to repay the compilation).",
         ),
     ] = "auto",
+    decode: Annotated[
+        str,
+        typer.Option(
+            "--decode",
+            help="auto, workers or device: who decodes the JPEGs that need no shrinking while decoding "
+            "(auto: a CUDA GPU, with nvJPEG, when the model runs there; never while faces are looked for).",
+        ),
+    ] = "auto",
     batch_size: Annotated[
         int | None, typer.Option(min=1, help="Photos per model batch.", show_default="64 on CUDA, else 8")
     ] = None,
@@ -93,7 +101,7 @@ def score_command(
         summary = score(
             [str(p) for p in paths], store=store, model=model, weights=weights, device=device,
             precision=precision, batch_size=batch_size, workers=workers, recursive=recursive, rescore=rescore,
-            progress=advance, compile=compile, phase=phase,
+            progress=advance, compile=compile, phase=phase, decode=decode,
         )  # fmt: skip
         database = str(store.path)
     code = _exit_code(summary)
@@ -188,6 +196,8 @@ def _print_summary(summary, database: str) -> None:  # noqa: ANN001
     else:
         model = summary.model + (f" ({summary.weights})" if summary.weights else " (no weights)")
     compiled = ", compiled" if summary.compiled else ""
+    if summary.device_decoded:
+        compiled += f", {summary.device_decoded} decoded on {summary.device}"
     table.add_row("model", model + (f" on {summary.device}, {summary.precision}{compiled}" if summary.device else ""))
     table.add_row("found", str(summary.found))
     table.add_row("embedded" if summary.embed_only else "scored", str(summary.scored))

@@ -1,0 +1,221 @@
+"""The device decode lane: plain JPEGs decoded and measured on the model's device (nvJPEG on CUDA).
+
+On a GPU the model outruns the CPU decode workers on small photos: each worker spends ~1 ms of its
+~7.5 core-ms per 0.2-MP photo on the JPEG itself and the rest on the technical signals, the perceptual
+hash and the model's resize (BENCHMARKS.md). In this lane the workers only read, hash and parse EXIF;
+the bytes of a plain JPEG (:func:`aesthete.decode.plain_jpeg`) come back undecoded, and here they are
+decoded in batches by ``torchvision.io.decode_jpeg`` on the device, turned upright, measured, and cut
+to the model's input without leaving the device.
+
+The measurements are :mod:`aesthete.signals`' estimators computed with torch on whole batches of
+equal size: the same definitions, the same 8-bit luma (Pillow's integer ITU-R 601 weights), and the
+working-size and model resizes with antialiased interpolation (within one 8-bit level of Pillow's).
+Two things differ slightly from the CPU path, and the tests bound both: the pHash's 32x32 shrink is
+bicubic (Pillow's is Lanczos, which torch lacks), and nvJPEG's IDCT may differ from libjpeg-turbo's by
+a level or two. A file the device cannot decode goes back to the CPU workers, which decode it or
+record why not.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from aesthete.decode_worker import FileResult, signal_columns
+from aesthete.input_policy import InputPolicy
+from aesthete.signals import (
+    GAUSS_RADIUS,
+    HIGHLIGHT_CLIP_LEVEL,
+    LOG_GAUSSIAN,
+    LOG_SIGMA,
+    PHASH_BAND,
+    PHASH_DCT,
+    PHASH_SIZE,
+    SHADOW_CLIP_LEVEL,
+    WORKING_SIDE,
+)
+
+# Pillow's RGB -> L: (R * 19595 + G * 38470 + B * 7471 + 0x8000) >> 16 (libImaging/Convert.c).
+_LUMA_WEIGHTS = (19595, 38470, 7471)
+# Largest gradient |gx| + |gy| of the noise estimator's Sobel on 8-bit luma: its histogram's length.
+_MAX_GRADIENT = 8 * 255
+
+
+class DeviceLane:
+    """Collects results that carry JPEG bytes and finishes them a batch at a time on ``device``."""
+
+    def __init__(self, device: torch.device, policy: InputPolicy, batch_size: int) -> None:
+        self.device, self.policy, self.batch_size = device, policy, batch_size
+        self.waiting: list[FileResult] = []
+        self.decoded = 0  # photos this lane decoded
+
+    def add(self, result: FileResult) -> tuple[list[FileResult], list[FileResult]]:
+        """Queue ``result``; when a batch is full, :meth:`flush`."""
+        self.waiting.append(result)
+        return self.flush() if len(self.waiting) >= self.batch_size else ([], [])
+
+    def flush(self) -> tuple[list[FileResult], list[FileResult]]:
+        """(finished, undecodable): the finished results carry their model input (``pixels``, on the
+        device) and, where they had one, their completed ``images`` row; the undecodable ones are for the
+        CPU workers to decode or to record."""
+        batch, self.waiting = self.waiting, []
+        if not batch:
+            return [], []
+        images = decode_jpegs([r.jpeg for r in batch], self.device)
+        finished, failed = [], []
+        by_size: dict[tuple[int, int], list[tuple[FileResult, torch.Tensor]]] = defaultdict(list)
+        for result, image in zip(batch, images):
+            result.jpeg = None
+            if image is None:
+                failed.append(result)
+                continue
+            image = upright(image, result.orientation)
+            by_size[tuple(image.shape[-2:])].append((result, image))
+        for group in by_size.values():
+            self._finish(group)
+            finished.extend(result for result, _ in group)
+        self.decoded += len(finished)
+        return finished, failed
+
+    def _finish(self, group: list[tuple[FileResult, torch.Tensor]]) -> None:
+        results = [result for result, _ in group]
+        images = torch.stack([image for _, image in group])
+        for result, pixels in zip(results, model_input(images, self.policy)):
+            result.pixels = pixels
+        rows = [result.image for result in results]
+        if all(row is None for row in rows):  # known content: only the model's input was needed
+            return
+        luma = working_luma(images)
+        signals, hashes = technical_signals(luma), perceptual_hashes(luma)
+        for row, values, phash in zip(rows, signals, hashes):
+            if row is not None:
+                row.update(signal_columns(values, phash, row["width"], row["height"]))
+
+
+def decode_jpegs(blobs: list[bytes | None], device: torch.device) -> list[torch.Tensor | None]:
+    """(3, H, W) uint8 RGB images as stored (not yet upright), one per blob, ``None`` where the
+    decoder refused it. One batched call, file by file only when the batch fails."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    data = [torch.frombuffer(bytearray(blob or b""), dtype=torch.uint8) for blob in blobs]
+    try:
+        return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+    except RuntimeError:
+        images: list[torch.Tensor | None] = []
+        for one in data:
+            try:
+                images.append(decode_jpeg(one, mode=ImageReadMode.RGB, device=device))
+            except RuntimeError:
+                images.append(None)
+        return images
+
+
+def upright(image: torch.Tensor, orientation: int) -> torch.Tensor:
+    """``image`` (..., H, W) turned as EXIF ``orientation`` says (Pillow's ``ImageOps.exif_transpose``)."""
+    if orientation >= 5:  # 5-8 swap the axes: a transpose, then the flips of 1-4
+        image = image.transpose(-1, -2)
+        orientation = {5: 1, 6: 2, 7: 3, 8: 4}[orientation]
+    flips = {1: (), 2: (-1,), 3: (-2, -1), 4: (-2,)}[orientation]
+    return image.flip(flips) if flips else image
+
+
+def _resize(images: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, *size) float with integer values: Pillow's antialiased resize, rounded as
+    Pillow rounds to 8 bits."""
+    values = images.float()
+    if tuple(values.shape[-2:]) != size:
+        values = F.interpolate(values, size=size, mode=mode, antialias=True, align_corners=False)
+    return values.round_().clamp_(0, 255)
+
+
+def working_luma(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) uint8 -> (B, 1, h, w) float luma at the signals' working size (longer side
+    ``WORKING_SIDE``, never enlarged), as :func:`aesthete.signals.working_gray` computes it."""
+    weights = torch.tensor(_LUMA_WEIGHTS, dtype=torch.int32, device=images.device).view(1, 3, 1, 1)
+    luma = ((images.int() * weights).sum(1, keepdim=True) + 0x8000) >> 16
+    height, width = luma.shape[-2:]
+    longer = max(height, width)
+    if longer > WORKING_SIDE:
+        scale = WORKING_SIDE / longer
+        return _resize(luma, (max(1, round(height * scale)), max(1, round(width * scale))))
+    return luma.float()
+
+
+def technical_signals(luma: torch.Tensor) -> list[dict[str, float]]:
+    """:func:`aesthete.signals.technical_signals` of each (1, h, w) working-size luma of the batch."""
+    count = luma[:, 0].flatten(1).shape[1]
+    columns = torch.stack(
+        [
+            focus_measures(luma),
+            (luma <= SHADOW_CLIP_LEVEL).flatten(1).sum(1).double() / count,
+            (luma >= HIGHLIGHT_CLIP_LEVEL).flatten(1).sum(1).double() / count,
+            luma.flatten(1).double().mean(1) / 255.0,
+            noise_sigmas(luma),
+        ],
+        dim=1,
+    ).cpu()
+    names = ("sharpness", "clipped_shadows", "clipped_highlights", "mean_luma", "noise")
+    return [dict(zip(names, map(float, row))) for row in columns.tolist()]
+
+
+def focus_measures(luma: torch.Tensor) -> torch.Tensor:
+    """(B,) float64: RMS of the scale-normalised Laplacian of Gaussian (sigma 1 px), 'valid' region only;
+    0 when the picture is too small for it. In float64, which no GPU convolution runs as TF32."""
+    if min(luma.shape[-2:]) < 2 * GAUSS_RADIUS + 3:
+        return torch.zeros(len(luma), dtype=torch.float64, device=luma.device)
+    gauss = torch.from_numpy(LOG_GAUSSIAN).double().to(luma.device)
+    smooth = F.conv2d(F.conv2d(luma.double(), gauss.view(1, 1, 1, -1)), gauss.view(1, 1, -1, 1))
+    response = F.conv2d(smooth, _kernel([[0, 1, 0], [1, -4, 1], [0, 1, 0]], luma.device)).flatten(1)
+    return LOG_SIGMA**2 * response.std(dim=1, correction=0)
+
+
+def noise_sigmas(luma: torch.Tensor) -> torch.Tensor:
+    """(B,) float64: Immerkaer's noise sigma over all but the 10% strongest-gradient pixels, as
+    :func:`aesthete.signals.technical_signals` measures it (exact: integer luma, float64 sums); 0 when
+    the picture is too small for it."""
+    if min(luma.shape[-2:]) < 3:
+        return torch.zeros(len(luma), dtype=torch.float64, device=luma.device)
+    values = luma.double()
+    second = F.conv2d(values, _kernel([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], luma.device)).abs().flatten(1)
+    gx = F.conv2d(values, _kernel([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], luma.device)).abs()
+    gy = F.conv2d(values, _kernel([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], luma.device)).abs()
+    gradient = (gx + gy).long().flatten(1)
+    histogram = torch.zeros(len(luma), _MAX_GRADIENT + 1, dtype=torch.long, device=luma.device)
+    histogram.scatter_add_(1, gradient, torch.ones_like(gradient))
+    cumulative = histogram.cumsum(1).double()
+    threshold = torch.searchsorted(cumulative, 0.9 * cumulative[:, -1:])  # the 90th percentile
+    flat = gradient <= threshold
+    return math.sqrt(math.pi / 2) / 6 * (second * flat).sum(1) / flat.sum(1)
+
+
+def _kernel(rows: list[list[int]], device: torch.device) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float64, device=device).view(1, 1, 3, 3)
+
+
+def perceptual_hashes(luma: torch.Tensor) -> list[str]:
+    """:func:`aesthete.signals.perceptual_hash` of each working-size luma, its 32x32 shrink bicubic."""
+    small = _resize(luma, (PHASH_SIZE, PHASH_SIZE), "bicubic")[:, 0].double()
+    dct = torch.from_numpy(PHASH_DCT).to(luma.device)
+    band = (dct @ small @ dct.T)[:, :PHASH_BAND, :PHASH_BAND].flatten(1)
+    bits = (band > band[:, 1:].median(dim=1, keepdim=True).values).cpu().tolist()
+    return [f"{int(''.join('1' if b else '0' for b in row), 2):016x}" for row in bits]
+
+
+def model_input(images: torch.Tensor, policy: InputPolicy) -> list[Any]:
+    """:meth:`InputPolicy.prepare` of each (3, H, W) uint8 image of the batch, on its device: (H, W, 3)
+    uint8, or (P, h, w, 3) when the policy cuts patches."""
+    height, width = images.shape[-2:]
+    new_w, new_h = policy.resized_size(width, height)
+    resized = _resize(images, (new_h, new_w), policy.resample).to(torch.uint8).permute(0, 2, 3, 1)
+    if policy.resize == "center_crop":
+        left, top = max(0, (new_w - policy.size) // 2), max(0, (new_h - policy.size) // 2)
+        resized = resized[:, top : top + policy.size, left : left + policy.size]
+    if policy.patch:
+        size = policy.patch
+        origins = policy.patch_origins(resized.shape[2], resized.shape[1])
+        resized = torch.stack([resized[:, y : y + size, x : x + size] for y, x in origins], dim=1)
+    return list(resized.contiguous())
