@@ -155,7 +155,8 @@ class PlainJpeg:
 
     width: int  # full size, upright
     height: int
-    orientation: int  # EXIF orientation 1..8, applied after the decode
+    orientation: int  # EXIF orientation 1..8, for the caller to apply after the decode
+    data: bytes  # the JPEG without its EXIF segment, so that no decoder turns the pixels itself
 
 
 def plain_jpeg(data: bytes, target: Callable[[int, int], tuple[int, int]], min_side: int = 16) -> PlainJpeg | None:
@@ -183,7 +184,34 @@ def plain_jpeg(data: bytes, target: Callable[[int, int], tuple[int, int]], min_s
     need_w, need_h = target(width, height)
     if width // max(1, need_w) >= 2 and height // max(1, need_h) >= 2:  # Image.draft's own test for 1/2
         return None
-    return PlainJpeg(width, height, orientation)
+    stripped = _without_exif(data)
+    return PlainJpeg(width, height, orientation, stripped) if stripped is not None else None
+
+
+def _without_exif(data: bytes) -> bytes | None:
+    """``data`` without its EXIF (APP1 ``Exif``) segments, or None if its markers do not parse.
+
+    Some decoders turn the pixels by the EXIF orientation themselves (TorchCodec does on the CPU),
+    others may not: without the tag every decoder returns the pixels as stored."""
+    kept, pos = [data[:2]], 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker in (0xDA, 0xD9):  # start of scan (the rest is image data), or end of image
+            kept.append(data[pos:])
+            return b"".join(kept)
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            kept.append(data[pos : pos + 2])
+            pos += 2
+        else:
+            end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+            if marker != 0xE1 or data[pos + 4 : pos + 10] != b"Exif\0\0":
+                kept.append(data[pos:end])
+            pos = end
+    return None
 
 
 def _decode_or_raise(

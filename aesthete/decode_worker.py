@@ -239,7 +239,7 @@ def process_file(job: FileJob) -> FileResult:
     if job.device_lane and need_score:
         plain = plain_jpeg(data, decode_target(_policy))
         if plain is not None:
-            result.jpeg, result.orientation, result.aspect = data, plain.orientation, plain.width / plain.height
+            result.jpeg, result.orientation, result.aspect = plain.data, plain.orientation, plain.width / plain.height
             if need_image:
                 result.image = photo_facts(digest, plain.width, plain.height, "JPEG", data)
             return result

@@ -4,7 +4,7 @@ On a GPU the model outruns the CPU decode workers on small photos: each worker s
 ~7.5 core-ms per 0.2-MP photo on the JPEG itself and the rest on the technical signals, the perceptual
 hash and the model's resize (BENCHMARKS.md). In this lane the workers only read, hash and parse EXIF;
 the bytes of a plain JPEG (:func:`aesthete.decode.plain_jpeg`) come back undecoded, and here they are
-decoded in batches by ``torchvision.io.decode_jpeg`` on the device, turned upright, measured, and cut
+decoded in batches by ``torchcodec.decoders.decode_jpeg`` on the device, turned upright, measured, and cut
 to the model's input without leaving the device.
 
 The measurements are :mod:`aesthete.signals`' estimators computed with torch on whole batches of
@@ -96,22 +96,31 @@ class DeviceLane:
                 row.update(signal_columns(values, phash, row["width"], row["height"]))
 
 
-def decode_jpegs(blobs: list[bytes | None], device: torch.device) -> list[torch.Tensor | None]:
+def decode_jpegs(blobs: list[bytes], device: torch.device) -> list[torch.Tensor | None]:
     """(3, H, W) uint8 RGB images as stored (not yet upright), one per blob, ``None`` where the
-    decoder refused it. One batched call, file by file only when the batch fails."""
-    from torchvision.io import ImageReadMode, decode_jpeg
+    decoder refused it: TorchCodec's ``decode_jpeg``, one batched call (one nvJPEG call on CUDA), file
+    by file only when the batch fails."""
+    from torchcodec.decoders import decode_jpeg
 
-    data = [torch.frombuffer(bytearray(blob or b""), dtype=torch.uint8) for blob in blobs]
     try:
-        return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
-    except RuntimeError:
+        return list(decode_jpeg(list(blobs), mode="RGB", device=device))
+    except Exception:  # noqa: BLE001 - which file, and why, is found out one by one
         images: list[torch.Tensor | None] = []
-        for one in data:
+        for blob in blobs:
             try:
-                images.append(decode_jpeg(one, mode=ImageReadMode.RGB, device=device))
-            except RuntimeError:
+                images.append(decode_jpeg(blob, mode="RGB", device=device))
+            except Exception:  # noqa: BLE001 - the CPU workers decode it, or record why not
                 images.append(None)
         return images
+
+
+def available() -> str | None:
+    """Why the lane cannot run here (its decoder is missing or does not load), or None when it can."""
+    try:
+        from torchcodec.decoders import decode_jpeg  # noqa: F401
+    except Exception as exc:  # ImportError, or a library built for another torch that fails to load
+        return f"the device decode lane needs torchcodec ({exc.__class__.__name__}: {exc})".splitlines()[0]
+    return None
 
 
 def upright(image: torch.Tensor, orientation: int) -> torch.Tensor:

@@ -7,6 +7,7 @@ is imported only when some photo actually needs the model.
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 import os
 import sqlite3
@@ -319,7 +320,10 @@ def score(
     """
     started = time.perf_counter()
     compile_decision(compile, 0, "cpu", cached=False)  # a bad mode fails before any work
-    device_lane_decision(decode, "cpu", faces=False)
+    if device_lane_decision(decode, "cpu", faces=False) and importlib.util.find_spec("torchcodec") is None:
+        from aesthete.devices import EngineError  # --decode device, and its decoder is not installed
+
+        raise EngineError("--decode device needs torchcodec: pip install torchcodec")
     summary = ScoreSummary()
     roots = [os.path.abspath(r) for r in roots]
     from aesthete.learning import personal_choice  # numpy only; a personal head applies after the base runs
@@ -497,8 +501,14 @@ def _start_lane(runner: Any, decode: str, faces: bool) -> Any:
     """The device lane for ``runner``'s model, or None when the workers decode everything."""
     if not device_lane_decision(decode, runner.device.type, faces=faces):
         return None
-    from aesthete.device_lane import DeviceLane
+    from aesthete.device_lane import DeviceLane, available
 
+    if (problem := available()) is not None:
+        if decode == "device":
+            from aesthete.devices import EngineError
+
+            raise EngineError(problem)
+        return None  # auto: the workers decode, as without a GPU
     return DeviceLane(runner.device, runner.model.policy, runner.batch_size)
 
 

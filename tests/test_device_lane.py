@@ -1,0 +1,203 @@
+"""The device decode lane (aesthete.device_lane): which JPEGs it takes, and that what it measures and
+feeds the model agrees with the CPU workers. On CUDA it decodes with nvJPEG; here it runs on the CPU
+(torchvision's libjpeg-turbo), which exercises every step but the device itself."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms, ImageFilter
+
+from aesthete import device_lane, faces
+from aesthete.decode import decode, plain_jpeg
+from aesthete.decode_worker import FileResult, decode_target
+from aesthete.devices import EngineError
+from aesthete.input_policy import CLIP_MEAN, CLIP_STD, InputPolicy
+from aesthete.scoring import device_lane_decision, score
+from aesthete.signals import hash_distance, perceptual_hash, technical_signals, working_gray
+from aesthete.store import Store
+
+CPU = torch.device("cpu")
+SRGB_PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+WARP = InputPolicy(resize="warp", size=300)
+POLICIES = {
+    "warp": WARP,
+    "short_side": InputPolicy(resize="short_side", size=224, max_long_side=320),
+    "center_crop": InputPolicy(
+        resize="center_crop", size=224, resize_short=256, resample="bicubic", mean=CLIP_MEAN, std=CLIP_STD
+    ),  # fmt: skip
+    "patch": InputPolicy(resize="short_side", size=256, patch=224),
+}
+
+
+def scene(seed: int, size: tuple[int, int] = (548, 365), kind: str = "plain") -> Image.Image:
+    """A photo-like test picture: colour blocks, a gradient and fine texture; ``kind`` makes it blurred,
+    noisy, dark (crushed shadows) or bright (blown highlights)."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    blocks = Image.fromarray(rng.integers(0, 255, (6, 9, 3), dtype=np.uint8)).resize(size, Image.Resampling.NEAREST)
+    pixels = np.asarray(blocks, dtype=np.float32) + np.linspace(-40, 40, width)[None, :, None]
+    pixels += 12 * np.sin(np.arange(width) / 1.7)[None, :, None] * np.cos(np.arange(height) / 2.3)[:, None, None]
+    if kind == "noisy":
+        pixels += rng.normal(0, 12, pixels.shape)
+    elif kind == "dark":
+        pixels = pixels * 0.25 - 20
+    elif kind == "bright":
+        pixels = pixels * 0.6 + 150
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    return image.filter(ImageFilter.GaussianBlur(3)) if kind == "blurred" else image
+
+
+def jpeg_bytes(image: Image.Image, **save: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=92, **save)
+    return buffer.getvalue()
+
+
+def with_orientation(image: Image.Image, orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return jpeg_bytes(image, exif=exif.tobytes())
+
+
+def through_lane(blobs: list[bytes], policy: InputPolicy) -> list[FileResult]:
+    """Each blob as a worker hands it to the lane (header facts, no pixels), finished by the lane."""
+    lane = device_lane.DeviceLane(CPU, policy, batch_size=len(blobs) + 1)  # one flush, below
+    results = []
+    for blob in blobs:
+        plain = plain_jpeg(blob, decode_target(policy))
+        assert plain is not None
+        result = FileResult("photo.jpg", len(blob), 0, jpeg=plain.data, orientation=plain.orientation)
+        result.image = {"width": plain.width, "height": plain.height}
+        assert lane.add(result) == ([], [])
+        results.append(result)
+    finished, undecodable = lane.flush()
+    assert undecodable == [] and lane.decoded == len(blobs)
+    assert sorted(map(id, finished)) == sorted(map(id, results))  # grouped by size, so in another order
+    return results
+
+
+def test_plain_jpeg_takes_only_what_the_device_decodes_as_the_cpu_would() -> None:
+    target = decode_target(WARP)
+    photo = scene(1)
+    plain = plain_jpeg(with_orientation(photo, 6), target)
+    assert plain is not None and (plain.width, plain.height, plain.orientation) == (365, 548, 6)
+    assert plain_jpeg(jpeg_bytes(photo.convert("L")), target) is not None  # grey: decoded as RGB
+    refused = {
+        "CMYK": jpeg_bytes(photo.convert("CMYK")),
+        "ICC profile": jpeg_bytes(photo, icc_profile=SRGB_PROFILE),
+        "truncated": jpeg_bytes(photo)[:-4000],
+        "shrinkable while decoding": jpeg_bytes(scene(2, (2400, 1600))),
+        "tiny": jpeg_bytes(photo.resize((12, 8))),
+        "bad orientation": with_orientation(photo, 9),
+        "PNG": (lambda b: (photo.save(b, "PNG"), b.getvalue())[1])(io.BytesIO()),
+        "not an image": b"\xff\xd8 nothing \xff\xd9",
+    }  # fmt: skip
+    mpo = io.BytesIO()
+    photo.save(mpo, "MPO", save_all=True, append_images=[photo.resize((274, 182))])
+    refused["MPO"] = mpo.getvalue()
+    for name, blob in refused.items():
+        assert plain_jpeg(blob, target) is None, name
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_the_lane_turns_each_exif_orientation_upright_as_pillow_does(orientation: int) -> None:
+    blob = with_orientation(scene(orientation, (300, 200)), orientation)
+    expected = np.asarray(decode(blob).image, dtype=np.int16)
+    plain = plain_jpeg(blob, decode_target(WARP))
+    assert plain is not None and len(plain.data) < len(blob)  # without its EXIF: nothing turns it but the lane
+    image = device_lane.decode_jpegs([plain.data], CPU)[0]
+    upright = device_lane.upright(image, orientation).permute(1, 2, 0).numpy().astype(np.int16)
+    assert upright.shape == expected.shape
+    assert np.abs(upright - expected).max() <= 2
+
+
+def test_lane_signals_and_hash_agree_with_the_workers() -> None:
+    kinds = ["plain", "blurred", "noisy", "dark", "bright"]
+    photos = [scene(seed, size, kind) for seed, kind in enumerate(kinds) for size in [(548, 365), (640, 480)]]
+    blobs = [jpeg_bytes(photo) for photo in photos]
+    for blob, result in zip(blobs, through_lane(blobs, WARP)):
+        gray = working_gray(decode(blob, target=decode_target(WARP)).image)
+        expected, lane = technical_signals(gray), result.image
+        # The working-size resizes round a few pixels to the other 8-bit level (measured: sharpness within
+        # 1.4%, noise within 0.021 of 8-bit luma; the "noisy" flag is at 2.5).
+        assert lane["sharpness"] == pytest.approx(expected["sharpness"], rel=0.03)
+        assert lane["noise"] == pytest.approx(expected["noise"], rel=0.05, abs=0.05)
+        for name in ("clipped_shadows", "clipped_highlights", "mean_luma"):
+            assert lane[name] == pytest.approx(expected[name], abs=0.002), name
+        assert hash_distance(lane["phash"], perceptual_hash(gray)) <= 4
+        assert lane["flags"] and lane["technical"] > 0 and lane["faces"] is None
+    blurred, sharp = (through_lane([jpeg_bytes(scene(0, kind=k))], WARP)[0] for k in ("blurred", "plain"))
+    assert blurred.image["sharpness"] < sharp.image["sharpness"] / 2  # the measure still measures
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_lane_model_input_agrees_with_the_policy(name: str) -> None:
+    policy = POLICIES[name]
+    blobs = [jpeg_bytes(scene(3, (548, 365))), with_orientation(scene(4, (400, 300)), 8)]
+    for blob, result in zip(blobs, through_lane(blobs, policy)):
+        expected = policy.prepare(decode(blob, target=decode_target(policy)).image).astype(np.int16)
+        lane = result.pixels.numpy().astype(np.int16)
+        assert lane.shape == expected.shape and result.pixels.dtype == torch.uint8
+        limit = 4 if policy.resample == "bicubic" else 2  # bicubic overshoots, and rounds, near sharp edges
+        assert np.abs(lane - expected).max() <= limit and np.abs(lane - expected).mean() < 0.5
+
+
+def test_the_lane_is_chosen_for_cuda_without_faces_or_when_asked() -> None:
+    assert device_lane_decision("auto", "cuda", faces=False)
+    assert not device_lane_decision("auto", "cpu", faces=False)
+    assert not device_lane_decision("auto", "cuda", faces=True)  # the face detector needs the CPU's pixels
+    assert device_lane_decision("device", "cpu", faces=False)
+    assert not device_lane_decision("device", "cuda", faces=True)
+    assert not device_lane_decision("workers", "cuda", faces=False)
+    with pytest.raises(EngineError, match="--decode"):
+        device_lane_decision("gpu", "cuda", faces=False)
+
+
+def _rows(db: Path, sql: str) -> dict[str, tuple]:
+    with sqlite3.connect(db) as conn:
+        return {row[0]: row[1:] for row in conn.execute(sql)}
+
+
+def test_score_through_the_lane_matches_the_workers(tmp_path: Path, tiny_checkpoints, monkeypatch) -> None:
+    monkeypatch.setattr(faces, "available", lambda: False)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(40):
+        kind = ["plain", "noisy", "dark", "blurred"][i % 4]
+        scene(i, (320, 240) if i % 3 else (240, 320), kind).save(folder / f"p{i:02d}.jpg", quality=90)
+    (folder / "broken.jpg").write_bytes(jpeg_bytes(scene(99))[:-3000])  # truncated: the workers' to report
+    refuse = (folder / "p07.jpg").read_bytes()  # one the device decoder refuses: the workers decode it
+    decode_jpegs = device_lane.decode_jpegs
+
+    def refusing(blobs: list[bytes], device: torch.device) -> list[torch.Tensor | None]:
+        return [None if blob == refuse else image for blob, image in zip(blobs, decode_jpegs(blobs, device))]
+
+    monkeypatch.setattr(device_lane, "decode_jpegs", refusing)
+    summaries = {}
+    for mode in ("workers", "device"):
+        store = Store(tmp_path / f"{mode}.db")
+        summaries[mode] = score([str(folder)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu",
+                                precision="fp32", workers=1, decode=mode)  # fmt: skip
+    lane, workers = summaries["device"], summaries["workers"]
+    assert (lane.scored, workers.scored) == (40, 40) and workers.device_decoded == 0
+    assert [f.kind for f in lane.failed] == [f.kind for f in workers.failed] == ["truncated"]
+    # The files submitted before the model loaded were decoded by the workers, as was the refused one.
+    assert 20 <= lane.device_decoded <= 40 - 1
+    columns = "content_hash, sharpness, noise, mean_luma, clipped_shadows, phash, width, height, make"
+    by_lane, by_workers = (_rows(tmp_path / f"{m}.db", f"SELECT {columns} FROM images") for m in ("device", "workers"))
+    assert by_lane.keys() == by_workers.keys() and len(by_lane) == 40
+    for digest, (sharp, noise, luma, shadows, phash, *facts) in by_lane.items():
+        w_sharp, w_noise, w_luma, w_shadows, w_phash, *w_facts = by_workers[digest]
+        assert facts == w_facts
+        assert sharp == pytest.approx(w_sharp, rel=0.03) and noise == pytest.approx(w_noise, rel=0.05, abs=0.05)
+        assert luma == pytest.approx(w_luma, abs=0.002) and shadows == pytest.approx(w_shadows, abs=0.002)
+        assert hash_distance(phash, w_phash) <= 4
+    scores = [_rows(tmp_path / f"{m}.db", "SELECT content_hash, mean FROM scores") for m in ("device", "workers")]
+    assert scores[0].keys() == scores[1].keys()
+    assert max(abs(scores[0][k][0] - scores[1][k][0]) for k in scores[0]) < 0.01
