@@ -267,14 +267,14 @@ def compile_decision(
 
 def device_lane_decision(mode: str, device_type: str, *, faces: bool) -> bool:
     """Whether ``--decode MODE`` sends plain JPEGs to the model's device (:mod:`aesthete.device_lane`):
-    never while faces are looked for (the face detector needs each decoded picture on the CPU, so the
-    workers decode anyway); else ``device`` always (on a CPU too: the lane's tests run it there),
-    ``auto`` on CUDA, ``workers`` never."""
+    ``auto`` on CUDA when faces are not looked for (the face detector needs each decoded picture on the
+    CPU, so with faces the workers decode anyway); ``device`` always, on a CPU too (the lane's tests run
+    it there), and faces are then not looked for in the photos it decodes; ``workers`` never."""
     if mode not in DECODE_MODES:
         from aesthete.devices import EngineError
 
         raise EngineError(f"unknown --decode {mode!r}; use {', '.join(DECODE_MODES)}")
-    return not faces and (mode == "device" or (mode == "auto" and device_type == "cuda"))
+    return mode == "device" or (mode == "auto" and device_type == "cuda" and not faces)
 
 
 def default_workers() -> int:
@@ -485,6 +485,9 @@ def _run_jobs(
         if batcher is not None:
             batcher.flush_all()
             summary.compiled = batcher.runner.compiled
+        if faces and lane is not None and lane.decoded:
+            summary.faces_notice = (f"faces: not looked for in the {lane.decoded} photos decoded on the device "
+                                    "(--decode device); a `score` without it looks for them")  # fmt: skip
         finished = True
     finally:
         summary.device_decoded = lane.decoded if lane is not None else 0

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -180,6 +181,24 @@ class StoreReader:
             return False
 
 
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch ``conn``'s database to WAL (a no-op once it is: the mode is stored in the file).
+
+    The switch needs the database to itself, and SQLite answers "database is locked" at once, without
+    the busy timeout, while another process is opening the same new file: two ``score`` runs started
+    together on a new database failed that way about once in 30 opens. So it is retried, up to the busy
+    timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class Store:
     """An aesthete database. Opening checks it is one (or empty) and migrates it."""
 
@@ -196,7 +215,7 @@ class Store:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._check_identity()
             if str(path) != ":memory:":
-                conn.execute("PRAGMA journal_mode = WAL")
+                _use_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")  # safe under WAL: a crash loses no committed row
             self._migrate()
         except sqlite3.DatabaseError as exc:
@@ -209,11 +228,14 @@ class Store:
 
     # -- schema -------------------------------------------------------------------------------------
     def _check_identity(self) -> None:
-        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
-        tables = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        # One statement, so one snapshot: read apart, a process migrating the same new file in between
+        # made it look like a foreign database (no application id, yet tables).
+        app_id, tables, version = self.conn.execute(
+            "SELECT (SELECT application_id FROM pragma_application_id), (SELECT count(*) FROM sqlite_master), "
+            "(SELECT user_version FROM pragma_user_version)"
+        ).fetchone()
         if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables > 0):
             raise StoreError(f"{self.path} is not an aesthete database; refusing to touch it")
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} was written by a newer aesthete (schema {version} > {SCHEMA_VERSION}); upgrade aesthete"

@@ -3,9 +3,10 @@
 #   1. nvidia-smi -L and the torch / torchvision / CUDA versions
 #   2. `score` CUDA smoke: ~200 generated photos, a checkpoint made as bench does, bf16 autocast,
 #      channels-last, pinned-memory transfers (ModelRunner's CUDA path); exit 0 + a JSON summary that
-#      shows every photo scored on cuda
+#      shows every photo scored on cuda; then the same with `--decode device` (the nvJPEG lane)
 #   3. `train` CUDA smoke: one NCCL process (--gpus 1), AMP, one epoch on a synthetic AVA-format set
-#   4. the benchmark, --device cuda --gpu-only (CUDA plan: 0.2 MP and 24 MP rows, nvJPEG decode lane),
+#   4. the benchmark, --device cuda --gpu-only (CUDA plan: 0.2 MP and 24 MP rows, nvJPEG decode lane,
+#      e2e with --decode device),
 #      markdown + json to $OUT
 #   5. `score --compile on` CUDA smoke (the compiled path), same photos, fresh database
 #   6. the benchmark's eager-vs-compiled model rows on CUDA (--compiled-only), with whatever time is left
@@ -72,7 +73,7 @@ step 01-machine 30 bash -c "nvidia-smi -L; nvidia-smi --query-gpu=name,memory.to
 torchvision.__version__, \"cuda\", torch.version.cuda, \"available\", torch.cuda.is_available()); \
 print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"no GPU\"); \
 print(\"bf16\", torch.cuda.is_bf16_supported() if torch.cuda.is_available() else None); \
-print(\"nccl\", torch.distributed.is_nccl_available())'"
+print(\"nccl\", torch.distributed.is_nccl_available()); import torchcodec; print(\"torchcodec\", torchcodec.__version__)'"
 
 # --- 2. score smoke --------------------------------------------------------------------------------------
 # A freshly initialised nima (ResNet-50 at 300x300) saved as bench saves it; generated photos as bench makes
@@ -109,7 +110,8 @@ except json.JSONDecodeError:
 if data is None:
     print(f"  CHECK FAILED: no JSON summary (exit {rc})")
     sys.exit()
-keys = ("scored", "failed", "device", "precision", "compiled", "seconds", "throughput", "exit_code")
+keys = ("scored", "failed", "device", "precision", "compiled", "device_decoded", "seconds", "throughput",
+        "exit_code")
 print("  " + ", ".join(f"{k}={data.get(k)}" for k in keys))
 ok = rc == 0 and data.get("scored") == photos and not data.get("failed") and str(data.get("device")).startswith(device)
 print("  check " + ("ok" if ok else "FAILED: want exit 0, every photo scored on " + device))
@@ -117,6 +119,9 @@ EOF
 }
 SMOKE_MAX=90
 score_smoke 03-score
+# The device decode lane (TorchCodec's nvJPEG, signals and model input on the GPU): 192 of the photos are
+# plain 0.2-MP JPEGs it takes; "device_decoded" in the summary says how many it decoded.
+score_smoke 03b-score-device-lane --decode device
 
 # --- 3. train smoke --------------------------------------------------------------------------------------
 rm -rf "$WORK/syn" "$WORK/run"

@@ -22,6 +22,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     small = by.get("0.2 MP")
     if small and not on_cpu:
         add("0.2 MP e2e img/s (GPU)", small["e2e_img_s"], 3500, "img/s", True)
+        if small.get("e2e_device_lane_img_s") is not None:
+            add("0.2 MP e2e img/s (GPU, --decode device)", small["e2e_device_lane_img_s"], 3500, "img/s", True)
     if "rescan" not in results:  # --gpu-only / --compiled-only: the rows below were not measured
         big = by.get("24 MP")
         if big:
@@ -119,6 +121,19 @@ def _sizes_table(results: dict[str, Any]) -> list[str]:
              if row["gpu_decode_lane_img_s"]]  # fmt: skip
     if lanes:
         lines += ["", "GPU decode lane (nvJPEG, resize on the GPU, batch 32): " + ", ".join(lanes) + "."]
+    lane_rows = [
+        f"{row['size']} {_fmt(row['e2e_device_lane_img_s'])} img/s ({row['e2e_device_decoded']} of the "
+        "last run's photos decoded on the GPU)"
+        for row in results["sizes"]
+        if row.get("e2e_device_decoded")
+    ]
+    if lane_rows:
+        lines += [
+            "",
+            "e2e `score --decode device` (signals, pHash and model input on the GPU too): "
+            + ", ".join(lane_rows)
+            + ".",
+        ]
     model = results["model"]
     startups = ", ".join(_fmt(row["e2e_startup_s"], "{:.1f} s") for row in results["sizes"])
     lines += [

@@ -12,10 +12,10 @@ and 100,000 unchanged photos, peak RSS while scoring 1,000 and 10,000 photos, an
 start-up; then checks the targets of issues 7 and 16. First come the model-only rows of eager and
 compiled (``--compile on``) runners side by side, with the first compilation's cost and the cached one's
 (``--compiled-only`` stops after them, ``--skip-compiled`` leaves them out). On CUDA it adds the
-nvJPEG decode lane; ``--device cuda`` takes the CUDA plan (``bench/plan.py``) and ``--gpu-only`` skips
-the CPU-only rows (rescans, RSS, start-up). Weights are freshly initialised (speed does not depend on
-their values) and saved as a checkpoint through
-``aesthete.checkpoint.save_checkpoint``.
+nvJPEG decode lane and an end-to-end row of ``score --decode device``; ``--device cuda`` takes the
+CUDA plan (``bench/plan.py``) and ``--gpu-only`` skips the CPU-only rows (rescans, RSS, start-up).
+Weights are freshly initialised (speed does not depend on their values) and saved as a checkpoint
+through ``aesthete.checkpoint.save_checkpoint``.
 
 Every measurement that needs a clean interpreter gets one: torch is imported only in spawned
 processes, so the decode workers this process forks are as small as those ``score`` forks.
@@ -121,6 +121,11 @@ def main() -> None:
         log(f"{size.label}: end to end")
         e2e = end_to_end(paths[0].parent, head, size.count, size.head, checkpoint, args.device, work, env,
                          plan.repeats)  # fmt: skip
+        lane_e2e = None
+        if gpu_lane is not None:  # score with the device lane (faces, if installed, skipped in its photos)
+            log(f"{size.label}: end to end, --decode device")
+            lane_e2e = end_to_end(paths[0].parent, head, size.count, size.head, checkpoint, args.device, work, env,
+                                  plan.repeats, ("--decode", "device"))  # fmt: skip
         stage_sum = None
         if model["core_s_per_img"] is not None:
             stage_sum = cores() / (model["core_s_per_img"] + one["core_s_per_img"])
@@ -134,6 +139,8 @@ def main() -> None:
             "e2e_with_startup_img_s": e2e["img_s_with_startup"], "e2e_walls": e2e["walls"],
             "e2e_startup_s": e2e["startup_s"], "naive_img_s": naive_row["img_s"] if naive_row else None,
             "gpu_decode_lane_img_s": gpu_lane["img_s"] if gpu_lane else None,
+            "e2e_device_lane_img_s": lane_e2e["img_s"] if lane_e2e else None,
+            "e2e_device_decoded": lane_e2e["device_decoded"] if lane_e2e else None,
             "e2e_vs_model": e2e["img_s"] / model["img_s"] if e2e["img_s"] else None,
             "e2e_vs_stage_sum": e2e["img_s"] / stage_sum if stage_sum and e2e["img_s"] else None,
             "e2e_vs_naive": e2e["img_s"] / naive_row["img_s"] if naive_row and e2e["img_s"] else None,

@@ -153,7 +153,7 @@ def test_the_lane_is_chosen_for_cuda_without_faces_or_when_asked() -> None:
     assert not device_lane_decision("auto", "cpu", faces=False)
     assert not device_lane_decision("auto", "cuda", faces=True)  # the face detector needs the CPU's pixels
     assert device_lane_decision("device", "cpu", faces=False)
-    assert not device_lane_decision("device", "cuda", faces=True)
+    assert device_lane_decision("device", "cuda", faces=True)  # asked for: faces are skipped in its photos
     assert not device_lane_decision("workers", "cuda", faces=False)
     with pytest.raises(EngineError, match="--decode"):
         device_lane_decision("gpu", "cuda", faces=False)
@@ -201,3 +201,27 @@ def test_score_through_the_lane_matches_the_workers(tmp_path: Path, tiny_checkpo
     scores = [_rows(tmp_path / f"{m}.db", "SELECT content_hash, mean FROM scores") for m in ("device", "workers")]
     assert scores[0].keys() == scores[1].keys()
     assert max(abs(scores[0][k][0] - scores[1][k][0]) for k in scores[0]) < 0.01
+
+
+def test_decode_device_skips_faces_in_its_photos_and_a_later_run_adds_them(tmp_path: Path, tiny_checkpoints) -> None:
+    if not faces.available():
+        pytest.fail("the faces extra is part of the dev install")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(24):
+        scene(i, (320, 240)).save(folder / f"p{i:02d}.jpg", quality=90)
+    store = Store(tmp_path / "a.db")
+    options = {"weights": str(tiny_checkpoints["nima"]), "device": "cpu", "workers": 1}
+    first = score([str(folder)], store=store, decode="device", **options)
+    assert first.scored == 24 and first.device_decoded > 0
+    assert first.faces_notice and f"{first.device_decoded} photos decoded on the device" in first.faces_notice
+    unlooked = _rows(tmp_path / "a.db", "SELECT content_hash, faces_looked FROM images WHERE faces_looked IS NULL")
+    assert len(unlooked) == first.device_decoded  # the workers' photos were looked at as usual
+    second = score([str(folder)], store=store, decode="workers", **options)
+    assert (second.scored, second.faces_filled, second.faces_notice) == (0, first.device_decoded, None)
+
+
+def test_an_unknown_decode_mode_fails_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(EngineError, match="unknown --decode 'gpu'; use auto, workers, device"):
+        score([str(tmp_path)], store=Store(tmp_path / "a.db"), decode="gpu")
+    assert not (tmp_path / "a.db").exists() or not _rows(tmp_path / "a.db", "SELECT id FROM runs")

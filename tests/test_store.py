@@ -149,3 +149,26 @@ def test_reader_sees_images_and_scores_read_only(tmp_path: Path) -> None:
         reader.conn.execute("DELETE FROM images")
     reader.close()
     assert not reader.has_image("h1")  # closed: "not known" (a decode), never an error
+
+
+def _open_and_close(path: str) -> str | None:
+    try:
+        Store(path).close()
+    except Exception as exc:  # what a second `score` started at the same moment would print
+        return str(exc)
+    return None
+
+
+@pytest.mark.slow
+def test_processes_opening_one_new_database_together_all_get_it(tmp_path: Path) -> None:
+    """Four processes opening the same new file together: one open in 30-80 failed, either "database is
+    locked" at once (switching to WAL does not wait on the busy timeout) or "not an aesthete database"
+    (the identity was read in two statements, with another process's migration committed between)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    with context.Pool(4) as pool:
+        for trial in range(40):
+            path = str(tmp_path / f"new-{trial}.db")
+            assert pool.map(_open_and_close, [path] * 4) == [None] * 4
+            assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)

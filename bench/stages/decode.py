@@ -66,17 +66,20 @@ def pixel_decode_seconds(paths: Sequence[Path], checkpoint: str) -> float:
 
 
 def gpu_decode_lane(paths: Sequence[str], side: int, batch: int = 32) -> dict[str, Any]:
-    """nvJPEG decodes (``torchvision.io.decode_jpeg`` on CUDA) resized to the model's input on the GPU:
-    the second decode lane a GPU machine has. Measured only when the device is CUDA."""
+    """nvJPEG decodes (``aesthete.device_lane.decode_jpegs``: TorchCodec on CUDA) resized to the model's
+    input on the GPU: the raw speed of ``score``'s device lane, before its signals and bookkeeping.
+    Measured only when the device is CUDA."""
     import torch
     import torch.nn.functional as F
-    from torchvision.io import decode_jpeg, read_file
 
-    blobs = [read_file(path) for path in paths]
+    from aesthete.device_lane import decode_jpegs
+
+    blobs = [Path(path).read_bytes() for path in paths]
+    device = torch.device("cuda")
 
     def lane() -> None:
         for start in range(0, len(blobs), batch):
-            for image in decode_jpeg(blobs[start : start + batch], device="cuda"):
+            for image in decode_jpegs(blobs[start : start + batch], device):
                 F.interpolate(image[None].float(), size=(side, side), mode="bilinear", antialias=True)
         torch.cuda.synchronize()
 

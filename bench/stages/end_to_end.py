@@ -9,11 +9,11 @@ from bench.common import aesthete_cmd, score_json, timed
 
 
 def end_to_end(folder: Path, head: Path, count: int, head_count: int, checkpoint: str, device: str, work: Path,
-               env: dict[str, str], repeats: int) -> dict[str, Any]:  # fmt: skip
-    """``aesthete score`` on a fresh database, in a fresh process, on the whole set and on its first
-    ``head_count`` photos. The difference of the two wall times is the cost of ``count - head_count``
-    photos without the fixed start-up (interpreter, ``import torch``, model load), which is reported
-    apart."""
+               env: dict[str, str], repeats: int, options: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
+    """``aesthete score`` (with ``options``) on a fresh database, in a fresh process, on the whole set and
+    on its first ``head_count`` photos. The difference of the two wall times is the cost of
+    ``count - head_count`` photos without the fixed start-up (interpreter, ``import torch``, model load),
+    which is reported apart."""
     times: dict[str, list[float]] = {"all": [], "head": []}
     summary: dict[str, Any] = {}
     for _ in range(repeats):
@@ -22,7 +22,7 @@ def end_to_end(folder: Path, head: Path, count: int, head_count: int, checkpoint
             for leftover in work.glob("e2e.db*"):
                 leftover.unlink()
             cmd = aesthete_cmd("score", str(target), "--weights", checkpoint, "--db", str(db), "--device", device,
-                               "--json")  # fmt: skip
+                               "--json", *options)  # fmt: skip
             wall, done = timed(cmd, env)
             result = score_json(done)
             if result["scored"] != expected or result["failed"]:
@@ -38,4 +38,5 @@ def end_to_end(folder: Path, head: Path, count: int, head_count: int, checkpoint
         "startup_s": best_all - count / rate if rate else None,
         "walls": times,
         "workers_precision": (summary.get("device"), summary.get("precision")),
+        "device_decoded": summary.get("device_decoded"),
     }
