@@ -14,6 +14,10 @@ Two things differ slightly from the CPU path, and the tests bound both: the pHas
 bicubic (Pillow's is Lanczos, which torch lacks), and nvJPEG's IDCT may differ from libjpeg-turbo's by
 a level or two. A file the device cannot decode goes back to the CPU workers, which decode it or
 record why not.
+
+The lane runs in ``score``'s own process, without the workers' isolation: a decoder that crashed
+here would end the run (the batches already scored stay saved), which is why it takes only the JPEGs
+whose header Pillow has read and found plain.
 """
 
 from __future__ import annotations

@@ -222,6 +222,13 @@ def test_decode_device_skips_faces_in_its_photos_and_a_later_run_adds_them(tmp_p
 
 
 def test_an_unknown_decode_mode_fails_before_any_work(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from aesthete.cli import app
+
     with pytest.raises(EngineError, match="unknown --decode 'gpu'; use auto, workers, device"):
         score([str(tmp_path)], store=Store(tmp_path / "a.db"), decode="gpu")
-    assert not (tmp_path / "a.db").exists() or not _rows(tmp_path / "a.db", "SELECT id FROM runs")
+    assert not _rows(tmp_path / "a.db", "SELECT id FROM runs")  # no run was even recorded
+    result = CliRunner().invoke(app, ["score", str(tmp_path), "--db", str(tmp_path / "a.db"), "--decode", "gpu"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip() == "error: unknown --decode 'gpu'; use auto, workers, device"
