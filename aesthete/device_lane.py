@@ -148,14 +148,16 @@ def _resize(images: torch.Tensor, size: tuple[int, int], mode: str = "bilinear")
 def working_luma(images: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) uint8 -> (B, 1, h, w) float luma at the signals' working size (longer side
     ``WORKING_SIDE``, never enlarged), as :func:`aesthete.signals.working_gray` computes it."""
-    weights = torch.tensor(_LUMA_WEIGHTS, dtype=torch.int32, device=images.device).view(1, 3, 1, 1)
-    luma = ((images.int() * weights).sum(1, keepdim=True) + 0x8000) >> 16
+    rgb = images.float()
+    # Exact in float32: the weighted sum stays below 2**24, and dividing by 2**16 only shifts the exponent.
+    weighted = rgb[:, 0:1] * _LUMA_WEIGHTS[0] + rgb[:, 1:2] * _LUMA_WEIGHTS[1] + rgb[:, 2:3] * _LUMA_WEIGHTS[2]
+    luma = torch.floor((weighted + 0x8000) / 65536)
     height, width = luma.shape[-2:]
     longer = max(height, width)
     if longer > WORKING_SIDE:
         scale = WORKING_SIDE / longer
         return _resize(luma, (max(1, round(height * scale)), max(1, round(width * scale))))
-    return luma.float()
+    return luma
 
 
 def technical_signals(luma: torch.Tensor) -> list[dict[str, float]]:
@@ -177,36 +179,38 @@ def technical_signals(luma: torch.Tensor) -> list[dict[str, float]]:
 
 def focus_measures(luma: torch.Tensor) -> torch.Tensor:
     """(B,) float64: RMS of the scale-normalised Laplacian of Gaussian (sigma 1 px), 'valid' region only;
-    0 when the picture is too small for it. In float64, which no GPU convolution runs as TF32."""
+    0 when the picture is too small for it. Shifted slices rather than convolutions: elementwise float32,
+    as the CPU computes it, where a GPU convolution may round its inputs to TF32."""
     if min(luma.shape[-2:]) < 2 * GAUSS_RADIUS + 3:
         return torch.zeros(len(luma), dtype=torch.float64, device=luma.device)
-    gauss = torch.from_numpy(LOG_GAUSSIAN).double().to(luma.device)
-    smooth = F.conv2d(F.conv2d(luma.double(), gauss.view(1, 1, 1, -1)), gauss.view(1, 1, -1, 1))
-    response = F.conv2d(smooth, _kernel([[0, 1, 0], [1, -4, 1], [0, 1, 0]], luma.device)).flatten(1)
-    return LOG_SIGMA**2 * response.std(dim=1, correction=0)
+    values = luma[:, 0]
+    taps = len(LOG_GAUSSIAN)
+    rows = sum(float(w) * values[:, :, i : values.shape[2] - taps + 1 + i] for i, w in enumerate(LOG_GAUSSIAN))
+    smooth = sum(float(w) * rows[:, i : rows.shape[1] - taps + 1 + i] for i, w in enumerate(LOG_GAUSSIAN))
+    centre = smooth[:, 1:-1, 1:-1]
+    laplacian = smooth[:, :-2, 1:-1] + smooth[:, 2:, 1:-1] + smooth[:, 1:-1, :-2] + smooth[:, 1:-1, 2:] - 4 * centre
+    return LOG_SIGMA**2 * laplacian.flatten(1).double().std(dim=1, correction=0)
 
 
 def noise_sigmas(luma: torch.Tensor) -> torch.Tensor:
     """(B,) float64: Immerkaer's noise sigma over all but the 10% strongest-gradient pixels, as
-    :func:`aesthete.signals.technical_signals` measures it (exact: integer luma, float64 sums); 0 when
-    the picture is too small for it."""
+    :func:`aesthete.signals.technical_signals` measures it (separable, in integers held exactly in
+    float32); 0 when the picture is too small for it."""
     if min(luma.shape[-2:]) < 3:
         return torch.zeros(len(luma), dtype=torch.float64, device=luma.device)
-    values = luma.double()
-    second = F.conv2d(values, _kernel([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], luma.device)).abs().flatten(1)
-    gx = F.conv2d(values, _kernel([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], luma.device)).abs()
-    gy = F.conv2d(values, _kernel([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], luma.device)).abs()
-    gradient = (gx + gy).long().flatten(1)
-    histogram = torch.zeros(len(luma), _MAX_GRADIENT + 1, dtype=torch.long, device=luma.device)
+    v = luma[:, 0]
+    second = v[:, :, :-2] - 2 * v[:, :, 1:-1] + v[:, :, 2:]
+    response = (second[:, :-2] - 2 * second[:, 1:-1] + second[:, 2:]).abs().flatten(1)
+    diff_x = v[:, :, 2:] - v[:, :, :-2]
+    smooth_x = v[:, :, :-2] + 2 * v[:, :, 1:-1] + v[:, :, 2:]
+    gradient = (diff_x[:, :-2] + 2 * diff_x[:, 1:-1] + diff_x[:, 2:]).abs() + (smooth_x[:, 2:] - smooth_x[:, :-2]).abs()
+    gradient = gradient.flatten(1).long()
+    histogram = torch.zeros(len(v), _MAX_GRADIENT + 1, dtype=torch.long, device=luma.device)
     histogram.scatter_add_(1, gradient, torch.ones_like(gradient))
     cumulative = histogram.cumsum(1).double()
     threshold = torch.searchsorted(cumulative, 0.9 * cumulative[:, -1:])  # the 90th percentile
     flat = gradient <= threshold
-    return math.sqrt(math.pi / 2) / 6 * (second * flat).sum(1) / flat.sum(1)
-
-
-def _kernel(rows: list[list[int]], device: torch.device) -> torch.Tensor:
-    return torch.tensor(rows, dtype=torch.float64, device=device).view(1, 1, 3, 3)
+    return math.sqrt(math.pi / 2) / 6 * (response.double() * flat).sum(1) / flat.sum(1)
 
 
 def perceptual_hashes(luma: torch.Tensor) -> list[str]:

@@ -117,6 +117,18 @@ def test_the_lane_turns_each_exif_orientation_upright_as_pillow_does(orientation
     assert np.abs(upright - expected).max() <= 2
 
 
+def test_on_the_same_luma_the_lane_measures_exactly_what_the_workers_measure() -> None:
+    """The estimators themselves: fed the workers' own working-size luma, the lane's are the same
+    numbers (the differences in a real run come from the resizes alone)."""
+    grays = [working_gray(scene(seed, (548, 365), kind)) for seed, kind in enumerate(["plain", "noisy", "dark"])]
+    luma = torch.stack([torch.from_numpy(np.asarray(gray, dtype=np.float32))[None] for gray in grays])
+    for gray, lane in zip(grays, device_lane.technical_signals(luma)):
+        expected = technical_signals(gray)
+        assert lane.keys() == expected.keys()
+        for name, value in expected.items():
+            assert lane[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
+
+
 def test_lane_signals_and_hash_agree_with_the_workers() -> None:
     kinds = ["plain", "blurred", "noisy", "dark", "bright"]
     photos = [scene(seed, size, kind) for seed, kind in enumerate(kinds) for size in [(548, 365), (640, 480)]]
