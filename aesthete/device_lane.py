@@ -4,8 +4,8 @@ On a GPU the model outruns the CPU decode workers on small photos: each worker s
 ~7.5 core-ms per 0.2-MP photo on the JPEG itself and the rest on the technical signals, the perceptual
 hash and the model's resize (BENCHMARKS.md). In this lane the workers only read, hash and parse EXIF;
 the bytes of a plain JPEG (:func:`aesthete.decode.plain_jpeg`) come back undecoded, and here they are
-decoded in batches by ``torchcodec.decoders.decode_jpeg`` on the device, turned upright, measured, and cut
-to the model's input without leaving the device.
+decoded in batches on the device (TorchCodec's ``decode_jpeg``, else torchvision's: :data:`DECODERS`),
+turned upright, measured, and cut to the model's input without leaving the device.
 
 The measurements are :mod:`aesthete.signals`' estimators computed with torch on whole batches of
 equal size: the same definitions, the same 8-bit luma (Pillow's integer ITU-R 601 weights), and the
@@ -22,12 +22,15 @@ whose header Pillow has read and found plain.
 
 from __future__ import annotations
 
+import io
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from aesthete.decode_worker import FileResult, signal_columns
 from aesthete.input_policy import InputPolicy
@@ -52,8 +55,8 @@ _MAX_GRADIENT = 8 * 255
 class DeviceLane:
     """Collects results that carry JPEG bytes and finishes them a batch at a time on ``device``."""
 
-    def __init__(self, device: torch.device, policy: InputPolicy, batch_size: int) -> None:
-        self.device, self.policy, self.batch_size = device, policy, batch_size
+    def __init__(self, device: torch.device, policy: InputPolicy, batch_size: int, decoder: Decoder) -> None:
+        self.device, self.policy, self.batch_size, self.decoder = device, policy, batch_size, decoder
         self.waiting: list[FileResult] = []
         self.decoded = 0  # photos this lane decoded
 
@@ -69,7 +72,7 @@ class DeviceLane:
         batch, self.waiting = self.waiting, []
         if not batch:
             return [], []
-        images = decode_jpegs([r.jpeg for r in batch], self.device)
+        images = decode_jpegs([r.jpeg for r in batch], self.device, self.decoder)
         finished, failed = [], []
         by_size: dict[tuple[int, int], list[tuple[FileResult, torch.Tensor]]] = defaultdict(list)
         for result, image in zip(batch, images):
@@ -100,31 +103,57 @@ class DeviceLane:
                 row.update(signal_columns(values, phash, row["width"], row["height"]))
 
 
-def decode_jpegs(blobs: list[bytes], device: torch.device) -> list[torch.Tensor | None]:
-    """(3, H, W) uint8 RGB images as stored (not yet upright), one per blob, ``None`` where the
-    decoder refused it: TorchCodec's ``decode_jpeg``, one batched call (one nvJPEG call on CUDA), file
-    by file only when the batch fails."""
+Decoder = Callable[[list[bytes], torch.device], list[torch.Tensor]]
+
+
+def _torchcodec(blobs: list[bytes], device: torch.device) -> list[torch.Tensor]:
     from torchcodec.decoders import decode_jpeg
 
+    return list(decode_jpeg(list(blobs), mode="RGB", device=device))
+
+
+def _torchvision(blobs: list[bytes], device: torch.device) -> list[torch.Tensor]:
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    data = [torch.frombuffer(bytearray(blob), dtype=torch.uint8) for blob in blobs]
+    return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+
+
+# First choice TorchCodec, PyTorch's image decoders since torchvision 0.29 deprecated its own; then
+# torchvision's, which the bench decoded 12,215 img/s with on an H100 (BENCHMARKS.md): TorchCodec's
+# CUDA decoder needs a CUDA build of it and nvJPEG / NPP libraries that not every install has.
+DECODERS: dict[str, Decoder] = {"torchcodec": _torchcodec, "torchvision": _torchvision}
+
+
+def pick_decoder(device: torch.device) -> tuple[Decoder | None, str]:
+    """The first of :data:`DECODERS` that decodes a probe JPEG on ``device`` and its name, or None and
+    why none did."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 120, 40)).save(buffer, "JPEG")
+    problems = []
+    for name, decoder in DECODERS.items():
+        try:
+            decoder([buffer.getvalue()], device)
+        except Exception as exc:  # noqa: BLE001 - not installed, no device library, ...: try the next
+            problems.append(f"{name}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            continue
+        return decoder, name
+    return None, "; ".join(problems)
+
+
+def decode_jpegs(blobs: list[bytes], device: torch.device, decoder: Decoder = _torchcodec) -> list[torch.Tensor | None]:
+    """(3, H, W) uint8 RGB images as stored (not yet upright), one per blob, ``None`` where the
+    decoder refused it: one batched call (one nvJPEG call on CUDA), file by file only when it fails."""
     try:
-        return list(decode_jpeg(list(blobs), mode="RGB", device=device))
+        return list(decoder(blobs, device))
     except Exception:  # noqa: BLE001 - which file, and why, is found out one by one
         images: list[torch.Tensor | None] = []
         for blob in blobs:
             try:
-                images.append(decode_jpeg(blob, mode="RGB", device=device))
+                images.append(decoder([blob], device)[0])
             except Exception:  # noqa: BLE001 - the CPU workers decode it, or record why not
                 images.append(None)
         return images
-
-
-def available() -> str | None:
-    """Why the lane cannot run here (its decoder is missing or does not load), or None when it can."""
-    try:
-        from torchcodec.decoders import decode_jpeg  # noqa: F401
-    except Exception as exc:  # ImportError, or a library built for another torch that fails to load
-        return f"the device decode lane needs torchcodec ({exc.__class__.__name__}: {exc})".splitlines()[0]
-    return None
 
 
 def upright(image: torch.Tensor, orientation: int) -> torch.Tensor:

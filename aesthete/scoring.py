@@ -7,7 +7,6 @@ is imported only when some photo actually needs the model.
 
 from __future__ import annotations
 
-import importlib.util
 import multiprocessing
 import os
 import sqlite3
@@ -95,6 +94,7 @@ class ScoreSummary:
     precision: str | None = None
     compiled: bool | None = None  # the model ran through torch.compile (None: no model ran)
     device_decoded: int = 0  # photos decoded on the model's device (the device lane), not by the workers
+    decode_notice: str | None = None  # why the device lane was asked for and not used
     notice: str | None = None
     faces_notice: str | None = None  # why this run's photos have no face signals (the extra is missing)
     interrupted: bool = False
@@ -320,10 +320,7 @@ def score(
     """
     started = time.perf_counter()
     compile_decision(compile, 0, "cpu", cached=False)  # a bad mode fails before any work
-    if device_lane_decision(decode, "cpu", faces=False) and importlib.util.find_spec("torchcodec") is None:
-        from aesthete.devices import EngineError  # --decode device, and its decoder is not installed
-
-        raise EngineError("--decode device needs torchcodec: pip install torchcodec")
+    device_lane_decision(decode, "cpu", faces=False)  # (as does a bad --decode)
     summary = ScoreSummary()
     roots = [os.path.abspath(r) for r in roots]
     from aesthete.learning import personal_choice  # numpy only; a personal head applies after the base runs
@@ -459,7 +456,7 @@ def _run_jobs(
             if batcher is None:
                 batcher = _start_batcher(choice, writer, summary, device, precision, batch_size, compile,
                                          photos=len(jobs) - done, phase=phase)  # fmt: skip
-                lane = _start_lane(batcher.runner, decode, faces)
+                lane = _start_lane(batcher.runner, decode, faces, summary)
                 pool.device_lane = lane is not None
             batcher.add(result)
         else:
@@ -500,19 +497,18 @@ def _run_jobs(
         writer.flush()
 
 
-def _start_lane(runner: Any, decode: str, faces: bool) -> Any:
-    """The device lane for ``runner``'s model, or None when the workers decode everything."""
+def _start_lane(runner: Any, decode: str, faces: bool, summary: ScoreSummary) -> Any:
+    """The device lane for ``runner``'s model, or None when the workers decode everything (also when
+    no JPEG decoder works on the device: the summary's ``decode_notice`` says why)."""
     if not device_lane_decision(decode, runner.device.type, faces=faces):
         return None
-    from aesthete.device_lane import DeviceLane, available
+    from aesthete.device_lane import DeviceLane, pick_decoder
 
-    if (problem := available()) is not None:
-        if decode == "device":
-            from aesthete.devices import EngineError
-
-            raise EngineError(problem)
-        return None  # auto: the workers decode, as without a GPU
-    return DeviceLane(runner.device, runner.model.policy, runner.batch_size)
+    decoder, problem = pick_decoder(runner.device)
+    if decoder is None:
+        summary.decode_notice = f"no JPEG decoder works on {runner.device} ({problem}); the CPU workers decoded"
+        return None
+    return DeviceLane(runner.device, runner.model.policy, runner.batch_size, decoder)
 
 
 def _start_batcher(

@@ -67,7 +67,7 @@ def with_orientation(image: Image.Image, orientation: int) -> bytes:
 
 def through_lane(blobs: list[bytes], policy: InputPolicy) -> list[FileResult]:
     """Each blob as a worker hands it to the lane (header facts, no pixels), finished by the lane."""
-    lane = device_lane.DeviceLane(CPU, policy, batch_size=len(blobs) + 1)  # one flush, below
+    lane = device_lane.DeviceLane(CPU, policy, len(blobs) + 1, device_lane.DECODERS["torchcodec"])  # one flush
     results = []
     for blob in blobs:
         plain = plain_jpeg(blob, decode_target(policy))
@@ -105,13 +105,14 @@ def test_plain_jpeg_takes_only_what_the_device_decodes_as_the_cpu_would() -> Non
         assert plain_jpeg(blob, target) is None, name
 
 
+@pytest.mark.parametrize("decoder", sorted(device_lane.DECODERS))
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_the_lane_turns_each_exif_orientation_upright_as_pillow_does(orientation: int) -> None:
+def test_the_lane_turns_each_exif_orientation_upright_as_pillow_does(orientation: int, decoder: str) -> None:
     blob = with_orientation(scene(orientation, (300, 200)), orientation)
     expected = np.asarray(decode(blob).image, dtype=np.int16)
     plain = plain_jpeg(blob, decode_target(WARP))
     assert plain is not None and len(plain.data) < len(blob)  # without its EXIF: nothing turns it but the lane
-    image = device_lane.decode_jpegs([plain.data], CPU)[0]
+    image = device_lane.decode_jpegs([plain.data], CPU, device_lane.DECODERS[decoder])[0]
     upright = device_lane.upright(image, orientation).permute(1, 2, 0).numpy().astype(np.int16)
     assert upright.shape == expected.shape
     assert np.abs(upright - expected).max() <= 2
@@ -187,8 +188,9 @@ def test_score_through_the_lane_matches_the_workers(tmp_path: Path, tiny_checkpo
     refuse = (folder / "p07.jpg").read_bytes()  # one the device decoder refuses: the workers decode it
     decode_jpegs = device_lane.decode_jpegs
 
-    def refusing(blobs: list[bytes], device: torch.device) -> list[torch.Tensor | None]:
-        return [None if blob == refuse else image for blob, image in zip(blobs, decode_jpegs(blobs, device))]
+    def refusing(blobs: list[bytes], device: torch.device, decoder) -> list[torch.Tensor | None]:
+        decoded = decode_jpegs(blobs, device, decoder)
+        return [None if blob == refuse else image for blob, image in zip(blobs, decoded)]
 
     monkeypatch.setattr(device_lane, "decode_jpegs", refusing)
     summaries = {}
@@ -244,3 +246,26 @@ def test_an_unknown_decode_mode_fails_before_any_work(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["score", str(tmp_path), "--db", str(tmp_path / "a.db"), "--decode", "gpu"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.output.strip() == "error: unknown --decode 'gpu'; use auto, workers, device"
+
+
+def test_the_first_decoder_that_works_on_the_device_is_used(tmp_path: Path, tiny_checkpoints, monkeypatch) -> None:
+    def broken(blobs: list[bytes], device: torch.device) -> list[torch.Tensor]:
+        raise RuntimeError("nvjpeg: library not found\nmore")
+
+    assert device_lane.pick_decoder(CPU)[1] == "torchcodec"
+    monkeypatch.setitem(device_lane.DECODERS, "torchcodec", broken)
+    decoder, name = device_lane.pick_decoder(CPU)
+    assert name == "torchvision" and decoder([jpeg_bytes(scene(1))], CPU)[0].shape == (3, 365, 548)
+    monkeypatch.setitem(device_lane.DECODERS, "torchvision", broken)
+    reason = "torchcodec: RuntimeError: nvjpeg: library not found; torchvision: RuntimeError: nvjpeg: library not found"
+    assert device_lane.pick_decoder(CPU) == (None, reason)
+    # With none: the workers decode every photo, and the summary says why the lane was not used.
+    monkeypatch.setattr(faces, "available", lambda: False)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(20):
+        scene(i, (320, 240)).save(folder / f"p{i:02d}.jpg")
+    summary = score([str(folder)], store=Store(tmp_path / "a.db"), weights=str(tiny_checkpoints["nima"]),
+                    device="cpu", workers=1, decode="device")  # fmt: skip
+    assert (summary.scored, summary.device_decoded, summary.failed) == (20, 0, [])
+    assert summary.decode_notice == f"no JPEG decoder works on cpu ({reason}); the CPU workers decoded"

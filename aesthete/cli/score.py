@@ -232,6 +232,8 @@ def _print_summary(summary, database: str) -> None:  # noqa: ANN001
         err.print(f"  [yellow]skipped[/] {escape(f'{skipped.path}: {skipped.reason}')}", highlight=False)
     if len(summary.discovery_errors) > 20:
         err.print(f"  ... and {len(summary.discovery_errors) - 20} more skipped (`score --json` lists them)")
+    if summary.decode_notice:
+        err.print(f"[yellow]note:[/] {escape(summary.decode_notice)}", highlight=False, soft_wrap=True)
     if summary.faces_notice:
         # Escaped: the notice names the install command, whose "[faces]" Rich would take for markup.
         err.print(f"[yellow]note:[/] {escape(summary.faces_notice)}", highlight=False, soft_wrap=True)
