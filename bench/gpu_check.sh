@@ -73,7 +73,7 @@ step 01-machine 30 bash -c "nvidia-smi -L; nvidia-smi --query-gpu=name,memory.to
 torchvision.__version__, \"cuda\", torch.version.cuda, \"available\", torch.cuda.is_available()); \
 print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"no GPU\"); \
 print(\"bf16\", torch.cuda.is_bf16_supported() if torch.cuda.is_available() else None); \
-print(\"nccl\", torch.distributed.is_nccl_available()); import torchcodec; print(\"torchcodec\", torchcodec.__version__)'"
+print(\"nccl\", torch.distributed.is_nccl_available()); from aesthete.device_lane import pick_decoder; print(\"device lane decoder\", pick_decoder(torch.device(\"cuda\"))[1] if torch.cuda.is_available() else None)'"
 
 # --- 2. score smoke --------------------------------------------------------------------------------------
 # A freshly initialised nima (ResNet-50 at 300x300) saved as bench saves it; generated photos as bench makes
@@ -110,8 +110,8 @@ except json.JSONDecodeError:
 if data is None:
     print(f"  CHECK FAILED: no JSON summary (exit {rc})")
     sys.exit()
-keys = ("scored", "failed", "device", "precision", "compiled", "device_decoded", "seconds", "throughput",
-        "exit_code")
+keys = ("scored", "failed", "device", "precision", "compiled", "device_decoded", "decode_notice", "seconds",
+        "throughput", "exit_code")
 print("  " + ", ".join(f"{k}={data.get(k)}" for k in keys))
 ok = rc == 0 and data.get("scored") == photos and not data.get("failed") and str(data.get("device")).startswith(device)
 print("  check " + ("ok" if ok else "FAILED: want exit 0, every photo scored on " + device))
