@@ -447,10 +447,7 @@ def _run_jobs(
     def finish(result: FileResult) -> None:
         nonlocal done, batcher, lane
         if result.jpeg is not None:  # the device lane decodes it with its batch
-            ready, undecodable = lane.add(result)
-            for other in ready:
-                finish(other)
-            retry.extend(FileJob(r.path, r.size, r.mtime_ns) for r in undecodable)
+            from_lane(*lane.add(result))
             return
         if result.pixels is not None:
             if batcher is None:
@@ -466,6 +463,11 @@ def _run_jobs(
         if progress:
             progress(done, len(jobs))
 
+    def from_lane(ready: list[FileResult], undecodable: list[FileResult]) -> None:
+        for result in ready:
+            finish(result)
+        retry.extend(FileJob(r.path, r.size, r.mtime_ns) for r in undecodable)  # for the workers, after
+
     try:
         timeout = FILE_TIMEOUT_S if file_timeout is None else file_timeout
         todo, retry = jobs, []  # retry: files the device could not decode, for the workers
@@ -473,10 +475,7 @@ def _run_jobs(
             for result in pool.results(todo, window=4 * worker_count + 8, timeout=timeout):
                 finish(result)
             if lane is not None:
-                ready, undecodable = lane.flush()
-                for result in ready:
-                    finish(result)
-                retry.extend(FileJob(r.path, r.size, r.mtime_ns) for r in undecodable)
+                from_lane(*lane.flush())
             pool.device_lane = False
             todo, retry = retry, []
         if batcher is not None:
