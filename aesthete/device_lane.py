@@ -46,6 +46,7 @@ from aesthete.signals import (
     WORKING_SIDE,
 )
 
+Decoder = Callable[[list[bytes], torch.device], list[torch.Tensor]]  # JPEG bytes -> (3, H, W) uint8 on a device
 # Pillow's RGB -> L: (R * 19595 + G * 38470 + B * 7471 + 0x8000) >> 16 (libImaging/Convert.c).
 _LUMA_WEIGHTS = (19595, 38470, 7471)
 # Largest gradient |gx| + |gy| of the noise estimator's Sobel on 8-bit luma: its histogram's length.
@@ -101,9 +102,6 @@ class DeviceLane:
         for row, values, phash in zip(rows, signals, hashes):
             if row is not None:
                 row.update(signal_columns(values, phash, row["width"], row["height"]))
-
-
-Decoder = Callable[[list[bytes], torch.device], list[torch.Tensor]]
 
 
 def _torchcodec(blobs: list[bytes], device: torch.device) -> list[torch.Tensor]:

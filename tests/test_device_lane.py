@@ -133,7 +133,7 @@ def test_on_the_same_luma_the_lane_measures_exactly_what_the_workers_measure() -
 def test_lane_signals_and_hash_agree_with_the_workers() -> None:
     kinds = ["plain", "blurred", "noisy", "dark", "bright"]
     photos = [scene(seed, size, kind) for seed, kind in enumerate(kinds) for size in [(548, 365), (640, 480)]]
-    blobs = [jpeg_bytes(photo) for photo in photos]
+    blobs = [jpeg_bytes(photo) for photo in photos] + [jpeg_bytes(photos[0].convert("L"))]  # and a grey one
     for blob, result in zip(blobs, through_lane(blobs, WARP)):
         gray = working_gray(decode(blob, target=decode_target(WARP)).image)
         expected, lane = technical_signals(gray), result.image
