@@ -17,7 +17,9 @@
 #   bash bench/gpu_check.sh                  # on the GPU machine, from the repo root
 #   bash bench/gpu_check.sh --device cpu     # dry run here: same steps, few photos, CPU (no NVIDIA needed)
 #
-# Wheels in .whl/ (exifread, sqlite-utils, ...) are installed into /tmp/site first when present.
+# Wheels in .whl/ (exifread, sqlite-utils, ...) are installed into /tmp/site first when present. The
+# device decode lane uses TorchCodec's JPEG decoder when it decodes on the GPU (a torchcodec wheel in
+# .whl/), else torchvision's: step 1 prints which one it got.
 set -u
 set -x
 
