@@ -163,20 +163,27 @@ def plain_jpeg(data: bytes, target: Callable[[int, int], tuple[int, int]], min_s
     """The header facts of ``data`` when it can skip the CPU decode, else ``None`` (decode it here).
 
     Plain means: a JPEG (not an MPO, whose preview :func:`decode` would prefer) in RGB or grey (not CMYK),
-    with no ICC profile to convert, a valid EXIF orientation, its end-of-image marker present (a
-    truncated file must fail here, as ``truncated``, not decode as a partial picture), at least
-    ``min_side`` pixels a side, and no reduced-size decode possible: the size ``target`` asks for is more
-    than half of it, so libjpeg's DCT scaling would not shrink it and the CPU does the same full-size
-    work the device would. Only the header is read; nothing here raises.
+    with no ICC profile to convert, a valid EXIF orientation, a header Pillow reads without a warning
+    (which :func:`decode` would keep as a note), its end-of-image marker present (a truncated file must
+    fail here, as ``truncated``, not decode as a partial picture), at least ``min_side`` pixels a side,
+    and no reduced-size decode possible: the size ``target`` asks for is more than half of it, so
+    libjpeg's DCT scaling would not shrink it and the CPU does the same full-size work the device would.
+    Only the header is read; nothing here raises; off the main thread it always answers None.
     """
     if data[:2] != b"\xff\xd8" or not data.rstrip(b"\0").endswith(b"\xff\xd9"):
         return None
+    if threading.current_thread() is not threading.main_thread():
+        return None  # Pillow's warnings can be caught only on the main thread (see decode)
     try:
-        im = Image.open(io.BytesIO(data))
-        if im.format != "JPEG" or im.mode not in ("RGB", "L") or im.info.get("icc_profile"):
-            return None
-        orientation = valid_orientation(orientation_tag(im))
+        with warnings.catch_warnings(record=True) as caught:  # e.g. corrupt EXIF: decode() notes it
+            warnings.simplefilter("always")
+            im = Image.open(io.BytesIO(data))
+            if im.format != "JPEG" or im.mode not in ("RGB", "L") or im.info.get("icc_profile"):
+                return None
+            orientation = valid_orientation(orientation_tag(im))
     except Exception:  # anything unusual is the CPU decoder's to report
+        return None
+    if caught:
         return None
     if orientation is None or min(im.size) < min_side or im.width * im.height > MAX_PIXELS:
         return None

@@ -95,6 +95,7 @@ def test_plain_jpeg_takes_only_what_the_device_decodes_as_the_cpu_would() -> Non
         "shrinkable while decoding": jpeg_bytes(scene(2, (2400, 1600))),
         "tiny": jpeg_bytes(photo.resize((12, 8))),
         "bad orientation": with_orientation(photo, 9),
+        "corrupt EXIF": jpeg_bytes(photo, exif=b"Exif\0\0II*\0\x08\0\0\0\xff\xff" + bytes(20)),  # a note, on the CPU
         "PNG": (lambda b: (photo.save(b, "PNG"), b.getvalue())[1])(io.BytesIO()),
         "not an image": b"\xff\xd8 nothing \xff\xd9",
     }  # fmt: skip
