@@ -21,18 +21,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from aesthete.cli.common import (
-    DbOption,
-    Exit,
-    JsonOption,
-    counted,
-    err,
-    fail,
-    library_errors,
-    opened_store,
-    out,
-    print_json,
-)
+from aesthete.cli.common import DbOption, Exit, JsonOption, err, fail, library_errors, opened_store, out, print_json
 
 
 @library_errors()
@@ -209,7 +198,7 @@ def _print_summary(summary, database: str) -> None:  # noqa: ANN001
         model = summary.model + (f" ({summary.weights})" if summary.weights else " (no weights)")
     compiled = ", compiled" if summary.compiled else ""
     if summary.device_decoded:
-        compiled += f", {counted(summary.device_decoded, 'photo')} decoded there"
+        compiled += f", {summary.device_decoded} decoded there"  # (by the device lane)
     table.add_row("model", model + (f" on {summary.device}, {summary.precision}{compiled}" if summary.device else ""))
     table.add_row("found", str(summary.found))
     table.add_row("embedded" if summary.embed_only else "scored", str(summary.scored))
