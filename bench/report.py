@@ -117,6 +117,14 @@ def _sizes_table(results: dict[str, Any]) -> list[str]:
             f"| {_fmt(row['e2e_vs_model'], '{:.0%}')} | {_fmt(row['e2e_vs_stage_sum'], '{:.0%}')} "
             f"| {_fmt(row['e2e_vs_naive'], '{:.1f}x')} |"
         )
+    feeds = [f"{row['size']} {row['lane_feed_img_s']:.0f} img/s ({row['lane_feed_core_ms']:.2f} core-ms a photo)"
+             for row in results["sizes"] if row.get("lane_feed_share")]  # fmt: skip
+    if feeds:
+        lines += [
+            "",
+            "Workers' share of `score --decode device` (read, hash, EXIF, the JPEG's bytes back; all "
+            "workers): " + ", ".join(feeds) + "; what they can feed the device lane, on any machine.",
+        ]
     lanes = [f"{row['size']} {row['gpu_decode_lane_img_s']:.0f} img/s" for row in results["sizes"]
              if row["gpu_decode_lane_img_s"]]  # fmt: skip
     if lanes:

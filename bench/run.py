@@ -43,7 +43,7 @@ from bench.common import cores, in_fresh_process, log, machine, subprocess_env  
 from bench.plan import CUDA, FULL, MODEL, QUICK, SMALL  # noqa: E402
 from bench.report import markdown, targets  # noqa: E402
 from bench.stages.compiled import compiled_rows  # noqa: E402
-from bench.stages.decode import decode_only, gpu_decode_lane, pixel_decode_seconds  # noqa: E402
+from bench.stages.decode import decode_only, gpu_decode_lane, pixel_decode_seconds, takes_lane  # noqa: E402
 from bench.stages.end_to_end import end_to_end  # noqa: E402
 from bench.stages.memory import peak_rss  # noqa: E402
 from bench.stages.model_only import model_only  # noqa: E402
@@ -102,6 +102,11 @@ def main() -> None:
         one = decode_only(paths[: size.decode_count], checkpoint, 1)
         workers = cores()
         many = decode_only(paths[: size.decode_count * workers], checkpoint, workers)
+        # The workers' share of `score --decode device` (read, hash, EXIF; the bytes back): what they can feed
+        # it, for the sizes it takes (24-MP JPEGs shrink while decoding and stay with the workers).
+        lane_feed = {"img_s": None, "core_s_per_img": None, "lane_share": 0.0}
+        if takes_lane(paths[0], checkpoint):
+            lane_feed = decode_only(paths[: size.decode_count * workers], checkpoint, workers, device_lane=True)
         pixel_s = pixel_decode_seconds(paths[: max(4, size.decode_count // 4)], checkpoint)
         gpu_lane = None
         if results["machine"]["device"].startswith("cuda"):
@@ -134,6 +139,8 @@ def main() -> None:
             "jpeg_mb": statistics.mean(p.stat().st_size for p in paths) / 1e6,
             "model_img_s": model["img_s"], "model_core_ms": (model["core_s_per_img"] or 0) * 1000,
             "decode1_img_s": one["img_s"], "decodeN_img_s": many["img_s"],
+            "lane_feed_img_s": lane_feed["img_s"], "lane_feed_core_ms": (lane_feed["core_s_per_img"] or 0) * 1000,
+            "lane_feed_share": lane_feed["lane_share"],
             "decode_workers": workers, "decode_core_ms": one["core_s_per_img"] * 1000,
             "pixel_decode_ms": pixel_s * 1000, "stage_sum_img_s": stage_sum, "e2e_img_s": e2e["img_s"],
             "e2e_with_startup_img_s": e2e["img_s_with_startup"], "e2e_walls": e2e["walls"],

@@ -19,11 +19,13 @@ def _timed_process_file(job: Any) -> tuple[Any, float]:
     return result, time.process_time() - started
 
 
-def decode_only(paths: Sequence[Path], checkpoint: str, workers: int) -> dict[str, Any]:
+def decode_only(paths: Sequence[Path], checkpoint: str, workers: int, device_lane: bool = False) -> dict[str, Any]:
     """The decode worker's whole job per file (read, hash, EXIF, reduced-size decode, technical
     signals, perceptual hash, model input, and faces where ``score`` looks for them: the ``faces``
     extra installed), in ``workers`` forked processes as ``score`` runs them, results shipped back to
-    this process. No database, so every file is decoded."""
+    this process. No database, so every file is decoded. With ``device_lane``, the worker's share of
+    ``score --decode device`` instead: a plain JPEG is read, hashed and its EXIF parsed, and its bytes
+    come back undecoded (``lane_share`` says for how many of the files)."""
     from aesthete import faces
     from aesthete.checkpoint import read_meta
     from aesthete.decode_worker import FileJob, WorkerConfig, init_worker
@@ -34,18 +36,31 @@ def decode_only(paths: Sequence[Path], checkpoint: str, workers: int) -> dict[st
     policy = InputPolicy.from_dict(meta["policy"])
     config = WorkerConfig(db_path=None, policy=policy.to_dict(), key=ModelKey(meta["arch"], "bench", policy.key),
                           rescore=False, faces=faces.available())  # fmt: skip
-    jobs = [FileJob(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+    jobs = [FileJob(str(p), p.stat().st_size, p.stat().st_mtime_ns, device_lane=device_lane) for p in paths]
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker, initargs=(config,)) as pool:
         list(pool.map(_timed_process_file, jobs[:workers]))  # warm-up: start the workers, load the codecs
         started = time.perf_counter()
         results = list(pool.map(_timed_process_file, jobs))
         wall = time.perf_counter() - started
-    failed = [r.error for r, _ in results if r.error_kind or r.pixels is None]
+    failed = [r.error for r, _ in results if r.error_kind or (r.pixels is None and r.jpeg is None)]
     if failed:
         raise RuntimeError(f"decode failed: {failed[0]}")
     core_s = sum(cpu for _, cpu in results) / len(jobs)
-    return {"img_s": len(jobs) / wall, "core_s_per_img": core_s, "faces": config.faces}
+    lane_share = sum(r.jpeg is not None for r, _ in results) / len(jobs)
+    return {"img_s": len(jobs) / wall, "core_s_per_img": core_s, "faces": config.faces, "lane_share": lane_share}
+
+
+def takes_lane(path: Path, checkpoint: str) -> bool:
+    """Whether ``score --decode device`` would send this photo to the device (a plain JPEG for the
+    checkpoint's input: :func:`aesthete.decode.plain_jpeg`)."""
+    from aesthete.checkpoint import read_meta
+    from aesthete.decode import plain_jpeg
+    from aesthete.decode_worker import decode_target
+    from aesthete.input_policy import InputPolicy
+
+    policy = InputPolicy.from_dict(read_meta(checkpoint)["policy"])
+    return plain_jpeg(path.read_bytes(), decode_target(policy)) is not None
 
 
 def pixel_decode_seconds(paths: Sequence[Path], checkpoint: str) -> float:
