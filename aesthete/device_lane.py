@@ -117,9 +117,10 @@ def _torchvision(blobs: list[bytes], device: torch.device) -> list[torch.Tensor]
     return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
 
 
-# First choice TorchCodec, PyTorch's image decoders since torchvision 0.29 deprecated its own; then
-# torchvision's, which the bench decoded 12,215 img/s with on an H100 (BENCHMARKS.md): TorchCodec's
-# CUDA decoder needs a CUDA build of it and nvJPEG / NPP libraries that not every install has.
+# First choice TorchCodec, PyTorch's image decoders since torchvision 0.29 deprecated its own (its 0.17
+# wheel bundles libjpeg-turbo and NVIDIA's nvJPEG); then torchvision's, which the bench decoded 12,215 img/s
+# with on an H100 (BENCHMARKS.md). TorchCodec's CUDA path has not run in this project yet, so the first
+# that decodes a probe on the device is used.
 DECODERS: dict[str, Decoder] = {"torchcodec": _torchcodec, "torchvision": _torchvision}
 
 
