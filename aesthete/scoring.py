@@ -485,7 +485,7 @@ def _run_jobs(
             summary.compiled = batcher.runner.compiled
         if faces and lane is not None and lane.decoded:
             summary.faces_notice = (f"faces: not looked for in the {lane.decoded} photos decoded on the device "
-                                    "(--decode device); a `score` without it looks for them")  # fmt: skip
+                                    "(--decode device); the next `score` looks for them")  # fmt: skip
         finished = True
     finally:
         summary.device_decoded = lane.decoded if lane is not None else 0

@@ -232,7 +232,7 @@ def test_decode_device_skips_faces_in_its_photos_and_a_later_run_adds_them(tmp_p
     assert first.faces_notice and f"{first.device_decoded} photos decoded on the device" in first.faces_notice
     unlooked = _rows(tmp_path / "a.db", "SELECT content_hash, faces_looked FROM images WHERE faces_looked IS NULL")
     assert len(unlooked) == first.device_decoded  # the workers' photos were looked at as usual
-    second = score([str(folder)], store=store, decode="workers", **options)
+    second = score([str(folder)], store=store, decode="device", **options)  # the next run, whatever its --decode
     assert (second.scored, second.faces_filled, second.faces_notice) == (0, first.device_decoded, None)
 
 
