@@ -140,7 +140,7 @@ def pick_decoder(device: torch.device) -> tuple[Decoder | None, str]:
     return None, "; ".join(problems)
 
 
-def decode_jpegs(blobs: list[bytes], device: torch.device, decoder: Decoder = _torchcodec) -> list[torch.Tensor | None]:
+def decode_jpegs(blobs: list[bytes], device: torch.device, decoder: Decoder) -> list[torch.Tensor | None]:
     """(3, H, W) uint8 RGB images as stored (not yet upright), one per blob, ``None`` where the
     decoder refused it: one batched call (one nvJPEG call on CUDA), file by file only when it fails."""
     try:

@@ -50,8 +50,8 @@ COMPILE_GAINS: dict[tuple[str, str, str | None], tuple[float, float, float]] = {
     ("cpu", "topiq-iaa", None): (0.057, 67.4, 13.7),  # 3.0 -> 3.6 (topiq-iaa-r50-ava)
     ("cpu", "laion-aesthetic", None): (0.031, 45.4, 9.7),  # 1.65 -> 1.74 (laion-aesthetic-v2)
 }
-DECODE_MODES = ("auto", "workers", "device")  # --decode: who decodes plain JPEGs (device_lane_decision)
 COMPILE_MARGIN = 2.0  # auto compiles when photos x saving > MARGIN x compilation
+DECODE_MODES = ("auto", "workers", "device")  # --decode: who decodes plain JPEGs (device_lane_decision)
 FACES_MISSING = "faces: not looked for (pip install 'aesthete-photo[faces]')"
 
 

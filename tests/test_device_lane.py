@@ -285,7 +285,7 @@ def test_mutated_jpegs_the_lane_decodes_are_ones_the_workers_decode() -> None:
         plain = plain_jpeg(data, target)
         if plain is None:
             continue
-        lane = device_lane.decode_jpegs([plain.data], CPU)[0] is not None
+        lane = device_lane.decode_jpegs([plain.data], CPU, device_lane.DECODERS["torchcodec"])[0] is not None
         try:
             decode(data, target=target)
         except DecodeError:
