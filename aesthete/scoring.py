@@ -364,6 +364,7 @@ def score(
             summary.weights = f"{weights} (personal, on {choice.weights_name})"
     except KeyboardInterrupt:
         summary.interrupted, status = True, "interrupted"
+        store.roll_back_interrupted()  # the batch in flight, if the interrupt landed inside its write
     except sqlite3.DatabaseError:
         run_id = None  # a database that fails to read or write gets no further writes
         raise
@@ -490,6 +491,7 @@ def _run_jobs(
     finally:
         summary.device_decoded = lane.decoded if lane is not None else 0
         if not finished:  # save what the workers finished; what needs the model is redone next time
+            store.roll_back_interrupted()
             for result in pool.finished():
                 if result.pixels is None and result.jpeg is None:
                     _record(result, writer, summary)

@@ -256,6 +256,16 @@ class Store:
             raise
         self.conn.execute("COMMIT")
 
+    def roll_back_interrupted(self) -> None:
+        """Roll back a transaction an interrupt left open.
+
+        Ctrl-C raises at whatever Python line runs next, and that can be the line after ``BEGIN``, before
+        ``transaction`` reaches the code that would roll it back, or inside contextlib's own plumbing. No
+        ``with`` block closes every such window, so whoever catches the interrupt and writes on (``score``
+        records its run as interrupted) calls this first."""
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
     # -- what the scanner needs -------------------------------------------------------------------------
     def known_files(self) -> dict[str, KnownFile]:
         """Every recorded path with its size/mtime, keyed by the real path (one query, no per-file I/O)."""

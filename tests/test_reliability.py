@@ -358,6 +358,64 @@ def test_ctrl_c_and_kill_9_lose_at_most_a_batch_and_nothing_is_scored_twice(
     assert count(db) == total and count(db, "SELECT count(*) FROM files") == total
 
 
+class _InterruptAfterBegin:
+    """A connection whose ``nth`` BEGIN succeeds and then raises KeyboardInterrupt: where a real Ctrl-C
+    can land, on the line after the statement (CI saw it: the run then failed with "cannot start a
+    transaction within a transaction" instead of stopping with exit 130)."""
+
+    def __init__(self, conn: sqlite3.Connection, nth: int) -> None:
+        self.conn, self.nth, self.begins = conn, nth, 0
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        cursor = self.conn.execute(sql, *args)
+        if sql.startswith("BEGIN"):
+            self.begins += 1
+            if self.begins == self.nth:
+                raise KeyboardInterrupt
+        return cursor
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+
+def test_ctrl_c_right_after_a_batch_begins_its_write_still_saves_that_batch(
+    tmp_path: Path, tiny_checkpoints: dict[str, Path]
+) -> None:
+    folder = write_photos(tmp_path / "p", 8)
+    store = Store(tmp_path / "a.db")
+    # BEGINs in a run: the run's row, then one per batch of 2; the 4th is the third batch's. The stop
+    # rolls that write back, then saves the batch with the rest of what was finished.
+    store.conn = _InterruptAfterBegin(store.conn, nth=4)  # type: ignore[assignment]
+    options = {"weights": str(tiny_checkpoints["nima"]), "device": "cpu", "precision": "fp32", "batch_size": 2,
+               "workers": 1, "decode": "workers"}  # fmt: skip
+    summary = score([str(folder)], store=store, **options)
+    assert summary.interrupted and summary.scored == 6
+    assert store.conn.execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
+    store.close()
+    check_database(tmp_path / "a.db")
+    assert count(tmp_path / "a.db") == 6
+
+    store = Store(tmp_path / "a.db")
+    again = score([str(folder)], store=store, **options)
+    assert not again.interrupted and (again.scored, again.cached) == (2, 6)
+    store.close()
+
+
+def test_ctrl_c_right_after_the_run_row_begins_leaves_no_transaction_open(
+    tmp_path: Path, tiny_checkpoints: dict[str, Path]
+) -> None:
+    """Through the Python API the store outlives the run: an open transaction would hold the write lock."""
+    folder = write_photos(tmp_path / "p", 4)
+    store = Store(tmp_path / "a.db")
+    store.conn = _InterruptAfterBegin(store.conn, nth=1)  # type: ignore[assignment]
+    summary = score([str(folder)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu", workers=1)
+    assert summary.interrupted and summary.scored == 0
+    assert not store.conn.in_transaction and count(tmp_path / "a.db", "SELECT count(*) FROM runs") == 0
+    again = score([str(folder)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu", workers=1)
+    assert again.scored == 4
+    store.close()
+
+
 def test_ctrl_c_in_a_terminal_prints_the_summary(tmp_path: Path) -> None:
     """Without --json: the usual table, then the interrupted notice, exit 130 (signals only, many photos)."""
     folder = write_photos(tmp_path / "p", 400)
