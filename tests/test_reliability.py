@@ -416,6 +416,35 @@ def test_ctrl_c_right_after_the_run_row_begins_leaves_no_transaction_open(
     store.close()
 
 
+@pytest.mark.slow
+def test_ctrl_c_while_a_write_waits_for_another_writer_stops_cleanly(
+    tmp_path: Path, tiny_checkpoints: dict[str, Path]
+) -> None:
+    """The CI failure made certain: a Ctrl-C that arrives while a batch's BEGIN waits on another process's
+    write lock (``cull`` saving its groups) is raised on the line after BEGIN, once the lock is free."""
+    folder = write_photos(tmp_path / "p", 24)
+    db = tmp_path / "a.db"
+    cmd = [sys.executable, "-c", INJECT, "score", str(folder), "--weights", str(tiny_checkpoints["nima"]),
+           "--device", "cpu", "--precision", "fp32", "--batch-size", "2", "--workers", "1", "--db", str(db),
+           "--json"]  # fmt: skip
+    run = start(cmd, TEST_DECODE_DELAY="0.05", TEST_FILE_TIMEOUT="600")
+    while run.poll() is None and count(db) < 2:
+        time.sleep(0.01)
+    other = sqlite3.connect(db, isolation_level=None, timeout=10)
+    other.execute("BEGIN IMMEDIATE")
+    saved = count(db)
+    time.sleep(1)  # a batch takes ~0.1 s: score's next write is waiting on the lock by now
+    os.killpg(run.pid, signal.SIGINT)
+    time.sleep(0.3)
+    other.execute("ROLLBACK")
+    other.close()
+    out, err = run.communicate(timeout=30)
+    assert run.returncode == 130 and "Traceback" not in err, err
+    summary = json.loads(out)
+    assert summary["interrupted"] and count(db) == summary["scored"] > saved
+    check_database(db)
+
+
 def test_ctrl_c_in_a_terminal_prints_the_summary(tmp_path: Path) -> None:
     """Without --json: the usual table, then the interrupted notice, exit 130 (signals only, many photos)."""
     folder = write_photos(tmp_path / "p", 400)
