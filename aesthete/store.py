@@ -41,6 +41,8 @@ from aesthete.migrations import APPLICATION_ID, SCHEMA_VERSION
 from aesthete.paths import default_db_path, is_within, subtree_prefix
 
 BUSY_TIMEOUT_MS = 60_000
+# The longest one wait inside SQLite for another writer lasts: Python cannot raise Ctrl-C until it ends.
+WAIT_SLICE_MS = 100
 
 IMAGE_COLUMNS = (
     "width", "height", "format", "capture_time", "capture_time_source", "make", "camera", "lens", "focal_length",
@@ -181,17 +183,17 @@ class StoreReader:
             return False
 
 
-def _use_wal(conn: sqlite3.Connection) -> None:
-    """Switch ``conn``'s database to WAL (a no-op once it is: the mode is stored in the file).
+def _when_free(conn: sqlite3.Connection, sql: str) -> None:
+    """Execute ``sql``, which needs a lock another process may hold, retrying for up to the busy timeout.
 
-    The switch needs the database to itself, and SQLite answers "database is locked" at once, without
-    the busy timeout, while another process is opening the same new file: two ``score`` runs started
-    together on a new database failed that way about once in 30 opens. So it is retried, up to the busy
-    timeout."""
+    The switch to WAL answers "database is locked" at once, without the busy timeout, while another
+    process is opening the same new file (two ``score`` runs started together on a new database failed
+    that way about once in 30 opens). A write's BEGIN waits only a slice at a time (see
+    ``Store._begin_write``)."""
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     while True:
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(sql)
             return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
@@ -215,7 +217,7 @@ class Store:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._check_identity()
             if str(path) != ":memory:":
-                _use_wal(conn)
+                _when_free(conn, "PRAGMA journal_mode = WAL")  # a no-op once it is: the mode is in the file
             conn.execute("PRAGMA synchronous = NORMAL")  # safe under WAL: a crash loses no committed row
             self._migrate()
         except sqlite3.DatabaseError as exc:
@@ -248,13 +250,23 @@ class Store:
     def transaction(self) -> Iterator[None]:
         """A write transaction taken up front (IMMEDIATE), so concurrent writers queue on the busy
         timeout instead of failing with 'database is locked' on a read-to-write upgrade."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        self._begin_write()
         try:
             yield
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    def _begin_write(self) -> None:
+        """BEGIN IMMEDIATE, waiting for another writer in slices of ``WAIT_SLICE_MS`` with Python running
+        between them, so that Ctrl-C stops the wait. In one long SQLite wait it could not: ``cull`` run
+        beside a busy ``score`` ignored Ctrl-C for up to the whole busy timeout."""
+        self.conn.execute(f"PRAGMA busy_timeout = {WAIT_SLICE_MS}")
+        try:
+            _when_free(self.conn, "BEGIN IMMEDIATE")
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     def roll_back_interrupted(self) -> None:
         """Roll back a transaction an interrupt left open.

@@ -420,8 +420,9 @@ def test_ctrl_c_right_after_the_run_row_begins_leaves_no_transaction_open(
 def test_ctrl_c_while_a_write_waits_for_another_writer_stops_cleanly(
     tmp_path: Path, tiny_checkpoints: dict[str, Path]
 ) -> None:
-    """The CI failure made certain: a Ctrl-C that arrives while a batch's BEGIN waits on another process's
-    write lock (``cull`` saving its groups) is raised on the line after BEGIN, once the lock is free."""
+    """What the CI saw: a Ctrl-C while a batch's write waits on another process's lock (``cull`` saving
+    its groups). SQLite waited in one piece then, so Python raised it on the line after BEGIN, once the
+    lock was free; the run ended with "cannot start a transaction within a transaction"."""
     folder = write_photos(tmp_path / "p", 24)
     db = tmp_path / "a.db"
     cmd = [sys.executable, "-c", INJECT, "score", str(folder), "--weights", str(tiny_checkpoints["nima"]),
@@ -459,6 +460,27 @@ def test_ctrl_c_in_a_terminal_prints_the_summary(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ concurrency
+
+
+@pytest.mark.parametrize("command", [["cull", "--top", "3"], ["groups"]])
+def test_ctrl_c_stops_a_command_waiting_for_another_writer(tmp_path: Path, command: list[str]) -> None:
+    """SQLite waits for a lock in slices: inside one long wait Python cannot raise Ctrl-C, and ``cull``
+    run beside a busy writer ignored it for the whole busy timeout (a minute)."""
+    db = tmp_path / "a.db"
+    store = Store(db)
+    score([str(write_photos(tmp_path / "p", 6))], store=store, workers=1)
+    store.close()
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # held until the command has ended
+    run = start(aesthete(*command, "--db", db))
+    time.sleep(3)  # the command is waiting for the lock by now
+    assert run.poll() is None, run.communicate()
+    os.killpg(run.pid, signal.SIGINT)
+    try:
+        out, err = run.communicate(timeout=20)
+    finally:
+        other.execute("ROLLBACK")  # the command, if still waiting, then ends on its own
+    assert run.returncode == 130 and "Traceback" not in err, err
 
 
 @pytest.mark.slow
