@@ -89,8 +89,8 @@ def export_album(
     if mode not in MODES:
         raise OptionError(f"unknown export mode {mode!r}; use one of {', '.join(MODES)}")
     outcome = Outcome()
-    if not dry_run:
-        os.makedirs(dest, exist_ok=True)
+    if not (dry_run or _made_folder(dest, outcome)):
+        return outcome
     taken: set[str] = set()
     targets: dict[str, str] = {}
     for row in ranking.rows:
@@ -117,7 +117,11 @@ def export_album(
     # that name that is not one of aesthete's manifests is never touched: the manifest takes the next name.
     outcome.manifest, ours = free_name(dest, MANIFEST_NAME, reuse=is_our_manifest)
     if not dry_run:
-        atomic_write(outcome.manifest, json.dumps(manifest, indent=2).encode(), overwrite=ours)
+        try:
+            atomic_write(outcome.manifest, json.dumps(manifest, indent=2).encode(), overwrite=ours)
+        except OSError as exc:  # the album is made by now: say what is missing from it, as for a photo
+            outcome.failed.append((outcome.manifest, _reason(exc)))
+            outcome.manifest = None
     return outcome
 
 
@@ -197,8 +201,8 @@ def move_rejects(
     ``on_moved(old, new)`` is called after each photo's and each companion's move (the CLI updates the
     database there)."""
     outcome = Outcome()
-    if not dry_run and rows:
-        os.makedirs(dest, exist_ok=True)
+    if rows and not (dry_run or _made_folder(dest, outcome)):
+        return outcome
     taken: set[str] = set()
     for row in rows:
         source = row["real_path"]
@@ -242,6 +246,17 @@ def _move(source: str, target: str) -> None:
         os.unlink(target)
         raise OSError(f"the copy of {source} differs from it; original kept")
     os.unlink(source)
+
+
+def _made_folder(dest: str, outcome: Outcome) -> bool:
+    """Create ``dest``, or record in ``outcome`` why it cannot be made (a path under a read-only mount, a
+    file of that name...): then nothing goes there, and the other file actions still run."""
+    try:
+        os.makedirs(dest, exist_ok=True)
+    except OSError as exc:
+        outcome.failed.append((dest, _reason(exc)))
+        return False
+    return True
 
 
 def _reason(exc: OSError) -> str:

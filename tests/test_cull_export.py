@@ -291,6 +291,36 @@ def test_apply_picks_and_does_every_file_action_in_one_call(shoot: tuple[Path, S
     assert plain.settings["keep"] == "20%" and len(plain.ranking.rows) == 3
 
 
+def test_folders_that_cannot_be_made_are_failures_not_tracebacks(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    folder, store = shoot
+    before = snapshot(folder)
+    (tmp_path / "a_file").write_bytes(b"not a folder")
+    album, rejects = tmp_path / "a_file" / "album", tmp_path / "a_file" / "rejects"
+    result = runner.invoke(app, ["cull", str(folder), "--db", str(store.path), "--top", "3", "--export", str(album),
+                                 "--xmp", "--move-rejects", str(rejects), "--json"])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert data["export"]["failed"] == [[str(album), "Not a directory"]] and data["export"]["manifest"] is None
+    assert data["moved"]["failed"] == [[str(rejects), "Not a directory"]] and not data["moved"]["placed"]
+    assert {s["status"] for s in data["xmp"]["sidecars"]} == {"created"}  # the other action still ran
+    assert "export failed: " in result.stderr and "manifest not written" in result.stderr
+    assert {p: state for p, state in snapshot(folder).items() if not p.endswith(".xmp")} == before
+
+
+def test_a_manifest_that_cannot_be_written_is_a_failure(
+    shoot: tuple[Path, Store], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, store = shoot
+
+    def disk_full(path: str, data: bytes, *, overwrite: bool) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export_module, "atomic_write", disk_full)
+    outcome = export_album(cull(store, top=2), str(tmp_path / "album"))
+    assert len(outcome.placed) == 2 and outcome.manifest is None
+    assert outcome.failed == [(str(tmp_path / "album" / "manifest.json"), "No space left on device")]
+
+
 def test_cull_options_are_checked_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(OptionError, match="--mode must be one of copy, symlink, link"):
         CullOptions(mode="move")

@@ -132,7 +132,8 @@ def _print_actions(report: CullReport) -> None:
         summary = ", ".join(made) or ("nothing new" if done["present"] else "nothing")
         if done["present"]:
             summary += f" ({done['present']} already there)"
-        err.print(f"export: {verb} {summary} in {dest}; manifest {outcome.manifest}", highlight=False, markup=False)
+        manifest = outcome.manifest or "not written"
+        err.print(f"export: {verb} {summary} in {dest}; manifest {manifest}", highlight=False, markup=False)
         _report_failures("export", outcome.failed)
     if report.xmp:
         done = Counter(r.status for r, _ in report.xmp.sidecars)
