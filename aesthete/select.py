@@ -217,6 +217,8 @@ def rank(
         full = os.path.abspath(root)
         if not any(is_within(row["path"], full) for row in rows):
             notes.append(f"no photos under {root} in the database: run `aesthete score` on it first")
+    if not (roots or rows):  # an empty database: no fallback to explain, a first step to name
+        notes.append("nothing scored yet: run `aesthete score FOLDER` first")
     for row in rows:  # from the cached signals: photos scored by an older formula rank by today's too
         row["technical"] = technical_quality(row, row.get("width"), row.get("height"))
     output = None
@@ -233,7 +235,8 @@ def rank(
                     f"--by {by} needs a predicted distribution; {key.model} predicts one score: use --by mean"
                 )
         else:
-            notes.append("no aesthetic scores yet: ranked by technical quality (sharpness, exposure, noise, size)")
+            if rows:
+                notes.append("no aesthetic scores yet: ranked by technical quality (sharpness, exposure, noise, size)")
             by = "technical"
     filters = filters or Filters()
     if filters.need_faces and (unlooked := sum(r.get("faces") is None for r in rows)):

@@ -92,6 +92,9 @@ def test_commands_map_library_errors(tmp_path: Path) -> None:
     for command in (["groups"], ["report", "--html", str(tmp_path / "r.html")]):
         result = runner.invoke(app, [*command, "--db", db])
         assert result.exit_code == Exit.NOTHING_USABLE and "nothing scored yet" in result.output, command
+    listing = runner.invoke(app, ["rank", "--db", db])  # a listing: empty, exit 0, and the first step named
+    assert listing.exit_code == Exit.OK and "nothing scored yet: run `aesthete score FOLDER` first" in listing.output
+    assert "technical quality" not in listing.stderr
     bad_key = runner.invoke(app, ["rank", "--by", "colour", "--db", db])
     assert bad_key.exit_code == Exit.USAGE and "unknown sort key 'colour'" in bad_key.output
     assert "Traceback" not in bad_key.output
