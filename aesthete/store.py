@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from aesthete import migrations
-from aesthete.errors import AestheteError
+from aesthete.errors import AestheteError, NothingToDoError
 from aesthete.migrations import APPLICATION_ID, SCHEMA_VERSION
 from aesthete.paths import default_db_path, is_within, subtree_prefix
 
@@ -561,8 +561,14 @@ def _upsert(conn: sqlite3.Connection, table: str, rows: Sequence[dict[str, Any]]
     conn.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
 
 
-def open_store(path: str | Path | None = None) -> Store:
-    """Open the database at ``path``, ``$AESTHETE_DB``, or the XDG data directory."""
+def open_store(path: str | Path | None = None, *, create: bool = True) -> Store:
+    """Open the database at ``path``, ``$AESTHETE_DB``, or the XDG data directory.
+
+    With ``create=False`` (the commands that only read what ``score`` saved) a database that does not
+    exist raises :class:`NothingToDoError` instead of being made, with its folders: a mistyped ``--db``
+    then says so rather than leaving an empty database behind."""
     if path is None:
         path = default_db_path()
+    if not create and str(path) != ":memory:" and not os.path.exists(path):
+        raise NothingToDoError(f"nothing scored yet: no database at {path} (`aesthete score FOLDER` makes it)")
     return Store(path)

@@ -209,6 +209,9 @@ def test_progress_shows_no_rate_before_a_few_photos_and_seconds(monkeypatch) -> 
 
 
 def test_show_of_a_missing_file_or_a_folder_says_so_as_a_usage_error(tmp_path: Path) -> None:
+    from aesthete.store import Store
+
+    Store(tmp_path / "x.db").close()
     result = runner.invoke(app, ["show", str(tmp_path / "nope.jpg"), "--db", str(tmp_path / "x.db")])
     assert result.exit_code == 2 and "no such file" in result.output
     assert "not in the database" not in result.output and "Traceback" not in result.output

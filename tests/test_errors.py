@@ -14,6 +14,7 @@ import aesthete
 from aesthete.cli import app
 from aesthete.cli.common import EXIT_CODES, Exit, exit_code, library_errors, one_line
 from aesthete.errors import AestheteError, NothingToDoError, OptionError
+from aesthete.store import Store
 from aesthete.weights import ChecksumMismatch, UnknownWeights, WeightsError
 
 runner = CliRunner()
@@ -85,8 +86,22 @@ def test_library_errors_decorates_a_typer_command() -> None:
     assert "details" not in result.output and "Traceback" not in result.output
 
 
+def test_only_score_creates_the_database(tmp_path: Path) -> None:
+    """A mistyped --db: every command that reads what `score` saved says there is none, and makes nothing."""
+    db = tmp_path / "typo" / "a.db"
+    for command in (["rank"], ["show", str(tmp_path)], ["cull", "--top", "3"], ["groups"], ["failures"],
+                    ["report", "--html", str(tmp_path / "r.html")], ["learn", "--name", "me"]):  # fmt: skip
+        result = runner.invoke(app, [*command, "--db", str(db)])
+        assert result.exit_code == Exit.NOTHING_USABLE, (command, result.output)
+        assert f"nothing scored yet: no database at {db}" in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "typo").exists(), command
+    made = runner.invoke(app, ["score", str(tmp_path), "--db", str(db)])
+    assert made.exit_code == Exit.NOTHING_USABLE and db.is_file()  # an empty folder, yet a database to fill
+
+
 def test_commands_map_library_errors(tmp_path: Path) -> None:
     db = str(tmp_path / "a.db")
+    Store(db).close()  # an empty database
     empty = runner.invoke(app, ["cull", "--db", db])
     assert empty.exit_code == Exit.NOTHING_USABLE and "nothing scored yet" in empty.output
     for command in (["groups"], ["report", "--html", str(tmp_path / "r.html")]):

@@ -135,14 +135,15 @@ def library_errors() -> Iterator[None]:
 
 
 @contextmanager
-def opened_store(db: Path | None) -> Iterator[Any]:
-    """Open the database or exit with a one-line reason, also when damage shows only once it is read."""
+def opened_store(db: Path | None, *, create: bool = False) -> Iterator[Any]:
+    """Open the database or exit with a one-line reason, also when damage shows only once it is read.
+    Only ``score`` creates it (``create``): for the others a missing database is nothing scored yet."""
     import sqlite3
 
     from aesthete.store import open_store
 
     with library_errors():
-        store = open_store(db)
+        store = open_store(db, create=create)
     try:
         yield store
     except sqlite3.DatabaseError as exc:

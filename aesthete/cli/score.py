@@ -88,7 +88,7 @@ def score_command(
         if not path.exists():
             fail(f"{path}: no such file or folder")
     signal.signal(signal.SIGINT, _first_ctrl_c_only)
-    with opened_store(db) as store, _progress(quiet=as_json) as progress:
+    with opened_store(db, create=True) as store, _progress(quiet=as_json) as progress:
         task = progress.add_task("scoring", total=None, rate=None)
         rate = _Rate()
 
