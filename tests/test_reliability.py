@@ -434,7 +434,7 @@ def test_ctrl_c_while_a_write_waits_for_another_writer_stops_cleanly(
     other = sqlite3.connect(db, isolation_level=None, timeout=10)
     other.execute("BEGIN IMMEDIATE")
     saved = count(db)
-    time.sleep(1)  # a batch takes ~0.1 s: score's next write is waiting on the lock by now
+    time.sleep(2)  # a batch takes ~0.1 s: score's next write is waiting on the lock by now
     os.killpg(run.pid, signal.SIGINT)
     time.sleep(0.3)
     other.execute("ROLLBACK")
