@@ -378,42 +378,28 @@ class _InterruptAfterBegin:
         return getattr(self.conn, name)
 
 
-def test_ctrl_c_right_after_a_batch_begins_its_write_still_saves_that_batch(
-    tmp_path: Path, tiny_checkpoints: dict[str, Path]
+@pytest.mark.parametrize(("nth", "saved"), [(1, 0), (4, 6)])
+def test_ctrl_c_right_after_a_begin_leaves_no_transaction_open_and_saves_what_was_finished(
+    tmp_path: Path, tiny_checkpoints: dict[str, Path], nth: int, saved: int
 ) -> None:
-    folder = write_photos(tmp_path / "p", 8)
-    store = Store(tmp_path / "a.db")
-    # BEGINs in a run: the run's row, then one per batch of 2; the 4th is the third batch's. The stop
-    # rolls that write back, then saves the batch with the rest of what was finished.
-    store.conn = _InterruptAfterBegin(store.conn, nth=4)  # type: ignore[assignment]
+    """The BEGINs of a run of 8 photos in batches of 2: the run's row, then one per batch (the 4th is the
+    third batch's). Interrupted there, the write is rolled back, then the batch is saved with the rest of
+    what was finished. Through the Python API the store outlives the run: an open transaction left behind
+    would hold the write lock."""
+    folder, db = write_photos(tmp_path / "p", 8), tmp_path / "a.db"
+    store = Store(db)
+    store.conn = _InterruptAfterBegin(store.conn, nth)  # type: ignore[assignment]
     options = {"weights": str(tiny_checkpoints["nima"]), "device": "cpu", "precision": "fp32", "batch_size": 2,
                "workers": 1, "decode": "workers"}  # fmt: skip
     summary = score([str(folder)], store=store, **options)
-    assert summary.interrupted and summary.scored == 6
-    assert store.conn.execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
-    store.close()
-    check_database(tmp_path / "a.db")
-    assert count(tmp_path / "a.db") == 6
-
-    store = Store(tmp_path / "a.db")
+    assert summary.interrupted and summary.scored == saved and not store.conn.in_transaction
+    recorded = [("interrupted",)] if nth > 1 else []  # the first BEGIN was the run row's own
+    assert store.conn.execute("SELECT status FROM runs").fetchall() == recorded
+    assert count(db) == saved
     again = score([str(folder)], store=store, **options)
-    assert not again.interrupted and (again.scored, again.cached) == (2, 6)
+    assert not again.interrupted and (again.scored, again.cached) == (8 - saved, saved)
     store.close()
-
-
-def test_ctrl_c_right_after_the_run_row_begins_leaves_no_transaction_open(
-    tmp_path: Path, tiny_checkpoints: dict[str, Path]
-) -> None:
-    """Through the Python API the store outlives the run: an open transaction would hold the write lock."""
-    folder = write_photos(tmp_path / "p", 4)
-    store = Store(tmp_path / "a.db")
-    store.conn = _InterruptAfterBegin(store.conn, nth=1)  # type: ignore[assignment]
-    summary = score([str(folder)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu", workers=1)
-    assert summary.interrupted and summary.scored == 0
-    assert not store.conn.in_transaction and count(tmp_path / "a.db", "SELECT count(*) FROM runs") == 0
-    again = score([str(folder)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu", workers=1)
-    assert again.scored == 4
-    store.close()
+    check_database(db)
 
 
 @pytest.mark.slow
