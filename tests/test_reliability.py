@@ -445,6 +445,39 @@ def test_ctrl_c_in_a_terminal_prints_the_summary(tmp_path: Path) -> None:
     assert "found" in out and "400" in out and "interrupted" in err
 
 
+# Small on purpose, as in test_training_run.py: the point is the stop, not the scores.
+TINY_TRAINING = ["model_config.backbone=resnet18", "model_config.input_size=64", "data.val_size=8",
+                 "train.batch_size=11", "train.pretrained=false", "train.amp=none"]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process table from /proc (Linux)")
+@pytest.mark.parametrize("processes", [1, 2])
+def test_ctrl_c_of_train_stops_every_rank_and_says_how_to_go_on(tmp_path: Path, processes: int) -> None:
+    """Before: with --nproc 2 each rank and torchrun printed a traceback, and neither path said what was kept."""
+    from aesthete.training.synthetic import generate
+
+    data, output = generate(tmp_path / "ava", n=48, seed=1, test_fraction=0.25), tmp_path / "run"
+    several = ["--nproc", 2] if processes > 1 else []
+    cmd = aesthete("train", "nima", "--data-root", data, "--output", output, "--epochs", 100, *several,
+                   *(f"--set={value}" for value in TINY_TRAINING))  # fmt: skip
+    run = start(cmd, COLUMNS="1000")
+    while run.poll() is None and not (output / "state.pt").exists():
+        time.sleep(0.1)
+    assert run.poll() is None, run.communicate()
+    os.killpg(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130 and "Traceback" not in err, err
+    assert f"interrupted: {output / 'state.pt'} keeps the run up to its last checkpoint" in err, err
+    deadline = time.monotonic() + 10
+    while _live_group(run.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = _live_group(run.pid)
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, f"training processes outlived train: {survivors}"
+
+
 # ------------------------------------------------------------------------------------------ concurrency
 
 

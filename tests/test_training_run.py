@@ -319,7 +319,7 @@ def test_the_launcher_is_torchrun_standalone_or_multi_node(tmp_path: Path) -> No
 
     job = tmp_path / "job.json"
     single = launch_command(job, nproc=4)
-    assert single[1:4] == ["-m", "torch.distributed.run", "--nproc-per-node=4"]
+    assert single[1:4] == ["-m", "aesthete.training.torchrun", "--nproc-per-node=4"]
     assert "--standalone" in single and single[-3:] == ["-m", "aesthete.training.launcher", str(job)]
     multi = launch_command(job, nproc=8, nodes=2, node_rank=1, master_addr="10.0.0.1", master_port=29511)
     assert "--standalone" not in multi

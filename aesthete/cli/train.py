@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from aesthete.cli.common import JsonOption, err, fail, library_errors, out, print_json
+from aesthete.cli.common import Exit, JsonOption, err, fail, library_errors, out, print_json
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -61,7 +62,7 @@ def train_command(
     Writes RUN/state.pt every epoch (for --resume), RUN/metrics.json, and at the end RUN/model.safetensors,
     a self-describing checkpoint for `aesthete weights add`.
     """
-    from aesthete.training.options import METRICS_FILE, RunOptions
+    from aesthete.training.options import RunOptions
     from aesthete.training.preflight import choose_recipe
     from aesthete.training.recipes import parse_override, to_toml
 
@@ -96,26 +97,51 @@ def train_command(
             preflight.check_launch(
                 options.output, options.data_root, resolved["dataset"], resume=resume, node_rank=node_rank
             )
-    if processes > 1 or nodes > 1:
-        from aesthete.training.launcher import launch
+    topology = {"nproc": processes, "nodes": nodes, "node_rank": node_rank, "master_addr": master_addr,
+                "master_port": master_port}  # fmt: skip
+    try:
+        summary = _train(resolved, options, topology)
+    except KeyboardInterrupt:
+        _say_interrupted(options.output, node_rank)
+    if summary is None:  # another machine's rank 0 wrote the metrics
+        return
+    out.print(comparison_table(summary.get("comparison", []), title=f"{resolved['name']}: test split"))
+    err.print(f"run saved in {options.output}", highlight=False, markup=False)
 
-        code = launch(
-            resolved, options, nproc=processes, nodes=nodes, node_rank=node_rank,
-            master_addr=master_addr, master_port=master_port,
-        )  # fmt: skip
+
+def _train(resolved: dict[str, Any], options: Any, topology: dict[str, Any]) -> dict[str, Any] | None:
+    """Run the training in this process, or under torchrun for several processes or machines
+    (``topology``: :func:`aesthete.training.launcher.launch`'s); its summary, or None where another
+    machine's rank 0 holds it."""
+    if topology["nproc"] > 1 or topology["nodes"] > 1:
+        from aesthete.training.launcher import launch
+        from aesthete.training.options import METRICS_FILE
+
+        code = launch(resolved, options, **topology)
         if code != 0:
             fail(f"training processes exited with status {code}", code=code)
         metrics_path = options.output / METRICS_FILE
-        if not metrics_path.is_file():  # another machine's rank 0 wrote it
-            return
-        summary = json.loads(metrics_path.read_text(encoding="utf-8"))
-    else:
-        from aesthete.training.trainer import run
+        return json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else None
+    from aesthete.training.trainer import run
 
-        with ConsoleReport() as report, library_errors():
-            summary = run(resolved, options, say=report.say, progress=report.progress)
-    out.print(comparison_table(summary.get("comparison", []), title=f"{resolved['name']}: test split"))
-    err.print(f"run saved in {options.output}", highlight=False, markup=False)
+    with ConsoleReport() as report, library_errors():
+        return run(resolved, options, say=report.say, progress=report.progress)
+
+
+def _say_interrupted(output: Path, node_rank: int) -> NoReturn:
+    """After Ctrl-C: what the run folder keeps and how to go on (exit 130)."""
+    from aesthete.training.options import STATE_FILE
+
+    state = output / STATE_FILE
+    if node_rank != 0:  # rank 0 writes the checkpoints, on its own machine
+        err.print("[yellow]interrupted:[/] the node-rank-0 machine keeps the run's checkpoints; run the same "
+                  "commands with --resume to continue", highlight=False)  # fmt: skip
+    elif state.is_file():
+        err.print(f"[yellow]interrupted:[/] {escape(str(state))} keeps the run up to its last checkpoint; "
+                  "run the same command with --resume to continue", highlight=False)  # fmt: skip
+    else:
+        err.print("[yellow]interrupted:[/] before the first checkpoint; nothing was saved", highlight=False)
+    raise typer.Exit(Exit.INTERRUPTED)
 
 
 def eval_command(

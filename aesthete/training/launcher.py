@@ -3,22 +3,26 @@
 ``aesthete train --gpus N`` (or ``--nproc N`` on CPU, or ``--nodes M`` on several machines) writes the
 resolved recipe and run options to a job file and re-executes itself as
 
-    python -m torch.distributed.run --nproc-per-node N [--standalone | --nnodes M --node-rank R
+    python -m aesthete.training.torchrun --nproc-per-node N [--standalone | --nnodes M --node-rank R
         --master-addr A --master-port P] -m aesthete.training.launcher JOB.json
 
-so rendezvous, environment (RANK, WORLD_SIZE, LOCAL_RANK, ...), failure handling and the tear-down of
-every process are torchrun's, and each process runs the same :func:`aesthete.training.trainer.run`.
+(``aesthete.training.torchrun`` is ``torch.distributed.run`` with a quiet Ctrl-C), so rendezvous,
+environment (RANK, WORLD_SIZE, LOCAL_RANK, ...), failure handling and the tear-down of every process are
+torchrun's, and each process runs the same :func:`aesthete.training.trainer.run`.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+SIGINT_GRACE_S = 10  # how long torchrun has to stop on a Ctrl-C it got itself, before it is sent one
 
 
 def write_job(recipe: dict[str, Any], options: Any) -> Path:
@@ -38,7 +42,7 @@ def launch_command(
     master_port: int = 29500,
 ) -> list[str]:
     """The torchrun command line for ``nproc`` processes on this machine (of ``nodes``)."""
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
+    command = [sys.executable, "-m", "aesthete.training.torchrun", f"--nproc-per-node={nproc}"]
     if nodes > 1:
         command += [
             f"--nnodes={nodes}",
@@ -52,10 +56,23 @@ def launch_command(
 
 
 def launch(recipe: dict[str, Any], options: Any, **topology: Any) -> int:
-    """Run the job under torchrun and wait; returns its exit status."""
+    """Run the job under torchrun and wait; returns its exit status.
+
+    On Ctrl-C, torchrun is waited for, not killed: a terminal's Ctrl-C reaches it and every rank (one
+    process group), and torchrun stops the ranks. Where the interrupt reached this process alone, torchrun
+    is sent one after ``SIGINT_GRACE_S``. KeyboardInterrupt is then raised again, once no rank is left."""
     job = write_job(recipe, options)
     try:
-        return subprocess.run(launch_command(job, **topology), check=False).returncode
+        with subprocess.Popen(launch_command(job, **topology)) as torchrun:
+            try:
+                return torchrun.wait()
+            except KeyboardInterrupt:
+                try:
+                    torchrun.wait(timeout=SIGINT_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    torchrun.send_signal(signal.SIGINT)
+                    torchrun.wait()
+                raise
     finally:
         job.unlink(missing_ok=True)
 
@@ -82,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     except AestheteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # every rank gets the Ctrl-C; `aesthete train` says once what was saved
+        sys.exit(130)
 
 
 if __name__ == "__main__":
