@@ -236,6 +236,18 @@ def test_ctrl_c_pressed_twice_while_a_decode_hangs_still_stops_at_once(tmp_path:
     assert count(db, "SELECT count(*) FROM images") == 7  # every photo decoded before Ctrl-C is saved
 
 
+def _survivors(pgid: int) -> list[int]:
+    """The processes of group ``pgid`` still alive 10 s from now (at once if none is), killed so that they
+    are not left behind for the next test."""
+    deadline = time.monotonic() + 10
+    while _live_group(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = _live_group(pgid)
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+    return survivors
+
+
 def _live_group(pgid: int) -> list[int]:
     """The live (not zombie) processes of process group ``pgid``, read from /proc."""
     alive = []
@@ -261,12 +273,7 @@ def test_kill_9_of_score_leaves_no_decode_worker_behind(tmp_path: Path) -> None:
     assert run.poll() is None and len(workers) == 2, workers
     os.kill(run.pid, signal.SIGKILL)
     run.wait(timeout=30)  # not communicate(): an orphaned worker would hold the output pipes open
-    deadline = time.monotonic() + 10
-    while _live_group(run.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    survivors = _live_group(run.pid)
-    for pid in survivors:  # do not leave them behind for the next test either
-        os.kill(pid, signal.SIGKILL)
+    survivors = _survivors(run.pid)
     assert not survivors, f"decode workers outlived score: {survivors}"
 
 
@@ -293,12 +300,7 @@ def test_the_parent_watch_alone_ends_an_orphaned_worker(tmp_path: Path) -> None:
     assert len(child) == 1
     os.kill(run.pid, signal.SIGKILL)
     run.wait(timeout=30)
-    deadline = time.monotonic() + 10
-    while _live_group(run.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    survivors = _live_group(run.pid)
-    for pid in survivors:
-        os.kill(pid, signal.SIGKILL)
+    survivors = _survivors(run.pid)
     assert not survivors
 
 
@@ -469,12 +471,7 @@ def test_ctrl_c_of_train_stops_every_rank_and_says_how_to_go_on(tmp_path: Path, 
     _, err = run.communicate(timeout=60)
     assert run.returncode == 130 and "Traceback" not in err, err
     assert f"interrupted: {output / 'state.pt'} keeps the run up to its last checkpoint" in err, err
-    deadline = time.monotonic() + 10
-    while _live_group(run.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    survivors = _live_group(run.pid)
-    for pid in survivors:
-        os.kill(pid, signal.SIGKILL)
+    survivors = _survivors(run.pid)
     assert not survivors, f"training processes outlived train: {survivors}"
 
 
