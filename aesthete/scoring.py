@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from aesthete import faces as face_stage
+from aesthete import interrupts
 from aesthete.architectures import DEFAULT_MODEL, check_architecture
 from aesthete.decode import ALL_DECODERS, NO_DECODER
 from aesthete.decode_worker import FileJob, FileResult, WorkerConfig, init_worker, process_file
@@ -364,6 +365,7 @@ def score(
             summary.weights = f"{weights} (personal, on {choice.weights_name})"
     except KeyboardInterrupt:
         summary.interrupted, status = True, "interrupted"
+        interrupts.clear()
         store.roll_back_interrupted()  # the batch in flight, if the interrupt landed inside its write
     except sqlite3.DatabaseError:
         run_id = None  # a database that fails to read or write gets no further writes
@@ -476,6 +478,7 @@ def _run_jobs(
         todo, retry = jobs, []  # retry: files the device could not decode, for the workers
         while todo:
             for result in pool.results(todo, window=4 * worker_count + 8, timeout=timeout):
+                interrupts.raise_if_pressed()  # a Ctrl-C that a worker's fork swallowed
                 finish(result)
             if lane is not None:
                 from_lane(*lane.flush())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +20,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from aesthete import interrupts
 from aesthete.cli.common import DbOption, Exit, JsonOption, err, fail, library_errors, opened_store, out, print_json
 
 
@@ -87,7 +87,8 @@ def score_command(
     for path in paths:
         if not path.exists():
             fail(f"{path}: no such file or folder")
-    signal.signal(signal.SIGINT, _first_ctrl_c_only)
+    # Ctrl-C stops the run; pressing it again while the last rows are saved must not break that stop.
+    interrupts.install(once=True)
     with opened_store(db, create=True) as store, _progress(quiet=as_json) as progress:
         task = progress.add_task("scoring", total=None, rate=None)
         rate = _Rate()
@@ -111,12 +112,6 @@ def score_command(
     else:
         _print_summary(summary, database)
     raise typer.Exit(int(code))
-
-
-def _first_ctrl_c_only(signum: int, frame: object) -> None:
-    """Ctrl-C stops the run; pressing it again while the last rows are saved must not break that stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
 
 
 def _exit_code(summary) -> Exit:  # noqa: ANN001 - ScoreSummary, imported lazily

@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from aesthete import interrupts
 from aesthete.cli.common import Exit, JsonOption, err, fail, library_errors, out, print_json
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ def train_command(
             )
     topology = {"nproc": processes, "nodes": nodes, "node_rank": node_rank, "master_addr": master_addr,
                 "master_port": master_port}  # fmt: skip
+    interrupts.install()
     try:
         summary = _train(resolved, options, topology)
     except KeyboardInterrupt:

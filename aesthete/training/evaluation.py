@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aesthete import interrupts
 from aesthete.models import AestheticModel
 from aesthete.training import data as data_mod
 from aesthete.training.distributed import Context, gather, setup
@@ -41,6 +42,7 @@ def predict(
     indices, probs, loss_sum, count = [], [], 0.0, 0
     channels_last = ctx.device.type == "cuda"
     for raw in data_mod.loader(dataset, batches, workers=workers, pin_memory=channels_last):
+        interrupts.raise_if_pressed()  # a Ctrl-C that the DataLoader's fork swallowed
         if "images" not in raw:
             continue
         batch = data_mod.to_device(raw, policy, ctx.device, channels_last=channels_last)

@@ -79,6 +79,7 @@ def launch(recipe: dict[str, Any], options: Any, **topology: Any) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """One training process (started by torchrun)."""
+    from aesthete import interrupts
     from aesthete.errors import AestheteError
     from aesthete.training.trainer import RunOptions, run
 
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     # rank 0's reaches the callbacks).
     from aesthete.cli.train import ConsoleReport
 
+    interrupts.install()
     try:
         with ConsoleReport() as report:
             if options.progress:

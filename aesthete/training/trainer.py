@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aesthete import interrupts
 from aesthete.fileops import atomic_path, atomic_write_text
 from aesthete.models import AestheticModel, get_model
 from aesthete.training import data as data_mod
@@ -421,6 +422,7 @@ class _Loop:
             done = first + offset + 1
             if self.on_step is not None:
                 self.on_step(self.global_step)
+            interrupts.raise_if_pressed()  # a Ctrl-C that the DataLoader's fork swallowed
             reads_loss = offset % LOSS_EVERY == 0 or offset == len(todo) - 1
             self.progress(
                 task, offset + 1, len(todo), f"loss {float(loss_sum) / max(1, seen):.4f}" if reads_loss else None

@@ -1,0 +1,99 @@
+"""A Ctrl-C that Python drops (raised where no exception can propagate, as in a fork's callback) is
+raised again at the next step of `score` and of training, and never reaches the terminal as "Exception
+ignored"."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import imagegen as g
+import pytest
+
+from aesthete import interrupts
+from aesthete.scoring import score
+from aesthete.store import Store
+
+
+class _Swallower:
+    """Receives SIGINT in ``__del__``, where Python prints an exception and drops it: the situation of
+    ``logging``'s ``os.fork`` callback when Ctrl-C lands during a fork."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # the handler runs at one of these loop checks, still inside __del__
+            pass
+
+
+def press_where_it_is_lost() -> None:
+    _Swallower()
+
+
+@pytest.fixture
+def installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[type]]:
+    """``interrupts.install()`` for one test; yields the exception types that reached the unraisable hook."""
+    reached: list[type] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: reached.append(info.exc_type))
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        yield reached
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        interrupts.clear()
+
+
+def test_a_lost_press_is_raised_once_at_the_next_check_and_not_printed(installed: list[type]) -> None:
+    interrupts.install()
+    press_where_it_is_lost()  # no exception here: Python dropped it
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.raise_if_pressed()
+    interrupts.raise_if_pressed()  # once only
+    assert installed == []  # not shown as "Exception ignored"
+
+
+def test_once_ignores_the_second_press(installed: list[type]) -> None:
+    interrupts.install(once=True)
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):
+            pass
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_score_stops_at_a_lost_press_and_a_later_run_is_not_stopped(installed: list[type], tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"p{i}.jpg").write_bytes(g.encode(g.scene(i, (96, 64)), "JPEG", quality=85))
+    store = Store(tmp_path / "a.db")
+    interrupts.install()
+    press_where_it_is_lost()
+    first = score([str(folder)], store=store, workers=1)
+    assert first.interrupted and first.analysed < 6
+    again = score([str(folder)], store=store, workers=1)
+    assert not again.interrupted and first.analysed + again.analysed == 6
+    store.close()
+
+
+def test_training_stops_at_a_lost_press(installed: list[type], tmp_path: Path) -> None:
+    from test_training_run import tiny_recipe
+
+    from aesthete.training.synthetic import generate
+    from aesthete.training.trainer import RunOptions, run
+
+    data = generate(tmp_path / "ava", n=24, seed=1, test_fraction=0.25)
+    steps: list[int] = []
+
+    def press_at_step_2(step: int) -> None:
+        steps.append(step)
+        if step == 2:
+            press_where_it_is_lost()
+
+    interrupts.install()
+    options = RunOptions(data, tmp_path / "run", device="cpu", workers=0, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_recipe("train.epochs=3", "train.batch_size=2"), options, on_step=press_at_step_2)
+    assert steps == [1, 2]
