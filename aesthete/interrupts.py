@@ -19,10 +19,12 @@ import signal
 import sys
 
 _pressed = False
+_unraisablehook = sys.unraisablehook  # the one in place before install()
 
 
 def install(*, once: bool = False) -> None:
     """Handle SIGINT here; with ``once``, a second Ctrl-C is ignored (``score`` is saving by then)."""
+    global _unraisablehook
 
     def on_sigint(signum: int, frame: object) -> None:
         global _pressed
@@ -31,13 +33,14 @@ def install(*, once: bool = False) -> None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    def unraisable(info: sys.UnraisableHookArgs) -> None:
-        if not issubclass(info.exc_type, KeyboardInterrupt):  # that one is recorded, and raised again
-            default_hook(info)
-
-    default_hook = sys.unraisablehook
-    sys.unraisablehook = unraisable
+    if sys.unraisablehook is not _without_interrupts:  # installed once per process, however many runs
+        _unraisablehook, sys.unraisablehook = sys.unraisablehook, _without_interrupts
     signal.signal(signal.SIGINT, on_sigint)
+
+
+def _without_interrupts(info: sys.UnraisableHookArgs) -> None:
+    if not issubclass(info.exc_type, KeyboardInterrupt):  # that one is recorded, and raised again
+        _unraisablehook(info)
 
 
 def raise_if_pressed() -> None:
