@@ -50,6 +50,11 @@ def raise_if_pressed() -> None:
         raise KeyboardInterrupt
 
 
+def pressed() -> bool:
+    """Whether a Ctrl-C was pressed and not yet handled."""
+    return _pressed
+
+
 def clear() -> None:
     """The interrupt is handled: forget the press."""
     global _pressed

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import imagegen as g
@@ -97,3 +98,30 @@ def test_training_stops_at_a_lost_press(installed: list[type], tmp_path: Path) -
     with pytest.raises(KeyboardInterrupt):
         run(tiny_recipe("train.epochs=3", "train.batch_size=2"), options, on_step=press_at_step_2)
     assert steps == [1, 2]
+
+
+def test_a_rank_that_fails_after_a_lost_press_stops_as_interrupted(
+    installed: list[type], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its peers stopped, so its next all-reduce fails: exit 130 without a traceback, like them. Without
+    a press, the same error is an error."""
+    from aesthete.training import launcher, trainer
+
+    def collective_broken(*args: object, after_a_press: bool, **kwargs: object) -> None:
+        if after_a_press:
+            press_where_it_is_lost()
+        raise RuntimeError("Connection closed by peer")
+
+    options = trainer.RunOptions(tmp_path, tmp_path / "run", device="cpu", workers=0, progress=False)
+    job = launcher.write_job({}, options)
+    try:
+        monkeypatch.setattr(trainer, "run", partial(collective_broken, after_a_press=True))
+        with pytest.raises(SystemExit) as stop:
+            launcher.main([str(job)])
+        assert stop.value.code == 130
+        interrupts.clear()
+        monkeypatch.setattr(trainer, "run", partial(collective_broken, after_a_press=False))
+        with pytest.raises(RuntimeError, match="closed by peer"):
+            launcher.main([str(job)])
+    finally:
+        job.unlink()

@@ -103,6 +103,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except KeyboardInterrupt:  # every rank gets the Ctrl-C; `aesthete train` says once what was saved
         sys.exit(130)
+    except Exception:
+        # A rank whose Ctrl-C was dropped (see aesthete.interrupts) goes on to its next all-reduce, which
+        # fails as the ranks that stopped have left: that error is part of the same stop.
+        if interrupts.pressed():
+            sys.exit(130)
+        raise
 
 
 if __name__ == "__main__":
