@@ -13,6 +13,7 @@ from pathlib import Path
 
 import imagegen as g
 import pytest
+import torch
 
 from aesthete import interrupts
 from aesthete.scoring import score
@@ -125,3 +126,21 @@ def test_a_rank_that_fails_after_a_lost_press_stops_as_interrupted(
             launcher.main([str(job)])
     finally:
         job.unlink()
+
+
+class _SaysIfCtrlCIsIgnored(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, key: int) -> dict[str, object]:
+        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        return {"index": int(ignored), "images": torch.zeros(3, 2, 2, dtype=torch.uint8), "aspect": 1.0,
+                "dist": torch.zeros(10)}  # fmt: skip
+
+
+def test_the_training_loaders_workers_leave_ctrl_c_to_the_main_process() -> None:
+    """One that died of it while handing a batch over made the main process print a traceback."""
+    from aesthete.training.data import loader
+
+    batch = next(iter(loader(_SaysIfCtrlCIsIgnored(), [[0]], workers=1, pin_memory=False)))
+    assert batch["index"].tolist() == [1]

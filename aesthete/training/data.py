@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import math
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -298,7 +299,15 @@ def loader(dataset: Dataset, batches: Sequence[Sequence[Any]], *, workers: int, 
         persistent_workers=False,
         prefetch_factor=4 if workers else None,
         generator=torch.Generator().manual_seed(0),
+        worker_init_fn=_ignore_ctrl_c,
     )
+
+
+def _ignore_ctrl_c(worker_id: int) -> None:
+    """A terminal's Ctrl-C reaches the loader's workers too, and the main process stops them as it stops.
+    A worker that died of it while handing a batch over made the main process print a traceback
+    (``ConnectionResetError`` in multiprocessing's resource sharer)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def split_shapes(split: Split, shape_of: Callable[[int, int], Shape]) -> list[Shape]:
