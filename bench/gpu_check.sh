@@ -8,8 +8,9 @@
 #   4. the benchmark, --device cuda --gpu-only (CUDA plan: 0.2 MP and 24 MP rows, nvJPEG decode lane,
 #      e2e with --decode device),
 #      markdown + json to $OUT
-#   5. `score --compile on` CUDA smoke (the compiled path), same photos, fresh database
-#   6. the benchmark's eager-vs-compiled model rows on CUDA (--compiled-only), with whatever time is left
+#   5. a cProfile of `score --decode device` on the benchmark's 0.2-MP photos (where the lane's time goes)
+#   6. `score --compile on` CUDA smoke (the compiled path), same photos, fresh database
+#   7. the benchmark's eager-vs-compiled model rows on CUDA (--compiled-only), with whatever time is left
 # Every step's log goes to $OUT/NN-name.log and its exit status to $OUT/summary.txt; a failed step does
 # not stop the ones after it. The steps run in order of importance, each with a timeout that keeps the
 # whole script inside its budget.
@@ -120,7 +121,7 @@ print("  check " + ("ok" if ok else "FAILED: want exit 0, every photo scored on 
 EOF
 }
 SMOKE_MAX=90
-score_smoke 03-score
+score_smoke 03-score --decode workers
 # The device decode lane (TorchCodec's nvJPEG, signals and model input on the GPU): 192 of the photos are
 # plain 0.2-MP JPEGs it takes; "device_decoded" in the summary says how many it decoded.
 score_smoke 03b-score-device-lane --decode device
@@ -135,16 +136,27 @@ ls -la "$WORK/run" >> "$OUT/05-train.log" 2>&1
   || echo "  train check FAILED: no model.safetensors" >> "$OUT/summary.txt"
 
 # --- 4. the benchmark ------------------------------------------------------------------------------------
-step 06-bench 330 $PY bench/run.py --device "$DEVICE" --gpu-only --skip-compiled $BENCH --work "$WORK/bench" \
+# BENCH_SIZE narrows it to one size of the plan (a short rerun: BENCH_SIZE="0.2 MP").
+step 06-bench 400 $PY bench/run.py --device "$DEVICE" --gpu-only --skip-compiled $BENCH --work "$WORK/bench" \
+  ${BENCH_SIZE:+--size "$BENCH_SIZE"} \
   --markdown "$OUT/bench-$DEVICE.md" --json "$OUT/bench-$DEVICE.json"
 
-# --- 5. compiled score smoke -----------------------------------------------------------------------------
-SMOKE_MAX=120
-score_smoke 07-score-compiled --compile on
+# --- 5. where the device lane's time goes ----------------------------------------------------------------
+# cProfile sees the main thread only: the workers' share is in the bench's "workers' share" figure.
+BENCH_SET=$WORK/bench/$([[ $DEVICE == cpu ]] && echo quick || echo cuda)
+rm -f "$WORK/profile.db"*
+step 07-lane-profile 90 $PY -m cProfile -o "$WORK/lane.prof" -m aesthete score "$BENCH_SET/photos/548x365" \
+  --weights "$BENCH_SET/nima-bench.safetensors" --db "$WORK/profile.db" --device "$DEVICE" --decode device --json
+$PY -c "import pstats, sys; s = pstats.Stats('$WORK/lane.prof', stream=sys.stdout); s.sort_stats('tottime').print_stats(30); \
+s.sort_stats('cumulative').print_stats(40)" >> "$OUT/07-lane-profile.log" 2>&1
 
-# --- 6. eager vs compiled model rows ---------------------------------------------------------------------
+# --- 6. compiled score smoke -----------------------------------------------------------------------------
+SMOKE_MAX=120
+score_smoke 08-score-compiled --compile on
+
+# --- 7. eager vs compiled model rows ---------------------------------------------------------------------
 # Each row's figures are logged as it finishes, so a run cut short by the time limit still tells them.
-step 08-bench-compiled 300 $PY bench/run.py --device "$DEVICE" --compiled-only $BENCH --work "$WORK/bench" \
+step 09-bench-compiled 300 $PY bench/run.py --device "$DEVICE" --compiled-only $BENCH --work "$WORK/bench" \
   --markdown "$OUT/bench-compiled-$DEVICE.md" --json "$OUT/bench-compiled-$DEVICE.json"
 
 echo "total $(( $(date +%s) - START )) s" >> "$OUT/summary.txt"

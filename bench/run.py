@@ -1,7 +1,7 @@
 """aesthete's benchmark: every stage of ``score`` and the whole, side by side, in one run.
 
     python bench/run.py [--prepare] [--quick] [--device cpu|cuda|auto] [--gpu-only] [--compiled-only]
-                        [--markdown FILE] [--json FILE]
+                        [--size LABEL] [--markdown FILE] [--json FILE]
 
 On the same generated photos at 0.2, 12 and 24 MP, and DNGs holding the 24-MP ones as previews, it
 measures model-only throughput (the model as ``score`` runs it: same runner, batch, threads and
@@ -32,6 +32,7 @@ import json
 import os
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +62,18 @@ def main() -> None:
     parser.add_argument("--gpu-only", action="store_true", help="skip the CPU-only rows: rescans, RSS, start-up")
     parser.add_argument("--compiled-only", action="store_true", help="only the eager-vs-compiled model rows")
     parser.add_argument("--skip-compiled", action="store_true", help="no eager-vs-compiled model rows")
+    parser.add_argument("--size", action="append", metavar="LABEL",
+                        help="only this photo size of the plan, e.g. '0.2 MP' (repeatable)")  # fmt: skip
     parser.add_argument("--markdown", type=Path, help="write the tables here")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
     plan = QUICK if args.quick else CUDA if args.device.startswith("cuda") else FULL
     work: Path = args.work / ("quick" if args.quick else "cuda" if plan is CUDA else "full")
+    if args.size:  # a short run on a lent GPU: the rows still missing, no others
+        unknown = set(args.size) - {size.label for size in plan.sizes}
+        if unknown:
+            parser.error(f"no such size in the plan: {', '.join(sorted(unknown))}")
+        plan = replace(plan, sizes=tuple(size for size in plan.sizes if size.label in args.size))
     work.mkdir(parents=True, exist_ok=True)
     env = subprocess_env(work / "home")
     os.environ.update({k: v for k, v in env.items() if k.startswith("AESTHETE_")})  # choose_model, in here too

@@ -81,20 +81,23 @@ def pixel_decode_seconds(paths: Sequence[Path], checkpoint: str) -> float:
 
 
 def gpu_decode_lane(paths: Sequence[str], side: int, batch: int = 32) -> dict[str, Any]:
-    """nvJPEG decodes (``aesthete.device_lane.decode_jpegs``: TorchCodec on CUDA) resized to the model's
-    input on the GPU: the raw speed of ``score``'s device lane, before its signals and bookkeeping.
-    Measured only when the device is CUDA."""
+    """nvJPEG decodes (``aesthete.device_lane.decode_jpegs`` with the decoder ``score`` picks) resized to
+    the model's input on the GPU: the raw speed of ``score``'s device lane, before its signals and
+    bookkeeping. Measured only when the device is CUDA."""
     import torch
     import torch.nn.functional as F
 
-    from aesthete.device_lane import decode_jpegs
+    from aesthete.device_lane import decode_jpegs, pick_decoder
 
     blobs = [Path(path).read_bytes() for path in paths]
     device = torch.device("cuda")
+    decoder, problem = pick_decoder(device)
+    if decoder is None:
+        raise RuntimeError(f"no JPEG decoder works on {device}: {problem}")
 
     def lane() -> None:
         for start in range(0, len(blobs), batch):
-            for image in decode_jpegs(blobs[start : start + batch], device):
+            for image in decode_jpegs(blobs[start : start + batch], device, decoder):
                 F.interpolate(image[None].float(), size=(side, side), mode="bilinear", antialias=True)
         torch.cuda.synchronize()
 
