@@ -268,16 +268,17 @@ def compile_decision(
     return photos * saving > COMPILE_MARGIN * (warm if cached else first)
 
 
-def device_lane_decision(mode: str, device_type: str, *, faces: bool) -> bool:
+def device_lane_decision(mode: str) -> bool:
     """Whether ``--decode MODE`` sends plain JPEGs to the model's device (:mod:`aesthete.device_lane`):
-    ``auto`` on CUDA when faces are not looked for (the face detector needs each decoded picture on the
-    CPU, so with faces the workers decode anyway); ``device`` always, on a CPU too (the lane's tests run
-    it there), and faces are then not looked for in the photos it decodes; ``workers`` never."""
+    ``device`` does, on a CPU too (the lane's tests run it there), and faces are then not looked for in
+    the photos it decodes; ``workers`` and ``auto`` do not. ``auto`` took the lane on CUDA until the lane
+    was measured there: on an H200 with 16 cores it scored 0.2-MP photos at 1,227 img/s against the
+    workers' 2,454 (BENCHMARKS.md, GPU), so ``auto`` stays with the workers until it is faster."""
     if mode not in DECODE_MODES:
         from aesthete.devices import EngineError
 
         raise EngineError(f"unknown --decode {mode!r}; use {', '.join(DECODE_MODES)}")
-    return mode == "device" or (mode == "auto" and device_type == "cuda" and not faces)
+    return mode == "device"
 
 
 def default_workers() -> int:
@@ -323,7 +324,7 @@ def score(
     """
     started = time.perf_counter()
     compile_decision(compile, 0, "cpu", cached=False)  # a bad mode fails before any work
-    device_lane_decision(decode, "cpu", faces=False)  # (as does a bad --decode)
+    device_lane_decision(decode)  # (as does a bad --decode)
     summary = ScoreSummary()
     roots = [os.path.abspath(r) for r in roots]
     from aesthete.learning import personal_choice  # numpy only; a personal head applies after the base runs
@@ -458,7 +459,7 @@ def _run_jobs(
             if batcher is None:
                 batcher = _start_batcher(choice, writer, summary, device, precision, batch_size, compile,
                                          photos=len(jobs) - done, phase=phase)  # fmt: skip
-                lane = _start_lane(batcher.runner, decode, faces, summary)
+                lane = _start_lane(batcher.runner, decode, summary)
                 pool.device_lane = lane is not None
             batcher.add(result)
         else:
@@ -503,10 +504,10 @@ def _run_jobs(
         writer.flush()
 
 
-def _start_lane(runner: Any, decode: str, faces: bool, summary: ScoreSummary) -> Any:
+def _start_lane(runner: Any, decode: str, summary: ScoreSummary) -> Any:
     """The device lane for ``runner``'s model, or None when the workers decode everything (also when
     no JPEG decoder works on the device: the summary's ``decode_notice`` says why)."""
-    if not device_lane_decision(decode, runner.device.type, faces=faces):
+    if not device_lane_decision(decode):
         return None
     from aesthete.device_lane import DeviceLane, pick_decoder
 

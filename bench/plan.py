@@ -68,13 +68,14 @@ QUICK = Plan(
     model_seconds=2.0,
     compile_models=(("nima ResNet-18@64 (smoke)", "nima", TINY),),  # compiles in seconds: a smoke run
 )
-# --device cuda on an H100 with 16 cores, in under 6 minutes: many more 0.2-MP photos, so that a rate of
-# 3,500 img/s spans seconds (10,000 photos between the two end-to-end runs), and enough 24-MP ones for the
+# --device cuda on an H100 or H200 with 16 cores: many more 0.2-MP photos, so that the photos between the
+# two end-to-end runs (38,000) take longer than the ~15 s start-up, whose ~3 s spread from run to run made
+# the 12,000-photo figures of the first H200 run uncertain by tens of percent; enough 24-MP ones for the
 # ~200 img/s decode ceiling; no 12-MP or RAW rows (the 24-MP row bounds them), and run.py skips the
 # CPU-only rows (rescans, RSS, start-up) with --gpu-only.
 CUDA = Plan(
     sizes=(
-        Size("0.2 MP", 548, 365, count=12_000, head=2_000, decode_count=256, naive_count=32),
+        Size("0.2 MP", 548, 365, count=40_000, head=2_000, decode_count=256, naive_count=32),
         Size("24 MP", 6000, 4000, count=480, head=96, decode_count=32, naive_count=8),
     ),
     rescans=(1_000, 5_000),

@@ -155,6 +155,7 @@ def main() -> None:
             "e2e_startup_s": e2e["startup_s"], "naive_img_s": naive_row["img_s"] if naive_row else None,
             "gpu_decode_lane_img_s": gpu_lane["img_s"] if gpu_lane else None,
             "e2e_device_lane_img_s": lane_e2e["img_s"] if lane_e2e else None,
+            "e2e_device_lane_walls": lane_e2e["walls"] if lane_e2e else None,
             "e2e_device_decoded": lane_e2e["device_decoded"] if lane_e2e else None,
             "e2e_vs_model": e2e["img_s"] / model["img_s"] if e2e["img_s"] else None,
             "e2e_vs_stage_sum": e2e["img_s"] / stage_sum if stage_sum and e2e["img_s"] else None,
