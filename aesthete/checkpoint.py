@@ -119,13 +119,20 @@ def load_torch_file(path: Path) -> object:
 
 
 def load_model(path: str | Path, *, device: str = "cpu") -> AestheticModel:
-    """Rebuild the model a checkpoint describes and load its tensors (strictly), in eval mode."""
+    """Rebuild the model a checkpoint describes and load its tensors (strictly), in eval mode.
+
+    The model is built on PyTorch's meta device, without memory or values, and takes the file's tensors
+    (copied, in the model's own dtypes): the random initialisation that the file would overwrite cost
+    0.2 s for ResNet-50 and 1.4 s for CLIP ViT-L/14 (2-core EPYC) at every start of ``score``."""
+    import torch
+
     from aesthete.input_policy import InputPolicy
     from aesthete.models import get_model
 
     meta = read_meta(path)
     try:
-        model = get_model(meta["arch"], **meta["config"])
+        with torch.device("meta"):
+            model = get_model(meta["arch"], **meta["config"])
     except (TypeError, ValueError) as exc:  # a builder refusing the recorded config: the file is at fault
         raise CheckpointError(f"{path}: its config does not build {meta['arch']} ({exc})") from None
     if (
@@ -134,8 +141,15 @@ def load_model(path: str | Path, *, device: str = "cpu") -> AestheticModel:
         or model.policy != InputPolicy.from_dict(meta["policy"])
     ):
         raise CheckpointError(f"{path}: bins, output or input policy disagree with its architecture's config")
+    # Copies, in the model's dtypes. Used in place, a safetensors file's tensors (at 8-byte offsets in its
+    # buffer, not the allocator's 64) gave scores that differed from the saved model's in the 7th digit.
+    wanted = model.state_dict()
+    state = {
+        name: tensor.to(wanted[name].dtype, copy=True) if name in wanted else tensor
+        for name, tensor in load_state_dict(path).items()
+    }
     try:
-        model.load_state_dict(load_state_dict(path), strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: tensors do not fit {meta['arch']} ({str(exc).splitlines()[0]})") from None
     return model.to(device).eval()

@@ -202,6 +202,18 @@ def test_checkpoint_round_trip_gives_identical_scores(case: str, tmp_path: Path)
     with torch.no_grad():
         assert torch.equal(model(images, aspect)["probs"], loaded(images, aspect)["probs"])
     assert loaded.config == model.config and loaded.policy == model.policy
+    # Built on the meta device: every tensor must have come from the file.
+    assert not any(tensor.is_meta for tensor in loaded.state_dict().values())
+
+
+def test_a_half_precision_checkpoint_loads_in_the_models_own_dtypes(tmp_path: Path) -> None:
+    model = build("nima").eval()
+    path = save_checkpoint(copy.deepcopy(model).half(), tmp_path / "half.safetensors")
+    loaded = load_model(path)
+    for name, tensor in loaded.state_dict().items():
+        original = model.state_dict()[name]
+        assert tensor.dtype == original.dtype, name
+        assert torch.equal(tensor, original.half().to(original.dtype)), name
 
 
 # HLA-GCN's Table 4 (ResNet-50, S = 10), in millions of parameters, for the paper-literal variant. A count
