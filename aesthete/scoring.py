@@ -272,8 +272,8 @@ def device_lane_decision(mode: str) -> bool:
     """Whether ``--decode MODE`` sends plain JPEGs to the model's device (:mod:`aesthete.device_lane`):
     ``device`` does, on a CPU too (the lane's tests run it there), and faces are then not looked for in
     the photos it decodes; ``workers`` and ``auto`` do not. ``auto`` took the lane on CUDA until the lane
-    was measured there: on an H200 with 16 cores it scored 0.2-MP photos at 1,227 img/s against the
-    workers' 2,454 (BENCHMARKS.md, GPU), so ``auto`` stays with the workers until it is faster."""
+    was measured there: on an H200 with 16 cores it was no faster than the workers (BENCHMARKS.md, GPU),
+    whose processes keep a decoder crash to one file, so ``auto`` stays with them until it is."""
     if mode not in DECODE_MODES:
         from aesthete.devices import EngineError
 

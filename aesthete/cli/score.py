@@ -63,8 +63,8 @@ def score_command(
         typer.Option(
             "--decode",
             help="auto, workers or device: who decodes the JPEGs that need no shrinking while decoding "
-            "(auto: the workers, measured faster; device: the model's device, nvJPEG on a GPU, and no faces "
-            "are looked for in them).",
+            "(auto: the workers; device: the model's device, nvJPEG on a GPU, and no faces are looked for "
+            "in them).",
         ),
     ] = "auto",
     batch_size: Annotated[
