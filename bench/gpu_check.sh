@@ -18,9 +18,10 @@
 #   bash bench/gpu_check.sh                  # on the GPU machine, from the repo root
 #   bash bench/gpu_check.sh --device cpu     # dry run here: same steps, few photos, CPU (no NVIDIA needed)
 #
-# Wheels in .whl/ (exifread, sqlite-utils, ...) are installed into /tmp/site first when present. The
-# device decode lane uses TorchCodec's JPEG decoder when it decodes on the GPU (a torchcodec wheel in
-# .whl/), else torchvision's: step 1 prints which one it got.
+# Wheels in .whl/ (`bash bench/gpu_wheels.sh` fetches them here) are installed into /tmp/site first when
+# present. The device decode lane uses TorchCodec's JPEG decoder when it decodes on the GPU, else
+# torchvision's: step 1 prints which one it got. With little device time left, BENCH_SIZE="0.2 MP"
+# benchmarks that size alone, and BUDGET_S sets the whole script's time (default 530 s).
 set -u
 set -x
 
