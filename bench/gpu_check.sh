@@ -4,7 +4,7 @@
 #   2. `score` CUDA smoke: ~200 generated photos, a checkpoint made as bench does, bf16 autocast,
 #      channels-last, pinned-memory transfers (ModelRunner's CUDA path); exit 0 + a JSON summary that
 #      shows every photo scored on cuda; then the same with `--decode device` (the nvJPEG lane)
-#   3. `train` CUDA smoke: one NCCL process (--gpus 1), AMP, one epoch on a synthetic AVA-format set
+#   3. `train` CUDA smoke: --gpus 1 (one process, AMP; NCCL needs two GPUs), one epoch, synthetic AVA set
 #   4. the benchmark, --device cuda --gpu-only (CUDA plan: 0.2 MP and 24 MP rows, nvJPEG decode lane,
 #      e2e with --decode device),
 #      markdown + json to $OUT
