@@ -151,6 +151,20 @@ def test_models_table_shows_every_model_name_whole_at_80_columns() -> None:
     assert set(model_names(scoring=True)) <= first_cells  # as `score --model` takes them: never "laion-aesth…"
 
 
+def test_models_says_which_weights_to_pull_for_the_models_that_have_none() -> None:
+    from aesthete import weights
+
+    result = runner.invoke(app, ["models", "--no-count"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    rows = [line.split("│") for line in result.stdout.splitlines() if line.startswith("│")]
+    assert {row[6].strip() for row in rows if row[1].strip()} == {"none"}  # nothing pulled in a fresh home
+    pullable = [entry for entry in weights.list_weights() if entry.kind == "aesthetic" and entry.url]
+    note = " ".join(result.stderr.split())  # on stderr, wrapped at 80 columns
+    assert pullable and note.startswith("note: weights none: `aesthete weights pull NAME` gets")
+    for entry in pullable:  # whole, as `weights pull` takes it
+        assert f"{entry.name} ({entry.arch})" in note
+
+
 def test_fitted_table_wraps_a_long_title_and_keeps_every_line_in_width() -> None:
     import io
 
