@@ -30,6 +30,8 @@ def test_help_fits_80_columns_and_cuts_nothing(command: list[str]) -> None:
     assert "…" not in text  # nothing truncated: every flag name and default is whole
     assert "<bool>" not in text  # flags take no value, so none is shown
     assert "--no-no-" not in text
+    commands = text.split("Commands:")[1].split("\n\n")[0] if "Commands:" in text else ""
+    assert not [line for line in commands.splitlines() if line.endswith("...")]  # Click's cut of a long summary
 
 
 def test_train_offers_no_pretrained_alone() -> None:

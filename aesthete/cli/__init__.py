@@ -61,16 +61,17 @@ def _root(
     """Score, rank and cull photos with deep image-aesthetics models."""
 
 
-app.command("score")(score.score_command)
-app.command("rank")(browse.rank_command)
-app.command("show")(browse.show_command)
-app.command("cull")(cull.cull_command)
-app.command("groups")(cull.groups_command)
-app.command("report")(cull.report_command)
-app.command("learn")(learn.learn_command)
-app.command("failures")(browse.failures_command)
-app.command("models")(models.models_command)
-app.add_typer(weights.app, name="weights")
+# Each short_help is what `aesthete --help` lists: Click would cut a longer first sentence with "...".
+app.command("score", short_help="Score new or changed photos and cache the results.")(score.score_command)
+app.command("rank", short_help="List cached photos, best first, with filters.")(browse.rank_command)
+app.command("show", short_help="One photo's scores, EXIF line and signals.")(browse.show_command)
+app.command("cull", short_help="Pick the best photos; export, rate or move them.")(cull.cull_command)
+app.command("groups", short_help="Bursts and near-duplicates, best frame first.")(cull.groups_command)
+app.command("report", short_help="An HTML contact sheet, in score order.")(cull.report_command)
+app.command("learn", short_help="Learn your taste from your ratings.")(learn.learn_command)
+app.command("failures", short_help="Files that could not be read, and why.")(browse.failures_command)
+app.command("models", short_help="The models that score photos, and their weights.")(models.models_command)
+app.add_typer(weights.app, name="weights", short_help="List, download and register weights.")
 train.register(app)  # train, eval
 
 

@@ -181,8 +181,8 @@ def eval_command(
 
 def register(app: typer.Typer) -> None:
     """Add ``train`` and ``eval`` to the main CLI."""
-    app.command("train")(train_command)
-    app.command("eval")(eval_command)
+    app.command("train", short_help="Train a model with its paper's recipe.")(train_command)
+    app.command("eval", short_help="Measure a checkpoint with the papers' metrics.")(eval_command)
 
 
 def comparison_table(rows: list[dict[str, Any]], *, title: str) -> Table:

@@ -35,7 +35,7 @@ app = typer.Typer(
 )
 
 
-@app.command("list")
+@app.command("list", short_help="List the weights: licence, size, source, AVA SRCC.")
 def list_command(as_json: JsonOption = False) -> None:
     """List the project's weights and your own: licence, download size, the publisher's AVA SRCC, and
     whether each file is downloaded and verified. Sources follow the table, each URL on one line. Then
@@ -132,7 +132,7 @@ def _accepted(entry_name: str, accept_license: bool) -> bool:
     return typer.confirm("This licence forbids commercial use. Accept it?", default=False, err=True)
 
 
-@app.command("add")
+@app.command("add", short_help="Register a checkpoint of your own.")
 def add_command(
     files: Annotated[
         list[Path],
@@ -170,7 +170,7 @@ def add_command(
         out.print(f"added {escape(entry.name)}: {entry.arch}, sha256 {(entry.sha256 or '')[:16]}, at {entry.path}")
 
 
-@app.command("pull")
+@app.command("pull", short_help="Download registered weights, checking their hash.")
 def pull_command(
     name: Annotated[str, typer.Argument(help="A name from `aesthete weights list`.")],
     accept_license: AcceptLicense = False,
@@ -212,7 +212,7 @@ def _progress(name: str) -> Iterator[Callable[[int, int | None], None]]:
         progress.stop()
 
 
-@app.command("verify")
+@app.command("verify", short_help="Rehash downloaded and added weights.")
 def verify_command(
     name: Annotated[str | None, typer.Argument(help="One name; default: every downloaded or added file.")] = None,
     as_json: JsonOption = False,
