@@ -2,9 +2,9 @@
 
 The order matters for speed. Unchanged files are recognised from (path, size, mtime) alone, before
 any file is opened. Decode workers are forked before torch is imported, so they stay small, and torch
-is imported only when some photo actually needs the model. On a GPU, small plain JPEGs skip the
-workers' decode: they only read and hash them, and the device lane (:mod:`aesthete.device_lane`)
-decodes and measures them next to the model (``--decode``).
+is imported only when some photo actually needs the model. With ``--decode device``, small plain JPEGs
+skip the workers' decode: they only read and hash them, and the device lane (:mod:`aesthete.device_lane`)
+decodes and measures them next to the model.
 """
 
 from __future__ import annotations
