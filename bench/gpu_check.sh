@@ -123,7 +123,7 @@ EOF
 }
 SMOKE_MAX=90
 score_smoke 03-score --decode workers
-# The device decode lane (TorchCodec's nvJPEG, signals and model input on the GPU): 192 of the photos are
+# The device decode lane (nvJPEG, signals and model input on the GPU): 192 of the photos are
 # plain 0.2-MP JPEGs it takes; "device_decoded" in the summary says how many it decoded.
 score_smoke 03b-score-device-lane --decode device
 

@@ -209,9 +209,9 @@ def test_checkpoint_round_trip_gives_identical_scores(case: str, tmp_path: Path)
 def test_a_half_precision_checkpoint_loads_in_the_models_own_dtypes(tmp_path: Path) -> None:
     model = build("nima").eval()
     path = save_checkpoint(copy.deepcopy(model).half(), tmp_path / "half.safetensors")
-    loaded = load_model(path)
+    loaded, originals = load_model(path), model.state_dict()
     for name, tensor in loaded.state_dict().items():
-        original = model.state_dict()[name]
+        original = originals[name]
         assert tensor.dtype == original.dtype, name
         assert torch.equal(tensor, original.half().to(original.dtype)), name
 
