@@ -32,6 +32,7 @@ __all__ = [
     "MAX_COMPILED_SHAPES",
     "PRECISIONS",
     "EngineError",
+    "LaunchedBatch",
     "ModelRunner",
     "autocast_dtype",
     "cpu_has_native_bf16",
@@ -183,24 +184,31 @@ class ModelRunner:
     def __call__(self, pixels: np.ndarray, aspect: np.ndarray) -> np.ndarray:
         return self.run(pixels, aspect)[0]
 
-    def stack(self, inputs: Sequence[np.ndarray | torch.Tensor]) -> np.ndarray | torch.Tensor:
-        """One batch of model inputs: the workers' arrays stay one array (:meth:`run` pins and copies
-        it); with inputs the device lane made on the device, the batch is stacked there."""
-        if all(isinstance(one, np.ndarray) for one in inputs):
-            return np.stack(inputs)
-        return torch.stack([torch.as_tensor(one, device=self.device) for one in inputs])
+    def stack(self, inputs: Sequence[np.ndarray | torch.Tensor]) -> torch.Tensor:
+        """One batch of model inputs. The workers' arrays are stacked on the host, on CUDA straight into
+        pinned memory (one copy, not two); inputs the device lane made on the device are stacked there."""
+        if not all(isinstance(one, np.ndarray) for one in inputs):
+            return torch.stack([torch.as_tensor(one, device=self.device) for one in inputs])
+        if self.device.type != "cuda":
+            return torch.from_numpy(np.stack(inputs))
+        batch = torch.empty((len(inputs), *inputs[0].shape), dtype=torch.uint8, pin_memory=True)
+        np.stack(inputs, out=batch.numpy())
+        return batch
 
     def run(self, pixels: np.ndarray | torch.Tensor, aspect: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(B, S) probabilities, rows summing to 1, for a distribution model; (B,) scores for a score
         model (no distribution is made up for it); None for an embed-only model; and the (B, E)
         embeddings as float16, or None for a model without them."""
+        return self.launch(pixels, aspect).result()
+
+    def launch(self, pixels: np.ndarray | torch.Tensor, aspect: np.ndarray) -> LaunchedBatch:
+        """Start the model on a batch and return without waiting for it on CUDA, where the kernels and
+        the copy of the outputs back to the host run while the caller goes on; on a CPU the batch has
+        run when this returns. :meth:`LaunchedBatch.result` reads the outputs as :meth:`run` returns them."""
         real = len(pixels)
-        if isinstance(pixels, np.ndarray):
-            batch = torch.from_numpy(pixels)
-            if self.device.type == "cuda":
-                batch = batch.pin_memory()
-        else:  # made on the device by the device lane (aesthete.device_lane)
-            batch = pixels
+        batch = torch.as_tensor(pixels)
+        if self.device.type == "cuda" and batch.device.type == "cpu" and not batch.is_pinned():
+            batch = batch.pin_memory()
         batch = batch.to(self.device, non_blocking=True)
         if self._compiled is not None and self.batch_size and real < self.batch_size:
             # Pad with copies of the last photo (dropped below): one compiled batch size, not one per remainder.
@@ -212,15 +220,40 @@ class ModelRunner:
         ratios = torch.from_numpy(aspect.astype(np.float32)).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             outputs = self._forward(batch, ratios)
-        embedding = outputs.get("embedding")
-        if embedding is not None:  # float16 is what the store keeps: converting here halves the copy
+        # float32 on the device, then into pinned host memory without blocking (CUDA); the event marks
+        # the copies' end, which is all the host waits for.
+        host = {}
+        for name in ("probs", "score", "embedding"):
+            if outputs.get(name) is not None:
+                value = outputs[name][:real].float()
+                host[name] = (value.flatten(1) if name == "embedding" else value).to("cpu", non_blocking=True)
+        done = None
+        if self.device.type == "cuda":
+            done = torch.cuda.Event()
+            done.record()
+        return LaunchedBatch(self.output, host, done)
+
+
+@dataclass
+class LaunchedBatch:
+    """A batch :meth:`ModelRunner.launch` started: its outputs on the host once ``done`` has happened."""
+
+    output: str  # the model's: "distribution", "score" or "embedding"
+    host: dict[str, torch.Tensor]  # float32 "probs", "score" and/or "embedding" rows
+    done: Any = None  # torch.cuda.Event recorded after the copies to the host; None on a CPU
+
+    def result(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Wait for the batch (CUDA) and return what :meth:`ModelRunner.run` does."""
+        if self.done is not None:
+            self.done.synchronize()
+        embedding = self.host.get("embedding")
+        if embedding is not None:  # float16 is what the store keeps
             # Clipped to float16's range: an overflow would store inf, which no later fit can use.
-            embedding = np.clip(embedding[:real].float().flatten(1).cpu().numpy(), -65504, 65504).astype(np.float16)
+            embedding = np.clip(embedding.numpy(), -65504, 65504).astype(np.float16)
         if self.output == "embedding":  # an ImageNet trunk (aesthete.embed_only): no score to return
             return None, embedding
         if self.output == "score":
-            return outputs["score"][:real].float().cpu().numpy().astype(np.float64), embedding
-        probs = outputs["probs"]
+            return self.host["score"].numpy().astype(np.float64), embedding
         # Renormalise in float64: a softmax computed under bf16 autocast sums to 1 only within ~1e-3.
-        probs = probs[:real].float().cpu().numpy().astype(np.float64)
+        probs = self.host["probs"].numpy().astype(np.float64)
         return probs / probs.sum(axis=1, keepdims=True), embedding

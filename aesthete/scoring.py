@@ -770,12 +770,16 @@ class _Writer:
 
 class _Batcher:
     """Groups model inputs of equal shape (aspect-ratio buckets for models that keep the aspect) into
-    uniform batches; never warps a photo to make it fit a batch."""
+    uniform batches; never warps a photo to make it fit a batch.
+
+    One batch stays in flight: a batch's rows are stored after the next batch is launched, so on a GPU
+    the device runs one batch while the host stores the one before it and takes in the next photos."""
 
     def __init__(self, batch_size: int, runner: Any, writer: _Writer, summary: ScoreSummary) -> None:
         self.batch_size, self.runner, self.writer, self.summary = batch_size, runner, writer, summary
         self.buckets: dict[tuple[int, ...], list[FileResult]] = {}
         self.pending = 0
+        self.in_flight: tuple[list[FileResult], Any] | None = None  # (photos, engine.LaunchedBatch)
         self.output = runner.output
         self.bin_values = runner.model.bin_values.numpy().astype(np.float64) if self.output == "distribution" else None
 
@@ -791,12 +795,24 @@ class _Batcher:
     def flush_all(self) -> None:
         for shape in list(self.buckets):
             self._run(shape)
+        self._store_in_flight()
 
     def _run(self, shape: tuple[int, ...]) -> None:
         batch = self.buckets.pop(shape)
         self.pending -= len(batch)
         pixels = self.runner.stack([r.pixels for r in batch])
-        outputs, embeddings = self.runner.run(pixels, np.array([r.aspect for r in batch]))
+        for result in batch:  # the batch holds them now
+            result.pixels = None
+        launched = self.runner.launch(pixels, np.array([r.aspect for r in batch]))
+        self._store_in_flight()
+        self.in_flight = (batch, launched)
+
+    def _store_in_flight(self) -> None:
+        if self.in_flight is None:
+            return
+        batch, launched = self.in_flight
+        self.in_flight = None
+        outputs, embeddings = launched.result()
         rows = outputs if outputs is not None else [None] * len(batch)  # embed-only: no score rows
         for i, (result, row) in enumerate(zip(batch, rows)):
             if embeddings is not None:  # before the score: the score row's file row commits both
@@ -808,5 +824,6 @@ class _Batcher:
             else:
                 self.writer.add_score(result, row, self.bin_values)
         self.summary.scored += len(batch)
-        # A batch and its photos' rows commit together: a crash loses at most the batch in flight.
+        # A batch and its photos' rows commit together: a crash loses only photos whose batch was not yet
+        # stored, and the next run scores them.
         self.writer.flush()

@@ -126,6 +126,55 @@ def test_scores_do_not_depend_on_batch(photos: Path, tmp_path: Path, tiny_checkp
     np.testing.assert_allclose(batched, single, atol=1e-5)
 
 
+def test_the_host_stores_a_batch_while_the_next_one_runs() -> None:
+    """On a GPU, :meth:`ModelRunner.launch` returns before the batch has run: the batcher launches the
+    next batch before it reads and stores the one before, so the device and the host work at once."""
+    import torch
+
+    from aesthete.decode_worker import FileResult
+    from aesthete.scoring import ScoreSummary, _Batcher
+
+    events: list[str] = []
+
+    class Launched:
+        def __init__(self, number: int, size: int) -> None:
+            self.number, self.size = number, size
+
+        def result(self) -> tuple[np.ndarray, None]:
+            events.append(f"read {self.number}")
+            return np.full((self.size, 2), 0.5), None
+
+    class Runner:
+        output = "distribution"
+        model = type("Model", (), {"bin_values": torch.tensor([1.0, 2.0])})()
+        launched = 0
+
+        def stack(self, inputs: list[np.ndarray]) -> np.ndarray:
+            return np.stack(inputs)
+
+        def launch(self, pixels: np.ndarray, aspect: np.ndarray) -> Launched:
+            events.append(f"launch {self.launched}")
+            self.launched += 1
+            return Launched(self.launched - 1, len(pixels))
+
+    class Writer:
+        def add_score(self, result: FileResult, row: np.ndarray, bin_values: np.ndarray) -> None:
+            events.append(f"store {result.path}")
+
+        def flush(self) -> None:
+            events.append("commit")
+
+    summary = ScoreSummary()
+    batcher = _Batcher(2, Runner(), Writer(), summary)
+    for i in range(5):
+        batcher.add(FileResult(f"p{i}", 1, 1, content_hash=f"h{i}", pixels=np.zeros((4, 4, 3), np.uint8)))
+    assert events == ["launch 0", "launch 1", "read 0", "store p0", "store p1", "commit"]
+    assert summary.scored == 2
+    batcher.flush_all()
+    assert events[6:] == ["launch 2", "read 1", "store p2", "store p3", "commit", "read 2", "store p4", "commit"]
+    assert summary.scored == 5 and batcher.in_flight is None
+
+
 def test_without_weights_signals_are_cached_and_ranked(photos: Path, tmp_path: Path) -> None:
     store = Store(tmp_path / "a.db")
     summary = score([str(photos)], store=store, model="nima")
