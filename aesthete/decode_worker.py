@@ -25,6 +25,7 @@ from aesthete.exif import read_exif
 from aesthete.fingerprint import content_hash
 from aesthete.formats import raw_format
 from aesthete.input_policy import InputPolicy
+from aesthete.pixel_slots import WorkerSlots
 from aesthete.signals import (
     WORKING_SIDE,
     flags,
@@ -54,6 +55,7 @@ class FileJob:
     fill: bool = False
     # A plain JPEG (aesthete.decode.plain_jpeg) comes back undecoded, for the model's device to decode.
     device_lane: bool = False
+    slot: int | None = None  # the shared-memory slot lent for this file's model input (aesthete.pixel_slots)
 
 
 @dataclass
@@ -66,6 +68,7 @@ class FileResult:
     error: str | None = None
     image: dict[str, Any] | None = None  # a new ``images`` row, when this content was not known
     pixels: np.ndarray | None = None  # the model's input, when this content still needs scoring
+    pixels_shape: tuple[int, ...] | None = None  # set when the input was left in the job's slot instead
     aspect: float = 1.0
     notes: list[str] = field(default_factory=list)
     fill: bool = False  # the job was a fill (see FileJob.fill)
@@ -82,18 +85,20 @@ class WorkerConfig:
     parent_pid: int | None = None  # the process that started the pool: a worker dies with it (see init_worker)
     faces: bool = False  # look for faces (``aesthete.faces.available()`` in the process that starts the pool)
     embed_only: bool = False  # the model stores embeddings only (aesthete.embed_only): done = has one
+    pixel_slots: tuple[str, int] | None = None  # the main process's PixelSlots: (name, slot size)
 
 
 _config: WorkerConfig | None = None
 _policy: InputPolicy | None = None
 _known: StoreReader | None = None
+_slots: WorkerSlots | None = None  # where this worker leaves model inputs, when score lent it slots
 
 
 def init_worker(config: WorkerConfig) -> None:
     """Pool initializer. Workers ignore Ctrl-C: the main process decides how a run stops, and die with it
     (a ``kill -9`` of ``score`` must not leave workers blocked on the pool's queue forever, each holding
     memory and the database open)."""
-    global _config, _policy, _known
+    global _config, _policy, _known, _slots
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if config.parent_pid is not None:
         die_with_parent(config.parent_pid)
@@ -107,6 +112,7 @@ def init_worker(config: WorkerConfig) -> None:
     _config = config
     _policy = InputPolicy.from_dict(config.policy) if config.policy else None
     _known = StoreReader(config.db_path)
+    _slots = WorkerSlots(*config.pixel_slots) if config.pixel_slots else None
 
 
 def keep_freed_memory() -> bool:
@@ -250,6 +256,8 @@ def process_file(job: FileJob) -> FileResult:
         if need_score:
             result.pixels = _policy.prepare(decoded.image)
             result.aspect = decoded.width / decoded.height
+            if job.slot is not None and _slots is not None and _slots.put(job.slot, result.pixels):
+                result.pixels, result.pixels_shape = None, result.pixels.shape
     except DecodeError as exc:
         return _fail(result, exc.kind, str(exc))
     except Exception as exc:  # the last line of defence: one bad file never stops a run

@@ -31,6 +31,7 @@ from aesthete.decode import ALL_DECODERS, NO_DECODER
 from aesthete.decode_worker import FileJob, FileResult, WorkerConfig, init_worker, process_file
 from aesthete.discover import FoundFile, discover, pair_raws
 from aesthete.input_policy import InputPolicy
+from aesthete.pixel_slots import lend_slots
 from aesthete.store import KnownFile, ModelKey, Store, embedding_row, file_row, now_iso, path_key
 
 FLUSH_ROWS = 256  # rows without model work are written in transactions of this size
@@ -478,7 +479,7 @@ def _run_jobs(
         timeout = FILE_TIMEOUT_S if file_timeout is None else file_timeout
         todo, retry = jobs, []  # retry: files the device could not decode, for the workers
         while todo:
-            for result in pool.results(todo, window=4 * worker_count + 8, timeout=timeout):
+            for result in pool.results(todo, timeout=timeout):
                 interrupts.raise_if_pressed()  # a Ctrl-C that a worker's fork swallowed
                 finish(result)
             if lane is not None:
@@ -620,10 +621,14 @@ class _DecodePool:
     at a time, and the one that kills a worker on its own is recorded as ``crashed``."""
 
     def __init__(self, count: int, config: WorkerConfig) -> None:
-        self.count, self.config = count, config
+        self.count = count
+        self.window = 4 * count + 8  # files in flight: every worker busy, memory flat for any library size
+        # With a model, each file in flight is lent a slot for its model input (aesthete.pixel_slots).
+        self.slots = lend_slots(InputPolicy.from_dict(config.policy), self.window) if config.policy else None
+        self.config = replace(config, pixel_slots=(self.slots.name, self.slots.size)) if self.slots else config
         self.device_lane = False  # ask for plain JPEGs undecoded (FileJob.device_lane)
         self.pool = self._start()
-        self.pending: deque[tuple[FileJob, Future, bool]] = deque()
+        self.pending: deque[tuple[FileJob, Future, bool]] = deque()  # (the job as submitted, its future, alone)
 
     def _start(self) -> ProcessPoolExecutor:
         # Fork before torch is imported: the workers then never hold torch's threads or memory.
@@ -633,23 +638,20 @@ class _DecodePool:
         pool.submit(int).result()  # the first submission forks every worker: now, before the model imports torch
         return pool
 
-    def results(self, jobs: list[FileJob], window: int, timeout: float) -> Iterator[FileResult]:
-        """Like ``pool.map`` with at most ``window`` files in flight (memory stays flat for any library
-        size), and exactly one :class:`FileResult` per job whatever happens to the workers."""
+    def results(self, jobs: list[FileJob], timeout: float) -> Iterator[FileResult]:
+        """Like ``pool.map`` with at most ``window`` files in flight, and exactly one :class:`FileResult`
+        per job whatever happens to the workers."""
         queue: deque[FileJob] = deque(jobs)
         retry: deque[FileJob] = deque()  # in flight when a worker died: each is run alone to find the culprit
         pending = self.pending
         while queue or retry or pending:
             if retry and not pending:
-                job = retry.popleft()
-                pending.append((job, self._submit(job), True))
-            while not retry and queue and len(pending) < window:
-                job = queue.popleft()
-                pending.append((job, self._submit(job), False))
+                pending.append((*self._submit(retry.popleft()), True))
+            while not retry and queue and len(pending) < self.window:
+                pending.append((*self._submit(queue.popleft()), False))
             job, future, alone = pending.popleft()
             try:
-                yield future.result(timeout=timeout)
-                continue
+                result = self._received(job, future, timeout)
             except FutureTimeout:
                 lost = _lost(job, "timeout", f"decoding did not finish in {timeout:g} s; abandoned")
                 requeue = queue
@@ -657,18 +659,25 @@ class _DecodePool:
                 lost = _lost(job, "crashed", "the decoder crashed on this file") if alone else None
                 requeue = retry
             except Exception as exc:  # e.g. a result that cannot be sent back; the pool itself is fine
+                self._give_back_slot(job)
                 yield _lost(job, "decode-error", f"{exc.__class__.__name__}: {exc}".splitlines()[0])
+                continue
+            else:
+                self._give_back_slot(job)
+                yield result
                 continue
             # The pool is replaced: keep what the other workers finished, queue the rest again.
             finished, again = [], [] if lost else [job]
             for other, other_future, _ in pending:
                 if other_future.done() and not other_future.cancelled() and other_future.exception() is None:
-                    finished.append(other_future.result())
+                    finished.append(self._received(other, other_future))
                 else:
                     again.append(other)
             pending.clear()
             requeue.extendleft(reversed(again))
             self._kill()
+            if self.slots:  # no worker is left to write in one
+                self.slots.give_back_all()
             self.pool = self._start()
             yield from finished
             if lost:
@@ -676,15 +685,30 @@ class _DecodePool:
 
     def finished(self) -> list[FileResult]:
         """Results the workers have sent back but :meth:`results` has not handed out yet."""
-        return [f.result() for _, f, _ in self.pending if f.done() and not f.cancelled() and f.exception() is None]
+        done = [(job, f) for job, f, _ in self.pending if f.done() and not f.cancelled() and f.exception() is None]
+        return [self._received(job, f) for job, f in done]
 
-    def _submit(self, job: FileJob) -> Future:
+    def _submit(self, job: FileJob) -> tuple[FileJob, Future]:
+        """``job`` as sent (with this run's lane choice and a slot, when one is free) and its future."""
+        job = replace(job, device_lane=self.device_lane, slot=self.slots.take() if self.slots else None)
         try:
-            return self.pool.submit(process_file, replace(job, device_lane=self.device_lane))
+            return job, self.pool.submit(process_file, job)
         except BrokenProcessPool as exc:  # a worker died since the last result: handled when this one is due
             future: Future = Future()
             future.set_exception(exc)
-            return future
+            return job, future
+
+    def _received(self, job: FileJob, future: Future, timeout: float | None = None) -> FileResult:
+        """``job``'s result, with the model input its worker left in the job's slot copied out."""
+        result = future.result(timeout=timeout)
+        if result.pixels_shape is not None:
+            assert self.slots is not None and job.slot is not None
+            result.pixels, result.pixels_shape = self.slots.copy_out(job.slot, result.pixels_shape), None
+        return result
+
+    def _give_back_slot(self, job: FileJob) -> None:
+        if self.slots is not None and job.slot is not None:
+            self.slots.give_back(job.slot)
 
     def _kill(self) -> None:
         # ProcessPoolExecutor has no public way to stop a running call (``terminate_workers`` is 3.14+).
@@ -700,6 +724,8 @@ class _DecodePool:
             self.pool.shutdown(wait=True)
         else:
             self._kill()
+        if self.slots:
+            self.slots.close()
 
 
 def _lost(job: FileJob, kind: str, reason: str) -> FileResult:

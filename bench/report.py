@@ -142,6 +142,28 @@ def _sizes_table(results: dict[str, Any]) -> list[str]:
             + ", ".join(lane_rows)
             + ".",
         ]
+    hosts = [
+        f"{row['size']} {_fmt(row.get('host_only_img_s'), '{:,.0f}')} img/s, {row['host_main_process_cpu_ms']:.2f} "
+        f"main-process CPU ms a photo ({row['host_main_thread_cpu_ms']:.2f} in its main thread)"
+        for row in results["sizes"]
+        if row.get("host_main_process_cpu_ms") is not None
+    ]
+    if hosts:
+        lines += [
+            "",
+            "`score` without the model's forward pass (uniform outputs; everything else as in `score`): "
+            + "; ".join(hosts)
+            + ". The rate is the ceiling the workers and the host put on `score`; the CPU excludes the model's load.",
+        ]
+    if "handback" in results:
+        hb = results["handback"]
+        lines += [
+            "",
+            f"Hand-back of model inputs ({hb['input']} uint8) from {hb['workers']} workers doing nothing else, "
+            f"{hb['photos']:,} photos, best of two runs each: through the pool's pipe {hb['pipe']['img_s']:,.0f} "
+            f"img/s at {hb['pipe']['main_cpu_ms']:.3f} main-process CPU ms a photo; through shared slots, as "
+            f"`score` hands them back, {hb['slots']['img_s']:,.0f} img/s at {hb['slots']['main_cpu_ms']:.3f} ms.",
+        ]
     model = results["model"]
     startups = ", ".join(_fmt(row["e2e_startup_s"], "{:.1f} s") for row in results["sizes"])
     lines += [

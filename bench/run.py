@@ -46,6 +46,8 @@ from bench.report import markdown, targets  # noqa: E402
 from bench.stages.compiled import compiled_rows  # noqa: E402
 from bench.stages.decode import decode_only, gpu_decode_lane, pixel_decode_seconds, takes_lane  # noqa: E402
 from bench.stages.end_to_end import end_to_end  # noqa: E402
+from bench.stages.handback import handback  # noqa: E402
+from bench.stages.host import host_only  # noqa: E402
 from bench.stages.memory import peak_rss  # noqa: E402
 from bench.stages.model_only import model_only  # noqa: E402
 from bench.stages.naive import naive  # noqa: E402
@@ -139,6 +141,8 @@ def main() -> None:
             log(f"{size.label}: end to end, --decode device")
             lane_e2e = end_to_end(paths[0].parent, head, size.count, size.head, checkpoint, args.device, work, env,
                                   plan.repeats, ("--decode", "device"))  # fmt: skip
+        log(f"{size.label}: score without the model's forward pass")
+        host = in_fresh_process(host_only, str(paths[0].parent), checkpoint, args.device, str(work))
         stage_sum = None
         if model["core_s_per_img"] is not None:
             stage_sum = cores() / (model["core_s_per_img"] + one["core_s_per_img"])
@@ -157,12 +161,16 @@ def main() -> None:
             "e2e_device_lane_img_s": lane_e2e["img_s"] if lane_e2e else None,
             "e2e_device_lane_walls": lane_e2e["walls"] if lane_e2e else None,
             "e2e_device_decoded": lane_e2e["device_decoded"] if lane_e2e else None,
+            "host_only_img_s": host["img_s"], "host_main_process_cpu_ms": host["main_process_cpu_ms"],
+            "host_main_thread_cpu_ms": host["main_thread_cpu_ms"],
             "e2e_vs_model": e2e["img_s"] / model["img_s"] if e2e["img_s"] else None,
             "e2e_vs_stage_sum": e2e["img_s"] / stage_sum if stage_sum and e2e["img_s"] else None,
             "e2e_vs_naive": e2e["img_s"] / naive_row["img_s"] if naive_row and e2e["img_s"] else None,
         })  # fmt: skip
         log(f"{size.label}: {rows[-1]}")
     results["sizes"] = rows
+    log("hand-back of model inputs: pipe and shared slots")
+    results["handback"] = handback(input_shape(checkpoint, plan.sizes[0]), cores(), plan.handback_photos)
     if args.gpu_only:
         _finish(results, args)
         return
@@ -187,6 +195,16 @@ def main() -> None:
     log("start-up")
     results["startup"] = startup(env, 10)
     _finish(results, args)
+
+
+def input_shape(checkpoint: str, size: Any) -> tuple[int, ...]:
+    """The model input's shape for a photo of ``size`` (a plan's Size), as the decode workers cut it."""
+    from PIL import Image
+
+    from aesthete.input_policy import InputPolicy
+
+    policy = InputPolicy.from_dict(read_meta(checkpoint)["policy"])
+    return policy.prepare(Image.new("RGB", (size.width, size.height))).shape
 
 
 def _finish(results: dict[str, Any], args: argparse.Namespace) -> None:

@@ -198,6 +198,36 @@ def test_a_hung_or_crashing_decoder_costs_one_file_not_the_run(tmp_path: Path) -
     assert count(tmp_path / "a.db", "SELECT count(*) FROM files WHERE status = 'failed'") == 3
 
 
+def test_a_model_run_whose_pool_is_replaced_gives_each_photo_its_own_input(
+    tmp_path: Path, tiny_checkpoints: dict[str, Path]
+) -> None:
+    """With a model the workers hand inputs back through shared slots (aesthete.pixel_slots), and a hang or
+    a crash replaces the pool and frees every slot. The first pool (forked, with the injected faults) meets
+    one of them for sure; its replacement is spawned (torch is loaded by then) without them, so the other
+    poisoned photo may then decode. Every photo scored must score as in a clean run (the bytes appended
+    after the JPEG's end change its hash, not its pixels), and the shared block is gone after the run."""
+    shared = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    clean = write_photos(tmp_path / "clean", 16)
+    folder = write_photos(tmp_path / "p", 16)
+    for name, tail in [("p003.jpg", b"HANG"), ("p009.jpg", b"CRASH")]:
+        (folder / name).write_bytes((folder / name).read_bytes() + tail)
+    scores = {}
+    for photos, db in [(clean, tmp_path / "clean.db"), (folder, tmp_path / "a.db")]:
+        run = subprocess.run([sys.executable, "-c", INJECT, "score", str(photos), "--workers", "2", "--json",
+                              "--db", str(db), "--weights", str(tiny_checkpoints["nima"]), "--device", "cpu",
+                              "--batch-size", "4"],
+                             env=env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert "Traceback" not in run.stderr and "leaked" not in run.stderr, run.stderr
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("SELECT f.path, s.dist FROM files f JOIN scores s ON s.content_hash = f.content_hash")
+            scores[photos.name] = {Path(path).name: dist for path, dist in rows}
+    failed = {Path(f["path"]).name for f in json.loads(run.stdout)["failed"]}
+    assert failed <= {"p003.jpg", "p009.jpg"} and len(scores["p"]) + len(failed) == 16
+    assert len(scores["clean"]) == 16 and scores["p"] == {name: scores["clean"][name] for name in scores["p"]}
+    if shared:
+        assert {n for n in set(os.listdir("/dev/shm")) - shared if n.startswith("psm_")} == set()
+
+
 # ------------------------------------------------------------------------- Ctrl-C, kill -9, snapshots
 
 
@@ -351,9 +381,12 @@ def test_ctrl_c_and_kill_9_lose_at_most_a_batch_and_nothing_is_scored_twice(
     saved = count(db)
     assert first["scored"] < saved < total
 
-    # 3. The same command finishes the job, scoring only what no run saved.
+    # 3. The same command finishes the job, scoring only what no run saved, and removes the shared block
+    # the killed run left (its resource tracker died with its process group).
+    killed = run.pid
     last = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
     assert last.returncode == 0, last.stderr
+    assert not list(Path("/dev/shm").glob(f"aesthete-{killed}-*"))
     third = json.loads(last.stdout)
     assert third["scored"] == total - saved and third["cached"] == saved
     check_database(db)
