@@ -47,7 +47,7 @@ from bench.stages.compiled import compiled_rows  # noqa: E402
 from bench.stages.decode import decode_only, gpu_decode_lane, pixel_decode_seconds, takes_lane  # noqa: E402
 from bench.stages.end_to_end import end_to_end  # noqa: E402
 from bench.stages.handback import handback  # noqa: E402
-from bench.stages.host import host_only  # noqa: E402
+from bench.stages.host import host_ceiling  # noqa: E402
 from bench.stages.memory import peak_rss  # noqa: E402
 from bench.stages.model_only import model_only  # noqa: E402
 from bench.stages.naive import naive  # noqa: E402
@@ -142,7 +142,7 @@ def main() -> None:
             lane_e2e = end_to_end(paths[0].parent, head, size.count, size.head, checkpoint, args.device, work, env,
                                   plan.repeats, ("--decode", "device"))  # fmt: skip
         log(f"{size.label}: score without the model's forward pass")
-        host = in_fresh_process(host_only, str(paths[0].parent), checkpoint, args.device, str(work))
+        host = host_ceiling(paths[0].parent, head, size.count, size.head, checkpoint, args.device, work)
         stage_sum = None
         if model["core_s_per_img"] is not None:
             stage_sum = cores() / (model["core_s_per_img"] + one["core_s_per_img"])
