@@ -67,8 +67,8 @@ QUICK = Plan(
     rss=(100, 400),
     repeats=1,
     model_seconds=2.0,
-    compile_models=(("nima ResNet-18@64 (smoke)", "nima", TINY),),
-    handback_photos=500,  # compiles in seconds: a smoke run
+    compile_models=(("nima ResNet-18@64 (smoke)", "nima", TINY),),  # compiles in seconds: a smoke run
+    handback_photos=500,
 )
 # --device cuda on an H100 or H200 with 16 cores: many more 0.2-MP photos, so that the photos between the
 # two end-to-end runs (38,000) take longer than the ~15 s start-up, whose ~3 s spread from run to run made
@@ -85,5 +85,5 @@ CUDA = Plan(
     repeats=2,
     model_seconds=3.0,
     compile_models=COMPILE_GPU,
-    handback_photos=40_000,
+    handback_photos=20_000,
 )

@@ -153,8 +153,9 @@ def _sizes_table(results: dict[str, Any]) -> list[str]:
             "",
             "`score` without the model's forward pass (uniform outputs; everything else as in `score`): "
             + "; ".join(hosts)
-            + ". The rate is the ceiling the workers and the host put on `score`; both figures come from the "
-            "difference of a run on the whole set and one on its first photos, so start-up is left out.",
+            + ". The rate is the ceiling the workers and the host put on `score`, from the difference of a run on "
+            "the whole set and one on its first photos (start-up left out); the CPU is the whole set's, from its "
+            "first batch on.",
         ]
     if "handback" in results:
         hb = results["handback"]
