@@ -85,7 +85,7 @@ class WorkerConfig:
     parent_pid: int | None = None  # the process that started the pool: a worker dies with it (see init_worker)
     faces: bool = False  # look for faces (``aesthete.faces.available()`` in the process that starts the pool)
     embed_only: bool = False  # the model stores embeddings only (aesthete.embed_only): done = has one
-    pixel_slots: tuple[str, int] | None = None  # the main process's PixelSlots: (name, slot size)
+    pixel_slots: tuple[str, int] | None = None  # the main process's PixelSlots: (its file, slot size)
 
 
 _config: WorkerConfig | None = None
@@ -213,6 +213,12 @@ def decode_target(policy: InputPolicy | None) -> Any:
         return min(need_w, width), min(need_h, height)
 
     return target
+
+
+def process_files(jobs: list[FileJob]) -> list[FileResult]:
+    """:func:`process_file` of each job: one task for a few files, so that the pool's messages and the
+    main process's bookkeeping are paid once for them (``score``'s ``_DecodePool``)."""
+    return [process_file(job) for job in jobs]
 
 
 def process_file(job: FileJob) -> FileResult:

@@ -1,20 +1,27 @@
 """Shared memory through which the decode workers hand the model's input back to ``score``'s process.
 
-A result sent through the pool's pipe is pickled, written, read in 64 KB pieces and unpickled: for a
-300x300 input (270 KB) that cost ~0.5 ms of the main process's CPU per photo on the 2-core EPYC, and every
-worker's results go through that one pipe (BENCHMARKS.md). On a GPU, where the model takes ~0.2 ms a
-photo, the pipe would bound the whole run. So each file in flight is lent a slot of one shared block:
-its worker writes the input there, the result says only its shape, and the main process copies it out
-and frees the slot. An input larger than a slot (a panorama under an aspect-keeping policy) still goes
-through the pipe.
+A result sent through the pool's pipe is pickled, written, read in 64 KB pieces and unpickled, and every
+worker's results go through that one pipe: on the 2-core EPYC it carried ~2,300 300x300 inputs (270 KB
+each) a second at ~0.3 ms of the main process's CPU apiece (BENCHMARKS.md, "Host side"). On a GPU,
+where the model takes ~0.2 ms a photo, the pipe would bound the whole run. So each file in flight is
+lent a slot of one shared block: its worker writes the input there, the result says only its shape, and
+the main process copies it out and frees the slot. An input larger than a slot (a panorama under an
+aspect-keeping policy), or one that finds every slot lent, still goes through the pipe.
+
+The block is a file mapped into memory by every process: in ``/dev/shm`` on Linux (memory, not disk),
+else in the temporary folder. Not :mod:`multiprocessing.shared_memory`: before Python 3.13 it registers
+the block with a resource tracker process, which outlives ``score`` by a moment and may remove a block a
+worker still maps (CPython gh-82300). The file is named after ``score``'s pid; a block whose owner is
+gone (a ``kill -9``) is removed by the next run.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import secrets
+import tempfile
 from collections import deque
-from multiprocessing import shared_memory
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +30,16 @@ from aesthete.input_policy import InputPolicy
 
 # Slots are sized for the input of a 16:9 photo: 1:1, 4:3, 3:2 and 16:9 fit, in either orientation.
 SLOT_SHAPE_RATIO = (16, 9)
-# At most this much shared memory, and at most half of what /dev/shm has free: a container's /dev/shm is
-# often 64 MB, and a write beyond a full tmpfs kills the writer (SIGBUS) instead of failing.
+# At most this much shared memory, and at most half of what its folder has free: a container's /dev/shm
+# is often 64 MB.
 MAX_SHARED_BYTES = 64 << 20
-SHM_FOLDER = Path("/dev/shm")  # where Linux keeps POSIX shared memory, as files
-NAME_PREFIX = "aesthete-"  # + the owner's pid: a block whose owner is gone is removed (remove_orphans)
+SHM_FOLDER = Path("/dev/shm")  # Linux's memory-backed folder for shared memory
+NAME_PREFIX = "aesthete-slots-"  # + the owner's pid: a block whose owner is gone is removed (remove_orphans)
+
+
+def block_folder() -> Path:
+    """Where the blocks are made: memory on Linux, else the temporary folder (mapped, mostly cached)."""
+    return SHM_FOLDER if SHM_FOLDER.is_dir() else Path(tempfile.gettempdir())
 
 
 def slot_bytes(policy: InputPolicy) -> int:
@@ -42,28 +54,25 @@ def slot_bytes(policy: InputPolicy) -> int:
 
 def lend_slots(policy: InputPolicy, wanted: int) -> PixelSlots | None:
     """Up to ``wanted`` slots for ``policy``'s inputs, as many as the shared-memory budget allows; None when
-    there is no room for one, or no shared memory (every input then comes through the pipe)."""
+    there is no room for one (every input then comes through the pipe)."""
+    folder = block_folder()
+    remove_orphans(folder)
     size = slot_bytes(policy)
-    budget = MAX_SHARED_BYTES
-    if SHM_FOLDER.is_dir():
-        remove_orphans()
-        free = os.statvfs(SHM_FOLDER)
-        budget = min(budget, free.f_bavail * free.f_frsize // 2)
-    count = min(wanted, budget // size)
+    free = os.statvfs(folder)
+    count = min(wanted, min(MAX_SHARED_BYTES, free.f_bavail * free.f_frsize // 2) // size)
     if count < 1:
         return None
     try:
-        return PixelSlots(count, size)
-    except OSError:
+        return PixelSlots(folder, count, size)
+    except OSError:  # no room after all (another program filled the folder meanwhile)
         return None
 
 
-def remove_orphans() -> list[str]:
-    """Remove the blocks of ``score`` runs that are gone (the names removed). A run's block is removed when it
-    ends, and after a ``kill -9`` of it alone by Python's resource tracker, but a kill of its whole process
-    group takes the tracker too."""
+def remove_orphans(folder: Path) -> list[str]:
+    """Remove the blocks of ``score`` runs that are gone, and return their names. A run removes its own
+    block when it ends, even after Ctrl-C or an error; a ``kill -9`` leaves it behind."""
     removed = []
-    for block in SHM_FOLDER.glob(f"{NAME_PREFIX}*"):
+    for block in folder.glob(f"{NAME_PREFIX}*"):
         owner = block.name.removeprefix(NAME_PREFIX).split("-")[0]
         if owner.isdigit() and not _alive(int(owner)):
             block.unlink(missing_ok=True)
@@ -84,15 +93,22 @@ def _alive(pid: int) -> bool:
 class PixelSlots:
     """The main process's side: a block of ``count`` slots of ``size`` bytes, lent one per file in flight."""
 
-    def __init__(self, count: int, size: int) -> None:
+    def __init__(self, folder: Path, count: int, size: int) -> None:
         self.size, self.count = size, count
-        name = f"{NAME_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
-        self.memory = shared_memory.SharedMemory(name, create=True, size=count * size)
+        self.path = folder / f"{NAME_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        handle = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            if hasattr(os, "posix_fallocate"):  # claim the memory now: writing into a full tmpfs kills the writer
+                os.posix_fallocate(handle, 0, count * size)
+            else:
+                os.ftruncate(handle, count * size)
+            self.memory = mmap.mmap(handle, count * size)
+        except OSError:
+            self.path.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(handle)
         self.free: deque[int] = deque(range(count))
-
-    @property
-    def name(self) -> str:
-        return self.memory.name
 
     def take(self) -> int | None:
         """A free slot, or None when all are lent (the file's input then comes through the pipe)."""
@@ -107,25 +123,27 @@ class PixelSlots:
 
     def copy_out(self, slot: int, shape: tuple[int, ...]) -> np.ndarray:
         """The uint8 array of ``shape`` a worker wrote in ``slot`` (copied: the slot is free again after)."""
-        return np.ndarray(shape, np.uint8, buffer=self.memory.buf, offset=slot * self.size).copy()
+        return np.ndarray(shape, np.uint8, buffer=self.memory, offset=slot * self.size).copy()
 
     def close(self) -> None:
         self.memory.close()
-        self.memory.unlink()
+        self.path.unlink(missing_ok=True)
 
 
 class WorkerSlots:
-    """A worker's side: the block, attached by name."""
+    """A worker's side: the block, mapped from its path."""
 
-    def __init__(self, name: str, size: int) -> None:
+    def __init__(self, path: str, size: int) -> None:
         self.size = size
-        # Attaching registers the block with the resource tracker again (CPython gh-82300), but a worker shares
-        # the main process's tracker, which keeps one entry per name: the main process's unlink clears it.
-        self.memory = shared_memory.SharedMemory(name)
+        handle = os.open(path, os.O_RDWR)
+        try:
+            self.memory = mmap.mmap(handle, 0)
+        finally:
+            os.close(handle)
 
     def put(self, slot: int, pixels: np.ndarray) -> bool:
         """Write ``pixels`` (uint8) into ``slot``; False, writing nothing, when they do not fit."""
         if pixels.dtype != np.uint8 or pixels.nbytes > self.size:
             return False
-        np.ndarray(pixels.shape, np.uint8, buffer=self.memory.buf, offset=slot * self.size)[...] = pixels
+        np.ndarray(pixels.shape, np.uint8, buffer=self.memory, offset=slot * self.size)[...] = pixels
         return True

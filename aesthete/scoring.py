@@ -28,12 +28,15 @@ from aesthete import faces as face_stage
 from aesthete import interrupts
 from aesthete.architectures import DEFAULT_MODEL, check_architecture
 from aesthete.decode import ALL_DECODERS, NO_DECODER
-from aesthete.decode_worker import FileJob, FileResult, WorkerConfig, init_worker, process_file
+from aesthete.decode_worker import FileJob, FileResult, WorkerConfig, init_worker, process_files
 from aesthete.discover import FoundFile, discover, pair_raws
 from aesthete.input_policy import InputPolicy
 from aesthete.pixel_slots import lend_slots
 from aesthete.store import KnownFile, ModelKey, Store, embedding_row, file_row, now_iso, path_key
 
+# Files per task sent to a worker while many are queued: one message each way and one future for four
+# files halved the main process's CPU per photo on the 2-core CPU (BENCHMARKS.md, "Host side").
+FILES_PER_TASK = 4
 FLUSH_ROWS = 256  # rows without model work are written in transactions of this size
 FLUSH_SECONDS = 1.0
 FILE_TIMEOUT_S = 120.0  # a decode still running after this long is abandoned (its worker killed) and recorded
@@ -618,17 +621,22 @@ class _DecodePool:
     and never the run: a decode still running after ``timeout`` seconds is abandoned (every worker is
     killed, since a stuck C decoder cannot be interrupted) and the others' files go back in the queue; when
     a worker dies (a crash in a decoder, the out-of-memory killer), the files then in flight are retried one
-    at a time, and the one that kills a worker on its own is recorded as ``crashed``."""
+    at a time, and the one that kills a worker on its own is recorded as ``crashed``. Files go to the
+    workers a few per task (:data:`FILES_PER_TASK`); when a task of several hangs, its files are retried
+    one at a time too, and only the one that hangs on its own is recorded as ``timeout``."""
 
     def __init__(self, count: int, config: WorkerConfig) -> None:
         self.count = count
-        self.window = 4 * count + 8  # files in flight: every worker busy, memory flat for any library size
+        # Files in flight: two tasks a worker and a few more, so that none waits for a task while the main
+        # process waits for a slow one ahead of it; memory stays flat for any library size.
+        self.window = FILES_PER_TASK * (2 * count + 2)
         # With a model, each file in flight is lent a slot for its model input (aesthete.pixel_slots).
         self.slots = lend_slots(InputPolicy.from_dict(config.policy), self.window) if config.policy else None
-        self.config = replace(config, pixel_slots=(self.slots.name, self.slots.size)) if self.slots else config
+        self.config = replace(config, pixel_slots=(str(self.slots.path), self.slots.size)) if self.slots else config
         self.device_lane = False  # ask for plain JPEGs undecoded (FileJob.device_lane)
         self.pool = self._start()
-        self.pending: deque[tuple[FileJob, Future, bool]] = deque()  # (the job as submitted, its future, alone)
+        # (the task's files as submitted, its future, whether it is a file retried alone)
+        self.pending: deque[tuple[list[FileJob], Future, bool]] = deque()
 
     def _start(self) -> ProcessPoolExecutor:
         # Fork before torch is imported: the workers then never hold torch's threads or memory.
@@ -642,39 +650,47 @@ class _DecodePool:
         """Like ``pool.map`` with at most ``window`` files in flight, and exactly one :class:`FileResult`
         per job whatever happens to the workers."""
         queue: deque[FileJob] = deque(jobs)
-        retry: deque[FileJob] = deque()  # in flight when a worker died: each is run alone to find the culprit
+        retry: deque[FileJob] = deque()  # suspects of a crash or a hang: each is run alone to find the culprit
         pending = self.pending
         while queue or retry or pending:
             if retry and not pending:
-                pending.append((*self._submit(retry.popleft()), True))
-            while not retry and queue and len(pending) < self.window:
-                pending.append((*self._submit(queue.popleft()), False))
-            job, future, alone = pending.popleft()
+                pending.append((*self._submit([retry.popleft()]), True))
+            while not retry and queue and sum(len(task) for task, _, _ in pending) < self.window:
+                # A few files a task, fewer near the end so that every worker keeps a share.
+                size = max(1, min(FILES_PER_TASK, len(queue) // (2 * self.count)))
+                pending.append((*self._submit([queue.popleft() for _ in range(min(size, len(queue)))]), False))
+            task, future, alone = pending.popleft()
             try:
-                result = self._received(job, future, timeout)
-            except FutureTimeout:
-                lost = _lost(job, "timeout", f"decoding did not finish in {timeout:g} s; abandoned")
+                results = self._received(task, future, timeout)
+            except FutureTimeout:  # one of the task's files hangs: if it has several, each runs alone
+                reason = f"decoding did not finish in {timeout:g} s; abandoned"
+                lost, suspects = (_lost(task[0], "timeout", reason), []) if len(task) == 1 else (None, task)
                 requeue = queue
-            except BrokenProcessPool:
-                lost = _lost(job, "crashed", "the decoder crashed on this file") if alone else None
+            except BrokenProcessPool:  # some file in flight killed its worker: each runs alone
+                reason = "the decoder crashed on this file"
+                lost, suspects = (_lost(task[0], "crashed", reason), []) if alone else (None, task)
                 requeue = retry
             except Exception as exc:  # e.g. a result that cannot be sent back; the pool itself is fine
-                self._give_back_slot(job)
-                yield _lost(job, "decode-error", f"{exc.__class__.__name__}: {exc}".splitlines()[0])
+                self._give_back_slots(task)
+                if len(task) > 1:  # whose result it was is found by sending each alone
+                    retry.extend(task)
+                    continue
+                yield _lost(task[0], "decode-error", f"{exc.__class__.__name__}: {exc}".splitlines()[0])
                 continue
             else:
-                self._give_back_slot(job)
-                yield result
+                self._give_back_slots(task)
+                yield from results
                 continue
             # The pool is replaced: keep what the other workers finished, queue the rest again.
-            finished, again = [], [] if lost else [job]
+            finished, again = [], []
             for other, other_future, _ in pending:
                 if other_future.done() and not other_future.cancelled() and other_future.exception() is None:
-                    finished.append(self._received(other, other_future))
+                    finished.extend(self._received(other, other_future))
                 else:
-                    again.append(other)
+                    again.extend(other)
             pending.clear()
             requeue.extendleft(reversed(again))
+            retry.extendleft(reversed(suspects))
             self._kill()
             if self.slots:  # no worker is left to write in one
                 self.slots.give_back_all()
@@ -685,30 +701,35 @@ class _DecodePool:
 
     def finished(self) -> list[FileResult]:
         """Results the workers have sent back but :meth:`results` has not handed out yet."""
-        done = [(job, f) for job, f, _ in self.pending if f.done() and not f.cancelled() and f.exception() is None]
-        return [self._received(job, f) for job, f in done]
+        done = [(task, f) for task, f, _ in self.pending if f.done() and not f.cancelled() and f.exception() is None]
+        return [result for task, f in done for result in self._received(task, f)]
 
-    def _submit(self, job: FileJob) -> tuple[FileJob, Future]:
-        """``job`` as sent (with this run's lane choice and a slot, when one is free) and its future."""
-        job = replace(job, device_lane=self.device_lane, slot=self.slots.take() if self.slots else None)
+    def _submit(self, task: list[FileJob]) -> tuple[list[FileJob], Future]:
+        """``task``'s files as sent (with this run's lane choice and a slot each, when one is free) and the
+        future of their results."""
+        task = [
+            replace(job, device_lane=self.device_lane, slot=self.slots.take() if self.slots else None) for job in task
+        ]
         try:
-            return job, self.pool.submit(process_file, job)
+            return task, self.pool.submit(process_files, task)
         except BrokenProcessPool as exc:  # a worker died since the last result: handled when this one is due
             future: Future = Future()
             future.set_exception(exc)
-            return job, future
+            return task, future
 
-    def _received(self, job: FileJob, future: Future, timeout: float | None = None) -> FileResult:
-        """``job``'s result, with the model input its worker left in the job's slot copied out."""
-        result = future.result(timeout=timeout)
-        if result.pixels_shape is not None:
-            assert self.slots is not None and job.slot is not None
-            result.pixels, result.pixels_shape = self.slots.copy_out(job.slot, result.pixels_shape), None
-        return result
+    def _received(self, task: list[FileJob], future: Future, timeout: float | None = None) -> list[FileResult]:
+        """``task``'s results, with the model inputs their worker left in the files' slots copied out."""
+        results = future.result(timeout=timeout)
+        for job, result in zip(task, results):
+            if result.pixels_shape is not None:
+                assert self.slots is not None and job.slot is not None
+                result.pixels, result.pixels_shape = self.slots.copy_out(job.slot, result.pixels_shape), None
+        return results
 
-    def _give_back_slot(self, job: FileJob) -> None:
-        if self.slots is not None and job.slot is not None:
-            self.slots.give_back(job.slot)
+    def _give_back_slots(self, task: list[FileJob]) -> None:
+        for job in task:
+            if self.slots is not None and job.slot is not None:
+                self.slots.give_back(job.slot)
 
     def _kill(self) -> None:
         # ProcessPoolExecutor has no public way to stop a running call (``terminate_workers`` is 3.14+).

@@ -39,13 +39,13 @@ def test_a_slot_holds_the_input_of_a_16_by_9_photo_and_a_panorama_may_not_fit(na
     assert panorama > size if name in ("short_side", "patches") else panorama <= size
 
 
-def _write_in_slot(name: str, size: int, slot: int, pixels: np.ndarray, too_big: np.ndarray, answer) -> None:
-    slots = WorkerSlots(name, size)
+def _write_in_slot(path: str, size: int, slot: int, pixels: np.ndarray, too_big: np.ndarray, answer) -> None:
+    slots = WorkerSlots(path, size)
     answer.send((slots.put(slot, pixels), slots.put(slot, too_big)))
 
 
-def test_an_input_written_by_another_process_is_read_back_whole_and_the_block_is_removed() -> None:
-    slots = PixelSlots(3, 300 * 200 * 3)
+def test_an_input_written_by_another_process_is_read_back_whole_and_the_block_is_removed(tmp_path: Path) -> None:
+    slots = PixelSlots(tmp_path, 3, 300 * 200 * 3)
     pixels = np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)
     too_big = np.zeros((201, 300, 3), np.uint8)
     try:
@@ -54,7 +54,7 @@ def test_an_input_written_by_another_process_is_read_back_whole_and_the_block_is
         assert (first, second) == (0, 1)
         mine, theirs = multiprocessing.get_context("fork").Pipe()
         child = multiprocessing.get_context("fork").Process(
-            target=_write_in_slot, args=(slots.name, slots.size, second, pixels, too_big, theirs)
+            target=_write_in_slot, args=(str(slots.path), slots.size, second, pixels, too_big, theirs)
         )
         child.start()
         child.join(30)
@@ -67,8 +67,7 @@ def test_an_input_written_by_another_process_is_read_back_whole_and_the_block_is
         assert sorted(slots.free) == [0, 1, 2]
     finally:
         slots.close()
-    if os.path.isdir("/dev/shm"):
-        assert not os.path.exists(f"/dev/shm/{slots.name.lstrip('/')}")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_slots_stay_within_the_budget_and_inputs_beyond_them_come_through_the_pipe(
@@ -100,20 +99,19 @@ def test_slots_stay_within_the_budget_and_inputs_beyond_them_come_through_the_pi
     assert dists[0] == dists[1]
 
 
-@pytest.mark.skipif(not pixel_slots.SHM_FOLDER.is_dir(), reason="POSIX shared memory is listed as files on Linux only")
-def test_a_block_whose_run_is_gone_is_removed_by_the_next_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A kill -9 of a run's whole process group takes Python's resource tracker too, which would have
-    removed the block: the next run removes it."""
+def test_a_block_whose_run_is_gone_is_removed_by_the_next_run() -> None:
+    """A run removes its block when it ends; after a kill -9 the next run does."""
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    orphan = pixel_slots.SHM_FOLDER / f"{pixel_slots.NAME_PREFIX}{int(gone.stdout)}-0badf00d"
-    living = pixel_slots.SHM_FOLDER / f"{pixel_slots.NAME_PREFIX}{os.getpid()}-0badf00d"
+    folder = pixel_slots.block_folder()
+    orphan = folder / f"{pixel_slots.NAME_PREFIX}{int(gone.stdout)}-0badf00d"
+    living = folder / f"{pixel_slots.NAME_PREFIX}{os.getpid()}-0badf00d"
     for block in (orphan, living):
         block.write_bytes(b"\0" * 4096)
     try:
         slots = lend_slots(POLICIES["warp"], 4)
         assert slots is not None
         slots.close()
-        assert not orphan.exists() and living.exists()
+        assert not orphan.exists() and living.exists() and not slots.path.exists()
     finally:
         orphan.unlink(missing_ok=True)
         living.unlink(missing_ok=True)

@@ -16,11 +16,11 @@ import numpy as np
 _slots: Any = None  # the worker's aesthete.pixel_slots.WorkerSlots, when the run lends slots
 
 
-def _attach(name: str | None, size: int) -> None:
+def _attach(path: str | None, size: int) -> None:
     global _slots
     from aesthete.pixel_slots import WorkerSlots
 
-    _slots = WorkerSlots(name, size) if name else None
+    _slots = WorkerSlots(path, size) if path else None
 
 
 def _make_input(shape: tuple[int, ...], slot: int | None) -> np.ndarray | tuple[int, ...]:
@@ -31,12 +31,12 @@ def _make_input(shape: tuple[int, ...], slot: int | None) -> np.ndarray | tuple[
 
 
 def _run(shape: tuple[int, ...], workers: int, count: int, shared: bool) -> dict[str, float]:
-    from aesthete.pixel_slots import PixelSlots
+    from aesthete.pixel_slots import PixelSlots, block_folder
 
-    window = 4 * workers + 8  # score's files in flight (scoring._DecodePool)
-    slots = PixelSlots(window, int(np.prod(shape))) if shared else None
+    window = 4 * workers + 8  # files in flight, as score had them before it sent several files a task
+    slots = PixelSlots(block_folder(), window, int(np.prod(shape))) if shared else None
     context = multiprocessing.get_context("fork")
-    initargs = (slots.name if slots else None, slots.size if slots else 0)
+    initargs = (str(slots.path) if slots else None, slots.size if slots else 0)
     try:
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_attach, initargs=initargs) as pool:
             list(pool.map(_make_input, [shape] * workers, [None] * workers))  # start the workers
