@@ -8,6 +8,7 @@ Each worker holds a read-only connection to the database: when a file's content 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -112,7 +113,11 @@ def init_worker(config: WorkerConfig) -> None:
     _config = config
     _policy = InputPolicy.from_dict(config.policy) if config.policy else None
     _known = StoreReader(config.db_path)
-    _slots = WorkerSlots(*config.pixel_slots) if config.pixel_slots else None
+    _slots = None
+    if config.pixel_slots:
+        # The block may be gone (removed by hand, or by a run in another PID namespace): then the pipe.
+        with contextlib.suppress(OSError):
+            _slots = WorkerSlots(*config.pixel_slots)
 
 
 def keep_freed_memory() -> bool:

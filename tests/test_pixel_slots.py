@@ -52,8 +52,9 @@ def test_an_input_written_by_another_process_is_read_back_whole_and_the_block_is
         first = slots.take()
         second = slots.take()
         assert (first, second) == (0, 1)
-        mine, theirs = multiprocessing.get_context("fork").Pipe()
-        child = multiprocessing.get_context("fork").Process(
+        context = multiprocessing.get_context("spawn")  # not fork: this process may run torch's threads
+        mine, theirs = context.Pipe()
+        child = context.Process(
             target=_write_in_slot, args=(str(slots.path), slots.size, second, pixels, too_big, theirs)
         )
         child.start()
@@ -115,3 +116,24 @@ def test_a_block_whose_run_is_gone_is_removed_by_the_next_run() -> None:
     finally:
         orphan.unlink(missing_ok=True)
         living.unlink(missing_ok=True)
+
+
+def _decode_with_slots(photo: str, slots: tuple[str, int], answer) -> None:
+    from aesthete.decode_worker import FileJob, WorkerConfig, init_worker, process_file
+
+    init_worker(WorkerConfig(db_path=None, policy=InputPolicy(resize="warp", size=64).to_dict(), key=None,
+                             rescore=True, pixel_slots=slots))  # fmt: skip
+    result = process_file(FileJob(photo, os.stat(photo).st_size, 0, slot=0))
+    answer.send((result.error, result.pixels_shape, None if result.pixels is None else result.pixels.shape))
+
+
+def test_a_worker_that_cannot_map_the_block_sends_its_inputs_through_the_pipe(tmp_path: Path) -> None:
+    """In a process of its own: a worker's set-up changes its niceness and signal handling."""
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(g.encode(g.scene(1, (96, 64)), "JPEG", quality=85))
+    context = multiprocessing.get_context("spawn")
+    mine, theirs = context.Pipe()
+    child = context.Process(target=_decode_with_slots, args=(str(photo), (str(tmp_path / "gone"), 64 * 64 * 3), theirs))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0 and mine.recv() == (None, None, (64, 64, 3))
