@@ -6,8 +6,8 @@
 #      shows every photo scored on cuda; then the same with `--decode device` (the nvJPEG lane)
 #   3. `train` CUDA smoke: --gpus 1 (one process, AMP; NCCL needs two GPUs), one epoch, synthetic AVA set
 #   4. the benchmark, --device cuda --gpu-only (CUDA plan: 0.2 MP and 24 MP rows, nvJPEG decode lane,
-#      e2e with --decode device),
-#      markdown + json to $OUT
+#      e2e with --decode device, `score` without the forward pass: the ceiling the CPU side allows, and
+#      the workers' hand-back through the pipe against the shared slots), markdown + json to $OUT
 #   5. a cProfile of `score --decode device` on the benchmark's 0.2-MP photos (where the lane's time goes)
 #   6. `score --compile on` CUDA smoke (the compiled path), same photos, fresh database
 #   7. the benchmark's eager-vs-compiled model rows on CUDA (--compiled-only), with whatever time is left
