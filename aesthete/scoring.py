@@ -35,8 +35,11 @@ from aesthete.pixel_slots import lend_slots
 from aesthete.store import KnownFile, ModelKey, Store, embedding_row, file_row, now_iso, path_key
 
 # Files per task sent to a worker while many are queued: one message each way and one future for four
-# files halved the main process's CPU per photo on the 2-core CPU (BENCHMARKS.md, "Host side").
+# files halved the main process's CPU per photo on the 2-core CPU (BENCHMARKS.md, "Host side"). Files share
+# a task only while their sizes add up to TASK_BYTES at most: a large one (a 24-MP JPEG, a RAW file), slow
+# to decode and cheap to send by comparison, goes alone and keeps the whole FILE_TIMEOUT_S to itself.
 FILES_PER_TASK = 4
+TASK_BYTES = 4 << 20
 FLUSH_ROWS = 256  # rows without model work are written in transactions of this size
 FLUSH_SECONDS = 1.0
 FILE_TIMEOUT_S = 120.0  # a decode still running after this long is abandoned (its worker killed) and recorded
@@ -656,9 +659,9 @@ class _DecodePool:
             if retry and not pending:
                 pending.append((*self._submit([retry.popleft()]), True))
             while not retry and queue and sum(len(task) for task, _, _ in pending) < self.window:
-                # A few files a task, fewer near the end so that every worker keeps a share.
-                size = max(1, min(FILES_PER_TASK, len(queue) // (2 * self.count)))
-                pending.append((*self._submit([queue.popleft() for _ in range(min(size, len(queue)))]), False))
+                # Fewer files a task near the end, so that every worker keeps a share.
+                most = max(1, min(FILES_PER_TASK, len(queue) // (2 * self.count)))
+                pending.append((*self._submit(next_task(queue, most)), False))
             task, future, alone = pending.popleft()
             try:
                 results = self._received(task, future, timeout)
@@ -747,6 +750,17 @@ class _DecodePool:
             self._kill()
         if self.slots:
             self.slots.close()
+
+
+def next_task(queue: deque[FileJob], most: int) -> list[FileJob]:
+    """The next task for a worker, taken from ``queue``: its first file, and the files after it while
+    the task holds fewer than ``most`` and their sizes stay within :data:`TASK_BYTES`."""
+    task = [queue.popleft()]
+    total = task[0].size
+    while queue and len(task) < most and total + queue[0].size <= TASK_BYTES:
+        total += queue[0].size
+        task.append(queue.popleft())
+    return task
 
 
 def _lost(job: FileJob, kind: str, reason: str) -> FileResult:

@@ -175,6 +175,21 @@ def test_the_host_stores_a_batch_while_the_next_one_runs() -> None:
     assert summary.scored == 5 and batcher.in_flight is None
 
 
+def test_small_files_share_a_task_and_large_ones_go_alone() -> None:
+    from collections import deque
+
+    from aesthete.decode_worker import FileJob
+    from aesthete.scoring import TASK_BYTES, next_task
+
+    small, half, large = 60_000, TASK_BYTES // 2, TASK_BYTES + 1
+    sizes = [small] * 6 + [large, large, small, half, half, small]
+    queue = deque(FileJob(f"p{i}", size, 0) for i, size in enumerate(sizes))
+    tasks = [[job.path for job in next_task(queue, 4)] for _ in range(6)]
+    assert tasks == [["p0", "p1", "p2", "p3"], ["p4", "p5"], ["p6"], ["p7"], ["p8", "p9"], ["p10", "p11"]]
+    assert not queue
+    assert [job.path for job in next_task(deque([FileJob("a", small, 0), FileJob("b", small, 0)]), 1)] == ["a"]
+
+
 def test_without_weights_signals_are_cached_and_ranked(photos: Path, tmp_path: Path) -> None:
     store = Store(tmp_path / "a.db")
     summary = score([str(photos)], store=store, model="nima")
