@@ -68,16 +68,13 @@ def lend_slots(policy: InputPolicy, wanted: int) -> PixelSlots | None:
         return None
 
 
-def remove_orphans(folder: Path) -> list[str]:
-    """Remove the blocks of ``score`` runs that are gone, and return their names. A run removes its own
-    block when it ends, even after Ctrl-C or an error; a ``kill -9`` leaves it behind."""
-    removed = []
+def remove_orphans(folder: Path) -> None:
+    """Remove the blocks of ``score`` runs that are gone. A run removes its own block when it ends, even
+    after Ctrl-C or an error; a ``kill -9`` leaves it behind."""
     for block in folder.glob(f"{NAME_PREFIX}*"):
         owner = block.name.removeprefix(NAME_PREFIX).split("-")[0]
         if owner.isdigit() and not _alive(int(owner)):
             block.unlink(missing_ok=True)
-            removed.append(block.name)
-    return removed
 
 
 def _alive(pid: int) -> bool:
@@ -85,8 +82,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # someone else's process
-        return True
+    except PermissionError:  # someone else's process: alive
+        pass
     return True
 
 
