@@ -46,7 +46,9 @@ fi
 export AESTHETE_DATA_DIR=$WORK/home/data AESTHETE_CACHE_DIR=$WORK/home/cache AESTHETE_CONFIG_DIR=$WORK/home/config
 
 if [[ $DEVICE == cpu ]]; then  # dry run: the same steps, sized for a shared 2-core CPU
-  PHOTOS=24 SYN=48 LIMIT=16 GPUS=0 BENCH="--quick"
+  # 48 photos: the files sent to the workers while the model loads (8 x workers + 8 = 24 on 2 cores) leave
+  # the rest for the device lane, which its smoke then runs
+  PHOTOS=48 SYN=48 LIMIT=16 GPUS=0 BENCH="--quick"
 else
   PHOTOS=200 SYN=400 LIMIT=200 GPUS=1 BENCH=""
 fi
