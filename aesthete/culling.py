@@ -19,7 +19,15 @@ from aesthete.export import MODES, Outcome, export_album, inside, move_rejects
 from aesthete.ratings import Written, forget_written, record_written, written_by_path
 from aesthete.select import RANK_KEYS, Ranking, cull, last_run_scope
 from aesthete.store import Store, path_key
-from aesthete.xmp import PICK_RATING, SidecarResult, clear_sidecars, quantile_stars, still_as_written, write_sidecars
+from aesthete.xmp import (
+    PICK_RATING,
+    SidecarResult,
+    quantile_stars,
+    rated_by_hand,
+    restore_sidecars,
+    still_as_written,
+    write_sidecars,
+)
 
 
 @dataclass(frozen=True)
@@ -49,14 +57,15 @@ class CullOptions:
     stars: bool = False  # with xmp: 1-5 stars by quintile among the picks, not PICK_RATING
     label: str | None = None  # with xmp: also set xmp:Label
     clear_previous: bool = False  # with xmp: clear what an earlier cull rated and this one does not pick
+    overwrite_ratings: bool = False  # with xmp: rate picks the photographer already rated too
     move_rejects: str | None = None  # move the photos not picked into this folder
     dry_run: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise OptionError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        if (self.stars or self.label is not None or self.clear_previous) and not self.xmp:
-            raise OptionError("--stars, --label and --clear-previous only apply with --xmp")
+        if (self.stars or self.label is not None or self.clear_previous or self.overwrite_ratings) and not self.xmp:
+            raise OptionError("--stars, --label, --clear-previous and --overwrite-ratings only apply with --xmp")
 
 
 @dataclass
@@ -175,54 +184,62 @@ def apply(store: Store, options: CullOptions) -> CullReport:
 
 def _rate_and_record(store: Store, ranking: Ranking, options: CullOptions) -> XmpReport:
     """Rate the picks, record what was written, and clear (or report) what an earlier cull rated that this
-    one does not pick. A sidecar the photographer changed since aesthete wrote it is never touched."""
-    sidecars = _rate(ranking, stars=options.stars, label=options.label, dry_run=options.dry_run)
-    report = XmpReport(sidecars)
+    one does not pick. A rating the photographer set is theirs: a pick they rated keeps it (unless
+    ``overwrite_ratings``), and one they changed since aesthete wrote it is never cleared. What a sidecar
+    held before aesthete first rated the photo is recorded, and clearing puts it back."""
     written = written_by_path(store)
-    previous = [
-        (row, written[key])
-        for row in ranking.others
-        if (key := _key(row)) in written
-        and still_as_written(row["real_path"], row.get("companions", ()), rating=written[key].rating,
-                             label=written[key].label)
-    ]  # fmt: skip
+    report = XmpReport([])
+    records = []
+    for row, rating in zip(ranking.rows, _ratings(ranking, stars=options.stars)):
+        photo, companions = row["real_path"], row.get("companions", ())
+        mine = _still_mine(row, written)
+        if mine is None and not options.overwrite_ratings:
+            kept = rated_by_hand(photo, companions, label=options.label is not None)
+            if kept:
+                report.sidecars += [(result, rating) for result in kept]
+                continue
+        results = write_sidecars(photo, companions, rating=rating, label=options.label, dry_run=options.dry_run)
+        report.sidecars += [(result, rating) for result in results]
+        wrote = {r.sidecar: r.before for r in results if r.status != "skipped" and r.before is not None}
+        if wrote:
+            # A photo rated before keeps what its sidecars held before that first rating (unknown, None,
+            # for a record older than this bookkeeping: clearing then removes the rating, as it always did).
+            previous = wrote if mine is None else None if mine.previous is None else {**wrote, **mine.previous}
+            records.append(Written(photo, row["content_hash"], rating, options.label, previous))
+    previous_picks = [(row, mine) for row in ranking.others if (mine := _still_mine(row, written)) is not None]
     forget = []
-    for row, mine in previous:
+    for row, mine in previous_picks:
         if not options.clear_previous:
             report.still_rated.append(row["path"])
             continue
-        results = clear_sidecars(row["real_path"], row.get("companions", ()), label=mine.label,
-                                 dry_run=options.dry_run)  # fmt: skip
+        results = restore_sidecars(row["real_path"], row.get("companions", ()), previous=mine.previous or {},
+                                   label=mine.label is not None, dry_run=options.dry_run)  # fmt: skip
         report.cleared += results
         if all(r.status != "skipped" for r in results):
             forget.append(mine.path)
     if not options.dry_run:
         forget_written(store, forget)
-        ok = {r.photo: n for r, n in sidecars if r.status != "skipped"}
-        record_written(store, [
-            Written(row["real_path"], row["content_hash"], ok[row["real_path"]], options.label)
-            for row in ranking.rows if row["real_path"] in ok
-        ])  # fmt: skip
+        record_written(store, records)
     return report
 
 
-def _key(row: dict[str, Any]) -> str:
-    """A photo's key in ``written_ratings`` (as :func:`aesthete.ratings.record_written` stores it)."""
-    return path_key(os.path.abspath(row["real_path"]))[0]
+def _still_mine(row: dict[str, Any], written: dict[str, Written]) -> Written | None:
+    """What aesthete last wrote into this photo's sidecars, while they still say it; None when aesthete never
+    rated it or the photographer has changed the rating since (it is theirs then)."""
+    mine = written.get(path_key(os.path.abspath(row["real_path"]))[0])
+    if mine is None:
+        return None
+    still = still_as_written(row["real_path"], row.get("companions", ()), rating=mine.rating, label=mine.label)
+    return mine if still else None
 
 
-def _rate(ranking: Ranking, *, stars: bool, label: str | None, dry_run: bool) -> list[tuple[SidecarResult, int]]:
-    ratings = [PICK_RATING] * len(ranking.rows)
-    if stars:  # quintiles of the picks: a top 10 of 113 photos still spreads 1..5 stars over the ten
-        column = RANK_KEYS[ranking.by]
-        ratings = quantile_stars([r[column] or 0.0 for r in ranking.rows])
-    return [  # a RAW companion's sidecars get its JPEG's rating: they are one photo
-        (result, rating)
-        for row, rating in zip(ranking.rows, ratings)
-        for result in write_sidecars(
-            row["real_path"], row.get("companions", ()), rating=rating, label=label, dry_run=dry_run
-        )
-    ]
+def _ratings(ranking: Ranking, *, stars: bool) -> list[int]:
+    """Each pick's rating: PICK_RATING, or with ``stars`` the quintiles of the picks (a top 10 of 113 photos
+    still spreads 1..5 stars over the ten). A RAW companion's sidecars get its JPEG's rating: one photo."""
+    if not stars:
+        return [PICK_RATING] * len(ranking.rows)
+    column = RANK_KEYS[ranking.by]
+    return quantile_stars([r[column] or 0.0 for r in ranking.rows])
 
 
 def parse_keep(text: str) -> float:

@@ -137,6 +137,13 @@ def schema_faces(db: sqlite_utils.Database) -> None:
     db["images"].add_column("faces_looked", str)
 
 
+@migration
+def schema_written_previous(db: sqlite_utils.Database) -> None:
+    """What each sidecar held before ``cull --xmp`` first rated a photo (JSON: sidecar path -> [rating,
+    label]), which ``--clear-previous`` puts back; NULL for ratings recorded before this existed."""
+    db["written_ratings"].add_column("previous", str)
+
+
 SCHEMA_VERSION = len(MIGRATIONS)  # what a database that has run every migration records in user_version
 
 

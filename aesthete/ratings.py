@@ -46,6 +46,7 @@ longest unambiguous path suffix among the scanned photos, which again lands on a
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import struct
@@ -59,7 +60,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from aesthete.errors import AestheteError
 from aesthete.fingerprint import hash_file
 from aesthete.store import now_iso, path_key, real_path
-from aesthete.xmp import MAX_SIDECAR_BYTES, XMP, descriptions, property_values
+from aesthete.xmp import LABEL, MAX_SIDECAR_BYTES, RATING, Marks, descriptions, property_values
 
 if TYPE_CHECKING:
     from aesthete.store import Store
@@ -116,7 +117,7 @@ def parse_xmp(data: bytes) -> tuple[int | None, str | None]:
     if descriptions(root) is None:
         return None, None
     rating: int | None = None
-    for text in property_values(root, f"{{{XMP}}}Rating"):
+    for text in property_values(root, RATING):
         try:
             value = float(text)
         except ValueError:
@@ -124,7 +125,7 @@ def parse_xmp(data: bytes) -> tuple[int | None, str | None]:
         if value.is_integer() and -1 <= value <= 5:
             rating = int(value)
             break
-    labels = [t for t in property_values(root, f"{{{XMP}}}Label") if t]
+    labels = [t for t in property_values(root, LABEL) if t]
     return rating, labels[0] if labels else None
 
 
@@ -435,6 +436,9 @@ class Written:
     content_hash: str
     rating: int
     label: str | None = None
+    # What each sidecar held before aesthete first rated the photo (sidecar path -> rating, label), which
+    # ``cull --clear-previous`` puts back; None for a rating recorded before aesthete kept this.
+    previous: dict[str, Marks] | None = None
 
 
 def record_written(store: Store, written: Sequence[Written]) -> None:
@@ -444,17 +448,25 @@ def record_written(store: Store, written: Sequence[Written]) -> None:
     stamp = now_iso()
     with store.transaction():
         store.conn.executemany(
-            "INSERT INTO written_ratings (path, content_hash, rating, label, written_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (path) DO UPDATE SET content_hash = excluded.content_hash, rating = excluded.rating, "
-            "label = excluded.label, written_at = excluded.written_at",
-            [(path_key(os.path.abspath(w.path))[0], w.content_hash, w.rating, w.label, stamp) for w in written],
-        )
+            "INSERT INTO written_ratings (path, content_hash, rating, label, previous, written_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET content_hash = excluded.content_hash, "
+            "rating = excluded.rating, label = excluded.label, previous = excluded.previous, "
+            "written_at = excluded.written_at",
+            [
+                (path_key(os.path.abspath(w.path))[0], w.content_hash, w.rating, w.label,
+                 None if w.previous is None else json.dumps(w.previous), stamp)
+                for w in written
+            ],
+        )  # fmt: skip
 
 
 def written_by_path(store: Store) -> dict[str, Written]:
     """photo path (as :func:`aesthete.store.path_key` stores it) -> the rating aesthete last wrote there."""
-    rows = store.conn.execute("SELECT path, content_hash, rating, label FROM written_ratings").fetchall()
-    return {p: Written(p, h, r, label) for p, h, r, label in rows}
+    rows = store.conn.execute("SELECT path, content_hash, rating, label, previous FROM written_ratings").fetchall()
+    return {
+        p: Written(p, h, r, label, None if before is None else {k: tuple(v) for k, v in json.loads(before).items()})
+        for p, h, r, label, before in rows
+    }
 
 
 def forget_written(store: Store, paths: Sequence[str]) -> None:

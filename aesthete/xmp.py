@@ -43,6 +43,7 @@ MAX_SIDECAR_BYTES = 16 << 20  # a sidecar with a long darktable history is ~100 
 X = "adobe:ns:meta/"
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 XMP = "http://ns.adobe.com/xap/1.0/"
+RATING, LABEL = f"{{{XMP}}}Rating", f"{{{XMP}}}Label"  # the two properties aesthete writes
 _PACKET_BEGIN = '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
 _PACKET_END = '\n<?xpacket end="w"?>\n'
 _NEW_SIDECAR = (
@@ -67,12 +68,18 @@ class XmpError(AestheteError):
     """An existing sidecar that cannot be merged safely; the message says why, in one line."""
 
 
+Marks = tuple[str | None, str | None]  # a sidecar's xmp:Rating and xmp:Label as written there; None: absent
+
+
 @dataclass
 class SidecarResult:
     photo: str
     sidecar: str
-    status: str  # created | updated | unchanged | cleared | skipped (an unusable existing sidecar, left as it was)
+    # created | updated | unchanged | kept (the photographer's rating, left as it was) | cleared | restored (set
+    # back to what it held before aesthete wrote it) | skipped (an unusable existing sidecar, left as it was)
+    status: str
     message: str | None = None
+    before: Marks | None = None  # what a written sidecar held before: (rating, label) as text, None if absent
 
 
 def sidecar_path(photo: str) -> str:
@@ -119,26 +126,48 @@ def write_sidecar(
     photo: str, *, rating: int, label: str | None = None, dry_run: bool = False, path: str | None = None
 ) -> SidecarResult:
     """Set ``xmp:Rating`` (and ``xmp:Label`` when given) in ``photo``'s sidecar (or the one at ``path``),
-    creating or merging it."""
+    creating or merging it; the result's ``before`` is what the sidecar held. A sidecar that is a symbolic
+    link is written through the link (the photographer's arrangement stays)."""
     if not 0 <= rating <= 5:
         raise OptionError(f"an XMP rating is 0..5, not {rating}")
     path = path or sidecar_path(photo)
-    wanted = {f"{{{XMP}}}Rating": str(rating)}
+    wanted = {RATING: str(rating)}
     if label is not None:
-        wanted[f"{{{XMP}}}Label"] = label
+        wanted[LABEL] = label
     try:
         existing = _read(path)
     except XmpError as exc:
         return SidecarResult(photo, path, "skipped", f"{path}: {exc}; left untouched")
     tree, prefixes = existing if existing else (ET.fromstring(_NEW_SIDECAR), {X: "x", RDF: "rdf"})
+    before = _marks(tree)
     try:
         changed = _apply(tree, wanted)
     except XmpError as exc:
         return SidecarResult(photo, path, "skipped", f"{path}: {exc}; left untouched")
     status = "unchanged" if existing and not changed else "updated" if existing else "created"
     if not dry_run and status != "unchanged":
-        atomic_write(path, _serialise(tree, {XMP: "xmp", **prefixes}), overwrite=True)
-    return SidecarResult(photo, path, status)
+        atomic_write(os.path.realpath(path), _serialise(tree, {XMP: "xmp", **prefixes}), overwrite=True)
+    return SidecarResult(photo, path, status, before=before)
+
+
+def rated_by_hand(photo: str, companions: Sequence[str], *, label: bool) -> list[SidecarResult]:
+    """When a sidecar of ``photo`` (or of its companions) already holds a rating other than 0 (unrated), or,
+    with ``label``, a label: a ``kept`` result for each of its sidecars, which the caller leaves as they are
+    (it has checked that the rating is not one aesthete wrote). Empty when nothing there is rated; an
+    unusable sidecar counts as nothing rated here (writing it is then skipped, and reported)."""
+    paths = sidecar_paths(photo, [c for c in companions if os.path.lexists(c)])
+    for path in paths:
+        try:
+            existing = _read(path)
+        except XmpError:
+            continue
+        if existing is None:
+            continue
+        rating, text = _marks(existing[0])
+        if (rating is not None and _as_int(rating) != 0) or (label and text):
+            message = "already rated by the photographer; left as it is (--overwrite-ratings replaces it)"
+            return [SidecarResult(photo, p, "kept", message) for p in paths if os.path.lexists(p)]
+    return []
 
 
 def still_as_written(photo: str, companions: Sequence[str], *, rating: int, label: str | None) -> bool:
@@ -155,9 +184,9 @@ def still_as_written(photo: str, companions: Sequence[str], *, rating: int, labe
             continue
         seen = True
         root = existing[0]
-        if [_as_int(v) for v in property_values(root, f"{{{XMP}}}Rating")] != [rating]:
+        if [_as_int(v) for v in property_values(root, RATING)] != [rating]:
             return False
-        if label is not None and property_values(root, f"{{{XMP}}}Label") != [label]:
+        if label is not None and property_values(root, LABEL) != [label]:
             return False
     return seen
 
@@ -170,13 +199,19 @@ def _as_int(text: str) -> int | None:
     return int(value) if value.is_integer() else None
 
 
-def clear_sidecars(
-    photo: str, companions: Sequence[str] = (), *, label: str | None = None, dry_run: bool = False
+def restore_sidecars(
+    photo: str,
+    companions: Sequence[str] = (),
+    *,
+    previous: dict[str, Marks],
+    label: bool = False,
+    dry_run: bool = False,
 ) -> list[SidecarResult]:
-    """Remove ``xmp:Rating`` (and ``xmp:Label`` when aesthete wrote ``label``) from each existing sidecar of
-    ``photo`` and its companions, keeping everything else; status ``cleared``, or ``skipped`` with why.
-    The caller checks first (:func:`still_as_written`) that the ratings are still aesthete's."""
-    names = [f"{{{XMP}}}Rating"] + ([f"{{{XMP}}}Label"] if label is not None else [])
+    """Undo what aesthete wrote into each existing sidecar of ``photo`` and its companions: ``xmp:Rating``
+    (and ``xmp:Label`` with ``label``) set back to what ``previous`` says the sidecar held before
+    (sidecar path -> :data:`Marks`), removed where it held none or ``previous`` does not say; everything
+    else kept. Status ``restored`` (a value put back), ``cleared`` (removed), ``unchanged``, or ``skipped``
+    with why. The caller checks first (:func:`still_as_written`) that the ratings are still aesthete's."""
     results = []
     for path in sidecar_paths(photo, [c for c in companions if os.path.lexists(c)]):
         try:
@@ -187,19 +222,36 @@ def clear_sidecars(
         if existing is None:
             continue
         tree, prefixes = existing
-        removed = False
-        for description in descriptions(tree) or []:
-            for name in names:
-                if name in description.attrib:
-                    del description.attrib[name]
-                    removed = True
-                for child in description.findall(name):
-                    description.remove(child)
-                    removed = True
-        if removed and not dry_run:
-            atomic_write(path, _serialise(tree, {XMP: "xmp", **prefixes}), overwrite=True)
-        results.append(SidecarResult(photo, path, "cleared" if removed else "unchanged"))
+        rating, text = previous.get(path, (None, None))
+        wanted = {RATING: rating} | ({LABEL: text} if label else {})
+        put_back = {name: value for name, value in wanted.items() if value is not None}
+        changed = _apply(tree, put_back) if put_back else False
+        removed = _remove(tree, [name for name, value in wanted.items() if value is None])
+        status = "unchanged" if not (changed or removed) else "restored" if put_back else "cleared"
+        if status != "unchanged" and not dry_run:
+            atomic_write(os.path.realpath(path), _serialise(tree, {XMP: "xmp", **prefixes}), overwrite=True)
+        results.append(SidecarResult(photo, path, status))
     return results
+
+
+def _marks(root: ET.Element) -> Marks:
+    """The sidecar's rating and label (the first value of each, as written), None where absent."""
+    rating, label = property_values(root, RATING), property_values(root, LABEL)
+    return (rating[0] if rating else None), (label[0] if label else None)
+
+
+def _remove(root: ET.Element, names: Sequence[str]) -> bool:
+    """Remove the properties ``names`` (attribute or element form) from every description; whether any was."""
+    removed = False
+    for description in descriptions(root) or []:
+        for name in names:
+            if name in description.attrib:
+                del description.attrib[name]
+                removed = True
+            for child in description.findall(name):
+                description.remove(child)
+                removed = True
+    return removed
 
 
 def _read(path: str) -> tuple[ET.Element, dict[str, str]] | None:

@@ -434,9 +434,79 @@ def test_a_second_cull_clears_what_the_first_rated_only_when_asked(shoot: tuple[
     assert again.exit_code == 0 and "cleared" not in again.stderr and "warning" not in again.stderr
 
 
-def test_clear_previous_needs_xmp() -> None:
-    with pytest.raises(OptionError, match="--clear-previous only apply with --xmp"):
-        CullOptions(clear_previous=True)
+def test_clear_previous_and_overwrite_need_xmp() -> None:
+    for flag in ("clear_previous", "overwrite_ratings"):
+        with pytest.raises(OptionError, match="--clear-previous and --overwrite-ratings only apply with --xmp"):
+            CullOptions(**{flag: True})
+
+
+HAND_RATED = (
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/"'
+    ' xmp:Rating="{rating}"><dc:subject><rdf:Bag><rdf:li>wedding</rdf:li></rdf:Bag></dc:subject>'
+    "</rdf:Description></rdf:RDF></x:xmpmeta>"
+)
+
+
+def test_a_rating_the_photographer_set_is_kept_and_clearing_puts_back_what_was_there(
+    shoot: tuple[Path, Store],
+) -> None:
+    """The field test's loss: hand ratings of 3 became 1 or vanished after `cull --xmp --stars` then
+    `--clear-previous`. A pick the photographer rated keeps its rating and is not recorded as aesthete's;
+    with --overwrite-ratings it is replaced, and clearing it later puts the 3 back, not nothing."""
+    from aesthete.ratings import parse_xmp, written_by_path
+
+    folder, store = shoot
+    db = str(store.path)
+    a3, b1, other = (folder / f"{n}.xmp" for n in BEST_OF_GROUPS[:3])
+    for sidecar in (a3, b1):
+        sidecar.write_text(HAND_RATED.format(rating=3), "utf-8")
+    b1_hand = b1.read_bytes()
+    rated = runner.invoke(app, ["cull", str(folder), "--db", db, "--top", "3", "--xmp", "--stars", "--json"])
+    assert rated.exit_code == 0, rated.output
+    statuses = {Path(r["photo"]).name: r["status"] for r in json.loads(rated.stdout)["xmp"]["sidecars"]}
+    assert statuses == {"a3.jpg": "kept", "b1.jpg": "kept", "a_other_camera.jpg": "created"}
+    assert "kept the rating you gave 2 picks (--overwrite-ratings replaces it)" in " ".join(rated.stderr.split())
+    assert parse_xmp(a3.read_bytes()) == (3, None) and b1.read_bytes() == b1_hand
+    assert {Path(p).name for p in written_by_path(store)} == {"a_other_camera.jpg"}  # only what aesthete wrote
+
+    # Overwritten on request, then no longer picked: clearing restores the hand rating, keeps the keywords.
+    args = ["cull", str(folder), "--db", db, "--xmp", "--overwrite-ratings"]
+    assert runner.invoke(app, [*args, "--top", "3"]).exit_code == 0
+    assert parse_xmp(b1.read_bytes()) == (1, None)
+    cleared = runner.invoke(app, [*args, "--top", "1", "--clear-previous"])
+    assert cleared.exit_code == 0, cleared.output
+    said = " ".join(cleared.stderr.split())  # the line wraps at the terminal's width
+    assert "cleared the earlier rating of 2 photos no longer picked (1 back to the rating they had before)" in said
+    assert parse_xmp(b1.read_bytes()) == (3, None) and "wedding" in b1.read_text("utf-8")
+    assert parse_xmp(other.read_bytes()) == (None, None)  # aesthete made that rating: removed
+    assert parse_xmp(a3.read_bytes()) == (1, None)  # still picked, still aesthete's
+    assert {Path(p).name for p in written_by_path(store)} == {"a3.jpg"}
+
+
+def test_a_rating_recorded_before_previous_values_were_kept_is_cleared_as_before(shoot: tuple[Path, Store]) -> None:
+    from aesthete.ratings import parse_xmp
+
+    folder, store = shoot
+    db = str(store.path)
+    assert runner.invoke(app, ["cull", str(folder), "--db", db, "--top", "2", "--xmp"]).exit_code == 0
+    with store.transaction():
+        store.conn.execute("UPDATE written_ratings SET previous = NULL")  # as an older aesthete recorded it
+    args = ["cull", str(folder), "--db", db, "--top", "1", "--xmp", "--clear-previous"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert parse_xmp((folder / "b1.jpg.xmp").read_bytes()) == (None, None)
+
+
+def test_a_sidecar_that_is_a_link_is_written_through_it(tmp_path: Path) -> None:
+    from aesthete.xmp import write_sidecar
+
+    photo, shared = tmp_path / "a.jpg", tmp_path / "shared.xmp"
+    photo.write_bytes(b"photo")
+    shared.write_text(HAND_RATED.format(rating=0), "utf-8")
+    (tmp_path / "a.jpg.xmp").symlink_to(shared)
+    result = write_sidecar(str(photo), rating=2)
+    assert result.status == "updated" and result.before == ("0", None)
+    assert (tmp_path / "a.jpg.xmp").is_symlink() and 'xmp:Rating="2"' in shared.read_text("utf-8")
 
 
 def test_stars_spread_over_the_picks_not_the_shoot(shoot: tuple[Path, Store]) -> None:

@@ -51,8 +51,12 @@ STARS_HELP = (
     "5 stars, the last fifth 1), not 1 star each."
 )
 CLEAR_HELP = (
-    "With --xmp: remove the rating (and label) an earlier cull wrote into photos this cull does not pick; "
-    "a rating changed since by hand is left alone."
+    "With --xmp: undo the rating (and label) an earlier cull wrote into photos this cull does not pick, "
+    "putting back what their sidecars held before; a rating changed since by hand is left alone."
+)
+OVERWRITE_HELP = (
+    "With --xmp: also rate picks you have already rated or labelled (by default your rating stays); what "
+    "it held is remembered, and --clear-previous puts it back."
 )
 
 
@@ -86,6 +90,7 @@ def cull_command(
     stars: Annotated[bool, typer.Option(help=STARS_HELP)] = False,
     label: Annotated[str | None, typer.Option(help="With --xmp: also set xmp:Label to this.")] = None,
     clear_previous: Annotated[bool, typer.Option(help=CLEAR_HELP)] = False,
+    overwrite_ratings: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
     move_rejects: Annotated[Path | None, typer.Option(help="Move the photos NOT picked into this folder.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Show what would be done; change nothing.")] = False,
     as_json: JsonOption = False,
@@ -108,6 +113,7 @@ def cull_command(
         reject_exposure=reject_exposure, keep_flagged=keep_flagged, reject_closed_eyes=reject_closed_eyes,
         export=str(export) if export is not None else None, mode=mode,
         order_by_time=order_by_time, xmp=xmp, stars=stars, label=label, clear_previous=clear_previous,
+        overwrite_ratings=overwrite_ratings,
         move_rejects=str(move_rejects) if move_rejects is not None else None, dry_run=dry_run,
     )  # fmt: skip
     with opened_store(db) as store:
@@ -139,10 +145,21 @@ def _print_actions(report: CullReport) -> None:
         done = Counter(r.status for r, _ in report.xmp.sidecars)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(done.items())) or "no picks"
         err.print(f"xmp{' (dry run)' if report.dry_run else ''}: sidecars {summary}", highlight=False)
-        if report.xmp.cleared:
-            photos = len({r.photo for r in report.xmp.cleared})
+        kept = len({r.photo for r, _ in report.xmp.sidecars if r.status == "kept"})
+        if kept:
+            err.print(
+                f"xmp: kept the rating you gave {counted(kept, 'pick')} (--overwrite-ratings replaces it)",
+                highlight=False,
+            )
+        undone = [r for r in report.xmp.cleared if r.status in ("cleared", "restored")]
+        if undone:
+            photos = len({r.photo for r in undone})
+            restored = len({r.photo for r in undone if r.status == "restored"})
             verb = "would clear" if report.dry_run else "cleared"
-            err.print(f"xmp: {verb} the earlier rating of {counted(photos, 'photo')} no longer picked", highlight=False)
+            back = f" ({restored} back to the rating they had before)" if restored else ""
+            err.print(
+                f"xmp: {verb} the earlier rating of {counted(photos, 'photo')} no longer picked{back}", highlight=False
+            )
         if report.xmp.still_rated:
             err.print(
                 f"[yellow]warning:[/] {counted(len(report.xmp.still_rated), 'photo')} rated by an earlier cull "
