@@ -402,14 +402,28 @@ def fit_head(
     base_weights: str | None = None,
 ) -> Head:
     """Fit a head on ``features`` (n x d) against star-scale ``y``; rows with a NaN target are dropped."""
-    if method not in _FITTERS:
-        raise PersonalError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     x = np.asarray(features, dtype=np.float32)
     y = np.asarray(y, dtype=np.float64)
     w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
     usable = ~np.isnan(y)
     x, y, w = x[usable], y[usable], w[usable]
     _check(y)
+    return _fitted(x, y, w, method, spec, base_model, base_weights)
+
+
+def _fitted(
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    method: str,
+    spec: dict[str, Any] | None = None,
+    base_model: str | None = None,
+    base_weights: str | None = None,
+) -> Head:
+    """:func:`fit_head` without the checks on how many ratings there are: a cross-validation's training
+    folds hold fewer photos than the whole set that passed them."""
+    if method not in _FITTERS:
+        raise PersonalError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     z, mean, scale = _standardise(x)
     if method == "ridge":  # the signals lead every feature matrix (feature_matrix)
         coef, intercept, penalty = _ridge(z, y, w, signals=min(len(SIGNAL_FEATURES), x.shape[1]))
@@ -492,7 +506,7 @@ def cross_validate(
         train_y = y[~test]
         if len(np.unique(train_y)) < 2:
             continue
-        head = fit_head(x[~test], train_y, w[~test], method=method)
+        head = _fitted(x[~test], train_y, w[~test], method)
         predicted = head.predict(x[test])
         result.personal_srcc.append(srcc(y[test], predicted))
         result.personal_pairwise.append(pairwise_accuracy(y[test], predicted))

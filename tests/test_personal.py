@@ -130,6 +130,19 @@ def test_refusals_are_one_line() -> None:
     assert "\n" not in str(few.value) + str(same.value)
 
 
+@pytest.mark.parametrize("method", personal.METHODS)
+def test_the_fewest_ratings_allowed_are_enough_to_cross_validate(method: str) -> None:
+    """The field test's refusal of 22 ratings as "17 rated photos": each training fold (4/5 of them) was
+    held to the whole set's minimum. The minimum applies to the set; a fold trains on what it has."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(personal.MIN_RATINGS, 6)).astype(np.float32)
+    y = np.arange(personal.MIN_RATINGS, dtype=np.float64) % 5 + 1
+    cv = personal.cross_validate(x, y, method=method)
+    assert cv.photos == personal.MIN_RATINGS and cv.folds == 5 and len(cv.personal_srcc) == 5
+    with pytest.raises(NotEnoughRatings, match=f"{personal.MIN_RATINGS - 1} rated photo"):
+        personal.cross_validate(x[1:], y[1:], method=method)
+
+
 def test_every_method_fits_and_predicts_stars() -> None:
     rng = np.random.default_rng(3)
     x = rng.normal(size=(200, 12)).astype(np.float32)
