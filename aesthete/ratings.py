@@ -36,7 +36,11 @@ catalogs with these exact table and column names):
 SQLite catalogs are opened through a ``file:...?mode=ro`` URI with ``PRAGMA query_only``: SQLite then
 refuses any write, and a reader in rollback-journal mode creates no file beside the catalog. They
 are not opened ``immutable=1``: that tells SQLite the file cannot change, which is false while
-Lightroom, darktable or digiKam has it open, and would let it read a half-written state.
+Lightroom, darktable or digiKam has it open, and would let it read a half-written state. The one
+exception is a catalog in WAL mode with no ``-wal`` file beside it: no program has it open (SQLite keeps
+that file while any connection is open, and its last connection folds it back into the catalog), every
+committed change is in the catalog itself, and a plain read-only open would create ``-wal`` and ``-shm``
+files beside it. That is opened ``immutable=1``, which creates nothing.
 
 Matching (:func:`match_ratings`): a rating is tied to the photo aesthete scanned by its path; when that
 path is unknown but the file is there (a copy aesthete scanned elsewhere), by its content hash
@@ -221,15 +225,30 @@ def open_catalog(path: str | os.PathLike[str]) -> sqlite3.Connection:
     path = os.path.abspath(path)
     if not os.path.isfile(path):
         raise RatingsError(f"{path}: no such catalog file")
-    uri = "file:" + quote(path) + "?mode=ro"
+    closed_wal = _in_wal_mode(path) and not os.path.exists(path + "-wal")
+    uri = "file:" + quote(path) + ("?immutable=1" if closed_wal else "?mode=ro")
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=5)
         conn.execute("PRAGMA query_only = 1")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as exc:
-        hint = "; close the program that has it open, or read a copy" if "locked" in str(exc) else ""
+        hint = ""
+        if "locked" in str(exc):
+            hint = "; close the program that has it open, or read a copy"
+        elif os.path.exists(path + "-journal"):  # a hot journal: its writer stopped mid-change
+            hint = "; the journal beside it says its program stopped mid-change: open it there once, or read a copy"
         raise RatingsError(f"{path}: cannot read it as SQLite ({exc}){hint}") from None
     return conn
+
+
+def _in_wal_mode(path: str) -> bool:
+    """Whether the SQLite file's header says WAL mode (its read and write format versions, bytes 18-19, are 2)."""
+    try:
+        with open(path, "rb") as stream:
+            header = stream.read(20)
+    except OSError:
+        return False
+    return header.startswith(b"SQLite format 3\x00") and header[18:20] == b"\x02\x02"
 
 
 def _require(conn: sqlite3.Connection, path: str, what: str, tables: dict[str, Sequence[str]]) -> None:

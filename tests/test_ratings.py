@@ -116,6 +116,27 @@ def test_digikam(tmp_path: Path, library: list[ratinglib.Photo]) -> None:
     assert {r.path: r.rating for r in got} == {k: max(v, 0) for k, v in _expected(library).items()}
 
 
+def test_a_catalog_in_wal_mode_is_read_without_a_file_appearing(tmp_path: Path, library: list[ratinglib.Photo]) -> None:
+    """darktable and digiKam may keep their catalogs in WAL mode; a plain read-only open then made
+    ``-wal`` and ``-shm`` files beside a closed catalog (field test). While the program has it open (its
+    ``-wal`` exists) the latest committed change, still in the ``-wal``, is read."""
+    db = tmp_path / "library.db"
+    ratinglib.darktable_library(db, library)
+    sqlite3.connect(db).execute("PRAGMA journal_mode = WAL").connection.close()
+    check = _untouched(db)
+    assert {r.path: r.rating for r in read_darktable(db)} == _expected(library)
+    check()
+
+    program = sqlite3.connect(db)  # darktable running: every photo re-rated 2 stars, still in the -wal
+    program.execute("PRAGMA wal_autocheckpoint = 0")
+    with program:
+        program.execute("UPDATE images SET flags = (flags & ~15) | 2")  # stars 2, reject bit cleared
+    assert (tmp_path / "library.db-wal").stat().st_size > 0
+    ratings = read_darktable(db)
+    program.close()
+    assert len(ratings) == len(library) and {r.rating for r in ratings} == {2}
+
+
 def test_catalog_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(RatingsError, match="no such catalog"):
         read_lightroom(tmp_path / "missing.lrcat")
