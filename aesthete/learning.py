@@ -255,7 +255,15 @@ def learn(
     if base_scores is not None and np.isnan(base_scores).all():
         base_scores = None  # embed-only weights (or scores since replaced): no base-model row to compare
         notes.append(f"{base.model} stored no aesthetic scores for these photos: no base-model figures to compare")
-    cv = personal.cross_validate(features, target, weights_, base_scores, method=method, folds=folds)
+    try:
+        cv = personal.cross_validate(features, target, weights_, base_scores, method=method, folds=folds)
+    except personal.NotEnoughRatings as exc:  # say where the ratings went: a bare count explains nothing
+        kept = {
+            "matched to scanned photos": len(matched), "written by aesthete (left out)": own,
+            "unrated": len(judgements) - len(usable), "without a stored embedding": len(usable) - len(have),
+        }  # fmt: skip
+        where = ", ".join(f"{n} {what}" for what, n in kept.items() if n)
+        raise personal.NotEnoughRatings(f"{exc} (read {len(found)} rating(s){': ' + where if where else ''})") from None
     dim = 0 if embedding is None else embedding.shape[1]
     head = personal.fit_head(
         features, target, weights_, method=method, spec=personal.feature_spec(dim, f"{base.model}:{base.weights_id}"),

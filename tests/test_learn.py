@@ -184,7 +184,9 @@ def test_aesthetes_own_ratings_are_left_out_and_corrections_used(env) -> None:
     record_written(store, [Written(str(p.path), p.content_hash, wrote[p.content_hash]) for p in rated])
     ratinglib.write_sidecars(rated)
     try:
-        with pytest.raises(personal.NotEnoughRatings):  # 18 corrections: below the minimum of 20
+        # 18 corrections: below the minimum of 20; the refusal says where the other ratings went
+        where = rf"read {RATED} rating\(s\): {RATED} matched to scanned photos, {RATED - 18} written by aesthete"
+        with pytest.raises(personal.NotEnoughRatings, match=rf"^18 rated photo\(s\); .*\({where} \(left out\)\)$"):
             learning.learn(store, name="corrections", roots=[str(root / "Photos")])
         changed = sum(1 for p in rated if wrote[p.content_hash] != p.rating)
         assert changed == RATED // 3
