@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from aesthete import paths, personal
-from aesthete.errors import AestheteError
+from aesthete.errors import AestheteError, NothingToDoError
 from aesthete.paths import is_within
 from aesthete.store import ModelKey, Store, now_iso
 
@@ -170,8 +170,9 @@ def _base_with_embeddings(store: Store, model: str | None) -> ModelKey:
         which = f"model {model!r}" if model else "any model"
         ran = "SELECT 1 FROM scores WHERE model != ? UNION ALL SELECT 1 FROM embeddings LIMIT 1"
         if store.conn.execute(ran, [PERSONAL_MODEL]).fetchone() is None:
-            # Only technical signals so far: scoring again without weights would not help.
-            raise LearnError(
+            # Only technical signals so far: scoring again without weights would not help. Nothing to learn
+            # on yet, as `cull` on a database with nothing scored: exit 3.
+            raise NothingToDoError(
                 f"no stored embeddings from {which}: no model has scored a photo in this database yet. "
                 "Get weights (`aesthete weights list`), then run `aesthete score FOLDER`"
             )

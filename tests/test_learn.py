@@ -153,7 +153,7 @@ def test_refusals_are_one_line(env) -> None:
             Path(str(p.path) + ".xmp").unlink()
     Store(root / "signals-only.db").close()
     nothing = cli("learn", root / "Photos", "--name", "early", "--db", root / "signals-only.db")
-    assert nothing.exit_code == 2 and "no model has scored a photo in this database yet" in nothing.output
+    assert nothing.exit_code == 3 and "no model has scored a photo in this database yet" in nothing.output
     assert len(nothing.output.strip().splitlines()) == 1
     taken = cli("learn", "--name", "tiny", "--db", db)
     assert taken.exit_code == 2 and "already names registered weights" in taken.output
