@@ -488,3 +488,17 @@ def test_pear_prior_predicts_attributes_and_learns_them(tmp_path: Path) -> None:
     pear.prior.load_state_dict(prior.state_dict())
     path = save_checkpoint(prior.eval(), tmp_path / "prior.safetensors")
     assert load_model(path).arch == "pear-prior"
+
+
+def test_a_bad_option_is_an_option_error_naming_the_model() -> None:
+    """README: every error aesthete raises on purpose is an AestheteError (the field test met a bare
+    ValueError for an unknown backbone and a TypeError for an unknown option)."""
+    from aesthete.errors import OptionError
+    from aesthete.models import UnknownModelError
+
+    with pytest.raises(OptionError, match=r"^nima: unknown backbone 'resnet19'"):
+        get_model("nima", backbone="resnet19")
+    with pytest.raises(OptionError, match=r"^nima has no option 'nonsense_option'$"):
+        get_model("nima", nonsense_option=1)
+    with pytest.raises(UnknownModelError):
+        get_model("no-such-model")

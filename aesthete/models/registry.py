@@ -7,10 +7,12 @@ the registry cannot drift apart.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 from aesthete.architectures import ARCHITECTURES, UnknownModelError, filter_names
+from aesthete.errors import AestheteError, OptionError
 
 _BUILDERS: dict[str, Callable[..., Any]] = {}
 
@@ -37,12 +39,22 @@ def register_model(name: str) -> Callable[[Callable[..., Any]], Callable[..., An
 
 def get_model(name: str, **config: Any) -> Any:
     """Build model ``name``. Options left as ``None`` keep the model's defaults (as timm does),
-    so a CLI flag the user did not set never overrides a paper's value."""
+    so a CLI flag the user did not set never overrides a paper's value. An option the builder does not
+    take, or a value it refuses, raises :class:`aesthete.errors.OptionError` (a ``ValueError``)."""
     try:
         builder = _BUILDERS[name]
     except KeyError:
         raise UnknownModelError(name) from None
-    return builder(**{key: value for key, value in config.items() if value is not None})
+    options = {key: value for key, value in config.items() if value is not None}
+    unknown = sorted(set(options) - set(inspect.signature(builder).parameters))
+    if unknown:
+        raise OptionError(f"{name} has no option {unknown[0]!r}")
+    try:
+        return builder(**options)
+    except AestheteError:
+        raise
+    except ValueError as exc:  # the builders' own checks of their values (an unknown backbone, ...)
+        raise OptionError(f"{name}: {exc}") from None
 
 
 def list_models(include: str | None = None, exclude: str | None = None) -> list[str]:
