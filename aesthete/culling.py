@@ -141,13 +141,15 @@ class CullReport:
                 "folder": self.moved.folder,
                 "placed": [p.__dict__ for p in outcome.placed],
                 "failed": outcome.failed,
+                "left_in_place": [row["path"] for row in self.ranking.copies_of_picks],
             }
         return sections
 
 
 def apply(store: Store, options: CullOptions) -> CullReport:
     """Pick the keepers among ``options.roots`` and do the file actions ``options`` ask for, in this order:
-    export the album, write the sidecars, move the rest (so a move never takes a photo the album needs).
+    export the album, write the sidecars, move the rest (so a move never takes a photo the album needs). The
+    rest is ``ranking.rejects``: a file not on disk has nothing to move, and a copy of a pick is the keeper.
 
     Raises :class:`aesthete.errors.NothingToDoError` when nothing is scored yet and
     :class:`aesthete.errors.OptionError` for options that cannot work together; a file action that fails
@@ -177,7 +179,7 @@ def apply(store: Store, options: CullOptions) -> CullReport:
     if options.xmp:
         report.xmp = _rate_and_record(store, ranking, options)
     if options.move_rejects is not None:
-        outcome = move_rejects(ranking.others, options.move_rejects, dry_run=options.dry_run, on_moved=store.move_file)
+        outcome = move_rejects(ranking.rejects, options.move_rejects, dry_run=options.dry_run, on_moved=store.move_file)
         report.moved = MoveReport(options.move_rejects, outcome, inside(options.move_rejects, roots))
     return report
 
@@ -206,7 +208,7 @@ def _rate_and_record(store: Store, ranking: Ranking, options: CullOptions) -> Xm
             # for a record older than this bookkeeping: clearing then removes the rating, as it always did).
             previous = wrote if mine is None else None if mine.previous is None else {**wrote, **mine.previous}
             records.append(Written(photo, row["content_hash"], rating, options.label, previous))
-    previous_picks = [(row, mine) for row in ranking.others if (mine := _still_mine(row, written)) is not None]
+    previous_picks = [(row, mine) for row in ranking.rejects if (mine := _still_mine(row, written)) is not None]
     forget = []
     for row, mine in previous_picks:
         if not options.clear_previous:

@@ -138,6 +138,11 @@ def is_our_manifest(path: str) -> bool:
     return isinstance(manifest, dict) and manifest.get("tool") == "aesthete" and "picks" in manifest
 
 
+def is_album(folder: str) -> bool:
+    """Whether ``folder`` is an album an aesthete export made: it holds aesthete's own manifest."""
+    return is_our_manifest(os.path.join(folder, MANIFEST_NAME))
+
+
 def _place(source: str, target: str, mode: str, notices: list[str]) -> str:
     """Create ``target`` for ``source`` in ``mode``; returns how it was done (a failed hard link copies)."""
     if mode == "symlink":

@@ -35,7 +35,7 @@ from aesthete.exif import exif_line
 from aesthete.faces import Face, face_flags
 from aesthete.formats import raw_format
 from aesthete.groups import annotate, ensure_groups
-from aesthete.select import Ranking, group_picks, last_run_scope, rank
+from aesthete.select import Ranking, group_picks, last_run_scope, not_candidates, rank
 from aesthete.store import Store, now_iso
 
 THUMB_SIDE = 256
@@ -93,11 +93,13 @@ def build_report(
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
         thumbs = dict(zip((id(r) for r in ordered), pool.map(thumbnail, (r["real_path"] for r in ordered))))
     places = {id(row): place for place, row in enumerate(ranking.rows, start=1)}
-    picks = group_picks(ranking.rows)  # (rows carry their group since _blocks)
+    # (rows carry their group since _blocks). A file not on disk or a copy of another is never cull's pick.
+    aside = not_candidates(ranking.rows)
+    picks = group_picks([row for row in ranking.rows if id(row) not in aside])
     chunks = []
     for block in blocks:
         cards = "".join(_card(row, places[id(row)], thumbs[id(row)], ranking,
-                              best=len(block) > 1 and picks[row["group"]] is row)
+                              best=len(block) > 1 and picks.get(row["group"]) is row)
                         for row in block)  # fmt: skip
         if len(block) == 1:
             chunks.append(cards)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ RANK_KEYS = {"mean": "mean", "std": "std", "p-high": "p_high", "sharpness": "sha
 AESTHETIC_KEYS = ("mean", "std", "p-high")
 DEFAULT_TOP = 50  # what ``cull`` keeps when asked for no limit at all
 EXPOSURE_FLAGS = ("underexposed", "overexposed")
+NOT_ON_DISK = "not found on disk"  # why ``cull`` passes over a photo whose file is missing now
 
 
 def parse_faces(text: str | int | None) -> tuple[int, bool] | None:
@@ -167,6 +169,10 @@ class Ranking:
     weights: str | None = None  # the registry name of ``key``'s weights
     # cull only: the ranked photos in scope that were not picked, each with a ``why`` saying why not.
     others: list[dict[str, Any]] = field(default_factory=list)
+    # cull only, each also in ``others``: files not on disk now, and files with the same bytes as a pick
+    # (the picked photo itself, at another path).
+    missing: list[dict[str, Any]] = field(default_factory=list)
+    copies_of_picks: list[dict[str, Any]] = field(default_factory=list)
     # What the aesthetic number is: "distribution" (a predicted distribution's mean) or "score" (a model
     # that predicts one number, such as LAION's); None when ranked by technical quality.
     output: str | None = None
@@ -174,6 +180,14 @@ class Ranking:
     @property
     def basis(self) -> str:
         return "aesthetic" if self.by in AESTHETIC_KEYS else "technical"
+
+    @property
+    def rejects(self) -> list[dict[str, Any]]:
+        """cull only: the photos not picked as ``--move-rejects`` moves them and ``--clear-previous``
+        un-rates them, which is ``others`` less the files not on disk (nothing there to move) and the
+        copies of a pick (they are the keeper). A copy of a photo not picked is a reject like it."""
+        aside = {id(row) for row in (*self.missing, *self.copies_of_picks)}
+        return [row for row in self.others if id(row) not in aside]
 
 
 def public_row(row: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
@@ -212,7 +226,7 @@ def rank(
         raise OptionError(f"unknown sort key {by!r}; use one of {', '.join(RANK_KEYS)}")
     chosen = choose_scores(store, model, weights)
     key, notes = chosen.key, list(chosen.notes)
-    rows = _without_moved_away(store.photos(key, roots))
+    rows = _without_moved_away(store.photos(key, roots), store.recorded_copies())
     for root in roots:  # a mistyped or never scanned folder: say so rather than show an empty table
         full = os.path.abspath(root)
         if not any(is_within(row["path"], full) for row in rows):
@@ -251,19 +265,20 @@ def rank(
     return Ranking(rows=rows, by=by, key=key, notes=notes, output=output, weights=chosen.weights)
 
 
-def _without_moved_away(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _without_moved_away(rows: list[dict[str, Any]], recorded: dict[str, list[str]]) -> list[dict[str, Any]]:
     """``rows`` less the old paths of moved photos: a path that no longer exists while the same content is
-    recorded at one that does (its folder not rescanned since). A missing file with no such twin stays: it
-    may be on a drive that is not mounted. Only paths whose content is recorded twice are looked at."""
-    by_content: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_content.setdefault(row["content_hash"], []).append(row)
-    gone: set[int] = set()
-    for twins in by_content.values():
-        if len(twins) > 1:
-            missing = [id(row) for row in twins if not os.path.lexists(row["real_path"])]
-            if len(missing) < len(twins):
-                gone.update(missing)
+    recorded at one that does (:meth:`Store.recorded_copies`, ``recorded``), wherever in the database: a
+    photo moved out of the folders ranked is still recorded at its new path, and is not also one here. A
+    missing file with no such twin stays: it may be on a drive that is not mounted. Only paths whose
+    content is recorded twice are looked at."""
+    exists = functools.cache(os.path.exists)  # (twins share their list of paths: each is looked at once)
+    gone = {
+        id(row)
+        for row in rows
+        if (paths := recorded.get(row["content_hash"]))
+        and not exists(row["real_path"])
+        and any(exists(path) for path in paths if path != row["real_path"])
+    }
     return [row for row in rows if id(row) not in gone] if gone else rows
 
 
@@ -301,9 +316,11 @@ def cull(
     ``reject_closed_eyes`` frames flagged eyes-closed; then with ``group`` only one remaining photo of
     each burst / near-duplicate group (:mod:`aesthete.groups`) stays a candidate, the best-ranked frame
     without a face flag (:func:`group_picks`), and finally ``top`` (or ``keep_percent`` of the ranked
-    photos in scope) cuts the list. With no limit given at all the best :data:`DEFAULT_TOP` are kept.
-    Each pick gets ``pick`` (its place), and ``group``/``group_size``; every other ranked photo lands in
-    ``others`` with ``why`` it was not picked.
+    photos that can be picked) cuts the list. With no limit given at all the best :data:`DEFAULT_TOP` are
+    kept. A file not on disk now is never picked, and byte-identical files are one photo, seen as their
+    original (:func:`not_candidates`). Each pick gets ``pick`` (its place), and ``group``/``group_size``;
+    every other ranked file lands in ``others`` with ``why`` it was not picked (the files not on disk also
+    in ``missing``, the copies of a pick also in ``copies_of_picks``).
     """
     if top is not None and keep_percent is not None:
         raise OptionError("use either --top or --keep, not both")
@@ -315,21 +332,22 @@ def cull(
     ranking = rank(store, roots, by="mean", model=model, weights=weights)
     if min_score is not None and ranking.basis != "aesthetic":
         raise OptionError("--min-score compares aesthetic scores and none are cached here; use --top or --keep")
-    limit = top if keep_percent is None else math.ceil(len(ranking.rows) * keep_percent / 100)
+    aside = not_candidates(ranking.rows)
+    candidates = [row for row in ranking.rows if id(row) not in aside]
+    limit = top if keep_percent is None else math.ceil(len(candidates) * keep_percent / 100)
     cut = f"top {top}" if keep_percent is None else f"{keep_percent:g}% kept ({limit} photos)"
     if group:
-        annotate(ranking.rows, ensure_groups(store))
+        annotate(candidates, ensure_groups(store))
     filters = filters or Filters()
     rejected = {
         id(row): _rejected(row, filters, min_score, reject_blurry, reject_exposure, reject_closed_eyes)
-        for row in ranking.rows
+        for row in candidates
     }
-    preferred = group_picks(ranking.rows, rejected) if group else {}
+    preferred = group_picks(candidates, rejected) if group else {}
     best_of: dict[int, dict[str, Any]] = {}
     picks: list[dict[str, Any]] = []
-    others: list[dict[str, Any]] = []
     passed: set[int] = set()
-    for row in ranking.rows:
+    for row in candidates:
         why = rejected[id(row)]
         if why is None and group and row["group"] in best_of:
             why = f"group {row['group']}: {best_of[row['group']]['path']} ranks higher"
@@ -346,16 +364,65 @@ def cull(
                 best_of[row["group"]] = row
         else:
             row["why"] = why
-            others.append(row)
+    picked = {id(row) for row in picks}
+    missing, copies_of_picks = [], []
+    for row in ranking.rows:  # after the picks: whether a copy's original was picked is known only now
+        if id(row) not in aside:
+            continue
+        original = aside[id(row)]
+        if original is None:
+            row["why"] = NOT_ON_DISK
+            missing.append(row)
+        elif id(original) in picked:
+            row["why"] = f"identical to {original['path']}, which is picked"
+            copies_of_picks.append(row)
+        else:
+            row["why"] = f"identical to {original['path']}, which is not picked"
+    notes = list(ranking.notes)
+    if missing:
+        notes.append(
+            f"{len(missing)} photo(s) are not on disk now and cannot be picked (deleted, or on a drive that is "
+            "not mounted); `aesthete rank` still lists them"
+        )
     return Ranking(
         rows=picks,
         by=ranking.by,
         key=ranking.key,
-        notes=ranking.notes,
-        others=others,
+        notes=notes,
+        others=[row for row in ranking.rows if id(row) not in picked],
+        missing=missing,
+        copies_of_picks=copies_of_picks,
         output=ranking.output,
         weights=ranking.weights,
     )
+
+
+def not_candidates(rows: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any] | None]:
+    """The rows (by id) that a cull cannot pick whatever their score, each with the row of the photo it is a
+    copy of, or None when its file is not on disk now.
+
+    A file missing now cannot be exported, rated, moved or looked at (``rank`` and ``report`` still list
+    it: it may be on a drive that is not mounted). Byte-identical files (one content hash) are one photo,
+    which a cull sees once, as its original: the file outside aesthete's own export albums
+    (:func:`aesthete.export.is_album`), then the one modified first, then the first path. Every other file
+    holding those bytes is a copy of it, so that two copies of a photo are never both picked nor one the
+    other's worse frame.
+    """
+    from aesthete.export import is_album  # (aesthete.export imports this module)
+
+    in_album = functools.cache(is_album)  # one manifest read per folder
+    aside: dict[int, dict[str, Any] | None] = {}
+    present: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if os.path.exists(row["real_path"]):
+            present.setdefault(row["content_hash"], []).append(row)
+        else:
+            aside[id(row)] = None
+    for same in present.values():
+        if len(same) > 1:
+            original = min(same, key=lambda r: (in_album(os.path.dirname(r["real_path"])), r["mtime_ns"], r["path"]))
+            aside.update((id(row), original) for row in same if row is not original)
+    return aside
 
 
 def face_flags_of(row: dict[str, Any]) -> list[str]:

@@ -457,6 +457,19 @@ class Store:
             out.append(record)
         return out
 
+    def recorded_copies(self) -> dict[str, list[str]]:
+        """Content hash -> the real paths of every readable file holding it, anywhere in the database, for
+        the contents recorded at two paths or more (moved photos whose old path is still recorded, copies).
+        Whatever folders a ranking covers, the other paths of its photos are here."""
+        rows = self.conn.execute(
+            "SELECT content_hash, path, raw_path FROM files WHERE status = 'ok' AND content_hash IN "
+            "(SELECT content_hash FROM files WHERE status = 'ok' GROUP BY content_hash HAVING count(*) > 1)"
+        )
+        out: dict[str, list[str]] = {}
+        for content_hash, path, raw in rows:
+            out.setdefault(content_hash, []).append(real_path(path, raw))
+        return out
+
     def failures(self, roots: Sequence[str] = ()) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT path, error_kind, error FROM files WHERE status = 'failed' ORDER BY path")
         prefixes = [path_key(os.path.abspath(r))[0] for r in roots]

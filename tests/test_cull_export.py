@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +22,7 @@ from aesthete.culling import CullOptions, apply
 from aesthete.errors import NothingToDoError, OptionError
 from aesthete.export import export_album, move_rejects
 from aesthete.scoring import score
-from aesthete.select import cull
+from aesthete.select import cull, rank
 from aesthete.store import Store
 
 runner = CliRunner()
@@ -535,3 +537,95 @@ def test_re_exporting_into_an_album_replaces_its_manifest_and_says_so_in_words(
     third = runner.invoke(app, ["cull", str(folder), "--db", db, "--top", "1", "--export", str(album), "--mode",
                                 "link"])  # fmt: skip
     assert "put nothing new (1 already there)" in third.stderr
+
+
+def test_a_photo_moved_out_of_the_culled_folder_is_left_out_at_its_old_path(
+    shoot: tuple[Path, Store], tmp_path: Path
+) -> None:
+    """Its new folder is scanned, its old one too: the old path is still recorded (a rescan removes no
+    record), and only its twin outside the culled folder says that the photo lives elsewhere now."""
+    folder, store = shoot
+    other = tmp_path / "other"
+    other.mkdir()
+    (folder / "a3.jpg").rename(other / "a3.jpg")
+    score([str(folder)], store=store, model="nima", workers=1)
+    score([str(other)], store=store, model="nima", workers=1)
+    assert str(folder / "a3.jpg") in {row["real_path"] for row in store.photos(None, [str(folder)])}
+    ranking = cull(store, [str(folder)], top=3)
+    assert names(ranking.rows) == ["a5.jpg", "b1.jpg", "a_other_camera.jpg"]  # the burst's next frame
+    assert str(folder / "a3.jpg") not in {row["path"] for row in ranking.others}
+    assert str(folder / "a3.jpg") not in {row["path"] for row in rank(store, [str(folder)]).rows}
+    result = runner.invoke(app, ["cull", str(folder), "--db", str(store.path), "--top", "3",
+                                 "--export", str(tmp_path / "album")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "export failed" not in result.stderr
+
+
+def test_a_file_not_on_disk_is_never_picked_and_says_why(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    """A deleted photo (or one on a drive that is not mounted) keeps its record, and `rank` still lists
+    it; a cull passes over it, since it can be neither exported, rated, moved nor looked at."""
+    folder, store = shoot
+    (folder / "a3.jpg").unlink()
+    assert str(folder / "a3.jpg") in {row["path"] for row in rank(store, [str(folder)]).rows}
+    ranking = cull(store, [str(folder)], top=3)
+    assert names(ranking.rows) == ["a5.jpg", "b1.jpg", "a_other_camera.jpg"]
+    assert [(row["path"], row["why"]) for row in ranking.missing] == [(str(folder / "a3.jpg"), "not found on disk")]
+    assert ranking.missing[0] in ranking.others and ranking.missing[0] not in ranking.rejects
+    assert any(note.startswith("1 photo(s) are not on disk now") for note in ranking.notes)
+    # --keep is a share of the photos that can be picked: 25% of 13 is 3.25, rounded up to 4 (not 14's 3.5).
+    assert len(cull(store, [str(folder)], keep_percent=25).rows) == 4
+    assert len(cull(store, [str(folder)], keep_percent=100).rows) == len(BEST_OF_GROUPS)
+    rejects = tmp_path / "rejects"
+    args = ["cull", str(folder), "--db", str(store.path), "--top", "3", "--export", str(tmp_path / "album"),
+            "--move-rejects", str(rejects), "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {"path": str(folder / "a3.jpg"), "why": "not found on disk"} in data["not_picked"]
+    assert not data["export"]["failed"] and not data["moved"]["failed"]
+    assert len(data["moved"]["placed"]) == len(SHOOT) - 4  # every photo but the three picks and the lost one
+    assert "1 not found on disk" in " ".join(result.stderr.split())  # (as the terminal's width wrapped it)
+
+
+def test_copies_of_a_photo_are_one_photo_seen_as_its_original(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    """An earlier cull's album inside the library and a plain copy hold the bytes of picks: the cull picks
+    the original once, never counts a copy as its worse frame, and never moves a copy of a pick away. A
+    copy of a photo not picked is a reject like it and moves too."""
+    from aesthete.report import build_report
+
+    folder, store = shoot
+    assert not export_album(cull(store, [str(folder)], top=1), str(folder / "Album")).failed  # Album/a3.jpg
+    d_copy = folder / "copy of d.jpg"
+    shutil.copy(folder / "d.jpg", d_copy)  # sorts before d.jpg: only its later modification time tells
+    modified = (folder / "d.jpg").stat().st_mtime_ns + 60 * 10**9
+    os.utime(d_copy, ns=(modified, modified))
+    (folder / "Backup").mkdir()
+    shutil.copy2(folder / "e.jpg", folder / "Backup" / "e.jpg")  # the same time too: the first path is the original
+    score([str(folder)], store=store, model="nima", workers=1)
+    before = snapshot(folder)
+    ranking = cull(store, [str(folder)], top=4)
+    assert [row["path"] for row in ranking.rows] == [str(folder / n) for n in BEST_OF_GROUPS[:4]]
+    assert ranking.rows[0]["group_size"] == 5  # the album's copy is no sixth frame of the burst
+    whys = {row["path"]: row["why"] for row in ranking.others}
+    assert whys[str(folder / "Album" / "a3.jpg")] == f"identical to {folder / 'a3.jpg'}, which is picked"
+    assert whys[str(d_copy)] == f"identical to {folder / 'd.jpg'}, which is picked"
+    assert whys[str(folder / "e.jpg")] == f"identical to {folder / 'Backup' / 'e.jpg'}, which is not picked"
+    assert {row["path"] for row in ranking.copies_of_picks} == {str(folder / "Album" / "a3.jpg"), str(d_copy)}
+    assert not {row["path"] for row in ranking.rejects} & {row["path"] for row in ranking.copies_of_picks}
+    rejects = tmp_path / "rejects"
+    args = ["cull", str(folder), "--db", str(store.path), "--top", "4", "--move-rejects", str(rejects), "--json"]
+    result = runner.invoke(app, [*args, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    moved = json.loads(result.stdout)["moved"]
+    sources = {placed["source"] for placed in moved["placed"]}
+    assert str(folder / "e.jpg") in sources and str(folder / "Backup" / "e.jpg") in sources
+    assert not sources & {str(folder / "Album" / "a3.jpg"), str(d_copy)}
+    assert sorted(moved["left_in_place"]) == sorted([str(folder / "Album" / "a3.jpg"), str(d_copy)])
+    said = " ".join(result.stderr.split())  # (as the terminal's width wrapped it)
+    assert "left 2 copies of picked photos where they are" in said
+    assert "3 identical to another file in scope" in said  # e's copy too
+    # The contact sheet outlines the frame cull keeps: the original, not the album's copy.
+    page, _ = build_report(store, [str(folder)])
+    outlined = re.findall(r'<figure class="photo best">.*?<div class="name" title="([^"]*)"', page, re.S)
+    assert str(folder / "a3.jpg") in outlined and str(folder / "Album" / "a3.jpg") not in outlined
+    assert snapshot(folder) == before

@@ -172,7 +172,10 @@ def _print_actions(report: CullReport) -> None:
         if report.moved.inside_roots:
             _note_inside(dest, "the next `cull` there will see the rejects")
         verb = "would move" if report.dry_run else "moved"
-        err.print(f"move: {verb} {len(outcome.placed)} photo(s) not picked to {dest}", highlight=False, markup=False)
+        kept = len(report.ranking.copies_of_picks)
+        left = f"; left {counted(kept, 'copy', 'copies')} of picked photos where they are" if kept else ""
+        moved = f"move: {verb} {len(outcome.placed)} photo(s) not picked to {dest}{left}"
+        err.print(moved, highlight=False, markup=False)
         _report_failures("move", outcome.failed)
 
 
@@ -218,6 +221,8 @@ def _why_kind(why: str) -> str:
         return "behind a better frame of their group"
     if why.startswith("score "):
         return "below --min-score"
+    if why.startswith("identical to "):
+        return "identical to another file in scope"
     return why
 
 
