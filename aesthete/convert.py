@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aesthete.checkpoint import CheckpointError, load_torch_file
+from aesthete.checkpoint import CheckpointError, fit_report, load_torch_file
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -256,24 +256,6 @@ def read_part(path: str | Path) -> StateDict:
     return read_torch_pickle(path)
 
 
-def fit_report(model: AestheticModel, state: StateDict) -> str | None:
-    """None if ``state`` loads into ``model`` exactly, else one line naming what does not fit."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    misshapen = [
-        f"{k} {tuple(state[k].shape)} (expected {expected[k]})"
-        for k in expected
-        if k in state and tuple(state[k].shape) != expected[k]
-    ]
-    problems = []
-    for label, items in (("missing", missing), ("misshapen", misshapen), ("unexpected", unexpected)):
-        if items:
-            shown = ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
-            problems.append(f"{len(items)} {label}: {shown}")
-    return "; ".join(problems) or None
-
-
 def build_converted(format_name: str, files: dict[str, Path]) -> AestheticModel:
     """Read the publisher files (``files[part]`` for each of the recipe's parts) and return the aesthete
     model holding their tensors, in eval mode; raises ``CheckpointError`` (one line) when they do not fit."""
@@ -288,7 +270,7 @@ def build_converted(format_name: str, files: dict[str, Path]) -> AestheticModel:
     parts = {part: read_part(files[part]) for part in spec.parts}
     state = spec.rename(parts)
     model = get_model(spec.arch, **spec.config)
-    problem = fit_report(model, state)
+    problem = fit_report(model, {name: tuple(tensor.shape) for name, tensor in state.items()})
     if problem:
         raise CheckpointError(f"{files['main']}: does not fit {format_name} ({problem})")
     with torch.no_grad():

@@ -12,8 +12,8 @@ cheap, so workers ship 4x fewer bytes.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, get_args
 
 import numpy as np
 from PIL import Image
@@ -111,10 +111,32 @@ class InputPolicy:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> InputPolicy:
-        data = dict(data)
-        data["mean"], data["std"] = tuple(data.get("mean", IMAGENET_MEAN)), tuple(data.get("std", IMAGENET_STD))
-        return cls(**data)
+    def from_dict(cls, data: Any) -> InputPolicy:
+        """The policy :meth:`to_dict` wrote (a checkpoint's metadata). Anything else, such as a missing or
+        unknown field or a value of the wrong kind, raises ``ValueError`` with one line saying which."""
+        if not isinstance(data, dict):
+            raise ValueError("not a table of fields")
+        known = {f.name for f in fields(cls)}
+        problems = [f"unknown field {name!r}" for name in sorted(set(data) - known)]
+        problems += [f"no {name!r}" for name in ("resize", "size") if name not in data]
+        if problems:
+            raise ValueError("; ".join(problems))
+        data = {**data, "mean": data.get("mean", IMAGENET_MEAN), "std": data.get("std", IMAGENET_STD)}
+        for name, allowed in (("resize", get_args(ResizeKind)), ("resample", get_args(Resample))):
+            if name in data and data[name] not in allowed:
+                raise ValueError(f"{name!r} is {data[name]!r}, not one of {', '.join(allowed)}")
+        for name in ("size", "resize_short", "max_long_side", "patch", "version"):
+            value = data.get(name)
+            optional = name in ("resize_short", "max_long_side", "patch") or name not in data
+            if not (_positive_int(value) or (value is None and optional)):
+                raise ValueError(f"{name!r} is {value!r}, not a positive integer")
+        if data["resize"] == "center_crop" and data.get("resize_short") is None:
+            raise ValueError("'center_crop' needs 'resize_short'")
+        for name in ("mean", "std"):
+            value = data[name]
+            if not (isinstance(value, list | tuple) and len(value) == 3 and all(map(_number, value))):
+                raise ValueError(f"{name!r} is {value!r}, not three numbers")
+        return cls(**{**data, "mean": tuple(data["mean"]), "std": tuple(data["std"])})
 
     def describe(self) -> str:
         """One line for humans (`aesthete models`)."""
@@ -131,6 +153,14 @@ class InputPolicy:
         if self.resample != "bilinear":
             text += f", {self.resample}"
         return text
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _cover(length: int, patch: int) -> list[int]:

@@ -8,7 +8,12 @@ directory, so ``list`` and ``score --weights FILE`` do not rehash hundreds of me
 
 Torch-free on purpose: scoring resolves its weights (and their id, part of the score cache key) on the
 rescan path, which must not pay for ``import torch``. Checkpoint headers are read with
-``aesthete.checkpoint.read_meta``.
+``aesthete.checkpoint.read_meta``; only ``add`` and ``verify`` import torch, to check that a
+checkpoint's tensors are those of its architecture (``aesthete.checkpoint.check_checkpoint``).
+
+A bad entry in the user's registry (edited by hand) is skipped with a one-line warning on stderr naming
+the file and the entry, so the other entries, and commands that use none, keep working; ``add`` never
+writes one: the new registry text is checked as reading checks it before it replaces the file (atomically).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from email.message import Message as HTTPMessage
@@ -182,13 +187,7 @@ def _all_entries() -> list[WeightsEntry]:
     if not registry.is_file():
         raise WeightsError(f"{registry}: the project's weights registry is missing (an installation problem)")
     project = _read_registry(registry, "project")
-    user = _read_registry(paths.user_registry_path(create=False), "user")
-    taken = {entry.name for entry in project}
-    for entry in user:
-        if entry.name in taken:
-            raise WeightsError(
-                f"{paths.user_registry_path(create=False)}: {entry.name!r} is also a project entry; rename it"
-            )
+    user = _read_registry(paths.user_registry_path(create=False), "user", taken={entry.name for entry in project})
     return project + user
 
 
@@ -201,17 +200,45 @@ def _lookup(name: str) -> WeightsEntry:
     raise UnknownWeights(f"unknown weights {name!r} (known: {known}); see `aesthete weights list`")
 
 
-def _read_registry(path: Path, origin: Origin) -> list[WeightsEntry]:
+def _read_registry(path: Path, origin: Origin, *, taken: Collection[str] = ()) -> list[WeightsEntry]:
+    """The registry's entries. Every project entry must be valid (a bad one is an installation problem).
+    A bad user entry, or one taking a name in ``taken`` (the project's), is skipped with a one-line
+    warning naming the file and the entry, so one mistake there does not stop every command."""
+    entries = []
+    for name, table in _registry_tables(path).items():
+        try:
+            if name in taken:
+                raise WeightsError(f"{path}: [weights.{name}] is also a project entry; rename it")
+            entries.append(_parse_entry(path, origin, name, table))
+        except WeightsError as exc:
+            if origin == "project":
+                raise
+            _warn_once(f"{exc}; skipped until it is fixed or removed")
+    return entries
+
+
+def _registry_tables(path: Path) -> dict[str, Any]:
+    """A registry file's ``[weights.NAME]`` tables, not yet checked (none when the file does not exist)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return []
+        return {}
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise WeightsError(f"{path}: unreadable weights registry ({exc})") from None
     tables = data.get("weights", {})
     if not isinstance(tables, dict) or set(data) - {"weights"}:
         raise WeightsError(f"{path}: a weights registry holds only [weights.NAME] tables")
-    return [_parse_entry(path, origin, name, table) for name, table in tables.items()]
+    return tables
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """``aesthete: warning: MESSAGE`` on stderr, once per process however often the registry is read."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"aesthete: warning: {message}", file=sys.stderr)
 
 
 def _parse_entry(registry: Path, origin: Origin, name: str, table: Any) -> WeightsEntry:
@@ -526,7 +553,9 @@ def backbone_weights_path(backbone: str) -> Path | None:
 
 def verify(name: str | None = None) -> list[tuple[str, bool, str]]:
     """Rehash cached files: (name, ok, reason) for the named entry, or for every entry with a file to
-    check (user entries always: theirs is the only copy; project entries once pulled)."""
+    check (user entries always: theirs is the only copy; project entries once pulled). An aesthetic
+    checkpoint with the registered digest must also be usable (:func:`aesthete.checkpoint.check_checkpoint`:
+    not truncated, a known architecture, tensors that fit it), else it fails with the reason."""
     entries = [_lookup(name)] if name else _all_entries()
     results = []
     for entry in entries:
@@ -536,9 +565,25 @@ def verify(name: str | None = None) -> list[tuple[str, bool, str]]:
             elif name:
                 results.append((entry.name, False, "not downloaded"))
             continue
-        digest = _verified_digest(entry, recheck=True)
-        results.append((entry.name, True, "sha256 ok") if digest else (entry.name, False, "sha256 mismatch"))
+        if not _verified_digest(entry, recheck=True):
+            results.append((entry.name, False, "sha256 mismatch"))
+            continue
+        problem = _unusable(entry.path) if entry.kind == "aesthetic" else None
+        results.append(
+            (entry.name, False, f"sha256 ok, not usable: {problem}") if problem else (entry.name, True, "sha256 ok")
+        )
     return results
+
+
+def _unusable(path: Path) -> str | None:
+    """Why the checkpoint at ``path`` cannot be loaded, or None when it can (imports torch)."""
+    from aesthete.checkpoint import check_checkpoint
+
+    try:
+        check_checkpoint(path)
+    except CheckpointError as exc:
+        return str(exc)
+    return None
 
 
 # --- adding ------------------------------------------------------------------------------------------
@@ -549,18 +594,19 @@ def add(file: str | Path, *, name: str) -> WeightsEntry:
 
     The file is copied (and hashed in the same pass) into the weights cache, so later moving or deleting
     the original does not break it. Adding the same bytes under the same name again is a no-op; a name
-    already used for other weights is refused. Raises ``CheckpointError`` for a file that is not an
-    aesthete checkpoint (pickles included: they are never read).
+    already used for other weights, or by a personal head, is refused. The file must be usable before
+    anything is written: an aesthete checkpoint (pickles included are never read) whose description is
+    complete, whose tensors fill the file (not truncated) and are exactly those of the architecture it
+    names (:func:`aesthete.checkpoint.check_checkpoint`, which imports torch); else ``CheckpointError``.
     """
-    from aesthete.input_policy import InputPolicy  # numpy and PIL: only `add` needs them, not `list` or `pull`
+    from aesthete.checkpoint import check_checkpoint  # torch: only adding pays for it
+    from aesthete.input_policy import InputPolicy
 
-    if not NAME_RE.fullmatch(name):
-        raise WeightsError(f"{name!r}: a weights name is letters, digits and ._+- (at most 100 characters)")
+    entries = _all_entries()
+    existing = next((e for e in entries if e.name == name), None)
+    _check_new_name(name, entries)
     source = Path(file).expanduser()
-    meta = read_meta(source)
-    existing = next((e for e in _all_entries() if e.name == name), None)
-    if existing is not None and existing.origin == "project":
-        raise WeightsError(f"{name!r} is a project entry (weights.toml); choose another --name")
+    check_checkpoint(source)  # before hundreds of megabytes are copied; errors name the user's file
     directory = paths.weights_cache_dir()
     # The copy's final name holds its digest, known only once it is copied: stage it in the cache folder.
     with fileops.staged(directory / f"add-{name}.safetensors") as (fd, tmp_name):
@@ -574,27 +620,46 @@ def add(file: str | Path, *, name: str) -> WeightsEntry:
             )
         if existing is not None and _verified_digest(existing):
             return replace(existing, available=True)
-        read_meta(tmp_path)  # the copy, not only the original, must be a checkpoint
+        meta = check_checkpoint(tmp_path)  # the copy, not only the original, must be usable
         dest = existing.path if existing is not None else directory / f"{digest[:16]}-{name}.safetensors"
+        record = {
+            "kind": "aesthetic",
+            "arch": meta["arch"],
+            "backbone": meta["config"].get("backbone"),
+            "dataset": meta.get("dataset"),
+            "bins": meta["bins"],
+            "policy": InputPolicy.from_dict(meta["policy"]).key,
+            "sha256": digest,
+            "path": str(dest.resolve()),
+            "source": _printable(str(source.resolve())),
+            "added": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        if existing is None:
+            registry_text = _registry_with(name, record)  # checked before anything is written
         dest.parent.mkdir(parents=True, exist_ok=True)
         fileops.publish(tmp_path, dest, overwrite=True)
     _remember_digest(dest.resolve(), dest.stat(), digest)
     if existing is not None:  # its file was missing and has been restored
         return replace(existing, available=True)
-    record = {
-        "kind": "aesthetic",
-        "arch": meta["arch"],
-        "backbone": meta["config"].get("backbone"),
-        "dataset": meta.get("dataset"),
-        "bins": meta["bins"],
-        "policy": InputPolicy.from_dict(meta["policy"]).key,
-        "sha256": digest,
-        "path": str(dest.resolve()),
-        "source": _printable(str(source.resolve())),
-        "added": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    _append_user_entry(name, {key: value for key, value in record.items() if value is not None})
+    fileops.atomic_write_text(paths.user_registry_path(), registry_text)
     return replace(_lookup(name), available=True)
+
+
+def _check_new_name(name: str, entries: list[WeightsEntry]) -> None:
+    """Refuse a name ``add`` may not give: not letters, digits and ._+-; a project entry's; a personal
+    head's (``--weights NAME`` means both, and ``learn`` refuses the names listed here); or one of a user
+    entry that is skipped as unusable (another table of that name would make the registry unreadable)."""
+    from aesthete.learning import head_path  # numpy: only adding pays for it
+
+    if not NAME_RE.fullmatch(name):
+        raise WeightsError(f"{name!r}: a weights name is letters, digits and ._+- (at most 100 characters)")
+    if any(entry.name == name and entry.origin == "project" for entry in entries):
+        raise WeightsError(f"{name!r} is a project entry (weights.toml); choose another --name")
+    if head_path(name) is not None:
+        raise WeightsError(f"{name!r} already names a personal head (`aesthete learn`); choose another --name")
+    registry = paths.user_registry_path(create=False)
+    if name in _registry_tables(registry) and not any(entry.name == name for entry in entries):
+        raise WeightsError(f"{registry}: [weights.{name}] is unusable; fix or remove it, or choose another --name")
 
 
 def _copy_hashing(source: BinaryIO, dest: BinaryIO) -> str:
@@ -606,15 +671,25 @@ def _copy_hashing(source: BinaryIO, dest: BinaryIO) -> str:
     return digest.hexdigest()
 
 
-def _append_user_entry(name: str, fields: dict[str, str | int]) -> None:
-    """Append one table to the user's registry, keeping whatever the user wrote there by hand."""
-    registry = paths.user_registry_path()
+def _registry_with(name: str, fields: dict[str, str | int | None]) -> str:
+    """The user's registry with a table for ``name`` appended (what the user wrote there by hand kept),
+    checked as reading checks it: ``WeightsError`` when it would not read back, before anything is
+    written. Fields that are None are left out. The caller writes it (atomically) once its file is in place."""
+    registry = paths.user_registry_path(create=False)
     try:
         text = registry.read_text(encoding="utf-8")
     except FileNotFoundError:
         text = "# Weights registered with `aesthete weights add`; edit freely (aesthete only appends).\n"
-    lines = [f'\n[weights."{name}"]'] + [f"{key} = {_toml_value(value)}" for key, value in fields.items()]
-    fileops.atomic_write_text(registry, text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
+    lines = [f'\n[weights."{name}"]'] + [
+        f"{key} = {_toml_value(value)}" for key, value in fields.items() if value is not None
+    ]
+    text = text.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
+    try:
+        table = tomllib.loads(text)["weights"][name]
+    except (tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
+        raise WeightsError(f"{registry}: cannot add [weights.{name}] ({exc})") from None
+    _parse_entry(registry, "user", name, table)
+    return text
 
 
 def _toml_value(value: str | int) -> str:
@@ -652,14 +727,18 @@ def pull(name: str, *, progress: ProgressFn | None = None, accept_license: bool 
     mismatch deletes it and raises ``ChecksumMismatch``. ``progress(done, total)`` gets byte counts.
 
     An entry with a ``format`` is a publisher's file: it is converted into an aesthete checkpoint (see
-    ``_pull_converted``); a non-commercial licence then needs ``accept_license`` (else
-    ``LicenseNotAccepted``, before any byte is fetched).
+    ``_pull_converted``). A non-commercial licence needs ``accept_license``, whatever the entry's format
+    (else ``LicenseNotAccepted``, before any byte is fetched).
     """
     entry = _lookup(name)
     if entry.url is None:
         raise WeightsError(f"{name!r} is a local checkpoint (added from {entry.source}); there is nothing to pull")
     if _verified_digest(entry):
         return entry.path
+    if entry.noncommercial and not accept_license:
+        raise LicenseNotAccepted(
+            f"{license_notice(entry)} is non-commercial: accept it with --accept-license; nothing was downloaded"
+        )
     if entry.converted:
         return _pull_converted(entry, progress, accept_license)
     paths.weights_cache_dir()
@@ -709,11 +788,7 @@ def license_notice(entry: WeightsEntry) -> str:
 def _pull_converted(entry: WeightsEntry, progress: ProgressFn | None, accept_license: bool) -> Path:
     """Download the publisher's file (and the file it requires), verify each sha256 BEFORE anything
     reads it, convert into an aesthete checkpoint at ``entry.path``, then delete the publisher's file.
-    A non-commercial licence must be accepted first: refusing downloads nothing."""
-    if entry.noncommercial and not accept_license:
-        raise LicenseNotAccepted(
-            f"{license_notice(entry)} is non-commercial: accept it with --accept-license; nothing was downloaded"
-        )
+    The licence was accepted by ``pull``'s caller (``accept_license`` goes on to the required file)."""
     files: dict[str, Path] = {}
     if entry.requires:
         files["clip"] = pull(entry.requires, progress=progress, accept_license=accept_license)
@@ -877,12 +952,14 @@ def add_like(
     (then it is still read only with ``weights_only=True`` / the allowlisted TorchScript reader). A part
     not given (the CLIP archive) is taken from the cache once pulled.
     """
-    if not NAME_RE.fullmatch(name):
-        raise WeightsError(f"{name!r}: a weights name is letters, digits and ._+- (at most 100 characters)")
+    from aesthete.input_policy import InputPolicy
+
+    entries = _all_entries()
+    _check_new_name(name, entries)
     base = _lookup(like)
     if not base.converted:
         raise WeightsError(f"--like {like!r}: not a published checkpoint in a publisher's format")
-    if any(entry.name == name for entry in _all_entries()):
+    if any(entry.name == name for entry in entries):
         raise WeightsError(f"{name!r} is already a weights name; choose another --name")
     if base.noncommercial and not accept_license:
         raise LicenseNotAccepted(
@@ -922,27 +999,29 @@ def add_like(
     directory = paths.weights_cache_dir()
     staging = directory / f".add-{name}.safetensors"
     converted = _convert_into(base, parts, staging, main_digest)
-    dest = directory / f"{converted[:16]}-{name}.safetensors"
-    fileops.publish(staging, dest, overwrite=True)
     _digest_record(staging).unlink(missing_ok=True)
+    dest = directory / f"{converted[:16]}-{name}.safetensors"
+    try:
+        meta = read_meta(staging)
+        record: dict[str, str | int | None] = {
+            "kind": "aesthetic",
+            "arch": meta["arch"],
+            "backbone": base.backbone,
+            "dataset": base.dataset,
+            "bins": meta["bins"] or None,
+            "output": meta["output"],
+            "policy": InputPolicy.from_dict(meta["policy"]).key,
+            "sha256": converted,
+            "path": str(dest.resolve()),
+            "license": base.license,
+            "like": like,
+            "source": _printable(str(parts["main"].resolve())),
+            "added": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        registry_text = _registry_with(name, record)  # checked before anything is written
+        fileops.publish(staging, dest, overwrite=True)
+    finally:
+        staging.unlink(missing_ok=True)
     _remember_digest(dest.resolve(), dest.stat(), converted)
-    meta = read_meta(dest)
-    from aesthete.input_policy import InputPolicy
-
-    record: dict[str, str | int | None] = {
-        "kind": "aesthetic",
-        "arch": meta["arch"],
-        "backbone": base.backbone,
-        "dataset": base.dataset,
-        "bins": meta["bins"] or None,
-        "output": meta["output"],
-        "policy": InputPolicy.from_dict(meta["policy"]).key,
-        "sha256": converted,
-        "path": str(dest.resolve()),
-        "license": base.license,
-        "like": like,
-        "source": _printable(str(parts["main"].resolve())),
-        "added": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    _append_user_entry(name, {key: value for key, value in record.items() if value is not None})
+    fileops.atomic_write_text(paths.user_registry_path(), registry_text)
     return replace(_lookup(name), available=True)

@@ -10,18 +10,22 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from aesthete import paths, weights
-from aesthete.checkpoint import CheckpointError
+from aesthete import learning, paths, weights
+from aesthete.checkpoint import CheckpointError, load_model, read_meta
+from aesthete.cli import weights as cli_weights
 from aesthete.cli.weights import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -416,15 +420,16 @@ def test_resolve_by_path_and_by_registered_digest(nima_file: Path) -> None:
     assert weights.resolve_weights(str(nima_file)).name == "mine"  # same bytes, known by their name
 
 
-def test_path_digests_are_remembered_until_the_file_changes(nima_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_path_digests_are_remembered_until_the_file_changes(
+    nima_file: Path, tiny_checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[Path] = []
     real = weights._hash_file
     monkeypatch.setattr(weights, "_hash_file", lambda path: calls.append(path) or real(path))
     first = weights.resolve_weights(str(nima_file))
     assert weights.resolve_weights(str(nima_file)) == first
     assert len(calls) == 1
-    with nima_file.open("ab") as handle:  # same name, different bytes
-        handle.write(b"\0")
+    shutil.copyfile(tiny_checkpoints["hla-gcn"], nima_file)  # same name, different bytes
     assert weights.resolve_weights(str(nima_file)).sha256 != first.sha256
     assert len(calls) == 2
 
@@ -472,15 +477,130 @@ def test_user_registry_keeps_hand_edits_and_odd_file_names(nima_file: Path) -> N
     assert registry.read_text(encoding="utf-8").startswith("# my notes\n")
 
 
-def test_user_registry_errors_are_clear(nima_file: Path) -> None:
+def test_a_bad_user_entry_is_skipped_with_a_warning_and_the_rest_still_works(
+    nima_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     weights.add(nima_file, name="mine")
     registry = paths.user_registry_path()
-    registry.write_text(registry.read_text() + "\n[weights.resnet18-imagenet1k-v1]\nkind = 1\n")
-    with pytest.raises(weights.WeightsError, match="wrong type"):
-        weights.list_weights()
-    registry.write_text("not toml [")
+    hand_made = registry.read_text() + '\n[weights.t-badbins]\nkind = "aesthetic"\nbins = "ten"\n'
+    registry.write_text(hand_made + "\n[weights.resnet18-imagenet1k-v1]\nkind = 1\n")
+    capsys.readouterr()
+    for _ in range(2):
+        assert [e.name for e in weights.list_weights() if e.origin == "user"] == ["mine"]
+    warnings = capsys.readouterr().err.splitlines()
+    assert warnings == [  # one line each, naming the file and the entry, once per process
+        f"aesthete: warning: {registry}: [weights.t-badbins] field 'bins' has the wrong type; "
+        "skipped until it is fixed or removed",
+        f"aesthete: warning: {registry}: [weights.resnet18-imagenet1k-v1] is also a project entry; rename it; "
+        "skipped until it is fixed or removed",
+    ]
+    assert weights.resolve_weights("mine").meta["arch"] == "nima"
+    assert run("list")[0] == 0 and run("verify")[0] == 0
+    before = registry.read_text()
+    with pytest.raises(weights.WeightsError, match=r"\[weights.t-badbins\] is unusable; fix or remove it"):
+        weights.add(nima_file, name="t-badbins")  # a second table of that name would break the whole file
+    assert registry.read_text() == before
+
+    registry.write_text("not toml [")  # a file that cannot be read at all is still an error
     with pytest.raises(weights.WeightsError, match="unreadable weights registry"):
         weights.list_weights()
+
+
+def rewritten(source: Path, dest: Path, change: Callable[[dict[str, Any]], object]) -> Path:
+    """A copy of checkpoint ``source`` whose aesthete metadata ``change`` edits (the tensors kept)."""
+    raw = source.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + length])
+    meta = json.loads(header["__metadata__"]["aesthete"])
+    change(meta)
+    header["__metadata__"]["aesthete"] = json.dumps(meta)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)  # safetensors pads its header to 8 bytes
+    dest.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + length :])
+    return dest
+
+
+def unusable_checkpoint(case: str, tiny_checkpoints: dict[str, Path], folder: Path) -> Path:
+    """A checkpoint the field test found `add` registering (or crashing on), by ``case``."""
+    nima, bad = tiny_checkpoints["nima"], folder / f"{case}.safetensors"
+    if case == "truncated":
+        bad.write_bytes(nima.read_bytes()[:1_000_000])
+        return bad
+    if case == "other-model-tensors":  # nima's header on hla-gcn's tensors
+        return rewritten(tiny_checkpoints["hla-gcn"], bad, lambda meta: meta.update(read_meta(nima)))
+    changes: dict[str, Callable[[dict[str, Any]], object]] = {
+        "bins-text": lambda meta: meta.update(bins="ten"),
+        "policy-empty": lambda meta: meta.update(policy={}),
+        "policy-unknown-field": lambda meta: meta["policy"].update(name="x"),
+        "unknown-arch": lambda meta: meta.update(arch="nosucharch"),
+        "other-bins": lambda meta: (meta.update(bins=5), meta["config"].update(bins=5)),
+    }
+    return rewritten(nima, bad, changes[case])
+
+
+UNUSABLE = {  # case: what the one-line refusal says
+    "bins-text": "its aesthete metadata has bins 'ten', not a whole number",
+    "policy-empty": r"unusable input policy \(no 'resize'; no 'size'\)",
+    "policy-unknown-field": r"unusable input policy \(unknown field 'name'\)",
+    "unknown-arch": "names architecture 'nosucharch', which aesthete does not know",
+    "truncated": r"truncated or damaged: its header describes \d+ bytes of tensors, the file holds \d+ after",
+    "other-model-tensors": r"tensors do not fit nima \(2 missing: head.weight and 1 more; \d+ unexpected: ",
+    "other-bins": r"tensors do not fit nima \(2 misshapen: head.weight \(10, 512\) \(expected \(5, 512\)\) and 1",
+}
+IN_HEADER = {"bins-text", "policy-empty", "policy-unknown-field", "unknown-arch", "truncated"}
+
+
+@pytest.mark.parametrize("case", sorted(UNUSABLE))
+def test_add_refuses_unusable_checkpoints_in_one_line_and_writes_nothing(
+    case: str, tiny_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    bad = unusable_checkpoint(case, tiny_checkpoints, tmp_path)
+    with pytest.raises(CheckpointError, match=UNUSABLE[case]) as caught:
+        weights.add(bad, name="bad")
+    assert str(caught.value).startswith(f"{bad}: ") and "\n" not in str(caught.value)
+    code, stdout, stderr = run("add", str(bad), "--name", "bad")
+    assert code == 2 and stdout == "" and stderr.startswith("error:") and len(stderr.strip().splitlines()) == 1
+    assert not paths.user_registry_path(create=False).exists()
+    assert cache_files() == []
+    if case in IN_HEADER:  # found where every command reads a checkpoint's header: score and eval too
+        with pytest.raises(CheckpointError, match=UNUSABLE[case]):
+            weights.resolve_weights(str(bad))
+    else:  # and what loading finds, it says in the same words
+        with pytest.raises(CheckpointError, match=UNUSABLE[case]):
+            load_model(bad)
+
+
+def test_verify_reports_checkpoints_registered_before_add_checked_them(
+    nima_file: Path, tiny_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    weights.add(nima_file, name="mine")
+    registry = paths.user_registry_path()
+    cases = ["truncated", "unknown-arch", "other-model-tensors"]
+    for n, case in enumerate(cases):  # as `add` registered them before it checked usability
+        bad = unusable_checkpoint(case, tiny_checkpoints, tmp_path)
+        registry.write_text(
+            registry.read_text()
+            + f'\n[weights.old{n}]\nkind = "aesthetic"\narch = "nima"\nbins = 10\n'
+            + f'sha256 = "{sha256_of(bad)}"\npath = "{bad}"\n'
+        )
+    results = weights.verify()
+    assert results[0] == ("mine", True, "sha256 ok")
+    for (name, ok, reason), case in zip(results[1:], cases, strict=True):
+        assert not ok and re.match(f"sha256 ok, not usable: .*{UNUSABLE[case]}", reason), (name, reason)
+    code, stdout, _ = run("verify")
+    assert code == 1 and stdout.count("FAILED") == 3
+
+
+def test_add_refuses_the_name_of_a_personal_head(nima_file: Path) -> None:
+    (learning.heads_dir(create=True) / "mine.safetensors").write_bytes(b"a head made by `aesthete learn`")
+    with pytest.raises(weights.WeightsError, match="'mine' already names a personal head"):
+        weights.add(nima_file, name="mine")
+    with pytest.raises(weights.WeightsError, match="'mine' already names a personal head"):
+        weights.add_like([nima_file], name="mine", like="nima-vgg16-ava", accept_license=True)
+    code, _, stderr = run("add", str(nima_file), "--name", "mine")
+    assert code == 2 and "personal head" in stderr
+    assert not paths.user_registry_path(create=False).exists()
+    assert cache_files() == []
 
 
 def test_a_missing_or_changed_added_file_is_reported_and_can_be_restored(nima_file: Path) -> None:
@@ -562,3 +682,26 @@ def test_cli_registry_errors_keep_their_brackets(server: FileServer, registry: C
     registry(backbone_toml(server.url("/b.pth"), extra='sha265 = "00"'))
     code, _, stderr = run("list")
     assert code == 2 and "[weights.tiny-backbone] has an unknown field" in " ".join(stderr.split())
+
+
+def test_a_noncommercial_licence_is_accepted_before_any_download_whatever_the_format(
+    nima_file: Path, registry: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An aesthete-format entry (no ``format``: nothing to convert) under a non-commercial licence."""
+    registry(aesthetic_toml(nima_file.as_uri(), sha256_of(nima_file)) + 'license = "CC-BY-NC-4.0"\n')
+    with pytest.raises(weights.LicenseNotAccepted, match="CC-BY-NC-4.0.*--accept-license; nothing was downloaded"):
+        weights.pull("nima-test")
+    assert cache_files() == []
+    code, _, stderr = run("pull", "nima-test")  # no terminal to ask: the way out, exit 2
+    assert code == 2 and "--accept-license; nothing was downloaded" in " ".join(stderr.split())
+    assert cache_files() == []
+
+    monkeypatch.setattr(cli_weights, "sys", SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True)))
+    result = CliRunner().invoke(app, ["pull", "nima-test"], input="n\n")
+    assert result.exit_code == 1
+    # (the runner echoes the answer on stdout, so no newline follows the prompt here)
+    assert result.stderr.endswith("[y/N]:licence not accepted; nothing was downloaded\n")
+    assert "error:" not in result.stderr and "--accept-license" not in result.stderr
+    assert cache_files() == []
+    result = CliRunner().invoke(app, ["pull", "nima-test"], input="y\n")
+    assert result.exit_code == 0 and available("nima-test")

@@ -1,7 +1,9 @@
 """``aesthete weights``: list, pull, add and verify checkpoints. Thin: ``aesthete.weights`` does the work.
 
-Exit codes: 0 done, 1 a file failed its sha256 check (``verify``, or a refused ``pull``), 2 bad input
-(unknown name, not a checkpoint, unusable registry, download failure).
+Exit codes: 0 done; 1 a file failed its sha256 check or is not usable (``verify``, or a refused
+``pull``), or a non-commercial licence was declined at the prompt (nothing downloaded or converted);
+2 bad input (unknown name, not a usable checkpoint, unusable registry, download failure, a
+non-commercial licence not accepted where there is no terminal to ask).
 """
 
 from __future__ import annotations
@@ -120,8 +122,9 @@ AcceptLicense = Annotated[
 ]
 
 
-def _accepted(entry_name: str, accept_license: bool) -> bool:
-    """Whether the entry's licence is accepted: by flag, needless (permissive), or at an interactive yes."""
+def _accepted(entry_name: str, accept_license: bool, *, declined: str) -> bool:
+    """Whether the entry's licence is accepted: by flag, needless (permissive), or at an interactive yes.
+    A no at the prompt ends the command here: ``licence not accepted; <declined>``, exit code 1."""
     with library_errors():
         entry = next((e for e in weights.list_weights() if e.name == entry_name), None)
     if accept_license or entry is None or not entry.noncommercial:
@@ -129,7 +132,10 @@ def _accepted(entry_name: str, accept_license: bool) -> bool:
     if not sys.stdin.isatty():
         return False  # no one to ask: the library refuses with the one-line way out
     err.print(escape(weights.license_notice(entry)))
-    return typer.confirm("This licence forbids commercial use. Accept it?", default=False, err=True)
+    if not typer.confirm("This licence forbids commercial use. Accept it?", default=False, err=True):
+        err.print(f"licence not accepted; {declined}", highlight=False)
+        raise typer.Exit(int(Exit.SOME_FAILED))
+    return True
 
 
 @app.command("add", short_help="Register a checkpoint of your own.")
@@ -160,7 +166,7 @@ def add_command(
                 raise weights.WeightsError("give one checkpoint file (several files only with --like)")
             entry = weights.add(files[0], name=name)
         else:
-            accepted = _accepted(like, accept_license)
+            accepted = _accepted(like, accept_license, declined="nothing was converted")
             entry = weights.add_like(
                 list(files), name=name, like=like, accept_license=accepted, other_weights=other_weights
             )
@@ -181,7 +187,7 @@ def pull_command(
     non-commercial licence is shown and must be accepted (--accept-license, or yes when asked); refusing
     downloads nothing. An interrupted download resumes where it stopped when run again.
     """
-    accepted = _accepted(name, accept_license)
+    accepted = _accepted(name, accept_license, declined="nothing was downloaded")
     with library_errors(), _progress(name) as progress:
         path = weights.pull(name, progress=progress, accept_license=accepted)
     out.print(str(path), highlight=False, markup=False)
