@@ -116,7 +116,7 @@ def test_a_database_from_an_older_schema_is_migrated_keeping_its_rows(tmp_path: 
     photos.mkdir()
     (photos / "p.jpg").write_bytes(g.encode(g.scene(1, (64, 48)), "JPEG"))
     store = Store(db)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION  # every migration ran
     assert store.conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
     assert store.conn.execute("SELECT content_hash FROM images").fetchall() == [("h1",)]
     assert store.groups() == {} and store.group_fingerprint() is None  # the v2 tables exist, empty
