@@ -17,6 +17,7 @@ import itertools
 import os
 import secrets
 import shutil
+import stat
 import sys
 from collections.abc import Callable, Container, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -95,9 +96,19 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iter
     """A temporary path beside ``path`` for the body to write (by name: ``torch.save``, safetensors'
     ``save_file``, a copy); when the body finishes, the file is flushed and given its name by
     :func:`publish`. When the body raises, ``path`` is untouched and the temporary file removed."""
-    with staged(path) as (_, temporary):
+    with staged(path) as (handle, temporary):
         yield temporary
+        _mode_as_staged(handle, temporary)
         publish(temporary, path, overwrite=overwrite)
+
+
+def _mode_as_staged(handle: int, temporary: str) -> None:
+    """Give a file that the body wrote in place of the staged one (safetensors' ``save_file`` writes its
+    own temporary file, mode 0600, and renames it over the name it is given) the staged file's permissions:
+    the umask's, as any new file. A body that wrote into the staged file keeps what it set (copystat)."""
+    staged_stat, written = os.fstat(handle), os.stat(temporary)
+    if (written.st_dev, written.st_ino) != (staged_stat.st_dev, staged_stat.st_ino):
+        os.chmod(temporary, stat.S_IMODE(staged_stat.st_mode))
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, *, overwrite: bool) -> None:

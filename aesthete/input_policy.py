@@ -55,6 +55,12 @@ class InputPolicy:
     version: int = 1
     resample: Resample = "bilinear"
 
+    def __post_init__(self) -> None:
+        for name in ("size", "resize_short", "max_long_side", "patch"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"input {name} must be a positive number of pixels, not {value!r}")
+
     @property
     def key(self) -> str:
         """A short, stable identifier for the cache: change any field and the key changes."""

@@ -142,13 +142,57 @@ def test_weights_list_keeps_urls_whole_at_120_columns() -> None:
         assert sum(entry.url in line for line in lines) == 1
 
 
+def models_rows(lines: list[str]) -> list[list[str]]:
+    """The words of each model's first line in the `models` table (its name first)."""
+    body = lines[lines.index(next(line for line in lines if line.startswith("─"))) + 1 :]
+    return [line.split() for line in body if line[:1].strip()]
+
+
 def test_models_table_shows_every_model_name_whole_at_80_columns() -> None:
     from aesthete.model_info import model_names
 
     lines = table_lines(["models", "--no-count"], 80)
     assert max(map(len, lines)) <= 80
-    first_cells = {line.split("│")[1].strip() for line in lines if line.startswith("│")}
+    first_cells = {row[0] for row in models_rows(lines)}
     assert set(model_names(scoring=True)) <= first_cells  # as `score --model` takes them: never "laion-aesth…"
+
+
+def test_models_table_wraps_a_long_list_of_weights_at_80_columns(tiny_checkpoints: dict[str, Path]) -> None:
+    """Many registered weights take lines in their own column; the other columns keep their room."""
+    from aesthete import weights
+    from aesthete.model_info import model_names
+
+    names = {arch: [f"{arch}-ava-run-{k}" for k in range(8)] for arch in ("nima", "hla-gcn")}
+    for arch, registered in names.items():
+        for name in registered:
+            weights.add(tiny_checkpoints[arch], name=name)
+    for args in (["models"], ["models", "--no-count"]):
+        lines = table_lines(args, 80)
+        assert max(map(len, lines)) <= 80, "\n".join(lines)
+        header = lines[0].split()
+        assert header == ["model", *(["params"] if args == ["models"] else []), "backbone", "bins", "input", "weights"]
+        rows = {row[0]: row for row in models_rows(lines)}
+        assert set(rows) == set(model_names(scoring=True)), "\n".join(lines)
+        backbone = header.index("backbone")  # the cells before it are one word on a model's first line
+        assert rows["apm"][backbone] == "resnet101"  # whole, beside its model
+        assert rows["laion-aesthetic"][backbone : backbone + 2] == ["-", "one"]  # "one score", not "bins 0"
+        line_ends = {line.split()[-1] for line in lines if line.strip()}
+        for registered in names.values():  # whole, one a line: the list wraps after its commas
+            assert {f"{name}," for name in registered[:-1]} | {registered[-1]} <= line_ends, "\n".join(lines)
+
+
+def test_models_table_folds_a_weights_name_too_long_for_80_columns(tiny_checkpoints: dict[str, Path]) -> None:
+    """A name wider than the room left folds over lines; the table still fits and the model names stay whole."""
+    from aesthete import weights
+    from aesthete.model_info import model_names
+
+    long_name = "nima-ava-resnet50-300px-sgd-lr0.01-run-of-2024-06-15"
+    weights.add(tiny_checkpoints["nima"], name=long_name)
+    lines = table_lines(["models"], 80)
+    assert max(map(len, lines)) <= 80, "\n".join(lines)
+    assert {row[0] for row in models_rows(lines)} == set(model_names(scoring=True))
+    start = lines[0].index("weights")  # the last column: its cells, line after line, hold the name whole
+    assert long_name in "".join(line[start:].strip() for line in lines[2:])
 
 
 def test_models_says_which_weights_to_pull_for_the_models_that_have_none() -> None:
@@ -156,8 +200,7 @@ def test_models_says_which_weights_to_pull_for_the_models_that_have_none() -> No
 
     result = runner.invoke(app, ["models", "--no-count"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
-    rows = [line.split("│") for line in result.stdout.splitlines() if line.startswith("│")]
-    assert {row[6].strip() for row in rows if row[1].strip()} == {"none"}  # nothing pulled in a fresh home
+    assert {row[-1] for row in models_rows(result.stdout.splitlines())} == {"none"}  # nothing pulled, fresh home
     pullable = [entry for entry in weights.list_weights() if entry.kind == "aesthetic" and entry.url]
     note = " ".join(result.stderr.split())  # on stderr, wrapped at 80 columns
     assert pullable and note.startswith("note: weights none: `aesthete weights pull NAME` gets")

@@ -83,3 +83,22 @@ def test_copying_a_read_only_photo_keeps_its_mode_and_time(tmp_path: Path, monke
     assert stat.S_IMODE(copy.stat().st_mode) == 0o444
     assert seen == ["file", "folder"]
     assert os.listdir(album) == ["photo.jpg"]
+
+
+def test_a_file_the_body_wrote_in_place_of_the_temporary_gets_the_mode_of_any_new_file(tmp_path: Path) -> None:
+    """safetensors' save_file renames its own 0600 temporary over the name it is given: the published
+    checkpoint still gets the umask's mode, as torch.save's state.pt and metrics.json do (field test)."""
+    import torch
+    from safetensors.torch import save_file
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    plain = tmp_path / "metrics.json"
+    fileops.atomic_write_text(plain, "{}")
+    expected = 0o666 & ~umask
+    assert stat.S_IMODE(plain.stat().st_mode) == expected
+    checkpoint = tmp_path / "model.safetensors"
+    with fileops.atomic_path(checkpoint) as temporary:
+        save_file({"w": torch.zeros(2)}, temporary)
+    assert stat.S_IMODE(checkpoint.stat().st_mode) == expected
+    assert sorted(os.listdir(tmp_path)) == ["metrics.json", "model.safetensors"]

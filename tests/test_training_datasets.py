@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +37,13 @@ def ava_row(index: int, image_id: int, counts: list[int]) -> str:
 
 
 def write_ava(root: Path, n: int, *, images_dir: str = "images", test_ids: list[int] | None = None) -> list[int]:
-    """n good rows (ids 1000..), plus a malformed line, a vote-less row and a duplicate id."""
+    """n good rows (ids 1000..), plus a malformed line, a vote-less row, a row with a negative count and a
+    duplicate id."""
     root.mkdir(parents=True, exist_ok=True)
     ids = list(range(1000, 1000 + n))
     rows = [ava_row(i + 1, image_id, [i % 7, 1, 2, 3, 4, 5, 4, 3, 2, 1]) for i, image_id in enumerate(ids)]
     rows += ["999 not a row", ava_row(n + 2, 5000, [0] * 10), ava_row(n + 3, ids[0], [1] * 10)]
+    rows.append(ava_row(n + 4, 5001, [3, 2, -1, 4, 4, 4, 4, 4, 4, 4]))
     (root / "AVA.txt").write_text("\n".join(rows) + "\n")
     folder = root / images_dir if images_dir else root
     for k, image_id in enumerate(ids):
@@ -63,7 +66,13 @@ def test_ava_reads_votes_and_the_official_test_list(tmp_path: Path) -> None:
     np.testing.assert_array_equal(splits.test.votes[row], [3, 1, 2, 3, 4, 5, 4, 3, 2, 1])
     np.testing.assert_allclose(splits.test.dist.sum(axis=1), 1.0)
     assert splits.test.paths[row] == tmp_path / "images" / "1003.jpg"
-    assert splits.report.dropped == {"malformed line in AVA.txt": 1, "no votes": 1, "duplicate id in AVA.txt": 1}
+    assert splits.report.dropped == {
+        "malformed line in AVA.txt": 1,
+        "no votes": 1,
+        "negative vote count": 1,
+        "duplicate id in AVA.txt": 1,
+    }
+    assert splits.report.examples["negative vote count"] == ["5001"]
     assert any("1 ids of generic_test.jpgl" in note for note in splits.report.notes)
     assert sorted(splits.train.ids + splits.val.ids + splits.test.ids) == [str(i) for i in ids]
 
@@ -190,6 +199,51 @@ def test_aadb_needs_the_rating_file(tmp_path: Path) -> None:
     (tmp_path / "AADB_AllinAll.csv").unlink()
     with pytest.raises(DatasetError, match="AllinAll"):
         read_aadb(tmp_path)
+
+
+def small_aadb(root: Path) -> list[str]:
+    """Three images rated twice each: two to train, one to validate and test."""
+    names = [f"farm1_{100 + i}_{5000 + i}_abc_b.jpg" for i in range(3)]
+    write_aadb(root, {n: [3, 4] for n in names}, {"Train": names[:2], "Validation": names[2:], "Test": names[2:]})
+    return names
+
+
+@pytest.mark.parametrize("bad", ["foo.jpg notanumber", "foo.jpg", "foo.jpg nan"])
+def test_aadb_refuses_a_damaged_label_list_naming_file_and_line(tmp_path: Path, bad: str) -> None:
+    """The split is the benchmark's: a line that cannot be read stops the read, never drops an image."""
+    names = small_aadb(tmp_path)
+    score_list = tmp_path / "imgListFiles_label" / "imgListTrainRegression_score.txt"
+    score_list.write_text(f"{names[0]} 0.5\n{names[1]} 0.5\n\n{bad}\n")
+    with pytest.raises(DatasetError, match=re.escape(f"imgListTrainRegression_score.txt:4: '{bad}' is not")):
+        read_aadb(tmp_path)
+
+
+def test_aadb_names_the_rating_columns_that_are_missing(tmp_path: Path) -> None:
+    small_aadb(tmp_path)
+    ratings = tmp_path / "AADB_AllinAll.csv"
+    ratings.write_text(ratings.read_text().replace("Answer.overallScore", "Answer.comment"))
+    with pytest.raises(DatasetError, match=r"has no Answer\.overallScore1, .*Answer\.overallScore10 column"):
+        read_aadb(tmp_path)
+
+
+def test_train_reports_a_damaged_aadb_list_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from aesthete.cli import app
+
+    root = tmp_path / "AADB"
+    small_aadb(root)
+    (root / "imgListFiles_label" / "imgListTestRegression_score.txt").write_text("x.jpg notanumber\n")
+    recipe = tmp_path / "mine.toml"
+    recipe.write_text('model = "nima"\ndataset = "aadb"\n[model_config]\nbins = 5\nbackbone = "resnet18"\n')
+    result = CliRunner().invoke(
+        app,
+        ["train", "--recipe", str(recipe), "--data-root", str(root), "--output", str(tmp_path / "run"),
+         "--no-pretrained", "--device", "cpu", "--workers", "0"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "imgListTestRegression_score.txt:1: 'x.jpg notanumber'" in lines[0], result.output
 
 
 # -- the data pipeline ------------------------------------------------------------------------------

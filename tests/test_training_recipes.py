@@ -1,5 +1,6 @@
 """Every paper run has a recipe in ``train/`` that loads and resolves, carries the paper's numbers, and can
-be printed (``--dry-run``) and overridden from the command line. Torch-free: no model is built here."""
+be printed (``--dry-run``) and overridden from the command line. Models are built only on the meta device
+(``--dry-run`` checks the recipe's model that way): shapes, no weights."""
 
 from __future__ import annotations
 
@@ -222,6 +223,15 @@ def test_a_recipe_file_can_be_passed(tmp_path: Path) -> None:
         (["nima", "--dataset", "aadb"], "no recipe for model 'nima' on aadb"),
         (["hla-gcn-r50-ava", "--dataset", "aadb"], "is for ava, not aadb"),
         (["--recipe", "missing.toml"], "does not exist"),
+        # Values only the model's builder knows are wrong: refused before anything starts, as a run refuses them.
+        (["nima", "--set", "model_config.backbone=resnet9"], "does not build nima: unknown backbone 'resnet9'"),
+        (["nima", "--set", "model_config.backbon=resnet18"], "unexpected keyword argument 'backbon'"),
+        (["nima", "--set", "model_config.resize=squash"], "resize must be 'warp' or 'center_crop'"),
+        (["nima", "--set", "model_config.input_size=0"], "input size must be a positive number of pixels"),
+        (["hla-gcn", "--set", "model_config.blocks=9"], "blocks must be 1..4"),
+        (["apm-r101-ava-semantic", "--set", "teacher=resnet9"], "teacher 'resnet9' is not a torchvision"),
+        (["nima", "--set", "data.val_size=-5"], "data.val_size must be at least 0, not -5"),
+        (["hla-gcn", "--dataset", "aadb", "--set", "data.min_ratings=0"], "data.min_ratings must be at least 1"),
     ],
 )
 def test_bad_overrides_are_one_line_errors_with_exit_2(args: list[str], message: str) -> None:
@@ -239,13 +249,28 @@ def test_train_needs_a_data_root() -> None:
     assert "--data-root is required" in result.output
 
 
-def test_dry_run_does_not_import_torch() -> None:
-    """``--dry-run`` and ``--help`` stay instant: nothing on their path imports torch."""
+def test_help_does_not_import_torch() -> None:
+    """``train --help`` stays instant: nothing on its path imports torch (``--dry-run`` does, to build the
+    model on the meta device)."""
     code = (
         "import sys\nfrom aesthete.cli import app\n"
-        "try:\n    app(['train', 'hla-gcn', '--dry-run'])\nexcept SystemExit:\n    pass\n"
+        "try:\n    app(['train', '--help'])\nexcept SystemExit:\n    pass\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    assert re.search(r'^model = "hla-gcn"$', result.stdout, re.M)
+    assert re.search(r"--dry-run", result.stdout)
+
+
+def test_a_run_refuses_a_model_it_cannot_build_before_reading_data(tmp_path: Path) -> None:
+    """The run checks what ``--dry-run`` checks, before the data root is looked at or --output made."""
+    output = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        ["train", "nima", "--data-root", str(tmp_path), "--output", str(output), "--device", "cpu",
+         "--set", "model_config.backbone=resnet9"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "unknown backbone 'resnet9'" in lines[0], result.output
+    assert not output.exists()

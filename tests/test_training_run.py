@@ -289,6 +289,33 @@ def test_eval_errors_are_one_line(ava_root: Path, tmp_path: Path, uninterrupted:
 
 
 # --------------------------------------------------------------------------------------------------
+# A run that cannot start
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [("no dataset", "no AVA.txt"), ("nothing to resume", "--resume: no training state"), ("folder made", "no AVA")],
+)
+def test_a_run_that_fails_to_start_leaves_no_folder_it_made(tmp_path: Path, case: str, message: str) -> None:
+    """A failed start says why in one line (exit 2) and removes the run folder, and the parents, that it
+    made; a folder that was there before is kept (field test: an empty --output was left behind)."""
+    data_root = tmp_path / "not-ava"
+    data_root.mkdir()
+    output = tmp_path / "runs" / "nima"
+    if case == "folder made":
+        output.mkdir(parents=True)
+    args = ["train", "nima", "--data-root", str(data_root), "--output", str(output), "--device", "cpu"]
+    for text in TINY:
+        args += ["--set", text]
+    result = runner.invoke(app, [*args, *(["--resume"] if case == "nothing to resume" else [])])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.output
+    assert sorted(os.listdir(tmp_path)) == (["not-ava", "runs"] if case == "folder made" else ["not-ava"])
+    assert output.is_dir() == (case == "folder made")
+
+
+# --------------------------------------------------------------------------------------------------
 # ImageNet initialisation
 
 

@@ -303,7 +303,8 @@ def fitted_table(columns: Sequence[Cells], title: str | None = None, width: int 
     """A table of ``columns`` whose every line fits ``width`` (default: the terminal's): columns that may
     go are dropped (lowest ``drop`` first) while the paths would get under :data:`PATH_ROOM` cells, the
     paths are shortened from the middle (:func:`shorten_paths`) to the room left, and wrapping columns
-    share what remains. ``rank``, ``cull`` and ``failures`` draw their tables with it."""
+    share what remains (where even their longest words do not fit, the widest folds its words first).
+    ``rank``, ``cull``, ``failures`` and ``models`` draw their tables with it."""
     width = width or out.width
     shown = list(columns)
     path_column = next((c for c in shown if c.paths), None)
@@ -320,6 +321,12 @@ def fitted_table(columns: Sequence[Cells], title: str | None = None, width: int 
         shown = [path_column if c.paths else c for c in shown]
     widths = [min(c.natural(), max(room(shown), 1)) if c.paths else c.least() for c in shown]
     spare = width - _gaps(len(shown)) - sum(widths)
+    while spare < 0:  # too narrow even for whole words: the widest wrapping column folds its words first
+        widest = max((i for i, c in enumerate(shown) if c.wrap and widths[i] > 1), key=widths.__getitem__, default=None)
+        if widest is None:
+            break
+        widths[widest] -= 1
+        spare += 1
     for index, column in enumerate(shown):  # what is left widens the wrapping columns, up to all they need
         if column.wrap and spare > 0:
             extra = min(spare, column.natural() - widths[index])

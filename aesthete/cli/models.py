@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Column, Table
 
-from aesthete.cli.common import JsonOption, library_errors, out, print_json, print_notes
+from aesthete.cli.common import Cells, JsonOption, fitted_table, library_errors, out, print_json, print_notes
 
 
 @library_errors()
@@ -33,22 +32,28 @@ def models_command(
     if as_json:
         print_json({"models": rows})
         return
-    table = Table("params", "backbone", "bins", "input")
-    # The names are what `score --model` and `--weights` take: never wrapped or shortened, whatever the
-    # terminal's width.
-    name_width = max(len(row["name"]) for row in rows)
-    table.columns.insert(0, Column("model", no_wrap=True, min_width=name_width))
-    weights_width = max([len("none")] + [len(", ".join(row["weights"])) for row in rows])
-    table.columns.append(Column("weights", no_wrap=True, min_width=weights_width))
-    for row in rows:
-        params = f"{row['parameters'] / 1e6:.1f}M" if row["parameters"] else "-"
-        others = [f"{v} {n / 1e6:.1f}M" for v, n in row["variants"].items() if v != row["variant"]]
-        if others:  # the default variant's count first, the others after it
-            params += f" ({row['variant']}; {', '.join(others)})"
-        weights = ", ".join(row["weights"]) or "[yellow]none[/]"
-        table.add_row(row["name"], params, row["backbone"] or "-", str(row["bins"]), row["input"], weights)
-    out.print(table)
+    # Fitted to the terminal: the model names, as `score --model` takes them, are never cut. A model's
+    # weights wrap after their commas (the column is as wide as the longest name and its comma, where the
+    # terminal has room for that), so a long list takes lines, not the room of the other columns.
+    longest = max(len(name) for row in rows for name in row["weights"] or ["none"])
+    columns = [Cells("model", [row["name"] for row in rows])]
+    if count:
+        columns.append(Cells("params", [_parameters(row) for row in rows], wrap=True))
+    columns += [
+        Cells("backbone", [row["backbone"] or "-" for row in rows]),
+        Cells("bins", [str(row["bins"]) if row["bins"] else "one score" for row in rows], wrap=True),
+        Cells("input", [row["input"] for row in rows], wrap=True),
+        Cells("weights", [", ".join(row["weights"]) or "none" for row in rows], wrap=True, min_width=longest + 1),
+    ]
+    out.print(fitted_table(columns))
     if any(not row["weights"] for row in rows):
         to_pull = f"`aesthete weights pull NAME` gets {', '.join(pullable)}; " if pullable else ""
         print_notes([f"weights none: {to_pull}`aesthete weights add FILE` registers a checkpoint; "
                      "`aesthete train MODEL` trains one"])  # fmt: skip
+
+
+def _parameters(row: dict[str, Any]) -> str:
+    """The default variant's parameter count first, the other variants' after it."""
+    text = f"{row['parameters'] / 1e6:.1f}M"
+    others = [f"{v} {n / 1e6:.1f}M" for v, n in row["variants"].items() if v != row["variant"]]
+    return f"{text} ({row['variant']}; {', '.join(others)})" if others else text

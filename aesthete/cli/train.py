@@ -1,8 +1,8 @@
 """``aesthete train`` and ``aesthete eval``: reproduce a paper's AVA/AADB run, and measure any checkpoint.
 
 Thin on purpose: options become a resolved recipe and run options, the library does the work
-(:mod:`aesthete.training`). Nothing here imports torch at module level, so ``--help`` and
-``--dry-run`` start instantly.
+(:mod:`aesthete.training`). Nothing here imports torch at module level, so ``--help`` starts instantly;
+``--dry-run`` imports it to build the model on the meta device, as a run does before it reads any data.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def train_command(
     a self-describing checkpoint for `aesthete weights add`.
     """
     from aesthete.training.options import RunOptions
-    from aesthete.training.preflight import choose_recipe
+    from aesthete.training.preflight import check_model, choose_recipe
     from aesthete.training.recipes import parse_override, to_toml
 
     with library_errors():
@@ -74,6 +74,7 @@ def train_command(
         if no_pretrained:
             overrides.append(("train.pretrained", False))
         path, resolved = choose_recipe(model_or_recipe, recipe, dataset, overrides)
+        check_model(resolved)
     if dry_run:
         out.print(f"# recipe {resolved['name']} from {path}", highlight=False, markup=False)
         out.print(to_toml(resolved), highlight=False, markup=False, end="")

@@ -7,6 +7,8 @@ What was confirmed from public code and the dataset author's own answer (see doc
   ``BalacingElements``. Attributes are read into [0, 1], the range PEAR's prior trains on: nine are
   published in [-1, 1] and are mapped by ``(v + 1) / 2``; Repetition and Symmetry are published in
   [0, 1] and kept (the split of ranges is taken from public AADB loaders, not from the release notes).
+- The lists are the benchmark's fixed split: a line that cannot be read is an error naming its file and
+  line, not a skipped image (AVA.txt's damaged rows are skipped and counted instead).
 - Train + Validation + Test hold 9,958 images (8,458 / 500 / 1,000: the papers' "8,500 / 500 / 1,000").
   ``TestNew`` is the same test set without 127 images the author judged bad (adult content, cartoons);
   HLA-GCN's loader reads ``Test``, so ``test_list = "auto"`` does too when it exists.
@@ -29,6 +31,7 @@ paper's ``ceil(S/2) = 3``: that is the recipe's ``[eval] threshold``, not this r
 from __future__ import annotations
 
 import csv
+import math
 import re
 from collections import defaultdict
 from collections.abc import Mapping
@@ -104,6 +107,11 @@ def read_ratings(path: Path, report: ReadReport) -> dict[str, np.ndarray]:
         slots = sorted(int(m.group(1)) for c in reader.fieldnames or [] if (m := _URL_COLUMN.match(c)))
         if not slots:
             raise DatasetError(f"{path} has no Input.image_url<k> columns; not the AADB Mechanical Turk results")
+        missing = [f"Answer.overallScore{k}" for k in slots if f"Answer.overallScore{k}" not in reader.fieldnames]
+        if missing:
+            raise DatasetError(
+                f"{path} has no {', '.join(missing)} column(s) for its image URLs; not the AADB Mechanical Turk results"
+            )
         for row in reader:
             for k in slots:
                 url, answer = row.get(f"Input.image_url{k}") or "", row.get(f"Answer.overallScore{k}") or ""
@@ -127,11 +135,24 @@ def attribute_unit(name: str, value: float) -> float:
 
 
 def read_list(path: Path) -> dict[str, float]:
+    """Image file name -> value, from a label list. The lists are the benchmark's fixed split: a line that
+    is not ``<image file name> <number>`` is refused with its file and line, never skipped (dropping a
+    test image would change the benchmark without a word)."""
     values = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         tokens = line.split()
-        if len(tokens) >= 2:
-            values[tokens[0]] = float(tokens[1])
+        if not tokens:
+            continue
+        try:
+            value = float(tokens[1])
+        except (IndexError, ValueError):  # a name alone, or a value that is no number
+            value = math.nan
+        if not math.isfinite(value):
+            raise DatasetError(
+                f"{path}:{number}: {line.strip()!r} is not '<image file name> <number>'; AADB's splits are "
+                "fixed, so a damaged label list is not read (restore it from the release)"
+            )
+        values[tokens[0]] = value
     return values
 
 

@@ -44,7 +44,8 @@ def find_ava_txt(root: Path) -> Path:
 
 
 def parse_ava_txt(path: Path, report: ReadReport) -> tuple[list[str], np.ndarray]:
-    """Image ids and (N, 10) vote counts; malformed, duplicate and vote-less rows go to the report."""
+    """Image ids and (N, 10) vote counts; malformed, duplicate, vote-less rows and rows with a negative
+    count go to the report."""
     ids: list[str] = []
     votes: list[list[float]] = []
     seen: set[str] = set()
@@ -63,7 +64,9 @@ def parse_ava_txt(path: Path, report: ReadReport) -> tuple[list[str], np.ndarray
                 continue
             if image_id in seen:
                 report.drop("duplicate id in AVA.txt", image_id)
-            elif sum(counts) <= 0 or min(counts) < 0:
+            elif min(counts) < 0:
+                report.drop("negative vote count", image_id)
+            elif sum(counts) == 0:
                 report.drop("no votes", image_id)
             else:
                 seen.add(image_id)

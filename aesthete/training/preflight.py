@@ -1,9 +1,10 @@
 """The checks ``aesthete train`` makes before it starts a process: which recipe the arguments name,
-whether the processes asked for can run here, and whether the run folder and data root are what the
-run needs. Each raises a library error with a one-line message, so a mistake is reported before
-torchrun starts N processes that would each fail in its own report.
+whether its model builds, whether the processes asked for can run here, and whether the run folder and
+data root are what the run needs. Each raises a library error with a one-line message, so a mistake is
+reported before any data is read, and before torchrun starts N processes that would each fail in its
+own report.
 
-Torch-free except :func:`check_gpus`, which imports torch only when GPUs are asked for.
+Torch-free except :func:`check_model` (``--dry-run`` too) and :func:`check_gpus`, which import torch.
 """
 
 from __future__ import annotations
@@ -41,6 +42,26 @@ def choose_recipe(
     if dataset and raw.get("dataset") != dataset:
         raise RecipeError(f"recipe {raw['name']} is for {raw.get('dataset')}, not {dataset}")
     return path, resolve(raw, overrides)
+
+
+def check_model(recipe: dict[str, Any]) -> None:
+    """Build the recipe's model on PyTorch's meta device (shapes only: no memory, no weights, milliseconds
+    once torch is imported), so that whatever its builder refuses -- an unknown backbone, ``model_config``
+    key or choice -- is a one-line :class:`RecipeError`, and check that ``teacher`` names a torchvision
+    classifier. The builders hold the rules; nothing here repeats them."""
+    import torch
+    import torchvision
+
+    from aesthete.models import get_model
+
+    try:
+        with torch.device("meta"):
+            get_model(recipe["model"], **recipe["model_config"])
+    except (TypeError, ValueError) as exc:  # the builders' refusals (TypeError: a key they do not take)
+        raise RecipeError(f"model_config does not build {recipe['model']}: {exc}") from None
+    teacher = recipe["teacher"]
+    if teacher and teacher not in torchvision.models.list_models(module=torchvision.models):
+        raise RecipeError(f"teacher {teacher!r} is not a torchvision ImageNet classifier (e.g. resnet101)")
 
 
 def plan_processes(*, gpus: int, nproc: int, nodes: int, node_rank: int, device: str) -> tuple[int, str]:

@@ -92,7 +92,22 @@ _CHOICES = {
     ("train", "amp"): ("bf16", "fp16", "none"),
     ("eval", "rule"): (">=", ">"),
 }
-_POSITIVE = {("train", "epochs"), ("train", "batch_size"), ("augment", "patches"), ("augment", "bucket_step")}
+# The smallest value each counting key takes: a count below it means nothing, and would otherwise fail in
+# the middle of reading the data or building the optimiser (a negative data.val_size as a NumPy traceback).
+_MINIMUM = {
+    ("train", "epochs"): 1,
+    ("train", "batch_size"): 1,
+    ("augment", "patches"): 1,
+    ("augment", "bucket_step"): 1,
+    ("data", "min_ratings"): 1,  # 0 would keep photos without a vote, which have no distribution
+    ("data", "val_size"): 0,
+    ("train", "micro_batch"): 0,
+    ("train", "eval_batch_size"): 0,
+    ("train", "workers"): 0,
+    ("train", "checkpoint_every"): 0,
+    ("optim", "momentum"): 0,
+    ("optim", "weight_decay"): 0,
+}
 
 
 class RecipeError(AestheteError, ValueError):
@@ -255,9 +270,9 @@ def _validate(recipe: dict[str, Any]) -> None:
     for (table, key), choices in _CHOICES.items():
         if recipe[table][key] not in choices:
             raise RecipeError(f"{table}.{key} must be one of {', '.join(choices)}, not {recipe[table][key]!r}")
-    for table, key in _POSITIVE:
-        if recipe[table][key] < 1:
-            raise RecipeError(f"{table}.{key} must be at least 1")
+    for (table, key), minimum in _MINIMUM.items():
+        if recipe[table][key] < minimum:
+            raise RecipeError(f"{table}.{key} must be at least {minimum}, not {recipe[table][key]!r}")
     if recipe["optim"]["lr"] <= 0:
         raise RecipeError("optim.lr must be positive")
     schedule = recipe["schedule"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,9 +160,32 @@ def run(
     try:
         if not ctx.main:
             say, progress = None, None
-        return _run(ctx, recipe, options, on_step, say or _quiet, progress or _no_progress)
+        with _run_folder(Path(options.output), ctx.main):
+            return _run(ctx, recipe, options, on_step, say or _quiet, progress or _no_progress)
     finally:
         teardown(ctx)
+
+
+@contextlib.contextmanager
+def _run_folder(output: Path, main: bool) -> Iterator[None]:
+    """On rank 0, remove the run folder (and the parents made for it) again when the run fails before
+    writing anything into it -- a data root that is no dataset, ``--resume`` without a state, Ctrl-C before
+    the first checkpoint -- so that a failed start leaves no empty folder behind. A folder that holds
+    anything is kept."""
+    made = []
+    folder = output
+    while main and not folder.exists():
+        made.append(folder)  # deepest first
+        folder = folder.parent
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or not ours to remove): kept, and so are its parents
+                break
+        raise
 
 
 def _run(
