@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from aesthete.errors import AestheteError
+from aesthete.fileops import atomic_path
 
 FORMAT = "aesthete-personal/1"
 MIN_RATINGS = 20  # below this a 5-fold cross-validation has 4 photos per fold: its figures mean nothing
@@ -544,7 +545,8 @@ def save_head(head: Head, path: str | os.PathLike[str], cv: CrossValidation | No
         "mean": np.ascontiguousarray(head.mean, dtype=np.float32),
         "scale": np.ascontiguousarray(head.scale, dtype=np.float32),
     }
-    save_file(tensors, str(path), metadata=metadata)
+    with atomic_path(path, overwrite=True) as temporary:  # (and the mode any new file gets: see atomic_path)
+        save_file(tensors, str(temporary), metadata=metadata)
 
 
 def _open_head(path: str | os.PathLike[str], tensors: Sequence[str] = ()) -> tuple[dict[str, str], dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,9 @@ def test_saved_head_describes_itself(tmp_path: Path) -> None:
         meta = f.metadata()
     assert meta["format"] == personal.FORMAT and '"folds": 5' in meta["cross_validation"]
     assert path.stat().st_size < 4096
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as any new file (safetensors' own writes are 0600)
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     with pytest.raises(PersonalError, match="cannot read it"):
         personal.load_head(tmp_path / "junk.safetensors")
