@@ -119,3 +119,23 @@ def test_commands_map_library_errors(tmp_path: Path) -> None:
     assert stars.exit_code == Exit.USAGE and "only apply with --xmp" in stars.output
     mode = runner.invoke(app, ["cull", "--mode", "move", "--db", db])
     assert mode.exit_code == Exit.USAGE and "--mode must be one of" in mode.output
+
+
+def test_score_refuses_an_unknown_device_even_when_no_model_is_loaded(tmp_path: Path) -> None:
+    from aesthete.devices import EngineError, check_device_name
+
+    for good in ("auto", "cpu", "cuda", "cuda:1", "mps"):
+        check_device_name(good)
+    for bad in ("tpu", "gpu0", "cuda:", "cuda:x", "CPU", "cpu:0"):
+        with pytest.raises(EngineError, match="unknown device"):
+            check_device_name(bad)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "a.png").write_bytes(b"")  # found, fails to read: nothing needs a model either
+    for folder in ("empty", "one"):
+        result = runner.invoke(
+            app, ["score", str(tmp_path / folder), "--device", "tpu", "--db", str(tmp_path / "x.db")]
+        )
+        assert result.exit_code == Exit.USAGE, (folder, result.output)
+        # (stripped: the progress display, stopped by the error, leaves an empty line on a non-terminal)
+        assert result.stderr.strip() == "error: unknown device 'tpu'; use auto, cpu, cuda, cuda:N or mps"
