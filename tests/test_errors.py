@@ -121,6 +121,23 @@ def test_commands_map_library_errors(tmp_path: Path) -> None:
     assert mode.exit_code == Exit.USAGE and "--mode must be one of" in mode.output
 
 
+def test_conflicting_output_flags_are_a_usage_error_before_anything_is_done(tmp_path: Path) -> None:
+    from test_cli_tables import write_library
+
+    db = str(tmp_path / "x.db")
+    write_library(tmp_path / "x.db")
+    rejects = tmp_path / "rejects"
+    for args in (["rank", "--json", "--csv"], ["rank", "--paths", "--json"], ["rank", "--csv", "--paths"],
+                 ["cull", "--json", "--paths", "--move-rejects", str(rejects)]):  # fmt: skip
+        result = runner.invoke(app, [*args, "--db", db])
+        assert result.exit_code == Exit.USAGE, (args, result.output)
+        assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1, (args, result.output)
+        assert "cannot be used together: choose one output" in result.stderr
+    assert not rejects.exists()  # refused before any file action
+    both = runner.invoke(app, ["rank", "--json", "--csv", "--paths", "--db", db])
+    assert "--json and --csv and --paths cannot be used together" in both.stderr
+
+
 def test_score_refuses_an_unknown_device_even_when_no_model_is_loaded(tmp_path: Path) -> None:
     from aesthete.devices import EngineError, check_device_name
 

@@ -24,6 +24,7 @@ from aesthete.cli.common import (
     fail,
     fitted_table,
     library_errors,
+    one_output,
     opened_store,
     out,
     print_csv,
@@ -65,6 +66,7 @@ def rank_command(
     """List cached photos, best first, with filters."""
     from aesthete.select import rank
 
+    one_output(json=as_json, csv=as_csv, paths=paths_only)
     filters = Filters(min_score, max_score, since, until, camera, lens, faces, eyes_open)
     with opened_store(db) as store:
         ranking = rank(

@@ -105,6 +105,14 @@ def fail(message: str, code: Exit = Exit.USAGE) -> NoReturn:
     raise typer.Exit(int(code))
 
 
+def one_output(**chosen: bool) -> None:
+    """Exit with a usage error when more than one output format is asked for (``json=True, csv=True``):
+    one of them would be printed and the others silently ignored. Called first, before any work."""
+    given = [f"--{name}" for name, on in chosen.items() if on]
+    if len(given) > 1:
+        fail(f"{' and '.join(given)} cannot be used together: choose one output")
+
+
 def exit_code(error: AestheteError) -> Exit:
     """The exit code for ``error``, from :data:`EXIT_CODES`."""
     for cls in type(error).__mro__:

@@ -28,6 +28,7 @@ from aesthete.cli.common import (
     err,
     fail,
     library_errors,
+    one_output,
     opened_store,
     out,
     print_json,
@@ -102,6 +103,7 @@ def cull_command(
     """
     from aesthete.culling import CullOptions, apply, parse_keep
 
+    one_output(json=as_json, paths=paths_only)  # before any file action
     options = CullOptions(
         roots=[str(p) for p in paths or []], top=top, keep_percent=parse_keep(keep) if keep is not None else None,
         min_score=min_score, model=model, weights=weights, group=not no_group, reject_blurry=reject_blurry,
