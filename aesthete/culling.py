@@ -26,8 +26,9 @@ from aesthete.xmp import PICK_RATING, SidecarResult, clear_sidecars, quantile_st
 class CullOptions:
     """What to pick (the options of :func:`aesthete.select.cull`) and what to do with the picks.
 
-    Checked when made, before any database is opened: a bad ``mode`` or ``stars``/``label`` without
-    ``xmp`` raises :class:`aesthete.errors.OptionError`.
+    Checked when made, before any database is opened: a bad ``mode``, ``stars``/``label`` without
+    ``xmp``, or an ``export``/``move_rejects`` folder that is an existing file raises
+    :class:`aesthete.errors.OptionError`.
     """
 
     roots: Sequence[str] = ()  # empty: the folders of the last ``score`` run
@@ -57,6 +58,9 @@ class CullOptions:
             raise OptionError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if (self.stars or self.label is not None or self.clear_previous) and not self.xmp:
             raise OptionError("--stars, --label and --clear-previous only apply with --xmp")
+        for option, folder in (("--export", self.export), ("--move-rejects", self.move_rejects)):
+            if folder is not None and os.path.exists(folder) and not os.path.isdir(folder):
+                raise OptionError(f"{option}: {folder} is a file, not a folder")
 
 
 @dataclass

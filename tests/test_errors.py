@@ -138,6 +138,22 @@ def test_conflicting_output_flags_are_a_usage_error_before_anything_is_done(tmp_
     assert "--json and --csv and --paths cannot be used together" in both.stderr
 
 
+def test_cull_refuses_an_export_or_rejects_folder_that_is_a_file(tmp_path: Path) -> None:
+    from test_cli_tables import write_library
+
+    db = str(tmp_path / "x.db")
+    write_library(tmp_path / "x.db")
+    taken = tmp_path / "photo_copy.jpg"
+    taken.write_bytes(b"a photo")
+    for option in ("--export", "--move-rejects"):
+        result = runner.invoke(app, ["cull", "/photos", option, str(taken), "--db", db])
+        assert result.exit_code == Exit.USAGE, (option, result.output)
+        assert result.stderr == f"error: {option}: {taken} is a file, not a folder\n" and result.stdout == ""
+    assert taken.read_bytes() == b"a photo"
+    with pytest.raises(OptionError, match="is a file, not a folder"):
+        aesthete.CullOptions(export=str(taken))
+
+
 def test_score_refuses_an_unknown_device_even_when_no_model_is_loaded(tmp_path: Path) -> None:
     from aesthete.devices import EngineError, check_device_name
 
