@@ -149,6 +149,7 @@ def apply(store: Store, options: CullOptions) -> CullReport:
     for one photo is recorded in the report, never raised.
     """
     roots, model = last_run_scope(store, list(options.roots), options.model)
+    roots = [os.path.abspath(root) for root in roots]  # as the report and the manifest give every path
     ranking = cull(
         store, roots, top=options.top, keep_percent=options.keep_percent, min_score=options.min_score,
         model=model, weights=options.weights, group=options.group,
@@ -164,16 +165,18 @@ def apply(store: Store, options: CullOptions) -> CullReport:
                 "roots": roots}  # fmt: skip
     report = CullReport(ranking=ranking, roots=roots, dry_run=options.dry_run, settings=settings)
     if options.export is not None:
+        album = os.path.abspath(options.export)  # every target in it absolute too
         outcome = export_album(
-            ranking, options.export, mode=options.mode, order_by_time=options.order_by_time,
+            ranking, album, mode=options.mode, order_by_time=options.order_by_time,
             dry_run=options.dry_run, settings=settings,
         )  # fmt: skip
-        report.export = ExportReport(options.export, outcome, inside(options.export, roots))
+        report.export = ExportReport(album, outcome, inside(album, roots))
     if options.xmp:
         report.xmp = _rate_and_record(store, ranking, options)
     if options.move_rejects is not None:
-        outcome = move_rejects(ranking.others, options.move_rejects, dry_run=options.dry_run, on_moved=store.move_file)
-        report.moved = MoveReport(options.move_rejects, outcome, inside(options.move_rejects, roots))
+        rejects = os.path.abspath(options.move_rejects)
+        outcome = move_rejects(ranking.others, rejects, dry_run=options.dry_run, on_moved=store.move_file)
+        report.moved = MoveReport(rejects, outcome, inside(rejects, roots))
     return report
 
 

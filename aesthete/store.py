@@ -205,7 +205,8 @@ class Store:
     """An aesthete database. Opening checks it is one (or empty) and migrates it."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        # Absolute, as every path aesthete reports (``score --json`` names the database by it).
+        self.path = Path(path) if str(path) == ":memory:" else Path(os.path.abspath(path))
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)

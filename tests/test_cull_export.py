@@ -465,3 +465,26 @@ def test_re_exporting_into_an_album_replaces_its_manifest_and_says_so_in_words(
     third = runner.invoke(app, ["cull", str(folder), "--db", db, "--top", "1", "--export", str(album), "--mode",
                                 "link"])  # fmt: skip
     assert "put nothing new (1 already there)" in third.stderr
+
+
+def test_json_and_the_manifest_give_absolute_paths_when_the_options_are_relative(
+    shoot: tuple[Path, Store], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, store = shoot
+    monkeypatch.chdir(tmp_path)
+    db = os.path.relpath(store.path)
+    args = ["cull", folder.name, "--db", db, "--top", "2", "--export", "album", "--move-rejects", "rejects", "--json"]
+    data = json.loads(runner.invoke(app, [*args, "--dry-run"]).stdout)
+    assert data["export"]["folder"] == str(tmp_path / "album")
+    assert data["export"]["manifest"] == str(tmp_path / "album" / "manifest.json")
+    assert data["moved"]["folder"] == str(tmp_path / "rejects")
+    targets = [p["target"] for section in ("export", "moved") for p in data[section]["placed"]]
+    assert len(targets) == 14 and all(os.path.isabs(target) for target in targets)
+    done = runner.invoke(app, args[:-3] + ["--json"])  # a real export, no move
+    assert done.exit_code == 0, done.output
+    manifest = json.loads((tmp_path / "album" / "manifest.json").read_text())
+    assert manifest["settings"]["roots"] == [str(folder)]
+    assert json.loads(done.stdout)["export"]["placed"][0]["target"].startswith(str(tmp_path / "album") + os.sep)
+    (tmp_path / "more").mkdir()
+    scored = runner.invoke(app, ["score", "more", "--db", db, "--json"])
+    assert json.loads(scored.stdout)["database"] == str(store.path)
