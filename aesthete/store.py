@@ -355,6 +355,12 @@ class Store:
             return None
         return {"id": row[0], "roots": json.loads(row[1]), "model": row[2], "weights_id": row[3], "preprocess": row[4]}
 
+    def scanned(self, folder: str) -> bool:
+        """Whether a ``score`` run looked in ``folder``: it, or a folder above it, was one of a run's roots."""
+        text = path_key(os.path.abspath(folder))[0]
+        runs = self.conn.execute("SELECT roots FROM runs")
+        return any(is_within(text, root) for (roots,) in runs for root in json.loads(roots))
+
     # -- reading ----------------------------------------------------------------------------------------
     def embeddings(self, key: ModelKey, hashes: Iterable[str] | None = None) -> tuple[list[str], Any]:
         """(content hashes, float16 matrix with one row each) of the embeddings ``key`` stored, for

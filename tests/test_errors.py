@@ -121,6 +121,34 @@ def test_commands_map_library_errors(tmp_path: Path) -> None:
     assert mode.exit_code == Exit.USAGE and "--mode must be one of" in mode.output
 
 
+def test_cull_groups_and_report_exit_3_when_nothing_was_scored(tmp_path: Path) -> None:
+    """A database where every file failed, or where `score` found nothing, leaves nothing to work on (exit 3,
+    one line), and the line points to `aesthete failures` for files that were found but could not be read."""
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "zero.jpg").write_bytes(b"")
+    (tmp_path / "bad" / "notimage.jpg").write_bytes(b"text")
+    (tmp_path / "empty").mkdir()
+    bad, empty = str(tmp_path / "bad.db"), str(tmp_path / "empty.db")
+    assert runner.invoke(app, ["score", str(tmp_path / "bad"), "--db", bad]).exit_code == Exit.NOTHING_USABLE
+    assert runner.invoke(app, ["score", str(tmp_path / "empty"), "--db", empty]).exit_code == Exit.NOTHING_USABLE
+    failures = (
+        f"no photo under {tmp_path / 'bad'} could be read: 2 files failed (`aesthete failures {tmp_path / 'bad'}`"
+    )
+    for db, says in ((bad, failures), (empty, f"`aesthete score` found no photos under {tmp_path / 'empty'}")):
+        for command in (["cull"], ["groups"], ["report", "--html", str(tmp_path / "r.html")]):
+            result = runner.invoke(app, [*command, "--db", db], env={"COLUMNS": "80"})
+            assert result.exit_code == Exit.NOTHING_USABLE, (db, command, result.output)
+            assert result.stderr == f"error: {says}" + result.stderr.split(says)[1], result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == "", (command, result.output)
+    assert not (tmp_path / "r.html").exists()
+    # `rank` lists it empty (exit 0), with the same pointer; a folder never scanned still says to score it.
+    listing = runner.invoke(app, ["rank", str(tmp_path / "bad"), str(tmp_path / "other"), "--db", bad])
+    assert listing.exit_code == Exit.OK and failures in listing.stderr
+    assert f"no photos under {tmp_path / 'other'} in the database: run `aesthete score` on it first" in listing.stderr
+    whole = runner.invoke(app, ["rank", "--db", bad])
+    assert "no photo could be read: 2 files failed (`aesthete failures` says why)" in whole.stderr
+
+
 def test_conflicting_output_flags_are_a_usage_error_before_anything_is_done(tmp_path: Path) -> None:
     from test_cli_tables import write_library
 

@@ -206,7 +206,8 @@ def print_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
 def print_notes(notes: Sequence[str]) -> None:
     """A ranking's notes (fallbacks, photos left out) on stderr, where they never mix with results."""
     for note in notes:
-        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+        # soft_wrap: the terminal wraps a long note, so a command in it is never broken by a newline
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
 def display_path(path: str) -> str:

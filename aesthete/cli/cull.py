@@ -217,11 +217,10 @@ def groups_command(
     """Bursts and near-duplicates among the photos of PATHS (or of the last `score` run), best frame first."""
     from aesthete.exif import camera_name
     from aesthete.groups import annotate, ensure_groups
-    from aesthete.select import last_run_scope, rank
+    from aesthete.select import scope_ranking
 
     with opened_store(db) as store:
-        roots, model = last_run_scope(store, [str(p) for p in paths or []], model)
-        ranking = rank(store, roots, by="mean", model=model, weights=weights)
+        _, ranking = scope_ranking(store, [str(p) for p in paths or []], model=model, weights=weights)
         members = annotate(ranking.rows, ensure_groups(store))
     found = sorted((g, rows) for g, rows in members.items() if len(rows) > 1)
     if as_json:
