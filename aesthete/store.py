@@ -474,13 +474,17 @@ class Store:
         ]
 
     def photo_by_path(self, path: str) -> dict[str, Any] | None:
-        """A file's record; a RAW companion shows its partner's image and scores (and ``pair_of``)."""
-        text = path_key(os.path.abspath(path))[0]
-        row = self.conn.execute(
-            "SELECT content_hash, status, error, pair_of FROM files WHERE path = ?", (text,)
-        ).fetchone()
+        """A file's record; a RAW companion shows its partner's image and scores (and ``pair_of``).
+
+        ``score`` records the path it walked, symlinks unresolved: ``path`` is looked up as given, then
+        by its real path, then as the same file recorded under its name in another folder (one reached
+        through a symlinked folder)."""
+        sql = "SELECT path, content_hash, status, error, pair_of FROM files WHERE path = ?"
+        found = (self.conn.execute(sql, (text,)).fetchone() for text in self._recorded_as(path))
+        row = next((row for row in found if row is not None), None)
         if row is None:
             return None
+        text, row = row[0], row[1:]
         if row[1] == "paired":
             partner = self.conn.execute("SELECT content_hash FROM files WHERE path = ?", (row[3],)).fetchone()
             row = (partner[0] if partner else None, *row[1:])
@@ -508,6 +512,22 @@ class Store:
             "image": image,
             "scores": scores,
         }
+
+    def _recorded_as(self, path: str) -> Iterator[str]:
+        """The paths (as stored) ``path`` may be recorded under, most likely first: as given, resolved,
+        and every recorded path of the same name that is the same file."""
+        yield path_key(os.path.abspath(path))[0]
+        real = os.path.realpath(path)
+        yield path_key(real)[0]
+        name = path_key(os.sep + os.path.basename(real))[0]
+        for text, raw in self.conn.execute(
+            "SELECT path, raw_path FROM files WHERE path LIKE ? ESCAPE '\\'", ("%" + _like_escape(name),)
+        ):
+            try:
+                if os.path.samefile(real_path(text, raw), real):
+                    yield text
+            except OSError:  # gone, or on a drive that is not mounted: not this file
+                continue
 
     # -- groups (bursts and near-duplicates; computed by aesthete.groups) -------------------------------
     def grouping_inputs(self) -> list[tuple[str, str | None, str | None, str | None, int, str | None]]:
@@ -554,8 +574,13 @@ def _faces(text: str | None) -> list[dict[str, Any]] | None:
     return json.loads(text) if text is not None else None
 
 
+def _like_escape(text: str) -> str:
+    """``text`` matched literally by ``LIKE ... ESCAPE '\\'``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _like_prefix(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return _like_escape(prefix) + "%"
 
 
 def _upsert(conn: sqlite3.Connection, table: str, rows: Sequence[dict[str, Any]], keys: tuple[str, ...]) -> None:

@@ -33,6 +33,7 @@ from aesthete.cli.common import (
     ranking_table,
     scores_header,
 )
+from aesthete.formats import FORMAT_NAMES, SUPPORTED_EXTENSIONS, suffix
 from aesthete.select import RANK_KEYS, Filters, Ranking, public_row
 
 TopOption = Annotated[int | None, typer.Option("--top", "-n", min=1, help="Show only the best N.")]
@@ -96,6 +97,9 @@ def show_command(
             if photo.is_dir():
                 listing = f"aesthete rank {shlex.quote(str(photo))}"
                 fail(f"{photo} is a folder: `show` takes one photo (`{listing}` lists its photos)")
+            if (ext := suffix(str(photo))) not in SUPPORTED_EXTENSIONS:  # `score` would never record it
+                kind = f"{ext[1:].upper()} is" if ext else "a file with no extension is"
+                fail(f"{photo}: {kind} not a format aesthete reads (it reads {FORMAT_NAMES})")
             fail(f"{photo} is not in the database (run `aesthete score` on its folder)", Exit.NOTHING_USABLE)
         chosen = choose_scores(store, model, weights)
     for score in record["scores"]:
