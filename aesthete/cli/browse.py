@@ -69,7 +69,7 @@ def rank_command(
 
     one_output(json=as_json, csv=as_csv, paths=paths_only)
     filters = Filters(min_score, max_score, since, until, camera, lens, faces, eyes_open)
-    with opened_store(db) as store:
+    with opened_store(db, writes=False) as store:
         ranking = rank(
             store, [str(p) for p in paths or []], by=by, model=model, weights=weights, filters=filters, top=top
         )
@@ -89,7 +89,7 @@ def show_command(
     from aesthete.select import choose_scores
     from aesthete.weights import weights_label
 
-    with opened_store(db) as store:
+    with opened_store(db, writes=False) as store:
         record = store.photo_by_path(str(photo))
         if record is None:
             if not photo.exists():  # a mistyped name is a usage error, as for `score`
@@ -177,7 +177,7 @@ def _no_details(path: str) -> str:
 @library_errors()
 def failures_command(paths: PathsArgument = None, db: DbOption = None, as_json: JsonOption = False) -> None:
     """Files that could not be read, with the reason recorded for each."""
-    with opened_store(db) as store:
+    with opened_store(db, writes=False) as store:
         rows = store.failures([str(p) for p in paths or []])
     if as_json:  # paths as rank --json gives them: absolute, for scripts
         print_json({"count": len(rows), "failures": rows})

@@ -143,15 +143,16 @@ def library_errors() -> Iterator[None]:
 
 
 @contextmanager
-def opened_store(db: Path | None, *, create: bool = False) -> Iterator[Any]:
+def opened_store(db: Path | None, *, create: bool = False, writes: bool = True) -> Iterator[Any]:
     """Open the database or exit with a one-line reason, also when damage shows only once it is read.
-    Only ``score`` creates it (``create``): for the others a missing database is nothing scored yet."""
+    Only ``score`` creates it (``create``): for the others a missing database is nothing scored yet. A
+    command that only reads (``writes=False``) can browse a database in a read-only folder."""
     import sqlite3
 
     from aesthete.store import open_store
 
     with library_errors():
-        store = open_store(db, create=create)
+        store = open_store(db, create=create, writes=writes)
     try:
         yield store
     except sqlite3.DatabaseError as exc:

@@ -219,7 +219,7 @@ def groups_command(
     from aesthete.groups import annotate, ensure_groups
     from aesthete.select import scope_ranking
 
-    with opened_store(db) as store:
+    with opened_store(db, writes=False) as store:
         _, ranking = scope_ranking(store, [str(p) for p in paths or []], model=model, weights=weights)
         members = annotate(ranking.rows, ensure_groups(store))
     found = sorted((g, rows) for g, rows in members.items() if len(rows) > 1)
@@ -261,7 +261,7 @@ def report_command(
 
     if html.exists() and html.suffix.lower() not in (".html", ".htm"):
         fail(f"{html} exists and is not an .html file; refusing to overwrite it")
-    with opened_store(db) as store:
+    with opened_store(db, writes=False) as store:
         page, ranking = build_report(store, [str(p) for p in paths or []], model=model, weights=weights)
     print_notes(ranking.notes)
     try:
