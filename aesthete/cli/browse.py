@@ -182,16 +182,19 @@ def failures_command(paths: PathsArgument = None, db: DbOption = None, as_json: 
     if as_json:  # paths as rank --json gives them: absolute, for scripts
         print_json({"count": len(rows), "failures": rows})
         return
-    # Paths shortened from the middle (the file name whole: two failures never read alike); reasons wrap.
+    # Paths shortened from the middle (the file name whole: two failures never read alike); reasons wrap
+    # rather than the paths, and the kind (which the reason says in words) goes when the paths need its room.
     table = fitted_table([
         Cells("path", [display_path(row["path"]) for row in rows], paths=True),
-        Cells("kind", [row["kind"] for row in rows]),
+        Cells("kind", [row["kind"] for row in rows], drop=1),
         Cells("reason", [row["reason"] for row in rows], wrap=True, min_width=REASON_ROOM),
     ])  # fmt: skip
     out.print(table if rows else "no failures recorded")
 
 
-REASON_ROOM = 24  # a failure's reason wraps, but keeps enough width to be read: the paths get the rest
+# A failure's reason wraps, but keeps enough width to be read: the paths get the rest, and this too where their
+# file names need it (fitted_table's WRAP_ROOM).
+REASON_ROOM = 24
 
 
 def histogram(dist: list[float], width: int = 40) -> str:

@@ -7,16 +7,16 @@ original. Only ``cull --move-rejects`` moves files, and only the ones not picked
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from aesthete.cli.common import (
     ROW_FIELDS,
+    Cells,
     DbOption,
     Exit,
     JsonOption,
@@ -25,8 +25,10 @@ from aesthete.cli.common import (
     PathsOnly,
     WeightsOption,
     counted,
+    display_path,
     err,
     fail,
+    fitted_table,
     library_errors,
     one_output,
     opened_store,
@@ -235,16 +237,32 @@ def groups_command(
         f"{counted(len(found), 'group')} of similar frames among {counted(len(ranking.rows), 'photo')}, best first by "
         f"{'mean score, ' + scores_label(ranking) if ranking.basis == 'aesthetic' else 'technical quality'}"
     )
-    table = Table(title=Text(title, no_wrap=False, overflow="fold"))  # wrapped: never past the terminal
-    for column in ("group", "frames", "camera", "taken", f"frames by {score}"):
-        table.add_column(column, overflow="fold")
-    for g, rows in found:
-        times = sorted(r["capture_time"] or "" for r in rows)
-        taken = f"{times[0][:19]} … {times[-1][11:19]}" if times[0] else "no EXIF time (file times)"
-        camera = camera_name(rows[0])
-        frames = "\n".join(f"{Path(r['path']).name}  {r[score]:.2f}" for r in rows)
-        table.add_row(str(g), str(len(rows)), camera, taken, frames)
+    # One line a frame, best first, its path as rank shows it (copies in two folders never read alike); the
+    # group's number, size, camera and time on its first line, and a gap before the next group.
+    frames = [(i == 0, g, group, row) for g, group in found for i, row in enumerate(group)]
+
+    def firsts(text: Callable[[int, list[dict]], str]) -> list[str]:
+        return [text(g, group) if first else "" for first, g, group, _ in frames]
+
+    table = fitted_table(
+        [
+            Cells("group", firsts(lambda g, _: str(g)), justify="right"),
+            Cells("frames", firsts(lambda _, group: str(len(group))), drop=1, justify="right"),
+            Cells("photo", [display_path(row["path"]) for *_, row in frames], paths=True),
+            Cells(score, [f"{row[score]:.2f}" for *_, row in frames], justify="right"),
+            Cells("camera", firsts(lambda _, group: camera_name(group[0])), drop=2, wrap=True),
+            Cells("taken", firsts(lambda _, group: _taken(group)), drop=3, wrap=True),
+        ],
+        title,
+        sections={index - 1 for index, (first, *_) in enumerate(frames) if first and index},
+    )
     out.print(table if found else "no groups: every photo stands alone")
+
+
+def _taken(group: list[dict]) -> str:
+    """When a group's frames were taken: the first capture time and the last one's time of day."""
+    times = sorted(r["capture_time"] or "" for r in group)
+    return f"{times[0][:19].replace('T', ' ')} … {times[-1][11:19]}" if times[0] else "no EXIF time (file times)"
 
 
 @library_errors()
