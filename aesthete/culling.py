@@ -34,8 +34,9 @@ from aesthete.xmp import (
 class CullOptions:
     """What to pick (the options of :func:`aesthete.select.cull`) and what to do with the picks.
 
-    Checked when made, before any database is opened: a bad ``mode`` or ``stars``/``label`` without
-    ``xmp`` raises :class:`aesthete.errors.OptionError`.
+    Checked when made, before any database is opened: a bad ``mode``, ``stars``/``label`` without
+    ``xmp``, or an ``export``/``move_rejects`` folder that is an existing file raises
+    :class:`aesthete.errors.OptionError`.
     """
 
     roots: Sequence[str] = ()  # empty: the folders of the last ``score`` run
@@ -66,6 +67,9 @@ class CullOptions:
             raise OptionError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if (self.stars or self.label is not None or self.clear_previous or self.overwrite_ratings) and not self.xmp:
             raise OptionError("--stars, --label, --clear-previous and --overwrite-ratings only apply with --xmp")
+        for option, folder in (("--export", self.export), ("--move-rejects", self.move_rejects)):
+            if folder is not None and os.path.exists(folder) and not os.path.isdir(folder):
+                raise OptionError(f"{option}: {folder} is a file, not a folder")
 
 
 @dataclass
@@ -156,6 +160,7 @@ def apply(store: Store, options: CullOptions) -> CullReport:
     for one photo is recorded in the report, never raised.
     """
     roots, model = last_run_scope(store, list(options.roots), options.model)
+    roots = [os.path.abspath(root) for root in roots]  # as the report and the manifest give every path
     ranking = cull(
         store, roots, top=options.top, keep_percent=options.keep_percent, min_score=options.min_score,
         model=model, weights=options.weights, group=options.group,
@@ -171,16 +176,18 @@ def apply(store: Store, options: CullOptions) -> CullReport:
                 "roots": roots}  # fmt: skip
     report = CullReport(ranking=ranking, roots=roots, dry_run=options.dry_run, settings=settings)
     if options.export is not None:
+        album = os.path.abspath(options.export)  # every target in it absolute too
         outcome = export_album(
-            ranking, options.export, mode=options.mode, order_by_time=options.order_by_time,
+            ranking, album, mode=options.mode, order_by_time=options.order_by_time,
             dry_run=options.dry_run, settings=settings,
         )  # fmt: skip
-        report.export = ExportReport(options.export, outcome, inside(options.export, roots))
+        report.export = ExportReport(album, outcome, inside(album, roots))
     if options.xmp:
         report.xmp = _rate_and_record(store, ranking, options)
     if options.move_rejects is not None:
-        outcome = move_rejects(ranking.rejects, options.move_rejects, dry_run=options.dry_run, on_moved=store.move_file)
-        report.moved = MoveReport(options.move_rejects, outcome, inside(options.move_rejects, roots))
+        rejects = os.path.abspath(options.move_rejects)
+        outcome = move_rejects(ranking.rejects, rejects, dry_run=options.dry_run, on_moved=store.move_file)
+        report.moved = MoveReport(rejects, outcome, inside(rejects, roots))
     return report
 
 

@@ -8,6 +8,7 @@ fast); torch is imported by the functions that need it, which only run once a mo
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -17,10 +18,19 @@ if TYPE_CHECKING:
     import torch
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+DEVICE_NAMES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")  # what DEVICE_CHOICES says, and nothing else
 
 
 class EngineError(AestheteError, RuntimeError):
     """A device or precision the machine cannot give; one line for the user."""
+
+
+def check_device_name(spec: str) -> None:
+    """Raise :class:`EngineError` unless ``spec`` is one of :data:`DEVICE_CHOICES`. Torch-free, so a
+    mistyped ``--device`` fails before any work, whether or not a model is ever loaded; whether the
+    machine has that device is :func:`pick_device`'s question."""
+    if not DEVICE_NAMES.fullmatch(spec):
+        raise EngineError(f"unknown device {spec!r}; use {DEVICE_CHOICES}")
 
 
 def pick_device(spec: str = "auto", local_rank: int | None = None) -> torch.device:
@@ -30,6 +40,7 @@ def pick_device(spec: str = "auto", local_rank: int | None = None) -> torch.devi
     means that process's own GPU, ``cuda:<local_rank>``, whatever index ``spec`` names."""
     import torch
 
+    check_device_name(spec)
     if spec == "auto":
         if torch.cuda.is_available():
             spec = "cuda"
@@ -37,10 +48,7 @@ def pick_device(spec: str = "auto", local_rank: int | None = None) -> torch.devi
             spec = "mps"
         else:
             spec = "cpu"
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise EngineError(f"unknown device {spec!r}; use {DEVICE_CHOICES}") from None
+    device = torch.device(spec)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise EngineError("CUDA was requested but no CUDA device is available (try --device cpu)")
@@ -50,8 +58,6 @@ def pick_device(spec: str = "auto", local_rank: int | None = None) -> torch.devi
             raise EngineError(f"{device} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise EngineError("MPS was requested but is not available on this machine (try --device cpu)")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise EngineError(f"unsupported device {spec!r}; use {DEVICE_CHOICES}")
     return device
 
 

@@ -31,6 +31,7 @@ RAW_EXTENSIONS = frozenset(
 )  # fmt: skip
 OTHER_EXTENSIONS = frozenset({".png", ".tif", ".tiff", ".webp", ".bmp"})
 SUPPORTED_EXTENSIONS = JPEG_EXTENSIONS | HEIF_EXTENSIONS | RAW_EXTENSIONS | OTHER_EXTENSIONS
+FORMAT_NAMES = "JPEG, PNG, TIFF, WebP, BMP, HEIC/HEIF, camera RAW"  # the extensions above, as people name them
 
 # What a camera writes beside a RAW file as its own rendering of the same frame, best partner first:
 # a RAW with one of these beside it (same folder and stem) is a companion, not a photo of its own.

@@ -126,14 +126,15 @@ def _fingerprint(items: Sequence[Moment]) -> str:
 
 
 def ensure_groups(store: Store) -> dict[str, tuple[int, int]]:
-    """The stored grouping (content hash -> (group id, group size)), recomputed first if its inputs changed."""
+    """The stored grouping (content hash -> (group id, group size)), recomputed first if its inputs changed
+    (and then stored, unless the database is open read-only)."""
     items = moments(store.grouping_inputs())
     fingerprint = _fingerprint(items)
     if store.group_fingerprint() != fingerprint:
-        found = find_groups(items)
-        store.replace_groups(
-            [(h, group.group_id, len(group.members)) for group in found for h in group.members], fingerprint
-        )
+        members = [(h, group.group_id, len(group.members)) for group in find_groups(items) for h in group.members]
+        if store.read_only:
+            return {h: (g, n) for h, g, n in members}
+        store.replace_groups(members, fingerprint)
     return store.groups()
 
 

@@ -35,7 +35,7 @@ from aesthete.exif import exif_line
 from aesthete.faces import Face, face_flags
 from aesthete.formats import raw_format
 from aesthete.groups import annotate, ensure_groups
-from aesthete.select import Ranking, group_picks, last_run_scope, not_candidates, rank
+from aesthete.select import Ranking, group_picks, not_candidates, scope_ranking
 from aesthete.store import Store, now_iso
 
 THUMB_SIDE = 256
@@ -85,8 +85,7 @@ def build_report(
 ) -> tuple[str, Ranking]:
     """The HTML of the contact sheet of ``roots`` (or of the last ``score`` run's folders) and the ranking
     it shows. ``workers`` threads make the thumbnails (default: one per core)."""
-    roots, model = last_run_scope(store, roots, model)
-    ranking = rank(store, roots, by="mean", model=model, weights=weights)
+    roots, ranking = scope_ranking(store, roots, model=model, weights=weights)
     groups = ensure_groups(store)
     blocks = list(_blocks(ranking.rows, groups))
     ordered = [row for block in blocks for row in block]

@@ -29,6 +29,7 @@ from aesthete import interrupts
 from aesthete.architectures import DEFAULT_MODEL, check_architecture
 from aesthete.decode import ALL_DECODERS, NO_DECODER
 from aesthete.decode_worker import FileJob, FileResult, WorkerConfig, init_worker, process_files
+from aesthete.devices import check_device_name
 from aesthete.discover import FoundFile, discover, pair_raws
 from aesthete.input_policy import InputPolicy
 from aesthete.pixel_slots import lend_slots
@@ -332,6 +333,7 @@ def score(
     started = time.perf_counter()
     compile_decision(compile, 0, "cpu", cached=False)  # a bad mode fails before any work
     device_lane_decision(decode)  # (as does a bad --decode)
+    check_device_name(device)  # and a mistyped --device, even when no photo needs the model
     summary = ScoreSummary()
     roots = [os.path.abspath(r) for r in roots]
     from aesthete.learning import personal_choice  # numpy only; a personal head applies after the base runs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -227,12 +228,12 @@ def rank(
     chosen = choose_scores(store, model, weights)
     key, notes = chosen.key, list(chosen.notes)
     rows = _without_moved_away(store.photos(key, roots), store.recorded_copies())
-    for root in roots:  # a mistyped or never scanned folder: say so rather than show an empty table
+    for root in roots:  # a mistyped, never scanned or unreadable folder: say so rather than show an empty table
         full = os.path.abspath(root)
         if not any(is_within(row["path"], full) for row in rows):
-            notes.append(f"no photos under {root} in the database: run `aesthete score` on it first")
+            notes.append(nothing_under(store, root))
     if not (roots or rows):  # an empty database: no fallback to explain, a first step to name
-        notes.append("nothing scored yet: run `aesthete score FOLDER` first")
+        notes.append(nothing_under(store, None))
     for row in rows:  # from the cached signals: photos scored by an older formula rank by today's too
         row["technical"] = technical_quality(row, row.get("width"), row.get("height"))
     output = None
@@ -293,6 +294,36 @@ def last_run_scope(store: Store, roots: Sequence[str], model: str | None) -> tup
     return last["roots"], model
 
 
+def nothing_under(store: Store, root: str | None) -> str:
+    """Why no photo under ``root`` (None: in the whole database) is in the database, and what to run: files
+    that were found but could not be read point to ``aesthete failures``, a folder never scored to ``score``."""
+    failed = len(store.failures([root] if root is not None else []))
+    where = f" under {root}" if root is not None else ""
+    if failed:
+        listing = "aesthete failures" + (f" {shlex.quote(root)}" if root is not None else "")
+        files = "1 file" if failed == 1 else f"{failed} files"
+        return f"no photo{where} could be read: {files} failed (`{listing}` says why)"
+    if root is None:
+        return "nothing scored yet: run `aesthete score FOLDER` first"
+    if store.scanned(root):
+        return f"`aesthete score` found no photos under {root}"
+    return f"no photos{where} in the database: run `aesthete score` on it first"
+
+
+def scope_ranking(
+    store: Store, roots: Sequence[str] = (), *, model: str | None = None, weights: str | None = None
+) -> tuple[list[str], Ranking]:
+    """The folders ``cull``, ``groups`` and ``report`` work on (``roots``, or the folders of the last
+    ``score`` run) and their photos, best first by aesthetic mean (technical quality when nothing is
+    scored). Raises :class:`NothingToDoError` when there are none: nothing scored there, or no file there
+    could be read."""
+    roots, model = last_run_scope(store, roots, model)
+    ranking = rank(store, roots, by="mean", model=model, weights=weights)
+    if not ranking.rows:
+        raise NothingToDoError("; ".join(nothing_under(store, root) for root in roots))
+    return roots, ranking
+
+
 def cull(
     store: Store,
     roots: Sequence[str] = (),
@@ -328,8 +359,7 @@ def cull(
         raise OptionError(f"--keep must be a percentage above 0 and at most 100, not {keep_percent:g}")
     if top is None and keep_percent is None and min_score is None:
         top = DEFAULT_TOP
-    roots, model = last_run_scope(store, roots, model)
-    ranking = rank(store, roots, by="mean", model=model, weights=weights)
+    _, ranking = scope_ranking(store, roots, model=model, weights=weights)
     if min_score is not None and ranking.basis != "aesthetic":
         raise OptionError("--min-score compares aesthetic scores and none are cached here; use --top or --keep")
     aside = not_candidates(ranking.rows)

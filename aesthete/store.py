@@ -55,6 +55,29 @@ class StoreError(AestheteError):
     """The database cannot be used; the message is one line for the user."""
 
 
+class ReadOnlyFolderError(StoreError):
+    """The database is in a folder aesthete cannot write to (a backup disk, a read-only mount), where SQLite
+    cannot keep the write-ahead log and its index beside it: it can only be opened read-only."""
+
+
+# SQLite's primary result codes (https://www.sqlite.org/rescode.html) for a file it may not write or open.
+_SQLITE_READONLY, _SQLITE_CANTOPEN = 8, 14
+
+
+def _no_files_beside(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says SQLite could not open or write a file (the database, or its WAL files beside
+    it), rather than that the database is damaged or busy."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+; the message decides on 3.10
+    if isinstance(code, int):
+        return code & 0xFF in (_SQLITE_READONLY, _SQLITE_CANTOPEN)
+    return "unable to open" in str(exc) or "readonly" in str(exc)
+
+
+def _uri(path: str | Path, query: str) -> str:
+    """An SQLite URI for the file at ``path`` (any characters escaped) with ``query`` (``mode=ro``)."""
+    return f"{Path(os.path.abspath(path)).as_uri()}?{query}"
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -143,7 +166,7 @@ class StoreReader:
         self.conn: sqlite3.Connection | None = None
         if path and str(path) != ":memory:" and os.path.exists(path):
             try:
-                self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+                self.conn = sqlite3.connect(_uri(path, "mode=ro"), uri=True, timeout=30)
             except sqlite3.Error:
                 self.conn = None
 
@@ -202,26 +225,44 @@ def _when_free(conn: sqlite3.Connection, sql: str) -> None:
 
 
 class Store:
-    """An aesthete database. Opening checks it is one (or empty) and migrates it."""
+    """An aesthete database. Opening checks it is one (or empty) and migrates it.
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    ``read_only`` opens it without writing anything, not even SQLite's files beside it (for a database in
+    a read-only folder, see :func:`open_store`): it must be of the current schema, and a write raises
+    :class:`StoreError`."""
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        # Absolute, as every path aesthete reports (``score --json`` names the database by it).
+        self.path = Path(path) if str(path) == ":memory:" else Path(os.path.abspath(path))
+        self.read_only = read_only
         try:
-            if str(path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            if read_only:
+                conn = _read_only_connection(self.path)
+            else:
+                if str(path) != ":memory:":
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from None
         self.conn = conn
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._check_identity()
-            if str(path) != ":memory:":
-                _when_free(conn, "PRAGMA journal_mode = WAL")  # a no-op once it is: the mode is in the file
-            conn.execute("PRAGMA synchronous = NORMAL")  # safe under WAL: a crash loses no committed row
-            self._migrate()
+            if read_only:
+                self._check_current()
+            else:
+                if str(path) != ":memory:":
+                    _when_free(conn, "PRAGMA journal_mode = WAL")  # a no-op once it is: the mode is in the file
+                conn.execute("PRAGMA synchronous = NORMAL")  # safe under WAL: a crash loses no committed row
+                self._migrate()
         except sqlite3.DatabaseError as exc:
             conn.close()
+            folder = self.path.parent
+            if not read_only and _no_files_beside(exc) and folder.is_dir() and not os.access(folder, os.W_OK):
+                raise ReadOnlyFolderError(
+                    f"database {path} is in a read-only folder ({folder}), where it cannot be written to: "
+                    "copy it to a writable folder, or only read it (rank, show, failures, groups, report)"
+                ) from None
             reason = "not a database, or corrupt" if "not a database" in str(exc) or "malformed" in str(exc) else exc
             raise StoreError(f"cannot use database {path}: {reason}") from None
 
@@ -243,6 +284,14 @@ class Store:
                 f"{self.path} was written by a newer aesthete (schema {version} > {SCHEMA_VERSION}); upgrade aesthete"
             )
 
+    def _check_current(self) -> None:
+        """A database opened read-only cannot be migrated: it must already have the current schema."""
+        if migrations.applied(self.conn) < SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by an older aesthete and must be upgraded, which its read-only folder "
+                "does not allow: copy it to a writable folder first"
+            )
+
     def _migrate(self) -> None:
         migrations.migrate(self.conn, self.transaction)
 
@@ -262,6 +311,8 @@ class Store:
         """BEGIN IMMEDIATE, waiting for another writer in slices of ``WAIT_SLICE_MS`` with Python running
         between them, so that Ctrl-C stops the wait. In one long SQLite wait it could not: ``cull`` run
         beside a busy ``score`` ignored Ctrl-C for up to the whole busy timeout."""
+        if self.read_only:
+            raise StoreError(f"database {self.path} is open read-only (its folder is read-only): nothing is saved")
         self.conn.execute(f"PRAGMA busy_timeout = {WAIT_SLICE_MS}")
         try:
             _when_free(self.conn, "BEGIN IMMEDIATE")
@@ -353,6 +404,12 @@ class Store:
         if row is None:
             return None
         return {"id": row[0], "roots": json.loads(row[1]), "model": row[2], "weights_id": row[3], "preprocess": row[4]}
+
+    def scanned(self, folder: str) -> bool:
+        """Whether a ``score`` run looked in ``folder``: it, or a folder above it, was one of a run's roots."""
+        text = path_key(os.path.abspath(folder))[0]
+        runs = self.conn.execute("SELECT roots FROM runs")
+        return any(is_within(text, root) for (roots,) in runs for root in json.loads(roots))
 
     # -- reading ----------------------------------------------------------------------------------------
     def embeddings(self, key: ModelKey, hashes: Iterable[str] | None = None) -> tuple[list[str], Any]:
@@ -480,13 +537,17 @@ class Store:
         ]
 
     def photo_by_path(self, path: str) -> dict[str, Any] | None:
-        """A file's record; a RAW companion shows its partner's image and scores (and ``pair_of``)."""
-        text = path_key(os.path.abspath(path))[0]
-        row = self.conn.execute(
-            "SELECT content_hash, status, error, pair_of FROM files WHERE path = ?", (text,)
-        ).fetchone()
+        """A file's record; a RAW companion shows its partner's image and scores (and ``pair_of``).
+
+        ``score`` records the path it walked, symlinks unresolved: ``path`` is looked up as given, then
+        by its real path, then as the same file recorded under its name in another folder (one reached
+        through a symlinked folder)."""
+        sql = "SELECT path, content_hash, status, error, pair_of FROM files WHERE path = ?"
+        found = (self.conn.execute(sql, (text,)).fetchone() for text in self._recorded_as(path))
+        row = next((row for row in found if row is not None), None)
         if row is None:
             return None
+        text, row = row[0], row[1:]
         if row[1] == "paired":
             partner = self.conn.execute("SELECT content_hash FROM files WHERE path = ?", (row[3],)).fetchone()
             row = (partner[0] if partner else None, *row[1:])
@@ -514,6 +575,22 @@ class Store:
             "image": image,
             "scores": scores,
         }
+
+    def _recorded_as(self, path: str) -> Iterator[str]:
+        """The paths (as stored) ``path`` may be recorded under, most likely first: as given, resolved,
+        and every recorded path of the same name that is the same file."""
+        yield path_key(os.path.abspath(path))[0]
+        real = os.path.realpath(path)
+        yield path_key(real)[0]
+        name = path_key(os.sep + os.path.basename(real))[0]
+        for text, raw in self.conn.execute(
+            "SELECT path, raw_path FROM files WHERE path LIKE ? ESCAPE '\\'", ("%" + _like_escape(name),)
+        ):
+            try:
+                if os.path.samefile(real_path(text, raw), real):
+                    yield text
+            except OSError:  # gone, or on a drive that is not mounted: not this file
+                continue
 
     # -- groups (bursts and near-duplicates; computed by aesthete.groups) -------------------------------
     def grouping_inputs(self) -> list[tuple[str, str | None, str | None, str | None, int, str | None]]:
@@ -560,8 +637,13 @@ def _faces(text: str | None) -> list[dict[str, Any]] | None:
     return json.loads(text) if text is not None else None
 
 
+def _like_escape(text: str) -> str:
+    """``text`` matched literally by ``LIKE ... ESCAPE '\\'``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _like_prefix(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return _like_escape(prefix) + "%"
 
 
 def _upsert(conn: sqlite3.Connection, table: str, rows: Sequence[dict[str, Any]], keys: tuple[str, ...]) -> None:
@@ -574,14 +656,40 @@ def _upsert(conn: sqlite3.Connection, table: str, rows: Sequence[dict[str, Any]]
     conn.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
 
 
-def open_store(path: str | Path | None = None, *, create: bool = True) -> Store:
+def open_store(path: str | Path | None = None, *, create: bool = True, writes: bool = True) -> Store:
     """Open the database at ``path``, ``$AESTHETE_DB``, or the XDG data directory.
 
     With ``create=False`` (the commands that only read what ``score`` saved) a database that does not
     exist raises :class:`NothingToDoError` instead of being made, with its folders: a mistyped ``--db``
-    then says so rather than leaving an empty database behind."""
+    then says so rather than leaving an empty database behind.
+
+    A database in a read-only folder (a backup disk, a read-only mount) cannot be opened as usual: SQLite
+    keeps its write-ahead log beside it. That raises :class:`ReadOnlyFolderError`, unless ``writes`` is
+    False (the caller only reads): then it is opened read-only (``Store.read_only``)."""
     if path is None:
         path = default_db_path()
     if not create and str(path) != ":memory:" and not os.path.exists(path):
         raise NothingToDoError(f"nothing scored yet: no database at {path} (`aesthete score FOLDER` makes it)")
-    return Store(path)
+    try:
+        return Store(path)
+    except ReadOnlyFolderError:
+        if writes:
+            raise
+    return Store(path, read_only=True)
+
+
+def _read_only_connection(path: Path) -> sqlite3.Connection:
+    """A connection that writes nothing to ``path`` or beside it. ``mode=ro`` still needs the WAL index
+    (``-shm``) beside the database, which a read-only folder may not let SQLite create; then the file is
+    opened ``immutable``, which reads it without any, and is right only while no write-ahead log holds
+    changes not yet copied into it (none does once the last writer closed it)."""
+    conn = sqlite3.connect(_uri(path, "mode=ro"), uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        log = f"{path}-wal"
+        if os.path.exists(log) and os.path.getsize(log) > 0:  # immutable would not see what the log holds
+            raise
+    return sqlite3.connect(_uri(path, "immutable=1"), uri=True, isolation_level=None)

@@ -251,3 +251,30 @@ def test_rank_csv_and_json_carry_flags_distribution_and_capture_time_source(tmp_
     photos = json.loads(runner.invoke(app, ["rank", "--db", str(db), "--json"]).stdout)["photos"]
     assert {p["capture_time_source"] for p in photos} == {"exif", "xmp"}
     assert sorted(map(tuple, (p["flags"] for p in photos))) == sorted(map(tuple, FLAGS))
+
+
+def test_show_finds_a_photo_through_symlinks_and_names_formats_it_never_reads(tmp_path: Path) -> None:
+    from imagegen import encode, scene
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "a.jpg").write_bytes(encode(scene(1, (96, 64)), "JPEG"))
+    (tmp_path / "linked").symlink_to(real, target_is_directory=True)
+    (tmp_path / "a-link.jpg").symlink_to(real / "a.jpg")
+    for scanned, db in (("real", "real.db"), ("linked", "linked.db")):  # scored through each way in
+        db = str(tmp_path / db)
+        assert runner.invoke(app, ["score", str(tmp_path / scanned), "--db", db]).exit_code == 4  # no weights
+        for shown in ("real/a.jpg", "linked/a.jpg", "a-link.jpg"):
+            result = runner.invoke(app, ["show", str(tmp_path / shown), "--db", db, "--json"])
+            assert result.exit_code == 0, (scanned, shown, result.output)
+            assert json.loads(result.stdout)["photo"]["path"] == str(tmp_path / scanned / "a.jpg")
+    (tmp_path / "anim.gif").write_bytes(b"GIF89a")
+    gif = runner.invoke(app, ["show", str(tmp_path / "anim.gif"), "--db", db])
+    assert gif.exit_code == 2 and "score" not in gif.output, gif.output
+    assert (
+        gif.stderr == f"error: {tmp_path / 'anim.gif'}: GIF is not a format aesthete reads (it reads JPEG, PNG, "
+        "TIFF, WebP, BMP, HEIC/HEIF, camera RAW)\n"
+    )
+    (tmp_path / "new.jpg").write_bytes(b"")  # a photo's name, never scored: `score` is the way
+    unseen = runner.invoke(app, ["show", str(tmp_path / "new.jpg"), "--db", db])
+    assert unseen.exit_code == 3 and "is not in the database (run `aesthete score` on its folder)" in unseen.stderr

@@ -1,5 +1,6 @@
-"""Tables fit the terminal (issue 13, item 17): `rank`, `cull` and `failures` at 80 and 120 columns, paths
-shortened from the middle with the file name whole and no two files alike, `weights list` URLs whole."""
+"""Tables fit the terminal (issue 13, item 17): `rank`, `cull`, `failures` and `groups` from 40 to 120
+columns, paths shortened from the middle with the file name whole and no two files alike, `weights list`
+URLs whole."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from contextlib import closing
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from aesthete.cli import app
@@ -234,3 +236,73 @@ def test_fitted_table_wraps_a_long_title_and_keeps_every_line_in_width() -> None
     assert "flags" in header and "taken" not in header  # a column that may go gave its room to the paths
     rows = [line.split("  ")[0] for line in lines if "IMG_0001.jpg" in line]
     assert rows == ["/photos/…/card 1/IMG_0001.jpg", "/photos/…/card 2/IMG_0001.jpg"]
+
+
+# A long file name beside three copies of one photo in nested folders (the field test's shoot): every
+# table keeps each file name whole and tells the copies apart at any width from 40 columns.
+LONG = "IMG_20240501_153012_wedding_ceremony_first_kiss_final_v2.jpg"
+SHOWN = [LONG, "shoot/short.jpg", "copy/short.jpg", "copy2/short.jpg"]  # how each reads, at the least
+
+
+def on_disk(folder: Path, names: list[str]) -> list[str]:
+    """Empty files ``names`` under ``folder`` (`cull` never picks a file that is not on disk); their paths."""
+    paths = [folder / name for name in names]
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    return [str(path) for path in paths]
+
+
+def path_column(lines: list[str], header: str) -> str:
+    """The text of the column headed ``header``, every line's slice joined: a path folded over lines
+    reads whole in it, each row's path after the one before."""
+    at = next(i for i, line in enumerate(lines) if header in line.split())
+    start = lines[at].index(header)
+    rest = lines[at][start:].split()
+    end = lines[at].index(rest[1], start) if len(rest) > 1 else None
+    return "".join(line[start:end].strip() for line in lines[at + 2 :])
+
+
+def test_tables_keep_long_file_names_whole_and_copies_apart_at_any_width(tmp_path: Path) -> None:
+    db, failed = tmp_path / "x.db", tmp_path / "failed.db"
+    shoot = tmp_path / "photos" / "2024" / "shoot"
+    paths = on_disk(shoot, [LONG, "short.jpg", "copy/short.jpg", "copy2/short.jpg"])
+    write_library(db, paths)
+    with closing(open_store(db)) as store:  # the copies: one content, so `groups` shows them as one group
+        store.conn.execute("UPDATE files SET content_hash = 'h1' WHERE content_hash IN ('h2', 'h3')")
+    with closing(open_store(failed)) as store:
+        store.write(files=[file_row(p, 0, 1, "failed", error_kind="empty", error="file is empty (0 bytes)")
+                           for p in paths])  # fmt: skip
+    commands = {
+        ("rank",): ("photo", SHOWN, 3),
+        # one content is one photo to a cull (docs/culling.md): one of the copies, the long name whole
+        ("cull", str(shoot), "--no-group", "--keep-flagged"): ("photo", [LONG], 1),
+        ("groups", str(shoot)): ("photo", SHOWN[1:], 3),  # lists groups only: the long name stands alone
+    }
+    for columns in (40, 50, 60, 80, 120):
+        for args, (header, names, copies) in [*commands.items(), (("failures",), ("path", SHOWN, 3))]:
+            lines = table_lines([*args, "--db", str(failed if args[0] == "failures" else db)], columns)
+            assert max(map(len, lines)) <= columns, (columns, args, "\n".join(lines))
+            shown = path_column(lines, header)
+            missing = [name for name in names if name not in shown]
+            assert not missing and shown.count("short.jpg") == copies, (columns, args, missing, "\n".join(lines))
+        if columns >= 80:  # room for the long name on one line: other columns gave way
+            assert any(line.split()[1].endswith(LONG) for line in table_lines(["rank", "--db", str(db)], columns)
+                       if LONG in line)  # fmt: skip
+    # Nothing flagged, no capture time: those columns would only take room from the paths.
+    with closing(open_store(db)) as store:
+        store.conn.execute("UPDATE images SET flags = '[]', capture_time = NULL")
+    header = next(line for line in table_lines(["rank", "--db", str(db)], 120) if "photo" in line.split())
+    assert "flags" not in header and "taken" not in header and "std" in header
+
+
+def test_a_file_name_with_a_newline_stays_on_its_row_escaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "x.db"
+    monkeypatch.chdir(tmp_path)  # tables show paths relative to the working folder
+    write_library(db, on_disk(tmp_path / "shoot", ["new\nline.jpg", "tab\there.jpg", "plain.jpg"]))
+    for args in (["rank"], ["cull", "shoot", "--no-group", "--keep-flagged"]):
+        lines = table_lines([*args, "--db", str(db)], 80)
+        rows = [line for line in lines if ".jpg" in line]
+        assert len(rows) == 3, "\n".join(lines)
+        assert any("'shoot/new\\nline.jpg'" in row for row in rows)
+        assert any("'shoot/tab\\there.jpg'" in row for row in rows)

@@ -629,3 +629,26 @@ def test_copies_of_a_photo_are_one_photo_seen_as_its_original(shoot: tuple[Path,
     outlined = re.findall(r'<figure class="photo best">.*?<div class="name" title="([^"]*)"', page, re.S)
     assert str(folder / "a3.jpg") in outlined and str(folder / "Album" / "a3.jpg") not in outlined
     assert snapshot(folder) == before
+
+
+def test_json_and_the_manifest_give_absolute_paths_when_the_options_are_relative(
+    shoot: tuple[Path, Store], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, store = shoot
+    monkeypatch.chdir(tmp_path)
+    db = os.path.relpath(store.path)
+    args = ["cull", folder.name, "--db", db, "--top", "2", "--export", "album", "--move-rejects", "rejects", "--json"]
+    data = json.loads(runner.invoke(app, [*args, "--dry-run"]).stdout)
+    assert data["export"]["folder"] == str(tmp_path / "album")
+    assert data["export"]["manifest"] == str(tmp_path / "album" / "manifest.json")
+    assert data["moved"]["folder"] == str(tmp_path / "rejects")
+    targets = [p["target"] for section in ("export", "moved") for p in data[section]["placed"]]
+    assert len(targets) == 14 and all(os.path.isabs(target) for target in targets)
+    done = runner.invoke(app, args[:-3] + ["--json"])  # a real export, no move
+    assert done.exit_code == 0, done.output
+    manifest = json.loads((tmp_path / "album" / "manifest.json").read_text())
+    assert manifest["settings"]["roots"] == [str(folder)]
+    assert json.loads(done.stdout)["export"]["placed"][0]["target"].startswith(str(tmp_path / "album") + os.sep)
+    (tmp_path / "more").mkdir()
+    scored = runner.invoke(app, ["score", "more", "--db", db, "--json"])
+    assert json.loads(scored.stdout)["database"] == str(store.path)

@@ -119,3 +119,84 @@ def test_commands_map_library_errors(tmp_path: Path) -> None:
     assert stars.exit_code == Exit.USAGE and "only apply with --xmp" in stars.output
     mode = runner.invoke(app, ["cull", "--mode", "move", "--db", db])
     assert mode.exit_code == Exit.USAGE and "--mode must be one of" in mode.output
+
+
+def test_cull_groups_and_report_exit_3_when_nothing_was_scored(tmp_path: Path) -> None:
+    """A database where every file failed, or where `score` found nothing, leaves nothing to work on (exit 3,
+    one line), and the line points to `aesthete failures` for files that were found but could not be read."""
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "zero.jpg").write_bytes(b"")
+    (tmp_path / "bad" / "notimage.jpg").write_bytes(b"text")
+    (tmp_path / "empty").mkdir()
+    bad, empty = str(tmp_path / "bad.db"), str(tmp_path / "empty.db")
+    assert runner.invoke(app, ["score", str(tmp_path / "bad"), "--db", bad]).exit_code == Exit.NOTHING_USABLE
+    assert runner.invoke(app, ["score", str(tmp_path / "empty"), "--db", empty]).exit_code == Exit.NOTHING_USABLE
+    failures = (
+        f"no photo under {tmp_path / 'bad'} could be read: 2 files failed (`aesthete failures {tmp_path / 'bad'}`"
+    )
+    for db, says in ((bad, failures), (empty, f"`aesthete score` found no photos under {tmp_path / 'empty'}")):
+        for command in (["cull"], ["groups"], ["report", "--html", str(tmp_path / "r.html")]):
+            result = runner.invoke(app, [*command, "--db", db], env={"COLUMNS": "80"})
+            assert result.exit_code == Exit.NOTHING_USABLE, (db, command, result.output)
+            assert result.stderr == f"error: {says}" + result.stderr.split(says)[1], result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == "", (command, result.output)
+    assert not (tmp_path / "r.html").exists()
+    # `rank` lists it empty (exit 0), with the same pointer; a folder never scanned still says to score it.
+    listing = runner.invoke(app, ["rank", str(tmp_path / "bad"), str(tmp_path / "other"), "--db", bad])
+    assert listing.exit_code == Exit.OK and failures in listing.stderr
+    assert f"no photos under {tmp_path / 'other'} in the database: run `aesthete score` on it first" in listing.stderr
+    whole = runner.invoke(app, ["rank", "--db", bad])
+    assert "no photo could be read: 2 files failed (`aesthete failures` says why)" in whole.stderr
+
+
+def test_conflicting_output_flags_are_a_usage_error_before_anything_is_done(tmp_path: Path) -> None:
+    from test_cli_tables import write_library
+
+    db = str(tmp_path / "x.db")
+    write_library(tmp_path / "x.db")
+    rejects = tmp_path / "rejects"
+    for args in (["rank", "--json", "--csv"], ["rank", "--paths", "--json"], ["rank", "--csv", "--paths"],
+                 ["cull", "--json", "--paths", "--move-rejects", str(rejects)]):  # fmt: skip
+        result = runner.invoke(app, [*args, "--db", db])
+        assert result.exit_code == Exit.USAGE, (args, result.output)
+        assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1, (args, result.output)
+        assert "cannot be used together: choose one output" in result.stderr
+    assert not rejects.exists()  # refused before any file action
+    both = runner.invoke(app, ["rank", "--json", "--csv", "--paths", "--db", db])
+    assert "--json and --csv and --paths cannot be used together" in both.stderr
+
+
+def test_cull_refuses_an_export_or_rejects_folder_that_is_a_file(tmp_path: Path) -> None:
+    from test_cli_tables import write_library
+
+    db = str(tmp_path / "x.db")
+    write_library(tmp_path / "x.db")
+    taken = tmp_path / "photo_copy.jpg"
+    taken.write_bytes(b"a photo")
+    for option in ("--export", "--move-rejects"):
+        result = runner.invoke(app, ["cull", "/photos", option, str(taken), "--db", db])
+        assert result.exit_code == Exit.USAGE, (option, result.output)
+        assert result.stderr == f"error: {option}: {taken} is a file, not a folder\n" and result.stdout == ""
+    assert taken.read_bytes() == b"a photo"
+    with pytest.raises(OptionError, match="is a file, not a folder"):
+        aesthete.CullOptions(export=str(taken))
+
+
+def test_score_refuses_an_unknown_device_even_when_no_model_is_loaded(tmp_path: Path) -> None:
+    from aesthete.devices import EngineError, check_device_name
+
+    for good in ("auto", "cpu", "cuda", "cuda:1", "mps"):
+        check_device_name(good)
+    for bad in ("tpu", "gpu0", "cuda:", "cuda:x", "CPU", "cpu:0"):
+        with pytest.raises(EngineError, match="unknown device"):
+            check_device_name(bad)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "a.png").write_bytes(b"")  # found, fails to read: nothing needs a model either
+    for folder in ("empty", "one"):
+        result = runner.invoke(
+            app, ["score", str(tmp_path / folder), "--device", "tpu", "--db", str(tmp_path / "x.db")]
+        )
+        assert result.exit_code == Exit.USAGE, (folder, result.output)
+        # (stripped: the progress display, stopped by the error, leaves an empty line on a non-terminal)
+        assert result.stderr.strip() == "error: unknown device 'tpu'; use auto, cpu, cuda, cuda:N or mps"

@@ -173,3 +173,69 @@ def test_processes_opening_one_new_database_together_all_get_it(tmp_path: Path) 
             path = str(tmp_path / f"new-{trial}.db")
             assert pool.map(_open_and_close, [path] * 4) == [None] * 4
             assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+@contextmanager
+def read_only_folder(folder: Path) -> Iterator[None]:
+    """``folder`` made read-only, as on a read-only mount or backup disk: ``chattr +i`` as root (root
+    ignores the mode bits), else ``chmod 555``; skips where neither makes it read-only."""
+    import os
+    import subprocess
+
+    if os.geteuid() == 0:
+        made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+        undo = ["chattr", "-i", str(folder)]
+    else:
+        folder.chmod(0o555)
+        made, undo = True, ["chmod", "755", str(folder)]
+    try:
+        if not made or os.access(folder, os.W_OK):
+            pytest.skip("cannot make a folder read-only here")
+        yield
+    finally:
+        subprocess.run(undo, capture_output=True)
+
+
+def test_a_database_in_a_read_only_folder_is_browsed_read_only_and_never_written(tmp_path: Path) -> None:
+    """A WAL database in a read-only folder cannot be opened as usual (SQLite makes its -wal and -shm files
+    beside it): the commands that only read open it read-only; the ones that write say why they cannot."""
+    from photoset import write_shoot
+    from typer.testing import CliRunner
+
+    from aesthete.cli import app
+    from aesthete.groups import ensure_groups
+    from aesthete.store import ReadOnlyFolderError, open_store
+
+    runner = CliRunner()
+    folder = write_shoot(tmp_path / "shoot")
+    db = tmp_path / "backup" / "a.db"
+    assert runner.invoke(app, ["score", str(folder), "--db", str(db), "--workers", "1"]).exit_code == 4
+    before = {p.name: p.read_bytes() for p in db.parent.iterdir()}
+    assert list(before) == ["a.db"]
+    with read_only_folder(db.parent):
+        for command in (["rank"], ["failures"], ["show", str(folder / "d.jpg")], ["groups"],
+                        ["report", "--html", str(tmp_path / "r.html")]):  # fmt: skip
+            result = runner.invoke(app, [*command, "--db", str(db)])
+            assert result.exit_code == 0, (command, result.output)
+        groups = runner.invoke(app, ["groups", "--db", str(db)], env={"COLUMNS": "120"})
+        assert "3 groups of similar frames among 14 photos" in groups.stdout  # found, though not stored
+        for command in (["cull"], ["score", str(folder)]):
+            result = runner.invoke(app, [*command, "--db", str(db)])
+            assert result.exit_code == 2, (command, result.output)
+            assert f"database {db} is in a read-only folder ({db.parent})" in result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1
+        with pytest.raises(ReadOnlyFolderError):
+            open_store(db)
+        store = open_store(db, writes=False)
+        assert store.read_only and len(store.photos(None)) == 14
+        assert len(ensure_groups(store)) == 14  # computed, not stored
+        with pytest.raises(StoreError, match="open read-only"):
+            store.write(files=[file_row("/x.jpg", 1, 1, "ok")])
+        store.close()
+    assert {p.name: p.read_bytes() for p in db.parent.iterdir()} == before
+    # An older schema would need a migration, which a read-only folder forbids: said in one line.
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    conn.close()
+    with read_only_folder(db.parent), pytest.raises(StoreError, match="older aesthete and must be upgraded"):
+        open_store(db, writes=False)

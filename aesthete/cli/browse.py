@@ -24,6 +24,7 @@ from aesthete.cli.common import (
     fail,
     fitted_table,
     library_errors,
+    one_output,
     opened_store,
     out,
     print_csv,
@@ -32,6 +33,7 @@ from aesthete.cli.common import (
     ranking_table,
     scores_header,
 )
+from aesthete.formats import FORMAT_NAMES, SUPPORTED_EXTENSIONS, suffix
 from aesthete.select import RANK_KEYS, Filters, Ranking, public_row
 
 TopOption = Annotated[int | None, typer.Option("--top", "-n", min=1, help="Show only the best N.")]
@@ -65,8 +67,9 @@ def rank_command(
     """List cached photos, best first, with filters."""
     from aesthete.select import rank
 
+    one_output(json=as_json, csv=as_csv, paths=paths_only)
     filters = Filters(min_score, max_score, since, until, camera, lens, faces, eyes_open)
-    with opened_store(db) as store:
+    with opened_store(db, writes=False) as store:
         ranking = rank(
             store, [str(p) for p in paths or []], by=by, model=model, weights=weights, filters=filters, top=top
         )
@@ -86,7 +89,7 @@ def show_command(
     from aesthete.select import choose_scores
     from aesthete.weights import weights_label
 
-    with opened_store(db) as store:
+    with opened_store(db, writes=False) as store:
         record = store.photo_by_path(str(photo))
         if record is None:
             if not photo.exists():  # a mistyped name is a usage error, as for `score`
@@ -94,6 +97,9 @@ def show_command(
             if photo.is_dir():
                 listing = f"aesthete rank {shlex.quote(str(photo))}"
                 fail(f"{photo} is a folder: `show` takes one photo (`{listing}` lists its photos)")
+            if (ext := suffix(str(photo))) not in SUPPORTED_EXTENSIONS:  # `score` would never record it
+                kind = f"{ext[1:].upper()} is" if ext else "a file with no extension is"
+                fail(f"{photo}: {kind} not a format aesthete reads (it reads {FORMAT_NAMES})")
             fail(f"{photo} is not in the database (run `aesthete score` on its folder)", Exit.NOTHING_USABLE)
         chosen = choose_scores(store, model, weights)
     for score in record["scores"]:
@@ -171,21 +177,24 @@ def _no_details(path: str) -> str:
 @library_errors()
 def failures_command(paths: PathsArgument = None, db: DbOption = None, as_json: JsonOption = False) -> None:
     """Files that could not be read, with the reason recorded for each."""
-    with opened_store(db) as store:
+    with opened_store(db, writes=False) as store:
         rows = store.failures([str(p) for p in paths or []])
     if as_json:  # paths as rank --json gives them: absolute, for scripts
         print_json({"count": len(rows), "failures": rows})
         return
-    # Paths shortened from the middle (the file name whole: two failures never read alike); reasons wrap.
+    # Paths shortened from the middle (the file name whole: two failures never read alike); reasons wrap
+    # rather than the paths, and the kind (which the reason says in words) goes when the paths need its room.
     table = fitted_table([
         Cells("path", [display_path(row["path"]) for row in rows], paths=True),
-        Cells("kind", [row["kind"] for row in rows]),
+        Cells("kind", [row["kind"] for row in rows], drop=1),
         Cells("reason", [row["reason"] for row in rows], wrap=True, min_width=REASON_ROOM),
     ])  # fmt: skip
     out.print(table if rows else "no failures recorded")
 
 
-REASON_ROOM = 24  # a failure's reason wraps, but keeps enough width to be read: the paths get the rest
+# A failure's reason wraps, but keeps enough width to be read: the paths get the rest, and this too where their
+# file names need it (fitted_table's WRAP_ROOM).
+REASON_ROOM = 24
 
 
 def histogram(dist: list[float], width: int = 40) -> str:

@@ -12,7 +12,7 @@ import csv
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from enum import IntEnum
@@ -105,6 +105,14 @@ def fail(message: str, code: Exit = Exit.USAGE) -> NoReturn:
     raise typer.Exit(int(code))
 
 
+def one_output(**chosen: bool) -> None:
+    """Exit with a usage error when more than one output format is asked for (``json=True, csv=True``):
+    one of them would be printed and the others silently ignored. Called first, before any work."""
+    given = [f"--{name}" for name, on in chosen.items() if on]
+    if len(given) > 1:
+        fail(f"{' and '.join(given)} cannot be used together: choose one output")
+
+
 def exit_code(error: AestheteError) -> Exit:
     """The exit code for ``error``, from :data:`EXIT_CODES`."""
     for cls in type(error).__mro__:
@@ -135,15 +143,16 @@ def library_errors() -> Iterator[None]:
 
 
 @contextmanager
-def opened_store(db: Path | None, *, create: bool = False) -> Iterator[Any]:
+def opened_store(db: Path | None, *, create: bool = False, writes: bool = True) -> Iterator[Any]:
     """Open the database or exit with a one-line reason, also when damage shows only once it is read.
-    Only ``score`` creates it (``create``): for the others a missing database is nothing scored yet."""
+    Only ``score`` creates it (``create``): for the others a missing database is nothing scored yet. A
+    command that only reads (``writes=False``) can browse a database in a read-only folder."""
     import sqlite3
 
     from aesthete.store import open_store
 
     with library_errors():
-        store = open_store(db, create=create)
+        store = open_store(db, create=create, writes=writes)
     try:
         yield store
     except sqlite3.DatabaseError as exc:
@@ -198,17 +207,22 @@ def print_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
 def print_notes(notes: Sequence[str]) -> None:
     """A ranking's notes (fallbacks, photos left out) on stderr, where they never mix with results."""
     for note in notes:
-        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+        # soft_wrap: the terminal wraps a long note, so a command in it is never broken by a newline
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
 def display_path(path: str) -> str:
-    """A table's short form of a path: relative to the working folder when inside it, else ``~/...``.
-    JSON, CSV and --paths keep absolute paths for scripts."""
+    """A table's short form of a path: relative to the working folder when inside it, else ``~/...``; a
+    path with a character that cannot be shown (a newline, a tab, an escape code) is shown quoted with
+    that character escaped, as Python writes it (``'a\\nb.jpg'``), so it stays on its table row. JSON,
+    CSV and --paths keep absolute paths for scripts."""
     cwd = os.getcwd()
-    if path.startswith(cwd.rstrip(os.sep) + os.sep):
-        return os.path.relpath(path, cwd)
     home = os.path.expanduser("~")
-    return "~" + path[len(home) :] if home != os.sep and path.startswith(home + os.sep) else path
+    if path.startswith(cwd.rstrip(os.sep) + os.sep):
+        path = os.path.relpath(path, cwd)
+    elif home != os.sep and path.startswith(home + os.sep):
+        path = "~" + path[len(home) :]
+    return path if path.isprintable() else repr(path)
 
 
 def scores_label(ranking: Ranking) -> str:
@@ -271,7 +285,8 @@ class Cells:
 
     header: str
     cells: list[str]
-    # 0: always shown. Otherwise dropped, smallest first, while the paths would get too little room.
+    # 0: always shown (unless every cell is empty). Otherwise dropped, smallest first, while the paths would
+    # get too little room.
     drop: int = 0
     justify: JustifyMethod = "left"
     wrap: bool = False  # the cells may wrap over lines (flags, reasons) rather than widen the table
@@ -281,16 +296,21 @@ class Cells:
     def natural(self) -> int:
         return max(map(cell_len, [self.header, *self.cells]))
 
-    def least(self) -> int:
+    def least(self, squeezed: bool = False) -> int:
+        """The narrowest this column gets; ``squeezed`` (the paths need its room for their file names): a
+        wrapping column down to :data:`WRAP_ROOM`."""
         if not self.wrap:
             return self.natural()
         longest_word = max((cell_len(word) for text in [self.header, *self.cells] for word in text.split()), default=1)
-        return min(self.natural(), self.min_width if self.min_width is not None else longest_word)
+        least = min(self.natural(), self.min_width if self.min_width is not None else longest_word)
+        return min(least, WRAP_ROOM) if squeezed else least
 
 
 # Columns are dropped until the paths get this many cells, or all they need: a path is what a photographer
-# reads first, and below ~30 cells it is little more than the file name.
+# reads first, and below ~30 cells it is little more than the file name. Whatever the width, they are dropped
+# until every file name fits whole on its line, if they can be.
 PATH_ROOM = 30
+WRAP_ROOM = 10  # a wrapping column squeezed for the file names: a word or two a line, long words folded
 ELLIPSIS = "…"
 
 
@@ -299,27 +319,36 @@ def _gaps(columns: int) -> int:
     return 2 * (columns - 1)
 
 
-def fitted_table(columns: Sequence[Cells], title: str | None = None, width: int | None = None) -> Table:
-    """A table of ``columns`` whose every line fits ``width`` (default: the terminal's): columns that may
-    go are dropped (lowest ``drop`` first) while the paths would get under :data:`PATH_ROOM` cells, the
-    paths are shortened from the middle (:func:`shorten_paths`) to the room left, and wrapping columns
-    share what remains (where even their longest words do not fit, the widest folds its words first).
-    ``rank``, ``cull``, ``failures`` and ``models`` draw their tables with it."""
+def fitted_table(
+    columns: Sequence[Cells], title: str | None = None, width: int | None = None, sections: Collection[int] = ()
+) -> Table:
+    """A table of ``columns`` whose every line fits ``width`` (default: the terminal's), its paths' file
+    names whole and no two paths alike: columns with nothing in them are left out, columns that may go are
+    dropped (lowest ``drop`` first) while the paths would get under :data:`PATH_ROOM` cells or too few for
+    their file names, the paths are shortened from the middle (:func:`shorten_paths`) to the room left,
+    and wrapping columns share what remains (where even their longest words do not fit, the widest folds
+    its words first). A path that cannot fit even so folds over lines, whole. An
+    empty line follows each row whose index is in ``sections``. ``rank``, ``cull``, ``failures``,
+    ``groups`` and ``models`` draw their tables with it."""
     width = width or out.width
-    shown = list(columns)
+    shown = [c for c in columns if c.paths or any(c.cells)]
     path_column = next((c for c in shown if c.paths), None)
 
-    def room(kept: list[Cells]) -> int:
-        return width - _gaps(len(kept)) - sum(c.least() for c in kept if not c.paths)
+    def room(kept: list[Cells], squeezed: bool = False) -> int:
+        return width - _gaps(len(kept)) - sum(c.least(squeezed) for c in kept if not c.paths)
 
-    wanted = min(PATH_ROOM, path_column.natural()) if path_column else 0
+    narrowest = wanted = 0
+    if path_column is not None:  # every file name whole (the narrowest forms), and PATH_ROOM where it helps
+        narrowest = max(map(cell_len, [path_column.header, *shorten_paths(path_column.cells, 0)]))
+        wanted = max(narrowest, min(PATH_ROOM, path_column.natural()))
     while room(shown) < wanted and any(c.drop for c in shown):
         shown.remove(min((c for c in shown if c.drop), key=lambda c: c.drop))
+    squeezed = room(shown) < narrowest  # then the wrapping columns give up room too
+    space = max(room(shown, squeezed), 1)
     if path_column is not None:
-        space = max(room(shown), 1)
         path_column = replace(path_column, cells=shorten_paths(path_column.cells, space))
         shown = [path_column if c.paths else c for c in shown]
-    widths = [min(c.natural(), max(room(shown), 1)) if c.paths else c.least() for c in shown]
+    widths = [min(c.natural(), space) if c.paths else c.least(squeezed) for c in shown]
     spare = width - _gaps(len(shown)) - sum(widths)
     while spare < 0:  # too narrow even for whole words: the widest wrapping column folds its words first
         widest = max((i for i, c in enumerate(shown) if c.wrap and widths[i] > 1), key=widths.__getitem__, default=None)
@@ -341,19 +370,25 @@ def fitted_table(columns: Sequence[Cells], title: str | None = None, width: int 
         min_width=min(cell_len(title), width) if title else None,
     )
     for column, column_width in zip(shown, widths):
-        # Fixed widths: the sums above are what Rich draws, so no line can outgrow ``width``.
+        # Fixed widths: the sums above are what Rich draws, so no line can outgrow ``width``; a path wider
+        # than its column folds over lines rather than losing its end.
         table.add_column(
-            column.header, justify=column.justify, width=column_width, no_wrap=not column.wrap, overflow="fold"
+            column.header,
+            justify=column.justify,
+            width=column_width,
+            no_wrap=not (column.wrap or column.paths),
+            overflow="fold",
         )
-    for cells in zip(*(c.cells for c in shown)):
-        table.add_row(*map(Text, cells))  # as written: a path or a reason may hold [brackets], never markup
+    for index, cells in enumerate(zip(*(c.cells for c in shown))):
+        # as written: a path or a reason may hold [brackets], never markup
+        table.add_row(*map(Text, cells), end_section=index in sections)
     return table
 
 
 def ranking_table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> Table:
     """The table ``rank`` and ``cull`` print, fitted to the terminal: place, photo (shortened from the
     middle), score, the column ranked by, flags; then, as the width allows, capture time, group (cull),
-    technical quality and spread."""
+    technical quality and spread. Flags, then the place, give way too where a file name needs the room."""
     scalar = ranking.output == "score"  # a score model: one number, no distribution, no spread
     if ranking.basis == "aesthetic":  # the model and its weights, named as `score --weights` takes them
         column = ("score" if scalar else "mean score") if ranking.by == "mean" else ranking.by
@@ -383,7 +418,7 @@ def ranking_table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> T
     if ranking.by == "sharpness":
         columns.append(numbers("sharpness", 0))
     columns.append(numbers("technical", 2))
-    columns.append(Cells("flags", [", ".join(row["flags"]) for row in rows], wrap=True))
+    columns.append(Cells("flags", [", ".join(row["flags"]) for row in rows], drop=5, wrap=True))
     taken = Cells("taken", [(row["capture_time"] or "")[:16].replace("T", " ") for row in rows], drop=4)
     if any(row.get("group_size", 1) > 1 for row in rows):  # cull: which picks won over a burst
         cells = [f"{row['group']} (best of {row['group_size']})" if row["group_size"] > 1 else "" for row in rows]

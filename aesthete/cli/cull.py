@@ -7,16 +7,16 @@ original. Only ``cull --move-rejects`` moves files, and only the ones not picked
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from aesthete.cli.common import (
     ROW_FIELDS,
+    Cells,
     DbOption,
     Exit,
     JsonOption,
@@ -25,9 +25,12 @@ from aesthete.cli.common import (
     PathsOnly,
     WeightsOption,
     counted,
+    display_path,
     err,
     fail,
+    fitted_table,
     library_errors,
+    one_output,
     opened_store,
     out,
     print_json,
@@ -107,6 +110,7 @@ def cull_command(
     """
     from aesthete.culling import CullOptions, apply, parse_keep
 
+    one_output(json=as_json, paths=paths_only)  # before any file action
     options = CullOptions(
         roots=[str(p) for p in paths or []], top=top, keep_percent=parse_keep(keep) if keep is not None else None,
         min_score=min_score, model=model, weights=weights, group=not no_group, reject_blurry=reject_blurry,
@@ -237,11 +241,10 @@ def groups_command(
     """Bursts and near-duplicates among the photos of PATHS (or of the last `score` run), best frame first."""
     from aesthete.exif import camera_name
     from aesthete.groups import annotate, ensure_groups
-    from aesthete.select import last_run_scope, rank
+    from aesthete.select import scope_ranking
 
-    with opened_store(db) as store:
-        roots, model = last_run_scope(store, [str(p) for p in paths or []], model)
-        ranking = rank(store, roots, by="mean", model=model, weights=weights)
+    with opened_store(db, writes=False) as store:
+        _, ranking = scope_ranking(store, [str(p) for p in paths or []], model=model, weights=weights)
         members = annotate(ranking.rows, ensure_groups(store))
     found = sorted((g, rows) for g, rows in members.items() if len(rows) > 1)
     if as_json:
@@ -256,16 +259,32 @@ def groups_command(
         f"{counted(len(found), 'group')} of similar frames among {counted(len(ranking.rows), 'photo')}, best first by "
         f"{'mean score, ' + scores_label(ranking) if ranking.basis == 'aesthetic' else 'technical quality'}"
     )
-    table = Table(title=Text(title, no_wrap=False, overflow="fold"))  # wrapped: never past the terminal
-    for column in ("group", "frames", "camera", "taken", f"frames by {score}"):
-        table.add_column(column, overflow="fold")
-    for g, rows in found:
-        times = sorted(r["capture_time"] or "" for r in rows)
-        taken = f"{times[0][:19]} … {times[-1][11:19]}" if times[0] else "no EXIF time (file times)"
-        camera = camera_name(rows[0])
-        frames = "\n".join(f"{Path(r['path']).name}  {r[score]:.2f}" for r in rows)
-        table.add_row(str(g), str(len(rows)), camera, taken, frames)
+    # One line a frame, best first, its path as rank shows it (copies in two folders never read alike); the
+    # group's number, size, camera and time on its first line, and a gap before the next group.
+    frames = [(i == 0, g, group, row) for g, group in found for i, row in enumerate(group)]
+
+    def firsts(text: Callable[[int, list[dict]], str]) -> list[str]:
+        return [text(g, group) if first else "" for first, g, group, _ in frames]
+
+    table = fitted_table(
+        [
+            Cells("group", firsts(lambda g, _: str(g)), justify="right"),
+            Cells("frames", firsts(lambda _, group: str(len(group))), drop=1, justify="right"),
+            Cells("photo", [display_path(row["path"]) for *_, row in frames], paths=True),
+            Cells(score, [f"{row[score]:.2f}" for *_, row in frames], justify="right"),
+            Cells("camera", firsts(lambda _, group: camera_name(group[0])), drop=2, wrap=True),
+            Cells("taken", firsts(lambda _, group: _taken(group)), drop=3, wrap=True),
+        ],
+        title,
+        sections={index - 1 for index, (first, *_) in enumerate(frames) if first and index},
+    )
     out.print(table if found else "no groups: every photo stands alone")
+
+
+def _taken(group: list[dict]) -> str:
+    """When a group's frames were taken: the first capture time and the last one's time of day."""
+    times = sorted(r["capture_time"] or "" for r in group)
+    return f"{times[0][:19].replace('T', ' ')} … {times[-1][11:19]}" if times[0] else "no EXIF time (file times)"
 
 
 @library_errors()
@@ -282,7 +301,7 @@ def report_command(
 
     if html.exists() and html.suffix.lower() not in (".html", ".htm"):
         fail(f"{html} exists and is not an .html file; refusing to overwrite it")
-    with opened_store(db) as store:
+    with opened_store(db, writes=False) as store:
         page, ranking = build_report(store, [str(p) for p in paths or []], model=model, weights=weights)
     print_notes(ranking.notes)
     try:

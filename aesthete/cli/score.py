@@ -22,6 +22,7 @@ from rich.text import Text
 
 from aesthete import interrupts
 from aesthete.cli.common import DbOption, Exit, JsonOption, err, fail, library_errors, opened_store, out, print_json
+from aesthete.formats import FORMAT_NAMES
 
 
 @library_errors()
@@ -182,7 +183,7 @@ class _EtaColumn(ProgressColumn):
 
 def _print_summary(summary, database: str) -> None:  # noqa: ANN001
     if summary.found == 0:
-        err.print("[yellow]no photos found[/] (supported: JPEG, PNG, TIFF, WebP, BMP, HEIC/HEIF, camera RAW)")
+        err.print(f"[yellow]no photos found[/] (supported: {FORMAT_NAMES})")
         return
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
