@@ -4,8 +4,9 @@ Photos appear in score order with a thumbnail (JPEG, longer side :data:`THUMB_SI
 ``data:`` URI), the predicted distribution as an inline SVG bar chart with the mean marked, mean, spread,
 technical quality and flags. A burst or near-duplicate group is one box, placed where its best frame
 ranks and holding all its frames in score order; the frame ``cull`` would keep is outlined (the best-ranked
-one with no face flagged, :func:`aesthete.select.group_picks`). Each face found is drawn over the
-thumbnail as an outline placed in percent of the picture, red and dashed when a face flag is raised for it.
+one it may pick with no face flagged, :func:`aesthete.select.kept_frames`; none when it may pick none).
+Each face found is drawn over the thumbnail as an outline placed in percent of the picture, red and
+dashed when a face flag is raised for it.
 
 Thumbnails are made from the original with the same decoder ``score`` uses (EXIF orientation, colour
 profile to sRGB, reduced-size JPEG decoding), in parallel threads (Pillow releases the GIL while
@@ -35,7 +36,7 @@ from aesthete.exif import exif_line
 from aesthete.faces import Face, face_flags
 from aesthete.formats import raw_format
 from aesthete.groups import annotate, ensure_groups
-from aesthete.select import Ranking, group_picks, not_candidates, scope_ranking
+from aesthete.select import Ranking, kept_frames, scope_ranking
 from aesthete.store import Store, now_iso
 
 THUMB_SIDE = 256
@@ -92,9 +93,7 @@ def build_report(
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
         thumbs = dict(zip((id(r) for r in ordered), pool.map(thumbnail, (r["real_path"] for r in ordered))))
     places = {id(row): place for place, row in enumerate(ranking.rows, start=1)}
-    # (rows carry their group since _blocks). A file not on disk or a copy of another is never cull's pick.
-    aside = not_candidates(ranking.rows)
-    picks = group_picks([row for row in ranking.rows if id(row) not in aside])
+    picks, _ = kept_frames(ranking.rows)  # (rows carry their group since _blocks)
     chunks = []
     for block in blocks:
         cards = "".join(_card(row, places[id(row)], thumbs[id(row)], ranking,
@@ -162,7 +161,7 @@ def _card(row: dict[str, Any], place: int, thumb: Thumbnail, ranking: Ranking, *
         chart = f'<div class="meter" title="technical quality"><span style="width:{width:.0f}%"></span></div>'
         numbers = f"no aesthetic score · technical {row['technical'] or 0:.2f}"
     flags = "".join(f'<span class="flag">{_e(flag)}</span>' for flag in row["flags"])
-    badge = '<span class="badge">best of group</span>' if best else ""
+    badge = '<span class="badge">cull keeps</span>' if best else ""
     return (
         f'<figure class="photo{" best" if best else ""}">'
         f'<div class="thumb">{image}</div><figcaption>'

@@ -460,6 +460,21 @@ def face_flags_of(row: dict[str, Any]) -> list[str]:
     return [flag for flag in row["flags"] if flag in FACE_FLAGS]
 
 
+def kept_frames(rows: Sequence[dict[str, Any]]) -> tuple[dict[int, dict[str, Any]], dict[int, str]]:
+    """What a cull with its default options does with each group of ``rows`` (annotated by
+    :func:`aesthete.groups.annotate`): the frame it keeps of each group (none where every frame is ruled out),
+    and why each frame it could never pick is ruled out (row id -> a flag, not on disk, a copy). ``report``
+    outlines the kept frames and ``groups`` marks them, so both say what ``cull`` does."""
+    aside = not_candidates(rows)
+    candidates = [row for row in rows if id(row) not in aside]
+    rejected = {id(row): _rejected(row, Filters(), None, reject_blurry=True, reject_exposure=True)
+                for row in candidates}  # fmt: skip
+    why = {key: NOT_ON_DISK if original is None else f"identical to {original['path']}"
+           for key, original in aside.items()}  # fmt: skip
+    why.update({key: reason for key, reason in rejected.items() if reason is not None})
+    return group_picks(candidates, rejected), why
+
+
 def group_picks(
     rows: Sequence[dict[str, Any]], rejected: dict[int, str | None] | None = None
 ) -> dict[int, dict[str, Any]]:

@@ -652,3 +652,25 @@ def test_json_and_the_manifest_give_absolute_paths_when_the_options_are_relative
     (tmp_path / "more").mkdir()
     scored = runner.invoke(app, ["score", "more", "--db", db, "--json"])
     assert json.loads(scored.stdout)["database"] == str(store.path)
+
+
+def test_the_report_and_groups_mark_the_frame_cull_keeps_not_a_flagged_better_one(shoot: tuple[Path, Store]) -> None:
+    """The field test's sheet outlined a3 ("the one cull keeps") while cull, rejecting a3 as overexposed,
+    kept a5; `groups` listed a3 first with nothing to say it is never picked."""
+    from aesthete.report import build_report
+
+    folder, store = shoot
+    store.conn.execute("UPDATE images SET flags = '[\"overexposed\"]' WHERE content_hash = "
+                       "(SELECT content_hash FROM files WHERE path = ?)", (str(folder / "a3.jpg"),))  # fmt: skip
+    assert names(cull(store, [str(folder)], top=1).rows) == ["a5.jpg"]
+    page, _ = build_report(store, [str(folder)])
+    outlined = re.findall(r'<figure class="photo best">.*?<div class="name" title="([^"]*)"', page, re.S)
+    assert str(folder / "a5.jpg") in outlined and str(folder / "a3.jpg") not in outlined
+    result = runner.invoke(app, ["groups", str(folder), "--db", str(store.path), "--json"])
+    assert result.exit_code == 0, result.output
+    burst = next(g for g in json.loads(result.stdout)["groups"] if g["size"] == 5)["photos"]
+    verdicts = {Path(p["path"]).name: (p["cull_keeps"], p["ruled_out"]) for p in burst}
+    assert verdicts["a3.jpg"] == (False, "overexposed") and verdicts["a5.jpg"] == (True, None)
+    assert sum(keeps for keeps, _ in verdicts.values()) == 1
+    table = runner.invoke(app, ["groups", str(folder), "--db", str(store.path)], env={"COLUMNS": "120"}).stdout
+    assert re.search(r"a3\.jpg\s+\S+\s+overexposed", table) and re.search(r"a5\.jpg\s+\S+\s+keeps", table)

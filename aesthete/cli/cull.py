@@ -238,19 +238,28 @@ def groups_command(
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
-    """Bursts and near-duplicates among the photos of PATHS (or of the last `score` run), best frame first."""
+    """Bursts and near-duplicates among the photos of PATHS (or of the last `score` run), best frame first;
+    the frame `cull` keeps is marked, and a frame it never picks says why (a flag, not on disk, a copy)."""
     from aesthete.exif import camera_name
     from aesthete.groups import annotate, ensure_groups
-    from aesthete.select import scope_ranking
+    from aesthete.select import kept_frames, scope_ranking
 
     with opened_store(db, writes=False) as store:
         _, ranking = scope_ranking(store, [str(p) for p in paths or []], model=model, weights=weights)
         members = annotate(ranking.rows, ensure_groups(store))
     found = sorted((g, rows) for g, rows in members.items() if len(rows) > 1)
+    kept, ruled_out = kept_frames(ranking.rows)
+
+    def verdict(row: dict) -> str:
+        return "keeps" if kept.get(row["group"]) is row else ruled_out.get(id(row), "")
+
     if as_json:
         print_json({**scores_header(ranking), "groups": [
-            {"group": g, "size": len(rows), "photos": [{k: r.get(k) for k in ("path", "mean", "technical",
-             "flags", "capture_time", "make", "camera")} for r in rows]}
+            {"group": g, "size": len(rows), "photos": [
+                {**{k: r.get(k) for k in ("path", "mean", "technical", "flags", "capture_time", "make", "camera")},
+                 "cull_keeps": kept.get(g) is r, "ruled_out": ruled_out.get(id(r))}
+                for r in rows
+            ]}
             for g, rows in found
         ]})  # fmt: skip
         return
@@ -272,6 +281,7 @@ def groups_command(
             Cells("frames", firsts(lambda _, group: str(len(group))), drop=1, justify="right"),
             Cells("photo", [display_path(row["path"]) for *_, row in frames], paths=True),
             Cells(score, [f"{row[score]:.2f}" for *_, row in frames], justify="right"),
+            Cells("cull", [verdict(row) for *_, row in frames], drop=4, wrap=True),
             Cells("camera", firsts(lambda _, group: camera_name(group[0])), drop=2, wrap=True),
             Cells("taken", firsts(lambda _, group: _taken(group)), drop=3, wrap=True),
         ],
