@@ -564,8 +564,9 @@ class Store:
             score["output"] = "distribution" if score["dist"] is not None else "score"
         image_cols = [d[1] for d in self.conn.execute("PRAGMA table_info(images)")]
         image = dict(zip(image_cols, image)) if image else None
-        if image is not None:
+        if image is not None:  # the JSON columns as their values, as rank's rows have them
             image["faces"] = _faces(image.get("faces"))
+            image["flags"] = json.loads(image["flags"]) if image.get("flags") else []
         return {
             "path": text,
             "content_hash": row[0],

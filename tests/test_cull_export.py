@@ -674,3 +674,15 @@ def test_the_report_and_groups_mark_the_frame_cull_keeps_not_a_flagged_better_on
     assert sum(keeps for keeps, _ in verdicts.values()) == 1
     table = runner.invoke(app, ["groups", str(folder), "--db", str(store.path)], env={"COLUMNS": "120"}).stdout
     assert re.search(r"a3\.jpg\s+\S+\s+overexposed", table) and re.search(r"a5\.jpg\s+\S+\s+keeps", table)
+
+
+def test_show_gives_flags_as_a_list_in_json_and_names_them_in_text(shoot: tuple[Path, Store]) -> None:
+    """README: `show --json` has rank's fields in `photo.image`, `flags` a list (the field test got the
+    stored JSON text); the text view names them too."""
+    folder, store = shoot
+    store.conn.execute('UPDATE images SET flags = \'["overexposed", "noisy"]\'')
+    args = ["show", str(folder / "a3.jpg"), "--db", str(store.path)]
+    shown = runner.invoke(app, [*args, "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["photo"]["image"]["flags"] == ["overexposed", "noisy"]
+    assert "flags overexposed, noisy" in runner.invoke(app, args, env={"COLUMNS": "200"}).stdout

@@ -251,6 +251,14 @@ def test_raw_and_jpeg_of_one_frame_are_one_photo_scored_once(tmp_path: Path, tin
     assert shown["pair_of"] == str(folder / "IMG_1.JPG") and shown["content_hash"] == rows["IMG_1.JPG"]["content_hash"]
     result = runner.invoke(app, ["show", str(folder / "IMG_1.CR2"), "--db", str(store.path)])
     assert result.exit_code == 0 and "RAW companion of" in result.stdout and "mean" in result.stdout
+    # A partner without camera details (a HEIC often has none): said of the partner, whose image is shown,
+    # not "could not be read" of the RAW, which reads fine.
+    with store.transaction():
+        store.conn.execute("UPDATE images SET make = NULL, camera = NULL, lens = NULL, focal_length = NULL, "
+                           "f_number = NULL, exposure_time = NULL, iso = NULL, capture_time = NULL")  # fmt: skip
+    result = runner.invoke(app, ["show", str(folder / "IMG_1.CR2"), "--db", str(store.path)])
+    assert result.exit_code == 0 and "could not be read" not in result.stdout
+    assert "no camera details" in result.stdout or "no EXIF" in result.stdout
     listed = runner.invoke(app, ["rank", str(folder), "--db", str(store.path), "--json"])
     assert {Path(p["path"]).name: p["companions"] for p in json.loads(listed.stdout)["photos"]}["IMG_1.JPG"] == [
         str(folder / "IMG_1.CR2")

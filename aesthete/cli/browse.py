@@ -121,11 +121,14 @@ def show_command(
         out.print(f"[red]failed:[/] {escape(str(record['error']))}", highlight=False)
         raise typer.Exit(int(Exit.SOME_FAILED))
     image = record["image"] or {}
-    out.print(exif_line(image) or _no_details(record["path"]), highlight=False)
+    # A RAW companion shows its partner's image: what lacks camera details there is the partner.
+    described = record["pair_of"] if record["status"] == "paired" else record["path"]
+    out.print(exif_line(image) or _no_details(described), highlight=False)
+    flags = f"  flags {', '.join(image['flags'])}" if image.get("flags") else ""
     out.print(
         f"{image.get('width')}x{image.get('height')}  sharpness {image.get('sharpness', 0):.3g}  "
         f"clipped {image.get('clipped_shadows', 0):.1%} / {image.get('clipped_highlights', 0):.1%}  "
-        f"noise {image.get('noise', 0):.2f}  technical {image.get('technical', 0):.2f}",
+        f"noise {image.get('noise', 0):.2f}  technical {image.get('technical', 0):.2f}{flags}",
         highlight=False,
     )
     out.print(faces_text(image.get("faces")), highlight=False)
