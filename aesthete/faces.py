@@ -157,6 +157,14 @@ def face_flags(faces: list[Face]) -> list[str]:
     return flags
 
 
+def how_to_look(where: str) -> str:
+    """How to get faces looked for in photos never looked at (``where``: "its folder", ...): the next
+    ``score`` there does it, once the extra is installed (it may be: a photo the ``--decode device`` lane
+    decoded was not looked at either)."""
+    again = f"run `aesthete score` on {where} again"
+    return again if available() else f"install the faces extra (pip install 'aesthete-photo[faces]') and {again}"
+
+
 @lru_cache(maxsize=1)
 def available() -> bool:
     """Whether the runtime is installed (checked without importing it)."""

@@ -255,9 +255,10 @@ def rank(
             by = "technical"
     filters = filters or Filters()
     if filters.need_faces and (unlooked := sum(r.get("faces") is None for r in rows)):
+        from aesthete.faces import how_to_look
+
         notes.append(
-            f"{unlooked} photo(s) were never looked at for faces and are left out: install the faces extra "
-            "(pip install 'aesthete-photo[faces]') and run `aesthete score` on their folders again"
+            f"{unlooked} photo(s) were never looked at for faces and are left out: {how_to_look('their folders')}"
         )
     rows = [r for r in rows if filters.accepts(r)]
     rows.sort(key=_order(RANK_KEYS[by]))

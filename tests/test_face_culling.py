@@ -226,6 +226,11 @@ def test_a_database_from_before_faces_opens_and_reads(tmp_path: Path) -> None:
     assert store.photo_by_path("/p/a.jpg")["image"]["faces"] is None
     ranking = rank(store, by="technical", filters=Filters(faces="0"))
     assert ranking.rows == [] and any("never looked at for faces" in note for note in ranking.notes)
+    # What to do names the cause only when it is one: with the extra installed, a rescan looks for them
+    # (the field test's photos had been decoded by `--decode device`, and were told to install the extra).
+    how = next(note for note in ranking.notes if "never looked at for faces" in note)
+    assert how.endswith("run `aesthete score` on their folders again")
+    assert ("install the faces extra" in how) == (not faces.available())
     assert [r["path"] for r in rank(store, by="technical").rows] == ["/p/a.jpg"]
     store.close()
 

@@ -145,10 +145,10 @@ def show_command(
 def faces_text(found: list[dict] | None) -> str:
     """``show``'s lines on a photo's faces: each face's box (fractions of the picture: x0,y0-x1,y1), the
     detector's confidence, each eye's openness, the face's sharpness and its flags."""
-    from aesthete.faces import Face, face_flags
+    from aesthete.faces import Face, face_flags, how_to_look
 
     if found is None:
-        return "faces: not looked for (install the faces extra and run `aesthete score` on its folder again)"
+        return f"faces: not looked for ({how_to_look('its folder')})"
     if not found:
         return "faces: none found"
     lines = [f"faces: {len(found)}"]
