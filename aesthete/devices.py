@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 DEVICE_NAMES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")  # what DEVICE_CHOICES says, and nothing else
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+COMPILE_MODES = ("auto", "on", "off")
 
 
 class EngineError(AestheteError, RuntimeError):
@@ -31,6 +33,25 @@ def check_device_name(spec: str) -> None:
     machine has that device is :func:`pick_device`'s question."""
     if not DEVICE_NAMES.fullmatch(spec):
         raise EngineError(f"unknown device {spec!r}; use {DEVICE_CHOICES}")
+
+
+def check_run_options(device: str, precision: str, compile: str) -> None:
+    """Raise :class:`EngineError` for a ``--device``, ``--precision`` or ``--compile`` that names no choice.
+    Torch-free: ``score`` checks them before any work, so a typo is refused even when every photo is
+    cached and no model is ever loaded."""
+    check_device_name(device)
+    check_precision(precision)
+    check_compile_mode(compile)
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise EngineError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+
+
+def check_compile_mode(mode: str) -> None:
+    if mode not in COMPILE_MODES:
+        raise EngineError(f"unknown --compile {mode!r}; use auto, on or off")
 
 
 def pick_device(spec: str = "auto", local_rank: int | None = None) -> torch.device:

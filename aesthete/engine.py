@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from aesthete.devices import EngineError, normalise, pick_device
+from aesthete.devices import COMPILE_MODES, PRECISIONS, EngineError, check_precision, normalise, pick_device
 from aesthete.models.base import AestheticModel
 
 # pick_device and EngineError live in aesthete.devices; scoring and bench import them from here.
@@ -41,8 +41,6 @@ __all__ = [
     "pick_device",
 ]
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-COMPILE_MODES = ("auto", "on", "off")
 # Input shapes compiled per run; a batch of any further shape runs eagerly. Models that keep the photo's
 # aspect ratio (apm, saf) see one shape per ratio: the first few (3:2, 2:3, 4:3, 3:4 cover most cameras)
 # get compiled code, and a folder of odd panoramas cannot turn a run into a series of compilations.
@@ -66,8 +64,7 @@ def cpu_has_native_bf16() -> bool:
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``, or None for plain fp32."""
-    if precision not in PRECISIONS:
-        raise EngineError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    check_precision(precision)
     if precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -29,7 +29,7 @@ from aesthete import interrupts
 from aesthete.architectures import DEFAULT_MODEL, check_architecture
 from aesthete.decode import ALL_DECODERS, NO_DECODER
 from aesthete.decode_worker import FileJob, FileResult, WorkerConfig, init_worker, process_files
-from aesthete.devices import check_device_name
+from aesthete.devices import check_compile_mode, check_run_options
 from aesthete.discover import FoundFile, discover, pair_raws
 from aesthete.input_policy import InputPolicy
 from aesthete.pixel_slots import lend_slots
@@ -263,10 +263,7 @@ def compile_decision(
     (:data:`COMPILE_GAINS`) and the photos' saving exceeds the compilation's cost (smaller with a warm
     inductor cache, ``cached``) :data:`COMPILE_MARGIN` times over. A job of a few dozen photos never
     compiles, so it is never slower than eager."""
-    if mode not in ("auto", "on", "off"):
-        from aesthete.devices import EngineError
-
-        raise EngineError(f"unknown --compile {mode!r}; use auto, on or off")
+    check_compile_mode(mode)
     if mode != "auto":
         return mode == "on"
     gain = COMPILE_GAINS.get((device_type, arch, backbone))
@@ -333,7 +330,7 @@ def score(
     started = time.perf_counter()
     compile_decision(compile, 0, "cpu", cached=False)  # a bad mode fails before any work
     device_lane_decision(decode)  # (as does a bad --decode)
-    check_device_name(device)  # and a mistyped --device, even when no photo needs the model
+    check_run_options(device, precision, compile)  # and typos in these, even when no photo needs the model
     summary = ScoreSummary()
     roots = [os.path.abspath(r) for r in roots]
     from aesthete.learning import personal_choice  # numpy only; a personal head applies after the base runs
