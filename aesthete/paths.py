@@ -12,9 +12,21 @@ needed, so the store (and the decode workers) can use these helpers for free.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 APP_NAME = "aesthete"
+
+
+Paths = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]  # one path, or several
+
+
+def path_list(paths: Paths) -> list[str]:
+    """Paths as a list of strings: one path given on its own, or several. A single ``str`` is one folder to a
+    caller of the Python API, never the sequence of characters it also is."""
+    if isinstance(paths, (str, os.PathLike)):
+        return [os.fspath(paths)]
+    return [os.fspath(path) for path in paths]
 
 
 def subtree_prefix(root: str) -> str:

@@ -15,7 +15,7 @@ import sqlite3
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -32,6 +32,7 @@ from aesthete.decode_worker import FileJob, FileResult, WorkerConfig, init_worke
 from aesthete.devices import check_compile_mode, check_run_options
 from aesthete.discover import FoundFile, discover, pair_raws
 from aesthete.input_policy import InputPolicy
+from aesthete.paths import Paths, path_list
 from aesthete.pixel_slots import lend_slots
 from aesthete.store import KnownFile, ModelKey, Store, embedding_row, file_row, now_iso, path_key
 
@@ -296,7 +297,7 @@ def default_workers() -> int:
 
 
 def score(
-    roots: Sequence[str],
+    roots: Paths,
     *,
     store: Store,
     model: str | None = None,
@@ -332,7 +333,7 @@ def score(
     device_lane_decision(decode)  # (as does a bad --decode)
     check_run_options(device, precision, compile)  # and typos in these, even when no photo needs the model
     summary = ScoreSummary()
-    roots = [os.path.abspath(r) for r in roots]
+    roots = [os.path.abspath(r) for r in path_list(roots)]
     from aesthete.learning import personal_choice  # numpy only; a personal head applies after the base runs
 
     personal = personal_choice(weights, model) if weights else None

@@ -14,7 +14,7 @@ from typing import Any
 from aesthete.errors import NothingToDoError, OptionError
 from aesthete.faces import FACE_FLAGS, Face
 from aesthete.groups import annotate, ensure_groups
-from aesthete.paths import is_within
+from aesthete.paths import Paths, is_within, path_list
 from aesthete.signals import technical_quality
 from aesthete.store import ModelKey, Store
 
@@ -209,7 +209,7 @@ def _order(column: str) -> Any:
 
 def rank(
     store: Store,
-    roots: Sequence[str] = (),
+    roots: Paths = (),
     *,
     by: str = "mean",
     model: str | None = None,
@@ -225,6 +225,8 @@ def rank(
     """
     if by not in RANK_KEYS:
         raise OptionError(f"unknown sort key {by!r}; use one of {', '.join(RANK_KEYS)}")
+    _check_top(top)
+    roots = path_list(roots)
     chosen = choose_scores(store, model, weights)
     key, notes = chosen.key, list(chosen.notes)
     rows = _without_moved_away(store.photos(key, roots), store.recorded_copies())
@@ -284,11 +286,17 @@ def _without_moved_away(rows: list[dict[str, Any]], recorded: dict[str, list[str
     return [row for row in rows if id(row) not in gone] if gone else rows
 
 
+def _check_top(top: int | None) -> None:
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+        raise OptionError(f"--top takes a whole number of photos, at least 1, not {top!r}")
+
+
 def last_run_scope(store: Store, roots: Sequence[str], model: str | None) -> tuple[list[str], str | None]:
     """``roots`` as given or, with none, the folders of the last ``score`` run; ``model`` is returned as
     given: the scores read are those ``score`` would use (:func:`choose_scores`), not the last run's."""
+    roots = path_list(roots)
     if roots:
-        return list(roots), model
+        return roots, model
     last = store.last_run()
     if last is None:
         raise NothingToDoError("nothing scored yet: run `aesthete score FOLDER` first, or pass folders")
@@ -327,7 +335,7 @@ def scope_ranking(
 
 def cull(
     store: Store,
-    roots: Sequence[str] = (),
+    roots: Paths = (),
     *,
     top: int | None = None,
     keep_percent: float | None = None,
@@ -356,6 +364,7 @@ def cull(
     """
     if top is not None and keep_percent is not None:
         raise OptionError("use either --top or --keep, not both")
+    _check_top(top)
     if keep_percent is not None and not 0 < keep_percent <= 100:
         raise OptionError(f"--keep must be a percentage above 0 and at most 100, not {keep_percent:g}")
     if top is None and keep_percent is None and min_score is None:

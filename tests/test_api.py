@@ -92,3 +92,28 @@ def test_registered_models_derive_from_the_table() -> None:
         register_model("nima")(lambda: None)  # a builder from another module than the table says
     with pytest.raises(UnknownModelError):
         get_model("vit")
+
+
+def test_one_folder_may_be_given_as_a_string_or_a_path_and_top_must_be_positive(tmp_path: Path) -> None:
+    """The field test's `aesthete.score("photos", ...)` walked "p", "h", "o"... (a str is a sequence of
+    characters) and found nothing; `rank(store, top=-1)` sliced off the last photo."""
+    from imagegen import encode, scene
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"p{i}.jpg").write_bytes(encode(scene(i, (64, 48))))
+    store = aesthete.open_store(tmp_path / "a.db")
+    try:
+        summary = aesthete.score(str(folder), store=store, workers=1)
+        assert (summary.found, summary.analysed, summary.discovery_errors) == (3, 3, [])
+        for roots in (str(folder), folder, [folder]):
+            assert len(aesthete.rank(store, roots).rows) == 3
+            assert len(aesthete.cull(store, roots, top=2).rows) == 2
+        for top in (0, -1, 1.5):
+            with pytest.raises(aesthete.OptionError, match="--top takes a whole number of photos, at least 1"):
+                aesthete.rank(store, top=top)
+            with pytest.raises(aesthete.OptionError, match="--top takes a whole number"):
+                aesthete.cull(store, top=top)
+    finally:
+        store.close()
