@@ -224,8 +224,8 @@ def test_a_recipe_file_can_be_passed(tmp_path: Path) -> None:
         (["hla-gcn-r50-ava", "--dataset", "aadb"], "is for ava, not aadb"),
         (["--recipe", "missing.toml"], "does not exist"),
         # Values only the model's builder knows are wrong: refused before anything starts, as a run refuses them.
-        (["nima", "--set", "model_config.backbone=resnet9"], "does not build nima: unknown backbone 'resnet9'"),
-        (["nima", "--set", "model_config.backbon=resnet18"], "unexpected keyword argument 'backbon'"),
+        (["nima", "--set", "model_config.backbone=resnet9"], "model_config: nima: unknown backbone 'resnet9'"),
+        (["nima", "--set", "model_config.backbon=resnet18"], "model_config: nima has no option 'backbon'"),
         (["nima", "--set", "model_config.resize=squash"], "resize must be 'warp' or 'center_crop'"),
         (["nima", "--set", "model_config.input_size=0"], "input size must be a positive number of pixels"),
         (["hla-gcn", "--set", "model_config.blocks=9"], "blocks must be 1..4"),

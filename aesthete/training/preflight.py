@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from aesthete.errors import OptionError
 from aesthete.training.datasets import dataset_names, get_dataset
 from aesthete.training.options import STATE_FILE, TrainingError
 from aesthete.training.recipes import RecipeError, find_recipe, load_recipe, resolve
@@ -57,7 +58,9 @@ def check_model(recipe: dict[str, Any]) -> None:
     try:
         with torch.device("meta"):
             get_model(recipe["model"], **recipe["model_config"])
-    except (TypeError, ValueError) as exc:  # the builders' refusals (TypeError: a key they do not take)
+    except OptionError as exc:  # get_model's refusals name the model: "nima has no option 'backbon'"
+        raise RecipeError(f"model_config: {exc}") from None
+    except (TypeError, ValueError) as exc:  # a builder failing on a value of the wrong kind
         raise RecipeError(f"model_config does not build {recipe['model']}: {exc}") from None
     teacher = recipe["teacher"]
     if teacher and teacher not in torchvision.models.list_models(module=torchvision.models):
