@@ -130,8 +130,8 @@ def _summary(ranking: Ranking, roots: Sequence[str], blocks: list[list[dict[str,
     )
     grouped = [b for b in blocks if len(b) > 1]
     lines = [
-        f"{len(ranking.rows)} photos in {', '.join(roots)}, ranked by {basis}.",
-        f"{len(grouped)} groups of similar frames ({sum(len(b) for b in grouped)} photos) are boxed.",
+        f"{_count(len(ranking.rows), 'photo')} in {', '.join(roots)}, ranked by {basis}.",
+        f"{_count(len(grouped), 'group')} of similar frames ({_count(sum(map(len, grouped)), 'photo')}) boxed.",
         *ranking.notes,
         f"Made {now_iso()}.",
     ]
@@ -213,3 +213,7 @@ def _chart(dist: list[float], mean: float) -> str:
 
 def _e(text: str) -> str:
     return html.escape(text, quote=True)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

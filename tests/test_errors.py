@@ -198,10 +198,10 @@ def test_score_refuses_an_unknown_device_even_when_no_model_is_loaded(tmp_path: 
             app, ["score", str(tmp_path / folder), "--device", "tpu", "--db", str(tmp_path / "x.db")]
         )
         assert result.exit_code == Exit.USAGE, (folder, result.output)
-        # (stripped: the progress display, stopped by the error, leaves an empty line on a non-terminal)
-        assert result.stderr.strip() == "error: unknown device 'tpu'; use auto, cpu, cuda, cuda:N or mps"
+        # One line: no progress display on a non-terminal (it left an empty line before the error)
+        assert result.stderr == "error: unknown device 'tpu'; use auto, cpu, cuda, cuda:N or mps\n"
     # --precision and --compile too (the field test's typos exited 0 with every photo cached)
     for option, value, said in [("--precision", "fp61", "unknown precision 'fp61'; use one of auto, fp32, bf16, fp16"),
                                 ("--compile", "onn", "unknown --compile 'onn'; use auto, on or off")]:  # fmt: skip
         result = runner.invoke(app, ["score", str(tmp_path / "one"), option, value, "--db", str(tmp_path / "x.db")])
-        assert result.exit_code == Exit.USAGE and result.stderr.strip() == f"error: {said}", result.output
+        assert result.exit_code == Exit.USAGE and result.stderr == f"error: {said}\n", result.output

@@ -142,7 +142,7 @@ def _progress(*, quiet: bool) -> Progress:
         TimeElapsedColumn(),
         _EtaColumn(),
         console=err,
-        disable=quiet,
+        disable=quiet or not err.is_terminal,  # a log file gets the summary, not a bar's leftovers
         transient=True,
     )
 
