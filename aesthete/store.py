@@ -668,7 +668,7 @@ def open_store(path: str | Path | None = None, *, create: bool = True, writes: b
     keeps its write-ahead log beside it. That raises :class:`ReadOnlyFolderError`, unless ``writes`` is
     False (the caller only reads): then it is opened read-only (``Store.read_only``)."""
     if path is None:
-        path = default_db_path()
+        path = default_db_path(create=create)
     if not create and str(path) != ":memory:" and not os.path.exists(path):
         raise NothingToDoError(f"nothing scored yet: no database at {path} (`aesthete score FOLDER` makes it)")
     try:

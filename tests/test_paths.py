@@ -70,3 +70,15 @@ def test_is_within_compares_whole_folder_names() -> None:
     assert paths.is_within("/anything", "/")  # the file system root holds everything
     assert paths.subtree_prefix("/photos/") == paths.subtree_prefix("/photos") == "/photos/"
     assert paths.subtree_prefix("/") == "/"
+
+
+def test_opening_no_database_to_read_makes_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rank` before any `score`: "nothing scored yet", and no data folder left behind (field test)."""
+    from aesthete.errors import NothingToDoError
+    from aesthete.store import open_store
+
+    monkeypatch.setenv("AESTHETE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("AESTHETE_DB", raising=False)
+    with pytest.raises(NothingToDoError, match="nothing scored yet"):
+        open_store(create=False)
+    assert not (tmp_path / "data").exists()
