@@ -215,5 +215,18 @@ def _e(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+GENERATOR_MARK = b'<meta name="generator" content="aesthete">'  # in every sheet's head (templates/report.html)
+
+
+def is_our_report(path: str | os.PathLike[str]) -> bool:
+    """Whether the file at ``path`` is a contact sheet aesthete wrote (its head carries GENERATOR_MARK): one
+    that ``report`` may replace; any other file there is someone's work."""
+    try:
+        with open(path, "rb") as stream:
+            return GENERATOR_MARK in stream.read(4096)
+    except OSError:
+        return False
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -149,3 +149,11 @@ def test_cli_report_writes_one_file_and_refuses_to_overwrite_a_photo(sheet: tupl
     refused = runner.invoke(app, ["report", str(folder), "--html", str(victim), "--db", str(store.path)])
     assert refused.exit_code == 2 and "refusing to overwrite" in refused.output
     assert snapshot(folder) == before
+    # An earlier sheet is replaced; a page someone wrote by hand is not (the field test lost one).
+    again = runner.invoke(app, ["report", str(folder), "--html", str(out), "--db", str(store.path)])
+    assert again.exit_code == 0, again.output
+    page = tmp_path / "index.html"
+    page.write_text("<!doctype html><title>My portfolio</title><p>years of work</p>", "utf-8")
+    kept = runner.invoke(app, ["report", str(folder), "--html", str(page), "--db", str(store.path)])
+    assert kept.exit_code == 2 and "not a contact sheet aesthete wrote; refusing to overwrite it" in kept.output
+    assert page.read_text("utf-8").endswith("years of work</p>")

@@ -307,10 +307,12 @@ def report_command(
 ) -> None:
     """A self-contained HTML contact sheet: thumbnails in score order, distributions, flags, groups boxed."""
     from aesthete.fileops import atomic_write
-    from aesthete.report import build_report
+    from aesthete.report import build_report, is_our_report
 
     if html.exists() and html.suffix.lower() not in (".html", ".htm"):
         fail(f"{html} exists and is not an .html file; refusing to overwrite it")
+    if html.exists() and not is_our_report(html):  # an earlier sheet is replaced; a page of someone's never
+        fail(f"{html} exists and is not a contact sheet aesthete wrote; refusing to overwrite it")
     with opened_store(db, writes=False) as store:
         page, ranking = build_report(store, [str(p) for p in paths or []], model=model, weights=weights)
     print_notes(ranking.notes)
