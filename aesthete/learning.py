@@ -213,6 +213,11 @@ def learn(
     from aesthete import ratings as rt
 
     _check_name(name)
+    if weights and head_path(weights) is not None:  # a head learns on a model's embeddings, not on another head
+        raise LearnError(
+            f"{weights!r} is a personal head; learn on the weights it was learned on (`aesthete weights list`), "
+            "or leave out --weights"
+        )
     if weights:
         from aesthete.scoring import choose_model
 

@@ -90,6 +90,8 @@ def test_learn_cli_end_to_end_and_weights_everywhere(env, tmp_path: Path) -> Non
         assert table["personal"]["srcc"] > 0.8, table  # the rule (blur, exposure) is learnable
         assert data["used"] == RATED and data["own"] == 0 and data["scored"] == PHOTOS
         assert data["base"]["model"] == "nima"
+        on_a_head = cli("learn", root / "Photos", "--name", "again", "--weights", "mine", "--db", db)
+        assert on_a_head.exit_code == 2 and "'mine' is a personal head; learn on the weights" in on_a_head.output
 
         # rank --weights: the held-out photos (never rated) follow the rule.
         ranked = json.loads(cli("rank", "--weights", "mine", "--db", db, "--json").stdout)
