@@ -90,6 +90,9 @@ def test_learn_cli_end_to_end_and_weights_everywhere(env, tmp_path: Path) -> Non
         assert table["personal"]["srcc"] > 0.8, table  # the rule (blur, exposure) is learnable
         assert data["used"] == RATED and data["own"] == 0 and data["scored"] == PHOTOS
         assert data["base"]["model"] == "nima"
+        many = json.loads(cli("learn", root / "Photos", "--name", "mine", "--folds", "50", "--db", db, "--json").stdout)
+        assert many["cross_validation"]["folds"] == RATED // 4
+        assert f"{RATED // 4} folds, not 50: each fold holds out at least 4 of the {RATED} photos" in many["notes"]
         on_a_head = cli("learn", root / "Photos", "--name", "again", "--weights", "mine", "--db", db)
         assert on_a_head.exit_code == 2 and "'mine' is a personal head; learn on the weights" in on_a_head.output
 
