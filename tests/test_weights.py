@@ -674,6 +674,7 @@ def test_cli_pull(server: FileServer, registry: Callable[[str], Path]) -> None:
     assert Path(stdout.strip()).read_bytes() == PAYLOAD  # stdout is only the path; progress is on stderr
     code, stdout, stderr = run("pull", "tampered")
     assert code == 1 and "refused" in stderr and stdout == ""
+    assert stderr.startswith("error:")  # no progress display off a terminal: it left an empty line first
     code, _, stderr = run("pull", "nope")
     assert code == 2 and "unknown weights 'nope'" in stderr
 

@@ -203,6 +203,7 @@ def _progress(name: str) -> Iterator[Callable[[int, int | None], None]]:
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         console=err,
+        disable=not err.is_terminal,  # a log gets the result line, not a bar's leftovers (an empty line)
     )
     tasks: list[TaskID] = []
 
