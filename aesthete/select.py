@@ -372,17 +372,13 @@ def cull(
     _, ranking = scope_ranking(store, roots, model=model, weights=weights)
     if min_score is not None and ranking.basis != "aesthetic":
         raise OptionError("--min-score compares aesthetic scores and none are cached here; use --top or --keep")
-    aside = not_candidates(ranking.rows)
-    candidates = [row for row in ranking.rows if id(row) not in aside]
+    aside, candidates, rejected = _sorted_out(
+        ranking.rows, filters or Filters(), min_score, reject_blurry, reject_exposure, reject_closed_eyes
+    )
     limit = top if keep_percent is None else math.ceil(len(candidates) * keep_percent / 100)
     cut = f"top {top}" if keep_percent is None else f"{keep_percent:g}% kept ({limit} photos)"
     if group:
         annotate(candidates, ensure_groups(store))
-    filters = filters or Filters()
-    rejected = {
-        id(row): _rejected(row, filters, min_score, reject_blurry, reject_exposure, reject_closed_eyes)
-        for row in candidates
-    }
     preferred = group_picks(candidates, rejected) if group else {}
     best_of: dict[int, dict[str, Any]] = {}
     picks: list[dict[str, Any]] = []
@@ -475,14 +471,30 @@ def kept_frames(rows: Sequence[dict[str, Any]]) -> tuple[dict[int, dict[str, Any
     :func:`aesthete.groups.annotate`): the frame it keeps of each group (none where every frame is ruled out),
     and why each frame it could never pick is ruled out (row id -> a flag, not on disk, a copy). ``report``
     outlines the kept frames and ``groups`` marks them, so both say what ``cull`` does."""
-    aside = not_candidates(rows)
-    candidates = [row for row in rows if id(row) not in aside]
-    rejected = {id(row): _rejected(row, Filters(), None, reject_blurry=True, reject_exposure=True)
-                for row in candidates}  # fmt: skip
+    aside, candidates, rejected = _sorted_out(rows, Filters(), None, reject_blurry=True, reject_exposure=True)
     why = {key: NOT_ON_DISK if original is None else f"identical to {original['path']}"
            for key, original in aside.items()}  # fmt: skip
     why.update({key: reason for key, reason in rejected.items() if reason is not None})
     return group_picks(candidates, rejected), why
+
+
+def _sorted_out(
+    rows: Sequence[dict[str, Any]],
+    filters: Filters,
+    min_score: float | None,
+    reject_blurry: bool,
+    reject_exposure: bool,
+    reject_closed_eyes: bool = False,
+) -> tuple[dict[int, dict[str, Any] | None], list[dict[str, Any]], dict[int, str | None]]:
+    """(the rows a cull sees not at all, :func:`not_candidates`; the candidates; why each candidate cannot be
+    picked, or None): what :func:`cull` and :func:`kept_frames` both start from."""
+    aside = not_candidates(rows)
+    candidates = [row for row in rows if id(row) not in aside]
+    rejected = {
+        id(row): _rejected(row, filters, min_score, reject_blurry, reject_exposure, reject_closed_eyes)
+        for row in candidates
+    }
+    return aside, candidates, rejected
 
 
 def group_picks(
