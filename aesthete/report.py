@@ -38,6 +38,7 @@ from aesthete.formats import raw_format
 from aesthete.groups import annotate, ensure_groups
 from aesthete.select import Ranking, kept_frames, scope_ranking
 from aesthete.store import Store, now_iso
+from aesthete.wording import counted
 
 THUMB_SIDE = 256
 THUMB_QUALITY = 80  # ~10-20 kB per thumbnail: a 3,000-photo sheet stays around 50 MB
@@ -130,8 +131,8 @@ def _summary(ranking: Ranking, roots: Sequence[str], blocks: list[list[dict[str,
     )
     grouped = [b for b in blocks if len(b) > 1]
     lines = [
-        f"{_count(len(ranking.rows), 'photo')} in {', '.join(roots)}, ranked by {basis}.",
-        f"{_count(len(grouped), 'group')} of similar frames ({_count(sum(map(len, grouped)), 'photo')}) boxed.",
+        f"{counted(len(ranking.rows), 'photo')} in {', '.join(roots)}, ranked by {basis}.",
+        f"{counted(len(grouped), 'group')} of similar frames ({counted(sum(map(len, grouped)), 'photo')}) boxed.",
         *ranking.notes,
         f"Made {now_iso()}.",
     ]
@@ -226,7 +227,3 @@ def is_our_report(path: str | os.PathLike[str]) -> bool:
             return GENERATOR_MARK in stream.read(4096)
     except OSError:
         return False
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -29,6 +29,7 @@ from rich.text import Text
 
 from aesthete.errors import AestheteError, NothingToDoError
 from aesthete.weights import ChecksumMismatch
+from aesthete.wording import counted  # (the commands import it from here too)
 
 if TYPE_CHECKING:
     from aesthete.select import Ranking
@@ -426,8 +427,3 @@ def ranking_table(rows: list[dict[str, Any]], ranking: Ranking, title: str) -> T
     else:
         columns.append(taken)
     return fitted_table(columns, f"{counted(len(rows), 'photo')} {title} by {basis}")
-
-
-def counted(n: int, noun: str, plural: str | None = None) -> str:
-    """``1 photo``, ``2 photos``: a count with its noun agreeing."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
