@@ -3,18 +3,37 @@ touches a real home directory or database."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+# Whether any phase of a test failed, so its home is kept to look at (as tmp_path_retention_policy = "failed"
+# keeps a failed test's tmp_path): a passing test's home is removed at once, because weights caches and
+# checkpoints add up to gigabytes over the suite and CI's disk is small.
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    report = yield
+    if report.failed:
+        item.stash[_FAILED] = True
+    return report
+
 
 @pytest.fixture(autouse=True)
-def isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_dirs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("home")
     for name in ("DATA", "CACHE", "CONFIG"):
         monkeypatch.setenv(f"AESTHETE_{name}_DIR", str(home / name.lower()))
     monkeypatch.delenv("AESTHETE_DB", raising=False)
-    return home
+    yield home
+    if not request.node.stash.get(_FAILED, False):
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
