@@ -159,11 +159,11 @@ def apply(store: Store, options: CullOptions) -> CullReport:
     :class:`aesthete.errors.OptionError` for options that cannot work together; a file action that fails
     for one photo is recorded in the report, never raised.
     """
-    roots, model = last_run_scope(store, list(options.roots), options.model)
+    roots, recursive = last_run_scope(store, options.roots)
     roots = [os.path.abspath(root) for root in roots]  # as the report and the manifest give every path
     ranking = cull(
         store, roots, top=options.top, keep_percent=options.keep_percent, min_score=options.min_score,
-        model=model, weights=options.weights, group=options.group,
+        model=options.model, weights=options.weights, group=options.group, recursive=recursive,
         reject_blurry=options.reject_blurry and not options.keep_flagged,
         reject_exposure=options.reject_exposure and not options.keep_flagged,
         reject_closed_eyes=options.reject_closed_eyes,
@@ -173,7 +173,7 @@ def apply(store: Store, options: CullOptions) -> CullReport:
                 "reject_blurry": options.reject_blurry and not options.keep_flagged,
                 "reject_exposure": options.reject_exposure and not options.keep_flagged,
                 "reject_closed_eyes": options.reject_closed_eyes,
-                "roots": roots}  # fmt: skip
+                "roots": roots, "recursive": recursive}  # fmt: skip
     report = CullReport(ranking=ranking, roots=roots, dry_run=options.dry_run, settings=settings)
     if options.export is not None:
         album = os.path.abspath(options.export)  # every target in it absolute too

@@ -144,6 +144,13 @@ def schema_written_previous(db: sqlite_utils.Database) -> None:
     db["written_ratings"].add_column("previous", str)
 
 
+@migration
+def schema_run_recursive(db: sqlite_utils.Database) -> None:
+    """Whether a ``score`` run descended into subfolders (1) or not (0, ``--no-recursive``), so ``cull``
+    with no folders works on what that run looked at; NULL, a run from before this: it did (the default)."""
+    db["runs"].add_column("recursive", int)
+
+
 SCHEMA_VERSION = len(MIGRATIONS)  # what a database that has run every migration records in user_version
 
 

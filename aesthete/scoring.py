@@ -362,7 +362,7 @@ def score(
             summary.faces_notice = FACES_MISSING
         summary.failed.extend(_recorded_failures(store, failed_before))
         store.write(files=_companion_rows(companions, known))
-        run_id = store.start_run(roots, choice.key)
+        run_id = store.start_run(roots, choice.key, recursive=recursive)
         if jobs:
             _run_jobs(jobs, store, choice, summary, device, precision, batch_size, workers, rescore, progress,
                       file_timeout, compile, faces=look, phase=phase, decode=decode)  # fmt: skip

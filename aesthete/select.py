@@ -16,7 +16,7 @@ from aesthete.faces import FACE_FLAGS, Face
 from aesthete.groups import annotate, ensure_groups
 from aesthete.paths import Paths, is_within, path_list
 from aesthete.signals import technical_quality
-from aesthete.store import ModelKey, Store
+from aesthete.store import ModelKey, Store, path_key
 
 # ``--by`` keys: the column each sorts on, largest first.
 RANK_KEYS = {"mean": "mean", "std": "std", "p-high": "p_high", "sharpness": "sharpness", "technical": "technical"}
@@ -216,8 +216,10 @@ def rank(
     weights: str | None = None,
     filters: Filters | None = None,
     top: int | None = None,
+    recursive: bool = True,
 ) -> Ranking:
-    """Photos under ``roots`` (all, if empty) sorted by ``by``, best first.
+    """Photos under ``roots`` (all, if empty; with ``recursive`` off, only those right in each of ``roots``,
+    not in a subfolder) sorted by ``by``, best first.
 
     Aesthetic keys use the scores :func:`choose_scores` picks for ``model`` and ``weights`` (what
     ``score`` would use). When no aesthetic scores exist the ranking falls back to technical quality and
@@ -230,6 +232,10 @@ def rank(
     chosen = choose_scores(store, model, weights)
     key, notes = chosen.key, list(chosen.notes)
     rows = _without_moved_away(store.photos(key, roots), store.recorded_copies())
+    if roots and not recursive:
+        folders = {path_key(os.path.abspath(root))[0] for root in roots}
+        rows = [row for row in rows if os.path.dirname(row["path"]) in folders]
+        notes.append("photos in subfolders are left out (--no-recursive)")
     for root in roots:  # a mistyped, never scanned or unreadable folder: say so rather than show an empty table
         full = os.path.abspath(root)
         if not any(is_within(row["path"], full) for row in rows):
@@ -291,16 +297,17 @@ def _check_top(top: int | None) -> None:
         raise OptionError(f"--top takes a whole number of photos, at least 1, not {top!r}")
 
 
-def last_run_scope(store: Store, roots: Sequence[str], model: str | None) -> tuple[list[str], str | None]:
-    """``roots`` as given or, with none, the folders of the last ``score`` run; ``model`` is returned as
-    given: the scores read are those ``score`` would use (:func:`choose_scores`), not the last run's."""
+def last_run_scope(store: Store, roots: Paths, recursive: bool = True) -> tuple[list[str], bool]:
+    """(folders, whether their subfolders count): ``roots`` and ``recursive`` as given or, with no roots,
+    the folders of the last ``score`` run and whether it descended into them (not with ``--no-recursive``).
+    The scores read are those ``score`` would use (:func:`choose_scores`), not necessarily the last run's."""
     roots = path_list(roots)
     if roots:
-        return roots, model
+        return roots, recursive
     last = store.last_run()
     if last is None:
         raise NothingToDoError("nothing scored yet: run `aesthete score FOLDER` first, or pass folders")
-    return last["roots"], model
+    return last["roots"], last["recursive"]
 
 
 def nothing_under(store: Store, root: str | None) -> str:
@@ -320,14 +327,19 @@ def nothing_under(store: Store, root: str | None) -> str:
 
 
 def scope_ranking(
-    store: Store, roots: Sequence[str] = (), *, model: str | None = None, weights: str | None = None
+    store: Store,
+    roots: Paths = (),
+    *,
+    model: str | None = None,
+    weights: str | None = None,
+    recursive: bool = True,
 ) -> tuple[list[str], Ranking]:
     """The folders ``cull``, ``groups`` and ``report`` work on (``roots``, or the folders of the last
-    ``score`` run) and their photos, best first by aesthetic mean (technical quality when nothing is
-    scored). Raises :class:`NothingToDoError` when there are none: nothing scored there, or no file there
-    could be read."""
-    roots, model = last_run_scope(store, roots, model)
-    ranking = rank(store, roots, by="mean", model=model, weights=weights)
+    ``score`` run, as :func:`last_run_scope`) and their photos, best first by aesthetic mean (technical
+    quality when nothing is scored). Raises :class:`NothingToDoError` when there are none: nothing scored
+    there, or no file there could be read."""
+    roots, recursive = last_run_scope(store, roots, recursive)
+    ranking = rank(store, roots, by="mean", model=model, weights=weights, recursive=recursive)
     if not ranking.rows:
         raise NothingToDoError("; ".join(nothing_under(store, root) for root in roots))
     return roots, ranking
@@ -347,8 +359,10 @@ def cull(
     reject_exposure: bool = True,
     reject_closed_eyes: bool = False,
     filters: Filters | None = None,
+    recursive: bool = True,
 ) -> Ranking:
-    """The photos worth keeping from ``roots``, or from the folders of the most recent ``score`` run.
+    """The photos worth keeping from ``roots`` (with ``recursive`` off, not from their subfolders), or from
+    the folders the most recent ``score`` run looked in.
 
     Candidates are ranked by aesthetic mean (technical quality when nothing is scored, which the notes
     say), then photos failing ``filters`` or ``min_score`` drop out, and so do, unless ``reject_blurry`` /
@@ -369,7 +383,7 @@ def cull(
         raise OptionError(f"--keep must be a percentage above 0 and at most 100, not {keep_percent:g}")
     if top is None and keep_percent is None and min_score is None:
         top = DEFAULT_TOP
-    _, ranking = scope_ranking(store, roots, model=model, weights=weights)
+    _, ranking = scope_ranking(store, roots, model=model, weights=weights, recursive=recursive)
     if min_score is not None and ranking.basis != "aesthetic":
         raise OptionError("--min-score compares aesthetic scores and none are cached here; use --top or --keep")
     aside, candidates, rejected = _sorted_out(

@@ -380,13 +380,14 @@ class Store:
                 _upsert(self.conn, "files", files, ("path",))
 
     # -- runs -------------------------------------------------------------------------------------------
-    def start_run(self, roots: Iterable[str], key: ModelKey | None) -> int:
+    def start_run(self, roots: Iterable[str], key: ModelKey | None, *, recursive: bool = True) -> int:
         model, weights_id, preprocess = (key.model, key.weights_id, key.preprocess) if key else (None, None, None)
+        folders = json.dumps([path_key(r)[0] for r in roots])
         with self.transaction():
             cursor = self.conn.execute(
-                "INSERT INTO runs (started, roots, model, weights_id, preprocess, status) "
-                "VALUES (?, ?, ?, ?, ?, 'running')",
-                (now_iso(), json.dumps([path_key(r)[0] for r in roots]), model, weights_id, preprocess),
+                "INSERT INTO runs (started, roots, recursive, model, weights_id, preprocess, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'running')",
+                (now_iso(), folders, int(recursive), model, weights_id, preprocess),
             )
         return int(cursor.lastrowid)
 
@@ -399,11 +400,12 @@ class Store:
 
     def last_run(self) -> dict[str, Any] | None:
         row = self.conn.execute(
-            "SELECT id, roots, model, weights_id, preprocess FROM runs ORDER BY id DESC LIMIT 1"
+            "SELECT id, roots, recursive, model, weights_id, preprocess FROM runs ORDER BY id DESC LIMIT 1"
         ).fetchone()
         if row is None:
             return None
-        return {"id": row[0], "roots": json.loads(row[1]), "model": row[2], "weights_id": row[3], "preprocess": row[4]}
+        return {"id": row[0], "roots": json.loads(row[1]), "recursive": row[2] != 0, "model": row[3],
+                "weights_id": row[4], "preprocess": row[5]}  # fmt: skip
 
     def scanned(self, folder: str) -> bool:
         """Whether a ``score`` run looked in ``folder``: it, or a folder above it, was one of a run's roots."""

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from photoset import SHOOT, add_scores, snapshot, write_shoot
+from photoset import SHOOT, add_scores, frame, snapshot, write_photo, write_shoot
 from typer.testing import CliRunner
 
 from aesthete import export as export_module
@@ -22,7 +22,7 @@ from aesthete.culling import CullOptions, apply
 from aesthete.errors import NothingToDoError, OptionError
 from aesthete.export import export_album, move_rejects
 from aesthete.scoring import score
-from aesthete.select import cull, rank
+from aesthete.select import Ranking, cull, rank
 from aesthete.store import Store
 
 runner = CliRunner()
@@ -686,3 +686,32 @@ def test_show_gives_flags_as_a_list_in_json_and_names_them_in_text(shoot: tuple[
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.stdout)["photo"]["image"]["flags"] == ["overexposed", "noisy"]
     assert "flags overexposed, noisy" in runner.invoke(app, args, env={"COLUMNS": "200"}).stdout
+
+
+def test_cull_with_no_folders_leaves_out_the_subfolders_a_no_recursive_score_left_out(
+    shoot: tuple[Path, Store], tmp_path: Path
+) -> None:
+    """`score --no-recursive F` then `cull`: the subfolder photos an earlier recursive run scored are not
+    culled (nor moved as rejects); naming the folder culls its whole tree, as before."""
+    folder, store = shoot
+    nested = write_photo(folder / "later" / "f.jpg", frame(7), "2024:05:02 09:00:00", "Canon EOS R5")
+    score([str(folder)], store=store, model="nima", workers=1)
+    add_scores(store, {**MEANS, "f.jpg": 9.0})
+    assert str(nested) in names_to_paths(cull(store, top=20))
+    score([str(folder)], store=store, model="nima", workers=1, recursive=False)
+
+    ranking = cull(store, top=20)
+    assert str(nested) not in names_to_paths(ranking) and len(ranking.rows) + len(ranking.others) == len(SHOOT)
+    assert "photos in subfolders are left out (--no-recursive)" in ranking.notes
+    report = apply(store, CullOptions(top=1, move_rejects=str(tmp_path / "rejects")))
+    assert names(report.ranking.rows) == ["a3.jpg"] and report.settings["recursive"] is False
+    assert nested.exists()  # not a reject: out of scope
+    assert str(nested) in names_to_paths(cull(store, [str(folder)], top=20))
+
+    # A database from before runs recorded it (NULL): that run descended, as score does by default.
+    store.conn.execute("UPDATE runs SET recursive = NULL")
+    assert str(nested) in names_to_paths(cull(store, top=20))
+
+
+def names_to_paths(ranking: Ranking) -> set[str]:
+    return {row["path"] for row in (*ranking.rows, *ranking.others)}
