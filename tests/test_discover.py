@@ -153,8 +153,8 @@ def test_unreadable_folder_is_reported_and_the_rest_still_scanned(
     after = touch(tmp_path / "open" / "fine.jpg")
     real_scandir = os.scandir
 
-    def scandir(path: str) -> object:
-        if os.path.basename(path) == "locked":
+    def scandir(path: str | int) -> object:  # (shutil.rmtree, cleaning up after the test, passes a descriptor)
+        if isinstance(path, str) and os.path.basename(path) == "locked":
             raise PermissionError(13, "Permission denied", path)
         return real_scandir(path)
 
