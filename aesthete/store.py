@@ -379,6 +379,16 @@ class Store:
             if files:
                 _upsert(self.conn, "files", files, ("path",))
 
+    def forget(self, paths: Iterable[str]) -> None:
+        """Drop the rows of ``paths`` (real paths) that hold no photo: a recorded failure or a RAW companion.
+        A photo's row is never dropped here, whatever ``paths`` holds (a drive that is not mounted keeps
+        its scores)."""
+        texts = [(path_key(p)[0],) for p in paths]
+        if not texts:
+            return
+        with self.transaction():
+            self.conn.executemany("DELETE FROM files WHERE path = ? AND status IN ('failed', 'paired')", texts)
+
     # -- runs -------------------------------------------------------------------------------------------
     def start_run(self, roots: Iterable[str], key: ModelKey | None, *, recursive: bool = True) -> int:
         model, weights_id, preprocess = (key.model, key.weights_id, key.preprocess) if key else (None, None, None)
