@@ -32,7 +32,7 @@ from aesthete.decode_worker import FileJob, FileResult, WorkerConfig, init_worke
 from aesthete.devices import check_compile_mode, check_run_options
 from aesthete.discover import FoundFile, discover, pair_raws
 from aesthete.input_policy import InputPolicy
-from aesthete.paths import Paths, path_list
+from aesthete.paths import Paths, is_within, path_list
 from aesthete.pixel_slots import lend_slots
 from aesthete.store import KnownFile, ModelKey, Store, embedding_row, file_row, now_iso, path_key
 
@@ -343,7 +343,10 @@ def score(
     if phase:
         phase("scoring" if choice.checkpoint else "reading")
 
+    unreadable: list[str] = []  # what the walk could not look into: the records under it stay
+
     def on_discovery_error(path: str, reason: str) -> None:
+        unreadable.append(path)
         summary.discovery_errors.append(Failure(path_key(path)[0], "unreadable", reason))
 
     run_id, status = None, "done"
@@ -352,6 +355,7 @@ def score(
         summary.found = len(found)
         # Planning reads every file row before the first write: a damaged database fails here, unwritten.
         known = store.known_files()
+        gone = _no_longer_found(known, found, roots, recursive, unreadable)
         found, companions = _pair(found, known)
         summary.paired = len(companions)
         look = face_stage.available()  # the workers look for faces only where the extra is installed
@@ -362,6 +366,7 @@ def score(
             summary.faces_notice = FACES_MISSING
         summary.failed.extend(_recorded_failures(store, failed_before))
         store.write(files=_companion_rows(companions, known))
+        store.forget(gone)
         run_id = store.start_run(roots, choice.key, recursive=recursive)
         if jobs:
             _run_jobs(jobs, store, choice, summary, device, precision, batch_size, workers, rescore, progress,
@@ -385,6 +390,30 @@ def score(
         if run_id is not None:
             store.finish_run(run_id, status, counts)
     return summary
+
+
+def _no_longer_found(
+    known: dict[str, KnownFile], found: list[FoundFile], roots: list[str], recursive: bool, unreadable: list[str]
+) -> list[str]:
+    """The recorded failures and RAW companions in the folders this walk looked through that it no longer
+    found: deleted or renamed since. They hold no score, so forgetting them loses nothing, and `failures`
+    and `rank` (a photo's ``companions``) stop naming files that are gone. What lies under a root or folder
+    the walk could not read (a drive that is not mounted) is kept."""
+    seen = {entry.path for entry in found}
+    folders = set(roots)
+
+    def walked(path: str) -> bool:
+        if any(is_within(path, bad) for bad in unreadable):
+            return False
+        if recursive:
+            return any(is_within(path, root) for root in roots)
+        return path in folders or os.path.dirname(path) in folders
+
+    return [
+        path
+        for path, record in known.items()
+        if record.status in ("failed", "paired") and path not in seen and walked(path)
+    ]
 
 
 def _pair(found: list[FoundFile], known: dict[str, KnownFile]) -> tuple[list[FoundFile], list[tuple[FoundFile, str]]]:

@@ -231,7 +231,8 @@ def rank(
     roots = path_list(roots)
     chosen = choose_scores(store, model, weights)
     key, notes = chosen.key, list(chosen.notes)
-    rows = _without_moved_away(store.photos(key, roots), store.recorded_copies())
+    recorded = store.recorded_copies()
+    rows = _without_moved_away(store.photos(key, roots), recorded)
     if roots and not recursive:
         folders = {path_key(os.path.abspath(root))[0] for root in roots}
         rows = [row for row in rows if os.path.dirname(row["path"]) in folders]
@@ -242,6 +243,7 @@ def rank(
             notes.append(nothing_under(store, root))
     if not (roots or rows):  # an empty database: no fallback to explain, a first step to name
         notes.append(nothing_under(store, None))
+    rows = _without_aliases(rows, recorded)  # (after the check above: a folder of aliases is no empty folder)
     for row in rows:  # from the cached signals: photos scored by an older formula rank by today's too
         row["technical"] = technical_quality(row, row.get("width"), row.get("height"))
     output = None
@@ -290,6 +292,24 @@ def _without_moved_away(rows: list[dict[str, Any]], recorded: dict[str, list[str
         and any(exists(path) for path in paths if path != row["real_path"])
     }
     return [row for row in rows if id(row) not in gone] if gone else rows
+
+
+def _without_aliases(rows: list[dict[str, Any]], recorded: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """``rows`` less the other paths of one file: a folder scanned once through a symlink and once by its
+    real path records each photo under both, and that is one file, not a copy of it (a cull would pass it
+    over as a copy of itself, and ``--move-rejects`` move it twice). The path kept is the file's real path
+    where it is among ``rows``, else the first. A hard link is a copy (another name to move). Only contents
+    recorded at two paths or more (``recorded``) are looked at."""
+    kept: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["content_hash"] not in recorded:
+            continue
+        real = os.path.realpath(row["real_path"])
+        other = kept.get(real)
+        if other is None or (other["real_path"] != real and row["real_path"] == real):
+            kept[real] = row
+    aliases = {id(row) for row in rows if row["content_hash"] in recorded} - {id(row) for row in kept.values()}
+    return [row for row in rows if id(row) not in aliases] if aliases else rows
 
 
 def _check_top(top: int | None) -> None:

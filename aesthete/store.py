@@ -379,6 +379,16 @@ class Store:
             if files:
                 _upsert(self.conn, "files", files, ("path",))
 
+    def forget(self, paths: Iterable[str]) -> None:
+        """Drop the rows of ``paths`` (real paths) that hold no photo: a recorded failure or a RAW companion.
+        A photo's row is never dropped here, whatever ``paths`` holds (a drive that is not mounted keeps
+        its scores)."""
+        texts = [(path_key(p)[0],) for p in paths]
+        if not texts:
+            return
+        with self.transaction():
+            self.conn.executemany("DELETE FROM files WHERE path = ? AND status IN ('failed', 'paired')", texts)
+
     # -- runs -------------------------------------------------------------------------------------------
     def start_run(self, roots: Iterable[str], key: ModelKey | None, *, recursive: bool = True) -> int:
         model, weights_id, preprocess = (key.model, key.weights_id, key.preprocess) if key else (None, None, None)
@@ -544,12 +554,12 @@ class Store:
         ``score`` records the path it walked, symlinks unresolved: ``path`` is looked up as given, then
         by its real path, then as the same file recorded under its name in another folder (one reached
         through a symlinked folder)."""
-        sql = "SELECT path, content_hash, status, error, pair_of FROM files WHERE path = ?"
+        sql = "SELECT path, raw_path, size, mtime_ns, content_hash, status, error, pair_of FROM files WHERE path = ?"
         found = (self.conn.execute(sql, (text,)).fetchone() for text in self._recorded_as(path))
         row = next((row for row in found if row is not None), None)
         if row is None:
             return None
-        text, row = row[0], row[1:]
+        text, on_disk, row = row[0], file_state(real_path(row[0], row[1]), row[2], row[3]), row[4:]
         if row[1] == "paired":
             partner = self.conn.execute("SELECT content_hash FROM files WHERE path = ?", (row[3],)).fetchone()
             row = (partner[0] if partner else None, *row[1:])
@@ -575,6 +585,7 @@ class Store:
             "status": row[1],
             "error": row[2],
             "pair_of": row[3],
+            "on_disk": on_disk,
             "image": image,
             "scores": scores,
         }
@@ -633,6 +644,17 @@ class Store:
         with self.transaction():
             self.conn.execute("UPDATE files SET path = ?, raw_path = ? WHERE path = ?", (text, raw, old_text))
             self.conn.execute("UPDATE files SET pair_of = ? WHERE pair_of = ?", (text, old_text))
+
+
+def file_state(path: str, size: int, mtime_ns: int) -> str:
+    """Whether the file at ``path`` is still what ``score`` recorded (``size``, ``mtime_ns``): ``unchanged``,
+    ``changed`` (edited since: its record describes the earlier bytes) or ``missing`` (deleted, or on a
+    drive that is not mounted)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return "unchanged" if (st.st_size, st.st_mtime_ns) == (size, mtime_ns) else "changed"
 
 
 def _faces(text: str | None) -> list[dict[str, Any]] | None:

@@ -221,6 +221,31 @@ def test_show_of_a_missing_file_or_a_folder_says_so_as_a_usage_error(tmp_path: P
     assert f"aesthete rank '{tmp_path / 'My Photos'}'" in folder.output  # a command to paste, quoted
 
 
+def test_show_says_when_the_file_was_edited_or_deleted_since_it_was_scored(tmp_path: Path) -> None:
+    from imagegen import encode, scene
+
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    for name, seed in (("a.jpg", 1), ("b.jpg", 2), ("c.jpg", 3)):
+        (folder / name).write_bytes(encode(scene(seed, (96, 64)), "JPEG"))
+    db = str(tmp_path / "x.db")
+    assert runner.invoke(app, ["score", str(folder), "--db", db]).exit_code == 4  # no weights: signals only
+    (folder / "b.jpg").write_bytes(encode(scene(5, (64, 96)), "JPEG"))  # edited in place, not scanned again
+    (folder / "c.jpg").unlink()
+
+    def shown(name: str) -> tuple[str, str]:
+        text = runner.invoke(app, ["show", str(folder / name), "--db", db], env={"COLUMNS": "200"})
+        data = runner.invoke(app, ["show", str(folder / name), "--db", db, "--json"])
+        assert text.exit_code == 0 and data.exit_code == 0, (text.output, data.output)
+        return json.loads(data.stdout)["photo"]["on_disk"], " ".join(text.stdout.split())
+
+    assert shown("a.jpg")[0] == "unchanged" and "on disk" not in shown("a.jpg")[1]
+    state, text = shown("b.jpg")  # before: the earlier file's size and scores, as if they were this one's
+    assert state == "changed" and "changed on disk since `score` read it" in text and "96x64" in text
+    state, text = shown("c.jpg")
+    assert state == "missing" and "not on disk now" in text
+
+
 def test_rank_always_shows_the_column_it_sorts_by(tmp_path: Path) -> None:
     from test_cli_tables import write_library
 

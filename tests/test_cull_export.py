@@ -631,6 +631,32 @@ def test_copies_of_a_photo_are_one_photo_seen_as_its_original(shoot: tuple[Path,
     assert snapshot(folder) == before
 
 
+def test_a_folder_scanned_through_a_symlink_and_its_real_path_is_one_photo_per_file(
+    shoot: tuple[Path, Store], tmp_path: Path
+) -> None:
+    """The same files recorded under two paths (the folder through a symlink, then by its real path) are
+    one photo each, not copies: listed once, culled once, each moved once."""
+    folder, store = shoot
+    link = tmp_path / "linked"
+    link.symlink_to(folder, target_is_directory=True)
+    assert score([str(link)], store=store, model="nima", workers=1).cached == len(SHOOT)
+    assert len(store.photos(None)) == 2 * len(SHOOT)  # both paths recorded
+    assert sorted(names(rank(store).rows)) == sorted(SHOOT)  # before: every photo twice
+    assert len(rank(store, [str(link)]).rows) == len(SHOOT)  # one of the paths asked for: as it is
+    both = rank(store, [str(folder), str(link)])
+    assert len(both.rows) == len(SHOOT) and not any("found no photos" in note for note in both.notes)
+    ranking = cull(store, [str(folder), str(link)], top=3)
+    assert names(ranking.rows) == BEST_OF_GROUPS[:3] and len(ranking.others) == len(SHOOT) - 3
+    assert not ranking.copies_of_picks and not any(row["why"].startswith("identical") for row in ranking.others)
+    args = ["cull", str(folder), str(link), "--db", str(store.path), "--top", "3", "--move-rejects",
+            str(tmp_path / "rejects"), "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output  # before: exit 1, "move failed: ... No such file" for each
+    moved = json.loads(result.stdout)["moved"]
+    assert not moved["failed"] and len(moved["placed"]) == len(SHOOT) - 3
+    assert sorted(os.listdir(folder)) == sorted(BEST_OF_GROUPS[:3])
+
+
 def test_json_and_the_manifest_give_absolute_paths_when_the_options_are_relative(
     shoot: tuple[Path, Store], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -297,6 +297,20 @@ def test_a_raw_whose_jpeg_cannot_be_read_is_scored_on_its_own(tmp_path: Path) ->
     assert not outcome.failed and "IMG_1.CR2" not in os.listdir(tmp_path / "album")
 
 
+def test_a_raw_deleted_beside_its_jpeg_is_no_longer_its_companion(tmp_path: Path) -> None:
+    folder = write_pair_shoot(tmp_path / "shoot")
+    store = Store(tmp_path / "a.db")
+    assert score([str(folder)], store=store, model="nima", workers=1).paired == 1
+    (folder / "IMG_1.CR2").unlink()
+    again = score([str(folder)], store=store, model="nima", workers=1)
+    assert (again.paired, again.cached) == (0, 3)
+    rows = {Path(row["path"]).name: row for row in store.photos(None)}
+    assert rows["IMG_1.JPG"]["companions"] == []  # before: still the deleted IMG_1.CR2, in rank and its --json
+    assert store.conn.execute("SELECT count(*) FROM files WHERE status = 'paired'").fetchone() == (0,)
+    listed = runner.invoke(app, ["rank", str(folder), "--db", str(store.path), "--json"])
+    assert all(p["companions"] == [] for p in json.loads(listed.stdout)["photos"])
+
+
 @pytest.fixture
 def pair_shoot(tmp_path: Path) -> tuple[Path, Store]:
     folder = write_pair_shoot(tmp_path / "shoot")

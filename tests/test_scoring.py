@@ -218,6 +218,29 @@ def test_bad_files_are_recorded_and_the_rest_scored(photos: Path, tmp_path: Path
     assert {Path(f.path).name for f in again.failed} == set(kinds) and again.cached == 7
 
 
+def test_a_failure_whose_file_is_gone_is_forgotten_by_the_next_scan_of_its_folder(photos: Path, tmp_path: Path) -> None:
+    (photos / "a.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    (photos / "b.jpg").write_bytes(b"\xff\xd8 not a jpeg either")
+    (photos / "sub" / "c.jpg").write_bytes(b"")
+    store = Store(tmp_path / "a.db")
+    assert len(score([str(photos)], store=store, model="nima").failed) == 3
+    (photos / "a.jpg").unlink()  # the photographer deleted it, as `failures` suggested
+    (photos / "b.jpg").rename(photos / "b2.jpg")
+    (photos / "sub" / "c.jpg").unlink()
+    # A scan that does not look into sub/ (--no-recursive) keeps what it did not look at.
+    again = score([str(photos)], store=store, model="nima", recursive=False)
+    assert [Path(f.path).name for f in again.failed] == ["b2.jpg"]
+    assert sorted(Path(f["path"]).name for f in store.failures()) == ["b2.jpg", "c.jpg"]  # before: a, b, b2, c
+    # Nor does a root that cannot be read (a drive that is not mounted) lose its records.
+    score([str(photos / "sub" / "gone")], store=store, model="nima")
+    assert sorted(Path(f["path"]).name for f in store.failures()) == ["b2.jpg", "c.jpg"]
+    score([str(photos)], store=store, model="nima")
+    assert [Path(f["path"]).name for f in store.failures()] == ["b2.jpg"]
+    listed = runner.invoke(app, ["failures", "--db", str(store.path), "--json"])
+    assert [Path(f["path"]).name for f in json.loads(listed.stdout)["failures"]] == ["b2.jpg"]
+    assert len(store.photos(None)) == 7  # the photos' own rows are all still there
+
+
 def test_rank_filters(photos: Path, tmp_path: Path, tiny_checkpoints) -> None:
     store = Store(tmp_path / "a.db")
     score([str(photos)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu")

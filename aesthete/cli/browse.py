@@ -115,6 +115,8 @@ def show_command(
         print_json({"model": chosen.model, "weights": chosen.weights, "photo": record})
         return
     out.print(f"[bold]{escape(record['path'])}[/]", highlight=False)
+    if record["on_disk"] in ON_DISK_NOTES:  # what follows was recorded from a file that is gone or changed
+        out.print(f"[yellow]{ON_DISK_NOTES[record['on_disk']]}[/]", highlight=False)
     if record["status"] == "paired":  # a RAW beside its JPEG: one photo, scored through the JPEG
         out.print(f"RAW companion of {record['pair_of']}: its scores", highlight=False, markup=False)
     elif record["status"] != "ok":
@@ -140,6 +142,13 @@ def show_command(
             continue
         out.print(f"\n{score['model']} weights {score['weights']}: mean {score['mean']:.2f}  std {score['std']:.2f}")
         out.print(histogram(score["dist"]), highlight=False)
+
+
+# show's line for a photo whose file is not what `score` recorded (Store.photo_by_path's ``on_disk``)
+ON_DISK_NOTES = {
+    "missing": "not on disk now (deleted, or on a drive that is not mounted): below is what `score` recorded",
+    "changed": "changed on disk since `score` read it: below is the earlier version (`aesthete score` its folder)",
+}
 
 
 def faces_text(found: list[dict] | None) -> str:
