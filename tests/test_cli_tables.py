@@ -306,3 +306,17 @@ def test_a_file_name_with_a_newline_stays_on_its_row_escaped(tmp_path: Path, mon
         assert len(rows) == 3, "\n".join(lines)
         assert any("'shoot/new\\nline.jpg'" in row for row in rows)
         assert any("'shoot/tab\\there.jpg'" in row for row in rows)
+
+
+def test_paths_output_keeps_a_name_that_looks_like_a_colour_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Click strips ANSI codes from echo off a terminal: `--paths` printed shoot/escred.jpg, which does not exist.
+    db = tmp_path / "x.db"
+    monkeypatch.chdir(tmp_path)
+    paths = on_disk(tmp_path / "shoot", ["esc\x1b[31mred.jpg", "plain.jpg"])
+    write_library(db, paths)
+    for args in (["rank"], ["cull", "shoot", "--no-group", "--keep-flagged"]):
+        result = runner.invoke(app, [*args, "--paths", "--db", str(db)])
+        assert result.exit_code == 0, result.output
+        assert sorted(result.stdout.splitlines()) == sorted(paths)

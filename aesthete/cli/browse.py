@@ -30,6 +30,7 @@ from aesthete.cli.common import (
     print_csv,
     print_json,
     print_notes,
+    print_paths,
     ranking_table,
     scores_header,
 )
@@ -211,8 +212,7 @@ def _emit(ranking: Ranking, *, as_json: bool, as_csv: bool, paths_only: bool, ti
     print_notes(ranking.notes)
     rows = ranking.rows
     if paths_only:
-        for row in rows:
-            typer.echo(row["real_path"])
+        print_paths(rows)
     elif as_json:
         print_json({**scores_header(ranking), "photos": [public_row(row, ROW_FIELDS) for row in rows]})
     elif as_csv:

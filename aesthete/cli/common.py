@@ -190,6 +190,14 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def print_paths(rows: Sequence[dict[str, Any]]) -> None:
+    """``--paths``: each row's path on disk, one a line, exactly as named: ``color=True`` keeps Click from
+    stripping what looks like a colour code (``\x1b[31m``) off a file name when stdout is not a terminal,
+    which would hand a script a path that does not exist."""
+    for row in rows:
+        typer.echo(row["real_path"], color=True)
+
+
 def print_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     """``rows`` as CSV, one value per cell as a spreadsheet wants it: lists (flags, companions) joined with
     "; ", and a predicted distribution as one column per bin, ``p1``..``pN``, after ``columns``."""

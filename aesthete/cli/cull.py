@@ -35,6 +35,7 @@ from aesthete.cli.common import (
     out,
     print_json,
     print_notes,
+    print_paths,
     ranking_table,
     scores_header,
     scores_label,
@@ -203,8 +204,7 @@ def _print_cull(report: CullReport, *, as_json: bool, paths_only: bool) -> None:
     ranking = report.ranking
     print_notes(ranking.notes)
     if paths_only:
-        for row in ranking.rows:
-            typer.echo(row["real_path"])
+        print_paths(ranking.rows)
     elif as_json:
         fields = (*ROW_FIELDS, "pick", "group", "group_size")
         print_json({
