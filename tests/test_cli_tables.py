@@ -320,3 +320,22 @@ def test_paths_output_keeps_a_name_that_looks_like_a_colour_code(
         result = runner.invoke(app, [*args, "--paths", "--db", str(db)])
         assert result.exit_code == 0, result.output
         assert sorted(result.stdout.splitlines()) == sorted(paths)
+
+
+def test_show_and_the_contact_sheet_quote_a_name_with_a_newline_or_colour_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `show` printed the raw name: a newline split its heading, an escape code turned the terminal red.
+    db = tmp_path / "x.db"
+    monkeypatch.chdir(tmp_path)
+    paths = on_disk(tmp_path / "shoot", ["new\nline.jpg", "esc\x1b[31mred.jpg"])
+    write_library(db, paths)
+    for path in paths:
+        result = runner.invoke(app, ["show", path, "--db", str(db)])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines()[0] == repr(path)
+    result = runner.invoke(app, ["report", "--html", "sheet.html", "shoot", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "sheet.html").read_text(encoding="utf-8")
+    assert "\x1b" not in page and "new\nline" not in page
+    assert ">&#x27;new\\nline.jpg&#x27;</div>" in page

@@ -31,6 +31,7 @@ from aesthete.cli.common import (
     print_json,
     print_notes,
     print_paths,
+    printable,
     ranking_table,
     scores_header,
 )
@@ -115,9 +116,9 @@ def show_command(
     if as_json:
         print_json({"model": chosen.model, "weights": chosen.weights, "photo": record})
         return
-    out.print(f"[bold]{escape(record['path'])}[/]", highlight=False)
+    out.print(f"[bold]{escape(printable(record['path']))}[/]", highlight=False)
     if record["status"] == "paired":  # a RAW beside its JPEG: one photo, scored through the JPEG
-        out.print(f"RAW companion of {record['pair_of']}: its scores", highlight=False, markup=False)
+        out.print(f"RAW companion of {printable(record['pair_of'])}: its scores", highlight=False, markup=False)
     elif record["status"] != "ok":
         out.print(f"[red]failed:[/] {escape(str(record['error']))}", highlight=False)
         raise typer.Exit(int(Exit.SOME_FAILED))

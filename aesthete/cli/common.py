@@ -29,7 +29,7 @@ from rich.text import Text
 
 from aesthete.errors import AestheteError, NothingToDoError
 from aesthete.weights import ChecksumMismatch
-from aesthete.wording import counted  # (the commands import it from here too)
+from aesthete.wording import counted, printable  # (the commands import them from here too)
 
 if TYPE_CHECKING:
     from aesthete.select import Ranking
@@ -231,7 +231,7 @@ def display_path(path: str) -> str:
         path = os.path.relpath(path, cwd)
     elif home != os.sep and path.startswith(home + os.sep):
         path = "~" + path[len(home) :]
-    return path if path.isprintable() else repr(path)
+    return printable(path)
 
 
 def scores_label(ranking: Ranking) -> str:
