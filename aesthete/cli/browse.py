@@ -113,13 +113,17 @@ def show_command(
             key is None or (s["model"], s["weights_id"], s["preprocess"]) != (key.model, key.weights_id, key.preprocess)
         )
     )
+    # A file `score` could not read exits 1, whichever form says so.
+    unread = record["status"] not in ("ok", "paired")
     if as_json:
         print_json({"model": chosen.model, "weights": chosen.weights, "photo": record})
+        if unread:
+            raise typer.Exit(int(Exit.SOME_FAILED))
         return
     out.print(f"[bold]{escape(printable(record['path']))}[/]", highlight=False)
     if record["status"] == "paired":  # a RAW beside its JPEG: one photo, scored through the JPEG
         out.print(f"RAW companion of {printable(record['pair_of'])}: its scores", highlight=False, markup=False)
-    elif record["status"] != "ok":
+    elif unread:
         out.print(f"[red]failed:[/] {escape(str(record['error']))}", highlight=False)
         raise typer.Exit(int(Exit.SOME_FAILED))
     image = record["image"] or {}
