@@ -197,6 +197,22 @@ def test_models_table_folds_a_weights_name_too_long_for_80_columns(tiny_checkpoi
     assert long_name in "".join(line[start:].strip() for line in lines[2:])
 
 
+def test_models_table_keeps_its_headers_whole_and_gives_way_at_40_columns() -> None:
+    """A new user's `models` (no weights): the header "weights" was split over two lines at 80 columns (its
+    cells are "none"), the input policies got a word a line beside one-line parameter counts, and at 40
+    columns every column was folded a letter or two a line."""
+    from aesthete.model_info import model_names
+
+    wide = table_lines(["models"], 80)
+    assert wide[0].split() == ["model", "params", "backbone", "bins", "input", "weights"], "\n".join(wide)
+    lines = table_lines(["models"], 40)
+    assert max(map(len, lines)) <= 40, "\n".join(lines)
+    assert lines[0].split() == ["model", "input", "weights"], "\n".join(lines)  # params, backbone, bins gave way
+    rows = {row[0]: row for row in models_rows(lines)}
+    assert set(rows) == set(model_names(scoring=True)), "\n".join(lines)
+    assert rows["nima"][1:] == ["warp", "to", "none"], "\n".join(lines)  # whole words, beside their model
+
+
 def test_models_says_which_weights_to_pull_for_the_models_that_have_none() -> None:
     from aesthete import weights
 

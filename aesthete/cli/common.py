@@ -311,7 +311,9 @@ class Cells:
         if not self.wrap:
             return self.natural()
         longest_word = max((cell_len(word) for text in [self.header, *self.cells] for word in text.split()), default=1)
-        least = min(self.natural(), self.min_width if self.min_width is not None else longest_word)
+        # A min_width narrower than the header would split the header's word ("weigh" over "ts").
+        wanted = longest_word if self.min_width is None else max(self.min_width, cell_len(self.header))
+        least = min(self.natural(), wanted)
         return min(least, WRAP_ROOM) if squeezed else least
 
 
@@ -365,11 +367,12 @@ def fitted_table(
             break
         widths[widest] -= 1
         spare += 1
-    for index, column in enumerate(shown):  # what is left widens the wrapping columns, up to all they need
-        if column.wrap and spare > 0:
-            extra = min(spare, column.natural() - widths[index])
-            widths[index] += extra
-            spare -= extra
+    # What is left widens the wrapping columns, up to all they need, a cell each in turn: given in column order,
+    # the first took it all (`models`: parameter counts on one line, the input policies a word a line).
+    while spare > 0 and (wanting := [i for i, c in enumerate(shown) if c.wrap and widths[i] < c.natural()]):
+        for index in wanting[:spare]:
+            widths[index] += 1
+            spare -= 1
     table = Table(
         title=Text(title, no_wrap=False, overflow="fold") if title else None,
         box=box.SIMPLE_HEAD,
