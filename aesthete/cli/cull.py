@@ -309,6 +309,11 @@ def report_command(
     from aesthete.fileops import atomic_write
     from aesthete.report import build_report, is_our_report
 
+    # Said before the sheet is built: thumbnailing a large library takes minutes, all lost at the write.
+    if html.is_dir():
+        fail(f"{html} is a folder: --html takes the file to write, e.g. {html / 'contact-sheet.html'}")
+    if not html.parent.is_dir():
+        fail(f"cannot write {html}: there is no folder {html.parent}")
     if html.exists() and html.suffix.lower() not in (".html", ".htm"):
         fail(f"{html} exists and is not an .html file; refusing to overwrite it")
     if html.exists() and not is_our_report(html):  # an earlier sheet is replaced; a page of someone's never
