@@ -38,7 +38,7 @@ from aesthete.formats import raw_format
 from aesthete.groups import annotate, ensure_groups
 from aesthete.select import Ranking, kept_frames, scope_ranking
 from aesthete.store import Store, now_iso
-from aesthete.wording import counted
+from aesthete.wording import counted, printable
 
 THUMB_SIDE = 256
 THUMB_QUALITY = 80  # ~10-20 kB per thumbnail: a 3,000-photo sheet stays around 50 MB
@@ -144,7 +144,7 @@ def _card(row: dict[str, Any], place: int, thumb: Thumbnail, ranking: Ranking, *
     if thumb.uri:
         image = (
             f'<div class="frame"><img src="{thumb.uri}" width="{thumb.width}" height="{thumb.height}" '
-            f'loading="lazy" decoding="async" alt="{_e(name)}">{_face_boxes(row.get("faces") or [])}</div>'
+            f'loading="lazy" decoding="async" alt="{_e(printable(name))}">{_face_boxes(row.get("faces") or [])}</div>'
         )
     else:
         image = f'<div class="missing">no preview: {_e(thumb.problem or "unreadable")}</div>'
@@ -167,7 +167,7 @@ def _card(row: dict[str, Any], place: int, thumb: Thumbnail, ranking: Ranking, *
         f'<figure class="photo{" best" if best else ""}">'
         f'<div class="thumb">{image}</div><figcaption>'
         f'<div class="line"><span class="rank">#{place}</span>{badge}</div>'
-        f'<div class="name" title="{_e(row["path"])}">{_e(name)}</div>'
+        f'<div class="name" title="{_e(printable(row["path"]))}">{_e(printable(name))}</div>'
         f'{chart}<div class="nums">{_e(numbers)}</div>'
         f'<div>{flags}</div><div class="exif">{_e(exif_line(row))}</div>'
         "</figcaption></figure>\n"

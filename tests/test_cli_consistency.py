@@ -303,3 +303,20 @@ def test_show_finds_a_photo_through_symlinks_and_names_formats_it_never_reads(tm
     (tmp_path / "new.jpg").write_bytes(b"")  # a photo's name, never scored: `score` is the way
     unseen = runner.invoke(app, ["show", str(tmp_path / "new.jpg"), "--db", db])
     assert unseen.exit_code == 3 and "is not in the database (run `aesthete score` on its folder)" in unseen.stderr
+
+
+def test_show_of_a_file_score_could_not_read_exits_1_in_text_and_json(tmp_path: Path) -> None:
+    # `show --json` said "status": "failed" and exited 0, where the text exits 1.
+    from contextlib import closing
+
+    from aesthete.store import file_row, open_store
+
+    db, photo = str(tmp_path / "x.db"), tmp_path / "broken.jpg"
+    photo.write_bytes(b"not a jpeg")
+    with closing(open_store(db)) as store:
+        store.write(files=[file_row(str(photo), 10, 1, "failed", error_kind="not-an-image", error="not an image")])
+    text = runner.invoke(app, ["show", str(photo), "--db", db])
+    assert text.exit_code == 1 and "failed: not an image" in text.stdout, text.output
+    as_json = runner.invoke(app, ["show", str(photo), "--db", db, "--json"])
+    assert as_json.exit_code == 1, as_json.output
+    assert json.loads(as_json.stdout)["photo"]["status"] == "failed"

@@ -197,6 +197,22 @@ def test_models_table_folds_a_weights_name_too_long_for_80_columns(tiny_checkpoi
     assert long_name in "".join(line[start:].strip() for line in lines[2:])
 
 
+def test_models_table_keeps_its_headers_whole_and_gives_way_at_40_columns() -> None:
+    """A new user's `models` (no weights): the header "weights" was split over two lines at 80 columns (its
+    cells are "none"), the input policies got a word a line beside one-line parameter counts, and at 40
+    columns every column was folded a letter or two a line."""
+    from aesthete.model_info import model_names
+
+    wide = table_lines(["models"], 80)
+    assert wide[0].split() == ["model", "params", "backbone", "bins", "input", "weights"], "\n".join(wide)
+    lines = table_lines(["models"], 40)
+    assert max(map(len, lines)) <= 40, "\n".join(lines)
+    assert lines[0].split() == ["model", "input", "weights"], "\n".join(lines)  # params, backbone, bins gave way
+    rows = {row[0]: row for row in models_rows(lines)}
+    assert set(rows) == set(model_names(scoring=True)), "\n".join(lines)
+    assert rows["nima"][1:] == ["warp", "to", "none"], "\n".join(lines)  # whole words, beside their model
+
+
 def test_models_says_which_weights_to_pull_for_the_models_that_have_none() -> None:
     from aesthete import weights
 
@@ -306,3 +322,36 @@ def test_a_file_name_with_a_newline_stays_on_its_row_escaped(tmp_path: Path, mon
         assert len(rows) == 3, "\n".join(lines)
         assert any("'shoot/new\\nline.jpg'" in row for row in rows)
         assert any("'shoot/tab\\there.jpg'" in row for row in rows)
+
+
+def test_paths_output_keeps_a_name_that_looks_like_a_colour_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Click strips ANSI codes from echo off a terminal: `--paths` printed shoot/escred.jpg, which does not exist.
+    db = tmp_path / "x.db"
+    monkeypatch.chdir(tmp_path)
+    paths = on_disk(tmp_path / "shoot", ["esc\x1b[31mred.jpg", "plain.jpg"])
+    write_library(db, paths)
+    for args in (["rank"], ["cull", "shoot", "--no-group", "--keep-flagged"]):
+        result = runner.invoke(app, [*args, "--paths", "--db", str(db)])
+        assert result.exit_code == 0, result.output
+        assert sorted(result.stdout.splitlines()) == sorted(paths)
+
+
+def test_show_and_the_contact_sheet_quote_a_name_with_a_newline_or_colour_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `show` printed the raw name: a newline split its heading, an escape code turned the terminal red.
+    db = tmp_path / "x.db"
+    monkeypatch.chdir(tmp_path)
+    paths = on_disk(tmp_path / "shoot", ["new\nline.jpg", "esc\x1b[31mred.jpg"])
+    write_library(db, paths)
+    for path in paths:
+        result = runner.invoke(app, ["show", path, "--db", str(db)])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines()[0] == repr(path)
+    result = runner.invoke(app, ["report", "--html", "sheet.html", "shoot", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "sheet.html").read_text(encoding="utf-8")
+    assert "\x1b" not in page and "new\nline" not in page
+    assert ">&#x27;new\\nline.jpg&#x27;</div>" in page

@@ -157,3 +157,23 @@ def test_cli_report_writes_one_file_and_refuses_to_overwrite_a_photo(sheet: tupl
     kept = runner.invoke(app, ["report", str(folder), "--html", str(page), "--db", str(store.path)])
     assert kept.exit_code == 2 and "not a contact sheet aesthete wrote; refusing to overwrite it" in kept.output
     assert page.read_text("utf-8").endswith("years of work</p>")
+
+
+def test_cli_report_refuses_a_folder_or_a_missing_folder_before_building_the_sheet(
+    sheet: tuple[Path, Store], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It built every thumbnail first and only then failed to write ("No such file or directory"), and a
+    # folder given as --html was "not an .html file" / "not a contact sheet aesthete wrote".
+    import aesthete.report
+
+    folder, store = sheet
+    monkeypatch.setattr(aesthete.report, "build_report", lambda *a, **k: pytest.fail("the sheet was built"))
+    runner = CliRunner()
+    (tmp_path / "sheets.html").mkdir()
+    for target, says in (
+        (tmp_path / "no such folder" / "sheet.html", f"there is no folder {tmp_path / 'no such folder'}"),
+        (folder, f"{folder} is a folder: --html takes the file to write"),
+        (tmp_path / "sheets.html", "is a folder"),
+    ):
+        result = runner.invoke(app, ["report", str(folder), "--html", str(target), "--db", str(store.path)])
+        assert result.exit_code == 2 and says in result.stderr, result.output

@@ -30,6 +30,8 @@ from aesthete.cli.common import (
     print_csv,
     print_json,
     print_notes,
+    print_paths,
+    printable,
     ranking_table,
     scores_header,
 )
@@ -111,15 +113,19 @@ def show_command(
             key is None or (s["model"], s["weights_id"], s["preprocess"]) != (key.model, key.weights_id, key.preprocess)
         )
     )
+    # A file `score` could not read exits 1, whichever form says so.
+    unread = record["status"] not in ("ok", "paired")
     if as_json:
         print_json({"model": chosen.model, "weights": chosen.weights, "photo": record})
+        if unread:
+            raise typer.Exit(int(Exit.SOME_FAILED))
         return
-    out.print(f"[bold]{escape(record['path'])}[/]", highlight=False)
+    out.print(f"[bold]{escape(printable(record['path']))}[/]", highlight=False)
     if record["on_disk"] in ON_DISK_NOTES:  # what follows was recorded from a file that is gone or changed
         out.print(f"[yellow]{ON_DISK_NOTES[record['on_disk']]}[/]", highlight=False)
     if record["status"] == "paired":  # a RAW beside its JPEG: one photo, scored through the JPEG
-        out.print(f"RAW companion of {record['pair_of']}: its scores", highlight=False, markup=False)
-    elif record["status"] != "ok":
+        out.print(f"RAW companion of {printable(record['pair_of'])}: its scores", highlight=False, markup=False)
+    elif unread:
         out.print(f"[red]failed:[/] {escape(str(record['error']))}", highlight=False)
         raise typer.Exit(int(Exit.SOME_FAILED))
     image = record["image"] or {}
@@ -220,8 +226,7 @@ def _emit(ranking: Ranking, *, as_json: bool, as_csv: bool, paths_only: bool, ti
     print_notes(ranking.notes)
     rows = ranking.rows
     if paths_only:
-        for row in rows:
-            typer.echo(row["real_path"])
+        print_paths(rows)
     elif as_json:
         print_json({**scores_header(ranking), "photos": [public_row(row, ROW_FIELDS) for row in rows]})
     elif as_csv:

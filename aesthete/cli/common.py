@@ -29,7 +29,7 @@ from rich.text import Text
 
 from aesthete.errors import AestheteError, NothingToDoError
 from aesthete.weights import ChecksumMismatch
-from aesthete.wording import counted  # (the commands import it from here too)
+from aesthete.wording import counted, printable  # (the commands import them from here too)
 
 if TYPE_CHECKING:
     from aesthete.select import Ranking
@@ -190,6 +190,14 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def print_paths(rows: Sequence[dict[str, Any]]) -> None:
+    """``--paths``: each row's path on disk, one a line, exactly as named: ``color=True`` keeps Click from
+    stripping what looks like a colour code (``\x1b[31m``) off a file name when stdout is not a terminal,
+    which would hand a script a path that does not exist."""
+    for row in rows:
+        typer.echo(row["real_path"], color=True)
+
+
 def print_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     """``rows`` as CSV, one value per cell as a spreadsheet wants it: lists (flags, companions) joined with
     "; ", and a predicted distribution as one column per bin, ``p1``..``pN``, after ``columns``."""
@@ -223,7 +231,7 @@ def display_path(path: str) -> str:
         path = os.path.relpath(path, cwd)
     elif home != os.sep and path.startswith(home + os.sep):
         path = "~" + path[len(home) :]
-    return path if path.isprintable() else repr(path)
+    return printable(path)
 
 
 def scores_label(ranking: Ranking) -> str:
@@ -303,7 +311,9 @@ class Cells:
         if not self.wrap:
             return self.natural()
         longest_word = max((cell_len(word) for text in [self.header, *self.cells] for word in text.split()), default=1)
-        least = min(self.natural(), self.min_width if self.min_width is not None else longest_word)
+        # A min_width narrower than the header would split the header's word ("weigh" over "ts").
+        wanted = longest_word if self.min_width is None else max(self.min_width, cell_len(self.header))
+        least = min(self.natural(), wanted)
         return min(least, WRAP_ROOM) if squeezed else least
 
 
@@ -357,11 +367,12 @@ def fitted_table(
             break
         widths[widest] -= 1
         spare += 1
-    for index, column in enumerate(shown):  # what is left widens the wrapping columns, up to all they need
-        if column.wrap and spare > 0:
-            extra = min(spare, column.natural() - widths[index])
-            widths[index] += extra
-            spare -= extra
+    # What is left widens the wrapping columns, up to all they need, a cell each in turn: given in column order,
+    # the first took it all (`models`: parameter counts on one line, the input policies a word a line).
+    while spare > 0 and (wanting := [i for i, c in enumerate(shown) if c.wrap and widths[i] < c.natural()]):
+        for index in wanting[:spare]:
+            widths[index] += 1
+            spare -= 1
     table = Table(
         title=Text(title, no_wrap=False, overflow="fold") if title else None,
         box=box.SIMPLE_HEAD,

@@ -35,6 +35,7 @@ from aesthete.cli.common import (
     out,
     print_json,
     print_notes,
+    print_paths,
     ranking_table,
     scores_header,
     scores_label,
@@ -203,8 +204,7 @@ def _print_cull(report: CullReport, *, as_json: bool, paths_only: bool) -> None:
     ranking = report.ranking
     print_notes(ranking.notes)
     if paths_only:
-        for row in ranking.rows:
-            typer.echo(row["real_path"])
+        print_paths(ranking.rows)
     elif as_json:
         fields = (*ROW_FIELDS, "pick", "group", "group_size")
         print_json({
@@ -309,6 +309,11 @@ def report_command(
     from aesthete.fileops import atomic_write
     from aesthete.report import build_report, is_our_report
 
+    # Said before the sheet is built: thumbnailing a large library takes minutes, all lost at the write.
+    if html.is_dir():
+        fail(f"{html} is a folder: --html takes the file to write, e.g. {html / 'contact-sheet.html'}")
+    if not html.parent.is_dir():
+        fail(f"cannot write {html}: there is no folder {html.parent}")
     if html.exists() and html.suffix.lower() not in (".html", ".htm"):
         fail(f"{html} exists and is not an .html file; refusing to overwrite it")
     if html.exists() and not is_our_report(html):  # an earlier sheet is replaced; a page of someone's never

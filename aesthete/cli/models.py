@@ -34,14 +34,15 @@ def models_command(
         return
     # Fitted to the terminal: the model names, as `score --model` takes them, are never cut. A model's
     # weights wrap after their commas (the column is as wide as the longest name and its comma, where the
-    # terminal has room for that), so a long list takes lines, not the room of the other columns.
+    # terminal has room for that), so a long list takes lines, not the room of the other columns. Where even
+    # a word a line does not fit (40 columns), parameter counts, backbone and bins go, in that order.
     longest = max(len(name) for row in rows for name in row["weights"] or ["none"])
     columns = [Cells("model", [row["name"] for row in rows])]
     if count:
-        columns.append(Cells("params", [_parameters(row) for row in rows], wrap=True))
+        columns.append(Cells("params", [_parameters(row) for row in rows], drop=1, wrap=True))
     columns += [
-        Cells("backbone", [row["backbone"] or "-" for row in rows]),
-        Cells("bins", [str(row["bins"]) if row["bins"] else "one score" for row in rows], wrap=True),
+        Cells("backbone", [row["backbone"] or "-" for row in rows], drop=2),
+        Cells("bins", [str(row["bins"]) if row["bins"] else "one score" for row in rows], drop=3, wrap=True),
         Cells("input", [row["input"] for row in rows], wrap=True),
         Cells("weights", [", ".join(row["weights"]) or "none" for row in rows], wrap=True, min_width=longest + 1),
     ]
