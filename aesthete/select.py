@@ -74,6 +74,12 @@ class Filters:
         self.since = parse_when(self.since, "--since")
         self.until = parse_when(self.until, "--until")
         self.face_count = parse_faces(self.faces)
+        # A range no photo can be in is a slip of the keyboard, not an empty result to show.
+        if self.min_score is not None and self.max_score is not None and self.min_score > self.max_score:
+            above = f"--min-score {self.min_score:g} is above --max-score {self.max_score:g}"
+            raise OptionError(f"{above}: no photo is both")
+        if self.since and self.until and self.since[: len(self.until)] > self.until:
+            raise OptionError(f"--since {self.since} is after --until {self.until}: no photo was taken in between")
 
     @property
     def need_faces(self) -> bool:

@@ -70,6 +70,21 @@ def test_since_until_accept_dates_and_times() -> None:
     assert not kept.accepts({"capture_time": "2024-06-01T09:59:59"})
     assert Filters(until="2024-06-01T10:00").accepts({"capture_time": "2024-06-01T10:00:30"})
     assert not Filters(until="2024-06-01T10:00:00").accepts({"capture_time": "2024-06-01T10:00:30"})
+    assert Filters(since="2024-06-01T10:00", until="2024-06-01").since  # within the --until day: a range
+
+
+def test_a_range_no_photo_can_be_in_is_a_usage_error(tmp_path: Path) -> None:
+    """`rank --min-score 9 --max-score 1` showed an empty table and exited 0, as if nothing qualified."""
+    from aesthete.store import Store
+
+    Store(tmp_path / "a.db").close()
+    for options, said in (
+        (["--min-score", "9", "--max-score", "1"], "--min-score 9 is above --max-score 1"),
+        (["--since", "2024-06-02", "--until", "2024-06-01T23:00"], "--since 2024-06-02 is after --until"),
+    ):
+        result = runner.invoke(app, ["rank", "--db", str(tmp_path / "a.db"), *options])
+        assert result.exit_code == 2, (options, result.output)
+        assert said in result.output and "Traceback" not in result.output
 
 
 # -- item 6: every reading command reads what `score` would write, and names model and weights -----------
