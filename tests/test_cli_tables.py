@@ -338,6 +338,22 @@ def test_paths_output_keeps_a_name_that_looks_like_a_colour_code(
         assert sorted(result.stdout.splitlines()) == sorted(paths)
 
 
+def test_print0_ends_each_path_with_a_nul_so_a_newline_in_a_name_survives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With --paths a name holding a newline reads as two paths to `xargs`; --print0 is what `xargs -0` reads.
+    db = tmp_path / "x.db"
+    monkeypatch.chdir(tmp_path)
+    paths = on_disk(tmp_path / "shoot", ["new\nline.jpg", "plain.jpg"])
+    write_library(db, paths)
+    for args in (["rank"], ["cull", "shoot", "--no-group", "--keep-flagged"]):
+        result = runner.invoke(app, [*args, "--print0", "--db", str(db)])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.endswith("\0") and sorted(result.stdout[:-1].split("\0")) == sorted(paths)
+        both = runner.invoke(app, [*args, "--print0", "--paths", "--db", str(db)])
+        assert both.exit_code == 2 and "cannot be used together" in both.output
+
+
 def test_show_and_the_contact_sheet_quote_a_name_with_a_newline_or_colour_code(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

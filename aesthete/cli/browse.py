@@ -19,6 +19,7 @@ from aesthete.cli.common import (
     ModelOption,
     PathsArgument,
     PathsOnly,
+    Print0,
     WeightsOption,
     display_path,
     fail,
@@ -27,6 +28,7 @@ from aesthete.cli.common import (
     one_output,
     opened_store,
     out,
+    paths_end,
     print_csv,
     print_json,
     print_notes,
@@ -64,18 +66,19 @@ def rank_command(
     as_json: JsonOption = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV on stdout.")] = False,
     paths_only: PathsOnly = False,
+    print0: Print0 = False,
     db: DbOption = None,
 ) -> None:
     """List cached photos, best first, with filters."""
     from aesthete.select import rank
 
-    one_output(json=as_json, csv=as_csv, paths=paths_only)
+    one_output(json=as_json, csv=as_csv, paths=paths_only, print0=print0)
     filters = Filters(min_score, max_score, since, until, camera, lens, faces, eyes_open)
     with opened_store(db, writes=False) as store:
         ranking = rank(
             store, [str(p) for p in paths or []], by=by, model=model, weights=weights, filters=filters, top=top
         )
-    _emit(ranking, as_json=as_json, as_csv=as_csv, paths_only=paths_only, title="ranked")
+    _emit(ranking, as_json=as_json, as_csv=as_csv, paths=paths_end(paths_only, print0), title="ranked")
 
 
 @library_errors()
@@ -222,11 +225,11 @@ def histogram(dist: list[float], width: int = 40) -> str:
     return "\n".join(f"{label:>4} {'█' * round(width * p / peak):<{width}} {p:6.1%}" for label, p in zip(labels, dist))
 
 
-def _emit(ranking: Ranking, *, as_json: bool, as_csv: bool, paths_only: bool, title: str) -> None:
+def _emit(ranking: Ranking, *, as_json: bool, as_csv: bool, paths: str | None, title: str) -> None:
     print_notes(ranking.notes)
     rows = ranking.rows
-    if paths_only:
-        print_paths(rows)
+    if paths is not None:
+        print_paths(rows, paths)
     elif as_json:
         print_json({**scores_header(ranking), "photos": [public_row(row, ROW_FIELDS) for row in rows]})
     elif as_csv:

@@ -76,6 +76,9 @@ WeightsOption = Annotated[
     ),
 ]
 PathsOnly = Annotated[bool, typer.Option("--paths", help="Print bare paths, one per line (for pipes).")]
+Print0 = Annotated[
+    bool, typer.Option("--print0", help="Print bare paths, each ended by a NUL byte (for xargs -0): any name.")
+]
 
 # The fields of a photo row that --json prints (``rank``, ``cull``), and the flat ones --csv prints.
 # ``score`` is the number ranked on; ``output`` says whether it is a distribution's mean or a score model's
@@ -190,12 +193,18 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def print_paths(rows: Sequence[dict[str, Any]]) -> None:
-    """``--paths``: each row's path on disk, one a line, exactly as named: ``color=True`` keeps Click from
-    stripping what looks like a colour code (``\x1b[31m``) off a file name when stdout is not a terminal,
-    which would hand a script a path that does not exist."""
+def paths_end(paths_only: bool, print0: bool) -> str | None:
+    """What ends each path with ``--paths`` (a newline) or ``--print0`` (a NUL byte, as ``find -print0``:
+    a file name may hold a newline, never a NUL); None when neither was asked for."""
+    return "\0" if print0 else "\n" if paths_only else None
+
+
+def print_paths(rows: Sequence[dict[str, Any]], end: str = "\n") -> None:
+    """``--paths``/``--print0``: each row's path on disk, followed by ``end``, exactly as named:
+    ``color=True`` keeps Click from stripping what looks like a colour code (``\x1b[31m``) off a file name
+    when stdout is not a terminal, which would hand a script a path that does not exist."""
     for row in rows:
-        typer.echo(row["real_path"], color=True)
+        typer.echo(row["real_path"] + end, nl=False, color=True)
 
 
 def print_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:

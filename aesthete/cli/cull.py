@@ -23,6 +23,7 @@ from aesthete.cli.common import (
     ModelOption,
     PathsArgument,
     PathsOnly,
+    Print0,
     WeightsOption,
     counted,
     display_path,
@@ -33,6 +34,7 @@ from aesthete.cli.common import (
     one_output,
     opened_store,
     out,
+    paths_end,
     print_json,
     print_notes,
     print_paths,
@@ -99,6 +101,7 @@ def cull_command(
     dry_run: Annotated[bool, typer.Option(help="Show what would be done; change nothing.")] = False,
     as_json: JsonOption = False,
     paths_only: PathsOnly = False,
+    print0: Print0 = False,
     db: DbOption = None,
 ) -> None:
     """Pick the best photos of PATHS (or of the last `score` run): one per burst, then export, rate or move.
@@ -111,7 +114,7 @@ def cull_command(
     """
     from aesthete.culling import CullOptions, apply, parse_keep
 
-    one_output(json=as_json, paths=paths_only)  # before any file action
+    one_output(json=as_json, paths=paths_only, print0=print0)  # before any file action
     options = CullOptions(
         roots=[str(p) for p in paths or []], top=top, keep_percent=parse_keep(keep) if keep is not None else None,
         min_score=min_score, model=model, weights=weights, group=not no_group, reject_blurry=reject_blurry,
@@ -124,7 +127,7 @@ def cull_command(
     with opened_store(db) as store:
         report = apply(store, options)
     _print_actions(report)
-    _print_cull(report, as_json=as_json, paths_only=paths_only)
+    _print_cull(report, as_json=as_json, paths=paths_end(paths_only, print0))
     if report.failed:
         raise typer.Exit(int(Exit.SOME_FAILED))
 
@@ -200,11 +203,11 @@ def _report_failures(what: str, failed: list[tuple[str, str]]) -> None:
         err.print(f"[red]{what} failed:[/] {escape(f'{path}: {reason}')}", highlight=False)
 
 
-def _print_cull(report: CullReport, *, as_json: bool, paths_only: bool) -> None:
+def _print_cull(report: CullReport, *, as_json: bool, paths: str | None) -> None:
     ranking = report.ranking
     print_notes(ranking.notes)
-    if paths_only:
-        print_paths(ranking.rows)
+    if paths is not None:
+        print_paths(ranking.rows, paths)
     elif as_json:
         fields = (*ROW_FIELDS, "pick", "group", "group_size")
         print_json({
