@@ -16,7 +16,7 @@ from aesthete.faces import FACE_FLAGS, Face
 from aesthete.groups import annotate, ensure_groups
 from aesthete.paths import Paths, is_within, path_list
 from aesthete.signals import technical_quality
-from aesthete.store import ModelKey, Store, path_key
+from aesthete.store import ModelKey, Store
 
 # ``--by`` keys: the column each sorts on, largest first.
 RANK_KEYS = {"mean": "mean", "std": "std", "p-high": "p_high", "sharpness": "sharpness", "technical": "technical"}
@@ -240,12 +240,12 @@ def rank(
     recorded = store.recorded_copies()
     rows = _without_moved_away(store.photos(key, roots), recorded)
     if roots and not recursive:
-        folders = {path_key(os.path.abspath(root))[0] for root in roots}
+        folders = {name for root in roots for name in store.folder_names(root)}
         rows = [row for row in rows if os.path.dirname(row["path"]) in folders]
         notes.append("photos in subfolders are left out (--no-recursive)")
     for root in roots:  # a mistyped, never scanned or unreadable folder: say so rather than show an empty table
-        full = os.path.abspath(root)
-        if not any(is_within(row["path"], full) for row in rows):
+        names = store.folder_names(root)
+        if not any(is_within(row["path"], name) for row in rows for name in names):
             notes.append(nothing_under(store, root))
     if not (roots or rows):  # an empty database: no fallback to explain, a first step to name
         notes.append(nothing_under(store, None))

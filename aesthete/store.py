@@ -419,9 +419,26 @@ class Store:
 
     def scanned(self, folder: str) -> bool:
         """Whether a ``score`` run looked in ``folder``: it, or a folder above it, was one of a run's roots."""
-        text = path_key(os.path.abspath(folder))[0]
-        runs = self.conn.execute("SELECT roots FROM runs")
-        return any(is_within(text, root) for (roots,) in runs for root in json.loads(roots))
+        names = self.folder_names(folder)
+        return any(is_within(name, root) for root in self._run_roots() for name in names)
+
+    def _run_roots(self) -> set[str]:
+        return {root for (roots,) in self.conn.execute("SELECT roots FROM runs") for root in json.loads(roots)}
+
+    def folder_names(self, folder: str) -> list[str]:
+        """The paths (as stored) the files in ``folder`` may be recorded under, as given first. ``score``
+        records the paths it walked, symlinks unresolved, and the working folder is always the resolved one:
+        after ``score ~/Pictures`` (a link to a drive), ``cd ~/Pictures && aesthete cull .`` names the drive's
+        folder, and after ``score .`` there, ``cull ~/Pictures`` names the link. Both are found: the folder's
+        real path, and its place under each scored folder that is a link (or lies below one)."""
+        given = os.path.abspath(folder)
+        real = os.path.realpath(given)
+        names = [given, real]
+        for root in sorted(self._run_roots()):
+            root_real = os.path.realpath(root)
+            if root_real != root and is_within(real, root_real):
+                names.append(os.path.normpath(os.path.join(root, os.path.relpath(real, root_real))))
+        return list(dict.fromkeys(path_key(name)[0] for name in names))
 
     # -- reading ----------------------------------------------------------------------------------------
     def embeddings(self, key: ModelKey, hashes: Iterable[str] | None = None) -> tuple[list[str], Any]:
@@ -485,8 +502,7 @@ class Store:
         where, params = ["f.status = 'ok'"], []
         if roots:
             clauses = []
-            for root in roots:
-                text = path_key(os.path.abspath(root))[0]
+            for text in (name for root in roots for name in self.folder_names(root)):
                 clauses.append("(f.path = ? OR f.path LIKE ? ESCAPE '\\')")
                 params += [text, _like_prefix(subtree_prefix(text))]
             where.append("(" + " OR ".join(clauses) + ")")
@@ -541,7 +557,7 @@ class Store:
 
     def failures(self, roots: Sequence[str] = ()) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT path, error_kind, error FROM files WHERE status = 'failed' ORDER BY path")
-        prefixes = [path_key(os.path.abspath(r))[0] for r in roots]
+        prefixes = [name for root in roots for name in self.folder_names(root)]
         return [
             {"path": p, "kind": kind, "reason": reason}
             for p, kind, reason in rows

@@ -741,3 +741,27 @@ def test_cull_with_no_folders_leaves_out_the_subfolders_a_no_recursive_score_lef
 
 def names_to_paths(ranking: Ranking) -> set[str]:
     return {row["path"] for row in (*ranking.rows, *ranking.others)}
+
+
+def test_a_folder_is_found_by_its_real_path_and_through_a_link_to_it(tmp_path: Path, monkeypatch) -> None:
+    """~/Pictures a link to a drive: `score ~/Pictures` records the link's paths, and `cd ~/Pictures; cull .`
+    names the drive's folder (the working folder is the resolved one); the other way round after `score .`.
+    Both found the photos "not in the database"."""
+    drive = write_shoot(tmp_path / "drive" / "Pictures")
+    (drive / "broken.jpg").write_bytes(b"\xff\xd8 not a photo")
+    link = tmp_path / "home" / "Pictures"
+    link.parent.mkdir()
+    link.symlink_to(drive, target_is_directory=True)
+    for scored, named in ((link, drive), (drive, link)):
+        store = Store(tmp_path / f"{scored.parent.name}.db")
+        score([str(scored)], store=store, model="nima", workers=1)
+        add_scores(store, MEANS)
+        assert len(rank(store, [str(named)]).rows) == len(SHOOT), scored
+        assert len(rank(store, [str(named)], recursive=False).rows) == len(SHOOT)
+        assert not [note for note in rank(store, [str(named)]).notes if "no photos" in note]
+        assert [Path(f["path"]).name for f in store.failures([str(named)])] == ["broken.jpg"]
+        monkeypatch.chdir(named)
+        assert len(cull(store, ["."], top=3).rows) == 3
+        result = runner.invoke(app, ["rank", ".", "--db", str(store.path), "--paths"])
+        assert result.exit_code == 0 and len(result.stdout.splitlines()) == len(SHOOT), result.output
+        store.close()
