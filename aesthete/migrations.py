@@ -145,10 +145,14 @@ def schema_written_previous(db: sqlite_utils.Database) -> None:
 
 
 @migration
-def schema_run_recursive(db: sqlite_utils.Database) -> None:
-    """Whether a ``score`` run descended into subfolders (1) or not (0, ``--no-recursive``), so ``cull``
-    with no folders works on what that run looked at; NULL, a run from before this: it did (the default)."""
+def schema_run_scope(db: sqlite_utils.Database) -> None:
+    """How a ``score`` run walked its ``roots``: ``recursive``, whether it descended into subfolders (1) or
+    not (0, ``--no-recursive``), so ``cull`` with no folders works on what that run looked at; and
+    ``real_roots``, each root with its symlinks resolved (JSON, in ``roots``' order), so a folder named by
+    another path to it is found without touching the run's folders again (:meth:`Store.folder_names`).
+    NULL in both, a run from before this: it descended (the default); its links are not known."""
     db["runs"].add_column("recursive", int)
+    db["runs"].add_column("real_roots", str)
 
 
 SCHEMA_VERSION = len(MIGRATIONS)  # what a database that has run every migration records in user_version

@@ -392,12 +392,14 @@ class Store:
     # -- runs -------------------------------------------------------------------------------------------
     def start_run(self, roots: Iterable[str], key: ModelKey | None, *, recursive: bool = True) -> int:
         model, weights_id, preprocess = (key.model, key.weights_id, key.preprocess) if key else (None, None, None)
+        roots = list(roots)
         folders = json.dumps([path_key(r)[0] for r in roots])
+        real = json.dumps([path_key(os.path.realpath(r))[0] for r in roots])
         with self.transaction():
             cursor = self.conn.execute(
-                "INSERT INTO runs (started, roots, recursive, model, weights_id, preprocess, status) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'running')",
-                (now_iso(), folders, int(recursive), model, weights_id, preprocess),
+                "INSERT INTO runs (started, roots, recursive, real_roots, model, weights_id, preprocess, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
+                (now_iso(), folders, int(recursive), real, model, weights_id, preprocess),
             )
         return int(cursor.lastrowid)
 
@@ -420,23 +422,28 @@ class Store:
     def scanned(self, folder: str) -> bool:
         """Whether a ``score`` run looked in ``folder``: it, or a folder above it, was one of a run's roots."""
         names = self.folder_names(folder)
-        return any(is_within(name, root) for root in self._run_roots() for name in names)
+        return any(is_within(name, root) for root, _ in self._run_roots() for name in names)
 
-    def _run_roots(self) -> set[str]:
-        return {root for (roots,) in self.conn.execute("SELECT roots FROM runs") for root in json.loads(roots)}
+    def _run_roots(self) -> set[tuple[str, str | None]]:
+        """(root, its real path as the run resolved it; None for a run from before that was recorded)."""
+        pairs = set()
+        for roots, real in self.conn.execute("SELECT roots, real_roots FROM runs"):
+            roots = json.loads(roots)
+            pairs.update(zip(roots, json.loads(real) if real else [None] * len(roots)))
+        return pairs
 
     def folder_names(self, folder: str) -> list[str]:
         """The paths (as stored) the files in ``folder`` may be recorded under, as given first. ``score``
         records the paths it walked, symlinks unresolved, and the working folder is always the resolved one:
         after ``score ~/Pictures`` (a link to a drive), ``cd ~/Pictures && aesthete cull .`` names the drive's
         folder, and after ``score .`` there, ``cull ~/Pictures`` names the link. Both are found: the folder's
-        real path, and its place under each scored folder that is a link (or lies below one)."""
+        real path, and its place under each scored folder that was a link or lay below one when scored (the
+        run recorded where it led: a run's folders are not looked at again, a drive there may be gone)."""
         given = os.path.abspath(folder)
         real = os.path.realpath(given)
         names = [given, real]
-        for root in sorted(self._run_roots()):
-            root_real = os.path.realpath(root)
-            if root_real != root and is_within(real, root_real):
+        for root, root_real in sorted(self._run_roots(), key=lambda pair: pair[0]):
+            if root_real is not None and root_real != root and is_within(real, root_real):
                 names.append(os.path.normpath(os.path.join(root, os.path.relpath(real, root_real))))
         return list(dict.fromkeys(path_key(name)[0] for name in names))
 

@@ -77,7 +77,7 @@ def test_migrations_are_named_run_once_each_and_counted_in_user_version(tmp_path
         "schema_capture_time_source",
         "schema_faces",
         "schema_written_previous",
-        "schema_run_recursive",
+        "schema_run_scope",
     ]
     assert [m.name for m in migrations.MIGRATIONS] == names
     assert len(migrations.MIGRATIONS) == SCHEMA_VERSION
