@@ -324,14 +324,20 @@ def test_a_file_name_with_a_newline_stays_on_its_row_escaped(tmp_path: Path, mon
         assert any("'shoot/tab\\there.jpg'" in row for row in rows)
 
 
+def odd_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, names: list[str]) -> tuple[Path, list[str]]:
+    """A database of photos ``names`` in tmp_path/shoot, run from tmp_path: (database, their paths)."""
+    db = tmp_path / "x.db"
+    monkeypatch.chdir(tmp_path)
+    paths = on_disk(tmp_path / "shoot", names)
+    write_library(db, paths)
+    return db, paths
+
+
 def test_paths_output_keeps_a_name_that_looks_like_a_colour_code(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Click strips ANSI codes from echo off a terminal: `--paths` printed shoot/escred.jpg, which does not exist.
-    db = tmp_path / "x.db"
-    monkeypatch.chdir(tmp_path)
-    paths = on_disk(tmp_path / "shoot", ["esc\x1b[31mred.jpg", "plain.jpg"])
-    write_library(db, paths)
+    db, paths = odd_library(tmp_path, monkeypatch, ["esc\x1b[31mred.jpg", "plain.jpg"])
     for args in (["rank"], ["cull", "shoot", "--no-group", "--keep-flagged"]):
         result = runner.invoke(app, [*args, "--paths", "--db", str(db)])
         assert result.exit_code == 0, result.output
@@ -342,10 +348,7 @@ def test_print0_ends_each_path_with_a_nul_so_a_newline_in_a_name_survives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # With --paths a name holding a newline reads as two paths to `xargs`; --print0 is what `xargs -0` reads.
-    db = tmp_path / "x.db"
-    monkeypatch.chdir(tmp_path)
-    paths = on_disk(tmp_path / "shoot", ["new\nline.jpg", "plain.jpg"])
-    write_library(db, paths)
+    db, paths = odd_library(tmp_path, monkeypatch, ["new\nline.jpg", "plain.jpg"])
     for args in (["rank"], ["cull", "shoot", "--no-group", "--keep-flagged"]):
         result = runner.invoke(app, [*args, "--print0", "--db", str(db)])
         assert result.exit_code == 0, result.output
@@ -358,10 +361,7 @@ def test_show_and_the_contact_sheet_quote_a_name_with_a_newline_or_colour_code(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # `show` printed the raw name: a newline split its heading, an escape code turned the terminal red.
-    db = tmp_path / "x.db"
-    monkeypatch.chdir(tmp_path)
-    paths = on_disk(tmp_path / "shoot", ["new\nline.jpg", "esc\x1b[31mred.jpg"])
-    write_library(db, paths)
+    db, paths = odd_library(tmp_path, monkeypatch, ["new\nline.jpg", "esc\x1b[31mred.jpg"])
     for path in paths:
         result = runner.invoke(app, ["show", path, "--db", str(db)])
         assert result.exit_code == 0, result.output
