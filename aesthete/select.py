@@ -239,12 +239,12 @@ def rank(
     key, notes = chosen.key, list(chosen.notes)
     recorded = store.recorded_copies()
     rows = _without_moved_away(store.photos(key, roots), recorded)
+    names_of = {root: store.folder_names(root) for root in roots}
     if roots and not recursive:
-        folders = {name for root in roots for name in store.folder_names(root)}
+        folders = {name for names in names_of.values() for name in names}
         rows = [row for row in rows if os.path.dirname(row["path"]) in folders]
         notes.append("photos in subfolders are left out (--no-recursive)")
-    for root in roots:  # a mistyped, never scanned or unreadable folder: say so rather than show an empty table
-        names = store.folder_names(root)
+    for root, names in names_of.items():  # a mistyped, never scanned or unreadable folder: say so, not an empty table
         if not any(is_within(row["path"], name) for row in rows for name in names):
             notes.append(nothing_under(store, root))
     if not (roots or rows):  # an empty database: no fallback to explain, a first step to name
