@@ -264,8 +264,10 @@ def learn(
     try:
         cv = personal.cross_validate(features, target, weights_, base_scores, method=method, folds=folds)
     except personal.NotEnoughRatings as exc:  # say where the ratings went: a bare count explains nothing
+        elsewhere = "not on a photo aesthete scanned" + (" under the folders given" if roots else "")
         kept = {
-            "matched to scanned photos": len(matched), "written by aesthete (left out)": own,
+            "matched to scanned photos": len(matched), elsewhere: len(found) - len(matched),
+            "written by aesthete (left out)": own,
             "unrated": len(judgements) - len(usable), "without a stored embedding": len(usable) - len(have),
         }  # fmt: skip
         where = ", ".join(f"{n} {what}" for what, n in kept.items() if n)

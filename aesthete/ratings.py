@@ -44,14 +44,16 @@ files beside it. That is opened ``immutable=1``, which creates nothing.
 
 Matching (:func:`match_ratings`): a rating is tied to the photo aesthete scanned by its path; when that
 path is unknown but the file is there (a copy aesthete scanned elsewhere), by its content hash
-(:mod:`aesthete.fingerprint`); when the catalog's root moved (the path no longer exists), by the
-longest unambiguous path suffix among the scanned photos, which again lands on a content hash.
+(:mod:`aesthete.fingerprint`), and not at all when aesthete never scanned that content; when the
+catalog's root moved (the path no longer exists), by the longest unambiguous path suffix among the
+scanned photos, which again lands on a content hash.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import struct
 import xml.etree.ElementTree as ET
@@ -74,6 +76,8 @@ DARKTABLE_COLOURS = ("Red", "Yellow", "Green", "Blue", "Purple")  # src/common/c
 _XMP_APP1 = b"http://ns.adobe.com/xap/1.0/\x00"
 _TIFF_XMP_TAG = 700
 _EMBEDDED = (".jpg", ".jpeg", ".tif", ".tiff", ".dng")
+# A path a catalog made on Windows: a drive (``D:\``, ``D:/``, ``P:``) or a share (``\\nas\photos``).
+_WINDOWS_PATH = re.compile(r"^(?:[A-Za-z]:(?:[\\/]|$)|\\\\)")
 
 
 class RatingsError(AestheteError):
@@ -220,6 +224,16 @@ def read_xmp(photos: Iterable[str]) -> list[Rating]:
 # --------------------------------------------------------------------------------------------- SQLite
 
 
+def catalog_path(*parts: str) -> str:
+    r"""A photo's path from a catalog's pieces (root, folders, name). A catalog written on Windows keeps
+    Windows paths (darktable ``D:\Pictures\2024``, Lightroom ``C:/Users/...``): their backslashes become
+    ``/``, so the moved-root matching compares the folders one by one. Joined as they are, ``D:\Pictures\2024``
+    would be one folder name here, and photos of one name in two folders could not be told apart."""
+    if _WINDOWS_PATH.match(parts[0]):
+        parts = tuple(part.replace("\\", "/") for part in parts)
+    return os.path.normpath(os.path.join(*parts))
+
+
 def open_catalog(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """A read-only connection to another program's SQLite catalog (see the module docstring)."""
     path = os.path.abspath(path)
@@ -291,7 +305,7 @@ def read_lightroom(catalog: str | os.PathLike[str]) -> list[Rating]:
     out = []
     for root, sub, base, ext, rating, pick, label in rows:
         name = f"{base}.{ext}" if ext else base
-        path = os.path.normpath(os.path.join(root or "", sub or "", name))
+        path = catalog_path(root or "", sub or "", name)
         pick = int(pick or 0)
         out.append(Rating(path, int(rating or 0), max(-1, min(1, pick)), label or None, "lightroom"))
     return out
@@ -326,15 +340,16 @@ def read_darktable(library: str | os.PathLike[str]) -> list[Rating]:
         rejected = bool(flags & 8) or stars == 6
         rating = -1 if rejected else min(stars, 5)
         label = ",".join(labels[imgid]) if imgid in labels else None
-        path = os.path.normpath(os.path.join(folder, filename))
+        path = catalog_path(folder, filename)
         out.append(Rating(path, rating, -1 if rejected else 0, label, "darktable"))
     return out
 
 
 def _digikam_root(identifier: str | None, specific: str) -> str:
-    """The folder of a digiKam album root: its ``volumeid:?path=`` mount point, else the root volume."""
+    """The folder of a digiKam album root: its ``volumeid:?path=`` folder or a network share's
+    ``networkshareid:?mountpath=``, else the root volume."""
     query = parse_qs(urlsplit(identifier or "").query)
-    base = query.get("path", ["/"])[0]
+    base = (query.get("path") or query.get("mountpath") or ["/"])[0]
     return os.path.join(base, specific.lstrip("/")) if specific else base
 
 
@@ -355,9 +370,9 @@ def read_digikam(database: str | os.PathLike[str]) -> list[Rating]:
     )
     out = []
     for identifier, specific, relative, name, rating in rows:
-        folder = os.path.join(_digikam_root(identifier, specific or ""), (relative or "/").lstrip("/"))
+        path = catalog_path(_digikam_root(identifier, specific or ""), (relative or "/").lstrip("/"), name)
         stars = int(rating) if rating is not None and 0 <= int(rating) <= 5 else 0
-        out.append(Rating(os.path.normpath(os.path.join(folder, name)), stars, 0, None, "digikam"))
+        out.append(Rating(path, stars, 0, None, "digikam"))
     return out
 
 
@@ -405,14 +420,18 @@ def match_ratings(ratings: Sequence[Rating], store: Store) -> MatchResult:
         if path in by_path:
             matched.append(Matched(by_path[path], path, rating, "path"))
             continue
-        if os.path.isfile(path):
+        if os.path.exists(path):
+            # The rated file is there: it is a photo aesthete scanned under another path (a copy), or one it
+            # never scanned. Never a scanned photo that only shares its name: cameras reuse file names.
             try:
                 content_hash = hash_file(path)
             except OSError:
                 content_hash = ""
             if content_hash in by_hash:
                 matched.append(Matched(content_hash, by_hash[content_hash], rating, "hash"))
-                continue
+            else:
+                unmatched.append(rating)
+            continue
         found = _by_suffix(path, by_name.get(os.path.basename(path), []), by_path)
         if found:
             matched.append(Matched(by_path[found], found, rating, "suffix"))

@@ -218,3 +218,16 @@ def test_scores_key_of_a_head_is_its_digest_and_base_preprocess(env) -> None:
     key = learning.scores_key(path.stem)
     assert isinstance(key, ModelKey) and key.model == "personal" and key.preprocess == head.extra["base_preprocess"]
     assert head.base_model == "nima" and head.base_weights == "tiny"
+
+
+def test_ratings_of_photos_never_scanned_go_to_no_scanned_photo_of_the_same_name(env, tmp_path: Path) -> None:
+    """A catalog covers more than was scored: its other photos exist, under names the camera used again."""
+    _, photos, db, _ = env
+    others = ratinglib.make_library(tmp_path / "Unscanned", 24, size=(48, 36), seed=9)
+    assert {p.path.name for p in others} <= {p.path.name for p in photos}
+    catalog = tmp_path / "cat.lrcat"
+    ratinglib.lightroom_catalog(catalog, others)
+    result = cli("learn", "--name", "namesakes", "--from", "lightroom", catalog, "--db", db)
+    assert result.exit_code == 2, result.output
+    assert "(read 24 rating(s): 24 not on a photo aesthete scanned)" in result.output
+    assert len(result.output.strip().splitlines()) == 1

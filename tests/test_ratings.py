@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from PIL import Image
@@ -199,6 +200,50 @@ def test_match_by_path_moved_root_and_copy(tmp_path: Path, library: list[ratingl
     twin.write_bytes(library[1].path.read_bytes())
     ratinglib.fill_store(store, [ratinglib.Photo(twin, 0, 0.0, 0, library[1].content_hash, library[1].signals)])
     assert match_ratings([Rating("/old/" + library[0].path.name, 2)], store).unmatched
+
+
+def test_a_rated_photo_never_scanned_is_not_matched_to_a_scanned_namesake(
+    tmp_path: Path, library: list[ratinglib.Photo]
+) -> None:
+    store = _store(tmp_path, library)
+    namesake = tmp_path / "not scored" / library[0].path.parent.name / library[0].path.name
+    namesake.parent.mkdir(parents=True)
+    namesake.write_bytes(encode(scene(99, (48, 36)), "JPEG"))  # another photo, under the same folder and name
+    result = match_ratings([Rating(str(namesake), 5)], store)
+    assert not result.matched and len(result.unmatched) == 1
+    store.close()
+
+
+def test_windows_and_network_share_catalogs_match_photos_of_one_name_in_two_folders(tmp_path: Path) -> None:
+    """Cameras number their files again every card: 2023/day1/IMG_0000.jpg and 2024/day1/IMG_0000.jpg are
+    different photos. A catalog's folders must be compared one by one to tell them apart."""
+    years = {y: ratinglib.make_library(tmp_path / y, 4, size=(48, 36), seed=i) for i, y in enumerate(("2023", "2024"))}
+    photos = years["2023"] + years["2024"]
+    assert len({p.path.name for p in photos}) == len(photos) // 2  # every name twice
+    store = _store(tmp_path, photos)
+    # darktable on Windows keeps its film rolls as D:\Pictures\2023\day1
+    library = tmp_path / "library.db"
+    ratinglib.darktable_library(library, photos)
+    conn = sqlite3.connect(library)
+    for roll, folder in conn.execute("SELECT id, folder FROM film_rolls").fetchall():
+        year, day = Path(folder).parts[-2:]
+        conn.execute("UPDATE film_rolls SET folder = ? WHERE id = ?", (f"D:\\Pictures\\{year}\\{day}", roll))
+    conn.commit()
+    conn.close()
+    windows = match_ratings(read_darktable(library), store)
+    assert not windows.unmatched and {m.how for m in windows.matched} == {"suffix"}
+    assert {m.content_hash: m.rating.rating for m in windows.matched} == {p.content_hash: p.rating for p in photos}
+    # digiKam: an album root on a network share names its mount point as mountpath=, not path=
+    database = tmp_path / "digikam4.db"
+    ratinglib.digikam_database(database, years["2023"])
+    conn = sqlite3.connect(database)
+    conn.execute("UPDATE AlbumRoots SET identifier = ?, specificPath = '/'",
+                 ("networkshareid:?mountpath=" + quote(str(tmp_path / "2023"), safe=""),))  # fmt: skip
+    conn.commit()
+    conn.close()
+    share = match_ratings(read_digikam(database), store)
+    assert not share.unmatched and {m.how for m in share.matched} == {"path"}
+    store.close()
 
 
 def test_own_ratings_are_not_the_photographers(tmp_path: Path, library: list[ratinglib.Photo]) -> None:
