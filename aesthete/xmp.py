@@ -17,21 +17,23 @@ What is written: ``xmp:Rating`` (an integer 0..5, the XMP basic schema) and opti
 (free text; Lightroom and Bridge show it as the colour label of that name). An existing sidecar is
 merged: it is parsed, those two properties are set where they already are (attribute or element form)
 or added to the first ``rdf:Description``, and every other element, attribute, namespace prefix and
-comment is written back as it was. A sidecar that does not parse as XMP is left untouched and reported.
-Writes are atomic (temporary file, then rename).
+comment is written back as it was. A sidecar that does not parse as XMP, or that is read-only, is left
+untouched and reported. Writes are atomic (temporary file, then rename), keeping the sidecar's permissions.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import xml.etree.ElementTree as ET
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from aesthete.errors import AestheteError, OptionError
-from aesthete.fileops import atomic_write
+from aesthete.fileops import atomic_path
 from aesthete.formats import raw_format
 
 PICK_RATING = 1
@@ -145,8 +147,10 @@ def write_sidecar(
     except XmpError as exc:
         return SidecarResult(photo, path, "skipped", f"{path}: {exc}; left untouched")
     status = "unchanged" if existing and not changed else "updated" if existing else "created"
+    if status == "updated" and _read_only(path):
+        return SidecarResult(photo, path, "skipped", f"{path}: read-only; left untouched")
     if not dry_run and status != "unchanged":
-        atomic_write(os.path.realpath(path), _serialise(tree, {XMP: "xmp", **prefixes}), overwrite=True)
+        _save(path, tree, prefixes)
     return SidecarResult(photo, path, status, before=before)
 
 
@@ -228,8 +232,11 @@ def restore_sidecars(
         changed = _apply(tree, put_back) if put_back else False
         removed = _remove(tree, [name for name, value in wanted.items() if value is None])
         status = "unchanged" if not (changed or removed) else "restored" if put_back else "cleared"
+        if status != "unchanged" and _read_only(path):
+            results.append(SidecarResult(photo, path, "skipped", f"{path}: read-only; left untouched"))
+            continue
         if status != "unchanged" and not dry_run:
-            atomic_write(os.path.realpath(path), _serialise(tree, {XMP: "xmp", **prefixes}), overwrite=True)
+            _save(path, tree, prefixes)
         results.append(SidecarResult(photo, path, status))
     return results
 
@@ -321,6 +328,30 @@ def _apply(root: ET.Element, wanted: dict[str, str]) -> bool:
             found[0].set(name, value)
             changed = True
     return changed
+
+
+def _read_only(path: str) -> bool:
+    """Whether an existing sidecar is write-protected: no write permission for us, or no write bit at all
+    (which root's permission check ignores). Its owner locked it; a rename over it would get round that."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(path, os.W_OK)
+
+
+def _save(path: str, root: ET.Element, prefixes: dict[str, str]) -> None:
+    """Replace the sidecar at ``path`` (through a symbolic link: the photographer's arrangement stays)
+    atomically, with the permissions it had (a new file's would be the umask's)."""
+    target = os.path.realpath(path)
+    try:
+        mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = None
+    with atomic_path(target) as temporary:
+        Path(temporary).write_bytes(_serialise(root, {XMP: "xmp", **prefixes}))
+        if mode is not None:
+            os.chmod(temporary, mode)
 
 
 def _serialise(root: ET.Element, prefixes: dict[str, str]) -> bytes:

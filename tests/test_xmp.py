@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import tools
 
-from aesthete.xmp import PICK_RATING, XMP, quantile_stars, sidecar_path, write_sidecar
+from aesthete.xmp import PICK_RATING, XMP, quantile_stars, restore_sidecars, sidecar_path, write_sidecar
 
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 DARKTABLE_SIDECAR = """<?xml version="1.0" encoding="UTF-8"?>
@@ -165,6 +165,24 @@ def test_an_unusable_sidecar_is_left_untouched_with_a_reason(photo: Path, conten
     result = write_sidecar(str(photo), rating=5)
     assert result.status == "skipped" and "left untouched" in result.message and str(sidecar) in result.message
     assert sidecar.read_bytes() == content and sidecar.stat().st_mtime_ns == mtime
+
+
+def test_a_read_only_sidecar_is_left_as_it_is_and_a_merged_one_keeps_its_permissions(photo: Path) -> None:
+    """A rename replaces a file whatever its permissions: a sidecar its owner made read-only must not be
+    rated (nor made writable), and a private or group-shared one must not come back with the umask's mode."""
+    sidecar = Path(sidecar_path(str(photo)))
+    sidecar.write_text(DARKTABLE_SIDECAR, "utf-8")
+    sidecar.chmod(0o444)
+    content, mtime = sidecar.read_bytes(), sidecar.stat().st_mtime_ns
+    for result in (write_sidecar(str(photo), rating=5), write_sidecar(str(photo), rating=5, dry_run=True)):
+        assert result.status == "skipped" and result.message == f"{sidecar}: read-only; left untouched"
+    cleared = restore_sidecars(str(photo), previous={})
+    assert [r.status for r in cleared] == ["skipped"] and "read-only" in (cleared[0].message or "")
+    assert (sidecar.read_bytes(), sidecar.stat().st_mtime_ns, sidecar.stat().st_mode & 0o777) == (content, mtime, 0o444)
+    for mode in (0o600, 0o664):
+        sidecar.chmod(mode)
+        assert write_sidecar(str(photo), rating=mode % 5 + 1).status == "updated"
+        assert sidecar.stat().st_mode & 0o777 == mode
 
 
 def test_quantile_stars() -> None:
