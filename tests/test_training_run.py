@@ -291,6 +291,47 @@ def test_eval_errors_are_one_line(ava_root: Path, tmp_path: Path, uninterrupted:
     assert len([line for line in no_data.output.splitlines() if line.strip()]) == 1
 
 
+def tiny_checkpoint(path: Path, dataset: str = "ava") -> Path:
+    """An untrained NIMA (10 bins) written as a trained run's checkpoint would be: no training needed."""
+    from aesthete.checkpoint import save_checkpoint
+
+    return save_checkpoint(get_model("nima", backbone="resnet18", input_size=64), path, extra={"dataset": dataset})
+
+
+def test_eval_refuses_a_checkpoint_whose_bins_do_not_fit_the_dataset(tmp_path: Path) -> None:
+    """An AVA checkpoint (10 bins) measured on AADB (5 bins) is refused in one line before any photo is
+    read (field test: a traceback from the loss, "size of tensor a (10) must match ... (5)")."""
+    from test_training_datasets import small_aadb
+
+    small_aadb(tmp_path / "AADB")
+    checkpoint = tiny_checkpoint(tmp_path / "ava-nima.safetensors")
+    args = ["eval", str(checkpoint), "--dataset", "aadb", "--data-root", str(tmp_path / "AADB"), "--device", "cpu"]
+    result = runner.invoke(app, [*args, "--workers", "0", "--json"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "predicts 10 score bins (trained on ava); aadb's votes have 5" in lines[0], lines
+
+
+def test_an_empty_test_split_is_refused_before_training_or_measuring(tmp_path: Path) -> None:
+    """An empty test list (or one naming no row of AVA.txt) leaves nothing to test on: ``train`` refuses it
+    before the first epoch and leaves no run folder, ``eval`` refuses it too (field test: the run trained,
+    printed an empty "test" line and a table of the paper's numbers beside "-", exit 0)."""
+    root = generate(tmp_path / "ava", n=16, seed=2, test_fraction=0.25)
+    (root / "aesthetics_image_lists" / "generic_test.jpgl").write_text("")
+    output = tmp_path / "run"
+    args = ["train", "nima", "--data-root", str(root), "--output", str(output), "--device", "cpu", "--workers", "0"]
+    for text in TINY:
+        args += ["--set", text]
+    trained = runner.invoke(app, args)
+    assert trained.exit_code == 2, trained.output
+    assert trained.output.splitlines()[-1] == f"error: the test split of {root} holds no usable images"
+    assert not output.exists()
+
+    checkpoint = tiny_checkpoint(tmp_path / "nima.safetensors")
+    measured = runner.invoke(app, ["eval", str(checkpoint), "--dataset", "ava", "--data-root", str(root), "--json"])
+    assert measured.exit_code == 2 and "the test split of" in measured.output, measured.output
+
+
 # --------------------------------------------------------------------------------------------------
 # A run that cannot start
 

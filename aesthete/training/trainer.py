@@ -58,7 +58,7 @@ from aesthete.training.options import (
     loader_workers,
 )
 from aesthete.training.recipes import differences
-from aesthete.training.runtime import add_teacher_probs, autocast, build_teacher, load_splits
+from aesthete.training.runtime import add_teacher_probs, autocast, build_teacher, load_splits, require_images
 from aesthete.training.splits import DatasetSplits
 
 # Re-exported: the names callers of this module (the CLI, the launcher, tests) have always used.
@@ -203,8 +203,7 @@ def _run(
     if state is None:
         _initialise(model, recipe, say)
     splits = load_splits(ctx, recipe, options, say)
-    if len(splits.train) == 0:
-        raise TrainingError("no usable training images")
+    require_images(splits, ("train", "test"), options.data_root)
     loop = _Loop.build(ctx, recipe, model, splits, loader_workers(options, recipe["train"]["workers"]))
     loop.output, loop.on_step, loop.say, loop.progress = output, on_step, say, progress
     if state is not None:
