@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from aesthete.cli import app
 from aesthete.models import get_model
 from aesthete.training.recipes import list_recipes, parse_override, resolve
 from aesthete.training.synthetic import generate
-from aesthete.training.trainer import METRICS_FILE, MODEL_FILE, STATE_FILE, RunOptions, run
+from aesthete.training.trainer import METRICS_FILE, MODEL_FILE, STATE_FILE, RunOptions, TrainingError, run, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -233,6 +234,46 @@ def test_the_final_checkpoint_describes_its_run(uninterrupted: Path) -> None:
     added = runner.invoke(app, ["weights", "add", str(uninterrupted / MODEL_FILE), "--name", "tiny-nima", "--json"])
     assert added.exit_code == 0, added.output
     assert json.loads(added.stdout)["arch"] == "nima"
+
+
+def test_resume_refuses_fewer_epochs_than_the_run_has_begun(ava_root: Path, tmp_path: Path) -> None:
+    """``--epochs`` may be raised on resume, but not below the epoch the saved state is in: a run stopped in
+    epoch 2 and resumed with ``--epochs 1`` wrote a checkpoint that said 1 epoch beside a history of 2
+    (field test). Resuming within the epoch it reached is still allowed."""
+    output = tmp_path / "run"
+    recipe = tiny_recipe("train.epochs=3", "train.checkpoint_every=2")
+    options = RunOptions(ava_root, output, device="cpu", workers=0, progress=False, resume=True)
+    with pytest.raises(Stop):
+        run(recipe, replace(options, resume=False), on_step=stop_at(6))  # 3 steps an epoch: epoch 2, step 2
+    fewer = tiny_recipe("train.epochs=1", "train.checkpoint_every=2")
+    with pytest.raises(TrainingError, match="has reached epoch 2; --epochs must be at least that"):
+        run(fewer, options)
+    with pytest.raises(Stop):  # epoch 2 is allowed: the run goes on from where it stopped
+        run(tiny_recipe("train.epochs=2", "train.checkpoint_every=2"), options, on_step=stop_at(6))
+
+
+def test_undefined_metrics_are_null_in_json(tmp_path: Path) -> None:
+    """A metric with no value (the SRCC of constant scores) is NaN in memory; ``metrics.json`` and ``eval
+    --json`` write it as ``null`` (field test: they wrote ``NaN``, which is not JSON)."""
+
+    def strict(text: str) -> Any:
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+
+    write_json(tmp_path / METRICS_FILE, {"test": {"srcc": float("nan"), "loss": float("inf"), "mse": 0.5}})
+    assert strict((tmp_path / METRICS_FILE).read_text())["test"] == {"srcc": None, "loss": None, "mse": 0.5}
+
+    root = generate(tmp_path / "ava", n=12, seed=3, test_fraction=0.5)
+    rows = (root / "AVA.txt").read_text().splitlines()  # every photo the same votes: a constant truth
+    (root / "AVA.txt").write_text(
+        "".join(f"{i} {r.split()[1]} 0 0 1 2 3 2 1 0 0 0 0 0 0\n" for i, r in enumerate(rows))
+    )
+    checkpoint = tiny_checkpoint(tmp_path / "nima.safetensors")
+    args = ["eval", str(checkpoint), "--dataset", "ava", "--data-root", str(root), "--device", "cpu", "--workers", "0"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = strict(result.stdout)
+    assert report["metrics"]["srcc"] is None and report["metrics"]["mse"] >= 0
+    assert {row["metric"]: row["ours"] for row in report["comparison"]}["lcc"] is None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -175,7 +175,9 @@ def eval_command(
             workers=workers, limit=limit, say=None if as_json else ConsoleReport().say,
         )  # fmt: skip
     if as_json:
-        print_json(report)
+        from aesthete.training.metrics import json_ready
+
+        print_json(json_ready(report))
     else:
         out.print(comparison_table(report["comparison"], title=f"{resolved.name} on {dataset} {split}"))
 

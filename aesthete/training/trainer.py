@@ -46,7 +46,7 @@ from aesthete.training.distributed import (
     teardown,
 )
 from aesthete.training.evaluation import compare, evaluate_checkpoint, evaluate_split, format_metrics
-from aesthete.training.metrics import METRIC_NAMES
+from aesthete.training.metrics import METRIC_NAMES, json_ready
 from aesthete.training.options import (
     METRICS_FILE,
     MODEL_FILE,
@@ -136,7 +136,7 @@ def load_state(path: Path) -> dict[str, Any]:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=float) + "\n")
+    atomic_write_text(path, json.dumps(json_ready(data), indent=2, default=float) + "\n")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -226,6 +226,9 @@ def _open_output(ctx: Context, recipe: dict[str, Any], output: Path, resume: boo
     changed = [k for k in differences(state["recipe"], recipe) if k != "train.epochs"]
     if changed:
         raise TrainingError(f"--resume with a different recipe ({', '.join(changed)}); use a new --output")
+    begun = state["epoch"] + (1 if state["step"] else 0)  # a mid-epoch state is inside epoch `epoch + 1`
+    if recipe["train"]["epochs"] < begun:  # the checkpoint would claim fewer epochs than it was trained for
+        raise TrainingError(f"--resume: the run in {output} has reached epoch {begun}; --epochs must be at least that")
     return state
 
 
@@ -489,7 +492,7 @@ class _Loop:
                     "recipe": recipe["name"],
                     "dataset": recipe["dataset"],
                     "trained": {"recipe": recipe, "epochs": self.train["epochs"], "processes": self.ctx.world},
-                    "metrics": {k: v for k, v in test.items() if k in METRIC_NAMES},
+                    "metrics": json_ready({k: v for k, v in test.items() if k in METRIC_NAMES}),
                     "paper_metrics": summary["paper"],
                 },
             )
