@@ -400,6 +400,39 @@ def test_a_run_that_fails_to_start_leaves_no_folder_it_made(tmp_path: Path, case
     assert output.is_dir() == (case == "folder made")
 
 
+@pytest.mark.slow  # a training run in a subprocess
+def test_a_failed_write_into_the_run_folder_is_one_line(ava_root: Path, tmp_path: Path) -> None:
+    """A disk that fills up (here a 1 MB file size limit: the first state.pt is ~90 MB) stops the run with
+    the file and the system's reason in one line, exit 2, and no temporary file left (field test on a
+    full tmpfs: torch.save's "unexpected pos 15920384 vs 15920280" traceback, exit 1). A folder that
+    cannot be made (here under a file; a read-only file system in the field test) is the same."""
+    import resource
+    import signal
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    output = tmp_path / "run"
+    args = ["train", "nima", "--data-root", str(ava_root), "--device", "cpu", "--workers", "0"]
+    for text in [*TINY, "train.epochs=1"]:
+        args += ["--set", text]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "aesthete", *args, "--output", str(output)],
+        env=env, capture_output=True, text=True, timeout=300, check=False, preexec_fn=small_files,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.splitlines()[-1] == f"error: cannot write {output / STATE_FILE}: File too large"
+    assert "Traceback" not in proc.stderr
+    assert not output.exists()  # nothing was written, so the folder it made is gone again
+
+    (tmp_path / "file").write_text("")
+    under_a_file = runner.invoke(app, [*args, "--output", str(tmp_path / "file" / "run")])
+    assert under_a_file.exit_code == 2, under_a_file.output
+    assert f"error: cannot write {tmp_path / 'file' / 'run'}: Not a directory" in under_a_file.output
+
+
 # --------------------------------------------------------------------------------------------------
 # ImageNet initialisation
 

@@ -121,9 +121,25 @@ def set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
 # State on disk
 
 
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """A write into the run folder that fails -- a full disk, a read-only folder -- is a one-line
+    :class:`TrainingError` naming the file and the system's reason. Every file is replaced atomically,
+    so the folder keeps the last checkpoint, from which ``--resume`` goes on once there is room."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (OSError, RuntimeError, SafetensorError) as exc:
+        # torch.save reports a failed write as a RuntimeError raised while handling the OSError
+        cause = exc if isinstance(exc, OSError) else exc.__context__
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(exc).strip()
+        raise TrainingError(f"cannot write {path}: {reason}") from None
+
+
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with writing(path), atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a handle: see writing()
+        torch.save(state, handle)
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -136,7 +152,8 @@ def load_state(path: Path) -> dict[str, Any]:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(json_ready(data), indent=2, default=float) + "\n")
+    with writing(path):
+        atomic_write_text(path, json.dumps(json_ready(data), indent=2, default=float) + "\n")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -219,7 +236,8 @@ def _open_output(ctx: Context, recipe: dict[str, Any], output: Path, resume: boo
     if ctx.main:
         if state_path.exists() and not resume:
             raise TrainingError(f"{output} already holds a run; pass --resume to continue it or choose --output")
-        output.mkdir(parents=True, exist_ok=True)
+        with writing(output):
+            output.mkdir(parents=True, exist_ok=True)
     if not resume:
         return None
     state = load_state(state_path)
@@ -485,17 +503,18 @@ class _Loop:
             from aesthete.checkpoint import save_checkpoint
 
             write_json(self.output / METRICS_FILE, summary)
-            save_checkpoint(
-                self.model,
-                self.output / MODEL_FILE,
-                extra={
-                    "recipe": recipe["name"],
-                    "dataset": recipe["dataset"],
-                    "trained": {"recipe": recipe, "epochs": self.train["epochs"], "processes": self.ctx.world},
-                    "metrics": json_ready({k: v for k, v in test.items() if k in METRIC_NAMES}),
-                    "paper_metrics": summary["paper"],
-                },
-            )
+            with writing(self.output / MODEL_FILE):
+                save_checkpoint(
+                    self.model,
+                    self.output / MODEL_FILE,
+                    extra={
+                        "recipe": recipe["name"],
+                        "dataset": recipe["dataset"],
+                        "trained": {"recipe": recipe, "epochs": self.train["epochs"], "processes": self.ctx.world},
+                        "metrics": json_ready({k: v for k, v in test.items() if k in METRIC_NAMES}),
+                        "paper_metrics": summary["paper"],
+                    },
+                )
         return summary
 
 
