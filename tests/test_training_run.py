@@ -471,6 +471,55 @@ def test_the_launcher_is_torchrun_standalone_or_multi_node(tmp_path: Path) -> No
     assert {"--nnodes=2", "--node-rank=1", "--master-addr=10.0.0.1", "--master-port=29511"} <= set(multi)
 
 
+def test_a_failed_rank_ends_torchrun_in_one_line_or_none(capsys: pytest.CaptureFixture[str]) -> None:
+    """torchrun's ``ChildFailedError`` (its own traceback and a 30-line report, exit 1) becomes: nothing
+    more and exit 2 where the rank reported a library error in one line (field test: ``--nproc 2 --resume
+    --lr 0.5`` printed ~45 lines after the ranks' "different recipe"), else one line naming the rank."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from aesthete.training.torchrun import ended
+
+    def failed(exitcode: int) -> ChildFailedError:
+        return ChildFailedError("aesthete.training.launcher", {1: ProcessFailure(1, 4242, exitcode, "")})
+
+    assert ended(failed(2)) == 2 and capsys.readouterr().err == ""
+    assert ended(failed(-9)) == 1
+    assert capsys.readouterr().err == "error: training process of rank 1 was killed by SIGKILL\n"
+    assert ended(failed(1)) == 1
+    assert capsys.readouterr().err == "error: training process of rank 1 exited with status 1\n"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a parent-death signal is Linux's")
+def test_torchrun_stops_when_aesthete_train_is_killed(tmp_path: Path) -> None:
+    """``kill -9`` of ``aesthete train --nproc 2`` left torchrun and its ranks training on, unseen, to the
+    end of the run (field test), beside any ``--resume`` of the same folder. torchrun now gets a SIGINT
+    when its parent dies, as on Ctrl-C. Here a stand-in for torchrun (the same call, then a long sleep) is
+    started by a stand-in for ``aesthete train``, which is killed: the pipe they share closes only when
+    the stand-in for torchrun has ended, and it says it ended on SIGINT."""
+    torchrun = (
+        "import time\n"
+        "from aesthete.training.torchrun import stop_with_parent\n"
+        "stop_with_parent()\n"
+        "try:\n"  # before 'started': the SIGINT may come as soon as that is read
+        "    print('started', flush=True)\n"
+        "    time.sleep(120)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('stopped by SIGINT', flush=True)\n"
+    )
+    train = (
+        "import os, subprocess, sys\n"
+        f"env = {{**os.environ, 'AESTHETE_TRAIN_PID': str(os.getpid())}}\n"
+        f"subprocess.Popen([sys.executable, '-c', {torchrun!r}], env=env).wait()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, "-c", train], env=env, stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    assert parent.stdout.readline() == "started\n"
+    parent.kill()
+    assert parent.stdout.read() == "stopped by SIGINT\n"  # EOF: every process holding the pipe has ended
+    parent.wait()
+
+
 def test_gpu_options_fail_in_one_line_without_gpus(ava_root: Path, tmp_path: Path) -> None:
     base = ["train", "nima", "--data-root", str(ava_root), "--output", str(tmp_path / "run")]
     both = runner.invoke(app, [*base, "--gpus", "2", "--nproc", "2"])
