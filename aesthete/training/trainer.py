@@ -131,8 +131,11 @@ def writing(path: Path) -> Iterator[None]:
     try:
         yield
     except (OSError, RuntimeError, SafetensorError) as exc:
-        # torch.save reports a failed write as a RuntimeError raised while handling the OSError
+        # torch.save reports a failed write as a RuntimeError raised while handling the OSError; any other
+        # RuntimeError is not a write failing, and keeps its traceback
         cause = exc if isinstance(exc, OSError) else exc.__context__
+        if isinstance(exc, RuntimeError) and not isinstance(cause, OSError):
+            raise
         reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(exc).strip()
         raise TrainingError(f"cannot write {path}: {reason}") from None
 
