@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from aesthete.cli import app
 from aesthete.models import get_model
 from aesthete.training.recipes import list_recipes, parse_override, resolve
 from aesthete.training.synthetic import generate
-from aesthete.training.trainer import METRICS_FILE, MODEL_FILE, STATE_FILE, RunOptions, run
+from aesthete.training.trainer import METRICS_FILE, MODEL_FILE, STATE_FILE, RunOptions, TrainingError, run, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -235,6 +236,46 @@ def test_the_final_checkpoint_describes_its_run(uninterrupted: Path) -> None:
     assert json.loads(added.stdout)["arch"] == "nima"
 
 
+def test_resume_refuses_fewer_epochs_than_the_run_has_begun(ava_root: Path, tmp_path: Path) -> None:
+    """``--epochs`` may be raised on resume, but not below the epoch the saved state is in: a run stopped in
+    epoch 2 and resumed with ``--epochs 1`` wrote a checkpoint that said 1 epoch beside a history of 2
+    (field test). Resuming within the epoch it reached is still allowed."""
+    output = tmp_path / "run"
+    recipe = tiny_recipe("train.epochs=3", "train.checkpoint_every=2")
+    options = RunOptions(ava_root, output, device="cpu", workers=0, progress=False, resume=True)
+    with pytest.raises(Stop):
+        run(recipe, replace(options, resume=False), on_step=stop_at(6))  # 3 steps an epoch: epoch 2, step 2
+    fewer = tiny_recipe("train.epochs=1", "train.checkpoint_every=2")
+    with pytest.raises(TrainingError, match="has reached epoch 2; --epochs must be at least that"):
+        run(fewer, options)
+    with pytest.raises(Stop):  # epoch 2 is allowed: the run goes on from where it stopped
+        run(tiny_recipe("train.epochs=2", "train.checkpoint_every=2"), options, on_step=stop_at(6))
+
+
+def test_undefined_metrics_are_null_in_json(tmp_path: Path) -> None:
+    """A metric with no value (the SRCC of constant scores) is NaN in memory; ``metrics.json`` and ``eval
+    --json`` write it as ``null`` (field test: they wrote ``NaN``, which is not JSON)."""
+
+    def strict(text: str) -> Any:
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+
+    write_json(tmp_path / METRICS_FILE, {"test": {"srcc": float("nan"), "loss": float("inf"), "mse": 0.5}})
+    assert strict((tmp_path / METRICS_FILE).read_text())["test"] == {"srcc": None, "loss": None, "mse": 0.5}
+
+    root = generate(tmp_path / "ava", n=12, seed=3, test_fraction=0.5)
+    rows = (root / "AVA.txt").read_text().splitlines()  # every photo the same votes: a constant truth
+    (root / "AVA.txt").write_text(
+        "".join(f"{i} {r.split()[1]} 0 0 1 2 3 2 1 0 0 0 0 0 0\n" for i, r in enumerate(rows))
+    )
+    checkpoint = tiny_checkpoint(tmp_path / "nima.safetensors")
+    args = ["eval", str(checkpoint), "--dataset", "ava", "--data-root", str(root), "--device", "cpu", "--workers", "0"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = strict(result.stdout)
+    assert report["metrics"]["srcc"] is None and report["metrics"]["mse"] >= 0
+    assert {row["metric"]: row["ours"] for row in report["comparison"]}["lcc"] is None
+
+
 # --------------------------------------------------------------------------------------------------
 # aesthete eval
 
@@ -291,6 +332,47 @@ def test_eval_errors_are_one_line(ava_root: Path, tmp_path: Path, uninterrupted:
     assert len([line for line in no_data.output.splitlines() if line.strip()]) == 1
 
 
+def tiny_checkpoint(path: Path, dataset: str = "ava") -> Path:
+    """An untrained NIMA (10 bins) written as a trained run's checkpoint would be: no training needed."""
+    from aesthete.checkpoint import save_checkpoint
+
+    return save_checkpoint(get_model("nima", backbone="resnet18", input_size=64), path, extra={"dataset": dataset})
+
+
+def test_eval_refuses_a_checkpoint_whose_bins_do_not_fit_the_dataset(tmp_path: Path) -> None:
+    """An AVA checkpoint (10 bins) measured on AADB (5 bins) is refused in one line before any photo is
+    read (field test: a traceback from the loss, "size of tensor a (10) must match ... (5)")."""
+    from test_training_datasets import small_aadb
+
+    small_aadb(tmp_path / "AADB")
+    checkpoint = tiny_checkpoint(tmp_path / "ava-nima.safetensors")
+    args = ["eval", str(checkpoint), "--dataset", "aadb", "--data-root", str(tmp_path / "AADB"), "--device", "cpu"]
+    result = runner.invoke(app, [*args, "--workers", "0", "--json"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "predicts 10 score bins (trained on ava); aadb's votes have 5" in lines[0], lines
+
+
+def test_an_empty_test_split_is_refused_before_training_or_measuring(tmp_path: Path) -> None:
+    """An empty test list (or one naming no row of AVA.txt) leaves nothing to test on: ``train`` refuses it
+    before the first epoch and leaves no run folder, ``eval`` refuses it too (field test: the run trained,
+    printed an empty "test" line and a table of the paper's numbers beside "-", exit 0)."""
+    root = generate(tmp_path / "ava", n=16, seed=2, test_fraction=0.25)
+    (root / "aesthetics_image_lists" / "generic_test.jpgl").write_text("")
+    output = tmp_path / "run"
+    args = ["train", "nima", "--data-root", str(root), "--output", str(output), "--device", "cpu", "--workers", "0"]
+    for text in TINY:
+        args += ["--set", text]
+    trained = runner.invoke(app, args)
+    assert trained.exit_code == 2, trained.output
+    assert trained.output.splitlines()[-1] == f"error: the test split of {root} holds no usable images"
+    assert not output.exists()
+
+    checkpoint = tiny_checkpoint(tmp_path / "nima.safetensors")
+    measured = runner.invoke(app, ["eval", str(checkpoint), "--dataset", "ava", "--data-root", str(root), "--json"])
+    assert measured.exit_code == 2 and "the test split of" in measured.output, measured.output
+
+
 # --------------------------------------------------------------------------------------------------
 # A run that cannot start
 
@@ -316,6 +398,39 @@ def test_a_run_that_fails_to_start_leaves_no_folder_it_made(tmp_path: Path, case
     assert len(lines) == 1 and message in lines[0], result.output
     assert sorted(os.listdir(tmp_path)) == (["not-ava", "runs"] if case == "folder made" else ["not-ava"])
     assert output.is_dir() == (case == "folder made")
+
+
+@pytest.mark.slow  # a training run in a subprocess
+def test_a_failed_write_into_the_run_folder_is_one_line(ava_root: Path, tmp_path: Path) -> None:
+    """A disk that fills up (here a 1 MB file size limit: the first state.pt is ~90 MB) stops the run with
+    the file and the system's reason in one line, exit 2, and no temporary file left (field test on a
+    full tmpfs: torch.save's "unexpected pos 15920384 vs 15920280" traceback, exit 1). A folder that
+    cannot be made (here under a file; a read-only file system in the field test) is the same."""
+    import resource
+    import signal
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    output = tmp_path / "run"
+    args = ["train", "nima", "--data-root", str(ava_root), "--device", "cpu", "--workers", "0"]
+    for text in [*TINY, "train.epochs=1"]:
+        args += ["--set", text]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "aesthete", *args, "--output", str(output)],
+        env=env, capture_output=True, text=True, timeout=300, check=False, preexec_fn=small_files,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.splitlines()[-1] == f"error: cannot write {output / STATE_FILE}: File too large"
+    assert "Traceback" not in proc.stderr
+    assert not output.exists()  # nothing was written, so the folder it made is gone again
+
+    (tmp_path / "file").write_text("")
+    under_a_file = runner.invoke(app, [*args, "--output", str(tmp_path / "file" / "run")])
+    assert under_a_file.exit_code == 2, under_a_file.output
+    assert f"error: cannot write {tmp_path / 'file' / 'run'}: Not a directory" in under_a_file.output
 
 
 # --------------------------------------------------------------------------------------------------
@@ -354,6 +469,55 @@ def test_the_launcher_is_torchrun_standalone_or_multi_node(tmp_path: Path) -> No
     multi = launch_command(job, nproc=8, nodes=2, node_rank=1, master_addr="10.0.0.1", master_port=29511)
     assert "--standalone" not in multi
     assert {"--nnodes=2", "--node-rank=1", "--master-addr=10.0.0.1", "--master-port=29511"} <= set(multi)
+
+
+def test_a_failed_rank_ends_torchrun_in_one_line_or_none(capsys: pytest.CaptureFixture[str]) -> None:
+    """torchrun's ``ChildFailedError`` (its own traceback and a 30-line report, exit 1) becomes: nothing
+    more and exit 2 where the rank reported a library error in one line (field test: ``--nproc 2 --resume
+    --lr 0.5`` printed ~45 lines after the ranks' "different recipe"), else one line naming the rank."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from aesthete.training.torchrun import ended
+
+    def failed(exitcode: int) -> ChildFailedError:
+        return ChildFailedError("aesthete.training.launcher", {1: ProcessFailure(1, 4242, exitcode, "")})
+
+    assert ended(failed(2)) == 2 and capsys.readouterr().err == ""
+    assert ended(failed(-9)) == 1
+    assert capsys.readouterr().err == "error: training process of rank 1 was killed by SIGKILL\n"
+    assert ended(failed(1)) == 1
+    assert capsys.readouterr().err == "error: training process of rank 1 exited with status 1\n"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a parent-death signal is Linux's")
+def test_torchrun_stops_when_aesthete_train_is_killed(tmp_path: Path) -> None:
+    """``kill -9`` of ``aesthete train --nproc 2`` left torchrun and its ranks training on, unseen, to the
+    end of the run (field test), beside any ``--resume`` of the same folder. torchrun now gets a SIGINT
+    when its parent dies, as on Ctrl-C. Here a stand-in for torchrun (the same call, then a long sleep) is
+    started by a stand-in for ``aesthete train``, which is killed: the pipe they share closes only when
+    the stand-in for torchrun has ended, and it says it ended on SIGINT."""
+    torchrun = (
+        "import time\n"
+        "from aesthete.training.torchrun import stop_with_parent\n"
+        "stop_with_parent()\n"
+        "try:\n"  # before 'started': the SIGINT may come as soon as that is read
+        "    print('started', flush=True)\n"
+        "    time.sleep(120)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('stopped by SIGINT', flush=True)\n"
+    )
+    train = (
+        "import os, subprocess, sys\n"
+        f"env = {{**os.environ, 'AESTHETE_TRAIN_PID': str(os.getpid())}}\n"
+        f"subprocess.Popen([sys.executable, '-c', {torchrun!r}], env=env).wait()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, "-c", train], env=env, stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    assert parent.stdout.readline() == "started\n"
+    parent.kill()
+    assert parent.stdout.read() == "stopped by SIGINT\n"  # EOF: every process holding the pipe has ended
+    parent.wait()
 
 
 def test_gpu_options_fail_in_one_line_without_gpus(ava_root: Path, tmp_path: Path) -> None:

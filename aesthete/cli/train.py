@@ -117,10 +117,12 @@ def _train(resolved: dict[str, Any], options: Any, topology: dict[str, Any]) -> 
     (``topology``: :func:`aesthete.training.launcher.launch`'s); its summary, or None where another
     machine's rank 0 holds it."""
     if topology["nproc"] > 1 or topology["nodes"] > 1:
-        from aesthete.training.launcher import launch
+        from aesthete.training.launcher import LIBRARY_ERROR, launch
         from aesthete.training.options import METRICS_FILE
 
         code = launch(resolved, options, **topology)
+        if code == LIBRARY_ERROR:  # the ranks said why in one line each
+            raise typer.Exit(code)
         if code != 0:
             fail(f"training processes exited with status {code}", code=code)
         metrics_path = options.output / METRICS_FILE
@@ -175,7 +177,9 @@ def eval_command(
             workers=workers, limit=limit, say=None if as_json else ConsoleReport().say,
         )  # fmt: skip
     if as_json:
-        print_json(report)
+        from aesthete.training.metrics import json_ready
+
+        print_json(json_ready(report))
     else:
         out.print(comparison_table(report["comparison"], title=f"{resolved.name} on {dataset} {split}"))
 

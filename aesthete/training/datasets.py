@@ -28,6 +28,11 @@ class Dataset:
     read: Callable[[Path, Mapping[str, Any]], DatasetSplits]  # (data root, recipe's [data]) -> splits
     locate: Callable[[Path], Path]  # the label file that marks a data root; DatasetError if absent
 
+    def fits_bins(self, bins: int) -> bool:
+        """Whether a model with ``bins`` output bins can learn from (and be measured on) these votes: its
+        own number of bins, or 2 -- a binary classifier (MP_ada) derives its labels from any distribution."""
+        return bins in (2, self.bins)
+
 
 DATASETS: dict[str, Dataset] = {
     "ava": Dataset("ava", ava.BINS, ava.read_from_recipe, ava.find_ava_txt),

@@ -16,8 +16,8 @@ from aesthete.models import AestheticModel
 from aesthete.training import data as data_mod
 from aesthete.training.distributed import Context, gather, setup
 from aesthete.training.metrics import HIGHER_IS_BETTER, METRIC_NAMES, evaluate
-from aesthete.training.options import RunOptions, SayFn, loader_workers
-from aesthete.training.runtime import add_teacher_probs, autocast, build_teacher, load_splits
+from aesthete.training.options import RunOptions, SayFn, TrainingError, loader_workers
+from aesthete.training.runtime import add_teacher_probs, autocast, build_teacher, load_splits, require_images
 from aesthete.training.splits import Split
 
 
@@ -138,9 +138,16 @@ def evaluate_checkpoint(
     trained with when it was trained on this dataset, so "test" means the same images it was tested on;
     otherwise the defaults for ``dataset``. ``say`` gets the data report's lines."""
     from aesthete.checkpoint import load_model, read_meta
+    from aesthete.training.datasets import get_dataset
     from aesthete.training.recipes import resolve
 
     meta = read_meta(path)
+    votes = get_dataset(dataset)
+    if meta["output"] == "distribution" and not votes.fits_bins(meta["bins"]):
+        trained_on = f" (trained on {meta['dataset']})" if meta.get("dataset") else ""
+        raise TrainingError(
+            f"{path} predicts {meta['bins']} score bins{trained_on}; {dataset}'s votes have {votes.bins}"
+        )
     trained = (meta.get("trained") or {}).get("recipe")
     if trained and trained.get("dataset") == dataset:
         recipe = trained
@@ -152,6 +159,7 @@ def evaluate_checkpoint(
     model = load_model(path, device=str(ctx.device))
     options = RunOptions(data_root=Path(data_root), output=Path("."), device=device, limit=limit, workers=workers)
     splits = load_splits(ctx, recipe, options, say or _quiet, names=(split,))
+    require_images(splits, (split,), options.data_root)
     teacher = build_teacher(recipe["teacher"], ctx.device) if recipe["teacher"] else None
     workers = loader_workers(options, recipe["train"]["workers"])
     results = evaluate_split(ctx, model, splits.split(split), recipe, workers=workers, teacher=teacher)

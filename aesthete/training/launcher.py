@@ -14,6 +14,7 @@ torchrun's, and each process runs the same :func:`aesthete.training.trainer.run`
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 SIGINT_GRACE_S = 10  # how long torchrun has to stop on a Ctrl-C it got itself, before it is sent one
+PARENT_ENV = "AESTHETE_TRAIN_PID"  # tells torchrun which process to stop with (aesthete.training.torchrun)
+LIBRARY_ERROR = 2  # a rank's exit status after it reported an AestheteError in one line
 
 
 def write_job(recipe: dict[str, Any], options: Any) -> Path:
@@ -63,7 +66,8 @@ def launch(recipe: dict[str, Any], options: Any, **topology: Any) -> int:
     is sent one after ``SIGINT_GRACE_S``. KeyboardInterrupt is then raised again, once no rank is left."""
     job = write_job(recipe, options)
     try:
-        with subprocess.Popen(launch_command(job, **topology)) as torchrun:
+        environment = {**os.environ, PARENT_ENV: str(os.getpid())}
+        with subprocess.Popen(launch_command(job, **topology), env=environment) as torchrun:
             try:
                 return torchrun.wait()
             except KeyboardInterrupt:
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
                 run(job["recipe"], options)
     except AestheteError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(LIBRARY_ERROR)
     except KeyboardInterrupt:  # every rank gets the Ctrl-C; `aesthete train` says once what was saved
         sys.exit(130)
     except Exception:

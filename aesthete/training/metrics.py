@@ -21,7 +21,8 @@ A binary model (MP_ada, 2 bins [p_low, p_high]) is scored on accuracy only: its 
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
 import numpy as np
 
@@ -29,6 +30,19 @@ Rule = Literal[">=", ">"]
 KL_EPS = 1e-12
 METRIC_NAMES = ("accuracy", "srcc", "lcc", "mse", "emd1", "emd2", "cdloss", "kl")
 HIGHER_IS_BETTER = {"accuracy", "srcc", "lcc"}
+
+
+def json_ready(data: Any) -> Any:
+    """``data`` with every NaN or infinite number as None. An undefined metric (the SRCC of a constant
+    prediction) or a diverged loss is then ``null`` in ``metrics.json`` and ``eval --json``: Python's json
+    writes ``NaN``, which is not JSON, and strict parsers (JavaScript's, Go's, serde) refuse the file."""
+    if isinstance(data, (float, np.floating)):
+        return float(data) if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: json_ready(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_ready(value) for value in data]
+    return data
 
 
 def mean_scores(dist: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:

@@ -281,9 +281,9 @@ def _validate(recipe: dict[str, Any]) -> None:
     if schedule["kind"] == "multistep" and not schedule["milestones"]:
         raise RecipeError("schedule.milestones must list at least one point for a multistep schedule")
     bins = recipe["model_config"].get("bins")
-    dataset_bins = DATASETS[recipe["dataset"]].bins
-    if bins is not None and bins not in (2, dataset_bins):
-        raise RecipeError(f"model_config.bins = {bins} does not fit {recipe['dataset']} ({dataset_bins} bins)")
+    dataset = DATASETS[recipe["dataset"]]
+    if bins is not None and not dataset.fits_bins(bins):
+        raise RecipeError(f"model_config.bins = {bins} does not fit {dataset.name} ({dataset.bins} bins)")
 
 
 def differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:

@@ -4,6 +4,7 @@ by rank 0), the frozen ImageNet teacher APM distils, and mixed precision."""
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -11,7 +12,7 @@ from torch import nn
 
 from aesthete.training.datasets import read_dataset
 from aesthete.training.distributed import Context, broadcast
-from aesthete.training.options import RunOptions, SayFn
+from aesthete.training.options import RunOptions, SayFn, TrainingError
 from aesthete.training.splits import SPLITS, DatasetSplits, limit_splits, scan_images
 
 
@@ -39,6 +40,14 @@ def load_splits(
     for line in splits.report.lines(splits):
         say(line)
     return splits
+
+
+def require_images(splits: DatasetSplits, names: tuple[str, ...], data_root: Path) -> None:
+    """Refuse a split that must be measured or trained on but holds no usable image -- an empty or
+    mismatched test list, every image missing -- before any work, not after a run that tests nothing."""
+    for name in names:
+        if not len(splits.split(name)):
+            raise TrainingError(f"the {name} split of {data_root} holds no usable images")
 
 
 def build_teacher(name: str, device: torch.device) -> nn.Module:

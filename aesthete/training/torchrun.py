@@ -1,19 +1,59 @@
-"""``python -m torch.distributed.run``, PyTorch's own launcher, except on Ctrl-C.
+"""``python -m torch.distributed.run``, PyTorch's own launcher, except where it ends.
 
-torchrun stops its ranks on a Ctrl-C and then raises the signal as a ``SignalException`` with a
-traceback. Here it exits with the shell's status for the signal instead (130 for SIGINT), and
-``aesthete train`` says in one line what the run folder keeps.
+- On Ctrl-C torchrun stops its ranks and then raises the signal as a ``SignalException`` with a
+  traceback. Here it exits with the shell's status for the signal instead (130 for SIGINT), and
+  ``aesthete train`` says in one line what the run folder keeps.
+- When a rank fails, torchrun raises ``ChildFailedError``: a traceback of torchrun itself and a report
+  of some thirty lines, after the rank's own message. A rank that stopped on a library error has said
+  why in one line (``aesthete.training.launcher`` exits 2 for it), so this exits 2 and adds nothing; any
+  other failure gets one line naming the rank and how it ended (its traceback, if any, is its own).
+- ``aesthete train`` starting this may itself be killed outright (``kill -9``): this process then gets a
+  SIGINT (Linux), and stops its ranks as on Ctrl-C, instead of training on unseen beside a ``--resume``
+  of the same run folder.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 import sys
 
 from torch.distributed.elastic.multiprocessing.api import SignalException
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import main
 
+from aesthete.training.launcher import LIBRARY_ERROR, PARENT_ENV
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def stop_with_parent() -> None:
+    """Have the kernel send SIGINT here when the ``aesthete train`` that started this dies (Linux)."""
+    parent = os.environ.get(PARENT_ENV)
+    if not sys.platform.startswith("linux") or parent is None:
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+    if os.getppid() != int(parent):  # it died before the request was in place
+        sys.exit(128 + signal.SIGINT)
+
+
+def ended(error: ChildFailedError) -> int:
+    """The exit status for a run whose rank failed, after one line on stderr where the rank has not
+    said why itself."""
+    rank, failure = error.get_first_failure()
+    if failure.exitcode == LIBRARY_ERROR:
+        return LIBRARY_ERROR
+    how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with status {failure.exitcode}"
+    print(f"error: training process of rank {rank} {how}", file=sys.stderr)
+    return 1
+
+
 if __name__ == "__main__":
+    stop_with_parent()
     try:
         main()
     except SignalException as exc:
         sys.exit(128 + int(exc.sigval))
+    except ChildFailedError as exc:
+        sys.exit(ended(exc))

@@ -46,7 +46,7 @@ from aesthete.training.distributed import (
     teardown,
 )
 from aesthete.training.evaluation import compare, evaluate_checkpoint, evaluate_split, format_metrics
-from aesthete.training.metrics import METRIC_NAMES
+from aesthete.training.metrics import METRIC_NAMES, json_ready
 from aesthete.training.options import (
     METRICS_FILE,
     MODEL_FILE,
@@ -58,7 +58,7 @@ from aesthete.training.options import (
     loader_workers,
 )
 from aesthete.training.recipes import differences
-from aesthete.training.runtime import add_teacher_probs, autocast, build_teacher, load_splits
+from aesthete.training.runtime import add_teacher_probs, autocast, build_teacher, load_splits, require_images
 from aesthete.training.splits import DatasetSplits
 
 # Re-exported: the names callers of this module (the CLI, the launcher, tests) have always used.
@@ -121,9 +121,28 @@ def set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
 # State on disk
 
 
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """A write into the run folder that fails -- a full disk, a read-only folder -- is a one-line
+    :class:`TrainingError` naming the file and the system's reason. Every file is replaced atomically,
+    so the folder keeps the last checkpoint, from which ``--resume`` goes on once there is room."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (OSError, RuntimeError, SafetensorError) as exc:
+        # torch.save reports a failed write as a RuntimeError raised while handling the OSError; any other
+        # RuntimeError is not a write failing, and keeps its traceback
+        cause = exc if isinstance(exc, OSError) else exc.__context__
+        if isinstance(exc, RuntimeError) and not isinstance(cause, OSError):
+            raise
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(exc).strip()
+        raise TrainingError(f"cannot write {path}: {reason}") from None
+
+
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with writing(path), atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a handle: see writing()
+        torch.save(state, handle)
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -136,7 +155,8 @@ def load_state(path: Path) -> dict[str, Any]:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=float) + "\n")
+    with writing(path):
+        atomic_write_text(path, json.dumps(json_ready(data), indent=2, default=float) + "\n")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -203,8 +223,7 @@ def _run(
     if state is None:
         _initialise(model, recipe, say)
     splits = load_splits(ctx, recipe, options, say)
-    if len(splits.train) == 0:
-        raise TrainingError("no usable training images")
+    require_images(splits, ("train", "test"), options.data_root)
     loop = _Loop.build(ctx, recipe, model, splits, loader_workers(options, recipe["train"]["workers"]))
     loop.output, loop.on_step, loop.say, loop.progress = output, on_step, say, progress
     if state is not None:
@@ -220,13 +239,17 @@ def _open_output(ctx: Context, recipe: dict[str, Any], output: Path, resume: boo
     if ctx.main:
         if state_path.exists() and not resume:
             raise TrainingError(f"{output} already holds a run; pass --resume to continue it or choose --output")
-        output.mkdir(parents=True, exist_ok=True)
+        with writing(output):
+            output.mkdir(parents=True, exist_ok=True)
     if not resume:
         return None
     state = load_state(state_path)
     changed = [k for k in differences(state["recipe"], recipe) if k != "train.epochs"]
     if changed:
         raise TrainingError(f"--resume with a different recipe ({', '.join(changed)}); use a new --output")
+    begun = state["epoch"] + (1 if state["step"] else 0)  # a mid-epoch state is inside epoch `epoch + 1`
+    if recipe["train"]["epochs"] < begun:  # the checkpoint would claim fewer epochs than it was trained for
+        raise TrainingError(f"--resume: the run in {output} has reached epoch {begun}; --epochs must be at least that")
     return state
 
 
@@ -483,17 +506,18 @@ class _Loop:
             from aesthete.checkpoint import save_checkpoint
 
             write_json(self.output / METRICS_FILE, summary)
-            save_checkpoint(
-                self.model,
-                self.output / MODEL_FILE,
-                extra={
-                    "recipe": recipe["name"],
-                    "dataset": recipe["dataset"],
-                    "trained": {"recipe": recipe, "epochs": self.train["epochs"], "processes": self.ctx.world},
-                    "metrics": {k: v for k, v in test.items() if k in METRIC_NAMES},
-                    "paper_metrics": summary["paper"],
-                },
-            )
+            with writing(self.output / MODEL_FILE):
+                save_checkpoint(
+                    self.model,
+                    self.output / MODEL_FILE,
+                    extra={
+                        "recipe": recipe["name"],
+                        "dataset": recipe["dataset"],
+                        "trained": {"recipe": recipe, "epochs": self.train["epochs"], "processes": self.ctx.world},
+                        "metrics": json_ready({k: v for k, v in test.items() if k in METRIC_NAMES}),
+                        "paper_metrics": summary["paper"],
+                    },
+                )
         return summary
 
 
