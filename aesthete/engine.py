@@ -142,11 +142,9 @@ class ModelRunner:
             if self.cache_dir is not None:
                 self.cache_dir.mkdir(parents=True, exist_ok=True)
                 os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(self.cache_dir)  # read by inductor at compile time
-            # Freezing pays on CPU (constant-folded weights, prepacked mkldnn kernels); on CUDA it saves
-            # little and costs memory, so it stays off there. dynamic=False: one specialised kernel set per
-            # shape, and the shapes are capped by MAX_COMPILED_SHAPES and padding, not by symbolic sizes.
-            options = {"freezing": self.device.type == "cpu"}
-            self._compiled = torch.compile(self.model, dynamic=False, options=options)
+            # dynamic=False: one specialised kernel set per shape, and the shapes are capped by
+            # MAX_COMPILED_SHAPES and padding, not by symbolic sizes. Freezing: see _compiling.
+            self._compiled = torch.compile(self.model, dynamic=False)
 
     @property
     def compiled(self) -> bool:
@@ -169,7 +167,8 @@ class ModelRunner:
         ):
             return self.model(batch, ratios)
         try:
-            outputs = self._compiled(batch, ratios)
+            with self._compiling():
+                outputs = self._compiled(batch, ratios)
         except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager model still scores
             reason = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:200]
             self.compile_failure, self._compiled = reason, None
@@ -177,6 +176,17 @@ class ModelRunner:
             return self.model(batch, ratios)
         self.compiled_shapes.add(shape)
         return outputs
+
+    def _compiling(self) -> Any:
+        """Inductor's settings for the compiled calls. Freezing pays on CPU (the weights become constants:
+        prepacked oneDNN convolutions with their activations and adds fused in); on CUDA it saves little
+        and costs memory, so it stays off there. It is set globally for the call, not passed as
+        ``torch.compile(options=...)``: TorchDynamo decides whether parameters become graph inputs from the
+        global setting when it traces (``is_parameter_freezing``), before those options apply, so with
+        them inductor got the weights as inputs and froze nothing (torch 2.14)."""
+        import torch._inductor.config as inductor_config
+
+        return inductor_config.patch(freezing=self.device.type == "cpu")
 
     def __call__(self, pixels: np.ndarray, aspect: np.ndarray) -> np.ndarray:
         return self.run(pixels, aspect)[0]
