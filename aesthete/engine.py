@@ -39,6 +39,7 @@ __all__ = [
     "fold_batchnorm",
     "inductor_cache_dir",
     "pick_device",
+    "precision_name",
 ]
 
 # Input shapes compiled per run; a batch of any further shape runs eagerly. Models that keep the photo's
@@ -72,6 +73,11 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
             return torch.bfloat16
         return None
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``"fp32"``, ``"bf16"`` or ``"fp16"``: what an autocast dtype (:func:`autocast_dtype`) runs in."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
 # The convN -> bnN attribute pairs of torchvision's ResNet blocks and stem, which their forward runs in
@@ -122,9 +128,8 @@ class ModelRunner:
     device: torch.device
     dtype: torch.dtype | None
     # torch.compile (inductor) the model: on CPU with freezing (weights folded into the compiled code as
-    # constants; 1.01-1.05x eager for ResNet-50@300 and 1.21x for TOPIQ, bf16 on an idle 2-core CPU,
-    # BENCHMARKS.md). Compilation happens on the first batch of each shape; if it fails the runner says
-    # so in one line and stays eager.
+    # constants; ResNet-50@300 1.21x eager in fp32 on an idle 2-core AVX2 CPU, BENCHMARKS.md). Compilation
+    # happens on the first batch of each shape; if it fails the runner says so in one line and stays eager.
     compile: bool = False
     cache_dir: Path | None = None  # TORCHINDUCTOR_CACHE_DIR for this model (see inductor_cache_dir)
     # Batches smaller than this (a bucket's last one) are padded up to it when compiled, so a run compiles
@@ -158,7 +163,7 @@ class ModelRunner:
 
     @property
     def precision(self) -> str:
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+        return precision_name(self.dtype)
 
     def _forward(self, batch: torch.Tensor, ratios: torch.Tensor) -> dict[str, torch.Tensor]:
         shape = tuple(batch.shape)

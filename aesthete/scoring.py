@@ -46,19 +46,21 @@ FLUSH_ROWS = 256  # rows without model work are written in transactions of this 
 FLUSH_SECONDS = 1.0
 FILE_TIMEOUT_S = 120.0  # a decode still running after this long is abandoned (its worker killed) and recorded
 
-# --compile auto: compile when the photos to score repay the compilation twice over. Per model, as measured
-# on the idle 2-core AMD EPYC (native bf16), batch 8, bf16 autocast, channels-last, 2 threads, eager and
-# compiled timed in turns (BENCHMARKS.md "Compiled inference", 2026-11-27 03:47-04:00 UTC): (device,
-# architecture, backbone) -> (saving s a photo, compilation s with an empty inductor cache, with a warm one).
-# A model without an entry (or CUDA: compiled ResNet-50 was 1.54x on an H100, but score is decode-bound
-# there) stays eager under auto. The savings are single runs on a machine whose speed drifts by ~10%,
-# hence the margin.
-COMPILE_GAINS: dict[tuple[str, str, str | None], tuple[float, float, float]] = {
-    ("cpu", "nima", "resnet50"): (0.0003, 32.5, 4.3),  # 18.8 -> 19.0 img/s
-    ("cpu", "hla-gcn", "resnet50"): (0.0030, 41.8, 5.0),  # 15.4 -> 16.1
-    ("cpu", "nima", "vgg16"): (0.0064, 18.9, 2.4),  # 11.1 -> 12.0 (nima-vgg16-ava)
-    ("cpu", "topiq-iaa", None): (0.057, 67.4, 13.7),  # 3.0 -> 3.6 (topiq-iaa-r50-ava)
-    ("cpu", "laion-aesthetic", None): (0.031, 45.4, 9.7),  # 1.65 -> 1.74 (laion-aesthetic-v2)
+# --compile auto: compile when the photos to score repay the compilation twice over. Per model and precision,
+# as measured with inductor's freezing in effect, batch 8, channels-last, 2 threads, eager and compiled timed
+# in turns (BENCHMARKS.md "Compiled inference"): (device, precision, architecture, backbone) -> (saving s a
+# photo, compilation s with an empty inductor cache, with a warm one). fp32: the AVX2-only 2-core AMD EPYC
+# (no native bf16), 2026-11-27 22:31-22:59 UTC. A model or precision without an entry stays eager under auto:
+# bf16 CPUs among them, whose earlier figures were taken while freezing silently did not happen (the
+# weights were not folded in: a different compiled program), and CUDA (compiled ResNet-50 was 1.54x on an
+# H100, but score is decode-bound there). The savings are single runs on a machine whose speed drifts by
+# ~10%, hence the margin.
+COMPILE_GAINS: dict[tuple[str, str, str, str | None], tuple[float, float, float]] = {
+    ("cpu", "fp32", "nima", "resnet50"): (0.0276, 15.9, 8.5),  # 6.2 -> 7.5 img/s
+    ("cpu", "fp32", "hla-gcn", "resnet50"): (0.0214, 28.7, 16.6),  # 5.3 -> 6.0
+    ("cpu", "fp32", "nima", "vgg16"): (0.0077, 16.6, 7.1),  # 3.91 -> 4.03 (nima-vgg16-ava)
+    ("cpu", "fp32", "topiq-iaa", None): (0.0642, 73.7, 49.4),  # 1.17 -> 1.26 (topiq-iaa-r50-ava)
+    ("cpu", "fp32", "laion-aesthetic", None): (0.2069, 55.8, 47.2),  # 0.54 -> 0.61 (laion-aesthetic-v2)
 }
 COMPILE_MARGIN = 2.0  # auto compiles when photos x saving > MARGIN x compilation
 DECODE_MODES = ("auto", "workers", "device")  # --decode: who decodes plain JPEGs (device_lane_decision)
@@ -255,10 +257,17 @@ def plan(
 
 
 def compile_decision(
-    mode: str, photos: int, device_type: str, *, cached: bool, arch: str = "", backbone: str | None = None
+    mode: str,
+    photos: int,
+    device_type: str,
+    *,
+    cached: bool,
+    precision: str = "fp32",
+    arch: str = "",
+    backbone: str | None = None,
 ) -> bool:
-    """Whether ``--compile MODE`` compiles for ``photos`` photos of model ``arch`` (``backbone``) on
-    ``device_type``.
+    """Whether ``--compile MODE`` compiles for ``photos`` photos of model ``arch`` (``backbone``) running
+    in ``precision`` on ``device_type``.
 
     ``on`` always, ``off`` never; ``auto`` only where the model's saving was measured
     (:data:`COMPILE_GAINS`) and the photos' saving exceeds the compilation's cost (smaller with a warm
@@ -267,8 +276,8 @@ def compile_decision(
     check_compile_mode(mode)
     if mode != "auto":
         return mode == "on"
-    gain = COMPILE_GAINS.get((device_type, arch, backbone))
-    if gain is None:  # no measured saving for this model on this device: eager
+    gain = COMPILE_GAINS.get((device_type, precision, arch, backbone))
+    if gain is None:  # no measured saving for this model in this precision on this device: eager
         return False
     saving, first, warm = gain
     return photos * saving > COMPILE_MARGIN * (warm if cached else first)
@@ -616,7 +625,7 @@ def load_runner(
     # whenever a worker preempts one of them. Sleeping instead measured 2-3x faster end to end on 2 cores.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from aesthete.checkpoint import load_model
-    from aesthete.engine import ModelRunner, autocast_dtype, pick_device
+    from aesthete.engine import ModelRunner, autocast_dtype, pick_device, precision_name
 
     torch_device = pick_device(device)
     if backbone is not None:
@@ -638,8 +647,8 @@ def load_runner(
                                    policy=f"{model.policy.key}|{dtype}|{torch_device.type}")  # fmt: skip
     cached = bool(cache and cache.is_dir() and any(cache.iterdir()))
     # An embed-only trunk (aesthete.embed_only) has no builder config, hence no backbone entry.
-    use = compile_decision(compile, photos, torch_device.type, cached=cached, arch=model.arch,
-                           backbone=getattr(model, "config", {}).get("backbone"))  # fmt: skip
+    use = compile_decision(compile, photos, torch_device.type, cached=cached, precision=precision_name(dtype),
+                           arch=model.arch, backbone=getattr(model, "config", {}).get("backbone"))  # fmt: skip
     return ModelRunner(model, torch_device, dtype, compile=use, cache_dir=cache if use else None)
 
 

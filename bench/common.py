@@ -81,10 +81,10 @@ def _torch_facts(device: str) -> dict[str, Any]:
     import PIL
     import torch
 
-    from aesthete.engine import autocast_dtype, cpu_has_native_bf16, pick_device
+    from aesthete.engine import autocast_dtype, cpu_has_native_bf16, pick_device, precision_name
 
     torch_device = pick_device(device)
-    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast_dtype(torch_device, "auto")]
+    precision = precision_name(autocast_dtype(torch_device, "auto"))
     facts = {
         "torch": torch.__version__,
         "pillow": PIL.__version__,

@@ -4,10 +4,10 @@
 
 ``score``'s runner (eager, then ``--compile on``; each in a fresh interpreter with ``ONEDNN_VERBOSE=1``)
 scores the same uint8 batch a few times after its warm-up; oneDNN reports every primitive it executes
-with its time, and this sums them by kind over the timed batches. Inductor (with ``freezing``) fuses and
-prepacks around the convolutions but calls the same oneDNN convolution kernels, so batch / (convolution
-ms per batch) bounds the compiled runner's speed: however well the rest is fused, it cannot beat the
-convolutions alone. Without ``--checkpoint``: ``bench/run.py``'s nima (ResNet-50 at 300x300), made if
+with its time, and this sums them by kind over the timed batches. Inductor (with ``freezing``) prepacks
+the weights and fuses activations and adds into the convolutions, but oneDNN still runs them, so batch /
+(the compiled runner's convolution ms per batch) bounds its speed: however well the rest is fused, it
+cannot beat its convolutions alone. Without ``--checkpoint``: ``bench/run.py``'s nima (ResNet-50 at 300x300), made if
 missing. Timings include oneDNN's logging (a line per primitive, ~100 per batch): the shares are what
 this reports, ``bench/run.py --compiled-only`` the speeds.
 """

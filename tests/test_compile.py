@@ -163,8 +163,8 @@ def test_a_failed_compilation_falls_back_to_eager(monkeypatch: pytest.MonkeyPatc
 def test_auto_decision() -> None:
     assert compile_decision("on", 1, "cpu", cached=False) and compile_decision("on", 1, "cuda", cached=False)
     assert not compile_decision("off", 10**6, "cpu", cached=True, arch="topiq-iaa")
-    for (device, arch, backbone), (saving, first, warm) in COMPILE_GAINS.items():
-        model = {"arch": arch, "backbone": backbone}
+    for (device, precision, arch, backbone), (saving, first, warm) in COMPILE_GAINS.items():
+        model = {"precision": precision, "arch": arch, "backbone": backbone}
         for cached in (False, True):  # a 20-photo job never compiles
             assert not compile_decision("auto", 20, device, cached=cached, **model)
         # Just above / below the break-even photo count (with the margin), empty and warm cache.
@@ -173,31 +173,34 @@ def test_auto_decision() -> None:
         assert not compile_decision("auto", int(first_even) - 1, device, cached=False, **model)
         assert compile_decision("auto", int(warm_even) + 2, device, cached=True, **model)
         assert not compile_decision("auto", int(warm_even) + 2, device, cached=False, **model)
-    # TOPIQ, the slowest ResNet-50 model, repays it within a few thousand photos; ResNet-50@300 hardly ever.
-    assert compile_decision("auto", 5000, "cpu", cached=False, arch="topiq-iaa")
-    assert not compile_decision("auto", 5000, "cpu", cached=False, arch="nima", backbone="resnet50")
-    # No measured saving for this model or device: auto stays eager however many photos.
-    assert not compile_decision("auto", 10**6, "cpu", cached=True, arch="apm", backbone="resnet101")
-    assert not compile_decision("auto", 10**6, "cuda", cached=True, arch="topiq-iaa")
-    assert not compile_decision("auto", 10**6, "mps", cached=True, arch="topiq-iaa")
+    # ResNet-50@300 in fp32 on a CPU repays it within a few thousand photos.
+    assert compile_decision("auto", 5000, "cpu", cached=False, precision="fp32", arch="nima", backbone="resnet50")
+    # No measured saving for this model, precision or device: auto stays eager however many photos.
+    nima = {"arch": "nima", "backbone": "resnet50"}
+    assert not compile_decision("auto", 10**6, "cpu", cached=True, precision="fp32", arch="apm", backbone="resnet101")
+    assert not compile_decision("auto", 10**6, "cpu", cached=True, precision="bf16", **nima)
+    assert not compile_decision("auto", 10**6, "cuda", cached=True, precision="bf16", **nima)
+    assert not compile_decision("auto", 10**6, "mps", cached=True, precision="fp32", **nima)
     with pytest.raises(AestheteError, match="unknown --compile 'fast'"):
         compile_decision("fast", 1, "cpu", cached=False)
 
 
 def test_auto_reads_the_loaded_models_own_entry(tiny_checkpoints: dict[str, Path], tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    """load_runner looks up the checkpoint's architecture and backbone (the tiny nima: resnet18) in
-    COMPILE_GAINS: with an entry, a large job compiles and a small one does not; without one, none does."""
+    """load_runner looks up the checkpoint's architecture and backbone (the tiny nima: resnet18) and the
+    precision it runs in, in COMPILE_GAINS: with an entry, a large job compiles and a small one does not;
+    without one (another backbone, another precision), none does."""
     from aesthete import scoring
 
     monkeypatch.setenv("AESTHETE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(torch, "compile", lambda model, **options: model)  # compiling itself is not the point
     checkpoint = str(tiny_checkpoints["nima"])
-    gains = {("cpu", "nima", "resnet18"): (0.01, 10.0, 1.0)}  # break-even 2,000 photos with an empty cache
+    gains = {("cpu", "fp32", "nima", "resnet18"): (0.01, 10.0, 1.0)}  # break-even 2,000 photos, empty cache
     monkeypatch.setattr(scoring, "COMPILE_GAINS", gains)
     assert scoring.load_runner(checkpoint, "cpu", "fp32", compile="auto", photos=2_001).compiled
     assert not scoring.load_runner(checkpoint, "cpu", "fp32", compile="auto", photos=1_999).compiled
-    monkeypatch.setattr(scoring, "COMPILE_GAINS", {("cpu", "nima", "resnet50"): (0.01, 10.0, 1.0)})
+    assert not scoring.load_runner(checkpoint, "cpu", "bf16", compile="auto", photos=10**6).compiled
+    monkeypatch.setattr(scoring, "COMPILE_GAINS", {("cpu", "fp32", "nima", "resnet50"): (0.01, 10.0, 1.0)})
     assert not scoring.load_runner(checkpoint, "cpu", "fp32", compile="auto", photos=10**6).compiled
 
 
