@@ -207,6 +207,10 @@ def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(
 
     resumed = runner.invoke(app, [*args, "--resume"])
     assert resumed.exit_code == 0, resumed.output
+    # Its table says how many images it was measured on, and that this is not the paper's recipe.
+    printed = " ".join(resumed.stdout.split())
+    assert "test split, 12 images" in printed and "not the paper's setting: " in printed
+    assert "train.epochs" in printed and "train.pretrained" in printed
 
     whole, again = weights(uninterrupted), weights(output)
     assert whole.keys() == again.keys()
@@ -304,6 +308,9 @@ def test_eval_prints_the_metrics_beside_the_papers(ava_root: Path, uninterrupted
     assert "ours" in header and "paper" in header
     srcc_row = next(line for line in table.stdout.splitlines() if " srcc " in line)
     assert f"{trained['test']['srcc']:.4f}" in srcc_row and "0.6050" in srcc_row
+    assert "ava test, 12 images" in table.stdout and "not the paper's setting" not in table.stdout
+    cut_short = runner.invoke(app, [*base, "--limit", "5"])
+    assert "ava test, 5 images" in cut_short.stdout and "not the paper's setting: --limit 5" in cut_short.stdout
 
     val = runner.invoke(app, [*base, "--split", "val", "--json"])
     assert val.exit_code == 0, val.output

@@ -108,7 +108,11 @@ def train_command(
         _say_interrupted(options.output, node_rank)
     if summary is None:  # another machine's rank 0 wrote the metrics
         return
-    out.print(comparison_table(summary.get("comparison", []), title=f"{resolved['name']}: test split"))
+    images = (summary.get("test") or {}).get("images")
+    changed = sorted({key for key, _ in overrides})
+    caption = _unlike_the_paper([*changed, *([f"--limit {limit}"] if limit else [])])
+    out.print(comparison_table(summary.get("comparison", []), title=f"{resolved['name']}: test split",
+                               images=images, caption=caption))  # fmt: skip
     err.print(f"run saved in {options.output}", highlight=False, markup=False)
 
 
@@ -181,7 +185,9 @@ def eval_command(
 
         print_json(json_ready(report))
     else:
-        out.print(comparison_table(report["comparison"], title=f"{resolved.name} on {dataset} {split}"))
+        caption = _unlike_the_paper([f"--limit {limit}"] if limit else [])
+        out.print(comparison_table(report["comparison"], title=f"{resolved.name} on {dataset} {split}",
+                                   images=report["metrics"].get("images"), caption=caption))  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:
@@ -190,8 +196,14 @@ def register(app: typer.Typer) -> None:
     app.command("eval", short_help="Measure a checkpoint with the papers' metrics.")(eval_command)
 
 
-def comparison_table(rows: list[dict[str, Any]], *, title: str) -> Table:
-    table = Table(title=title)
+def comparison_table(
+    rows: list[dict[str, Any]], *, title: str, images: int | None = None, caption: str | None = None
+) -> Table:
+    """Our metrics beside the paper's; the title says on how many images ours were measured (the
+    papers' AVA test set has 19,930), the caption how this run differs from the paper's setting."""
+    if images is not None:
+        title = f"{title}, {images:,} image{'s' if images != 1 else ''}"
+    table = Table(title=title, caption=caption)
     table.add_column("metric")
     table.add_column("ours", justify="right")
     table.add_column("paper", justify="right")
@@ -201,6 +213,11 @@ def comparison_table(rows: list[dict[str, Any]], *, title: str) -> Table:
             row["metric"], _cell(row["metric"], row["ours"]), _cell(row["metric"], row["paper"]), row["better"]
         )
     return table
+
+
+def _unlike_the_paper(changes: list[str]) -> str | None:
+    """The caption of a run whose recipe was changed from the paper's (or cut short by --limit)."""
+    return f"not the paper's setting: {', '.join(changes)}" if changes else None
 
 
 def _cell(metric: str, value: float | None) -> str:
