@@ -65,7 +65,7 @@ def train_command(
     """
     from aesthete.training.options import RunOptions
     from aesthete.training.preflight import check_model, choose_recipe
-    from aesthete.training.recipes import parse_override, to_toml
+    from aesthete.training.recipes import differences, load_recipe, parse_override, resolve, to_toml
 
     with library_errors():
         named = [("train.epochs", epochs), ("train.batch_size", batch_size), ("optim.lr", lr)]
@@ -109,7 +109,7 @@ def train_command(
     if summary is None:  # another machine's rank 0 wrote the metrics
         return
     images = (summary.get("test") or {}).get("images")
-    changed = sorted({key for key, _ in overrides})
+    changed = differences(resolve(load_recipe(path), []), resolved)  # what the overrides really changed
     caption = _unlike_the_paper([*changed, *([f"--limit {limit}"] if limit else [])])
     out.print(comparison_table(summary.get("comparison", []), title=f"{resolved['name']}: test split",
                                images=images, caption=caption))  # fmt: skip
