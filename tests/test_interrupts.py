@@ -155,3 +155,33 @@ def test_the_training_loaders_workers_leave_ctrl_c_to_the_main_process() -> None
 
     batch = next(iter(loader(_WorkerSetup(), [[0]], workers=1, pin_memory=False)))
     assert batch["index"].tolist() == [7]
+
+
+def test_an_interrupted_command_stops_its_child_processes_as_it_leaves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After Ctrl-C ``main`` leaves through ``os._exit`` (the interpreter's teardown of torch is slow),
+    which skips multiprocessing's exit handler: a training DataLoader's workers, when the SIGINT reached
+    `aesthete train` alone, then ran on until their next check of their parent, up to 5 s later."""
+    import multiprocessing
+    import time
+
+    from aesthete import cli
+    from aesthete.cli.common import Exit
+
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,), daemon=True)
+    child.start()
+    left: list[int] = []
+
+    def interrupted() -> None:
+        raise SystemExit(Exit.INTERRUPTED)
+
+    monkeypatch.setattr(cli, "app", interrupted)
+    monkeypatch.setattr(os, "_exit", left.append)
+    try:
+        with pytest.raises(SystemExit):  # what follows os._exit, here a stand-in that returns
+            cli.main()
+        assert left == [Exit.INTERRUPTED]
+        assert not child.is_alive(), "the child process outlived the interrupted command"
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()

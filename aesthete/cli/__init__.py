@@ -84,5 +84,19 @@ def main() -> None:
             # terminal for another second or more after Ctrl-C, so leave at once.
             sys.stdout.flush()
             sys.stderr.flush()
+            _stop_children()
             os._exit(Exit.INTERRUPTED)
         raise
+
+
+def _stop_children() -> None:
+    """Stop the child processes still running, as the interpreter's exit would have (``os._exit`` skips
+    it): a training DataLoader's workers, when the Ctrl-C reached this process alone, otherwise notice
+    their parent is gone only at their next check, up to 5 s later."""
+    import multiprocessing
+
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(timeout=1)
