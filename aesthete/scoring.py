@@ -233,15 +233,23 @@ def plan(
     A former RAW companion whose partner is gone is a photo of its own now, hence work. With ``embed_only``
     a photo is done when it has an embedding under ``key`` (there is no score). An unchanged, done photo
     whose content is in ``unfaced`` (faces never looked for) is a *fill* job: decoded again for its
-    signals, never scored again."""
+    signals, never scored again. With ``rescore``, an unchanged file whose recorded content another
+    unchanged file of this run has too (a byte-identical copy) is a cache hit: its twin's job scores the
+    content, whose results are keyed by content, for both."""
     unfaced = unfaced or set()
     known = store.known_files() if known is None else known
     scored = (store.embedded_hashes(key) if embed_only else store.scored_hashes(key)) if key else set()
     jobs, cached, failed_before = [], 0, []
+    rescored: set[str] = set()  # with rescore: the recorded content of the unchanged files planned so far
     for entry in found:
         record = known.get(entry.path)
         unchanged = record and record.size == entry.size and record.mtime_ns == entry.mtime_ns
         retry = record and record.error_kind == NO_DECODER and ALL_DECODERS
+        if rescore and unchanged and record.status == "ok" and record.content_hash:
+            if record.content_hash in rescored:
+                cached += 1
+                continue
+            rescored.add(record.content_hash)
         if not rescore and unchanged and record.status != "paired" and not retry:
             if record.status == "failed":
                 failed_before.append(entry.path)
