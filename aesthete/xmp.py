@@ -46,6 +46,9 @@ X = "adobe:ns:meta/"
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 XMP = "http://ns.adobe.com/xap/1.0/"
 RATING, LABEL = f"{{{XMP}}}Rating", f"{{{XMP}}}Label"  # the two properties aesthete writes
+# Where digiKam keeps a colour label, read before xmp:Label: its own id (1-9; 0 is "none"), else Nikon NX's
+# photoshop:Urgency. It writes xmp:Label only for the five colours Lightroom names (dmetadata_labels.cpp).
+COLOUR_LABELS = ("{http://www.digikam.org/ns/1.0/}ColorLabel", "{http://ns.adobe.com/photoshop/1.0/}Urgency")
 _PACKET_BEGIN = '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
 _PACKET_END = '\n<?xpacket end="w"?>\n'
 _NEW_SIDECAR = (
@@ -156,9 +159,10 @@ def write_sidecar(
 
 def rated_by_hand(photo: str, companions: Sequence[str], *, label: bool) -> list[SidecarResult]:
     """When a sidecar of ``photo`` (or of its companions) already holds a rating other than 0 (unrated), or,
-    with ``label``, a label: a ``kept`` result for each of its sidecars, which the caller leaves as they are
-    (it has checked that the rating is not one aesthete wrote). Empty when nothing there is rated; an
-    unusable sidecar counts as nothing rated here (writing it is then skipped, and reported)."""
+    with ``label``, a label (``xmp:Label``, or digiKam's colour label: :data:`COLOUR_LABELS`): a ``kept``
+    result for each of its sidecars, which the caller leaves as they are (it has checked that the rating is
+    not one aesthete wrote). Empty when nothing there is rated; an unusable sidecar counts as nothing rated
+    here (writing it is then skipped, and reported)."""
     paths = sidecar_paths(photo, [c for c in companions if os.path.lexists(c)])
     for path in paths:
         try:
@@ -168,7 +172,7 @@ def rated_by_hand(photo: str, companions: Sequence[str], *, label: bool) -> list
         if existing is None:
             continue
         rating, text = _marks(existing[0])
-        if (rating is not None and _as_int(rating) != 0) or (label and text):
+        if (rating is not None and _as_int(rating) != 0) or (label and (text or _colour_label(existing[0]))):
             message = "already rated by the photographer; left as it is (--overwrite-ratings replaces it)"
             return [SidecarResult(photo, p, "kept", message) for p in paths if os.path.lexists(p)]
     return []
@@ -193,6 +197,11 @@ def still_as_written(photo: str, companions: Sequence[str], *, rating: int, labe
         if label is not None and property_values(root, LABEL) != [label]:
             return False
     return seen
+
+
+def _colour_label(root: ET.Element) -> bool:
+    """Whether the sidecar holds a colour label the way digiKam (or Nikon NX) writes one."""
+    return any(_as_int(value) not in (None, 0) for name in COLOUR_LABELS for value in property_values(root, name))
 
 
 def _as_int(text: str) -> int | None:

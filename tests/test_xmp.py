@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 import tools
 
-from aesthete.xmp import PICK_RATING, XMP, quantile_stars, restore_sidecars, sidecar_path, write_sidecar
+from aesthete.xmp import (
+    PICK_RATING,
+    XMP,
+    quantile_stars,
+    rated_by_hand,
+    restore_sidecars,
+    sidecar_path,
+    write_sidecar,
+)
 
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 DARKTABLE_SIDECAR = """<?xml version="1.0" encoding="UTF-8"?>
@@ -191,3 +199,35 @@ def test_quantile_stars() -> None:
     assert quantile_stars([9.0, 1.0]) == [4, 2]
     with pytest.raises(ValueError):
         write_sidecar("/nonexistent/photo.jpg", rating=6)
+
+
+DIGIKAM_SIDECAR = """<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/"
+    xmlns:digiKam="http://www.digikam.org/ns/1.0/" xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/"
+   xmp:Rating="0" {labels}/>
+ </rdf:RDF>
+</x:xmpmeta>
+"""
+
+
+@pytest.mark.parametrize(
+    ("labels", "kept"),
+    [
+        ('digiKam:ColorLabel="2" photoshop:Urgency="2"', True),  # orange: digiKam writes no xmp:Label for it
+        ('photoshop:Urgency="7"', True),  # Nikon NX's colour label, which digiKam reads after its own
+        ('digiKam:ColorLabel="4" photoshop:Urgency="4" xmp:Label="Green"', True),
+        ('digiKam:ColorLabel="0"', False),  # digiKam's "no colour label"
+        ("", False),
+    ],
+)
+def test_a_digikam_colour_label_is_the_photographers_label(tmp_path: Path, labels: str, kept: bool) -> None:
+    """digiKam keeps a colour label in digiKam:ColorLabel (and photoshop:Urgency), and adds xmp:Label only
+    for the five colours Lightroom names (digiKam dmetadata_labels.cpp): a photo labelled orange in
+    digiKam was relabelled by `cull --xmp --label` as if it had no label (field test)."""
+    photo = tmp_path / "IMG_1.jpg"
+    photo.write_bytes(b"jpeg")
+    Path(sidecar_path(str(photo))).write_text(DIGIKAM_SIDECAR.format(labels=labels), "utf-8")
+    statuses = [r.status for r in rated_by_hand(str(photo), [], label=True)]
+    assert statuses == (["kept"] if kept else [])
+    assert rated_by_hand(str(photo), [], label=False) == []  # unrated: a rating may still be written
