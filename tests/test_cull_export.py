@@ -81,6 +81,20 @@ def test_a_folder_with_nothing_in_the_database_is_named_in_the_notes(shoot: tupl
     assert not [n for n in cull(store, [str(folder)], top=3).notes if n.startswith("no photos under")]
 
 
+def test_a_folder_named_twice_is_reported_once(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    """`cull nope nope` said its one-line error twice, joined by '; ' (field test)."""
+    folder, store = shoot
+    typo = str(tmp_path / "shot")
+    said = f"no photos under {typo} in the database: run `aesthete score` on it first"
+    with pytest.raises(NothingToDoError) as raised:
+        cull(store, [typo, typo + os.sep], top=3)
+    assert str(raised.value) == said
+    notes = cull(store, [str(folder), typo, typo + os.sep], top=3).notes
+    assert [note for note in notes if note.startswith("no photos under")] == [said]
+    result = runner.invoke(app, ["groups", typo, typo, "--db", str(store.path)])
+    assert result.exit_code == 3 and " ".join(result.stderr.split()).count("no photos under") == 1
+
+
 def test_ties_go_to_technical_quality_then_to_the_smaller_spread(shoot: tuple[Path, Store]) -> None:
     _, store = shoot
     add_scores(store, {"d.jpg": 9.0, "e.jpg": 9.0})
