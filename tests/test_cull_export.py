@@ -361,6 +361,18 @@ def test_cli_groups_lists_the_bursts(shoot: tuple[Path, Store]) -> None:
     assert "3 groups" in table.stdout and "a3.jpg" in table.stdout
 
 
+def test_cli_groups_names_a_folder_with_nothing_in_the_database(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    """`groups PHOTOS TYPO` listed PHOTOS' groups and said nothing of TYPO, where rank, cull and report
+    note it (field test)."""
+    folder, store = shoot
+    typo = tmp_path / "shot"
+    for extra in ([], ["--json"]):
+        result = runner.invoke(app, ["groups", str(folder), str(typo), "--db", str(store.path), *extra])
+        assert result.exit_code == 0, result.output
+        said = " ".join(result.stderr.split())  # the note wraps at the terminal's width
+        assert f"note: no photos under {typo} in the database" in said
+
+
 def test_cull_report_and_groups_never_import_torch(tmp_path: Path) -> None:
     code = (
         "import sys; import aesthete.cli.cull, aesthete.report, aesthete.export, aesthete.xmp, aesthete.groups;"

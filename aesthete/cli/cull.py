@@ -250,6 +250,7 @@ def groups_command(
     with opened_store(db, writes=False) as store:
         _, ranking = scope_ranking(store, [str(p) for p in paths or []], model=model, weights=weights)
         members = annotate(ranking.rows, ensure_groups(store))
+    print_notes(ranking.notes)
     found = sorted((g, rows) for g, rows in members.items() if len(rows) > 1)
     kept, ruled_out = kept_frames(ranking.rows)
 
