@@ -502,13 +502,19 @@ def _run_jobs(
     batcher: _Batcher | None = None
     lane: Any = None  # aesthete.device_lane.DeviceLane, once the model is loaded and the lane is chosen
     done = 0
+    # The contents given to the model in this run. A byte-identical copy decoded while its twin was (before
+    # the twin's score was in the database for the worker to see) is not run again: results are per content.
+    modelled: set[str | None] = set()
 
     def finish(result: FileResult) -> None:
         nonlocal done, batcher, lane
         if result.jpeg is not None:  # the device lane decodes it with its batch
             from_lane(*lane.add(result))
             return
+        if result.pixels is not None and result.content_hash in modelled:
+            result = replace(result, pixels=None, image=None)  # recorded as known content, as a rescan would
         if result.pixels is not None:
+            modelled.add(result.content_hash)
             if batcher is None:
                 batcher = _start_batcher(choice, writer, summary, device, precision, batch_size, compile,
                                          photos=len(jobs) - done, phase=phase)  # fmt: skip
