@@ -348,6 +348,29 @@ def test_cull_options_are_checked_before_any_work(tmp_path: Path) -> None:
         apply(Store(tmp_path / "empty.db"), CullOptions())
 
 
+def test_a_hard_linked_album_inside_the_library_hides_no_original(tmp_path: Path) -> None:
+    """`cull --export 00-picks --mode link` inside the library, then a scan of the library into a new
+    database: the walk met the album's names first and skipped the originals as the same files, so
+    `cull` of the shoot's own folder no longer saw its best photos (field test). A hard link is another
+    name of the photo: both are recorded, and the album's is the copy."""
+    library = tmp_path / "Photos"
+    folder = write_shoot(library / "shoot")
+    first = Store(tmp_path / "first.db")
+    score([str(library)], store=first, model="nima", workers=1)
+    add_scores(first, MEANS)
+    album = library / "00-picks"  # walked before 'shoot'
+    assert runner.invoke(app, ["cull", str(folder), "--db", str(first.path), "--top", "3", "--keep-flagged",
+                               "--export", str(album), "--mode", "link"]).exit_code == 0  # fmt: skip
+    assert sorted(p.name for p in album.glob("*.jpg")) == sorted(BEST_OF_GROUPS[:3])
+    store = Store(tmp_path / "fresh.db")
+    assert score([str(library)], store=store, model="nima", workers=1).found == len(SHOOT) + 3
+    add_scores(store, MEANS)
+    assert names(cull(store, [str(folder)], top=3, reject_exposure=False).rows) == BEST_OF_GROUPS[:3]
+    whole = cull(store, [str(library)], top=3, reject_exposure=False)
+    assert [Path(row["path"]).parent for row in whole.rows] == [folder] * 3  # the originals, not the album's
+    assert {Path(row["path"]).parent for row in whole.others if row["why"].startswith("identical to")} == {album}
+
+
 def test_cli_groups_lists_the_bursts(shoot: tuple[Path, Store]) -> None:
     folder, store = shoot
     result = runner.invoke(app, ["groups", str(folder), "--db", str(store.path), "--json"])
