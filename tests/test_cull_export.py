@@ -499,6 +499,23 @@ HAND_RATED = (
 )
 
 
+def test_a_colour_label_given_in_digikam_is_kept_and_said_to_be(shoot: tuple[Path, Store]) -> None:
+    """A pick labelled orange in digiKam (digiKam:ColorLabel 2, no xmp:Label) was labelled over by
+    `cull --xmp --label`, and a kept label was reported as 'the rating you gave' (field test)."""
+    folder, store = shoot
+    sidecar = folder / f"{BEST_OF_GROUPS[0]}.xmp"
+    sidecar.write_text(HAND_RATED.format(rating=0).replace(
+        'xmp:Rating="0"', 'xmp:Rating="0" xmlns:digiKam="http://www.digikam.org/ns/1.0/" digiKam:ColorLabel="2"'
+    ), "utf-8")  # fmt: skip
+    before = sidecar.read_bytes()
+    args = ["cull", str(folder), "--db", str(store.path), "--top", "1", "--xmp", "--label", "aesthete pick"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert sidecar.read_bytes() == before
+    said = " ".join(result.stderr.split())
+    assert "xmp: kept the rating or label you gave 1 pick (--overwrite-ratings replaces it)" in said
+
+
 def test_a_rating_the_photographer_set_is_kept_and_clearing_puts_back_what_was_there(
     shoot: tuple[Path, Store],
 ) -> None:
