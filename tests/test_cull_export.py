@@ -499,6 +499,25 @@ HAND_RATED = (
 )
 
 
+def test_a_pick_renamed_with_its_sidecar_is_still_known_as_rated_by_aesthete(shoot: tuple[Path, Store]) -> None:
+    """A pick renamed in place with its sidecar (as photo managers rename) and no longer picked: the next
+    `cull --xmp` said nothing of the rating aesthete had written, and --clear-previous left it (field test)."""
+    from aesthete.ratings import parse_xmp, written_by_path
+
+    folder, store = shoot
+    args = ["cull", str(folder), "--db", str(store.path), "--xmp"]
+    assert runner.invoke(app, [*args, "--top", "3"]).exit_code == 0
+    (folder / "b1.jpg").rename(folder / "renamed.jpg")
+    (folder / "b1.jpg.xmp").rename(folder / "renamed.jpg.xmp")
+    assert score([str(folder)], store=store, model="nima", workers=1).cached == len(SHOOT)
+    warned = runner.invoke(app, [*args, "--top", "1"])
+    assert "2 photos rated by an earlier cull and no longer picked" in " ".join(warned.stderr.split())
+    cleared = runner.invoke(app, [*args, "--top", "1", "--clear-previous"])
+    assert "cleared the earlier rating of 2 photos no longer picked" in " ".join(cleared.stderr.split())
+    assert parse_xmp((folder / "renamed.jpg.xmp").read_bytes()) == (None, None)
+    assert {Path(p).name for p in written_by_path(store)} == {"a3.jpg"}
+
+
 def test_a_colour_label_given_in_digikam_is_kept_and_said_to_be(shoot: tuple[Path, Store]) -> None:
     """A pick labelled orange in digiKam (digiKam:ColorLabel 2, no xmp:Label) was labelled over by
     `cull --xmp --label`, and a kept label was reported as 'the rating you gave' (field test)."""
