@@ -27,6 +27,9 @@ from pathlib import Path
 NO_HARD_LINKS = frozenset({errno.EXDEV, errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
 
 
+NAME_MAX = 255  # bytes in one file name: Linux and macOS file systems, and NTFS (in UTF-16 units)
+
+
 # What os.fsync of a folder raises where the file system cannot flush a folder (some network and FUSE ones).
 _NO_DIR_FSYNC = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF})
 
@@ -37,7 +40,11 @@ def staged(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
     removed afterwards unless :func:`publish` gave it its final name."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    token = secrets.token_hex(4)
+    name = f".{os.path.basename(path)}.{token}.tmp"
+    if len(os.fsencode(name)) > NAME_MAX:  # a name legal for the file, but too long to dress up as its temporary
+        name = f".aesthete.{token}.tmp"
+    temporary = os.path.join(folder, name)
     handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         yield handle, temporary
