@@ -152,8 +152,8 @@ def write_sidecar(
     status = "unchanged" if existing and not changed else "updated" if existing else "created"
     if status == "updated" and _read_only(path):
         return SidecarResult(photo, path, "skipped", f"{path}: read-only; left untouched")
-    if not dry_run and status != "unchanged":
-        _save(path, tree, prefixes)
+    if not dry_run and status != "unchanged" and (problem := _save(path, tree, prefixes)):
+        return SidecarResult(photo, path, "skipped", problem)
     return SidecarResult(photo, path, status, before=before)
 
 
@@ -244,9 +244,8 @@ def restore_sidecars(
         if status != "unchanged" and _read_only(path):
             results.append(SidecarResult(photo, path, "skipped", f"{path}: read-only; left untouched"))
             continue
-        if status != "unchanged" and not dry_run:
-            _save(path, tree, prefixes)
-        results.append(SidecarResult(photo, path, status))
+        problem = _save(path, tree, prefixes) if status != "unchanged" and not dry_run else None
+        results.append(SidecarResult(photo, path, "skipped" if problem else status, problem))
     return results
 
 
@@ -349,18 +348,23 @@ def _read_only(path: str) -> bool:
     return not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(path, os.W_OK)
 
 
-def _save(path: str, root: ET.Element, prefixes: dict[str, str]) -> None:
+def _save(path: str, root: ET.Element, prefixes: dict[str, str]) -> str | None:
     """Replace the sidecar at ``path`` (through a symbolic link: the photographer's arrangement stays)
-    atomically, with the permissions it had (a new file's would be the umask's)."""
+    atomically, with the permissions it had (a new file's would be the umask's). None when done, else why
+    not, as a skipped sidecar's message (a folder without write permission, a full disk): it is untouched."""
     target = os.path.realpath(path)
     try:
         mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
         mode = None
-    with atomic_path(target) as temporary:
-        Path(temporary).write_bytes(_serialise(root, {XMP: "xmp", **prefixes}))
-        if mode is not None:
-            os.chmod(temporary, mode)
+    try:
+        with atomic_path(target) as temporary:
+            Path(temporary).write_bytes(_serialise(root, {XMP: "xmp", **prefixes}))
+            if mode is not None:
+                os.chmod(temporary, mode)
+    except OSError as exc:
+        return f"{path}: cannot write it ({exc.strerror or exc}); left untouched"
+    return None
 
 
 def _serialise(root: ET.Element, prefixes: dict[str, str]) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import xml.etree.ElementTree as ET
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,28 @@ def test_a_digikam_colour_label_is_the_photographers_label(tmp_path: Path, label
     statuses = [r.status for r in rated_by_hand(str(photo), [], label=True)]
     assert statuses == (["kept"] if kept else [])
     assert rated_by_hand(str(photo), [], label=False) == []  # unrated: a rating may still be written
+
+
+def test_a_sidecar_that_cannot_be_written_is_skipped_with_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder without write permission (read-only for a user who is not root) or a full disk: the write
+    raised through `cull --xmp` as a traceback, losing the record of the sidecars already written; it is a
+    sidecar left untouched, with why, as a read-only sidecar is."""
+    from aesthete import xmp
+
+    photo = tmp_path / "IMG_1.jpg"
+    photo.write_bytes(b"jpeg")
+    rated = write_sidecar(str(photo), rating=1)
+    before = Path(rated.sidecar).read_bytes()
+
+    @contextmanager
+    def refused(path: str, **_: object):
+        raise PermissionError(13, "Permission denied", path)
+        yield path
+
+    monkeypatch.setattr(xmp, "atomic_path", refused)
+    result = write_sidecar(str(photo), rating=3)
+    assert result.status == "skipped"
+    assert result.message.endswith(": cannot write it (Permission denied); left untouched")
+    [undone] = restore_sidecars(str(photo), previous={})
+    assert undone.status == "skipped" and "Permission denied" in undone.message
+    assert Path(rated.sidecar).read_bytes() == before
