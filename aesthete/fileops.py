@@ -161,13 +161,19 @@ def free_bundle(
 
     Every name starts with the stem of ``names[0]`` (up to case); the first ``n`` for which each name,
     with `` (n)`` after that stem, is free (not in ``taken``, and absent or, where ``reuse(i, path)``
-    says so, already holding the i-th file) wins. Returns a (path, reused) pair per name.
+    says so, already holding the i-th file) wins. Returns a (path, reused) pair per name. The stem is
+    shortened where a name would not fit in :data:`NAME_MAX` bytes (a long name given a time prefix).
     """
     cut = len(os.path.splitext(names[0])[0])
+    tail = max(len(os.fsencode(name[cut:])) for name in names)
     for n in itertools.count(1):
+        mark = "" if n == 1 else f" ({n})"
+        keep = cut  # characters of the stem kept
+        while keep and len(os.fsencode(names[0][:keep] + mark)) + tail > NAME_MAX:
+            keep -= 1
         out = []
         for i, name in enumerate(names):
-            candidate = os.path.join(folder, name if n == 1 else f"{name[:cut]} ({n}){name[cut:]}")
+            candidate = os.path.join(folder, f"{name[:keep]}{mark}{name[cut:]}")
             if candidate in taken:
                 break
             if not os.path.lexists(candidate):

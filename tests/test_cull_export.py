@@ -21,6 +21,7 @@ from aesthete.cli import app
 from aesthete.culling import CullOptions, apply
 from aesthete.errors import NothingToDoError, OptionError
 from aesthete.export import export_album, move_rejects
+from aesthete.fileops import free_bundle
 from aesthete.scoring import score
 from aesthete.select import Ranking, cull, rank
 from aesthete.store import Store
@@ -369,6 +370,25 @@ def test_a_hard_linked_album_inside_the_library_hides_no_original(tmp_path: Path
     whole = cull(store, [str(library)], top=3, reject_exposure=False)
     assert [Path(row["path"]).parent for row in whole.rows] == [folder] * 3  # the originals, not the album's
     assert {Path(row["path"]).parent for row in whole.others if row["why"].startswith("identical to")} == {album}
+
+
+def test_an_album_name_too_long_with_its_time_prefix_is_shortened(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    """`--export --order-by-time` of a photo named near the 255-byte limit: the prefixed name was too long,
+    and the pick was left out of the album ('File name too long', field test). Its stem is shortened."""
+    folder, store = shoot
+    long = folder / ("é" * 123 + ".jpg")  # 250 bytes
+    (folder / "d.jpg").rename(long)
+    score([str(folder)], store=store, model="nima", workers=1)
+    ranking = cull(store, [str(folder)], top=8)
+    assert str(long) in [row["path"] for row in ranking.rows]
+    for _ in range(2):  # the second export finds it there
+        outcome = export_album(ranking, str(tmp_path / "album"), order_by_time=True)
+        assert outcome.failed == []
+    [target] = [p.target for p in outcome.placed if p.source == str(long)]
+    name = os.path.basename(target)
+    assert name.startswith("20240501-140000_éé") and name.endswith("é.jpg") and len(os.fsencode(name)) <= 255
+    [(clash, _)] = free_bundle(str(tmp_path / "album"), [name], taken={target})  # another photo of that name
+    assert clash.endswith("é (2).jpg") and len(os.fsencode(os.path.basename(clash))) <= 255
 
 
 def test_cli_groups_lists_the_bursts(shoot: tuple[Path, Store]) -> None:
