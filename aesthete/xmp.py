@@ -150,8 +150,8 @@ def write_sidecar(
     except XmpError as exc:
         return SidecarResult(photo, path, "skipped", f"{path}: {exc}; left untouched")
     status = "unchanged" if existing and not changed else "updated" if existing else "created"
-    if status == "updated" and _read_only(path):
-        return SidecarResult(photo, path, "skipped", f"{path}: read-only; left untouched")
+    if status != "unchanged" and (locked := _write_protected(path)):
+        return SidecarResult(photo, path, "skipped", f"{path}: {locked}; left untouched")
     if not dry_run and status != "unchanged" and (problem := _save(path, tree, prefixes)):
         return SidecarResult(photo, path, "skipped", problem)
     return SidecarResult(photo, path, status, before=before)
@@ -241,8 +241,8 @@ def restore_sidecars(
         changed = _apply(tree, put_back) if put_back else False
         removed = _remove(tree, [name for name, value in wanted.items() if value is None])
         status = "unchanged" if not (changed or removed) else "restored" if put_back else "cleared"
-        if status != "unchanged" and _read_only(path):
-            results.append(SidecarResult(photo, path, "skipped", f"{path}: read-only; left untouched"))
+        if status != "unchanged" and (locked := _write_protected(path)):
+            results.append(SidecarResult(photo, path, "skipped", f"{path}: {locked}; left untouched"))
             continue
         problem = _save(path, tree, prefixes) if status != "unchanged" and not dry_run else None
         results.append(SidecarResult(photo, path, "skipped" if problem else status, problem))
@@ -338,14 +338,19 @@ def _apply(root: ET.Element, wanted: dict[str, str]) -> bool:
     return changed
 
 
-def _read_only(path: str) -> bool:
-    """Whether an existing sidecar is write-protected: no write permission for us, or no write bit at all
-    (which root's permission check ignores). Its owner locked it; a rename over it would get round that."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    return not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(path, os.W_OK)
+def _write_protected(path: str) -> str | None:
+    """Why the sidecar at ``path`` is not to be written, or None: it is read-only, or its folder is (where a
+    new sidecar, or the one renamed over it, is made). Read-only: no write permission for us, or no write bit
+    at all, which root's permission check ignores. Its owner locked it; a rename would get round that."""
+    target = os.path.realpath(path)  # a sidecar that is a link is written where it leads
+    for checked, why in ((target, "read-only"), (os.path.dirname(target), "its folder is read-only")):
+        try:
+            mode = os.stat(checked).st_mode
+        except OSError:
+            continue
+        if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(checked, os.W_OK):
+            return why
+    return None
 
 
 def _save(path: str, root: ET.Element, prefixes: dict[str, str]) -> str | None:

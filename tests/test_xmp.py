@@ -194,6 +194,26 @@ def test_a_read_only_sidecar_is_left_as_it_is_and_a_merged_one_keeps_its_permiss
         assert sidecar.stat().st_mode & 0o777 == mode
 
 
+def test_a_write_protected_folder_gets_no_sidecar(photo: Path) -> None:
+    """A folder with no write bit (an archive its owner locked): `cull --xmp` run as root (a NAS container)
+    created sidecars in it and renamed new ones over those there, root's permission check ignoring the bits,
+    as for a read-only sidecar. Left untouched, with why, whoever runs it."""
+    sidecar = Path(sidecar_path(str(photo)))
+    other = photo.with_name("other.jpg")
+    other.write_bytes(photo.read_bytes())
+    assert write_sidecar(str(other), rating=1).status == "created"
+    content = Path(sidecar_path(str(other))).read_bytes()
+    photo.parent.chmod(0o555)
+    try:
+        result = write_sidecar(str(photo), rating=1)
+        assert result.status == "skipped" and result.message == f"{sidecar}: its folder is read-only; left untouched"
+        assert write_sidecar(str(other), rating=4).status == "skipped"
+        assert [r.status for r in restore_sidecars(str(other), previous={})] == ["skipped"]
+    finally:
+        photo.parent.chmod(0o755)
+    assert not sidecar.exists() and Path(sidecar_path(str(other))).read_bytes() == content
+
+
 def test_quantile_stars() -> None:
     assert quantile_stars([float(v) for v in range(1, 11)]) == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
     assert quantile_stars([7.0]) == [3] and quantile_stars([2.0, 2.0, 2.0]) == [3, 3, 3]
