@@ -27,7 +27,7 @@ from pathlib import Path
 NO_HARD_LINKS = frozenset({errno.EXDEV, errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
 
 
-NAME_MAX = 255  # bytes in one file name: Linux and macOS file systems, and NTFS (in UTF-16 units)
+NAME_MAX = 255  # bytes in a file name on Linux and macOS; 255 bytes are at most 255 UTF-16 units, NTFS's limit
 
 
 # What os.fsync of a folder raises where the file system cannot flush a folder (some network and FUSE ones).
