@@ -197,11 +197,14 @@ def _rate_and_record(store: Store, ranking: Ranking, options: CullOptions) -> Xm
     ``overwrite_ratings``), and one they changed since aesthete wrote it is never cleared. What a sidecar
     held before aesthete first rated the photo is recorded, and clearing puts it back."""
     written = written_by_path(store)
+    # A record whose photo is no longer at its path: the photo was renamed or moved (score knows it by its
+    # content), its sidecars with it, so the record is of the photo at its new path.
+    moved = {w.content_hash: w for w in written.values() if not os.path.lexists(w.path)}
     report = XmpReport([])
-    records = []
+    records, forget = [], []
     for row, rating in zip(ranking.rows, _ratings(ranking, stars=options.stars)):
         photo, companions = row["real_path"], row.get("companions", ())
-        mine = _still_mine(row, written)
+        mine = _still_mine(row, written, moved)
         if mine is None and not options.overwrite_ratings:
             kept = rated_by_hand(photo, companions, label=options.label is not None)
             if kept:
@@ -215,8 +218,9 @@ def _rate_and_record(store: Store, ranking: Ranking, options: CullOptions) -> Xm
             # for a record older than this bookkeeping: clearing then removes the rating, as it always did).
             previous = wrote if mine is None else None if mine.previous is None else {**wrote, **mine.previous}
             records.append(Written(photo, row["content_hash"], rating, options.label, previous))
-    previous_picks = [(row, mine) for row in ranking.rejects if (mine := _still_mine(row, written)) is not None]
-    forget = []
+            if mine is not None and mine is moved.get(row["content_hash"]):
+                forget.append(mine.path)  # recorded again, at the photo's path now
+    previous_picks = [(row, mine) for row in ranking.rejects if (mine := _still_mine(row, written, moved)) is not None]
     for row, mine in previous_picks:
         if not options.clear_previous:
             report.still_rated.append(row["path"])
@@ -232,10 +236,11 @@ def _rate_and_record(store: Store, ranking: Ranking, options: CullOptions) -> Xm
     return report
 
 
-def _still_mine(row: dict[str, Any], written: dict[str, Written]) -> Written | None:
-    """What aesthete last wrote into this photo's sidecars, while they still say it; None when aesthete never
-    rated it or the photographer has changed the rating since (it is theirs then)."""
-    mine = written.get(path_key(os.path.abspath(row["real_path"]))[0])
+def _still_mine(row: dict[str, Any], written: dict[str, Written], moved: dict[str, Written]) -> Written | None:
+    """What aesthete last wrote into this photo's sidecars (at its path, else, by its content, at the path it
+    was renamed or moved from: ``moved``), while they still say it; None when aesthete never rated it or the
+    photographer has changed the rating since (it is theirs then)."""
+    mine = written.get(path_key(os.path.abspath(row["real_path"]))[0]) or moved.get(row["content_hash"])
     if mine is None:
         return None
     still = still_as_written(row["real_path"], row.get("companions", ()), rating=mine.rating, label=mine.label)

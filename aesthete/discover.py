@@ -4,9 +4,11 @@ The walk is what a rescan pays for before anything else, so it uses ``os.scandir
 candidate file, none for skipped names) and never touches file contents. It is torch-free and
 fail-soft: an unreadable folder, a dangling symlink or a symlink loop is reported through
 ``on_error`` and the walk goes on. Symlinks are followed, but every real directory is entered at most
-once and every real file (``st_dev``, ``st_ino``) is yielded at most once, so aliases, hard links and
-loops cannot produce duplicates. Order is deterministic: roots in the order given, then depth-first
-with each folder's entries sorted by name.
+once and every real file is yielded once by each of its real paths, so aliases (a symlink, an overlapping
+root) and loops cannot produce duplicates. A hard link is another real path of a file: a name the
+photographer sees, yielded too (an album ``cull --export --mode link`` made inside the library would
+otherwise hide the originals it was walked before; ``cull`` takes it for a copy). Order is deterministic:
+roots in the order given, then depth-first with each folder's entries sorted by name.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ class _Walker:
         self.extensions = extensions
         self.recursive = recursive
         self.on_error = on_error
-        self.seen_files: set[tuple[int, int]] = set()
+        self.seen_files: dict[tuple[int, int], list[str]] = {}  # (st_dev, st_ino) -> the paths yielded for it
         self.seen_dirs: set[tuple[int, int]] = set()
 
     def root(self, path: str) -> Iterator[FoundFile]:
@@ -103,9 +105,14 @@ class _Walker:
 
     def file(self, path: str, st: os.stat_result) -> FoundFile | None:
         key = (st.st_dev, st.st_ino)
-        if key in self.seen_files:
-            return None
-        self.seen_files.add(key)
+        yielded = self.seen_files.get(key)
+        if yielded is None:
+            self.seen_files[key] = [path]
+        else:  # a file met again: real paths (resolved only here, where it is rare) tell an alias from a hard link
+            real = os.path.realpath(path)
+            if any(os.path.realpath(other) == real for other in yielded):
+                return None
+            yielded.append(path)
         return FoundFile(path, st.st_size, st.st_mtime_ns)
 
     def walk(self, top: str, top_stat: os.stat_result) -> Iterator[FoundFile]:

@@ -27,6 +27,9 @@ from pathlib import Path
 NO_HARD_LINKS = frozenset({errno.EXDEV, errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
 
 
+NAME_MAX = 255  # bytes in a file name on Linux and macOS; 255 bytes are at most 255 UTF-16 units, NTFS's limit
+
+
 # What os.fsync of a folder raises where the file system cannot flush a folder (some network and FUSE ones).
 _NO_DIR_FSYNC = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF})
 
@@ -37,7 +40,11 @@ def staged(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
     removed afterwards unless :func:`publish` gave it its final name."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    token = secrets.token_hex(4)
+    name = f".{os.path.basename(path)}.{token}.tmp"
+    if len(os.fsencode(name)) > NAME_MAX:  # a name legal for the file, but too long to dress up as its temporary
+        name = f".aesthete.{token}.tmp"
+    temporary = os.path.join(folder, name)
     handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         yield handle, temporary
@@ -154,13 +161,19 @@ def free_bundle(
 
     Every name starts with the stem of ``names[0]`` (up to case); the first ``n`` for which each name,
     with `` (n)`` after that stem, is free (not in ``taken``, and absent or, where ``reuse(i, path)``
-    says so, already holding the i-th file) wins. Returns a (path, reused) pair per name.
+    says so, already holding the i-th file) wins. Returns a (path, reused) pair per name. The stem is
+    shortened where a name would not fit in :data:`NAME_MAX` bytes (a long name given a time prefix).
     """
     cut = len(os.path.splitext(names[0])[0])
+    tail = max(len(os.fsencode(name[cut:])) for name in names)
     for n in itertools.count(1):
+        mark = "" if n == 1 else f" ({n})"
+        keep = cut  # characters of the stem kept
+        while keep and len(os.fsencode(names[0][:keep] + mark)) + tail > NAME_MAX:
+            keep -= 1
         out = []
         for i, name in enumerate(names):
-            candidate = os.path.join(folder, name if n == 1 else f"{name[:cut]} ({n}){name[cut:]}")
+            candidate = os.path.join(folder, f"{name[:keep]}{mark}{name[cut:]}")
             if candidate in taken:
                 break
             if not os.path.lexists(candidate):

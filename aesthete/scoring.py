@@ -233,15 +233,23 @@ def plan(
     A former RAW companion whose partner is gone is a photo of its own now, hence work. With ``embed_only``
     a photo is done when it has an embedding under ``key`` (there is no score). An unchanged, done photo
     whose content is in ``unfaced`` (faces never looked for) is a *fill* job: decoded again for its
-    signals, never scored again."""
+    signals, never scored again. With ``rescore``, an unchanged file whose recorded content another
+    unchanged file of this run has too (a byte-identical copy) is a cache hit: its twin's job scores the
+    content, whose results are keyed by content, for both."""
     unfaced = unfaced or set()
     known = store.known_files() if known is None else known
     scored = (store.embedded_hashes(key) if embed_only else store.scored_hashes(key)) if key else set()
     jobs, cached, failed_before = [], 0, []
+    rescored: set[str] = set()  # with rescore: the recorded content of the unchanged files planned so far
     for entry in found:
         record = known.get(entry.path)
         unchanged = record and record.size == entry.size and record.mtime_ns == entry.mtime_ns
         retry = record and record.error_kind == NO_DECODER and ALL_DECODERS
+        if rescore and unchanged and record.status == "ok" and record.content_hash:
+            if record.content_hash in rescored:
+                cached += 1
+                continue
+            rescored.add(record.content_hash)
         if not rescore and unchanged and record.status != "paired" and not retry:
             if record.status == "failed":
                 failed_before.append(entry.path)
@@ -494,13 +502,19 @@ def _run_jobs(
     batcher: _Batcher | None = None
     lane: Any = None  # aesthete.device_lane.DeviceLane, once the model is loaded and the lane is chosen
     done = 0
+    # The contents given to the model in this run. A byte-identical copy decoded while its twin was (before
+    # the twin's score was in the database for the worker to see) is not run again: results are per content.
+    modelled: set[str | None] = set()
 
     def finish(result: FileResult) -> None:
         nonlocal done, batcher, lane
         if result.jpeg is not None:  # the device lane decodes it with its batch
             from_lane(*lane.add(result))
             return
+        if result.pixels is not None and result.content_hash in modelled:
+            result = replace(result, pixels=None, image=None)  # recorded as known content, as a rescan would
         if result.pixels is not None:
+            modelled.add(result.content_hash)
             if batcher is None:
                 batcher = _start_batcher(choice, writer, summary, device, precision, batch_size, compile,
                                          photos=len(jobs) - done, phase=phase)  # fmt: skip

@@ -234,7 +234,7 @@ def rank(
     if by not in RANK_KEYS:
         raise OptionError(f"unknown sort key {by!r}; use one of {', '.join(RANK_KEYS)}")
     _check_top(top)
-    roots = path_list(roots)
+    roots = _distinct_roots(roots)
     chosen = choose_scores(store, model, weights)
     key, notes = chosen.key, list(chosen.notes)
     recorded = store.recorded_copies()
@@ -323,11 +323,20 @@ def _check_top(top: int | None) -> None:
         raise OptionError(f"--top takes a whole number of photos, at least 1, not {top!r}")
 
 
+def _distinct_roots(roots: Paths) -> list[str]:
+    """``roots`` with each folder once, as first spelt (``nope``, ``./nope`` and ``nope/`` are one folder):
+    a folder named twice is looked in, and reported on, once."""
+    spelt: dict[str, str] = {}
+    for root in path_list(roots):
+        spelt.setdefault(os.path.abspath(root), root)
+    return list(spelt.values())
+
+
 def last_run_scope(store: Store, roots: Paths, recursive: bool = True) -> tuple[list[str], bool]:
     """(folders, whether their subfolders count): ``roots`` and ``recursive`` as given or, with no roots,
     the folders of the last ``score`` run and whether it descended into them (not with ``--no-recursive``).
     The scores read are those ``score`` would use (:func:`choose_scores`), not necessarily the last run's."""
-    roots = path_list(roots)
+    roots = _distinct_roots(roots)
     if roots:
         return roots, recursive
     last = store.last_run()

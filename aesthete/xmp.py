@@ -46,6 +46,9 @@ X = "adobe:ns:meta/"
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 XMP = "http://ns.adobe.com/xap/1.0/"
 RATING, LABEL = f"{{{XMP}}}Rating", f"{{{XMP}}}Label"  # the two properties aesthete writes
+# Where digiKam keeps a colour label, read before xmp:Label: its own id (1-9; 0 is "none"), else Nikon NX's
+# photoshop:Urgency. It writes xmp:Label only for the five colours Lightroom names (dmetadata_labels.cpp).
+COLOUR_LABELS = ("{http://www.digikam.org/ns/1.0/}ColorLabel", "{http://ns.adobe.com/photoshop/1.0/}Urgency")
 _PACKET_BEGIN = '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
 _PACKET_END = '\n<?xpacket end="w"?>\n'
 _NEW_SIDECAR = (
@@ -147,18 +150,19 @@ def write_sidecar(
     except XmpError as exc:
         return SidecarResult(photo, path, "skipped", f"{path}: {exc}; left untouched")
     status = "unchanged" if existing and not changed else "updated" if existing else "created"
-    if status == "updated" and _read_only(path):
-        return SidecarResult(photo, path, "skipped", f"{path}: read-only; left untouched")
-    if not dry_run and status != "unchanged":
-        _save(path, tree, prefixes)
+    if status != "unchanged" and (locked := _write_protected(path)):
+        return SidecarResult(photo, path, "skipped", f"{path}: {locked}; left untouched")
+    if not dry_run and status != "unchanged" and (problem := _save(path, tree, prefixes)):
+        return SidecarResult(photo, path, "skipped", problem)
     return SidecarResult(photo, path, status, before=before)
 
 
 def rated_by_hand(photo: str, companions: Sequence[str], *, label: bool) -> list[SidecarResult]:
     """When a sidecar of ``photo`` (or of its companions) already holds a rating other than 0 (unrated), or,
-    with ``label``, a label: a ``kept`` result for each of its sidecars, which the caller leaves as they are
-    (it has checked that the rating is not one aesthete wrote). Empty when nothing there is rated; an
-    unusable sidecar counts as nothing rated here (writing it is then skipped, and reported)."""
+    with ``label``, a label (``xmp:Label``, or digiKam's colour label: :data:`COLOUR_LABELS`): a ``kept``
+    result for each of its sidecars, which the caller leaves as they are (it has checked that the rating is
+    not one aesthete wrote). Empty when nothing there is rated; an unusable sidecar counts as nothing rated
+    here (writing it is then skipped, and reported)."""
     paths = sidecar_paths(photo, [c for c in companions if os.path.lexists(c)])
     for path in paths:
         try:
@@ -168,7 +172,7 @@ def rated_by_hand(photo: str, companions: Sequence[str], *, label: bool) -> list
         if existing is None:
             continue
         rating, text = _marks(existing[0])
-        if (rating is not None and _as_int(rating) != 0) or (label and text):
+        if (rating is not None and _as_int(rating) != 0) or (label and (text or _colour_label(existing[0]))):
             message = "already rated by the photographer; left as it is (--overwrite-ratings replaces it)"
             return [SidecarResult(photo, p, "kept", message) for p in paths if os.path.lexists(p)]
     return []
@@ -193,6 +197,11 @@ def still_as_written(photo: str, companions: Sequence[str], *, rating: int, labe
         if label is not None and property_values(root, LABEL) != [label]:
             return False
     return seen
+
+
+def _colour_label(root: ET.Element) -> bool:
+    """Whether the sidecar holds a colour label the way digiKam (or Nikon NX) writes one."""
+    return any(_as_int(value) not in (None, 0) for name in COLOUR_LABELS for value in property_values(root, name))
 
 
 def _as_int(text: str) -> int | None:
@@ -232,12 +241,11 @@ def restore_sidecars(
         changed = _apply(tree, put_back) if put_back else False
         removed = _remove(tree, [name for name, value in wanted.items() if value is None])
         status = "unchanged" if not (changed or removed) else "restored" if put_back else "cleared"
-        if status != "unchanged" and _read_only(path):
-            results.append(SidecarResult(photo, path, "skipped", f"{path}: read-only; left untouched"))
+        if status != "unchanged" and (locked := _write_protected(path)):
+            results.append(SidecarResult(photo, path, "skipped", f"{path}: {locked}; left untouched"))
             continue
-        if status != "unchanged" and not dry_run:
-            _save(path, tree, prefixes)
-        results.append(SidecarResult(photo, path, status))
+        problem = _save(path, tree, prefixes) if status != "unchanged" and not dry_run else None
+        results.append(SidecarResult(photo, path, "skipped" if problem else status, problem))
     return results
 
 
@@ -330,28 +338,38 @@ def _apply(root: ET.Element, wanted: dict[str, str]) -> bool:
     return changed
 
 
-def _read_only(path: str) -> bool:
-    """Whether an existing sidecar is write-protected: no write permission for us, or no write bit at all
-    (which root's permission check ignores). Its owner locked it; a rename over it would get round that."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    return not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(path, os.W_OK)
+def _write_protected(path: str) -> str | None:
+    """Why the sidecar at ``path`` is not to be written, or None: it is read-only, or its folder is (where a
+    new sidecar, or the one renamed over it, is made). Read-only: no write permission for us, or no write bit
+    at all, which root's permission check ignores. Its owner locked it; a rename would get round that."""
+    target = os.path.realpath(path)  # a sidecar that is a link is written where it leads
+    for checked, why in ((target, "read-only"), (os.path.dirname(target), "its folder is read-only")):
+        try:
+            mode = os.stat(checked).st_mode
+        except OSError:
+            continue
+        if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(checked, os.W_OK):
+            return why
+    return None
 
 
-def _save(path: str, root: ET.Element, prefixes: dict[str, str]) -> None:
+def _save(path: str, root: ET.Element, prefixes: dict[str, str]) -> str | None:
     """Replace the sidecar at ``path`` (through a symbolic link: the photographer's arrangement stays)
-    atomically, with the permissions it had (a new file's would be the umask's)."""
+    atomically, with the permissions it had (a new file's would be the umask's). None when done, else why
+    not, as a skipped sidecar's message (a folder without write permission, a full disk): it is untouched."""
     target = os.path.realpath(path)
     try:
         mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
         mode = None
-    with atomic_path(target) as temporary:
-        Path(temporary).write_bytes(_serialise(root, {XMP: "xmp", **prefixes}))
-        if mode is not None:
-            os.chmod(temporary, mode)
+    try:
+        with atomic_path(target) as temporary:
+            Path(temporary).write_bytes(_serialise(root, {XMP: "xmp", **prefixes}))
+            if mode is not None:
+                os.chmod(temporary, mode)
+    except OSError as exc:
+        return f"{path}: cannot write it ({exc.strerror or exc}); left untouched"
+    return None
 
 
 def _serialise(root: ET.Element, prefixes: dict[str, str]) -> bytes:

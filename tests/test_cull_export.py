@@ -21,6 +21,7 @@ from aesthete.cli import app
 from aesthete.culling import CullOptions, apply
 from aesthete.errors import NothingToDoError, OptionError
 from aesthete.export import export_album, move_rejects
+from aesthete.fileops import free_bundle
 from aesthete.scoring import score
 from aesthete.select import Ranking, cull, rank
 from aesthete.store import Store
@@ -79,6 +80,20 @@ def test_a_folder_with_nothing_in_the_database_is_named_in_the_notes(shoot: tupl
     missing = [note for note in picked.notes if note.startswith("no photos under")]
     assert missing == [f"no photos under {tmp_path / 'shot'} in the database: run `aesthete score` on it first"]
     assert not [n for n in cull(store, [str(folder)], top=3).notes if n.startswith("no photos under")]
+
+
+def test_a_folder_named_twice_is_reported_once(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    """`cull nope nope` said its one-line error twice, joined by '; ' (field test)."""
+    folder, store = shoot
+    typo = str(tmp_path / "shot")
+    said = f"no photos under {typo} in the database: run `aesthete score` on it first"
+    with pytest.raises(NothingToDoError) as raised:
+        cull(store, [typo, typo + os.sep], top=3)
+    assert str(raised.value) == said
+    notes = cull(store, [str(folder), typo, typo + os.sep], top=3).notes
+    assert [note for note in notes if note.startswith("no photos under")] == [said]
+    result = runner.invoke(app, ["groups", typo, typo, "--db", str(store.path)])
+    assert result.exit_code == 3 and " ".join(result.stderr.split()).count("no photos under") == 1
 
 
 def test_ties_go_to_technical_quality_then_to_the_smaller_spread(shoot: tuple[Path, Store]) -> None:
@@ -334,6 +349,48 @@ def test_cull_options_are_checked_before_any_work(tmp_path: Path) -> None:
         apply(Store(tmp_path / "empty.db"), CullOptions())
 
 
+def test_a_hard_linked_album_inside_the_library_hides_no_original(tmp_path: Path) -> None:
+    """`cull --export 00-picks --mode link` inside the library, then a scan of the library into a new
+    database: the walk met the album's names first and skipped the originals as the same files, so
+    `cull` of the shoot's own folder no longer saw its best photos (field test). A hard link is another
+    name of the photo: both are recorded, and the album's is the copy."""
+    library = tmp_path / "Photos"
+    folder = write_shoot(library / "shoot")
+    first = Store(tmp_path / "first.db")
+    score([str(library)], store=first, model="nima", workers=1)
+    add_scores(first, MEANS)
+    album = library / "00-picks"  # walked before 'shoot'
+    assert runner.invoke(app, ["cull", str(folder), "--db", str(first.path), "--top", "3", "--keep-flagged",
+                               "--export", str(album), "--mode", "link"]).exit_code == 0  # fmt: skip
+    assert sorted(p.name for p in album.glob("*.jpg")) == sorted(BEST_OF_GROUPS[:3])
+    store = Store(tmp_path / "fresh.db")
+    assert score([str(library)], store=store, model="nima", workers=1).found == len(SHOOT) + 3
+    add_scores(store, MEANS)
+    assert names(cull(store, [str(folder)], top=3, reject_exposure=False).rows) == BEST_OF_GROUPS[:3]
+    whole = cull(store, [str(library)], top=3, reject_exposure=False)
+    assert [Path(row["path"]).parent for row in whole.rows] == [folder] * 3  # the originals, not the album's
+    assert {Path(row["path"]).parent for row in whole.others if row["why"].startswith("identical to")} == {album}
+
+
+def test_an_album_name_too_long_with_its_time_prefix_is_shortened(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    """`--export --order-by-time` of a photo named near the 255-byte limit: the prefixed name was too long,
+    and the pick was left out of the album ('File name too long', field test). Its stem is shortened."""
+    folder, store = shoot
+    long = folder / ("é" * 123 + ".jpg")  # 250 bytes
+    (folder / "d.jpg").rename(long)
+    score([str(folder)], store=store, model="nima", workers=1)
+    ranking = cull(store, [str(folder)], top=8)
+    assert str(long) in [row["path"] for row in ranking.rows]
+    for _ in range(2):  # the second export finds it there
+        outcome = export_album(ranking, str(tmp_path / "album"), order_by_time=True)
+        assert outcome.failed == []
+    [target] = [p.target for p in outcome.placed if p.source == str(long)]
+    name = os.path.basename(target)
+    assert name.startswith("20240501-140000_éé") and name.endswith("é.jpg") and len(os.fsencode(name)) <= 255
+    [(clash, _)] = free_bundle(str(tmp_path / "album"), [name], taken={target})  # another photo of that name
+    assert clash.endswith("é (2).jpg") and len(os.fsencode(os.path.basename(clash))) <= 255
+
+
 def test_cli_groups_lists_the_bursts(shoot: tuple[Path, Store]) -> None:
     folder, store = shoot
     result = runner.invoke(app, ["groups", str(folder), "--db", str(store.path), "--json"])
@@ -345,6 +402,18 @@ def test_cli_groups_lists_the_bursts(shoot: tuple[Path, Store]) -> None:
     ]  # fmt: skip
     table = runner.invoke(app, ["groups", str(folder), "--db", str(store.path)])
     assert "3 groups" in table.stdout and "a3.jpg" in table.stdout
+
+
+def test_cli_groups_names_a_folder_with_nothing_in_the_database(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    """`groups PHOTOS TYPO` listed PHOTOS' groups and said nothing of TYPO, where rank, cull and report
+    note it (field test)."""
+    folder, store = shoot
+    typo = tmp_path / "shot"
+    for extra in ([], ["--json"]):
+        result = runner.invoke(app, ["groups", str(folder), str(typo), "--db", str(store.path), *extra])
+        assert result.exit_code == 0, result.output
+        said = " ".join(result.stderr.split())  # the note wraps at the terminal's width
+        assert f"note: no photos under {typo} in the database" in said
 
 
 def test_cull_report_and_groups_never_import_torch(tmp_path: Path) -> None:
@@ -448,6 +517,42 @@ HAND_RATED = (
     ' xmp:Rating="{rating}"><dc:subject><rdf:Bag><rdf:li>wedding</rdf:li></rdf:Bag></dc:subject>'
     "</rdf:Description></rdf:RDF></x:xmpmeta>"
 )
+
+
+def test_a_pick_renamed_with_its_sidecar_is_still_known_as_rated_by_aesthete(shoot: tuple[Path, Store]) -> None:
+    """A pick renamed in place with its sidecar (as photo managers rename) and no longer picked: the next
+    `cull --xmp` said nothing of the rating aesthete had written, and --clear-previous left it (field test)."""
+    from aesthete.ratings import parse_xmp, written_by_path
+
+    folder, store = shoot
+    args = ["cull", str(folder), "--db", str(store.path), "--xmp"]
+    assert runner.invoke(app, [*args, "--top", "3"]).exit_code == 0
+    (folder / "b1.jpg").rename(folder / "renamed.jpg")
+    (folder / "b1.jpg.xmp").rename(folder / "renamed.jpg.xmp")
+    assert score([str(folder)], store=store, model="nima", workers=1).cached == len(SHOOT)
+    warned = runner.invoke(app, [*args, "--top", "1"])
+    assert "2 photos rated by an earlier cull and no longer picked" in " ".join(warned.stderr.split())
+    cleared = runner.invoke(app, [*args, "--top", "1", "--clear-previous"])
+    assert "cleared the earlier rating of 2 photos no longer picked" in " ".join(cleared.stderr.split())
+    assert parse_xmp((folder / "renamed.jpg.xmp").read_bytes()) == (None, None)
+    assert {Path(p).name for p in written_by_path(store)} == {"a3.jpg"}
+
+
+def test_a_colour_label_given_in_digikam_is_kept_and_said_to_be(shoot: tuple[Path, Store]) -> None:
+    """A pick labelled orange in digiKam (digiKam:ColorLabel 2, no xmp:Label) was labelled over by
+    `cull --xmp --label`, and a kept label was reported as 'the rating you gave' (field test)."""
+    folder, store = shoot
+    sidecar = folder / f"{BEST_OF_GROUPS[0]}.xmp"
+    sidecar.write_text(HAND_RATED.format(rating=0).replace(
+        'xmp:Rating="0"', 'xmp:Rating="0" xmlns:digiKam="http://www.digikam.org/ns/1.0/" digiKam:ColorLabel="2"'
+    ), "utf-8")  # fmt: skip
+    before = sidecar.read_bytes()
+    args = ["cull", str(folder), "--db", str(store.path), "--top", "1", "--xmp", "--label", "aesthete pick"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert sidecar.read_bytes() == before
+    said = " ".join(result.stderr.split())
+    assert "xmp: kept the rating or label you gave 1 pick (--overwrite-ratings replaces it)" in said
 
 
 def test_a_rating_the_photographer_set_is_kept_and_clearing_puts_back_what_was_there(

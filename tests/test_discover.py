@@ -107,13 +107,17 @@ def test_file_roots_missing_roots_and_unsupported_roots(tmp_path: Path) -> None:
 def test_overlapping_roots_and_aliases_yield_each_file_once(tmp_path: Path) -> None:
     a = touch(tmp_path / "lib" / "a.jpg")
     b = touch(tmp_path / "lib" / "sub" / "b.jpg")
-    os.link(a, tmp_path / "lib" / "sub" / "hardlink.jpg")
+    hard = tmp_path / "lib" / "sub" / "hardlink.jpg"
+    os.link(a, hard)
     os.symlink(a, tmp_path / "lib" / "sub" / "symlink.jpg")
+    os.symlink(hard, tmp_path / "lib" / "sub" / "to_hardlink.jpg")
     os.symlink(tmp_path / "lib" / "sub", tmp_path / "lib" / "alias")
-    paths, errors = scan(tmp_path / "lib", tmp_path / "lib" / "sub", a)
-    # The first path in walk order wins: 'alias' sorts before 'sub'.
-    assert paths == [str(a), str(tmp_path / "lib" / "alias" / "b.jpg")]
-    assert sorted(os.path.realpath(p) for p in paths) == sorted([str(a), str(b)])
+    paths, errors = scan(tmp_path / "lib", tmp_path / "lib" / "sub", a, hard)
+    # The first path in walk order wins: 'alias' sorts before 'sub'. The hard link is another real path of a:
+    # a name of its own, met (and yielded) once, through the alias.
+    alias = tmp_path / "lib" / "alias"
+    assert paths == [str(a), str(alias / "b.jpg"), str(alias / "hardlink.jpg")]
+    assert sorted(os.path.realpath(p) for p in paths) == sorted([str(a), str(b), str(hard)])
     assert errors == []
 
 

@@ -50,6 +50,15 @@ def test_a_body_that_fails_leaves_the_old_file_and_no_temporary(tmp_path: Path) 
     assert os.listdir(tmp_path) == ["model.safetensors"]
 
 
+@pytest.mark.parametrize("name", ["y" * 250 + ".xmp", "é" * 125 + ".xmp"])  # 254 bytes: legal, as a sidecar
+def test_a_name_too_long_to_prefix_is_still_written_atomically(tmp_path: Path, name: str) -> None:
+    """The temporary beside a file was '.NAME.xxxxxxxx.tmp', 14 bytes more than NAME: for a photo named near
+    the 255-byte limit, `cull --xmp` died with 'File name too long' (field test)."""
+    target = tmp_path / name
+    fileops.atomic_write(target, b"rating", overwrite=True)
+    assert target.read_bytes() == b"rating" and os.listdir(tmp_path) == [name]
+
+
 def test_without_overwrite_a_taken_name_is_refused_and_kept(tmp_path: Path) -> None:
     target = tmp_path / "manifest.json"
     target.write_bytes(b"theirs")

@@ -105,6 +105,30 @@ def test_changed_file_is_rescored_and_rescore_forces(photos: Path, tmp_path: Pat
     assert forced.scored == 7 and forced.cached == 0
 
 
+def test_byte_identical_copies_found_in_one_run_are_scored_once(photos: Path, tmp_path: Path, tiny_checkpoints) -> None:
+    """A copy beside its photo (``IMG_1 copy.jpg``) is decoded while its twin is, before either's score is in
+    the database: the first scan scored both (field test: 'scored 48' for 24 photos and their copies)."""
+    for path in sorted(photos.glob("img_*.jpg")):
+        shutil.copy(path, path.with_name(f"{path.stem} copy.jpg"))
+    store = Store(tmp_path / "a.db")
+    first = score([str(photos)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu")
+    assert (first.found, first.scored, first.cached, first.failed) == (13, 7, 6, [])
+    assert len(db_rows(tmp_path / "a.db", "SELECT * FROM files WHERE status = 'ok'")) == 13
+
+
+def test_rescore_scores_byte_identical_copies_once(photos: Path, tmp_path: Path, tiny_checkpoints) -> None:
+    """A copy of a photo (a backup folder, a ``cp``) is the same content: its score is the photo's, so
+    ``--rescore`` scores it once, as a plain rescan recognises it (field test: 24 copies scored twice)."""
+    store = Store(tmp_path / "a.db")
+    weights = str(tiny_checkpoints["nima"])
+    backup = tmp_path / "backup"
+    shutil.copytree(photos, backup)
+    first = score([str(photos), str(backup)], store=store, weights=weights, device="cpu")
+    assert first.found == 14 and first.failed == []
+    forced = score([str(photos), str(backup)], store=store, weights=weights, device="cpu", rescore=True)
+    assert (forced.scored, forced.cached) == (7, 7)
+
+
 def test_another_model_gets_its_own_rows(photos: Path, tmp_path: Path, tiny_checkpoints) -> None:
     store = Store(tmp_path / "a.db")
     score([str(photos)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu")

@@ -5,12 +5,21 @@ from __future__ import annotations
 import json
 import subprocess
 import xml.etree.ElementTree as ET
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import tools
 
-from aesthete.xmp import PICK_RATING, XMP, quantile_stars, restore_sidecars, sidecar_path, write_sidecar
+from aesthete.xmp import (
+    PICK_RATING,
+    XMP,
+    quantile_stars,
+    rated_by_hand,
+    restore_sidecars,
+    sidecar_path,
+    write_sidecar,
+)
 
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 DARKTABLE_SIDECAR = """<?xml version="1.0" encoding="UTF-8"?>
@@ -185,9 +194,86 @@ def test_a_read_only_sidecar_is_left_as_it_is_and_a_merged_one_keeps_its_permiss
         assert sidecar.stat().st_mode & 0o777 == mode
 
 
+def test_a_write_protected_folder_gets_no_sidecar(photo: Path) -> None:
+    """A folder with no write bit (an archive its owner locked): `cull --xmp` run as root (a NAS container)
+    created sidecars in it and renamed new ones over those there, root's permission check ignoring the bits,
+    as for a read-only sidecar. Left untouched, with why, whoever runs it."""
+    sidecar = Path(sidecar_path(str(photo)))
+    other = photo.with_name("other.jpg")
+    other.write_bytes(photo.read_bytes())
+    assert write_sidecar(str(other), rating=1).status == "created"
+    content = Path(sidecar_path(str(other))).read_bytes()
+    photo.parent.chmod(0o555)
+    try:
+        result = write_sidecar(str(photo), rating=1)
+        assert result.status == "skipped" and result.message == f"{sidecar}: its folder is read-only; left untouched"
+        assert write_sidecar(str(other), rating=4).status == "skipped"
+        assert [r.status for r in restore_sidecars(str(other), previous={})] == ["skipped"]
+    finally:
+        photo.parent.chmod(0o755)
+    assert not sidecar.exists() and Path(sidecar_path(str(other))).read_bytes() == content
+
+
 def test_quantile_stars() -> None:
     assert quantile_stars([float(v) for v in range(1, 11)]) == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
     assert quantile_stars([7.0]) == [3] and quantile_stars([2.0, 2.0, 2.0]) == [3, 3, 3]
     assert quantile_stars([9.0, 1.0]) == [4, 2]
     with pytest.raises(ValueError):
         write_sidecar("/nonexistent/photo.jpg", rating=6)
+
+
+DIGIKAM_SIDECAR = """<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/"
+    xmlns:digiKam="http://www.digikam.org/ns/1.0/" xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/"
+   xmp:Rating="0" {labels}/>
+ </rdf:RDF>
+</x:xmpmeta>
+"""
+
+
+@pytest.mark.parametrize(
+    ("labels", "kept"),
+    [
+        ('digiKam:ColorLabel="2" photoshop:Urgency="2"', True),  # orange: digiKam writes no xmp:Label for it
+        ('photoshop:Urgency="7"', True),  # Nikon NX's colour label, which digiKam reads after its own
+        ('digiKam:ColorLabel="4" photoshop:Urgency="4" xmp:Label="Green"', True),
+        ('digiKam:ColorLabel="0"', False),  # digiKam's "no colour label"
+        ("", False),
+    ],
+)
+def test_a_digikam_colour_label_is_the_photographers_label(tmp_path: Path, labels: str, kept: bool) -> None:
+    """digiKam keeps a colour label in digiKam:ColorLabel (and photoshop:Urgency), and adds xmp:Label only
+    for the five colours Lightroom names (digiKam dmetadata_labels.cpp): a photo labelled orange in
+    digiKam was relabelled by `cull --xmp --label` as if it had no label (field test)."""
+    photo = tmp_path / "IMG_1.jpg"
+    photo.write_bytes(b"jpeg")
+    Path(sidecar_path(str(photo))).write_text(DIGIKAM_SIDECAR.format(labels=labels), "utf-8")
+    statuses = [r.status for r in rated_by_hand(str(photo), [], label=True)]
+    assert statuses == (["kept"] if kept else [])
+    assert rated_by_hand(str(photo), [], label=False) == []  # unrated: a rating may still be written
+
+
+def test_a_sidecar_that_cannot_be_written_is_skipped_with_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder without write permission (read-only for a user who is not root) or a full disk: the write
+    raised through `cull --xmp` as a traceback, losing the record of the sidecars already written; it is a
+    sidecar left untouched, with why, as a read-only sidecar is."""
+    from aesthete import xmp
+
+    photo = tmp_path / "IMG_1.jpg"
+    photo.write_bytes(b"jpeg")
+    rated = write_sidecar(str(photo), rating=1)
+    before = Path(rated.sidecar).read_bytes()
+
+    @contextmanager
+    def refused(path: str, **_: object):
+        raise PermissionError(13, "Permission denied", path)
+        yield path
+
+    monkeypatch.setattr(xmp, "atomic_path", refused)
+    result = write_sidecar(str(photo), rating=3)
+    assert result.status == "skipped"
+    assert result.message.endswith(": cannot write it (Permission denied); left untouched")
+    [undone] = restore_sidecars(str(photo), previous={})
+    assert undone.status == "skipped" and "Permission denied" in undone.message
+    assert Path(rated.sidecar).read_bytes() == before

@@ -126,14 +126,15 @@ def cull_command(
     )  # fmt: skip
     with opened_store(db) as store:
         report = apply(store, options)
-    _print_actions(report)
+    _print_actions(report, labelled=label is not None)
     _print_cull(report, as_json=as_json, paths=paths_end(paths_only, print0))
     if report.failed:
         raise typer.Exit(int(Exit.SOME_FAILED))
 
 
-def _print_actions(report: CullReport) -> None:
-    """What the file actions did, on stderr: one summary line each, then every failure."""
+def _print_actions(report: CullReport, *, labelled: bool) -> None:
+    """What the file actions did, on stderr: one summary line each, then every failure. ``labelled``: --label
+    was given, so a sidecar may have been kept for the photographer's label as well as for a rating."""
     if report.export:
         dest, outcome = report.export.folder, report.export.outcome
         if report.export.inside_roots:
@@ -155,8 +156,9 @@ def _print_actions(report: CullReport) -> None:
         err.print(f"xmp{' (dry run)' if report.dry_run else ''}: sidecars {summary}", highlight=False)
         kept = len({r.photo for r, _ in report.xmp.sidecars if r.status == "kept"})
         if kept:
+            given = "rating or label" if labelled else "rating"
             err.print(
-                f"xmp: kept the rating you gave {counted(kept, 'pick')} (--overwrite-ratings replaces it)",
+                f"xmp: kept the {given} you gave {counted(kept, 'pick')} (--overwrite-ratings replaces it)",
                 highlight=False,
             )
         undone = [r for r in report.xmp.cleared if r.status in ("cleared", "restored")]
@@ -250,6 +252,7 @@ def groups_command(
     with opened_store(db, writes=False) as store:
         _, ranking = scope_ranking(store, [str(p) for p in paths or []], model=model, weights=weights)
         members = annotate(ranking.rows, ensure_groups(store))
+    print_notes(ranking.notes)
     found = sorted((g, rows) for g, rows in members.items() if len(rows) > 1)
     kept, ruled_out = kept_frames(ranking.rows)
 
