@@ -19,6 +19,7 @@ writes one: the new registry text is checked as reading checks it before it repl
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import json
@@ -28,7 +29,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from email.message import Message as HTTPMessage
@@ -79,6 +80,9 @@ _FIELD_TYPES: dict[str, type] = {
     "like": str,  # user entries made by `add --like`: the project entry they follow
 }
 NONCOMMERCIAL_MARKERS = ("-NC", "NONCOMMERCIAL")
+# What writing a download into the cache raises when the fault is this machine's, not the connection's:
+# a full disk or quota, a file-size limit, a read-only or unwritable folder.
+LOCAL_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class WeightsError(AestheteError):
@@ -99,6 +103,10 @@ class ChecksumMismatch(WeightsError):
 
 class LicenseNotAccepted(WeightsError):
     """A non-commercial licence the user has not accepted: nothing was downloaded or converted."""
+
+
+class WeightsBusy(WeightsError):
+    """Weights that another aesthete process is pulling or removing at this moment."""
 
 
 @dataclass(frozen=True)
@@ -739,8 +747,59 @@ def pull(name: str, *, progress: ProgressFn | None = None, accept_license: bool 
         raise LicenseNotAccepted(
             f"{license_notice(entry)} is non-commercial: accept it with --accept-license; nothing was downloaded"
         )
-    if entry.converted:
-        return _pull_converted(entry, progress, accept_license)
+    try:
+        with _exclusive(name):
+            if _verified_digest(entry):  # pulled by the process that held the lock a moment ago
+                return entry.path
+            if entry.converted:
+                return _pull_converted(entry, progress, accept_license)
+            return _pull_file(entry, progress)
+    except OSError as exc:  # the cache folder cannot be made or written (not the download's fault)
+        raise WeightsError(
+            f"cannot write weights {name!r} into {paths.weights_cache_dir(create=False)} ({_reason(exc)})"
+        ) from None
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or exc.__class__.__name__
+
+
+@contextlib.contextmanager
+def _exclusive(name: str) -> Iterator[None]:
+    """Hold ``name``'s lock (a file in the cache's ``locks`` folder) while its files are pulled or removed,
+    so that two processes never write one ``.part`` or delete a file being made: a second one raises
+    ``WeightsBusy``. The lock goes with the process, however it ends (an flock, not a marker file)."""
+    folder = paths.cache_dir() / "locks"
+    folder.mkdir(exist_ok=True)
+    with open(folder / f"{name}.lock", "a+b") as handle:
+        if not _try_lock(handle.fileno()):
+            raise WeightsBusy(
+                f"weights {name!r} are being pulled or removed by another aesthete; run again when it has finished"
+            )
+        yield  # closing the file releases the lock
+
+
+def _try_lock(fd: int) -> bool:
+    """Lock ``fd``'s file without waiting; False when another open file holds its lock."""
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES, errno.EDEADLK):
+            return False
+        raise
+    return True
+
+
+def _pull_file(entry: WeightsEntry, progress: ProgressFn | None) -> Path:
+    """Download an entry whose file is used as published (a backbone, an aesthete checkpoint)."""
+    name = entry.name
     paths.weights_cache_dir()
     part, digest = _download_verified(entry, entry.path, progress)
     if entry.kind == "aesthetic":
@@ -767,6 +826,13 @@ def _download_verified(entry: WeightsEntry, dest: Path, progress: ProgressFn | N
     except urllib.error.URLError as exc:
         raise WeightsError(f"download of {name!r} failed: cannot reach {entry.url} ({exc.reason})") from None
     except (OSError, http.client.HTTPException) as exc:
+        if isinstance(exc, OSError) and exc.errno in LOCAL_WRITE_ERRORS:  # this machine's fault: say so
+            kept = part.stat().st_size if part.exists() else 0
+            raise WeightsError(
+                f"download of {name!r} stopped: cannot write {part} ({_reason(exc)}); free space or make the "
+                f"folder writable, then run `aesthete weights pull {name}` again"
+                + (f" (the {human_size(kept)} downloaded are kept and resumed)" if kept else "")
+            ) from None
         reason = str(exc) or exc.__class__.__name__
         raise WeightsError(
             f"download of {name!r} interrupted ({reason}); run `aesthete weights pull {name}` again to resume"

@@ -5,6 +5,7 @@ touches the network. Every test gets its own data, cache and config directories 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -38,7 +39,9 @@ PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 class FileServer(ThreadingHTTPServer):
     """Serves ``files`` by URL path. Knobs: ``ranges`` (honour Range), ``send_length``, ``drop_after``
-    (send that many bytes of the next body, then close), ``redirects`` (path -> Location)."""
+    (send that many bytes of the next body, then close), ``redirects`` (path -> Location), ``status``
+    (answer every request with this error code), ``hold`` (send half of the next body, set ``holding``,
+    and send the rest once ``hold`` is set)."""
 
     daemon_threads = True
 
@@ -50,6 +53,9 @@ class FileServer(ThreadingHTTPServer):
         self.ranges = True
         self.send_length = True
         self.drop_after: int | None = None
+        self.status: int | None = None
+        self.hold: threading.Event | None = None
+        self.holding = threading.Event()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}{path}"
@@ -68,8 +74,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         body = server.files.get(self.path)
-        if body is None:
-            self.send_error(404)
+        if body is None or server.status is not None:
+            self.send_error(server.status or 404)
             return
         start = 0
         if asked and server.ranges:
@@ -91,6 +97,13 @@ class _Handler(BaseHTTPRequestHandler):
         if server.drop_after is not None:
             payload, server.drop_after = payload[: server.drop_after], None
             self.close_connection = True
+        if server.hold is not None:
+            hold, server.hold = server.hold, None
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            server.holding.set()
+            hold.wait()
+            payload = payload[len(payload) // 2 :]
         self.wfile.write(payload)
 
     def log_message(self, *args: object) -> None:
@@ -336,11 +349,17 @@ def test_redirects_to_insecure_urls_are_refused(server: FileServer, registry: Ca
     assert weights.pull("tiny-backbone").read_bytes() == PAYLOAD
 
 
-def test_http_errors_are_one_line(server: FileServer, registry: Callable[[str], Path]) -> None:
-    registry(backbone_toml(server.url("/missing.pth")))
-    with pytest.raises(weights.WeightsError, match="answered HTTP 404") as caught:
+@pytest.mark.parametrize("status", [404, 500])
+def test_http_errors_are_one_line(server: FileServer, registry: Callable[[str], Path], status: int) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    server.status = status if status != 404 else None
+    registry(backbone_toml(server.url("/b.pth" if status != 404 else "/missing.pth")))
+    with pytest.raises(weights.WeightsError, match=f"answered HTTP {status}") as caught:
         weights.pull("tiny-backbone")
     assert "\n" not in str(caught.value)
+    code, stdout, stderr = run("pull", "tiny-backbone")
+    assert code == 2 and stdout == "" and stderr.startswith("error:") and stderr.count("\n") == 1
+    assert cache_files() == []
 
 
 def test_file_url_pull_of_an_aesthetic_checkpoint(nima_file: Path, registry: Callable[[str], Path]) -> None:
@@ -706,3 +725,165 @@ def test_a_noncommercial_licence_is_accepted_before_any_download_whatever_the_fo
     assert cache_files() == []
     result = CliRunner().invoke(app, ["pull", "nima-test"], input="y\n")
     assert result.exit_code == 0 and available("nima-test")
+
+
+# --- the download path, field-tested: cuts, full disks, two pulls at once, Ctrl-C -----------------------
+
+PULL_SCRIPT = (
+    "import sys; from pathlib import Path; from aesthete import weights; "
+    "registry = Path(sys.argv.pop(1)); weights.project_registry_path = lambda: registry; "
+    "from aesthete.cli import main; sys.argv[0] = 'aesthete'; main()"
+)
+
+
+def pull_in_a_process(registry_file: Path, name: str, *, file_size_limit: int) -> subprocess.CompletedProcess[str]:
+    """``aesthete weights pull NAME`` in a child whose files may not grow past ``file_size_limit`` bytes
+    (RLIMIT_FSIZE: a write past it fails with EFBIG, as on a full disk), against the test's registry."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-c", PULL_SCRIPT, str(registry_file), "weights", "pull", name],
+        capture_output=True, text=True, env=env, preexec_fn=limit, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_full_disk_stops_the_pull_with_one_line_and_the_next_pull_resumes(
+    server: FileServer, registry: Callable[[str], Path]
+) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    registry_file = registry(backbone_toml(server.url("/b.pth")))
+    limit = 1024 * 1024
+    done = pull_in_a_process(registry_file, "tiny-backbone", file_size_limit=limit)
+    assert done.returncode == 2 and done.stdout == ""
+    message = done.stderr.strip()
+    assert "\n" not in message and "Traceback" not in message
+    # Not "interrupted ... again to resume", as for a cut connection: the fault is this machine's.
+    assert message.startswith("error: download of 'tiny-backbone' stopped: cannot write")
+    assert "(File too large); free space or make the folder writable" in message
+    assert "(the 1.0 MB downloaded are kept and resumed)" in message
+    assert cache_files() == ["b.pth.part"]
+    assert (paths.weights_cache_dir() / "b.pth.part").read_bytes() == PAYLOAD[:limit]
+
+    assert weights.pull("tiny-backbone").read_bytes() == PAYLOAD  # with room again: resumed, not restarted
+    assert server.requests[-1] == ("/b.pth", f"bytes={limit}-")
+    assert cache_files() == ["b.pth"]
+
+
+def test_a_cache_folder_that_cannot_be_made_is_one_line(
+    server: FileServer, registry: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth")))
+    blocker = tmp_path / "a file"
+    blocker.write_bytes(b"not a folder")
+    monkeypatch.setenv("AESTHETE_CACHE_DIR", str(blocker / "cache"))
+    code, stdout, stderr = run("pull", "tiny-backbone")
+    assert code == 2 and stdout == ""
+    folder = blocker / "cache" / "weights"
+    assert stderr == f"error: cannot write weights 'tiny-backbone' into {folder} (Not a directory)\n"
+    assert server.requests == []  # found before a byte was fetched
+
+
+def test_a_second_pull_of_the_same_weights_is_refused_while_the_first_runs(
+    server: FileServer, registry: Callable[[str], Path]
+) -> None:
+    """Both would write one ``.part`` (and the later one could truncate the file the first had just
+    published): the second says the weights are being pulled, and touches nothing."""
+    server.files["/b.pth"] = PAYLOAD
+    server.hold = release = threading.Event()
+    registry(backbone_toml(server.url("/b.pth")))
+    first: dict[str, Any] = {}
+
+    def pull_first() -> None:
+        try:
+            first["path"] = weights.pull("tiny-backbone")
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            first["error"] = exc
+
+    thread = threading.Thread(target=pull_first)
+    thread.start()
+    try:
+        assert server.holding.wait(60), "the first download never started"
+        code, stdout, stderr = run("pull", "tiny-backbone")
+        assert code == 2 and stdout == ""
+        assert "error: weights 'tiny-backbone' are being pulled or removed by another aesthete" in stderr
+        assert len(server.requests) == 1  # the second asked for nothing
+    finally:
+        release.set()
+        thread.join(60)
+    assert "error" not in first, first.get("error")
+    assert first["path"].read_bytes() == PAYLOAD and available("tiny-backbone")
+    assert cache_files() == ["b.pth"]
+    assert run("pull", "tiny-backbone")[0] == 0  # the lock went with the first pull
+
+
+def test_ctrl_c_during_a_pull_is_one_line_exit_130_and_the_next_pull_resumes(
+    server: FileServer, registry: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth")))
+
+    @contextlib.contextmanager
+    def ctrl_c_after_a_megabyte(name: str) -> Iterator[Callable[[int, int | None], None]]:
+        def update(done: int, total: int | None) -> None:
+            if done >= weights.CHUNK:
+                raise KeyboardInterrupt
+
+        yield update
+
+    monkeypatch.setattr(cli_weights, "_progress", ctrl_c_after_a_megabyte)
+    code, stdout, stderr = run("pull", "tiny-backbone")
+    assert code == 130 and stdout == ""
+    assert stderr == (
+        "interrupted: tiny-backbone is not installed; run `aesthete weights pull tiny-backbone` again "
+        "(a partial download is resumed)\n"
+    )
+    assert cache_files() == ["b.pth.part"]  # nothing under the final name
+    kept = (paths.weights_cache_dir() / "b.pth.part").stat().st_size
+    assert kept == weights.CHUNK
+    assert weights.pull("tiny-backbone").read_bytes() == PAYLOAD
+    assert server.requests[-1] == ("/b.pth", f"bytes={kept}-")
+
+
+def test_pull_add_verify_in_xdg_folders_with_spaces(
+    server: FileServer,
+    registry: Callable[[str], Path],
+    nima_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No AESTHETE_*_DIR: the XDG variables decide (platformdirs), here paths with spaces."""
+    if sys.platform != "linux":
+        pytest.skip("XDG_* variables are Linux's")
+    for name in ("DATA", "CACHE", "CONFIG"):
+        monkeypatch.delenv(f"AESTHETE_{name}_DIR")
+        monkeypatch.setenv(f"XDG_{name}_HOME", str(tmp_path / f"my {name.lower()} folder"))
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth")))
+    code, stdout, _ = run("pull", "tiny-backbone")
+    assert code == 0 and stdout.strip() == str(tmp_path / "my cache folder" / "aesthete" / "weights" / "b.pth")
+    assert run("add", str(nima_file), "--name", "mine")[0] == 0
+    assert paths.user_registry_path(create=False) == tmp_path / "my config folder" / "aesthete" / "weights.toml"
+    code, stdout, _ = run("verify", "--json")
+    assert code == 0 and all(row["ok"] for row in json.loads(stdout)["verified"])
+    assert len(json.loads(stdout)["verified"]) == 2
+
+
+def test_verify_fails_a_pulled_file_changed_on_disk(server: FileServer, registry: Callable[[str], Path]) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth")))
+    path = weights.pull("tiny-backbone")
+    stat = path.stat()
+    with path.open("r+b") as handle:  # one byte flipped, size and mtime kept: only a rehash sees it
+        handle.seek(1000)
+        handle.write(bytes([PAYLOAD[1000] ^ 1]))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    code, stdout, _ = run("verify")
+    assert code == 1 and stdout == "FAILED tiny-backbone: sha256 mismatch\n"
+    code, stdout, _ = run("verify", "tiny-backbone", "--json")
+    assert json.loads(stdout) == {"verified": [{"name": "tiny-backbone", "ok": False, "reason": "sha256 mismatch"}]}

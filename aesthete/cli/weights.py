@@ -185,11 +185,21 @@ def pull_command(
 
     A publisher's file (pyiqa, LAION) is converted into an aesthete checkpoint on this machine. A
     non-commercial licence is shown and must be accepted (--accept-license, or yes when asked); refusing
-    downloads nothing. An interrupted download resumes where it stopped when run again.
+    downloads nothing. An interrupted download (a cut, Ctrl-C) resumes where it stopped when run again.
+    While one pull of NAME runs, another is refused.
     """
     accepted = _accepted(name, accept_license, declined="nothing was downloaded")
-    with library_errors(), _progress(name) as progress:
-        path = weights.pull(name, progress=progress, accept_license=accepted)
+    try:
+        with library_errors(), _progress(name) as progress:
+            path = weights.pull(name, progress=progress, accept_license=accepted)
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted: {escape(name)} is not installed; run `aesthete weights pull {escape(name)}` again "
+            "(a partial download is resumed)",
+            highlight=False,
+            soft_wrap=True,  # one line, however narrow the terminal
+        )
+        raise typer.Exit(int(Exit.INTERRUPTED)) from None
     out.print(str(path), highlight=False, markup=False)
 
 
