@@ -204,8 +204,12 @@ def _lookup(name: str) -> WeightsEntry:
     for entry in entries:
         if entry.name == name:
             return entry
+    raise _unknown(name, entries)
+
+
+def _unknown(name: str, entries: list[WeightsEntry]) -> UnknownWeights:
     known = ", ".join(entry.name for entry in entries) or "none"
-    raise UnknownWeights(f"unknown weights {name!r} (known: {known}); see `aesthete weights list`")
+    return UnknownWeights(f"unknown weights {name!r} (known: {known}); see `aesthete weights list`")
 
 
 def _read_registry(path: Path, origin: Origin, *, taken: Collection[str] = ()) -> list[WeightsEntry]:
@@ -592,6 +596,151 @@ def _unusable(path: Path) -> str | None:
     except CheckpointError as exc:
         return str(exc)
     return None
+
+
+# --- removing ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What :func:`remove` did. ``kind``: ``download`` (a project entry's downloaded files deleted; the
+    entry stays, pullable), ``registered`` (a user entry unregistered, the copy aesthete made deleted) or
+    ``personal`` (a head made by ``aesthete learn`` deleted). ``deleted`` lists the files deleted (none
+    when a project entry was not downloaded), ``freed`` their bytes; ``kept`` is a registered file that
+    aesthete did not make (outside its cache), left where it is; ``heads`` the personal heads learned on
+    these weights, which ``score --weights HEAD`` cannot run until the weights are back."""
+
+    name: str
+    kind: Literal["download", "registered", "personal"]
+    deleted: list[str]
+    freed: int
+    kept: str | None = None
+    heads: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def remove(name: str) -> Removal:
+    """Remove the weights called ``name``, freeing the disk they take.
+
+    A project entry (``weights.toml``): its downloaded file is deleted, with a partial download and, for a
+    converted checkpoint, its digest record; the entry stays listed and ``pull`` fetches it again. A user
+    entry (``add``, ``add --like``, or a table written by hand, even one skipped as unusable): its table
+    leaves the user's registry (what else is written there is kept) and its file is deleted if it is the
+    copy aesthete made in its cache; the file it was added from is never touched. A personal head: its
+    file is deleted. Scores made with the weights stay in the database (keyed by the file's digest: the
+    same file pulled or added again finds them). Raises ``UnknownWeights``; ``WeightsBusy`` while a
+    ``pull`` of the name runs; ``WeightsError`` when a file cannot be deleted or the registry rewritten.
+    """
+    from aesthete.learning import head_path, list_heads
+
+    entries = _all_entries()
+    entry = next((e for e in entries if e.name == name), None)
+    registry = paths.user_registry_path(create=False)
+    heads = [head["name"] for head in list_heads() if head.get("base_weights") == name]
+    if entry is not None and entry.origin == "project":
+        files = [entry.path, entry.path.with_name(entry.path.name + ".part")]
+        if entry.converted:
+            assert entry.url is not None
+            publisher_file = Path(urllib.parse.unquote(urllib.parse.urlsplit(entry.url).path)).name or entry.name
+            files += [_digest_record(entry.path), entry.path.parent / "downloads" / f"{publisher_file}.part"]
+        try:
+            with _exclusive(name):
+                deleted, freed = _delete(files)
+        except OSError as exc:
+            raise WeightsError(f"cannot remove weights {name!r} ({_reason(exc)})") from None
+        return Removal(name, "download", deleted, freed, heads=heads)
+    tables = _registry_tables(registry)
+    if name in tables:  # a user entry, usable or skipped
+        table = tables[name]
+        recorded = table.get("path") if isinstance(table, dict) else None
+        location = Path(recorded).expanduser() if isinstance(recorded, str) else None
+        fileops.atomic_write_text(registry, _registry_without(registry, name))
+        others = {e.path.resolve() for e in entries if e.name != name}
+        if location is not None and _in_cache(location) and location.resolve() not in others:
+            deleted, freed = _delete([location])
+            return Removal(name, "registered", deleted, freed, heads=heads)
+        kept = str(location) if location is not None and location.exists() else None
+        return Removal(name, "registered", [], 0, kept=kept, heads=heads)
+    head = head_path(name)
+    if head is None:
+        raise _unknown(name, entries)
+    deleted, freed = _delete([head])
+    return Removal(name, "personal", deleted, freed)
+
+
+def _in_cache(path: Path) -> bool:
+    """Whether ``path`` is in aesthete's weights cache, where ``add`` puts the copies it makes."""
+    return path.resolve().parent == paths.weights_cache_dir(create=False).resolve()
+
+
+def _delete(files: list[Path]) -> tuple[list[str], int]:
+    """Delete those of ``files`` that exist; returns (the paths deleted, their bytes)."""
+    deleted, freed = [], 0
+    for path in files:
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise WeightsError(f"cannot delete {path} ({_reason(exc)})") from None
+        deleted.append(str(path))
+        freed += size
+    return deleted, freed
+
+
+_HEADER = re.compile(r"\s*\[(?P<key>.*)\]\s*(?:#.*)?")
+_KEY_PART = re.compile(r"""\s*(?:"(?P<basic>[^"\\]*)"|'(?P<literal>[^']*)'|(?P<bare>[A-Za-z0-9_-]+))\s*""")
+
+
+def _header_key(line: str) -> tuple[str, ...] | None:
+    """The key of a TOML table header line (``[weights."mine"]`` -> ("weights", "mine")); () for a
+    header that is not a plain dotted key; None for a line that is not a header."""
+    match = _HEADER.fullmatch(line.rstrip("\r\n"))
+    if match is None:
+        return None
+    key, parts, position = match["key"], [], 0
+    while (part := _KEY_PART.match(key, position)) is not None:
+        parts.append(next(value for value in part.group("basic", "literal", "bare") if value is not None))
+        position = part.end()
+        if position == len(key):
+            return tuple(parts)
+        if key[position] != ".":
+            break
+        position += 1
+    return ()
+
+
+def _registry_without(registry: Path, name: str) -> str:
+    """The user's registry text without the table of ``name`` (and its sub-tables), everything else as
+    written; checked to read back as exactly the other tables, else ``WeightsError`` (remove it by hand)."""
+    text = registry.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    start = end = None
+    for index, line in enumerate(lines):
+        key = _header_key(line)
+        if key is None:
+            continue
+        ours = key[:2] == ("weights", name)
+        if start is None and ours:
+            start = index
+        elif start is not None and not ours:
+            end = index
+            break
+    if start is not None:
+        if end is None:  # the last table: the blank lines `add` wrote before it go too
+            end = len(lines)
+            while start > 0 and not lines[start - 1].strip():
+                start -= 1
+        kept = "".join(lines[:start] + lines[end:])
+        wanted = {key: value for key, value in tomllib.loads(text)["weights"].items() if key != name}
+        with contextlib.suppress(tomllib.TOMLDecodeError):
+            after = tomllib.loads(kept)
+            if set(after) <= {"weights"} and after.get("weights", {}) == wanted:
+                return kept
+    raise WeightsError(f"{registry}: cannot take [weights.{name}] out of it safely; remove that table by hand")
 
 
 # --- adding ------------------------------------------------------------------------------------------

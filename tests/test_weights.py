@@ -789,7 +789,7 @@ def test_a_cache_folder_that_cannot_be_made_is_one_line(
     assert server.requests == []  # found before a byte was fetched
 
 
-def test_a_second_pull_of_the_same_weights_is_refused_while_the_first_runs(
+def test_a_second_pull_or_a_remove_of_the_same_weights_is_refused_while_the_first_pull_runs(
     server: FileServer, registry: Callable[[str], Path]
 ) -> None:
     """Both would write one ``.part`` (and the later one could truncate the file the first had just
@@ -813,6 +813,9 @@ def test_a_second_pull_of_the_same_weights_is_refused_while_the_first_runs(
         assert code == 2 and stdout == ""
         assert "error: weights 'tiny-backbone' are being pulled or removed by another aesthete" in stderr
         assert len(server.requests) == 1  # the second asked for nothing
+        code, stdout, stderr = run("remove", "tiny-backbone")  # nor is its .part deleted under it
+        assert code == 2 and stdout == "" and "being pulled or removed by another aesthete" in stderr
+        assert cache_files() == ["b.pth.part"]
     finally:
         release.set()
         thread.join(60)
@@ -887,3 +890,152 @@ def test_verify_fails_a_pulled_file_changed_on_disk(server: FileServer, registry
     assert code == 1 and stdout == "FAILED tiny-backbone: sha256 mismatch\n"
     code, stdout, _ = run("verify", "tiny-backbone", "--json")
     assert json.loads(stdout) == {"verified": [{"name": "tiny-backbone", "ok": False, "reason": "sha256 mismatch"}]}
+
+
+# --- weights remove ------------------------------------------------------------------------------------
+
+
+def test_remove_a_download_frees_it_and_the_entry_stays_pullable(
+    server: FileServer, registry: Callable[[str], Path]
+) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth")))
+    path = weights.pull("tiny-backbone")
+    code, stdout, stderr = run("remove", "tiny-backbone", "--json")
+    assert code == 0 and stderr == ""
+    assert json.loads(stdout) == {
+        "name": "tiny-backbone", "kind": "download", "deleted": [str(path)], "freed": len(PAYLOAD),
+        "kept": None, "heads": [],
+    }  # fmt: skip
+    assert cache_files() == [] and not available("tiny-backbone")  # listed, no longer here
+    assert weights.pull("tiny-backbone").read_bytes() == PAYLOAD  # and pullable again
+
+    code, stdout, stderr = run("remove", "tiny-backbone")
+    assert code == 0 and stderr == ""
+    assert stdout.splitlines() == [
+        "removed tiny-backbone (download): 3.1 MB freed",
+        f"deleted {path}",
+        "`aesthete weights pull tiny-backbone` gets it again",
+    ]
+    code, stdout, stderr = run("remove", "tiny-backbone")  # nothing there: said, and not an error
+    assert (code, stdout, stderr) == (0, "", "nothing to remove: tiny-backbone is not downloaded\n")
+
+    server.drop_after = 1000  # a cut download: its partial file is what takes the disk
+    with pytest.raises(weights.WeightsError, match="interrupted"):
+        weights.pull("tiny-backbone")
+    assert cache_files() == ["b.pth.part"]
+    assert weights.remove("tiny-backbone").deleted == [str(path) + ".part"]
+    assert cache_files() == []
+
+
+def test_remove_a_converted_download_deletes_its_digest_record_and_partial(registry: Callable[[str], Path]) -> None:
+    registry("""
+[weights.converted]
+kind = "aesthetic"
+arch = "nima"
+bins = 10
+format = "pyiqa-nima"
+url = "https://example.org/files/NIMA_publisher.pth"
+sha256_prefix = "0123abcd"
+""")
+    folder = paths.weights_cache_dir()
+    (folder / "downloads").mkdir()
+    made = [folder / "converted.safetensors", folder / "converted.safetensors.sha256"]
+    made.append(folder / "downloads" / "NIMA_publisher.pth.part")
+    for path in made:
+        path.write_bytes(b"12345")
+    removal = weights.remove("converted")
+    assert removal.kind == "download" and removal.deleted == [str(p) for p in made] and removal.freed == 15
+    assert not any(path.exists() for path in made)
+
+
+def test_remove_added_weights_unregisters_them_and_never_touches_the_original(nima_file: Path) -> None:
+    registry_file = paths.user_registry_path()
+    registry_file.write_text("# my notes, kept\n", encoding="utf-8")
+    original = nima_file.read_bytes()
+    mine = weights.add(nima_file, name="mine")
+    before = weights.resolve_weights("mine").weights_id
+    other = weights.add(nima_file, name="other.v2")  # the same bytes under another name: its own copy
+    written = registry_file.read_text(encoding="utf-8")
+
+    code, stdout, stderr = run("remove", "mine")
+    assert code == 0 and stderr == ""
+    assert stdout.splitlines() == [f"removed mine (unregistered): {weights.human_size(len(original))} freed",
+                                   f"deleted {mine.path}"]  # fmt: skip
+    assert nima_file.read_bytes() == original  # the file it was added from
+    assert not mine.path.exists() and other.path.exists()
+    text = registry_file.read_text(encoding="utf-8")
+    assert text.startswith("# my notes, kept\n") and '[weights."mine"]' not in text
+    assert text == written.replace(
+        written[written.index('\n[weights."mine"]') : written.index('\n[weights."other.v2"]')], ""
+    )
+    assert [e.name for e in weights.list_weights() if e.origin == "user"] == ["other.v2"]
+    assert weights.resolve_weights("other.v2").path == other.path
+    with pytest.raises(weights.UnknownWeights):
+        weights.resolve_weights("mine")
+    # Scores are keyed by the file's digest and stay in the database: adding it again finds them.
+    assert weights.add(nima_file, name="mine").available
+    assert weights.resolve_weights("mine").weights_id == before
+
+    assert weights.remove("other.v2").kind == "registered"
+    assert weights.remove("mine").deleted == [str(mine.path)]
+    assert registry_file.read_text(encoding="utf-8") == "# my notes, kept\n"
+    assert cache_files() == []
+
+
+def test_remove_a_hand_written_entry_keeps_a_file_aesthete_did_not_make(nima_file: Path) -> None:
+    """An entry written by hand may point at the user's own file, and may be unusable (skipped): it is
+    unregistered, and a file outside aesthete's cache is left where it is."""
+    registry_file = paths.user_registry_path()
+    registry_file.write_text(
+        f'[weights.theirs]\nkind = "aesthetic"\narch = "nima"\nbins = 10\npath = "{nima_file}"\n'
+        f'sha256 = "{sha256_of(nima_file)}"\n\n[weights.broken]\nkind = "nope"\n',
+        encoding="utf-8",
+    )
+    code, stdout, _ = run("remove", "theirs")
+    assert code == 0 and stdout.splitlines() == [
+        "removed theirs (unregistered): 0 B freed",
+        f"kept {nima_file} (not a copy aesthete made)",
+    ]
+    assert nima_file.exists()
+    removal = weights.remove("broken")  # skipped as unusable, still removable
+    assert (removal.kind, removal.deleted, removal.kept) == ("registered", [], None)
+    assert registry_file.read_text(encoding="utf-8") == ""
+
+
+def test_remove_refuses_a_registry_it_cannot_cut_safely(nima_file: Path) -> None:
+    """A table written inline (no header of its own) is left for the user to remove."""
+    entry = weights.add(nima_file, name="mine")
+    registry_file = paths.user_registry_path()
+    text = f'[weights]\nmine2 = {{ kind = "aesthetic", arch = "nima", bins = 10, path = "{entry.path}", '
+    text += f'sha256 = "{entry.sha256}" }}\n'
+    registry_file.write_text(text, encoding="utf-8")
+    code, stdout, stderr = run("remove", "mine2")
+    assert code == 2 and stdout == ""
+    assert (
+        stderr == f"error: {registry_file}: cannot take [weights.mine2] out of it safely; remove that table by hand\n"
+    )
+    assert registry_file.read_text(encoding="utf-8") == text and entry.path.exists()
+
+
+def test_remove_a_personal_head_and_the_note_about_heads_learned_on_removed_weights(nima_file: Path) -> None:
+    import numpy as np
+
+    from aesthete import personal
+
+    weights.add(nima_file, name="base")
+    zeros = np.zeros(3, dtype=np.float32)
+    head = personal.Head("ridge", zeros, 3.0, zeros, zeros + 1, {}, 1.0, base_model="nima", base_weights="base")
+    path = learning.save(head, "taste", None)
+    code, stdout, stderr = run("remove", "base")
+    assert code == 0 and stdout.startswith("removed base (unregistered)")
+    assert stderr == "note: personal head taste was learned on base: `score --weights taste` needs base back\n"
+    code, stdout, stderr = run("remove", "taste", "--json")
+    assert code == 0 and json.loads(stdout)["kind"] == "personal" and json.loads(stdout)["deleted"] == [str(path)]
+    assert not path.exists() and learning.list_heads() == []
+
+
+def test_remove_an_unknown_name_is_one_line() -> None:
+    code, stdout, stderr = run("remove", "nope")
+    assert code == 2 and stdout == "" and stderr.startswith("error: unknown weights 'nope' (known: ")
+    assert stderr.count("\n") == 1
