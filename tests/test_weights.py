@@ -22,6 +22,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from aesthete import learning, paths, weights
@@ -725,6 +726,31 @@ def test_a_noncommercial_licence_is_accepted_before_any_download_whatever_the_fo
     assert cache_files() == []
     result = CliRunner().invoke(app, ["pull", "nima-test"], input="y\n")
     assert result.exit_code == 0 and available("nima-test")
+
+
+def test_ctrl_d_or_ctrl_c_at_the_licence_prompt_declines_in_one_line(
+    nima_file: Path, registry: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry(aesthetic_toml(nima_file.as_uri(), sha256_of(nima_file)) + 'license = "CC-BY-NC-4.0"\n')
+    monkeypatch.setattr(cli_weights, "sys", SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True)))
+    result = CliRunner().invoke(app, ["pull", "nima-test"], input="")  # the end of input: Ctrl-D
+    assert result.exit_code == 1
+    assert result.stderr.endswith("[y/N]:\nlicence not accepted; nothing was downloaded\n")
+    # The notice is one line: Rich folded it at 80 columns, cutting the source's URL in two.
+    assert result.stderr.splitlines()[0] == f"nima-test: licence CC-BY-NC-4.0 (source: {nima_file.as_uri()})"
+    assert "Aborted" not in result.output and cache_files() == []
+
+    def ctrl_c(*args: object, **kwargs: object) -> bool:
+        try:  # as Click's prompt does with a KeyboardInterrupt
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise typer.Abort() from None
+
+    monkeypatch.setattr(cli_weights.typer, "confirm", ctrl_c)
+    result = CliRunner().invoke(app, ["pull", "nima-test"])
+    assert result.exit_code == 130
+    assert result.stderr.endswith("\nlicence not accepted; nothing was downloaded\n")
+    assert "Aborted" not in result.output and cache_files() == []
 
 
 # --- the download path, field-tested: cuts, full disks, two pulls at once, Ctrl-C -----------------------

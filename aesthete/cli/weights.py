@@ -128,17 +128,24 @@ AcceptLicense = Annotated[
 
 def _accepted(entry_name: str, accept_license: bool, *, declined: str) -> bool:
     """Whether the entry's licence is accepted: by flag, needless (permissive), or at an interactive yes.
-    A no at the prompt ends the command here: ``licence not accepted; <declined>``, exit code 1."""
+    A no at the prompt ends the command here: ``licence not accepted; <declined>``, exit code 1; so does
+    the end of input (Ctrl-D), and Ctrl-C, with exit code 130."""
     with library_errors():
         entry = next((e for e in weights.list_weights() if e.name == entry_name), None)
     if accept_license or entry is None or not entry.noncommercial:
         return accept_license
     if not sys.stdin.isatty():
         return False  # no one to ask: the library refuses with the one-line way out
-    err.print(escape(weights.license_notice(entry)))
-    if not typer.confirm("This licence forbids commercial use. Accept it?", default=False, err=True):
+    err.print(escape(weights.license_notice(entry)), soft_wrap=True)  # a URL is not folded across lines
+    code = Exit.SOME_FAILED
+    try:
+        accepted = typer.confirm("This licence forbids commercial use. Accept it?", default=False, err=True)
+    except typer.Abort as abort:  # Click turns Ctrl-D and Ctrl-C at a prompt into Abort ("Aborted!")
+        err.print()  # the prompt's line is left open
+        accepted, code = False, Exit.INTERRUPTED if isinstance(abort.__context__, KeyboardInterrupt) else code
+    if not accepted:
         err.print(f"licence not accepted; {declined}", highlight=False)
-        raise typer.Exit(int(Exit.SOME_FAILED))
+        raise typer.Exit(int(code))
     return True
 
 
