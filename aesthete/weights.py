@@ -315,10 +315,21 @@ def _download_path(name: str, kind: Kind, url: str, sha256: str | None, *, conve
     if kind == "aesthetic":
         assert sha256 is not None, "validated by _parse_entry"
         return directory / f"{sha256[:16]}-{name}.safetensors"
-    filename = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
+    filename = _url_filename(url)
     if not filename:
         raise WeightsError(f"[weights.{name}] url {url!r} names no file")
     return directory / filename
+
+
+def _url_filename(url: str) -> str:
+    """The file name a URL ends with ("" when it names none)."""
+    return Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
+
+
+def _publisher_download(entry: WeightsEntry) -> Path:
+    """Where a converted entry's publisher file is downloaded to (as ``.part``) before it is converted."""
+    assert entry.url is not None
+    return paths.weights_cache_dir(create=False) / "downloads" / (_url_filename(entry.url) or entry.name)
 
 
 # --- digests -----------------------------------------------------------------------------------------
@@ -642,9 +653,8 @@ def remove(name: str) -> Removal:
     if entry is not None and entry.origin == "project":
         files = [entry.path, entry.path.with_name(entry.path.name + ".part")]
         if entry.converted:
-            assert entry.url is not None
-            publisher_file = Path(urllib.parse.unquote(urllib.parse.urlsplit(entry.url).path)).name or entry.name
-            files += [_digest_record(entry.path), entry.path.parent / "downloads" / f"{publisher_file}.part"]
+            download = _publisher_download(entry)
+            files += [_digest_record(entry.path), download.with_name(download.name + ".part")]
         try:
             with _exclusive(name):
                 deleted, freed = _delete(files)
@@ -1003,20 +1013,21 @@ def license_notice(entry: WeightsEntry) -> str:
 def _pull_converted(entry: WeightsEntry, progress: ProgressFn | None, accept_license: bool) -> Path:
     """Download the publisher's file (and the file it requires), verify each sha256 BEFORE anything
     reads it, convert into an aesthete checkpoint at ``entry.path``, then delete the publisher's file.
-    The licence was accepted by ``pull``'s caller (``accept_license`` goes on to the required file)."""
+    The licence was accepted by ``pull``'s caller (``accept_license`` goes on to the required file).
+    A conversion interrupted (Ctrl-C) keeps the verified download, so the next pull only converts it."""
     files: dict[str, Path] = {}
     if entry.requires:
         files["clip"] = pull(entry.requires, progress=progress, accept_license=accept_license)
-    downloads = paths.weights_cache_dir() / "downloads"
-    downloads.mkdir(exist_ok=True)
-    assert entry.url is not None
-    filename = Path(urllib.parse.unquote(urllib.parse.urlsplit(entry.url).path)).name or entry.name
-    part, digest = _download_verified(entry, downloads / filename, progress)
+    download = _publisher_download(entry)
+    download.parent.mkdir(parents=True, exist_ok=True)
+    part, digest = _download_verified(entry, download, progress)
+    files["main"] = part
     try:
-        files["main"] = part
         _convert_into(entry, files, entry.path, digest)
-    finally:
-        part.unlink(missing_ok=True)  # the publisher's file is not kept: the checkpoint replaces it
+    except Exception:
+        part.unlink(missing_ok=True)  # a published file that does not convert is not kept
+        raise
+    part.unlink(missing_ok=True)  # the publisher's file is not kept: the checkpoint replaces it
     return entry.path
 
 

@@ -879,6 +879,45 @@ def test_ctrl_c_during_a_pull_is_one_line_exit_130_and_the_next_pull_resumes(
     assert server.requests[-1] == ("/b.pth", f"bytes={kept}-")
 
 
+def test_ctrl_c_while_converting_keeps_the_verified_download_for_the_next_pull(
+    server: FileServer, registry: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publisher's file is downloaded, verified, then converted: Ctrl-C during the conversion left
+    nothing, so the next pull fetched it all again."""
+    server.files["/NIMA_publisher.pth"] = PAYLOAD
+    registry(f"""
+[weights.converted]
+kind = "aesthetic"
+arch = "nima"
+bins = 10
+format = "pyiqa-nima"
+url = "{server.url("/NIMA_publisher.pth")}"
+sha256 = "{PAYLOAD_SHA}"
+""")
+    part = paths.weights_cache_dir() / "downloads" / "NIMA_publisher.pth.part"
+
+    def interrupted(entry: weights.WeightsEntry, files: dict[str, Path], dest: Path, digest: str) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(weights, "_convert_into", interrupted)
+    code, stdout, stderr = run("pull", "converted")
+    assert code == 130 and stdout == "" and stderr.startswith("interrupted: converted is not installed")
+    assert part.read_bytes() == PAYLOAD and not (paths.weights_cache_dir() / "converted.safetensors").exists()
+
+    converted: list[bytes] = []
+
+    def convert(entry: weights.WeightsEntry, files: dict[str, Path], dest: Path, digest: str) -> str:
+        converted.append(files["main"].read_bytes())
+        dest.write_bytes(b"a converted checkpoint")
+        return digest
+
+    monkeypatch.setattr(weights, "_convert_into", convert)
+    assert weights.pull("converted") == paths.weights_cache_dir() / "converted.safetensors"
+    assert converted == [PAYLOAD]
+    assert server.requests[-1] == ("/NIMA_publisher.pth", f"bytes={len(PAYLOAD)}-")  # 416: nothing fetched again
+    assert not part.exists()  # converted: the publisher's file goes
+
+
 def test_pull_add_verify_in_xdg_folders_with_spaces(
     server: FileServer,
     registry: Callable[[str], Path],
