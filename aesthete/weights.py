@@ -666,7 +666,10 @@ def remove(name: str) -> Removal:
         table = tables[name]
         recorded = table.get("path") if isinstance(table, dict) else None
         location = Path(recorded).expanduser() if isinstance(recorded, str) else None
-        fileops.atomic_write_text(registry, _registry_without(registry, name))
+        try:
+            fileops.atomic_write_text(registry, _registry_without(registry, name))
+        except OSError as exc:
+            raise WeightsError(f"cannot rewrite {registry} ({_reason(exc)}); nothing was removed") from None
         others = {e.path.resolve() for e in entries if e.name != name}
         if location is not None and _in_cache(location) and location.resolve() not in others:
             deleted, freed = _delete([location])
@@ -701,7 +704,7 @@ def _delete(files: list[Path]) -> tuple[list[str], int]:
     return deleted, freed
 
 
-_HEADER = re.compile(r"\s*\[(?P<key>.*)\]\s*(?:#.*)?")
+_HEADER = re.compile(r"\s*\[{1,2}(?P<key>[^\]]*)\]{1,2}\s*(?:#.*)?")  # [table] or [[array of tables]]
 _KEY_PART = re.compile(r"""\s*(?:"(?P<basic>[^"\\]*)"|'(?P<literal>[^']*)'|(?P<bare>[A-Za-z0-9_-]+))\s*""")
 
 

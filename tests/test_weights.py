@@ -6,6 +6,7 @@ touches the network. Every test gets its own data, cache and config directories 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -1081,6 +1082,22 @@ def test_remove_refuses_a_registry_it_cannot_cut_safely(nima_file: Path) -> None
         stderr == f"error: {registry_file}: cannot take [weights.mine2] out of it safely; remove that table by hand\n"
     )
     assert registry_file.read_text(encoding="utf-8") == text and entry.path.exists()
+
+
+def test_remove_with_a_registry_that_cannot_be_rewritten_removes_nothing(
+    nima_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = weights.add(nima_file, name="mine")
+
+    def read_only(path: object, text: str) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(weights.fileops, "atomic_write_text", read_only)
+    code, stdout, stderr = run("remove", "mine")
+    assert code == 2 and stdout == ""
+    registry_file = paths.user_registry_path()
+    assert stderr == f"error: cannot rewrite {registry_file} (Read-only file system); nothing was removed\n"
+    assert entry.path.exists() and available("mine")
 
 
 def test_remove_a_personal_head_and_the_note_about_heads_learned_on_removed_weights(nima_file: Path) -> None:
