@@ -1,10 +1,12 @@
-"""Known weights: the project's ``weights.toml``, the user's own registry, downloads and verification.
+"""Known weights: the project's ``weights.toml``, the user's own registry, downloads, verification and
+removal.
 
 A file counts as present only once its sha256 matches the registry: downloads stream into ``.part``
 files, are hashed before an atomic rename, and a mismatch is deleted, never cached. Digests of files
 already checked are remembered by (path, size, mtime, inode) in a small JSON file in the cache
 directory, so ``list`` and ``score --weights FILE`` do not rehash hundreds of megabytes each time;
-``verify`` always rehashes.
+``verify`` always rehashes. One process at a time pulls or removes a name (a lock per name, in the
+cache's ``locks`` folder): a second is refused with ``WeightsBusy``.
 
 Torch-free on purpose: scoring resolves its weights (and their id, part of the score cache key) on the
 rescan path, which must not pay for ``import torch``. Checkpoint headers are read with
@@ -14,6 +16,7 @@ checkpoint's tensors are those of its architecture (``aesthete.checkpoint.check_
 A bad entry in the user's registry (edited by hand) is skipped with a one-line warning on stderr naming
 the file and the entry, so the other entries, and commands that use none, keep working; ``add`` never
 writes one: the new registry text is checked as reading checks it before it replaces the file (atomically).
+``remove`` cuts one table out of that text and checks that exactly the other tables read back.
 """
 
 from __future__ import annotations
@@ -849,7 +852,7 @@ def _registry_with(name: str, fields: dict[str, str | int | None]) -> str:
     try:
         text = registry.read_text(encoding="utf-8")
     except FileNotFoundError:
-        text = "# Weights registered with `aesthete weights add`; edit freely (aesthete only appends).\n"
+        text = "# Weights registered with `aesthete weights add`; edit freely (add appends, remove cuts a table).\n"
     lines = [f'\n[weights."{name}"]'] + [
         f"{key} = {_toml_value(value)}" for key, value in fields.items() if value is not None
     ]
