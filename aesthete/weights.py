@@ -984,7 +984,7 @@ def _download_verified(entry: WeightsEntry, dest: Path, progress: ProgressFn | N
     part = dest.with_name(dest.name + ".part")
     cap = entry.size + entry.size // 10 if entry.size else DEFAULT_SIZE_CAP
     try:
-        _download(entry.url, part, cap, progress)
+        _download(entry.url, part, cap, progress, size=entry.size)
         digest = _hash_file(part)
     except urllib.error.HTTPError as exc:
         raise WeightsError(f"download of {name!r} failed: {entry.url} answered HTTP {exc.code} {exc.reason}") from None
@@ -1092,7 +1092,9 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _download(url: str, part: Path, cap: int, progress: ProgressFn | None) -> None:
+def _download(url: str, part: Path, cap: int, progress: ProgressFn | None, *, size: int | None = None) -> None:
+    """Fetch ``url`` into ``part``, resuming it. ``size`` (the registry's) is the length expected where the
+    server states none, so that a connection closed early counts as a cut, not as a whole (wrong) file."""
     parts = _check_url(url)
     offset = part.stat().st_size if part.exists() else 0
     if parts.scheme == "file":
@@ -1126,9 +1128,9 @@ def _download(url: str, part: Path, cap: int, progress: ProgressFn | None) -> No
             if _range_start(response.headers.get("Content-Range")) != offset:
                 part.unlink(missing_ok=True)
                 raise ConnectionError("the server sent another range than asked; the next pull starts afresh")
-            total = offset + int(length) if length else None
+            total = offset + int(length) if length else size
         else:  # 200: the whole file, so the .part starts again from zero
-            offset, total = 0, int(length) if length else None
+            offset, total = 0, int(length) if length else size
         _stream(response, part, offset, total, cap, progress)
 
 

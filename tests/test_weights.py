@@ -286,6 +286,23 @@ def test_interrupted_download_never_counts_and_resumes(server: FileServer, regis
     assert cache_files() == ["b.pth"]
 
 
+def test_a_cut_without_content_length_is_resumed_when_the_registry_knows_the_size(
+    server: FileServer, registry: Callable[[str], Path]
+) -> None:
+    """With no Content-Length, a closed connection looked like the whole file: its hash was refused as a
+    mismatch (exit code 1, as for a tampered file) and the bytes fetched were deleted."""
+    server.files["/b.pth"] = PAYLOAD
+    server.send_length = False
+    server.drop_after = cut = len(PAYLOAD) // 3
+    registry(backbone_toml(server.url("/b.pth"), extra=f"size = {len(PAYLOAD)}"))
+    with pytest.raises(weights.WeightsError, match=f"interrupted .connection closed after {cut} of") as caught:
+        weights.pull("tiny-backbone")
+    assert not isinstance(caught.value, weights.ChecksumMismatch)
+    assert (paths.weights_cache_dir() / "b.pth.part").stat().st_size == cut
+    assert weights.pull("tiny-backbone").read_bytes() == PAYLOAD
+    assert server.requests[-1] == ("/b.pth", f"bytes={cut}-")
+
+
 def test_resume_restarts_from_zero_when_the_server_ignores_range(
     server: FileServer, registry: Callable[[str], Path]
 ) -> None:
