@@ -1,10 +1,12 @@
-"""Known weights: the project's ``weights.toml``, the user's own registry, downloads and verification.
+"""Known weights: the project's ``weights.toml``, the user's own registry, downloads, verification and
+removal.
 
 A file counts as present only once its sha256 matches the registry: downloads stream into ``.part``
 files, are hashed before an atomic rename, and a mismatch is deleted, never cached. Digests of files
 already checked are remembered by (path, size, mtime, inode) in a small JSON file in the cache
 directory, so ``list`` and ``score --weights FILE`` do not rehash hundreds of megabytes each time;
-``verify`` always rehashes.
+``verify`` always rehashes. One process at a time pulls or removes a name (a lock per name, in the
+cache's ``locks`` folder): a second is refused with ``WeightsBusy``.
 
 Torch-free on purpose: scoring resolves its weights (and their id, part of the score cache key) on the
 rescan path, which must not pay for ``import torch``. Checkpoint headers are read with
@@ -14,11 +16,13 @@ checkpoint's tensors are those of its architecture (``aesthete.checkpoint.check_
 A bad entry in the user's registry (edited by hand) is skipped with a one-line warning on stderr naming
 the file and the entry, so the other entries, and commands that use none, keep working; ``add`` never
 writes one: the new registry text is checked as reading checks it before it replaces the file (atomically).
+``remove`` cuts one table out of that text and checks that exactly the other tables read back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import json
@@ -28,7 +32,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from email.message import Message as HTTPMessage
@@ -79,6 +83,9 @@ _FIELD_TYPES: dict[str, type] = {
     "like": str,  # user entries made by `add --like`: the project entry they follow
 }
 NONCOMMERCIAL_MARKERS = ("-NC", "NONCOMMERCIAL")
+# What writing a download into the cache raises when the fault is this machine's, not the connection's:
+# a full disk or quota, a file-size limit, a read-only or unwritable folder.
+LOCAL_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class WeightsError(AestheteError):
@@ -99,6 +106,10 @@ class ChecksumMismatch(WeightsError):
 
 class LicenseNotAccepted(WeightsError):
     """A non-commercial licence the user has not accepted: nothing was downloaded or converted."""
+
+
+class WeightsBusy(WeightsError):
+    """Weights that another aesthete process is pulling or removing at this moment."""
 
 
 @dataclass(frozen=True)
@@ -196,8 +207,12 @@ def _lookup(name: str) -> WeightsEntry:
     for entry in entries:
         if entry.name == name:
             return entry
+    raise _unknown(name, entries)
+
+
+def _unknown(name: str, entries: list[WeightsEntry]) -> UnknownWeights:
     known = ", ".join(entry.name for entry in entries) or "none"
-    raise UnknownWeights(f"unknown weights {name!r} (known: {known}); see `aesthete weights list`")
+    return UnknownWeights(f"unknown weights {name!r} (known: {known}); see `aesthete weights list`")
 
 
 def _read_registry(path: Path, origin: Origin, *, taken: Collection[str] = ()) -> list[WeightsEntry]:
@@ -303,10 +318,21 @@ def _download_path(name: str, kind: Kind, url: str, sha256: str | None, *, conve
     if kind == "aesthetic":
         assert sha256 is not None, "validated by _parse_entry"
         return directory / f"{sha256[:16]}-{name}.safetensors"
-    filename = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
+    filename = _url_filename(url)
     if not filename:
         raise WeightsError(f"[weights.{name}] url {url!r} names no file")
     return directory / filename
+
+
+def _url_filename(url: str) -> str:
+    """The file name a URL ends with ("" when it names none)."""
+    return Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
+
+
+def _publisher_download(entry: WeightsEntry) -> Path:
+    """Where a converted entry's publisher file is downloaded to (as ``.part``) before it is converted."""
+    assert entry.url is not None
+    return paths.weights_cache_dir(create=False) / "downloads" / (_url_filename(entry.url) or entry.name)
 
 
 # --- digests -----------------------------------------------------------------------------------------
@@ -586,6 +612,153 @@ def _unusable(path: Path) -> str | None:
     return None
 
 
+# --- removing ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What :func:`remove` did. ``kind``: ``download`` (a project entry's downloaded files deleted; the
+    entry stays, pullable), ``registered`` (a user entry unregistered, the copy aesthete made deleted) or
+    ``personal`` (a head made by ``aesthete learn`` deleted). ``deleted`` lists the files deleted (none
+    when a project entry was not downloaded), ``freed`` their bytes; ``kept`` is a registered file that
+    aesthete did not make (outside its cache), left where it is; ``heads`` the personal heads learned on
+    these weights, which ``score --weights HEAD`` cannot run until the weights are back."""
+
+    name: str
+    kind: Literal["download", "registered", "personal"]
+    deleted: list[str]
+    freed: int
+    kept: str | None = None
+    heads: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def remove(name: str) -> Removal:
+    """Remove the weights called ``name``, freeing the disk they take.
+
+    A project entry (``weights.toml``): its downloaded file is deleted, with a partial download and, for a
+    converted checkpoint, its digest record; the entry stays listed and ``pull`` fetches it again. A user
+    entry (``add``, ``add --like``, or a table written by hand, even one skipped as unusable): its table
+    leaves the user's registry (what else is written there is kept) and its file is deleted if it is the
+    copy aesthete made in its cache; the file it was added from is never touched. A personal head: its
+    file is deleted. Scores made with the weights stay in the database (keyed by the file's digest: the
+    same file pulled or added again finds them). Raises ``UnknownWeights``; ``WeightsBusy`` while a
+    ``pull`` of the name runs; ``WeightsError`` when a file cannot be deleted or the registry rewritten.
+    """
+    from aesthete.learning import head_path, list_heads
+
+    entries = _all_entries()
+    entry = next((e for e in entries if e.name == name), None)
+    registry = paths.user_registry_path(create=False)
+    heads = [head["name"] for head in list_heads() if head.get("base_weights") == name]
+    if entry is not None and entry.origin == "project":
+        files = [entry.path, entry.path.with_name(entry.path.name + ".part")]
+        if entry.converted:
+            download = _publisher_download(entry)
+            files += [_digest_record(entry.path), download.with_name(download.name + ".part")]
+        try:
+            with _exclusive(name):
+                deleted, freed = _delete(files)
+        except OSError as exc:
+            raise WeightsError(f"cannot remove weights {name!r} ({_reason(exc)})") from None
+        return Removal(name, "download", deleted, freed, heads=heads)
+    tables = _registry_tables(registry)
+    if name in tables:  # a user entry, usable or skipped
+        table = tables[name]
+        recorded = table.get("path") if isinstance(table, dict) else None
+        location = Path(recorded).expanduser() if isinstance(recorded, str) else None
+        try:
+            fileops.atomic_write_text(registry, _registry_without(registry, name))
+        except OSError as exc:
+            raise WeightsError(f"cannot rewrite {registry} ({_reason(exc)}); nothing was removed") from None
+        others = {e.path.resolve() for e in entries if e.name != name}
+        if location is not None and _in_cache(location) and location.resolve() not in others:
+            deleted, freed = _delete([location])
+            return Removal(name, "registered", deleted, freed, heads=heads)
+        kept = str(location) if location is not None and location.exists() else None
+        return Removal(name, "registered", [], 0, kept=kept, heads=heads)
+    head = head_path(name)
+    if head is None:
+        raise _unknown(name, entries)
+    deleted, freed = _delete([head])
+    return Removal(name, "personal", deleted, freed)
+
+
+def _in_cache(path: Path) -> bool:
+    """Whether ``path`` is in aesthete's weights cache, where ``add`` puts the copies it makes."""
+    return path.resolve().parent == paths.weights_cache_dir(create=False).resolve()
+
+
+def _delete(files: list[Path]) -> tuple[list[str], int]:
+    """Delete those of ``files`` that exist; returns (the paths deleted, their bytes)."""
+    deleted, freed = [], 0
+    for path in files:
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise WeightsError(f"cannot delete {path} ({_reason(exc)})") from None
+        deleted.append(str(path))
+        freed += size
+    return deleted, freed
+
+
+_HEADER = re.compile(r"\s*\[{1,2}(?P<key>[^\]]*)\]{1,2}\s*(?:#.*)?")  # [table] or [[array of tables]]
+_KEY_PART = re.compile(r"""\s*(?:"(?P<basic>[^"\\]*)"|'(?P<literal>[^']*)'|(?P<bare>[A-Za-z0-9_-]+))\s*""")
+
+
+def _header_key(line: str) -> tuple[str, ...] | None:
+    """The key of a TOML table header line (``[weights."mine"]`` -> ("weights", "mine")); () for a
+    header that is not a plain dotted key; None for a line that is not a header."""
+    match = _HEADER.fullmatch(line.rstrip("\r\n"))
+    if match is None:
+        return None
+    key, parts, position = match["key"], [], 0
+    while (part := _KEY_PART.match(key, position)) is not None:
+        parts.append(next(value for value in part.group("basic", "literal", "bare") if value is not None))
+        position = part.end()
+        if position == len(key):
+            return tuple(parts)
+        if key[position] != ".":
+            break
+        position += 1
+    return ()
+
+
+def _registry_without(registry: Path, name: str) -> str:
+    """The user's registry text without the table of ``name`` (and its sub-tables), everything else as
+    written; checked to read back as exactly the other tables, else ``WeightsError`` (remove it by hand)."""
+    text = registry.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    start = end = None
+    for index, line in enumerate(lines):
+        key = _header_key(line)
+        if key is None:
+            continue
+        ours = key[:2] == ("weights", name)
+        if start is None and ours:
+            start = index
+        elif start is not None and not ours:
+            end = index
+            break
+    if start is not None:
+        if end is None:  # the last table: the blank lines `add` wrote before it go too
+            end = len(lines)
+            while start > 0 and not lines[start - 1].strip():
+                start -= 1
+        kept = "".join(lines[:start] + lines[end:])
+        wanted = {key: value for key, value in tomllib.loads(text)["weights"].items() if key != name}
+        with contextlib.suppress(tomllib.TOMLDecodeError):
+            after = tomllib.loads(kept)
+            if set(after) <= {"weights"} and after.get("weights", {}) == wanted:
+                return kept
+    raise WeightsError(f"{registry}: cannot take [weights.{name}] out of it safely; remove that table by hand")
+
+
 # --- adding ------------------------------------------------------------------------------------------
 
 
@@ -679,7 +852,7 @@ def _registry_with(name: str, fields: dict[str, str | int | None]) -> str:
     try:
         text = registry.read_text(encoding="utf-8")
     except FileNotFoundError:
-        text = "# Weights registered with `aesthete weights add`; edit freely (aesthete only appends).\n"
+        text = "# Weights registered with `aesthete weights add`; edit freely (add appends, remove cuts a table).\n"
     lines = [f'\n[weights."{name}"]'] + [
         f"{key} = {_toml_value(value)}" for key, value in fields.items() if value is not None
     ]
@@ -739,8 +912,59 @@ def pull(name: str, *, progress: ProgressFn | None = None, accept_license: bool 
         raise LicenseNotAccepted(
             f"{license_notice(entry)} is non-commercial: accept it with --accept-license; nothing was downloaded"
         )
-    if entry.converted:
-        return _pull_converted(entry, progress, accept_license)
+    try:
+        with _exclusive(name):
+            if _verified_digest(entry):  # pulled by the process that held the lock a moment ago
+                return entry.path
+            if entry.converted:
+                return _pull_converted(entry, progress, accept_license)
+            return _pull_file(entry, progress)
+    except OSError as exc:  # the cache folder cannot be made or written (not the download's fault)
+        raise WeightsError(
+            f"cannot write weights {name!r} into {paths.weights_cache_dir(create=False)} ({_reason(exc)})"
+        ) from None
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or exc.__class__.__name__
+
+
+@contextlib.contextmanager
+def _exclusive(name: str) -> Iterator[None]:
+    """Hold ``name``'s lock (a file in the cache's ``locks`` folder) while its files are pulled or removed,
+    so that two processes never write one ``.part`` or delete a file being made: a second one raises
+    ``WeightsBusy``. The lock goes with the process, however it ends (an flock, not a marker file)."""
+    folder = paths.cache_dir() / "locks"
+    folder.mkdir(exist_ok=True)
+    with open(folder / f"{name}.lock", "a+b") as handle:
+        if not _try_lock(handle.fileno()):
+            raise WeightsBusy(
+                f"weights {name!r} are being pulled or removed by another aesthete; run again when it has finished"
+            )
+        yield  # closing the file releases the lock
+
+
+def _try_lock(fd: int) -> bool:
+    """Lock ``fd``'s file without waiting; False when another open file holds its lock."""
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES, errno.EDEADLK):
+            return False
+        raise
+    return True
+
+
+def _pull_file(entry: WeightsEntry, progress: ProgressFn | None) -> Path:
+    """Download an entry whose file is used as published (a backbone, an aesthete checkpoint)."""
+    name = entry.name
     paths.weights_cache_dir()
     part, digest = _download_verified(entry, entry.path, progress)
     if entry.kind == "aesthetic":
@@ -760,13 +984,20 @@ def _download_verified(entry: WeightsEntry, dest: Path, progress: ProgressFn | N
     part = dest.with_name(dest.name + ".part")
     cap = entry.size + entry.size // 10 if entry.size else DEFAULT_SIZE_CAP
     try:
-        _download(entry.url, part, cap, progress)
+        _download(entry.url, part, cap, progress, size=entry.size)
         digest = _hash_file(part)
     except urllib.error.HTTPError as exc:
         raise WeightsError(f"download of {name!r} failed: {entry.url} answered HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise WeightsError(f"download of {name!r} failed: cannot reach {entry.url} ({exc.reason})") from None
     except (OSError, http.client.HTTPException) as exc:
+        if isinstance(exc, OSError) and exc.errno in LOCAL_WRITE_ERRORS:  # this machine's fault: say so
+            kept = part.stat().st_size if part.exists() else 0
+            raise WeightsError(
+                f"download of {name!r} stopped: cannot write {part} ({_reason(exc)}); free space or make the "
+                f"folder writable, then run `aesthete weights pull {name}` again"
+                + (f" (the {human_size(kept)} downloaded are kept and resumed)" if kept else "")
+            ) from None
         reason = str(exc) or exc.__class__.__name__
         raise WeightsError(
             f"download of {name!r} interrupted ({reason}); run `aesthete weights pull {name}` again to resume"
@@ -788,20 +1019,21 @@ def license_notice(entry: WeightsEntry) -> str:
 def _pull_converted(entry: WeightsEntry, progress: ProgressFn | None, accept_license: bool) -> Path:
     """Download the publisher's file (and the file it requires), verify each sha256 BEFORE anything
     reads it, convert into an aesthete checkpoint at ``entry.path``, then delete the publisher's file.
-    The licence was accepted by ``pull``'s caller (``accept_license`` goes on to the required file)."""
+    The licence was accepted by ``pull``'s caller (``accept_license`` goes on to the required file).
+    A conversion interrupted (Ctrl-C) keeps the verified download, so the next pull only converts it."""
     files: dict[str, Path] = {}
     if entry.requires:
         files["clip"] = pull(entry.requires, progress=progress, accept_license=accept_license)
-    downloads = paths.weights_cache_dir() / "downloads"
-    downloads.mkdir(exist_ok=True)
-    assert entry.url is not None
-    filename = Path(urllib.parse.unquote(urllib.parse.urlsplit(entry.url).path)).name or entry.name
-    part, digest = _download_verified(entry, downloads / filename, progress)
+    download = _publisher_download(entry)
+    download.parent.mkdir(parents=True, exist_ok=True)
+    part, digest = _download_verified(entry, download, progress)
+    files["main"] = part
     try:
-        files["main"] = part
         _convert_into(entry, files, entry.path, digest)
-    finally:
-        part.unlink(missing_ok=True)  # the publisher's file is not kept: the checkpoint replaces it
+    except Exception:
+        part.unlink(missing_ok=True)  # a published file that does not convert is not kept
+        raise
+    part.unlink(missing_ok=True)  # the publisher's file is not kept: the checkpoint replaces it
     return entry.path
 
 
@@ -860,7 +1092,9 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _download(url: str, part: Path, cap: int, progress: ProgressFn | None) -> None:
+def _download(url: str, part: Path, cap: int, progress: ProgressFn | None, *, size: int | None = None) -> None:
+    """Fetch ``url`` into ``part``, resuming it. ``size`` (the registry's) is the length expected where the
+    server states none, so that a connection closed early counts as a cut, not as a whole (wrong) file."""
     parts = _check_url(url)
     offset = part.stat().st_size if part.exists() else 0
     if parts.scheme == "file":
@@ -894,9 +1128,9 @@ def _download(url: str, part: Path, cap: int, progress: ProgressFn | None) -> No
             if _range_start(response.headers.get("Content-Range")) != offset:
                 part.unlink(missing_ok=True)
                 raise ConnectionError("the server sent another range than asked; the next pull starts afresh")
-            total = offset + int(length) if length else None
+            total = offset + int(length) if length else size
         else:  # 200: the whole file, so the .part starts again from zero
-            offset, total = 0, int(length) if length else None
+            offset, total = 0, int(length) if length else size
         _stream(response, part, offset, total, cap, progress)
 
 

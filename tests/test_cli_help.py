@@ -13,6 +13,7 @@ runner = CliRunner()
 COMMANDS = [
     [], ["score"], ["rank"], ["show"], ["cull"], ["groups"], ["report"], ["failures"], ["models"], ["train"],
     ["eval"], ["weights"], ["weights", "list"], ["weights", "pull"], ["weights", "add"], ["weights", "verify"],
+    ["weights", "remove"],
 ]  # fmt: skip
 
 

@@ -5,6 +5,8 @@ touches the network. Every test gets its own data, cache and config directories 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -21,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from aesthete import learning, paths, weights
@@ -38,7 +41,9 @@ PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 class FileServer(ThreadingHTTPServer):
     """Serves ``files`` by URL path. Knobs: ``ranges`` (honour Range), ``send_length``, ``drop_after``
-    (send that many bytes of the next body, then close), ``redirects`` (path -> Location)."""
+    (send that many bytes of the next body, then close), ``redirects`` (path -> Location), ``status``
+    (answer every request with this error code), ``hold`` (send half of the next body, set ``holding``,
+    and send the rest once ``hold`` is set)."""
 
     daemon_threads = True
 
@@ -50,6 +55,9 @@ class FileServer(ThreadingHTTPServer):
         self.ranges = True
         self.send_length = True
         self.drop_after: int | None = None
+        self.status: int | None = None
+        self.hold: threading.Event | None = None
+        self.holding = threading.Event()
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}{path}"
@@ -68,8 +76,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         body = server.files.get(self.path)
-        if body is None:
-            self.send_error(404)
+        if body is None or server.status is not None:
+            self.send_error(server.status or 404)
             return
         start = 0
         if asked and server.ranges:
@@ -91,6 +99,13 @@ class _Handler(BaseHTTPRequestHandler):
         if server.drop_after is not None:
             payload, server.drop_after = payload[: server.drop_after], None
             self.close_connection = True
+        if server.hold is not None:
+            hold, server.hold = server.hold, None
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            server.holding.set()
+            hold.wait()
+            payload = payload[len(payload) // 2 :]
         self.wfile.write(payload)
 
     def log_message(self, *args: object) -> None:
@@ -271,6 +286,23 @@ def test_interrupted_download_never_counts_and_resumes(server: FileServer, regis
     assert cache_files() == ["b.pth"]
 
 
+def test_a_cut_without_content_length_is_resumed_when_the_registry_knows_the_size(
+    server: FileServer, registry: Callable[[str], Path]
+) -> None:
+    """With no Content-Length, a closed connection looked like the whole file: its hash was refused as a
+    mismatch (exit code 1, as for a tampered file) and the bytes fetched were deleted."""
+    server.files["/b.pth"] = PAYLOAD
+    server.send_length = False
+    server.drop_after = cut = len(PAYLOAD) // 3
+    registry(backbone_toml(server.url("/b.pth"), extra=f"size = {len(PAYLOAD)}"))
+    with pytest.raises(weights.WeightsError, match=f"interrupted .connection closed after {cut} of") as caught:
+        weights.pull("tiny-backbone")
+    assert not isinstance(caught.value, weights.ChecksumMismatch)
+    assert (paths.weights_cache_dir() / "b.pth.part").stat().st_size == cut
+    assert weights.pull("tiny-backbone").read_bytes() == PAYLOAD
+    assert server.requests[-1] == ("/b.pth", f"bytes={cut}-")
+
+
 def test_resume_restarts_from_zero_when_the_server_ignores_range(
     server: FileServer, registry: Callable[[str], Path]
 ) -> None:
@@ -336,11 +368,17 @@ def test_redirects_to_insecure_urls_are_refused(server: FileServer, registry: Ca
     assert weights.pull("tiny-backbone").read_bytes() == PAYLOAD
 
 
-def test_http_errors_are_one_line(server: FileServer, registry: Callable[[str], Path]) -> None:
-    registry(backbone_toml(server.url("/missing.pth")))
-    with pytest.raises(weights.WeightsError, match="answered HTTP 404") as caught:
+@pytest.mark.parametrize("status", [404, 500])
+def test_http_errors_are_one_line(server: FileServer, registry: Callable[[str], Path], status: int) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    server.status = status if status != 404 else None
+    registry(backbone_toml(server.url("/b.pth" if status != 404 else "/missing.pth")))
+    with pytest.raises(weights.WeightsError, match=f"answered HTTP {status}") as caught:
         weights.pull("tiny-backbone")
     assert "\n" not in str(caught.value)
+    code, stdout, stderr = run("pull", "tiny-backbone")
+    assert code == 2 and stdout == "" and stderr.startswith("error:") and stderr.count("\n") == 1
+    assert cache_files() == []
 
 
 def test_file_url_pull_of_an_aesthetic_checkpoint(nima_file: Path, registry: Callable[[str], Path]) -> None:
@@ -706,3 +744,397 @@ def test_a_noncommercial_licence_is_accepted_before_any_download_whatever_the_fo
     assert cache_files() == []
     result = CliRunner().invoke(app, ["pull", "nima-test"], input="y\n")
     assert result.exit_code == 0 and available("nima-test")
+
+
+def test_ctrl_d_or_ctrl_c_at_the_licence_prompt_declines_in_one_line(
+    nima_file: Path, registry: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry(aesthetic_toml(nima_file.as_uri(), sha256_of(nima_file)) + 'license = "CC-BY-NC-4.0"\n')
+    monkeypatch.setattr(cli_weights, "sys", SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True)))
+    result = CliRunner().invoke(app, ["pull", "nima-test"], input="")  # the end of input: Ctrl-D
+    assert result.exit_code == 1
+    assert result.stderr.endswith("[y/N]:\nlicence not accepted; nothing was downloaded\n")
+    # The notice is one line: Rich folded it at 80 columns, cutting the source's URL in two.
+    assert result.stderr.splitlines()[0] == f"nima-test: licence CC-BY-NC-4.0 (source: {nima_file.as_uri()})"
+    assert "Aborted" not in result.output and cache_files() == []
+
+    def ctrl_c(*args: object, **kwargs: object) -> bool:
+        try:  # as Click's prompt does with a KeyboardInterrupt
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise typer.Abort() from None
+
+    monkeypatch.setattr(cli_weights.typer, "confirm", ctrl_c)
+    result = CliRunner().invoke(app, ["pull", "nima-test"])
+    assert result.exit_code == 130
+    assert result.stderr.endswith("\nlicence not accepted; nothing was downloaded\n")
+    assert "Aborted" not in result.output and cache_files() == []
+
+
+# --- the download path, field-tested: cuts, full disks, two pulls at once, Ctrl-C -----------------------
+
+PULL_SCRIPT = (
+    "import sys; from pathlib import Path; from aesthete import weights; "
+    "registry = Path(sys.argv.pop(1)); weights.project_registry_path = lambda: registry; "
+    "from aesthete.cli import main; sys.argv[0] = 'aesthete'; main()"
+)
+
+
+def pull_in_a_process(registry_file: Path, name: str, *, file_size_limit: int) -> subprocess.CompletedProcess[str]:
+    """``aesthete weights pull NAME`` in a child whose files may not grow past ``file_size_limit`` bytes
+    (RLIMIT_FSIZE: a write past it fails with EFBIG, as on a full disk), against the test's registry."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-c", PULL_SCRIPT, str(registry_file), "weights", "pull", name],
+        capture_output=True, text=True, env=env, preexec_fn=limit, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_full_disk_stops_the_pull_with_one_line_and_the_next_pull_resumes(
+    server: FileServer, registry: Callable[[str], Path]
+) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    registry_file = registry(backbone_toml(server.url("/b.pth")))
+    limit = 1024 * 1024
+    done = pull_in_a_process(registry_file, "tiny-backbone", file_size_limit=limit)
+    assert done.returncode == 2 and done.stdout == ""
+    message = done.stderr.strip()
+    assert "\n" not in message and "Traceback" not in message
+    # Not "interrupted ... again to resume", as for a cut connection: the fault is this machine's.
+    assert message.startswith("error: download of 'tiny-backbone' stopped: cannot write")
+    assert "(File too large); free space or make the folder writable" in message
+    assert "(the 1.0 MB downloaded are kept and resumed)" in message
+    assert cache_files() == ["b.pth.part"]
+    assert (paths.weights_cache_dir() / "b.pth.part").read_bytes() == PAYLOAD[:limit]
+
+    assert weights.pull("tiny-backbone").read_bytes() == PAYLOAD  # with room again: resumed, not restarted
+    assert server.requests[-1] == ("/b.pth", f"bytes={limit}-")
+    assert cache_files() == ["b.pth"]
+
+
+def test_a_cache_folder_that_cannot_be_made_is_one_line(
+    server: FileServer, registry: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth")))
+    blocker = tmp_path / "a file"
+    blocker.write_bytes(b"not a folder")
+    monkeypatch.setenv("AESTHETE_CACHE_DIR", str(blocker / "cache"))
+    code, stdout, stderr = run("pull", "tiny-backbone")
+    assert code == 2 and stdout == ""
+    folder = blocker / "cache" / "weights"
+    assert stderr == f"error: cannot write weights 'tiny-backbone' into {folder} (Not a directory)\n"
+    assert server.requests == []  # found before a byte was fetched
+
+
+def test_a_second_pull_or_a_remove_of_the_same_weights_is_refused_while_the_first_pull_runs(
+    server: FileServer, registry: Callable[[str], Path]
+) -> None:
+    """Both would write one ``.part`` (and the later one could truncate the file the first had just
+    published): the second says the weights are being pulled, and touches nothing."""
+    server.files["/b.pth"] = PAYLOAD
+    server.hold = release = threading.Event()
+    registry(backbone_toml(server.url("/b.pth")))
+    first: dict[str, Any] = {}
+
+    def pull_first() -> None:
+        try:
+            first["path"] = weights.pull("tiny-backbone")
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            first["error"] = exc
+
+    thread = threading.Thread(target=pull_first)
+    thread.start()
+    try:
+        assert server.holding.wait(60), "the first download never started"
+        code, stdout, stderr = run("pull", "tiny-backbone")
+        assert code == 2 and stdout == ""
+        assert "error: weights 'tiny-backbone' are being pulled or removed by another aesthete" in stderr
+        assert len(server.requests) == 1  # the second asked for nothing
+        code, stdout, stderr = run("remove", "tiny-backbone")  # nor is its .part deleted under it
+        assert code == 2 and stdout == "" and "being pulled or removed by another aesthete" in stderr
+        assert cache_files() == ["b.pth.part"]
+    finally:
+        release.set()
+        thread.join(60)
+    assert "error" not in first, first.get("error")
+    assert first["path"].read_bytes() == PAYLOAD and available("tiny-backbone")
+    assert cache_files() == ["b.pth"]
+    assert run("pull", "tiny-backbone")[0] == 0  # the lock went with the first pull
+
+
+def test_ctrl_c_during_a_pull_is_one_line_exit_130_and_the_next_pull_resumes(
+    server: FileServer, registry: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth")))
+
+    @contextlib.contextmanager
+    def ctrl_c_after_a_megabyte(name: str) -> Iterator[Callable[[int, int | None], None]]:
+        def update(done: int, total: int | None) -> None:
+            if done >= weights.CHUNK:
+                raise KeyboardInterrupt
+
+        yield update
+
+    monkeypatch.setattr(cli_weights, "_progress", ctrl_c_after_a_megabyte)
+    code, stdout, stderr = run("pull", "tiny-backbone")
+    assert code == 130 and stdout == ""
+    assert stderr == (
+        "interrupted: tiny-backbone is not installed; run `aesthete weights pull tiny-backbone` again "
+        "(a partial download is resumed)\n"
+    )
+    assert cache_files() == ["b.pth.part"]  # nothing under the final name
+    kept = (paths.weights_cache_dir() / "b.pth.part").stat().st_size
+    assert kept == weights.CHUNK
+    assert weights.pull("tiny-backbone").read_bytes() == PAYLOAD
+    assert server.requests[-1] == ("/b.pth", f"bytes={kept}-")
+
+
+def test_ctrl_c_while_converting_keeps_the_verified_download_for_the_next_pull(
+    server: FileServer, registry: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publisher's file is downloaded, verified, then converted: Ctrl-C during the conversion left
+    nothing, so the next pull fetched it all again."""
+    server.files["/NIMA_publisher.pth"] = PAYLOAD
+    registry(f"""
+[weights.converted]
+kind = "aesthetic"
+arch = "nima"
+bins = 10
+format = "pyiqa-nima"
+url = "{server.url("/NIMA_publisher.pth")}"
+sha256 = "{PAYLOAD_SHA}"
+""")
+    part = paths.weights_cache_dir() / "downloads" / "NIMA_publisher.pth.part"
+
+    def interrupted(entry: weights.WeightsEntry, files: dict[str, Path], dest: Path, digest: str) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(weights, "_convert_into", interrupted)
+    code, stdout, stderr = run("pull", "converted")
+    assert code == 130 and stdout == "" and stderr.startswith("interrupted: converted is not installed")
+    assert part.read_bytes() == PAYLOAD and not (paths.weights_cache_dir() / "converted.safetensors").exists()
+
+    converted: list[bytes] = []
+
+    def convert(entry: weights.WeightsEntry, files: dict[str, Path], dest: Path, digest: str) -> str:
+        converted.append(files["main"].read_bytes())
+        dest.write_bytes(b"a converted checkpoint")
+        return digest
+
+    monkeypatch.setattr(weights, "_convert_into", convert)
+    assert weights.pull("converted") == paths.weights_cache_dir() / "converted.safetensors"
+    assert converted == [PAYLOAD]
+    assert server.requests[-1] == ("/NIMA_publisher.pth", f"bytes={len(PAYLOAD)}-")  # 416: nothing fetched again
+    assert not part.exists()  # converted: the publisher's file goes
+
+
+def test_pull_add_verify_in_xdg_folders_with_spaces(
+    server: FileServer,
+    registry: Callable[[str], Path],
+    nima_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No AESTHETE_*_DIR: the XDG variables decide (platformdirs), here paths with spaces."""
+    if sys.platform != "linux":
+        pytest.skip("XDG_* variables are Linux's")
+    for name in ("DATA", "CACHE", "CONFIG"):
+        monkeypatch.delenv(f"AESTHETE_{name}_DIR")
+        monkeypatch.setenv(f"XDG_{name}_HOME", str(tmp_path / f"my {name.lower()} folder"))
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth")))
+    code, stdout, _ = run("pull", "tiny-backbone")
+    assert code == 0 and stdout.strip() == str(tmp_path / "my cache folder" / "aesthete" / "weights" / "b.pth")
+    assert run("add", str(nima_file), "--name", "mine")[0] == 0
+    assert paths.user_registry_path(create=False) == tmp_path / "my config folder" / "aesthete" / "weights.toml"
+    code, stdout, _ = run("verify", "--json")
+    assert code == 0 and all(row["ok"] for row in json.loads(stdout)["verified"])
+    assert len(json.loads(stdout)["verified"]) == 2
+
+
+def test_verify_fails_a_pulled_file_changed_on_disk(server: FileServer, registry: Callable[[str], Path]) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth")))
+    path = weights.pull("tiny-backbone")
+    stat = path.stat()
+    with path.open("r+b") as handle:  # one byte flipped, size and mtime kept: only a rehash sees it
+        handle.seek(1000)
+        handle.write(bytes([PAYLOAD[1000] ^ 1]))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    code, stdout, _ = run("verify")
+    assert code == 1 and stdout == "FAILED tiny-backbone: sha256 mismatch\n"
+    code, stdout, _ = run("verify", "tiny-backbone", "--json")
+    assert json.loads(stdout) == {"verified": [{"name": "tiny-backbone", "ok": False, "reason": "sha256 mismatch"}]}
+
+
+# --- weights remove ------------------------------------------------------------------------------------
+
+
+def test_remove_a_download_frees_it_and_the_entry_stays_pullable(
+    server: FileServer, registry: Callable[[str], Path]
+) -> None:
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth")))
+    path = weights.pull("tiny-backbone")
+    code, stdout, stderr = run("remove", "tiny-backbone", "--json")
+    assert code == 0 and stderr == ""
+    assert json.loads(stdout) == {
+        "name": "tiny-backbone", "kind": "download", "deleted": [str(path)], "freed": len(PAYLOAD),
+        "kept": None, "heads": [],
+    }  # fmt: skip
+    assert cache_files() == [] and not available("tiny-backbone")  # listed, no longer here
+    assert weights.pull("tiny-backbone").read_bytes() == PAYLOAD  # and pullable again
+
+    code, stdout, stderr = run("remove", "tiny-backbone")
+    assert code == 0 and stderr == ""
+    assert stdout.splitlines() == [
+        "removed tiny-backbone (download): 3.1 MB freed",
+        f"deleted {path}",
+        "`aesthete weights pull tiny-backbone` gets it again",
+    ]
+    code, stdout, stderr = run("remove", "tiny-backbone")  # nothing there: said, and not an error
+    assert (code, stdout, stderr) == (0, "", "nothing to remove: tiny-backbone is not downloaded\n")
+
+    server.drop_after = 1000  # a cut download: its partial file is what takes the disk
+    with pytest.raises(weights.WeightsError, match="interrupted"):
+        weights.pull("tiny-backbone")
+    assert cache_files() == ["b.pth.part"]
+    assert weights.remove("tiny-backbone").deleted == [str(path) + ".part"]
+    assert cache_files() == []
+
+
+def test_remove_a_converted_download_deletes_its_digest_record_and_partial(registry: Callable[[str], Path]) -> None:
+    registry("""
+[weights.converted]
+kind = "aesthetic"
+arch = "nima"
+bins = 10
+format = "pyiqa-nima"
+url = "https://example.org/files/NIMA_publisher.pth"
+sha256_prefix = "0123abcd"
+""")
+    folder = paths.weights_cache_dir()
+    (folder / "downloads").mkdir()
+    made = [folder / "converted.safetensors", folder / "converted.safetensors.sha256"]
+    made.append(folder / "downloads" / "NIMA_publisher.pth.part")
+    for path in made:
+        path.write_bytes(b"12345")
+    removal = weights.remove("converted")
+    assert removal.kind == "download" and removal.deleted == [str(p) for p in made] and removal.freed == 15
+    assert not any(path.exists() for path in made)
+
+
+def test_remove_added_weights_unregisters_them_and_never_touches_the_original(nima_file: Path) -> None:
+    registry_file = paths.user_registry_path()
+    registry_file.write_text("# my notes, kept\n", encoding="utf-8")
+    original = nima_file.read_bytes()
+    mine = weights.add(nima_file, name="mine")
+    before = weights.resolve_weights("mine").weights_id
+    other = weights.add(nima_file, name="other.v2")  # the same bytes under another name: its own copy
+    written = registry_file.read_text(encoding="utf-8")
+
+    code, stdout, stderr = run("remove", "mine")
+    assert code == 0 and stderr == ""
+    assert stdout.splitlines() == [f"removed mine (unregistered): {weights.human_size(len(original))} freed",
+                                   f"deleted {mine.path}"]  # fmt: skip
+    assert nima_file.read_bytes() == original  # the file it was added from
+    assert not mine.path.exists() and other.path.exists()
+    text = registry_file.read_text(encoding="utf-8")
+    assert text.startswith("# my notes, kept\n") and '[weights."mine"]' not in text
+    assert text == written.replace(
+        written[written.index('\n[weights."mine"]') : written.index('\n[weights."other.v2"]')], ""
+    )
+    assert [e.name for e in weights.list_weights() if e.origin == "user"] == ["other.v2"]
+    assert weights.resolve_weights("other.v2").path == other.path
+    with pytest.raises(weights.UnknownWeights):
+        weights.resolve_weights("mine")
+    # Scores are keyed by the file's digest and stay in the database: adding it again finds them.
+    assert weights.add(nima_file, name="mine").available
+    assert weights.resolve_weights("mine").weights_id == before
+
+    assert weights.remove("other.v2").kind == "registered"
+    assert weights.remove("mine").deleted == [str(mine.path)]
+    assert registry_file.read_text(encoding="utf-8") == "# my notes, kept\n"
+    assert cache_files() == []
+
+
+def test_remove_a_hand_written_entry_keeps_a_file_aesthete_did_not_make(nima_file: Path) -> None:
+    """An entry written by hand may point at the user's own file, and may be unusable (skipped): it is
+    unregistered, and a file outside aesthete's cache is left where it is."""
+    registry_file = paths.user_registry_path()
+    registry_file.write_text(
+        f'[weights.theirs]\nkind = "aesthetic"\narch = "nima"\nbins = 10\npath = "{nima_file}"\n'
+        f'sha256 = "{sha256_of(nima_file)}"\n\n[weights.broken]\nkind = "nope"\n',
+        encoding="utf-8",
+    )
+    code, stdout, _ = run("remove", "theirs")
+    assert code == 0 and stdout.splitlines() == [
+        "removed theirs (unregistered): 0 B freed",
+        f"kept {nima_file} (not a copy aesthete made)",
+    ]
+    assert nima_file.exists()
+    removal = weights.remove("broken")  # skipped as unusable, still removable
+    assert (removal.kind, removal.deleted, removal.kept) == ("registered", [], None)
+    assert registry_file.read_text(encoding="utf-8") == ""
+
+
+def test_remove_refuses_a_registry_it_cannot_cut_safely(nima_file: Path) -> None:
+    """A table written inline (no header of its own) is left for the user to remove."""
+    entry = weights.add(nima_file, name="mine")
+    registry_file = paths.user_registry_path()
+    text = f'[weights]\nmine2 = {{ kind = "aesthetic", arch = "nima", bins = 10, path = "{entry.path}", '
+    text += f'sha256 = "{entry.sha256}" }}\n'
+    registry_file.write_text(text, encoding="utf-8")
+    code, stdout, stderr = run("remove", "mine2")
+    assert code == 2 and stdout == ""
+    assert (
+        stderr == f"error: {registry_file}: cannot take [weights.mine2] out of it safely; remove that table by hand\n"
+    )
+    assert registry_file.read_text(encoding="utf-8") == text and entry.path.exists()
+
+
+def test_remove_with_a_registry_that_cannot_be_rewritten_removes_nothing(
+    nima_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = weights.add(nima_file, name="mine")
+
+    def read_only(path: object, text: str) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(weights.fileops, "atomic_write_text", read_only)
+    code, stdout, stderr = run("remove", "mine")
+    assert code == 2 and stdout == ""
+    registry_file = paths.user_registry_path()
+    assert stderr == f"error: cannot rewrite {registry_file} (Read-only file system); nothing was removed\n"
+    assert entry.path.exists() and available("mine")
+
+
+def test_remove_a_personal_head_and_the_note_about_heads_learned_on_removed_weights(nima_file: Path) -> None:
+    import numpy as np
+
+    from aesthete import personal
+
+    weights.add(nima_file, name="base")
+    zeros = np.zeros(3, dtype=np.float32)
+    head = personal.Head("ridge", zeros, 3.0, zeros, zeros + 1, {}, 1.0, base_model="nima", base_weights="base")
+    path = learning.save(head, "taste", None)
+    code, stdout, stderr = run("remove", "base")
+    assert code == 0 and stdout.startswith("removed base (unregistered)")
+    assert stderr == "note: personal head taste was learned on base: `score --weights taste` needs base back\n"
+    code, stdout, stderr = run("remove", "taste", "--json")
+    assert code == 0 and json.loads(stdout)["kind"] == "personal" and json.loads(stdout)["deleted"] == [str(path)]
+    assert not path.exists() and learning.list_heads() == []
+
+
+def test_remove_an_unknown_name_is_one_line() -> None:
+    code, stdout, stderr = run("remove", "nope")
+    assert code == 2 and stdout == "" and stderr.startswith("error: unknown weights 'nope' (known: ")
+    assert stderr.count("\n") == 1

@@ -71,7 +71,7 @@ app.command("report", short_help="An HTML contact sheet, in score order.")(cull.
 app.command("learn", short_help="Learn your taste from your ratings.")(learn.learn_command)
 app.command("failures", short_help="Files that could not be read, and why.")(browse.failures_command)
 app.command("models", short_help="The models that score photos, and their weights.")(models.models_command)
-app.add_typer(weights.app, name="weights", short_help="List, download and register weights.")
+app.add_typer(weights.app, name="weights", short_help="List, download, register and remove weights.")
 train.register(app)  # train, eval
 
 

@@ -1,9 +1,12 @@
-"""``aesthete weights``: list, pull, add and verify checkpoints. Thin: ``aesthete.weights`` does the work.
+"""``aesthete weights``: list, pull, add, verify and remove checkpoints. Thin: ``aesthete.weights`` does
+the work.
 
-Exit codes: 0 done; 1 a file failed its sha256 check or is not usable (``verify``, or a refused
-``pull``), or a non-commercial licence was declined at the prompt (nothing downloaded or converted);
-2 bad input (unknown name, not a usable checkpoint, unusable registry, download failure, a
-non-commercial licence not accepted where there is no terminal to ask).
+Exit codes: 0 done (``remove`` of weights not downloaded too: there was nothing to remove); 1 a file
+failed its sha256 check or is not usable (``verify``, or a refused ``pull``), or a non-commercial
+licence was declined at the prompt (nothing downloaded or converted); 2 bad input (unknown name, not a
+usable checkpoint, unusable registry, download failure, a non-commercial licence not accepted where
+there is no terminal to ask, weights being pulled or removed by another aesthete, a file that cannot be
+written or deleted); 130 Ctrl-C during ``pull`` (nothing under the final name; the next pull resumes).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from aesthete import weights
 from aesthete.cli.common import Exit, JsonOption, err, library_errors, out, print_json
 
 app = typer.Typer(
-    help="Registered weights: list them, download (pull), register your own checkpoints (add), verify files.",
+    help="Registered weights: list them, download (pull), register your own checkpoints (add), verify "
+    "files, remove them (remove).",
     no_args_is_help=True,
     rich_markup_mode=None,  # plain Click help, like the main command (see aesthete/cli/__init__.py)
 )
@@ -124,17 +128,24 @@ AcceptLicense = Annotated[
 
 def _accepted(entry_name: str, accept_license: bool, *, declined: str) -> bool:
     """Whether the entry's licence is accepted: by flag, needless (permissive), or at an interactive yes.
-    A no at the prompt ends the command here: ``licence not accepted; <declined>``, exit code 1."""
+    A no at the prompt ends the command here: ``licence not accepted; <declined>``, exit code 1; so does
+    the end of input (Ctrl-D), and Ctrl-C, with exit code 130."""
     with library_errors():
         entry = next((e for e in weights.list_weights() if e.name == entry_name), None)
     if accept_license or entry is None or not entry.noncommercial:
         return accept_license
     if not sys.stdin.isatty():
         return False  # no one to ask: the library refuses with the one-line way out
-    err.print(escape(weights.license_notice(entry)))
-    if not typer.confirm("This licence forbids commercial use. Accept it?", default=False, err=True):
+    err.print(escape(weights.license_notice(entry)), soft_wrap=True)  # a URL is not folded across lines
+    code = Exit.SOME_FAILED
+    try:
+        accepted = typer.confirm("This licence forbids commercial use. Accept it?", default=False, err=True)
+    except typer.Abort as abort:  # Click turns Ctrl-D and Ctrl-C at a prompt into Abort ("Aborted!")
+        err.print()  # the prompt's line is left open
+        accepted, code = False, Exit.INTERRUPTED if isinstance(abort.__context__, KeyboardInterrupt) else code
+    if not accepted:
         err.print(f"licence not accepted; {declined}", highlight=False)
-        raise typer.Exit(int(Exit.SOME_FAILED))
+        raise typer.Exit(int(code))
     return True
 
 
@@ -185,11 +196,21 @@ def pull_command(
 
     A publisher's file (pyiqa, LAION) is converted into an aesthete checkpoint on this machine. A
     non-commercial licence is shown and must be accepted (--accept-license, or yes when asked); refusing
-    downloads nothing. An interrupted download resumes where it stopped when run again.
+    downloads nothing. An interrupted download (a cut, Ctrl-C) resumes where it stopped when run again.
+    While one pull of NAME runs, another is refused.
     """
     accepted = _accepted(name, accept_license, declined="nothing was downloaded")
-    with library_errors(), _progress(name) as progress:
-        path = weights.pull(name, progress=progress, accept_license=accepted)
+    try:
+        with library_errors(), _progress(name) as progress:
+            path = weights.pull(name, progress=progress, accept_license=accepted)
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted: {escape(name)} is not installed; run `aesthete weights pull {escape(name)}` again "
+            "(a partial download is resumed)",
+            highlight=False,
+            soft_wrap=True,  # one line, however narrow the terminal
+        )
+        raise typer.Exit(int(Exit.INTERRUPTED)) from None
     out.print(str(path), highlight=False, markup=False)
 
 
@@ -237,3 +258,42 @@ def verify_command(
             out.print(f"{status} {escape(entry)}: {escape(reason)}")
     if not all(ok for _, ok, _ in results):
         raise typer.Exit(int(Exit.SOME_FAILED))
+
+
+@app.command("remove", short_help="Remove weights: a download, your own, a personal head.")
+def remove_command(
+    name: Annotated[str, typer.Argument(help="A name from `aesthete weights list` (a personal head too).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Remove weights by name and free the disk they take.
+
+    A published checkpoint (weights.toml): its downloaded file (and any partial download) is deleted;
+    it stays listed, and `aesthete weights pull NAME` gets it again. Weights you added (`weights add`):
+    unregistered, and the copy aesthete made in its cache deleted; the file you added from is never
+    touched. A personal head (`aesthete learn`): its file is deleted.
+
+    Scores made with the weights stay in the database: the same file pulled or added again finds them
+    without scoring again.
+    """
+    with library_errors():
+        removal = weights.remove(name)
+    if as_json:
+        print_json(removal.to_dict())
+    elif removal.kind == "download" and not removal.deleted:
+        err.print(f"nothing to remove: {escape(name)} is not downloaded", highlight=False, soft_wrap=True)
+    else:
+        what = {"download": "download", "registered": "unregistered", "personal": "personal head"}[removal.kind]
+        out.print(f"removed {escape(name)} ({what}): {weights.human_size(removal.freed)} freed", highlight=False)
+        for path in removal.deleted:
+            out.print(f"deleted {path}", soft_wrap=True, highlight=False, markup=False)
+        if removal.kept:
+            out.print(f"kept {removal.kept} (not a copy aesthete made)", soft_wrap=True, highlight=False, markup=False)
+        if removal.kind == "download":
+            out.print(f"`aesthete weights pull {escape(name)}` gets it again", highlight=False)
+    for head in removal.heads:
+        err.print(
+            f"note: personal head {escape(head)} was learned on {escape(name)}: "
+            f"`score --weights {escape(head)}` needs {escape(name)} back",
+            highlight=False,
+            soft_wrap=True,
+        )
