@@ -622,7 +622,8 @@ class Removal:
     ``personal`` (a head made by ``aesthete learn`` deleted). ``deleted`` lists the files deleted (none
     when a project entry was not downloaded), ``freed`` their bytes; ``kept`` is a registered file that
     aesthete did not make (outside its cache), left where it is; ``heads`` the personal heads learned on
-    these weights, which ``score --weights HEAD`` cannot run until the weights are back."""
+    these weights, which ``score --weights HEAD`` cannot run until the weights are back. A dry run's
+    ``deleted`` and ``freed`` are what the removal would delete."""
 
     name: str
     kind: Literal["download", "registered", "personal"]
@@ -635,8 +636,8 @@ class Removal:
         return asdict(self)
 
 
-def remove(name: str) -> Removal:
-    """Remove the weights called ``name``, freeing the disk they take.
+def remove(name: str, *, dry_run: bool = False) -> Removal:
+    """Remove the weights called ``name``, freeing the disk they take (with ``dry_run``: what it would do).
 
     A project entry (``weights.toml``): its downloaded file is deleted, with a partial download and, for a
     converted checkpoint, its digest record; the entry stays listed and ``pull`` fetches it again. A user
@@ -658,6 +659,8 @@ def remove(name: str) -> Removal:
         if entry.converted:
             download = _publisher_download(entry)
             files += [_digest_record(entry.path), download.with_name(download.name + ".part")]
+        if dry_run:
+            return Removal(name, "download", *_existing(files), heads=heads)
         try:
             with _exclusive(name):
                 deleted, freed = _delete(files)
@@ -669,21 +672,31 @@ def remove(name: str) -> Removal:
         table = tables[name]
         recorded = table.get("path") if isinstance(table, dict) else None
         location = Path(recorded).expanduser() if isinstance(recorded, str) else None
-        try:
-            fileops.atomic_write_text(registry, _registry_without(registry, name))
+        others = {e.path.resolve() for e in entries if e.name != name}
+        copy = location is not None and _in_cache(location) and location.resolve() not in others
+        kept = str(location) if location is not None and not copy and location.exists() else None
+        try:  # cut before anything is deleted: a registry that cannot be cut safely removes nothing
+            text = _registry_without(registry, name)
         except OSError as exc:
             raise WeightsError(f"cannot rewrite {registry} ({_reason(exc)}); nothing was removed") from None
-        others = {e.path.resolve() for e in entries if e.name != name}
-        if location is not None and _in_cache(location) and location.resolve() not in others:
-            deleted, freed = _delete([location])
-            return Removal(name, "registered", deleted, freed, heads=heads)
-        kept = str(location) if location is not None and location.exists() else None
-        return Removal(name, "registered", [], 0, kept=kept, heads=heads)
+        if dry_run:
+            return Removal(name, "registered", *_existing([location] if copy else []), kept=kept, heads=heads)
+        try:
+            fileops.atomic_write_text(registry, text)
+        except OSError as exc:
+            raise WeightsError(f"cannot rewrite {registry} ({_reason(exc)}); nothing was removed") from None
+        deleted, freed = _delete([location]) if copy and location is not None else ([], 0)
+        return Removal(name, "registered", deleted, freed, kept=kept, heads=heads)
     head = head_path(name)
     if head is None:
         raise _unknown(name, entries)
-    deleted, freed = _delete([head])
-    return Removal(name, "personal", deleted, freed)
+    return Removal(name, "personal", *(_existing([head]) if dry_run else _delete([head])))
+
+
+def _existing(files: list[Path]) -> tuple[list[str], int]:
+    """Those of ``files`` that exist and their bytes, as :func:`_delete` would report them."""
+    present = [path for path in files if path.is_file()]
+    return [str(path) for path in present], sum(path.stat().st_size for path in present)
 
 
 def _in_cache(path: Path) -> bool:

@@ -1041,7 +1041,7 @@ def test_remove_added_weights_unregisters_them_and_never_touches_the_original(ni
     other = weights.add(nima_file, name="other.v2")  # the same bytes under another name: its own copy
     written = registry_file.read_text(encoding="utf-8")
 
-    code, stdout, stderr = run("remove", "mine")
+    code, stdout, stderr = run("remove", "mine", "--yes")
     assert code == 0 and stderr == ""
     assert stdout.splitlines() == [f"removed mine (unregistered): {weights.human_size(len(original))} freed",
                                    f"deleted {mine.path}"]  # fmt: skip
@@ -1064,6 +1064,31 @@ def test_remove_added_weights_unregisters_them_and_never_touches_the_original(ni
     assert weights.remove("mine").deleted == [str(mine.path)]
     assert registry_file.read_text(encoding="utf-8") == "# my notes, kept\n"
     assert cache_files() == []
+
+
+def test_removing_the_only_copy_of_weights_is_confirmed_first(nima_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """aesthete's copy of added weights may be the only one (``add`` says the original may go), and a
+    personal head is learned again only from the ratings: their deletion is asked for, or needs --yes."""
+    mine = weights.add(nima_file, name="mine")
+    size = weights.human_size(mine.path.stat().st_size)
+    code, stdout, stderr = run("remove", "mine")  # no terminal to ask
+    assert code == 2 and stdout == ""
+    assert stderr == (
+        f"error: removing mine deletes {mine.path} (aesthete's copy of weights you added), which cannot be "
+        "undone: confirm with --yes\n"
+    )
+    assert mine.path.exists() and available("mine")
+    assert weights.remove("mine", dry_run=True).deleted == [str(mine.path)] and mine.path.exists()
+
+    monkeypatch.setattr(cli_weights, "sys", SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True)))
+    for answer, code in (("n\n", 1), ("", 1)):  # no, and the end of input (Ctrl-D)
+        result = CliRunner().invoke(app, ["remove", "mine"], input=answer)
+        assert result.exit_code == code and result.stderr.endswith("nothing was removed\n")
+        assert result.stderr.startswith(f"This deletes {mine.path} (aesthete's copy of weights you added, {size})")
+        assert mine.path.exists() and available("mine")
+    result = CliRunner().invoke(app, ["remove", "mine"], input="y\n")
+    assert result.exit_code == 0 and not mine.path.exists()
+    assert "mine" not in {e.name for e in weights.list_weights()}
 
 
 def test_remove_a_hand_written_entry_keeps_a_file_aesthete_did_not_make(nima_file: Path) -> None:
@@ -1110,7 +1135,7 @@ def test_remove_with_a_registry_that_cannot_be_rewritten_removes_nothing(
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
     monkeypatch.setattr(weights.fileops, "atomic_write_text", read_only)
-    code, stdout, stderr = run("remove", "mine")
+    code, stdout, stderr = run("remove", "mine", "--yes")
     assert code == 2 and stdout == ""
     registry_file = paths.user_registry_path()
     assert stderr == f"error: cannot rewrite {registry_file} (Read-only file system); nothing was removed\n"
@@ -1126,10 +1151,10 @@ def test_remove_a_personal_head_and_the_note_about_heads_learned_on_removed_weig
     zeros = np.zeros(3, dtype=np.float32)
     head = personal.Head("ridge", zeros, 3.0, zeros, zeros + 1, {}, 1.0, base_model="nima", base_weights="base")
     path = learning.save(head, "taste", None)
-    code, stdout, stderr = run("remove", "base")
+    code, stdout, stderr = run("remove", "base", "-y")
     assert code == 0 and stdout.startswith("removed base (unregistered)")
     assert stderr == "note: personal head taste was learned on base: `score --weights taste` needs base back\n"
-    code, stdout, stderr = run("remove", "taste", "--json")
+    code, stdout, stderr = run("remove", "taste", "--json", "--yes")
     assert code == 0 and json.loads(stdout)["kind"] == "personal" and json.loads(stdout)["deleted"] == [str(path)]
     assert not path.exists() and learning.list_heads() == []
 

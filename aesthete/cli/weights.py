@@ -31,7 +31,7 @@ from rich.progress import (
 from rich.table import Column, Table
 
 from aesthete import weights
-from aesthete.cli.common import Exit, JsonOption, err, library_errors, out, print_json
+from aesthete.cli.common import Exit, JsonOption, err, fail, library_errors, out, print_json
 
 app = typer.Typer(
     help="Registered weights: list them, download (pull), register your own checkpoints (add), verify "
@@ -137,16 +137,22 @@ def _accepted(entry_name: str, accept_license: bool, *, declined: str) -> bool:
     if not sys.stdin.isatty():
         return False  # no one to ask: the library refuses with the one-line way out
     err.print(escape(weights.license_notice(entry)), soft_wrap=True)  # a URL is not folded across lines
+    _ask("This licence forbids commercial use. Accept it?", declined=f"licence not accepted; {declined}")
+    return True
+
+
+def _ask(question: str, *, declined: str) -> None:
+    """Ask a yes/no question on the terminal (no is the default). A no ends the command here with the line
+    ``declined`` and exit code 1; so does the end of input (Ctrl-D), and Ctrl-C, with exit code 130."""
     code = Exit.SOME_FAILED
     try:
-        accepted = typer.confirm("This licence forbids commercial use. Accept it?", default=False, err=True)
+        yes = typer.confirm(question, default=False, err=True)
     except typer.Abort as abort:  # Click turns Ctrl-D and Ctrl-C at a prompt into Abort ("Aborted!")
         err.print()  # the prompt's line is left open
-        accepted, code = False, Exit.INTERRUPTED if isinstance(abort.__context__, KeyboardInterrupt) else code
-    if not accepted:
-        err.print(f"licence not accepted; {declined}", highlight=False)
+        yes, code = False, Exit.INTERRUPTED if isinstance(abort.__context__, KeyboardInterrupt) else code
+    if not yes:
+        err.print(declined, highlight=False)
         raise typer.Exit(int(code))
-    return True
 
 
 @app.command("add", short_help="Register a checkpoint of your own.")
@@ -263,6 +269,7 @@ def verify_command(
 @app.command("remove", short_help="Remove weights: a download, your own, a personal head.")
 def remove_command(
     name: Annotated[str, typer.Argument(help="A name from `aesthete weights list` (a personal head too).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete your own weights or a head without asking.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Remove weights by name and free the disk they take.
@@ -273,8 +280,12 @@ def remove_command(
     touched. A personal head (`aesthete learn`): its file is deleted.
 
     Scores made with the weights stay in the database: the same file pulled or added again finds them
-    without scoring again.
+    without scoring again. Deleting weights you added or a personal head cannot be undone (aesthete's
+    copy may be the only one): it is asked for first, or needs --yes where there is no terminal.
     """
+    if not yes:
+        with library_errors():
+            _confirm_removal(weights.remove(name, dry_run=True))
     with library_errors():
         removal = weights.remove(name)
     if as_json:
@@ -297,3 +308,21 @@ def remove_command(
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _confirm_removal(plan: weights.Removal) -> None:
+    """Ask before deleting what cannot be pulled again: a copy of weights the user added (``add`` says the
+    original may go) or a personal head. Without a terminal, that needs --yes (one line, exit code 2)."""
+    if plan.kind == "download" or not plan.deleted:
+        return  # a download comes back with `weights pull`; nothing else is deleted
+    what = "a personal head" if plan.kind == "personal" else "aesthete's copy of weights you added"
+    files = ", ".join(plan.deleted)
+    if not sys.stdin.isatty():
+        fail(f"removing {escape(plan.name)} deletes {escape(files)} ({what}), which cannot be undone: "
+             "confirm with --yes")  # fmt: skip
+    err.print(
+        f"This deletes {escape(files)} ({what}, {weights.human_size(plan.freed)}); it cannot be undone.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    _ask(f"Remove {plan.name}?", declined="nothing was removed")
