@@ -525,6 +525,56 @@ def test_ctrl_c_of_train_stops_every_rank_and_says_how_to_go_on(tmp_path: Path, 
     assert not survivors, f"training processes outlived train: {survivors}"
 
 
+# A terminal's Ctrl-C as the loader forks the first worker of epoch 2, made certain: this process's
+# KeyboardInterrupt is raised in the fork callback, where Python drops it, and the new worker starts with
+# the SIGINT pending and takes it before it can ignore it (its start is held until then).
+CTRL_C_IN_A_LOADER_FORK = """
+import os, signal, sys, time
+from pathlib import Path
+import aesthete.training.data as data
+state = Path(os.environ["TEST_STATE"])
+pressed, victim = [], []
+def before() -> None:
+    if state.exists() and not pressed:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+def in_parent() -> None:
+    if state.exists() and not pressed:
+        pressed.append(True)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        os.killpg(0, signal.SIGINT)
+def in_child() -> None:
+    if state.exists() and not pressed:
+        victim.append(True)
+os.register_at_fork(before=before, after_in_parent=in_parent, after_in_child=in_child)
+ignore_ctrl_c = data._leave_ctrl_c_to_the_main_process
+def slow_start(worker_id: int) -> None:
+    if victim:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        time.sleep(60)
+    ignore_ctrl_c(worker_id)
+data._leave_ctrl_c_to_the_main_process = slow_start
+from aesthete.cli import main
+sys.argv[0] = "aesthete"
+main()
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_as_a_loader_worker_starts_is_an_interrupt_not_its_death(tmp_path: Path) -> None:
+    """Before: the loader raised "DataLoader worker (pid X) exited unexpectedly" (from _queue.Empty), a
+    traceback and exit 1 (field test: a Ctrl-C between epochs with --workers 2)."""
+    from aesthete.training.synthetic import generate
+
+    data, output = generate(tmp_path / "ava", n=48, seed=1, test_fraction=0.25), tmp_path / "run"
+    cmd = [sys.executable, "-c", CTRL_C_IN_A_LOADER_FORK, "train", "nima", "--data-root", data, "--output", output,
+           "--epochs", 100, "--workers", 2, *(f"--set={value}" for value in TINY_TRAINING)]  # fmt: skip
+    run = start(list(map(str, cmd)), COLUMNS="1000", TEST_STATE=str(output / "state.pt"))
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130 and "Traceback" not in err, err
+    assert f"interrupted: {output / 'state.pt'} keeps the run up to its last checkpoint" in err, err
+    assert not _survivors(run.pid)
+
+
 # ------------------------------------------------------------------------------------------ concurrency
 
 

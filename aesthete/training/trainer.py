@@ -182,6 +182,12 @@ def run(
             say, progress = None, None
         with _run_folder(Path(options.output), ctx.main):
             return _run(ctx, recipe, options, on_step, say or _quiet, progress or _no_progress)
+    except Exception:
+        # After a Ctrl-C whose KeyboardInterrupt a fork dropped here (see aesthete.interrupts), a failure is
+        # part of the same stop: a loader worker forked as it came died of it before it could ignore it,
+        # and the loader raises "DataLoader worker ... exited unexpectedly".
+        interrupts.raise_if_pressed()
+        raise
     finally:
         teardown(ctx)
 
