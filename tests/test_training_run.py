@@ -466,14 +466,13 @@ def test_torchvision_imagenet_weights_map_onto_the_backbone_trunk() -> None:
 # Launching several processes
 
 
-def test_the_launcher_is_torchrun_standalone_or_multi_node(tmp_path: Path) -> None:
+def test_the_launcher_is_torchrun_standalone_or_multi_node() -> None:
     from aesthete.training.launcher import launch_command
 
-    job = tmp_path / "job.json"
-    single = launch_command(job, nproc=4)
+    single = launch_command(nproc=4)
     assert single[1:4] == ["-m", "aesthete.training.torchrun", "--nproc-per-node=4"]
-    assert "--standalone" in single and single[-3:] == ["-m", "aesthete.training.launcher", str(job)]
-    multi = launch_command(job, nproc=8, nodes=2, node_rank=1, master_addr="10.0.0.1", master_port=29511)
+    assert "--standalone" in single and single[-2:] == ["-m", "aesthete.training.launcher"]
+    multi = launch_command(nproc=8, nodes=2, node_rank=1, master_addr="10.0.0.1", master_port=29511)
     assert "--standalone" not in multi
     assert {"--nnodes=2", "--node-rank=1", "--master-addr=10.0.0.1", "--master-port=29511"} <= set(multi)
 
@@ -525,6 +524,28 @@ def test_torchrun_stops_when_aesthete_train_is_killed(tmp_path: Path) -> None:
     parent.kill()
     assert parent.stdout.read() == "stopped by SIGINT\n"  # EOF: every process holding the pipe has ended
     parent.wait()
+
+
+@pytest.mark.slow  # two training processes
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a parent-death signal is Linux's")
+def test_kill_9_of_a_multi_process_train_leaves_no_job_file(ava_root: Path, tmp_path: Path) -> None:
+    """The job (recipe and options) went to torchrun's ranks in /tmp/aesthete-job-*.json, removed only by
+    the `aesthete train` that wrote it: after a ``kill -9`` it stayed forever (field test)."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    args = ["train", "nima", "--data-root", str(ava_root), "--output", str(tmp_path / "run"), "--nproc", "2",
+            "--workers", "0", "--epochs", "50", *(f"--set={value}" for value in TINY)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(temp)}
+    train = subprocess.Popen([sys.executable, "-m", "aesthete", *args], env=env, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)  # fmt: skip
+    assert train.stderr is not None
+    lines = iter(train.stderr.readline, "")
+    assert any(line.startswith("AVA: ") for line in lines), "rank 0 did not start"  # the ranks read the job
+    train.kill()
+    train.wait()
+    # Every process of the run holds the pipe: EOF means torchrun stopped its ranks and all have ended.
+    train.stderr.read()
+    assert not list(temp.glob("aesthete-job-*")), "a job file outlived the run"
 
 
 def test_gpu_options_fail_in_one_line_without_gpus(ava_root: Path, tmp_path: Path) -> None:
