@@ -477,22 +477,49 @@ def test_the_launcher_is_torchrun_standalone_or_multi_node() -> None:
     assert {"--nnodes=2", "--node-rank=1", "--master-addr=10.0.0.1", "--master-port=29511"} <= set(multi)
 
 
-def test_a_failed_rank_ends_torchrun_in_one_line_or_none(capsys: pytest.CaptureFixture[str]) -> None:
-    """torchrun's ``ChildFailedError`` (its own traceback and a 30-line report, exit 1) becomes: nothing
-    more and exit 2 where the rank reported a library error in one line (field test: ``--nproc 2 --resume
-    --lr 0.5`` printed ~45 lines after the ranks' "different recipe"), else one line naming the rank."""
+def test_a_failed_rank_ends_torchrun_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torchrun's ``ChildFailedError`` (its own traceback and a 30-line report, exit 1) becomes: the
+    library error the ranks stopped on, once, and exit 2 (field test: ``--nproc 2 --resume --lr 0.5``
+    printed ~45 lines after the ranks' "different recipe", then each rank's copy of it), else one line
+    naming the rank."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
+    from aesthete.training.launcher import ERROR_FILE_ENV, report_error
     from aesthete.training.torchrun import ended
 
     def failed(exitcode: int) -> ChildFailedError:
         return ChildFailedError("aesthete.training.launcher", {1: ProcessFailure(1, 4242, exitcode, "")})
 
-    assert ended(failed(2)) == 2 and capsys.readouterr().err == ""
+    error_files = [tmp_path / f"error{rank}.json" for rank in range(2)]
+    for error_file in error_files:  # both ranks stop on the same library error, as ranks do
+        monkeypatch.setenv(ERROR_FILE_ENV, str(error_file))
+        report_error("error: 33 training images make no batch across 2 processes")
+    assert capsys.readouterr().err == ""
+    both = {rank: ProcessFailure(rank, 4242 + rank, 2, str(error_files[rank])) for rank in range(2)}
+    assert ended(ChildFailedError("aesthete.training.launcher", both)) == 2
+    assert capsys.readouterr().err == "error: 33 training images make no batch across 2 processes\n"
     assert ended(failed(-9)) == 1
     assert capsys.readouterr().err == "error: training process of rank 1 was killed by SIGKILL\n"
     assert ended(failed(1)) == 1
     assert capsys.readouterr().err == "error: training process of rank 1 exited with status 1\n"
+
+
+@pytest.mark.slow  # two training processes
+def test_a_library_error_of_every_rank_is_said_once(ava_root: Path, tmp_path: Path) -> None:
+    """Before: each rank printed it, between torchrun's own W and E log lines."""
+    args = ["train", "nima", "--data-root", str(ava_root), "--output", str(tmp_path / "run"), "--nproc", "2",
+            "--workers", "0", *(f"--set={value}" for value in TINY), "--set=train.batch_size=1"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "1000"}
+    env.pop("LOGLEVEL", None)
+    result = subprocess.run([sys.executable, "-m", "aesthete", *args], env=env, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert [line for line in lines if not line.startswith("AVA: ")] == [
+        "error: 33 training images make no batch across 2 processes"
+    ], result.stderr
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a parent-death signal is Linux's")

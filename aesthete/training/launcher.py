@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ SIGINT_GRACE_S = 10  # how long torchrun has to stop on a Ctrl-C it got itself, 
 PARENT_ENV = "AESTHETE_TRAIN_PID"  # tells torchrun which process to stop with (aesthete.training.torchrun)
 JOB_ENV = "AESTHETE_TRAIN_JOB"  # the job, for every rank
 LIBRARY_ERROR = 2  # a rank's exit status after it reported an AestheteError in one line
+ERROR_FILE_ENV = "TORCHELASTIC_ERROR_FILE"  # where torchrun reads why a rank failed
 
 
 def job_text(recipe: dict[str, Any], options: Any) -> str:
@@ -101,7 +103,7 @@ def main() -> None:
             else:
                 run(job["recipe"], options)
     except AestheteError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        report_error(f"error: {exc}")
         sys.exit(LIBRARY_ERROR)
     except KeyboardInterrupt:  # every rank gets the Ctrl-C; `aesthete train` says once what was saved
         sys.exit(130)
@@ -111,6 +113,17 @@ def main() -> None:
         if interrupts.pressed():
             sys.exit(130)
         raise
+
+
+def report_error(line: str) -> None:
+    """Say why this rank stops: to torchrun, which prints it once for all the ranks that stop for the
+    same reason (each printed its own copy: field test), or on stderr without one."""
+    error_file = os.environ.get(ERROR_FILE_ENV)
+    if not error_file:
+        print(line, file=sys.stderr)
+        return
+    # The format of torchrun's own error files (torch.distributed.elastic.multiprocessing.errors).
+    Path(error_file).write_text(json.dumps({"message": line, "timestamp": int(time.time())}), encoding="utf-8")
 
 
 if __name__ == "__main__":
