@@ -575,6 +575,31 @@ def test_ctrl_c_as_a_loader_worker_starts_is_an_interrupt_not_its_death(tmp_path
     assert not _survivors(run.pid)
 
 
+# ------------------------------------------------------------------------------------------ broken pipe
+
+READERS_THAT_LEAVE = [["rank", "--top", "100"], ["rank", "--json"], ["rank", "--paths"], ["groups"], ["failures"],
+                      ["show", "p000.jpg"], ["models"], ["weights", "list"], ["--help"]]  # fmt: skip
+
+
+def test_a_reader_that_goes_away_ends_each_command_quietly(tmp_path: Path) -> None:
+    """`aesthete rank | head -1`: no message and 141, as `git log | head` in a shell. Before: exit 1, which
+    also means "some photos could not be read"."""
+    folder = write_photos(tmp_path / "p", 4)
+    db = tmp_path / "a.db"
+    assert subprocess.run(aesthete("score", folder, "--db", db, "--workers", 1), env=env(), capture_output=True,
+                          timeout=120).returncode == 4  # fmt: skip
+    for args in READERS_THAT_LEAVE:
+        command = aesthete(*args)
+        if args[0] in ("rank", "groups", "failures", "show"):
+            command += ["--db", str(db)]
+        run = subprocess.Popen(command, env=env(), cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert run.stdout is not None and run.stderr is not None
+        run.stdout.close()  # before the command writes: it meets a closed pipe at its first line
+        err = run.stderr.read().decode()
+        assert run.wait(timeout=60) == 141, (args, run.returncode, err)
+        assert "Traceback" not in err and "Exception" not in err and "Broken pipe" not in err, (args, err)
+
+
 # ------------------------------------------------------------------------------------------ concurrency
 
 

@@ -6,6 +6,7 @@ nothing new start instantly.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Annotated
@@ -86,7 +87,19 @@ def main() -> None:
             sys.stderr.flush()
             _stop_children()
             os._exit(Exit.INTERRUPTED)
+        if _reader_went_away(exc):
+            # `aesthete rank | head -1`: Click and Rich stop quietly on a broken pipe, with status 1, which
+            # is also "some photos could not be read". Exit as `git log | head` does in a shell.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # what is still buffered for it goes nowhere, silently
+            raise SystemExit(Exit.BROKEN_PIPE) from None
         raise
+
+
+def _reader_went_away(stop: SystemExit) -> bool:
+    """Whether ``stop`` ends the command because its output's reader closed the pipe (Click's and
+    Rich's handlers raise it while they handle the write's EPIPE)."""
+    cause = stop.__context__
+    return isinstance(cause, OSError) and cause.errno == errno.EPIPE
 
 
 def _stop_children() -> None:
