@@ -582,6 +582,7 @@ def test_ctrl_c_as_a_training_loader_starts_its_workers_is_the_interrupt(tmp_pat
     _, err = run.communicate(timeout=120)
     assert run.returncode == 130 and "Traceback" not in err, err
     assert f"interrupted: {output / 'state.pt'} keeps the run up to its last checkpoint" in err, err
+    assert err.count("interrupted") == 1, err
     assert not _survivors(run.pid)
 
 
@@ -594,7 +595,7 @@ def test_ctrl_c_as_score_starts_its_decode_workers_stops_it_quietly(tmp_path: Pa
     run = start(cmd, TEST_READY=str(folder), TEST_START="aesthete.scoring.init_worker")
     _, err = run.communicate(timeout=120)
     assert run.returncode == 130 and "Traceback" not in err and "Exception" not in err, err
-    assert "interrupted" in err
+    assert err.count("interrupted") == 1, err
     assert not _survivors(run.pid)
 
 
@@ -645,6 +646,8 @@ def test_ctrl_c_stops_a_command_waiting_for_another_writer(tmp_path: Path, comma
     finally:
         other.execute("ROLLBACK")  # the command, if still waiting, then ends on its own
     assert run.returncode == 130 and "Traceback" not in err, err
+    # One line, as `score` and `train` say theirs (before: nothing at all).
+    assert err.splitlines()[-1:] == ["interrupted: stopped before the end"], err
 
 
 @pytest.mark.slow
