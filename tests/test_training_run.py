@@ -511,7 +511,9 @@ def test_a_library_error_of_every_rank_is_said_once(ava_root: Path, tmp_path: Pa
     """Before: each rank printed it, between torchrun's own W and E log lines."""
     args = ["train", "nima", "--data-root", str(ava_root), "--output", str(tmp_path / "run"), "--nproc", "2",
             "--workers", "0", *(f"--set={value}" for value in TINY), "--set=train.batch_size=1"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "1000"}
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "1000", "TMPDIR": str(temp)}
     env.pop("LOGLEVEL", None)
     result = subprocess.run([sys.executable, "-m", "aesthete", *args], env=env, capture_output=True, text=True,
                             timeout=300)  # fmt: skip
@@ -520,6 +522,7 @@ def test_a_library_error_of_every_rank_is_said_once(ava_root: Path, tmp_path: Pa
     assert [line for line in lines if not line.startswith("AVA: ")] == [
         "error: 33 training images make no batch across 2 processes"
     ], result.stderr
+    assert leftovers(temp) == [], "torchrun's log folder outlived the run"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a parent-death signal is Linux's")
@@ -553,11 +556,17 @@ def test_torchrun_stops_when_aesthete_train_is_killed(tmp_path: Path) -> None:
     parent.wait()
 
 
+def leftovers(temp: Path) -> list[str]:
+    """What a run left in its TMPDIR, but torch's compile cache (kept between runs on purpose)."""
+    return sorted(path.name for path in temp.iterdir() if not path.name.startswith("torchinductor_"))
+
+
 @pytest.mark.slow  # two training processes
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a parent-death signal is Linux's")
-def test_kill_9_of_a_multi_process_train_leaves_no_job_file(ava_root: Path, tmp_path: Path) -> None:
+def test_kill_9_of_a_multi_process_train_leaves_nothing_in_tmp(ava_root: Path, tmp_path: Path) -> None:
     """The job (recipe and options) went to torchrun's ranks in /tmp/aesthete-job-*.json, removed only by
-    the `aesthete train` that wrote it: after a ``kill -9`` it stayed forever (field test)."""
+    the `aesthete train` that wrote it: after a ``kill -9`` it stayed forever (field test); and torchrun's
+    own /tmp/torchelastic_* folder stayed after every run."""
     temp = tmp_path / "tmp"
     temp.mkdir()
     args = ["train", "nima", "--data-root", str(ava_root), "--output", str(tmp_path / "run"), "--nproc", "2",
@@ -572,7 +581,7 @@ def test_kill_9_of_a_multi_process_train_leaves_no_job_file(ava_root: Path, tmp_
     train.wait()
     # Every process of the run holds the pipe: EOF means torchrun stopped its ranks and all have ended.
     train.stderr.read()
-    assert not list(temp.glob("aesthete-job-*")), "a job file outlived the run"
+    assert leftovers(temp) == [], "files outlived the run"
 
 
 def test_gpu_options_fail_in_one_line_without_gpus(ava_root: Path, tmp_path: Path) -> None:

@@ -10,6 +10,8 @@
   and how it ended (its traceback, if any, is its own).
 - torchrun's own log lines (``W1128 ... Setting OMP_NUM_THREADS``, ``E1128 ... failed (exitcode: 2)``)
   repeat what these lines say, in its words; they are shown only where torch's ``LOGLEVEL`` is set.
+- torchrun keeps its ranks' log and error files in a folder it never removes (``/tmp/torchelastic_*``, one
+  a run); here they go in one that is removed as this ends.
 - ``aesthete train`` starting this may itself be killed outright (``kill -9``): this process then gets a
   SIGINT (Linux), and stops its ranks as on Ctrl-C, instead of training on unseen beside a ``--resume``
   of the same run folder.
@@ -22,6 +24,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 
 from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -67,9 +70,13 @@ def ended(error: ChildFailedError) -> int:
 if __name__ == "__main__":
     stop_with_parent()
     quiet_torchrun()
-    try:
-        main()
-    except SignalException as exc:
-        sys.exit(128 + int(exc.sigval))
-    except ChildFailedError as exc:
-        sys.exit(ended(exc))
+    # torchrun's ranks' log and error files go in a folder of its own making (/tmp/torchelastic_*), which
+    # it never removes: one was left behind by every run. This one goes when torchrun ends, however.
+    with tempfile.TemporaryDirectory(prefix="aesthete-torchrun-") as logs:
+        sys.argv.insert(1, f"--log-dir={logs}")
+        try:
+            main()
+        except SignalException as exc:
+            sys.exit(128 + int(exc.sigval))
+        except ChildFailedError as exc:
+            sys.exit(ended(exc))
