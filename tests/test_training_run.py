@@ -500,6 +500,11 @@ def test_a_failed_rank_ends_torchrun_in_one_line(
     both = {rank: ProcessFailure(rank, 4242 + rank, 2, str(error_files[rank])) for rank in range(2)}
     assert ended(ChildFailedError("aesthete.training.launcher", both)) == 2
     assert capsys.readouterr().err == "error: 33 training images make no batch across 2 processes\n"
+    monkeypatch.setenv(ERROR_FILE_ENV, str(tmp_path / "gone" / "error.json"))  # unwritable: said on stderr
+    report_error("error: a")
+    monkeypatch.delenv(ERROR_FILE_ENV)  # not under torchrun
+    report_error("error: b")
+    assert capsys.readouterr().err == "error: a\nerror: b\n"
     assert ended(failed(-9)) == 1
     assert capsys.readouterr().err == "error: training process of rank 1 was killed by SIGKILL\n"
     assert ended(failed(1)) == 1

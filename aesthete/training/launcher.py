@@ -119,11 +119,15 @@ def report_error(line: str) -> None:
     """Say why this rank stops: to torchrun, which prints it once for all the ranks that stop for the
     same reason (each printed its own copy: field test), or on stderr without one."""
     error_file = os.environ.get(ERROR_FILE_ENV)
-    if not error_file:
-        print(line, file=sys.stderr)
-        return
-    # The format of torchrun's own error files (torch.distributed.elastic.multiprocessing.errors).
-    Path(error_file).write_text(json.dumps({"message": line, "timestamp": int(time.time())}), encoding="utf-8")
+    if error_file:
+        # The format of torchrun's own error files (torch.distributed.elastic.multiprocessing.errors).
+        report = json.dumps({"message": line, "timestamp": int(time.time())})
+        try:
+            Path(error_file).write_text(report, encoding="utf-8")
+            return
+        except OSError:
+            pass  # then say it here
+    print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":
