@@ -13,10 +13,11 @@ after, where it is raised like any other, and reaches each child only once the c
 (:func:`release_in_child`). Without that, a child forked as Ctrl-C came died of it, with a traceback, and
 the main process met a broken pool or loader instead of the interrupt.
 
-For the other forks, the handler the commands install here also records the press, and the loops that run for long call
-:func:`raise_if_pressed` at each step, which raises the interrupt again if it was lost. Whoever catches
-KeyboardInterrupt and goes on in the same process (``aesthete.score`` returns its summary) calls
-:func:`clear`. Without :func:`install` (plain Python API use) nothing is recorded and the calls do nothing.
+For the other forks, the handler the commands install here also records the press, and the loops that
+run for long call :func:`raise_if_pressed` at each step, which raises the interrupt again if it was lost.
+Whoever catches KeyboardInterrupt and goes on in the same process (``aesthete.score`` returns its
+summary) calls :func:`clear`. Without :func:`install` (plain Python API use) nothing is recorded and the
+calls do nothing.
 """
 
 from __future__ import annotations

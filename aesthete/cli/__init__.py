@@ -106,8 +106,8 @@ def _unhandled_interrupt(stop: SystemExit) -> bool:
 def _reader_went_away(stop: SystemExit) -> bool:
     """Whether ``stop`` ends the command because its output's reader closed the pipe (Click's and
     Rich's handlers raise it while they handle the write's EPIPE)."""
-    cause = stop.__context__
-    return isinstance(cause, OSError) and cause.errno == errno.EPIPE
+    handled = stop.__context__
+    return isinstance(handled, OSError) and handled.errno == errno.EPIPE
 
 
 def _stop_children() -> None:

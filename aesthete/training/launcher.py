@@ -7,13 +7,13 @@ re-executes itself as
     python -m aesthete.training.torchrun --nproc-per-node N [--standalone | --nnodes M --node-rank R
         --master-addr A --master-port P] -m aesthete.training.launcher
 
-(The environment, not a file: a job file in /tmp outlived a ``kill -9`` of ``aesthete train``, and one in
-the run folder would make a failed start leave a folder behind. torchrun hands its environment to every
-rank.)
-
 (``aesthete.training.torchrun`` is ``torch.distributed.run`` with a quiet Ctrl-C), so rendezvous,
 environment (RANK, WORLD_SIZE, LOCAL_RANK, ...), failure handling and the tear-down of every process are
 torchrun's, and each process runs the same :func:`aesthete.training.trainer.run`.
+
+The job goes in the environment, which torchrun hands to every rank, not in a file: a job file in /tmp
+outlived a ``kill -9`` of ``aesthete train`` (field test), and one in the run folder would make a failed
+start leave that folder behind.
 """
 
 from __future__ import annotations
