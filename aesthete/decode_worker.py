@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from aesthete import interrupts
 from aesthete.decode import DecodeError, decode, plain_jpeg
 from aesthete.exif import read_exif
 from aesthete.fingerprint import content_hash
@@ -101,6 +102,7 @@ def init_worker(config: WorkerConfig) -> None:
     memory and the database open)."""
     global _config, _policy, _known, _slots
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    interrupts.release_in_child()
     if config.parent_pid is not None:
         die_with_parent(config.parent_pid)
         _close_inherited_database(config.db_path)

@@ -7,16 +7,25 @@ DataLoader start forks), the exception is printed as "Exception ignored" and dro
 A test that pressed Ctrl-C as a training epoch ended saw it about one time in five; ``score``, which
 ignores a second Ctrl-C while it saves, could not be stopped at all then.
 
-So the handler the commands install here also records the press, and the loops that run for long call
-:func:`raise_if_pressed` at each step, which raises the interrupt again if it was lost. Whoever catches
-KeyboardInterrupt and goes on in the same process (``aesthete.score`` returns its summary) calls
-:func:`clear`. Without :func:`install` (plain Python API use) nothing is recorded and the calls do nothing.
+Where this code starts child processes (``score``'s decode pool, the training loaders), it holds SIGINT
+back while it does (:func:`held_while_starting_children`): a Ctrl-C then reaches the main process just
+after, where it is raised like any other, and reaches each child only once the child ignores it
+(:func:`release_in_child`). Without that, a child forked as Ctrl-C came died of it, with a traceback, and
+the main process met a broken pool or loader instead of the interrupt.
+
+For the other forks, the handler the commands install here also records the press, and the loops that
+run for long call :func:`raise_if_pressed` at each step, which raises the interrupt again if it was lost.
+Whoever catches KeyboardInterrupt and goes on in the same process (``aesthete.score`` returns its
+summary) calls :func:`clear`. Without :func:`install` (plain Python API use) nothing is recorded and the
+calls do nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
+from collections.abc import Iterator
 
 _pressed = False
 _unraisablehook = sys.unraisablehook  # the one in place before install()
@@ -59,3 +68,24 @@ def clear() -> None:
     """The interrupt is handled: forget the press."""
     global _pressed
     _pressed = False
+
+
+@contextlib.contextmanager
+def held_while_starting_children() -> Iterator[None]:
+    """Block SIGINT in this thread while the block starts child processes (which inherit the mask); a
+    Ctrl-C that comes meanwhile is raised as the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks (and no fork)
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def release_in_child() -> None:
+    """In a child started under :func:`held_while_starting_children`, once it ignores SIGINT: unblock it
+    (a Ctrl-C held back until now is then dropped, as ignored)."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

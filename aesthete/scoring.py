@@ -698,7 +698,9 @@ class _DecodePool:
         fork = sys.platform == "linux" and "torch" not in sys.modules
         context = multiprocessing.get_context("fork" if fork else "spawn")
         pool = ProcessPoolExecutor(self.count, mp_context=context, initializer=init_worker, initargs=(self.config,))
-        pool.submit(int).result()  # the first submission forks every worker: now, before the model imports torch
+        with interrupts.held_while_starting_children():
+            started = pool.submit(int)  # the first submission forks every worker: now, before the model imports torch
+        started.result()
         return pool
 
     def results(self, jobs: list[FileJob], timeout: float) -> Iterator[FileResult]:
@@ -766,7 +768,8 @@ class _DecodePool:
             replace(job, device_lane=self.device_lane, slot=self.slots.take() if self.slots else None) for job in task
         ]
         try:
-            return task, self.pool.submit(process_files, task)
+            with interrupts.held_while_starting_children():  # a spawning pool starts a worker at a submission
+                return task, self.pool.submit(process_files, task)
         except BrokenProcessPool as exc:  # a worker died since the last result: handled when this one is due
             future: Future = Future()
             future.set_exception(exc)

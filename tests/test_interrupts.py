@@ -116,18 +116,15 @@ def test_a_rank_that_fails_after_a_lost_press_stops_as_interrupted(
         raise RuntimeError("Connection closed by peer")
 
     options = trainer.RunOptions(tmp_path, tmp_path / "run", device="cpu", workers=0, progress=False)
-    job = launcher.write_job({}, options)
-    try:
-        monkeypatch.setattr(trainer, "run", partial(collective_broken, after_a_press=True))
-        with pytest.raises(SystemExit) as stop:
-            launcher.main([str(job)])
-        assert stop.value.code == 130
-        interrupts.clear()
-        monkeypatch.setattr(trainer, "run", partial(collective_broken, after_a_press=False))
-        with pytest.raises(RuntimeError, match="closed by peer"):
-            launcher.main([str(job)])
-    finally:
-        job.unlink()
+    monkeypatch.setenv(launcher.JOB_ENV, launcher.job_text({}, options))
+    monkeypatch.setattr(trainer, "run", partial(collective_broken, after_a_press=True))
+    with pytest.raises(SystemExit) as stop:
+        launcher.main()
+    assert stop.value.code == 130
+    interrupts.clear()
+    monkeypatch.setattr(trainer, "run", partial(collective_broken, after_a_press=False))
+    with pytest.raises(RuntimeError, match="closed by peer"):
+        launcher.main()
 
 
 class _WorkerSetup(torch.utils.data.Dataset):

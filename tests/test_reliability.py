@@ -525,6 +525,105 @@ def test_ctrl_c_of_train_stops_every_rank_and_says_how_to_go_on(tmp_path: Path, 
     assert not survivors, f"training processes outlived train: {survivors}"
 
 
+# A terminal's Ctrl-C as the first child process starts once TEST_READY exists, made certain: the child's
+# start is slow (its TEST_START function waits until the Ctrl-C has come, held back meanwhile), then it goes
+# on with the signal mask this process forked it with. Before the fix, this process's KeyboardInterrupt was raised in
+# the fork callback, where Python drops it, and the child died of its own before it could ignore it.
+CTRL_C_AS_A_CHILD_STARTS = """
+import importlib, os, signal, sys, time
+from pathlib import Path
+module, name = os.environ["TEST_START"].rsplit(".", 1)
+where = importlib.import_module(module)
+ready = Path(os.environ["TEST_READY"])
+pressed, forked_with, victim = [], [], []
+def before() -> None:  # the child is to start with the Ctrl-C pending, whatever the mask it is forked with
+    if ready.exists() and not pressed:
+        forked_with.append(signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}))
+def in_parent() -> None:
+    if ready.exists() and not pressed:
+        pressed.append(True)
+        signal.pthread_sigmask(signal.SIG_SETMASK, forked_with[0])
+        os.killpg(0, signal.SIGINT)
+def in_child() -> None:
+    if ready.exists() and not pressed:
+        victim.append(True)
+os.register_at_fork(before=before, after_in_parent=in_parent, after_in_child=in_child)
+start = getattr(where, name)
+def slow_start(*args):
+    if victim:
+        deadline = time.monotonic() + 60
+        while signal.SIGINT not in signal.sigpending() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        signal.pthread_sigmask(signal.SIG_SETMASK, forked_with[0])
+        if os.environ.get("TEST_DIES"):  # as if it had started with Ctrl-C open, whatever the fix
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    start(*args)
+setattr(where, name, slow_start)
+from aesthete.cli import main
+sys.argv[0] = "aesthete"
+main()
+"""
+
+
+@pytest.mark.slow  # a training run
+@pytest.mark.parametrize("dies", [False, True], ids=["held-back", "worker-dies"])
+def test_ctrl_c_as_a_training_loader_starts_its_workers_is_the_interrupt(tmp_path: Path, dies: bool) -> None:
+    """Field test (--workers 2, Ctrl-C between epochs): "DataLoader worker (pid X) exited unexpectedly"
+    (from _queue.Empty), a traceback and exit 1. The loaders now start their workers with Ctrl-C held back
+    (held-back), and a worker that dies of the same Ctrl-C all the same is taken as it (worker-dies)."""
+    from aesthete.training.synthetic import generate
+
+    data, output = generate(tmp_path / "ava", n=48, seed=1, test_fraction=0.25), tmp_path / "run"
+    cmd = [sys.executable, "-c", CTRL_C_AS_A_CHILD_STARTS, "train", "nima", "--data-root", data, "--output", output,
+           "--epochs", 100, "--workers", 2, *(f"--set={value}" for value in TINY_TRAINING)]  # fmt: skip
+    extra = {"TEST_DIES": "1"} if dies else {}
+    run = start(list(map(str, cmd)), COLUMNS="1000", TEST_READY=str(output / "state.pt"),
+                TEST_START="aesthete.training.data._leave_ctrl_c_to_the_main_process", **extra)  # fmt: skip
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130 and "Traceback" not in err, err
+    assert f"interrupted: {output / 'state.pt'} keeps the run up to its last checkpoint" in err, err
+    assert err.count("interrupted") == 1, err
+    assert not _survivors(run.pid)
+
+
+def test_ctrl_c_as_score_starts_its_decode_workers_stops_it_quietly(tmp_path: Path) -> None:
+    """Before: the worker printed "Exception in initializer" and its KeyboardInterrupt, then score a
+    BrokenProcessPool traceback, exit 1."""
+    folder = write_photos(tmp_path / "p", 6)
+    db = tmp_path / "a.db"
+    cmd = [sys.executable, "-c", CTRL_C_AS_A_CHILD_STARTS, "score", str(folder), "--workers", "2", "--db", str(db)]
+    run = start(cmd, TEST_READY=str(folder), TEST_START="aesthete.scoring.init_worker")
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130 and "Traceback" not in err and "Exception" not in err, err
+    assert err.count("interrupted") == 1, err
+    assert not _survivors(run.pid)
+
+
+# ------------------------------------------------------------------------------------------ broken pipe
+
+READERS_THAT_LEAVE = [["rank", "--top", "100"], ["rank", "--json"], ["rank", "--paths"], ["groups"], ["failures"],
+                      ["show", "p000.jpg"], ["models"], ["weights", "list"], ["--help"]]  # fmt: skip
+
+
+def test_a_reader_that_goes_away_ends_each_command_quietly(tmp_path: Path) -> None:
+    """`aesthete rank | head -1`: no message and 141, as `git log | head` in a shell. Before: exit 1, which
+    also means "some photos could not be read"."""
+    folder = write_photos(tmp_path / "p", 4)
+    db = tmp_path / "a.db"
+    assert subprocess.run(aesthete("score", folder, "--db", db, "--workers", 1), env=env(), capture_output=True,
+                          timeout=120).returncode == 4  # fmt: skip
+    for args in READERS_THAT_LEAVE:
+        command = aesthete(*args)
+        if args[0] in ("rank", "groups", "failures", "show"):
+            command += ["--db", str(db)]
+        run = subprocess.Popen(command, env=env(), cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert run.stdout is not None and run.stderr is not None
+        run.stdout.close()  # before the command writes: it meets a closed pipe at its first line
+        err = run.stderr.read().decode()
+        assert run.wait(timeout=60) == 141, (args, run.returncode, err)
+        assert "Traceback" not in err and "Exception" not in err and "Broken pipe" not in err, (args, err)
+
+
 # ------------------------------------------------------------------------------------------ concurrency
 
 
@@ -547,6 +646,8 @@ def test_ctrl_c_stops_a_command_waiting_for_another_writer(tmp_path: Path, comma
     finally:
         other.execute("ROLLBACK")  # the command, if still waiting, then ends on its own
     assert run.returncode == 130 and "Traceback" not in err, err
+    # One line, as `score` and `train` say theirs (before: nothing at all).
+    assert err.splitlines()[-1:] == ["interrupted: stopped before the end"], err
 
 
 @pytest.mark.slow

@@ -466,34 +466,68 @@ def test_torchvision_imagenet_weights_map_onto_the_backbone_trunk() -> None:
 # Launching several processes
 
 
-def test_the_launcher_is_torchrun_standalone_or_multi_node(tmp_path: Path) -> None:
+def test_the_launcher_is_torchrun_standalone_or_multi_node() -> None:
     from aesthete.training.launcher import launch_command
 
-    job = tmp_path / "job.json"
-    single = launch_command(job, nproc=4)
+    single = launch_command(nproc=4)
     assert single[1:4] == ["-m", "aesthete.training.torchrun", "--nproc-per-node=4"]
-    assert "--standalone" in single and single[-3:] == ["-m", "aesthete.training.launcher", str(job)]
-    multi = launch_command(job, nproc=8, nodes=2, node_rank=1, master_addr="10.0.0.1", master_port=29511)
+    assert "--standalone" in single and single[-2:] == ["-m", "aesthete.training.launcher"]
+    multi = launch_command(nproc=8, nodes=2, node_rank=1, master_addr="10.0.0.1", master_port=29511)
     assert "--standalone" not in multi
     assert {"--nnodes=2", "--node-rank=1", "--master-addr=10.0.0.1", "--master-port=29511"} <= set(multi)
 
 
-def test_a_failed_rank_ends_torchrun_in_one_line_or_none(capsys: pytest.CaptureFixture[str]) -> None:
-    """torchrun's ``ChildFailedError`` (its own traceback and a 30-line report, exit 1) becomes: nothing
-    more and exit 2 where the rank reported a library error in one line (field test: ``--nproc 2 --resume
-    --lr 0.5`` printed ~45 lines after the ranks' "different recipe"), else one line naming the rank."""
+def test_a_failed_rank_ends_torchrun_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torchrun's ``ChildFailedError`` (its own traceback and a 30-line report, exit 1) becomes: the
+    library error the ranks stopped on, once, and exit 2 (field test: ``--nproc 2 --resume --lr 0.5``
+    printed ~45 lines after the ranks' "different recipe", then each rank's copy of it), else one line
+    naming the rank."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
+    from aesthete.training.launcher import ERROR_FILE_ENV, report_error
     from aesthete.training.torchrun import ended
 
     def failed(exitcode: int) -> ChildFailedError:
         return ChildFailedError("aesthete.training.launcher", {1: ProcessFailure(1, 4242, exitcode, "")})
 
-    assert ended(failed(2)) == 2 and capsys.readouterr().err == ""
+    error_files = [tmp_path / f"error{rank}.json" for rank in range(2)]
+    for error_file in error_files:  # both ranks stop on the same library error, as ranks do
+        monkeypatch.setenv(ERROR_FILE_ENV, str(error_file))
+        report_error("error: 33 training images make no batch across 2 processes")
+    assert capsys.readouterr().err == ""
+    both = {rank: ProcessFailure(rank, 4242 + rank, 2, str(error_files[rank])) for rank in range(2)}
+    assert ended(ChildFailedError("aesthete.training.launcher", both)) == 2
+    assert capsys.readouterr().err == "error: 33 training images make no batch across 2 processes\n"
+    monkeypatch.setenv(ERROR_FILE_ENV, str(tmp_path / "gone" / "error.json"))  # unwritable: said on stderr
+    report_error("error: a")
+    monkeypatch.delenv(ERROR_FILE_ENV)  # not under torchrun
+    report_error("error: b")
+    assert capsys.readouterr().err == "error: a\nerror: b\n"
     assert ended(failed(-9)) == 1
     assert capsys.readouterr().err == "error: training process of rank 1 was killed by SIGKILL\n"
     assert ended(failed(1)) == 1
     assert capsys.readouterr().err == "error: training process of rank 1 exited with status 1\n"
+
+
+@pytest.mark.slow  # two training processes
+def test_a_library_error_of_every_rank_is_said_once(ava_root: Path, tmp_path: Path) -> None:
+    """Before: each rank printed it, between torchrun's own W and E log lines."""
+    args = ["train", "nima", "--data-root", str(ava_root), "--output", str(tmp_path / "run"), "--nproc", "2",
+            "--workers", "0", *(f"--set={value}" for value in TINY), "--set=train.batch_size=1"]  # fmt: skip
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "1000", "TMPDIR": str(temp)}
+    env.pop("LOGLEVEL", None)
+    result = subprocess.run([sys.executable, "-m", "aesthete", *args], env=env, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert [line for line in lines if not line.startswith("AVA: ")] == [
+        "error: 33 training images make no batch across 2 processes"
+    ], result.stderr
+    assert leftovers(temp) == [], "torchrun's log folder outlived the run"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a parent-death signal is Linux's")
@@ -525,6 +559,34 @@ def test_torchrun_stops_when_aesthete_train_is_killed(tmp_path: Path) -> None:
     parent.kill()
     assert parent.stdout.read() == "stopped by SIGINT\n"  # EOF: every process holding the pipe has ended
     parent.wait()
+
+
+def leftovers(temp: Path) -> list[str]:
+    """What a run left in its TMPDIR, but torch's compile cache (kept between runs on purpose)."""
+    return sorted(path.name for path in temp.iterdir() if not path.name.startswith("torchinductor_"))
+
+
+@pytest.mark.slow  # two training processes
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a parent-death signal is Linux's")
+def test_kill_9_of_a_multi_process_train_leaves_nothing_in_tmp(ava_root: Path, tmp_path: Path) -> None:
+    """The job (recipe and options) went to torchrun's ranks in /tmp/aesthete-job-*.json, removed only by
+    the `aesthete train` that wrote it: after a ``kill -9`` it stayed forever (field test); and torchrun's
+    own /tmp/torchelastic_* folder stayed after every run."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    args = ["train", "nima", "--data-root", str(ava_root), "--output", str(tmp_path / "run"), "--nproc", "2",
+            "--workers", "0", "--epochs", "50", *(f"--set={value}" for value in TINY)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(temp)}
+    train = subprocess.Popen([sys.executable, "-m", "aesthete", *args], env=env, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)  # fmt: skip
+    assert train.stderr is not None
+    lines = iter(train.stderr.readline, "")
+    assert any(line.startswith("AVA: ") for line in lines), "rank 0 did not start"  # the ranks read the job
+    train.kill()
+    train.wait()
+    # Every process of the run holds the pipe: EOF means torchrun stopped its ranks and all have ended.
+    train.stderr.read()
+    assert leftovers(temp) == [], "files outlived the run"
 
 
 def test_gpu_options_fail_in_one_line_without_gpus(ava_root: Path, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ nothing new start instantly.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Annotated
@@ -13,7 +14,7 @@ from typing import Annotated
 import typer
 
 from aesthete.cli import browse, cull, learn, models, score, train, weights
-from aesthete.cli.common import Exit
+from aesthete.cli.common import Exit, err
 
 
 def _epilog() -> str:
@@ -80,13 +81,33 @@ def main() -> None:
         app()
     except SystemExit as exc:
         if exc.code == Exit.INTERRUPTED:
+            if _unhandled_interrupt(exc):  # `score` and `train` say what they keep; the others said nothing
+                err.print("[yellow]interrupted:[/] stopped before the end", highlight=False)
             # Everything is saved and closed by now; the interpreter's teardown of torch would hold the
             # terminal for another second or more after Ctrl-C, so leave at once.
             sys.stdout.flush()
             sys.stderr.flush()
             _stop_children()
             os._exit(Exit.INTERRUPTED)
+        if _reader_went_away(exc):
+            # `aesthete rank | head -1`: Click and Rich stop quietly on a broken pipe, with status 1, which
+            # is also "some photos could not be read". Exit as `git log | head` does in a shell.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # what is still buffered for it goes nowhere, silently
+            raise SystemExit(Exit.BROKEN_PIPE) from None
         raise
+
+
+def _unhandled_interrupt(stop: SystemExit) -> bool:
+    """Whether ``stop`` is Typer's own ending of a command that let Ctrl-C's KeyboardInterrupt through
+    (``raise Exit(130) from`` it), not a command's ``Exit(130)`` after it said what it kept."""
+    return isinstance(stop.__context__, Exception) and isinstance(stop.__context__.__cause__, KeyboardInterrupt)
+
+
+def _reader_went_away(stop: SystemExit) -> bool:
+    """Whether ``stop`` ends the command because its output's reader closed the pipe (Click's and
+    Rich's handlers raise it while they handle the write's EPIPE)."""
+    handled = stop.__context__
+    return isinstance(handled, OSError) and handled.errno == errno.EPIPE
 
 
 def _stop_children() -> None:

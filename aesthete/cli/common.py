@@ -48,6 +48,7 @@ class Exit(IntEnum):
     NOTHING_USABLE = 3  # no photos found, or none could be read
     NO_WEIGHTS = 4  # no weights for the model: technical signals only, no aesthetic scores
     INTERRUPTED = 130  # Ctrl-C; finished photos are saved
+    BROKEN_PIPE = 141  # the reader of the output went away (`| head`): 128 + SIGPIPE, as a shell shows git's
 
 
 DbOption = Annotated[

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from aesthete import interrupts
 from aesthete.decode import DecodeError, decode
 from aesthete.devices import normalise
 from aesthete.input_policy import IMAGENET_MEAN, IMAGENET_STD, InputPolicy
@@ -286,12 +287,14 @@ def eval_batches(groups: np.ndarray, *, batch_size: int, world: int, rank: int) 
     return batches
 
 
-def loader(dataset: Dataset, batches: Sequence[Sequence[Any]], *, workers: int, pin_memory: bool) -> Any:
-    """A DataLoader over precomputed batches of keys.
+def loader(dataset: Dataset, batches: Sequence[Sequence[Any]], *, workers: int, pin_memory: bool) -> Iterator[Any]:
+    """An iterator of a DataLoader over precomputed batches of keys, its workers started.
 
     It gets its own generator: a DataLoader otherwise draws its workers' base seed from the global torch
-    RNG, so creating one at a resume point would shift the dropout masks that follow."""
-    return torch.utils.data.DataLoader(
+    RNG, so creating one at a resume point would shift the dropout masks that follow. Its workers start
+    with Ctrl-C held back (see aesthete.interrupts): one forked as it came died of it, and the loader
+    raised "DataLoader worker exited unexpectedly" instead of the interrupt (field test, --workers 2)."""
+    batches_of = torch.utils.data.DataLoader(
         dataset,
         batch_sampler=batches,
         num_workers=workers,
@@ -302,6 +305,8 @@ def loader(dataset: Dataset, batches: Sequence[Sequence[Any]], *, workers: int, 
         generator=torch.Generator().manual_seed(0),
         worker_init_fn=_leave_ctrl_c_to_the_main_process,
     )
+    with interrupts.held_while_starting_children():
+        return iter(batches_of)
 
 
 def _leave_ctrl_c_to_the_main_process(worker_id: int) -> None:
@@ -312,6 +317,7 @@ def _leave_ctrl_c_to_the_main_process(worker_id: int) -> None:
     (``ConnectionResetError``) after the interrupted notice: 1 Ctrl-C in ~100 in the tests. A
     connection error there only means the main process is gone, which reports for itself."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    interrupts.release_in_child()
     sys.excepthook = _silent_on_connection_errors
 
 

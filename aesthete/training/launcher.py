@@ -1,14 +1,19 @@
 """Multi-process training through PyTorch's own launcher.
 
-``aesthete train --gpus N`` (or ``--nproc N`` on CPU, or ``--nodes M`` on several machines) writes the
-resolved recipe and run options to a job file and re-executes itself as
+``aesthete train --gpus N`` (or ``--nproc N`` on CPU, or ``--nodes M`` on several machines) puts the
+resolved recipe and run options, as JSON, in the environment variable ``AESTHETE_TRAIN_JOB`` and
+re-executes itself as
 
     python -m aesthete.training.torchrun --nproc-per-node N [--standalone | --nnodes M --node-rank R
-        --master-addr A --master-port P] -m aesthete.training.launcher JOB.json
+        --master-addr A --master-port P] -m aesthete.training.launcher
 
 (``aesthete.training.torchrun`` is ``torch.distributed.run`` with a quiet Ctrl-C), so rendezvous,
 environment (RANK, WORLD_SIZE, LOCAL_RANK, ...), failure handling and the tear-down of every process are
 torchrun's, and each process runs the same :func:`aesthete.training.trainer.run`.
+
+The job goes in the environment, which torchrun hands to every rank, not in a file: a job file in /tmp
+outlived a ``kill -9`` of ``aesthete train`` (field test), and one in the run folder would make a failed
+start leave that folder behind.
 """
 
 from __future__ import annotations
@@ -18,25 +23,25 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 SIGINT_GRACE_S = 10  # how long torchrun has to stop on a Ctrl-C it got itself, before it is sent one
 PARENT_ENV = "AESTHETE_TRAIN_PID"  # tells torchrun which process to stop with (aesthete.training.torchrun)
+JOB_ENV = "AESTHETE_TRAIN_JOB"  # the job, for every rank
 LIBRARY_ERROR = 2  # a rank's exit status after it reported an AestheteError in one line
+ERROR_FILE_ENV = "TORCHELASTIC_ERROR_FILE"  # where torchrun reads why a rank failed
 
 
-def write_job(recipe: dict[str, Any], options: Any) -> Path:
+def job_text(recipe: dict[str, Any], options: Any) -> str:
+    """The value of :data:`JOB_ENV` for ``recipe`` and ``options`` (RunOptions)."""
     fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
-    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="aesthete-job-", delete=False) as handle:
-        json.dump({"recipe": recipe, "options": fields}, handle)
-    return Path(handle.name)
+    return json.dumps({"recipe": recipe, "options": fields})
 
 
 def launch_command(
-    job: Path,
     *,
     nproc: int,
     nodes: int = 1,
@@ -55,7 +60,7 @@ def launch_command(
         ]
     else:
         command.append("--standalone")
-    return [*command, "-m", "aesthete.training.launcher", str(job)]
+    return [*command, "-m", "aesthete.training.launcher"]
 
 
 def launch(recipe: dict[str, Any], options: Any, **topology: Any) -> int:
@@ -64,31 +69,26 @@ def launch(recipe: dict[str, Any], options: Any, **topology: Any) -> int:
     On Ctrl-C, torchrun is waited for, not killed: a terminal's Ctrl-C reaches it and every rank (one
     process group), and torchrun stops the ranks. Where the interrupt reached this process alone, torchrun
     is sent one after ``SIGINT_GRACE_S``. KeyboardInterrupt is then raised again, once no rank is left."""
-    job = write_job(recipe, options)
-    try:
-        environment = {**os.environ, PARENT_ENV: str(os.getpid())}
-        with subprocess.Popen(launch_command(job, **topology), env=environment) as torchrun:
+    environment = {**os.environ, PARENT_ENV: str(os.getpid()), JOB_ENV: job_text(recipe, options)}
+    with subprocess.Popen(launch_command(**topology), env=environment) as torchrun:
+        try:
+            return torchrun.wait()
+        except KeyboardInterrupt:
             try:
-                return torchrun.wait()
-            except KeyboardInterrupt:
-                try:
-                    torchrun.wait(timeout=SIGINT_GRACE_S)
-                except subprocess.TimeoutExpired:
-                    torchrun.send_signal(signal.SIGINT)
-                    torchrun.wait()
-                raise
-    finally:
-        job.unlink(missing_ok=True)
+                torchrun.wait(timeout=SIGINT_GRACE_S)
+            except subprocess.TimeoutExpired:
+                torchrun.send_signal(signal.SIGINT)
+                torchrun.wait()
+            raise
 
 
-def main(argv: list[str] | None = None) -> None:
+def main() -> None:
     """One training process (started by torchrun)."""
     from aesthete import interrupts
     from aesthete.errors import AestheteError
     from aesthete.training.trainer import RunOptions, run
 
-    args = sys.argv[1:] if argv is None else argv
-    job = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+    job = json.loads(os.environ[JOB_ENV])
     fields = job["options"]
     options = RunOptions(**{**fields, "data_root": Path(fields["data_root"]), "output": Path(fields["output"])})
     # This process is a command of its own: it renders its progress as `aesthete train` does (only
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 run(job["recipe"], options)
     except AestheteError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        report_error(f"error: {exc}")
         sys.exit(LIBRARY_ERROR)
     except KeyboardInterrupt:  # every rank gets the Ctrl-C; `aesthete train` says once what was saved
         sys.exit(130)
@@ -113,6 +113,21 @@ def main(argv: list[str] | None = None) -> None:
         if interrupts.pressed():
             sys.exit(130)
         raise
+
+
+def report_error(line: str) -> None:
+    """Say why this rank stops: to torchrun, which prints it once for all the ranks that stop for the
+    same reason (each printed its own copy: field test), or on stderr without one."""
+    error_file = os.environ.get(ERROR_FILE_ENV)
+    if error_file:
+        # The format of torchrun's own error files (torch.distributed.elastic.multiprocessing.errors).
+        report = json.dumps({"message": line, "timestamp": int(time.time())})
+        try:
+            Path(error_file).write_text(report, encoding="utf-8")
+            return
+        except OSError:
+            pass  # then say it here
+    print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

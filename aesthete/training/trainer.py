@@ -182,6 +182,13 @@ def run(
             say, progress = None, None
         with _run_folder(Path(options.output), ctx.main):
             return _run(ctx, recipe, options, on_step, say or _quiet, progress or _no_progress)
+    except Exception:
+        # After a Ctrl-C whose KeyboardInterrupt a fork dropped here (see aesthete.interrupts), a failure is
+        # part of the same stop: a loader worker that died of it before it ignored it (the loaders start
+        # theirs with Ctrl-C held back; this is for any other way it reaches one) ends the loader with
+        # "DataLoader worker ... exited unexpectedly".
+        interrupts.raise_if_pressed()
+        raise
     finally:
         teardown(ctx)
 
@@ -440,7 +447,7 @@ class _Loop:
         cuda = ctx.device.type == "cuda"
         todo = steps[first:]
         batches = [micro for step in todo for micro in step.micro]
-        fetch = iter(data_mod.loader(self.dataset, batches, workers=self.workers, pin_memory=cuda))
+        fetch = data_mod.loader(self.dataset, batches, workers=self.workers, pin_memory=cuda)
         loss_sum = torch.zeros((), device=ctx.device)  # sum over micro-batches of loss * n
         seen = skipped = 0
         if epoch == self.start_epoch and first:  # a mid-epoch resume: the sums so far
