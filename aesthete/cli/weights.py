@@ -136,7 +136,7 @@ def _accepted(entry_name: str, accept_license: bool, *, declined: str) -> bool:
         return accept_license
     if not sys.stdin.isatty():
         return False  # no one to ask: the library refuses with the one-line way out
-    err.print(escape(weights.license_notice(entry)), soft_wrap=True)  # a URL is not folded across lines
+    err.print(escape(weights.license_notice(entry)), soft_wrap=True, highlight=False)  # one line, uncoloured
     _ask("This licence forbids commercial use. Accept it?", declined=f"licence not accepted; {declined}")
     return True
 
