@@ -44,8 +44,11 @@ def test_arguments_are_named_in_upper_case_in_usage_and_arguments(command: list[
     arguments = re.findall(r"[{\[]([^}\]]+)[}\]]", usage.split("[OPTIONS]", 1)[1])
     assert all(a == a.upper() for a in arguments), usage
     if "Arguments:" in text:
-        listed = [line.split()[0] for line in text.split("Arguments:")[1].split("\n\n")[0].splitlines()[1:]
-                  if line.startswith("  ") and not line.startswith("   ")]
+        listed = [
+            line.split()[0]
+            for line in text.split("Arguments:")[1].split("\n\n")[0].splitlines()[1:]
+            if line.startswith("  ") and not line.startswith("   ")
+        ]
         assert listed and all(a.rstrip(".") == a.rstrip(".").upper() for a in listed), listed
 
 

@@ -28,7 +28,10 @@ SPLITS = ("train", "val", "test")
 def train_command(
     model_or_recipe: Annotated[
         str | None,
-        typer.Argument(metavar="MODEL_OR_RECIPE", help="A model (hla-gcn), a recipe name (hla-gcn-r101-ava) or a recipe .toml file."),
+        typer.Argument(
+            metavar="MODEL_OR_RECIPE",
+            help="A model (hla-gcn), a recipe name (hla-gcn-r101-ava) or a recipe .toml file.",
+        ),
     ] = None,
     dataset: Annotated[str | None, typer.Option(help="ava or aadb: picks the model's recipe.")] = None,
     data_root: Annotated[
@@ -155,7 +158,10 @@ def _say_interrupted(output: Path, node_rank: int) -> NoReturn:
 
 def eval_command(
     checkpoint: Annotated[
-        str, typer.Argument(metavar="CHECKPOINT", help="Registered weights NAME (as `score --weights`) or a checkpoint PATH.")
+        str,
+        typer.Argument(
+            metavar="CHECKPOINT", help="Registered weights NAME (as `score --weights`) or a checkpoint PATH."
+        ),
     ],
     dataset: Annotated[str, typer.Option(help="ava or aadb.")],
     data_root: Annotated[Path, typer.Option(help="The dataset folder.")],

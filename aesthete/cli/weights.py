@@ -162,7 +162,7 @@ def add_command(
         typer.Argument(
             metavar="FILES",
             help="An aesthete checkpoint (.safetensors); with --like, the publisher's file(s) "
-            "(for laion-aesthetic-v2: the head .pth and, unless pulled, ViT-L-14.pt)."
+            "(for laion-aesthetic-v2: the head .pth and, unless pulled, ViT-L-14.pt).",
         ),
     ],
     name: Annotated[str, typer.Option("--name", "-n", help="The name to use it by: `score --weights NAME`.")],
@@ -249,7 +249,9 @@ def _progress(name: str) -> Iterator[Callable[[int, int | None], None]]:
 
 @app.command("verify", short_help="Rehash downloaded and added weights.")
 def verify_command(
-    name: Annotated[str | None, typer.Argument(metavar="NAME", help="One name; default: every downloaded or added file.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="One name; default: every downloaded or added file.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Rehash downloaded and added weights; exit code 1 if any file is missing or changed."""
@@ -269,7 +271,9 @@ def verify_command(
 
 @app.command("remove", short_help="Remove weights: a download, your own, a personal head.")
 def remove_command(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="A name from `aesthete weights list` (a personal head too).")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="A name from `aesthete weights list` (a personal head too).")
+    ],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete your own weights or a head without asking.")] = False,
     as_json: JsonOption = False,
 ) -> None:
