@@ -31,6 +31,8 @@ def test_help_fits_80_columns_and_cuts_nothing(command: list[str]) -> None:
     assert "…" not in text  # nothing truncated: every flag name and default is whole
     assert "<bool>" not in text  # flags take no value, so none is shown
     assert "--no-no-" not in text
+    assert not re.search(r"\S \[default:", text)  # set off by two spaces, as Click sets the defaults it writes
+    assert not re.search(r"\(default\).*\s+\[default:", text)  # a default said once
     commands = text.split("Commands:")[1].split("\n\n")[0] if "Commands:" in text else ""
     assert not [line for line in commands.splitlines() if line.endswith("...")]  # Click's cut of a long summary
 

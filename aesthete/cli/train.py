@@ -56,7 +56,7 @@ def train_command(
     ] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in --output.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="At most N images per split (a smoke run).")] = None,
-    output: Annotated[Path | None, typer.Option(help="Run folder. [default: runs/RECIPE]", show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option(help="Run folder.", show_default="runs/RECIPE")] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the resolved recipe and exit.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps (one process).")] = "auto",
     workers: Annotated[int | None, typer.Option(min=0, help="Data-loading processes per training process.")] = None,
