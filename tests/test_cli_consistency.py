@@ -156,6 +156,93 @@ def test_every_json_output_is_one_object_with_its_list_named(tmp_path: Path, mon
     assert "shoot/broken.jpg" in table and str(tmp_path) not in table  # relative, as rank's table shows paths
 
 
+# The keys README.md ("Which scores, and `--json`") documents for each command's --json, as it lists them.
+HEADER = ["by", "basis", "model", "weights", "output"]
+DOCUMENTED_KEYS = {
+    "score": [
+        "found", "scored", "analysed", "faces_filled", "cached", "paired", "failed", "seconds", "model", "weights",
+        "device", "precision", "compiled", "device_decoded", "decode_notice", "notice", "faces_notice", "interrupted",
+        "personal", "embed_only", "discovery_errors", "throughput", "database", "exit_code",
+    ],
+    "rank": [*HEADER, "photos"],
+    "cull": [*HEADER, "dry_run", "picks", "not_picked", "export", "xmp", "moved"],
+    "cull export": ["folder", "manifest", "notices", "placed", "failed"],
+    "cull xmp": ["sidecars", "cleared", "still_rated", "failed"],
+    "cull moved": ["folder", "placed", "failed", "left_in_place"],
+    "cull not_picked": ["path", "why"],
+    "groups": [*HEADER, "groups"],
+    "groups group": ["group", "size", "photos"],
+    "groups photo": ["path", "mean", "technical", "flags", "capture_time", "make", "camera", "cull_keeps", "ruled_out"],
+    "show": ["model", "weights", "photo"],
+    "failures": ["count", "failures"],
+    "models": ["models"],
+    "weights list": ["weights"],
+    "weights verify": ["verified"],
+    "weights verify row": ["name", "ok", "reason"],
+    "weights remove": ["name", "kind", "deleted", "freed", "kept", "heads"],
+    "learn": [
+        "name", "path", "ratings", "matched", "unmatched", "own", "corrected", "unusable", "no_embedding", "used",
+        "scored", "notes", "base", "cross_validation",
+    ],
+    "learn cross_validation": ["folds", "photos", "method", "table"],
+}  # fmt: skip
+
+
+def test_each_json_output_has_the_keys_the_readme_documents(tmp_path: Path, tiny_checkpoints) -> None:
+    import ratinglib
+    from photoset import write_shoot
+
+    from aesthete.cli.common import ROW_FIELDS
+
+    photos = ratinglib.make_library(tmp_path / "lib", 24)  # rated, for learn
+    ratinglib.write_sidecars(photos)
+    folder = tmp_path / "lib"
+    write_shoot(folder / "shoot")  # bursts, for groups
+    db = ["--db", str(tmp_path / "x.db")]
+
+    def run(*args: str) -> dict:
+        result = runner.invoke(app, [*args, "--json"])
+        assert result.exit_code == 0, (args, result.output)
+        data = json.loads(result.stdout)
+        assert isinstance(data, dict), args
+        return data
+
+    def keys(data: dict, name: str) -> None:
+        assert list(data) == DOCUMENTED_KEYS[name], name
+
+    added = run("weights", "add", str(tiny_checkpoints["nima"]), "--name", "tiny")
+    assert set(added) == set(run("weights", "list")["weights"][0]) - {"ava_srcc"}  # a list row but ava_srcc
+    keys(run("score", str(folder), *db, "--device", "cpu", "--workers", "1"), "score")
+    rank = run("rank", *db)
+    keys(rank, "rank")
+    assert list(rank["photos"][0]) == list(ROW_FIELDS)
+    cull = run(
+        "cull", *db, "--top", "3", "--dry-run", "--export", str(tmp_path / "album"), "--xmp",
+        "--move-rejects", str(tmp_path / "rejects"),
+    )  # fmt: skip
+    keys(cull, "cull")
+    for action in ("export", "xmp", "moved"):
+        keys(cull[action], f"cull {action}")
+    keys(cull["not_picked"][0], "cull not_picked")
+    assert list(cull["picks"][0]) == [*ROW_FIELDS, "pick", "group", "group_size"]
+    assert list(run("cull", *db, "--top", "3"))[-2:] == ["picks", "not_picked"]  # actions only when asked
+    groups = run("groups", *db)
+    keys(groups, "groups")
+    keys(groups["groups"][0], "groups group")
+    keys(groups["groups"][0]["photos"][0], "groups photo")
+    keys(run("show", rank["photos"][0]["path"], *db), "show")
+    keys(run("failures", *db), "failures")
+    keys(run("models", "--no-count"), "models")
+    keys(run("weights", "list"), "weights list")
+    verify = run("weights", "verify")
+    keys(verify, "weights verify")
+    keys(verify["verified"][0], "weights verify row")
+    learned = run("learn", str(folder), *db, "--name", "mine")
+    keys(learned, "learn")
+    keys(learned["cross_validation"], "learn cross_validation")
+    keys(run("weights", "remove", "mine", "--yes"), "weights remove")
+
+
 # -- item 18: rescans, the progress bar, show of a missing file, the sort column, CSV and JSON fields ------
 
 

@@ -11,7 +11,7 @@ from aesthete.cli import app
 
 runner = CliRunner()
 COMMANDS = [
-    [], ["score"], ["rank"], ["show"], ["cull"], ["groups"], ["report"], ["failures"], ["models"], ["train"],
+    [], ["score"], ["rank"], ["show"], ["cull"], ["groups"], ["report"], ["learn"], ["failures"], ["models"], ["train"],
     ["eval"], ["weights"], ["weights", "list"], ["weights", "pull"], ["weights", "add"], ["weights", "verify"],
     ["weights", "remove"],
 ]  # fmt: skip
@@ -31,8 +31,27 @@ def test_help_fits_80_columns_and_cuts_nothing(command: list[str]) -> None:
     assert "…" not in text  # nothing truncated: every flag name and default is whole
     assert "<bool>" not in text  # flags take no value, so none is shown
     assert "--no-no-" not in text
+    assert not re.search(r"\S \[default:", text)  # set off by two spaces, as Click sets the defaults it writes
+    assert not re.search(r"\(default\).*\s+\[default:", text)  # a default said once
     commands = text.split("Commands:")[1].split("\n\n")[0] if "Commands:" in text else ""
     assert not [line for line in commands.splitlines() if line.endswith("...")]  # Click's cut of a long summary
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "aesthete")
+def test_arguments_are_named_in_upper_case_in_usage_and_arguments(command: list[str]) -> None:
+    # Every argument reads as a metavar, PHOTO or NAME as PATHS does, in the usage line and in its own list;
+    # braces ({NAME}: required) and brackets ([NAME]: optional) are Typer's marks around it.
+    text = help_text(command, columns=200)
+    usage = text.split("Usage: ", 1)[1].splitlines()[0]
+    arguments = re.findall(r"[{\[]([^}\]]+)[}\]]", usage.split("[OPTIONS]", 1)[1])
+    assert all(a == a.upper() for a in arguments), usage
+    if "Arguments:" in text:
+        listed = [
+            line.split()[0]
+            for line in text.split("Arguments:")[1].split("\n\n")[0].splitlines()[1:]
+            if line.startswith("  ") and not line.startswith("   ")
+        ]
+        assert listed and all(a.rstrip(".") == a.rstrip(".").upper() for a in listed), listed
 
 
 def test_train_offers_no_pretrained_alone() -> None:

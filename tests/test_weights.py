@@ -771,6 +771,23 @@ def test_ctrl_d_or_ctrl_c_at_the_licence_prompt_declines_in_one_line(
     assert "Aborted" not in result.output and cache_files() == []
 
 
+def test_the_licence_notice_is_plain_text_on_a_colour_terminal(
+    nima_file: Path, registry: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a terminal Rich's highlighter coloured the notice's numbers and brackets ("CC-BY-NC-4.0", "(").
+    import io
+
+    from rich.console import Console
+
+    registry(aesthetic_toml(nima_file.as_uri(), sha256_of(nima_file)) + 'license = "CC-BY-NC-4.0"\n')
+    monkeypatch.setattr(cli_weights, "sys", SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True)))
+    screen = io.StringIO()
+    monkeypatch.setattr(cli_weights, "err", Console(file=screen, force_terminal=True, color_system="standard"))
+    result = CliRunner().invoke(app, ["pull", "nima-test"], input="n\n")
+    assert result.exit_code == 1
+    assert screen.getvalue().splitlines()[0] == f"nima-test: licence CC-BY-NC-4.0 (source: {nima_file.as_uri()})"
+
+
 # --- the download path, field-tested: cuts, full disks, two pulls at once, Ctrl-C -----------------------
 
 PULL_SCRIPT = (

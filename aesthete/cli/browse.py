@@ -83,7 +83,7 @@ def rank_command(
 
 @library_errors()
 def show_command(
-    photo: Annotated[Path, typer.Argument(help="A photo that `score` has seen.", show_default=False)],
+    photo: Annotated[Path, typer.Argument(metavar="PHOTO", help="A photo that `score` has seen.", show_default=False)],
     model: ModelOption = None,
     weights: WeightsOption = None,
     db: DbOption = None,

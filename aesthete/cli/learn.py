@@ -39,7 +39,7 @@ def learn_command(
     ] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Learn on this model's embeddings.")] = None,
     weights: Annotated[str | None, typer.Option("--weights", "-w", help="Learn on these weights' embeddings.")] = None,
-    method: Annotated[str, typer.Option(help="ridge (default), ordinal or pairwise.")] = "ridge",
+    method: Annotated[str, typer.Option(help="ridge, ordinal or pairwise.")] = "ridge",
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 5,
     db: DbOption = None,
     as_json: JsonOption = False,

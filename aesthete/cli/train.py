@@ -28,7 +28,10 @@ SPLITS = ("train", "val", "test")
 def train_command(
     model_or_recipe: Annotated[
         str | None,
-        typer.Argument(help="A model (hla-gcn), a recipe name (hla-gcn-r101-ava) or a recipe .toml file."),
+        typer.Argument(
+            metavar="MODEL_OR_RECIPE",
+            help="A model (hla-gcn), a recipe name (hla-gcn-r101-ava) or a recipe .toml file.",
+        ),
     ] = None,
     dataset: Annotated[str | None, typer.Option(help="ava or aadb: picks the model's recipe.")] = None,
     data_root: Annotated[
@@ -53,7 +56,7 @@ def train_command(
     ] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in --output.")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="At most N images per split (a smoke run).")] = None,
-    output: Annotated[Path | None, typer.Option(help="Run folder. [default: runs/RECIPE]", show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option(help="Run folder.", show_default="runs/RECIPE")] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the resolved recipe and exit.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps (one process).")] = "auto",
     workers: Annotated[int | None, typer.Option(min=0, help="Data-loading processes per training process.")] = None,
@@ -155,7 +158,10 @@ def _say_interrupted(output: Path, node_rank: int) -> NoReturn:
 
 def eval_command(
     checkpoint: Annotated[
-        str, typer.Argument(help="Registered weights NAME (as `score --weights`) or a checkpoint PATH.")
+        str,
+        typer.Argument(
+            metavar="CHECKPOINT", help="Registered weights NAME (as `score --weights`) or a checkpoint PATH."
+        ),
     ],
     dataset: Annotated[str, typer.Option(help="ava or aadb.")],
     data_root: Annotated[Path, typer.Option(help="The dataset folder.")],

@@ -136,7 +136,7 @@ def _accepted(entry_name: str, accept_license: bool, *, declined: str) -> bool:
         return accept_license
     if not sys.stdin.isatty():
         return False  # no one to ask: the library refuses with the one-line way out
-    err.print(escape(weights.license_notice(entry)), soft_wrap=True)  # a URL is not folded across lines
+    err.print(escape(weights.license_notice(entry)), soft_wrap=True, highlight=False)  # one line, uncoloured
     _ask("This licence forbids commercial use. Accept it?", declined=f"licence not accepted; {declined}")
     return True
 
@@ -160,8 +160,9 @@ def add_command(
     files: Annotated[
         list[Path],
         typer.Argument(
+            metavar="FILES",
             help="An aesthete checkpoint (.safetensors); with --like, the publisher's file(s) "
-            "(for laion-aesthetic-v2: the head .pth and, unless pulled, ViT-L-14.pt)."
+            "(for laion-aesthetic-v2: the head .pth and, unless pulled, ViT-L-14.pt).",
         ),
     ],
     name: Annotated[str, typer.Option("--name", "-n", help="The name to use it by: `score --weights NAME`.")],
@@ -195,7 +196,7 @@ def add_command(
 
 @app.command("pull", short_help="Download registered weights, checking their hash.")
 def pull_command(
-    name: Annotated[str, typer.Argument(help="A name from `aesthete weights list`.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A name from `aesthete weights list`.")],
     accept_license: AcceptLicense = False,
 ) -> None:
     """Download registered weights into the cache, checking their sha256; prints the file's path.
@@ -248,7 +249,9 @@ def _progress(name: str) -> Iterator[Callable[[int, int | None], None]]:
 
 @app.command("verify", short_help="Rehash downloaded and added weights.")
 def verify_command(
-    name: Annotated[str | None, typer.Argument(help="One name; default: every downloaded or added file.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="One name; default: every downloaded or added file.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Rehash downloaded and added weights; exit code 1 if any file is missing or changed."""
@@ -268,7 +271,9 @@ def verify_command(
 
 @app.command("remove", short_help="Remove weights: a download, your own, a personal head.")
 def remove_command(
-    name: Annotated[str, typer.Argument(help="A name from `aesthete weights list` (a personal head too).")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="A name from `aesthete weights list` (a personal head too).")
+    ],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete your own weights or a head without asking.")] = False,
     as_json: JsonOption = False,
 ) -> None:
