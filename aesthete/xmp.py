@@ -81,7 +81,7 @@ class SidecarResult:
     photo: str
     sidecar: str
     # created | updated | unchanged | kept (the photographer's rating, left as it was) | cleared | restored (set
-    # back to what it held before aesthete wrote it) | skipped (an unusable existing sidecar, left as it was)
+    # back to what it held before aesthete wrote it) | skipped (left as it was: unusable, read-only or unwritable)
     status: str
     message: str | None = None
     before: Marks | None = None  # what a written sidecar held before: (rating, label) as text, None if absent
