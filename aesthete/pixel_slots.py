@@ -17,6 +17,7 @@ gone (a ``kill -9``) is removed by the next run.
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import secrets
@@ -44,12 +45,7 @@ def block_folder() -> Path:
 
 def slot_bytes(policy: InputPolicy) -> int:
     """Bytes of the model input ``policy`` makes from a 16:9 photo."""
-    width, height = policy.resized_size(*SLOT_SHAPE_RATIO)
-    if policy.resize == "center_crop":
-        width, height = min(width, policy.size), min(height, policy.size)
-    if policy.patch:
-        return len(policy.patch_origins(width, height)) * policy.patch * policy.patch * 3
-    return width * height * 3
+    return math.prod(policy.input_shape(*SLOT_SHAPE_RATIO))
 
 
 def lend_slots(policy: InputPolicy, wanted: int) -> PixelSlots | None:

@@ -361,3 +361,30 @@ def test_real_subprocess_and_no_torch_on_light_paths(photos: Path, tmp_path: Pat
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert check.returncode == 0, check.stderr
     assert check.stdout.strip() == "False"
+
+
+def test_a_strip_too_long_for_an_aspect_keeping_model_is_recorded_and_the_rest_scored(tmp_path: Path) -> None:
+    """MP_ada keeps the shorter side and cuts patches along the longer one: a long strip would become thousands
+    of patches in one batch (a memory blow-up that ended the run with a traceback). It is refused, one line;
+    a panorama of ordinary length still scores, at its own patch count."""
+    import torch
+
+    from aesthete.checkpoint import save_checkpoint
+    from aesthete.models import get_model
+
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(
+        get_model("mp-ada", backbone="resnet18", input_size=64, patch_size=32), tmp_path / "mp-ada-tiny.safetensors"
+    )
+    photos = tmp_path / "photos"
+    write_photo(photos / "photo.jpg", 1)
+    write_photo(photos / "panorama.jpg", 2, size=(1200, 100))  # 12:1: 768x64, 24x2 patches
+    Image.new("RGB", (3000, 4), (90, 120, 150)).save(photos / "strip.png")  # 750:1: 3,000 patches
+    store = Store(tmp_path / "a.db")
+    summary = score([str(photos)], store=store, weights=str(checkpoint), device="cpu", workers=1)
+    assert summary.scored == 2
+    assert [(Path(f.path).name, f.kind, f.reason) for f in summary.failed] == [(
+        "strip.png", "too-elongated",
+        "too elongated: 3000x4 would make 3000 patches of 32x32 for the model (3.1 MP; at most 2.5 MP)",
+    )]  # fmt: skip
+    assert [(Path(f["path"]).name, f["kind"]) for f in store.failures()] == [("strip.png", "too-elongated")]
