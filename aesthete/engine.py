@@ -165,11 +165,16 @@ class ModelRunner:
     def precision(self) -> str:
         return precision_name(self.dtype)
 
+    def _runs_compiled(self, shape: tuple[int, ...]) -> bool:
+        """Whether a batch of ``shape`` runs compiled code: one already compiled, or a new one while fewer than
+        :data:`MAX_COMPILED_SHAPES` are."""
+        return self._compiled is not None and (
+            shape in self.compiled_shapes or len(self.compiled_shapes) < MAX_COMPILED_SHAPES
+        )
+
     def _forward(self, batch: torch.Tensor, ratios: torch.Tensor) -> dict[str, torch.Tensor]:
         shape = tuple(batch.shape)
-        if self._compiled is None or (
-            shape not in self.compiled_shapes and len(self.compiled_shapes) >= MAX_COMPILED_SHAPES
-        ):
+        if not self._runs_compiled(shape):
             return self.model(batch, ratios)
         try:
             with self._compiling():
@@ -222,9 +227,12 @@ class ModelRunner:
         if self.device.type == "cuda" and batch.device.type == "cpu" and not batch.is_pinned():
             batch = batch.pin_memory()
         batch = batch.to(self.device, non_blocking=True)
-        if self._compiled is not None and self.batch_size and real < self.batch_size:
+        *_, height, width, channels = batch.shape  # the model gets them channels first (normalise, below)
+        padded = (self.batch_size or 0, *batch.shape[1:-3], channels, height, width)
+        if real < padded[0] and self._runs_compiled(padded):
             # Pad with copies of the last photo (dropped below): one compiled batch size, not one per remainder.
-            pad = self.batch_size - real
+            # A batch that runs eagerly (a shape past the cap) is not padded: that would only add work.
+            pad = padded[0] - real
             batch = torch.cat([batch, batch[-1:].expand(pad, *batch.shape[1:])])
             aspect = np.concatenate([aspect, np.repeat(aspect[-1:], pad)])
         policy = self.model.policy
