@@ -28,9 +28,13 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # no longer-side cap (TOPIQ's shorter side 384, MP_ada's patches) turns a long strip into a huge input: a
 # 65000x100 scan would be 249600x384 (96 MP) for TOPIQ, whose self-attention then needs hundreds of GB,
 # and 1,486 patches for MP_ada (2.4 GB for one activation of its ResNet-18). Such a photo is refused with a
-# reason (:meth:`InputPolicy.too_large`). 2.5 MP takes a 16:1 panorama at TOPIQ's 384 px (2.4 MP) and a
+# reason (:meth:`InputPolicy.too_elongated`). 2.5 MP takes a 16:1 panorama at TOPIQ's 384 px (2.4 MP) and a
 # 40:1 one through MP_ada's patches; photos of ordinary shape stay far below it (576x384 is 0.22 MP).
 MAX_INPUT_PIXELS = 2_500_000
+# The shortest side an input may have. A longer-side cap (APM's 1000, SAF's 512) shrinks a strip's shorter
+# side with it: a 65000x100 scan became 512x1 for SAF, whose VGG16 max-pools need 16 px and raised mid-run.
+# 32 px is a ResNet's stride; below it the model sees a line, not a picture.
+MIN_INPUT_SIDE = 32
 
 ResizeKind = Literal["warp", "short_side", "center_crop"]
 Resample = Literal["bilinear", "bicubic"]
@@ -107,18 +111,22 @@ class InputPolicy:
             return (len(self.patch_origins(resized_w, resized_h)), self.patch, self.patch, 3)
         return (resized_h, resized_w, 3)
 
-    def too_large(self, width: int, height: int) -> str | None:
-        """Why a ``width`` x ``height`` photo's input would exceed :data:`MAX_INPUT_PIXELS`, in one line;
-        None when it does not (every photo of ordinary shape: only a long strip gets there)."""
+    def too_elongated(self, width: int, height: int) -> str | None:
+        """Why a ``width`` x ``height`` photo cannot be this policy's input, in one line, or None (every photo
+        of ordinary shape). Only a long strip gets here: one whose input would exceed :data:`MAX_INPUT_PIXELS`
+        (no longer-side cap), or whose shorter side a longer-side cap shrinks below :data:`MIN_INPUT_SIDE`."""
         shape = self.input_shape(width, height)
         pixels = math.prod(shape[:-1])
-        if pixels <= MAX_INPUT_PIXELS:
-            return None
         made = f"{shape[0]} patches of {self.patch}x{self.patch}" if self.patch else f"a {shape[1]}x{shape[0]} input"
-        return (
-            f"too elongated: {width}x{height} would make {made} for the model "
-            f"({pixels / 1e6:.1f} MP; at most {MAX_INPUT_PIXELS / 1e6:.1f} MP)"
-        )
+        if pixels > MAX_INPUT_PIXELS:
+            return (
+                f"{width}x{height} would make {made} for the model "
+                f"({pixels / 1e6:.1f} MP; at most {MAX_INPUT_PIXELS / 1e6:.1f} MP)"
+            )
+        least = min(MIN_INPUT_SIDE, self.size)  # (a policy whose own size is smaller sets the floor itself)
+        if not self.patch and min(shape[:2]) < least:
+            return f"{width}x{height} would make {made} for the model (its shorter side under {least} px)"
+        return None
 
     def decode_size(self, width: int, height: int) -> tuple[int, int]:
         """The smallest decode that loses nothing for this policy (a hint for reduced-size decoding)."""

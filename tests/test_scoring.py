@@ -363,28 +363,40 @@ def test_real_subprocess_and_no_torch_on_light_paths(photos: Path, tmp_path: Pat
     assert check.stdout.strip() == "False"
 
 
-def test_a_strip_too_long_for_an_aspect_keeping_model_is_recorded_and_the_rest_scored(tmp_path: Path) -> None:
-    """MP_ada keeps the shorter side and cuts patches along the longer one: a long strip would become thousands
-    of patches in one batch (a memory blow-up that ended the run with a traceback). It is refused, one line;
-    a panorama of ordinary length still scores, at its own patch count."""
+STRIPS = {  # model -> (small config, a strip it cannot take, the reason recorded)
+    # MP_ada keeps the shorter side and cuts patches along the longer one: thousands of patches in one batch
+    # (a memory blow-up that ended the run with a traceback).
+    "mp-ada": (
+        {"backbone": "resnet18", "input_size": 64, "patch_size": 32},
+        (3000, 4),
+        "3000x4 would make 3000 patches of 32x32 for the model (3.1 MP; at most 2.5 MP)",
+    ),
+    # SAF caps the longer side: the strip's shorter side went to 1 px, and VGG16's max-pools raised mid-run.
+    "saf": (
+        {"backbone": "vgg16", "input_size": 64, "max_long_side": 128},
+        (2000, 10),
+        "2000x10 would make a 128x1 input for the model (its shorter side under 32 px)",
+    ),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(STRIPS))
+def test_a_strip_an_aspect_keeping_model_cannot_take_is_recorded_and_the_rest_scored(arch: str, tmp_path: Path) -> None:
+    """A long strip is refused with a one-line reason; a panorama of ordinary length still scores."""
     import torch
 
     from aesthete.checkpoint import save_checkpoint
     from aesthete.models import get_model
 
+    config, strip, reason = STRIPS[arch]
     torch.manual_seed(0)
-    checkpoint = save_checkpoint(
-        get_model("mp-ada", backbone="resnet18", input_size=64, patch_size=32), tmp_path / "mp-ada-tiny.safetensors"
-    )
+    checkpoint = save_checkpoint(get_model(arch, **config), tmp_path / f"{arch}-tiny.safetensors")
     photos = tmp_path / "photos"
     write_photo(photos / "photo.jpg", 1)
-    write_photo(photos / "panorama.jpg", 2, size=(1200, 100))  # 12:1: 768x64, 24x2 patches
-    Image.new("RGB", (3000, 4), (90, 120, 150)).save(photos / "strip.png")  # 750:1: 3,000 patches
+    write_photo(photos / "panorama.jpg", 2, size=(360, 100))  # SAF: 128x36, MP_ada: 230x64 in 8x2 patches
+    Image.new("RGB", strip, (90, 120, 150)).save(photos / "strip.png")
     store = Store(tmp_path / "a.db")
     summary = score([str(photos)], store=store, weights=str(checkpoint), device="cpu", workers=1)
     assert summary.scored == 2
-    assert [(Path(f.path).name, f.kind, f.reason) for f in summary.failed] == [(
-        "strip.png", "too-elongated",
-        "too elongated: 3000x4 would make 3000 patches of 32x32 for the model (3.1 MP; at most 2.5 MP)",
-    )]  # fmt: skip
+    assert [(Path(f.path).name, f.kind, f.reason) for f in summary.failed] == [("strip.png", "too-elongated", reason)]
     assert [(Path(f["path"]).name, f["kind"]) for f in store.failures()] == [("strip.png", "too-elongated")]
