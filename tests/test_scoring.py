@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -400,3 +401,36 @@ def test_a_strip_an_aspect_keeping_model_cannot_take_is_recorded_and_the_rest_sc
     assert summary.scored == 2
     assert [(Path(f.path).name, f.kind, f.reason) for f in summary.failed] == [("strip.png", "too-elongated", reason)]
     assert [(Path(f["path"]).name, f["kind"]) for f in store.failures()] == [("strip.png", "too-elongated")]
+
+
+def test_a_photo_the_model_raises_on_costs_that_photo_not_the_run(
+    tmp_path: Path, tiny_checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the model raises on (out of memory, a shape it cannot take): its batch is run again photo by
+    photo, the photo at fault is recorded in one line, every other photo is scored, and the next run tries
+    it again (the fault may have been the machine's)."""
+    from aesthete.engine import ModelRunner
+
+    launch = ModelRunner.launch
+
+    def fails_on_black(self: ModelRunner, pixels: Any, aspect: Any) -> Any:
+        if any(int(one.max()) == 0 for one in pixels):
+            raise RuntimeError("boom: out of memory\nsecond line of a long message")
+        return launch(self, pixels, aspect)
+
+    monkeypatch.setattr(ModelRunner, "launch", fails_on_black)
+    photos = tmp_path / "photos"
+    for i in range(5):
+        write_photo(photos / f"p{i}.jpg", i)
+    Image.new("RGB", (96, 64)).save(photos / "black.png")
+    store = Store(tmp_path / "a.db")
+    summary = score([str(photos)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu", workers=1)
+    assert summary.scored == 5
+    assert [(Path(f.path).name, f.kind, f.reason) for f in summary.failed] == [
+        ("black.png", "model-error", "RuntimeError: boom: out of memory")
+    ]
+    assert [(Path(f["path"]).name, f["kind"]) for f in store.failures()] == [("black.png", "model-error")]
+    monkeypatch.setattr(ModelRunner, "launch", launch)  # the fault is gone: the next run scores it
+    again = score([str(photos)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu", workers=1)
+    assert (again.scored, again.cached, again.failed) == (1, 5, [])
+    assert store.failures() == []
