@@ -36,6 +36,9 @@ MAX_INPUT_PIXELS = 2_500_000
 # 32 px is a ResNet's stride; below it the model sees a line, not a picture.
 MIN_INPUT_SIDE = 32
 
+# The shape a typical photo has, for sizing: 1:1, 4:3, 3:2 and 16:9 inputs, either way round, are no larger.
+TYPICAL_ASPECT = (16, 9)
+
 ResizeKind = Literal["warp", "short_side", "center_crop"]
 Resample = Literal["bilinear", "bicubic"]
 _PIL_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
@@ -110,6 +113,11 @@ class InputPolicy:
         if self.patch:
             return (len(self.patch_origins(resized_w, resized_h)), self.patch, self.patch, 3)
         return (resized_h, resized_w, 3)
+
+    def typical_pixels(self) -> int:
+        """Pixels (all patches together) of the input a 16:9 photo makes: what a shared-memory slot
+        (``aesthete.pixel_slots``) and a batch (``ModelRunner.photos_per_batch``) are sized by."""
+        return math.prod(self.input_shape(*TYPICAL_ASPECT)[:-1])
 
     def too_elongated(self, width: int, height: int) -> str | None:
         """Why a ``width`` x ``height`` photo cannot be this policy's input, in one line, or None (every photo

@@ -888,7 +888,8 @@ class _Writer:
 
 class _Batcher:
     """Groups model inputs of equal shape (aspect-ratio buckets for models that keep the aspect) into
-    uniform batches; never warps a photo to make it fit a batch.
+    uniform batches of ``runner.photos_per_batch`` photos (fewer for panoramas); never warps a photo to make
+    it fit a batch.
 
     One batch stays in flight: a batch's rows are stored after the next batch is launched, so on a GPU
     the device runs one batch while the host stores the one before it and takes in the next photos."""
@@ -905,7 +906,7 @@ class _Batcher:
         bucket = self.buckets.setdefault(result.pixels.shape, [])
         bucket.append(result)
         self.pending += 1
-        if len(bucket) >= self.batch_size:
+        if len(bucket) >= self.runner.photos_per_batch(result.pixels.shape):  # fewer for panoramas
             self._run(result.pixels.shape)
         elif self.pending > 4 * self.batch_size:  # many distinct shapes: run the fullest bucket
             self._run(max(self.buckets, key=lambda shape: len(self.buckets[shape])))

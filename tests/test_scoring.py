@@ -434,3 +434,32 @@ def test_a_photo_the_model_raises_on_costs_that_photo_not_the_run(
     again = score([str(photos)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu", workers=1)
     assert (again.scored, again.cached, again.failed) == (1, 5, [])
     assert store.failures() == []
+
+
+def test_panoramas_go_to_the_model_in_smaller_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch holds at most ``batch_size`` 16:9 photos' worth of input: equal panoramas, each six times
+    that, go one at a time, while ordinary photos still fill a batch. (Eight 12:1 panoramas in one TOPIQ
+    batch took 8 GB on the CPU; on CUDA, 64 of them would.)"""
+    import torch
+
+    from aesthete.checkpoint import save_checkpoint
+    from aesthete.engine import ModelRunner
+    from aesthete.models import get_model
+
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(get_model("mp-ada", **STRIPS["mp-ada"][0]), tmp_path / "mp-ada-tiny.safetensors")
+    launch, batches = ModelRunner.launch, []
+
+    def recording(self: ModelRunner, pixels: Any, aspect: Any) -> Any:
+        batches.append((len(pixels), tuple(pixels.shape[1:])))
+        return launch(self, pixels, aspect)
+
+    monkeypatch.setattr(ModelRunner, "launch", recording)
+    photos = tmp_path / "photos"
+    for i in range(3):
+        write_photo(photos / f"photo{i}.jpg", i)  # 3:2: 96x64, 3x2 patches of 32
+        write_photo(photos / f"panorama{i}.jpg", 10 + i, size=(1200, 100))  # 12:1: 768x64, 24x2 patches
+    store = Store(tmp_path / "a.db")
+    summary = score([str(photos)], store=store, weights=str(checkpoint), device="cpu", workers=1, batch_size=4)
+    assert summary.scored == 6 and not summary.failed
+    assert sorted(batches) == [(1, (48, 32, 32, 3))] * 3 + [(3, (6, 32, 32, 3))]
