@@ -177,6 +177,9 @@ def test_the_host_stores_a_batch_while_the_next_one_runs() -> None:
         def stack(self, inputs: list[np.ndarray]) -> np.ndarray:
             return np.stack(inputs)
 
+        def photos_per_batch(self, shape: tuple[int, ...]) -> int:
+            return 2
+
         def launch(self, pixels: np.ndarray, aspect: np.ndarray) -> Launched:
             events.append(f"launch {self.launched}")
             self.launched += 1
