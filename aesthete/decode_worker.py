@@ -46,6 +46,7 @@ MMAP_THRESHOLD_BYTES = 4 << 20
 TRIM_THRESHOLD_BYTES = 32 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
 MAX_FILE_BYTES = 1 << 30  # nothing a camera writes is 1 GiB; refuse rather than exhaust memory
+TOO_ELONGATED = "too-elongated"  # a failure kind: a strip no model input can hold (InputPolicy.too_elongated)
 
 
 @dataclass
@@ -257,13 +258,15 @@ def process_file(job: FileJob) -> FileResult:
         return result
     if job.device_lane and need_score:
         plain = plain_jpeg(data, decode_target(_policy))
-        if plain is not None:
+        if plain is not None and _policy.too_elongated(plain.width, plain.height) is None:  # else refused below
             result.jpeg, result.orientation, result.aspect = plain.data, plain.orientation, plain.width / plain.height
             if need_image:
                 result.image = photo_facts(digest, plain.width, plain.height, "JPEG", data)
             return result
     try:
         decoded = decode(data, target=decode_target(_policy if need_score else None), raw=raw_format(job.path))
+        if need_score and (reason := _policy.too_elongated(decoded.width, decoded.height)):
+            return _fail(result, TOO_ELONGATED, reason)
         if need_image:
             result.image = image_row(digest, decoded, data, faces=_config.faces)
         if need_score:

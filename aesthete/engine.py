@@ -132,8 +132,9 @@ class ModelRunner:
     # happens on the first batch of each shape; if it fails the runner says so in one line and stays eager.
     compile: bool = False
     cache_dir: Path | None = None  # TORCHINDUCTOR_CACHE_DIR for this model (see inductor_cache_dir)
-    # Batches smaller than this (a bucket's last one) are padded up to it when compiled, so a run compiles
-    # one batch size, not one per remainder; None: no padding.
+    # Photos per batch (fewer for large inputs: photos_per_batch). A compiled batch smaller than that (a
+    # bucket's last one) is padded up to it, so a run compiles one batch size per shape, not one per
+    # remainder; None: no padding.
     batch_size: int | None = None
     compiled_shapes: set[tuple[int, ...]] = field(default_factory=set)
     compile_failure: str | None = None
@@ -165,11 +166,25 @@ class ModelRunner:
     def precision(self) -> str:
         return precision_name(self.dtype)
 
+    def photos_per_batch(self, shape: Sequence[int]) -> int:
+        """How many photos whose input has ``shape`` (one photo's, channels last, as the workers make it) make
+        a batch: ``batch_size``, fewer when each holds more pixels than a 16:9 photo's input, so that a batch
+        of panoramas takes no more memory than one of ordinary photos (eight 12:1 panoramas at TOPIQ's 384 px
+        took 8 GB on the CPU, four times eight 3:2 photos). At least one."""
+        assert self.batch_size, "score sets the batch size"
+        per_photo = int(np.prod(shape[:-1]))
+        return max(1, min(self.batch_size, self.batch_size * self.model.policy.typical_pixels() // per_photo))
+
+    def _runs_compiled(self, shape: tuple[int, ...]) -> bool:
+        """Whether a batch of ``shape`` runs compiled code: one already compiled, or a new one while fewer than
+        :data:`MAX_COMPILED_SHAPES` are."""
+        return self._compiled is not None and (
+            shape in self.compiled_shapes or len(self.compiled_shapes) < MAX_COMPILED_SHAPES
+        )
+
     def _forward(self, batch: torch.Tensor, ratios: torch.Tensor) -> dict[str, torch.Tensor]:
         shape = tuple(batch.shape)
-        if self._compiled is None or (
-            shape not in self.compiled_shapes and len(self.compiled_shapes) >= MAX_COMPILED_SHAPES
-        ):
+        if not self._runs_compiled(shape):
             return self.model(batch, ratios)
         try:
             with self._compiling():
@@ -222,9 +237,13 @@ class ModelRunner:
         if self.device.type == "cuda" and batch.device.type == "cpu" and not batch.is_pinned():
             batch = batch.pin_memory()
         batch = batch.to(self.device, non_blocking=True)
-        if self._compiled is not None and self.batch_size and real < self.batch_size:
+        *_, height, width, channels = batch.shape  # the model gets them channels first (normalise, below)
+        size = self.photos_per_batch(batch.shape[1:]) if self.batch_size else 0
+        padded = (size, *batch.shape[1:-3], channels, height, width)
+        if real < padded[0] and self._runs_compiled(padded):
             # Pad with copies of the last photo (dropped below): one compiled batch size, not one per remainder.
-            pad = self.batch_size - real
+            # A batch that runs eagerly (a shape past the cap) is not padded: that would only add work.
+            pad = padded[0] - real
             batch = torch.cat([batch, batch[-1:].expand(pad, *batch.shape[1:])])
             aspect = np.concatenate([aspect, np.repeat(aspect[-1:], pad)])
         policy = self.model.policy

@@ -24,6 +24,21 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
+# The most pixels one photo's model input may hold (all its patches together). An aspect-keeping policy with
+# no longer-side cap (TOPIQ's shorter side 384, MP_ada's patches) turns a long strip into a huge input: a
+# 65000x100 scan would be 249600x384 (96 MP) for TOPIQ, whose self-attention then needs hundreds of GB,
+# and 1,486 patches for MP_ada (2.4 GB for one activation of its ResNet-18). Such a photo is refused with a
+# reason (:meth:`InputPolicy.too_elongated`). 2.5 MP takes a 16:1 panorama at TOPIQ's 384 px (2.4 MP) and a
+# 40:1 one through MP_ada's patches; photos of ordinary shape stay far below it (576x384 is 0.22 MP).
+MAX_INPUT_PIXELS = 2_500_000
+# The shortest side an input may have. A longer-side cap (APM's 1000, SAF's 512) shrinks a strip's shorter
+# side with it: a 65000x100 scan became 512x1 for SAF, whose VGG16 max-pools need 16 px and raised mid-run.
+# 32 px is a ResNet's stride; below it the model sees a line, not a picture.
+MIN_INPUT_SIDE = 32
+
+# The shape a typical photo has, for sizing: 1:1, 4:3, 3:2 and 16:9 inputs, either way round, are no larger.
+TYPICAL_ASPECT = (16, 9)
+
 ResizeKind = Literal["warp", "short_side", "center_crop"]
 Resample = Literal["bilinear", "bicubic"]
 _PIL_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
@@ -88,6 +103,38 @@ class InputPolicy:
         if self.max_long_side and max(width, height) * scale > self.max_long_side:
             scale = self.max_long_side / max(width, height)
         return max(1, round(width * scale)), max(1, round(height * scale))
+
+    def input_shape(self, width: int, height: int) -> tuple[int, ...]:
+        """The shape of the array :meth:`prepare` makes from a ``width`` x ``height`` photo, computed
+        without any pixels: (H, W, 3), or (P, patch, patch, 3) when the policy cuts patches."""
+        resized_w, resized_h = self.resized_size(width, height)
+        if self.resize == "center_crop":
+            resized_w, resized_h = min(resized_w, self.size), min(resized_h, self.size)
+        if self.patch:
+            return (len(self.patch_origins(resized_w, resized_h)), self.patch, self.patch, 3)
+        return (resized_h, resized_w, 3)
+
+    def typical_pixels(self) -> int:
+        """Pixels (all patches together) of the input a 16:9 photo makes: what a shared-memory slot
+        (``aesthete.pixel_slots``) and a batch (``ModelRunner.photos_per_batch``) are sized by."""
+        return math.prod(self.input_shape(*TYPICAL_ASPECT)[:-1])
+
+    def too_elongated(self, width: int, height: int) -> str | None:
+        """Why a ``width`` x ``height`` photo cannot be this policy's input, in one line, or None (every photo
+        of ordinary shape). Only a long strip gets here: one whose input would exceed :data:`MAX_INPUT_PIXELS`
+        (no longer-side cap), or whose shorter side a longer-side cap shrinks below :data:`MIN_INPUT_SIDE`."""
+        shape = self.input_shape(width, height)
+        pixels = math.prod(shape[:-1])
+        made = f"{shape[0]} patches of {self.patch}x{self.patch}" if self.patch else f"a {shape[1]}x{shape[0]} input"
+        if pixels > MAX_INPUT_PIXELS:
+            return (
+                f"{width}x{height} would make {made} for the model "
+                f"({pixels / 1e6:.1f} MP; at most {MAX_INPUT_PIXELS / 1e6:.1f} MP)"
+            )
+        least = min(MIN_INPUT_SIDE, self.size)  # (a policy whose own size is smaller sets the floor itself)
+        if not self.patch and min(shape[:2]) < least:
+            return f"{width}x{height} would make {made} for the model (its shorter side under {least} px)"
+        return None
 
     def decode_size(self, width: int, height: int) -> tuple[int, int]:
         """The smallest decode that loses nothing for this policy (a hint for reduced-size decoding)."""

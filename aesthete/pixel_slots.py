@@ -28,8 +28,6 @@ import numpy as np
 
 from aesthete.input_policy import InputPolicy
 
-# Slots are sized for the input of a 16:9 photo: 1:1, 4:3, 3:2 and 16:9 fit, in either orientation.
-SLOT_SHAPE_RATIO = (16, 9)
 # At most this much shared memory, and at most half of what its folder has free: a container's /dev/shm
 # is often 64 MB.
 MAX_SHARED_BYTES = 64 << 20
@@ -43,13 +41,8 @@ def block_folder() -> Path:
 
 
 def slot_bytes(policy: InputPolicy) -> int:
-    """Bytes of the model input ``policy`` makes from a 16:9 photo."""
-    width, height = policy.resized_size(*SLOT_SHAPE_RATIO)
-    if policy.resize == "center_crop":
-        width, height = min(width, policy.size), min(height, policy.size)
-    if policy.patch:
-        return len(policy.patch_origins(width, height)) * policy.patch * policy.patch * 3
-    return width * height * 3
+    """Bytes of the model input ``policy`` makes from a 16:9 photo: 1:1, 4:3, 3:2 and 16:9 fit, either way round."""
+    return policy.typical_pixels() * 3
 
 
 def lend_slots(policy: InputPolicy, wanted: int) -> PixelSlots | None:

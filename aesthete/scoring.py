@@ -65,6 +65,7 @@ COMPILE_GAINS: dict[tuple[str, str, str, str | None], tuple[float, float, float]
 COMPILE_MARGIN = 2.0  # auto compiles when photos x saving > MARGIN x compilation
 DECODE_MODES = ("auto", "workers", "device")  # --decode: who decodes plain JPEGs (device_lane_decision)
 FACES_MISSING = "faces: not looked for (pip install 'aesthete-photo[faces]')"
+MODEL_ERROR = "model-error"  # a failure kind: the model raised on the photo alone (retried by the next run)
 
 
 @dataclass
@@ -229,7 +230,8 @@ def plan(
     """Split discovered files into work and cache hits, from size and mtime alone (no file is opened).
 
     Returns (jobs, cached count, previously failed files whose size and mtime did not change). A file
-    that failed for want of an optional decoder is tried again once every decoder is installed.
+    that failed for want of an optional decoder is tried again once every decoder is installed, and one the model
+    raised on (``model-error``: maybe the machine's fault, such as memory) every time.
     A former RAW companion whose partner is gone is a photo of its own now, hence work. With ``embed_only``
     a photo is done when it has an embedding under ``key`` (there is no score). An unchanged, done photo
     whose content is in ``unfaced`` (faces never looked for) is a *fill* job: decoded again for its
@@ -244,7 +246,7 @@ def plan(
     for entry in found:
         record = known.get(entry.path)
         unchanged = record and record.size == entry.size and record.mtime_ns == entry.mtime_ns
-        retry = record and record.error_kind == NO_DECODER and ALL_DECODERS
+        retry = record and ((record.error_kind == NO_DECODER and ALL_DECODERS) or record.error_kind == MODEL_ERROR)
         if rescore and unchanged and record.status == "ok" and record.content_hash:
             if record.content_hash in rescored:
                 cached += 1
@@ -886,7 +888,8 @@ class _Writer:
 
 class _Batcher:
     """Groups model inputs of equal shape (aspect-ratio buckets for models that keep the aspect) into
-    uniform batches; never warps a photo to make it fit a batch.
+    uniform batches of ``runner.photos_per_batch`` photos (fewer for panoramas); never warps a photo to make
+    it fit a batch.
 
     One batch stays in flight: a batch's rows are stored after the next batch is launched, so on a GPU
     the device runs one batch while the host stores the one before it and takes in the next photos."""
@@ -903,7 +906,7 @@ class _Batcher:
         bucket = self.buckets.setdefault(result.pixels.shape, [])
         bucket.append(result)
         self.pending += 1
-        if len(bucket) >= self.batch_size:
+        if len(bucket) >= self.runner.photos_per_batch(result.pixels.shape):  # fewer for panoramas
             self._run(result.pixels.shape)
         elif self.pending > 4 * self.batch_size:  # many distinct shapes: run the fullest bucket
             self._run(max(self.buckets, key=lambda shape: len(self.buckets[shape])))
@@ -916,19 +919,44 @@ class _Batcher:
     def _run(self, shape: tuple[int, ...]) -> None:
         batch = self.buckets.pop(shape)
         self.pending -= len(batch)
-        pixels = self.runner.stack([r.pixels for r in batch])
+        try:
+            launched = self._launch(batch)
+        except Exception:  # noqa: BLE001 - e.g. out of memory: each photo alone finds the one at fault
+            self._store_in_flight()
+            self._run_one_at_a_time(batch)
+            return
         for result in batch:  # the batch holds them now
             result.pixels = None
-        launched = self.runner.launch(pixels, np.array([r.aspect for r in batch]))
         self._store_in_flight()
         self.in_flight = (batch, launched)
+
+    def _launch(self, batch: list[FileResult]) -> Any:
+        pixels = self.runner.stack([r.pixels for r in batch])
+        return self.runner.launch(pixels, np.array([r.aspect for r in batch]))
+
+    def _run_one_at_a_time(self, batch: list[FileResult]) -> None:
+        """A batch the model raised on, photo by photo: a photo it raises on alone is recorded as a
+        ``model-error`` with the error's first line (and tried again by the next run: the fault may be the
+        machine's, such as memory); every other photo is scored."""
+        for result in batch:
+            try:
+                outputs = self._launch([result]).result()
+            except Exception as exc:  # noqa: BLE001 - any model failure costs this photo, not the run
+                result.pixels, result.error_kind = None, MODEL_ERROR
+                result.error = f"{exc.__class__.__name__}: {str(exc).strip()}".splitlines()[0][:200]
+                _record(result, self.writer, self.summary)
+                continue
+            result.pixels = None
+            self._store([result], *outputs)
 
     def _store_in_flight(self) -> None:
         if self.in_flight is None:
             return
         batch, launched = self.in_flight
         self.in_flight = None
-        outputs, embeddings = launched.result()
+        self._store(batch, *launched.result())
+
+    def _store(self, batch: list[FileResult], outputs: np.ndarray | None, embeddings: np.ndarray | None) -> None:
         rows = outputs if outputs is not None else [None] * len(batch)  # embed-only: no score rows
         for i, (result, row) in enumerate(zip(batch, rows)):
             if embeddings is not None:  # before the score: the score row's file row commits both

@@ -127,6 +127,8 @@ def test_compile_on_pads_batches_and_caps_shapes(monkeypatch: pytest.MonkeyPatch
     assert recorder.calls == [{"dynamic": False}]
     rng = np.random.default_rng(0)
     eager = ModelRunner(build("apm"), torch.device("cpu"), None)
+    seen: list[int] = []  # the batch size of every forward, compiled or eager
+    runner.model.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
     for i in range(MAX_COMPILED_SHAPES + 2):
         pixels = rng.integers(0, 256, (3, 64, 64 + 8 * i, 3), dtype=np.uint8)  # a partial batch: 3 of 4
         probs = runner(pixels, np.full(3, (64 + 8 * i) / 64))
@@ -136,6 +138,12 @@ def test_compile_on_pads_batches_and_caps_shapes(monkeypatch: pytest.MonkeyPatch
     assert {shape[0] for shape in recorder.shapes} == {4}
     assert len(set(recorder.shapes)) == MAX_COMPILED_SHAPES == len(runner.compiled_shapes)
     assert len(recorder.shapes) == MAX_COMPILED_SHAPES
+    # Shapes past the cap run eagerly on the photos alone: padding them would only multiply the work and the
+    # memory (a bucket of one panorama padded to a CUDA batch of 64).
+    assert seen == [4] * MAX_COMPILED_SHAPES + [3, 3]
+    again = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)  # a compiled shape again: padded again
+    np.testing.assert_allclose(runner(again, np.ones(3)), eager(again, np.ones(3)), atol=1e-5)
+    assert seen[-1] == 4 and len(recorder.shapes) == MAX_COMPILED_SHAPES + 1
     assert Path(engine.os.environ["TORCHINDUCTOR_CACHE_DIR"]) == tmp_path / "c"
 
 

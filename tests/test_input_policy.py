@@ -52,3 +52,49 @@ def test_key_tracks_every_field_and_round_trips() -> None:
                 InputPolicy(resize="warp", size=300, mean=(0.5, 0.5, 0.5)).key}) == 4  # fmt: skip
     policy = InputPolicy(resize="short_side", size=256, max_long_side=768, patch=224)
     assert InputPolicy.from_dict(policy.to_dict()) == policy
+
+
+def test_input_shape_is_what_prepare_makes() -> None:
+    policies = [
+        InputPolicy(resize="warp", size=30),
+        InputPolicy(resize="short_side", size=38, max_long_side=60),
+        InputPolicy(resize="center_crop", size=22, resize_short=26),
+        InputPolicy(resize="short_side", size=26, patch=22),
+    ]
+    for policy in policies:
+        for size in ((90, 60), (60, 90), (1, 1), (16, 9), (650, 1)):
+            assert policy.input_shape(*size) == policy.prepare(Image.new("RGB", size)).shape, (policy, size)
+
+
+def test_a_long_strip_is_refused_where_the_policy_would_make_it_huge() -> None:
+    topiq = InputPolicy(resize="short_side", size=384)  # no longer-side cap: TOPIQ's published input
+    assert topiq.too_elongated(6000, 4000) is None
+    assert topiq.too_elongated(12000, 1000) is None  # a 12:1 panorama: 4608x384, 1.8 MP
+    assert topiq.too_elongated(1000, 12000) is None
+    reason = topiq.too_elongated(65000, 100)
+    assert reason == "65000x100 would make a 249600x384 input for the model (95.8 MP; at most 2.5 MP)"
+    mp_ada = InputPolicy(resize="short_side", size=256, patch=224)
+    assert mp_ada.too_elongated(12000, 1000) is None  # 28 patches
+    assert mp_ada.too_elongated(65000, 100) == (
+        "65000x100 would make 1486 patches of 224x224 for the model (74.6 MP; at most 2.5 MP)"
+    )
+    # A longer-side cap shrinks a strip's shorter side instead: below 32 px the model sees a line.
+    saf = InputPolicy(resize="short_side", size=256, max_long_side=512)
+    assert saf.too_elongated(12000, 1000) is None  # 512x43
+    assert (
+        saf.too_elongated(65000, 100)
+        == "65000x100 would make a 512x1 input for the model (its shorter side under 32 px)"
+    )
+    assert (
+        saf.too_elongated(100, 65000)
+        == "100x65000 would make a 1x512 input for the model (its shorter side under 32 px)"
+    )
+    # Policies whose input is bounded by construction never refuse a photo for its shape, nor does a policy
+    # smaller than the floor (the tests' tiny models).
+    for bounded in (
+        InputPolicy(resize="warp", size=300),
+        InputPolicy(resize="warp", size=16),
+        InputPolicy(resize="center_crop", size=224, resize_short=256),
+        InputPolicy(resize="short_side", size=16),
+    ):
+        assert bounded.too_elongated(65000, 16) is None and bounded.too_elongated(16, 65000) is None

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -175,6 +176,9 @@ def test_the_host_stores_a_batch_while_the_next_one_runs() -> None:
 
         def stack(self, inputs: list[np.ndarray]) -> np.ndarray:
             return np.stack(inputs)
+
+        def photos_per_batch(self, shape: tuple[int, ...]) -> int:
+            return 2
 
         def launch(self, pixels: np.ndarray, aspect: np.ndarray) -> Launched:
             events.append(f"launch {self.launched}")
@@ -361,3 +365,104 @@ def test_real_subprocess_and_no_torch_on_light_paths(photos: Path, tmp_path: Pat
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert check.returncode == 0, check.stderr
     assert check.stdout.strip() == "False"
+
+
+STRIPS = {  # model -> (small config, a strip it cannot take, the reason recorded)
+    # MP_ada keeps the shorter side and cuts patches along the longer one: thousands of patches in one batch
+    # (a memory blow-up that ended the run with a traceback).
+    "mp-ada": (
+        {"backbone": "resnet18", "input_size": 64, "patch_size": 32},
+        (3000, 4),
+        "3000x4 would make 3000 patches of 32x32 for the model (3.1 MP; at most 2.5 MP)",
+    ),
+    # SAF caps the longer side: the strip's shorter side went to 1 px, and VGG16's max-pools raised mid-run.
+    "saf": (
+        {"backbone": "vgg16", "input_size": 64, "max_long_side": 128},
+        (2000, 10),
+        "2000x10 would make a 128x1 input for the model (its shorter side under 32 px)",
+    ),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(STRIPS))
+def test_a_strip_an_aspect_keeping_model_cannot_take_is_recorded_and_the_rest_scored(arch: str, tmp_path: Path) -> None:
+    """A long strip is refused with a one-line reason; a panorama of ordinary length still scores."""
+    import torch
+
+    from aesthete.checkpoint import save_checkpoint
+    from aesthete.models import get_model
+
+    config, strip, reason = STRIPS[arch]
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(get_model(arch, **config), tmp_path / f"{arch}-tiny.safetensors")
+    photos = tmp_path / "photos"
+    write_photo(photos / "photo.jpg", 1)
+    write_photo(photos / "panorama.jpg", 2, size=(360, 100))  # SAF: 128x36, MP_ada: 230x64 in 8x2 patches
+    Image.new("RGB", strip, (90, 120, 150)).save(photos / "strip.png")
+    store = Store(tmp_path / "a.db")
+    summary = score([str(photos)], store=store, weights=str(checkpoint), device="cpu", workers=1)
+    assert summary.scored == 2
+    assert [(Path(f.path).name, f.kind, f.reason) for f in summary.failed] == [("strip.png", "too-elongated", reason)]
+    assert [(Path(f["path"]).name, f["kind"]) for f in store.failures()] == [("strip.png", "too-elongated")]
+
+
+def test_a_photo_the_model_raises_on_costs_that_photo_not_the_run(
+    tmp_path: Path, tiny_checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the model raises on (out of memory, a shape it cannot take): its batch is run again photo by
+    photo, the photo at fault is recorded in one line, every other photo is scored, and the next run tries
+    it again (the fault may have been the machine's)."""
+    from aesthete.engine import ModelRunner
+
+    launch = ModelRunner.launch
+
+    def fails_on_black(self: ModelRunner, pixels: Any, aspect: Any) -> Any:
+        if any(int(one.max()) == 0 for one in pixels):
+            raise RuntimeError("boom: out of memory\nsecond line of a long message")
+        return launch(self, pixels, aspect)
+
+    monkeypatch.setattr(ModelRunner, "launch", fails_on_black)
+    photos = tmp_path / "photos"
+    for i in range(5):
+        write_photo(photos / f"p{i}.jpg", i)
+    Image.new("RGB", (96, 64)).save(photos / "black.png")
+    store = Store(tmp_path / "a.db")
+    summary = score([str(photos)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu", workers=1)
+    assert summary.scored == 5
+    assert [(Path(f.path).name, f.kind, f.reason) for f in summary.failed] == [
+        ("black.png", "model-error", "RuntimeError: boom: out of memory")
+    ]
+    assert [(Path(f["path"]).name, f["kind"]) for f in store.failures()] == [("black.png", "model-error")]
+    monkeypatch.setattr(ModelRunner, "launch", launch)  # the fault is gone: the next run scores it
+    again = score([str(photos)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu", workers=1)
+    assert (again.scored, again.cached, again.failed) == (1, 5, [])
+    assert store.failures() == []
+
+
+def test_panoramas_go_to_the_model_in_smaller_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch holds at most ``batch_size`` 16:9 photos' worth of input: equal panoramas, each six times
+    that, go one at a time, while ordinary photos still fill a batch. (Eight 12:1 panoramas in one TOPIQ
+    batch took 8 GB on the CPU; on CUDA, 64 of them would.)"""
+    import torch
+
+    from aesthete.checkpoint import save_checkpoint
+    from aesthete.engine import ModelRunner
+    from aesthete.models import get_model
+
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(get_model("mp-ada", **STRIPS["mp-ada"][0]), tmp_path / "mp-ada-tiny.safetensors")
+    launch, batches = ModelRunner.launch, []
+
+    def recording(self: ModelRunner, pixels: Any, aspect: Any) -> Any:
+        batches.append((len(pixels), tuple(pixels.shape[1:])))
+        return launch(self, pixels, aspect)
+
+    monkeypatch.setattr(ModelRunner, "launch", recording)
+    photos = tmp_path / "photos"
+    for i in range(3):
+        write_photo(photos / f"photo{i}.jpg", i)  # 3:2: 96x64, 3x2 patches of 32
+        write_photo(photos / f"panorama{i}.jpg", 10 + i, size=(1200, 100))  # 12:1: 768x64, 24x2 patches
+    store = Store(tmp_path / "a.db")
+    summary = score([str(photos)], store=store, weights=str(checkpoint), device="cpu", workers=1, batch_size=4)
+    assert summary.scored == 6 and not summary.failed
+    assert sorted(batches) == [(1, (48, 32, 32, 3))] * 3 + [(3, (6, 32, 32, 3))]
