@@ -358,6 +358,8 @@ def nothing_under(store: Store, root: str | None) -> str:
         return "nothing scored yet: run `aesthete score FOLDER` first"
     if store.scanned(root):
         return f"`aesthete score` found no photos under {root}"
+    if not os.path.lexists(root):  # a typo, most likely: scoring it would not help (field test)
+        return f"no such file or folder: {root}"
     return f"no photos{where} in the database: run `aesthete score` on it first"
 
 

@@ -75,25 +75,30 @@ def test_picks_respect_groups_and_limits(shoot: tuple[Path, Store]) -> None:
 
 def test_a_folder_with_nothing_in_the_database_is_named_in_the_notes(shoot: tuple[Path, Store], tmp_path: Path) -> None:
     folder, store = shoot
-    picked = cull(store, [str(folder), str(tmp_path / "shot")], top=3)  # a typo beside the real folder
+    unscored = tmp_path / "unscored"
+    unscored.mkdir()
+    picked = cull(store, [str(folder), str(unscored), str(tmp_path / "shot")], top=3)  # and a typo
     assert len(picked.rows) == 3
-    missing = [note for note in picked.notes if note.startswith("no photos under")]
-    assert missing == [f"no photos under {tmp_path / 'shot'} in the database: run `aesthete score` on it first"]
-    assert not [n for n in cull(store, [str(folder)], top=3).notes if n.startswith("no photos under")]
+    missing = [note for note in picked.notes if note.startswith(("no photos under", "no such"))]
+    assert missing == [
+        f"no photos under {unscored} in the database: run `aesthete score` on it first",
+        f"no such file or folder: {tmp_path / 'shot'}",  # it said to score it (field test)
+    ]
+    assert not [n for n in cull(store, [str(folder)], top=3).notes if n.startswith(("no photos under", "no such"))]
 
 
 def test_a_folder_named_twice_is_reported_once(shoot: tuple[Path, Store], tmp_path: Path) -> None:
     """`cull nope nope` said its one-line error twice, joined by '; ' (field test)."""
     folder, store = shoot
     typo = str(tmp_path / "shot")
-    said = f"no photos under {typo} in the database: run `aesthete score` on it first"
+    said = f"no such file or folder: {typo}"
     with pytest.raises(NothingToDoError) as raised:
         cull(store, [typo, typo + os.sep], top=3)
     assert str(raised.value) == said
     notes = cull(store, [str(folder), typo, typo + os.sep], top=3).notes
-    assert [note for note in notes if note.startswith("no photos under")] == [said]
+    assert [note for note in notes if note.startswith("no such")] == [said]
     result = runner.invoke(app, ["groups", typo, typo, "--db", str(store.path)])
-    assert result.exit_code == 3 and " ".join(result.stderr.split()).count("no photos under") == 1
+    assert result.exit_code == 3 and " ".join(result.stderr.split()).count("no such file or folder") == 1
 
 
 def test_ties_go_to_technical_quality_then_to_the_smaller_spread(shoot: tuple[Path, Store]) -> None:
@@ -413,7 +418,7 @@ def test_cli_groups_names_a_folder_with_nothing_in_the_database(shoot: tuple[Pat
         result = runner.invoke(app, ["groups", str(folder), str(typo), "--db", str(store.path), *extra])
         assert result.exit_code == 0, result.output
         said = " ".join(result.stderr.split())  # the note wraps at the terminal's width
-        assert f"note: no photos under {typo} in the database" in said
+        assert f"note: no such file or folder: {typo}" in said
 
 
 def test_cull_report_and_groups_never_import_torch(tmp_path: Path) -> None:

@@ -142,6 +142,7 @@ def test_cull_groups_and_report_exit_3_when_nothing_was_scored(tmp_path: Path) -
             assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == "", (command, result.output)
     assert not (tmp_path / "r.html").exists()
     # `rank` lists it empty (exit 0), with the same pointer; a folder never scanned still says to score it.
+    (tmp_path / "other").mkdir()
     listing = runner.invoke(app, ["rank", str(tmp_path / "bad"), str(tmp_path / "other"), "--db", bad])
     assert listing.exit_code == Exit.OK and failures in listing.stderr
     assert f"no photos under {tmp_path / 'other'} in the database: run `aesthete score` on it first" in listing.stderr
