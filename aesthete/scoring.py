@@ -297,8 +297,9 @@ def device_lane_decision(mode: str) -> bool:
     """Whether ``--decode MODE`` sends plain JPEGs to the model's device (:mod:`aesthete.device_lane`):
     ``device`` does, on a CPU too (the lane's tests run it there), and faces are then not looked for in
     the photos it decodes; ``workers`` and ``auto`` do not. ``auto`` took the lane on CUDA until the lane
-    was measured there: on an H200 with 16 cores it was no faster than the workers (BENCHMARKS.md, GPU),
-    whose processes keep a decoder crash to one file, so ``auto`` stays with them until it is."""
+    was measured there: on an H200 with 16 cores it was no faster than the workers over 12,000 photos, then
+    1.47x faster over 40,000 (BENCHMARKS.md, GPU). The workers keep a decoder crash to one file and look
+    for faces, so ``auto`` stays with them until a second run confirms the gain."""
     if mode not in DECODE_MODES:
         from aesthete.devices import EngineError
 

@@ -164,7 +164,7 @@ def test_lane_model_input_agrees_with_the_policy(name: str) -> None:
 
 def test_the_lane_is_taken_only_when_asked_for() -> None:
     assert device_lane_decision("device")
-    # auto stays with the workers: the lane was no faster on the one GPU it was measured on (BENCHMARKS.md)
+    # auto stays with the workers until a second GPU run confirms the lane's 1.47x (BENCHMARKS.md, GPU)
     assert not device_lane_decision("auto")
     assert not device_lane_decision("workers")
     with pytest.raises(EngineError, match="--decode"):
