@@ -173,7 +173,13 @@ class ModelRunner:
         took 8 GB on the CPU, four times eight 3:2 photos). At least one."""
         assert self.batch_size, "score sets the batch size"
         per_photo = int(np.prod(shape[:-1]))
-        return max(1, min(self.batch_size, self.batch_size * self.model.policy.typical_pixels() // per_photo))
+        return max(1, min(self.batch_size, self.batch_size * self._typical_pixels // per_photo))
+
+    @functools.cached_property
+    def _typical_pixels(self) -> int:
+        """The policy's :meth:`~aesthete.input_policy.InputPolicy.typical_pixels`, once: the batcher asks for
+        every photo (up to ~10 us each, for a policy that cuts patches)."""
+        return self.model.policy.typical_pixels()
 
     def _runs_compiled(self, shape: tuple[int, ...]) -> bool:
         """Whether a batch of ``shape`` runs compiled code: one already compiled, or a new one while fewer than
