@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 
 _pressed = False
@@ -72,16 +73,33 @@ def clear() -> None:
 
 @contextlib.contextmanager
 def held_while_starting_children() -> Iterator[None]:
-    """Block SIGINT in this thread while the block starts child processes (which inherit the mask); a
-    Ctrl-C that comes meanwhile is raised as the block ends."""
+    """Hold SIGINT back while the block starts child processes; a Ctrl-C that comes meanwhile is raised
+    as the block ends.
+
+    Blocking SIGINT in this thread keeps it from the children, which inherit the mask. It does not keep
+    it from this process: the kernel then hands a terminal's Ctrl-C to another thread (torch's, Rich's),
+    and Python runs its handler in the main thread all the same, so the KeyboardInterrupt came in the
+    middle of a DataLoader's start, after a worker's fork and before the loader knew of it. That worker
+    outlived ``aesthete train``, holding its output open (the test that waits for it timed out on CI).
+    So the main thread's handler only notes the press meanwhile, and the press is replayed at the end."""
     if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks (and no fork)
         yield
         return
+    pressed_meanwhile: list[int] = []
+    handler = None
+    if threading.current_thread() is threading.main_thread():  # only it may set handlers (and runs them)
+        handler = signal.signal(signal.SIGINT, lambda signum, frame: pressed_meanwhile.append(signum))
     before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
+        # The mask first: a press still pending comes now and is noted; the handler's KeyboardInterrupt,
+        # raised once it is back, must not leave SIGINT blocked.
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+        if pressed_meanwhile:
+            signal.raise_signal(signal.SIGINT)  # to this thread, as it came: the handler's answer, whatever it is
 
 
 def release_in_child() -> None:

@@ -9,6 +9,8 @@ import io
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -65,6 +67,35 @@ def test_once_ignores_the_second_press(installed: list[type]) -> None:
         for _ in range(1000):
             pass
     assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="signal masks are POSIX")
+def test_a_press_while_children_start_comes_after_the_block_though_another_thread_takes_it(
+    installed: list[type],
+) -> None:
+    """Before: with SIGINT blocked in the main thread, the kernel gave the press to another thread (torch
+    and Rich run some) and Python raised it in the main thread all the same, inside the block: a loader
+    worker forked just before outlived `aesthete train` (CI's Ctrl-C test timed out waiting for it)."""
+    interrupts.install()
+    handler = signal.getsignal(signal.SIGINT)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)  # SIGINT not blocked there: the kernel delivers it there
+    other.start()
+    finished: list[bool] = []
+    try:
+        with pytest.raises(KeyboardInterrupt), interrupts.held_while_starting_children():
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(100_000):  # Python runs signal handlers at these checks
+                pass
+            time.sleep(0.05)
+            finished.append(True)
+    finally:
+        stop.set()
+        other.join()
+    assert finished == [True]
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # unblocked again
+    assert signal.getsignal(signal.SIGINT) is handler
+    interrupts.clear()
 
 
 def test_score_stops_at_a_lost_press_and_a_later_run_is_not_stopped(installed: list[type], tmp_path: Path) -> None:
