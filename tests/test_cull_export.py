@@ -629,6 +629,14 @@ def test_overwriting_a_digikam_colour_label_shows_the_new_one_in_digikam_and_cle
     assert cleared.exit_code == 0, cleared.output
     assert marks() == [["3"], [], ["2"], ["2"]]  # the photographer's orange and 3 stars, no xmp:Label
 
+    # Recorded by an aesthete that kept (rating, label) alone: the colour it held is not known, so it stays.
+    assert runner.invoke(app, [*args, "--top", "3"]).exit_code == 0
+    with store.transaction():
+        old = "UPDATE written_ratings SET previous = json_object(?, json_array('3', NULL))"
+        store.conn.execute(old, [str(sidecar)])
+    assert runner.invoke(app, [*args, "--top", "1", "--clear-previous"]).exit_code == 0
+    assert marks() == [["3"], [], ["1"], ["1"]]
+
 
 def test_a_rating_recorded_before_previous_values_were_kept_is_cleared_as_before(shoot: tuple[Path, Store]) -> None:
     from aesthete.ratings import parse_xmp
