@@ -243,7 +243,9 @@ def _still_mine(row: dict[str, Any], written: dict[str, Written], moved: dict[st
     mine = written.get(path_key(os.path.abspath(row["real_path"]))[0]) or moved.get(row["content_hash"])
     if mine is None:
         return None
-    still = still_as_written(row["real_path"], row.get("companions", ()), rating=mine.rating, label=mine.label)
+    still = still_as_written(
+        row["real_path"], row.get("companions", ()), rating=mine.rating, label=mine.label, previous=mine.previous
+    )
     return mine if still else None
 
 

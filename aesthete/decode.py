@@ -238,7 +238,7 @@ def _decode_or_raise(
     except _UNRECOGNISED as exc:
         raise _unidentified(exc, data) from None
     except Image.DecompressionBombError as exc:
-        raise DecodeError(BOMB, _one_line(str(exc))) from None
+        raise DecodeError(BOMB, _bomb_reason(exc, data)) from None
     except Exception as exc:
         raise DecodeError(_classify(exc), _one_line(str(exc)) or type(exc).__name__) from None
 
@@ -387,6 +387,33 @@ def _raw_preview(raw: Any, stored_need: tuple[int, int] | None, notes: list[str]
         notes.append(f"embedded preview unreadable ({_one_line(str(exc))}): raw data decoded at half size")
         return None
     return im
+
+
+def _bomb_reason(exc: Image.DecompressionBombError, data: bytes) -> str:
+    """Pillow's refusal in aesthete's words, as :data:`MAX_PIXELS`' own: the photo's size and the limit it is
+    over (Pillow's message gives the pixel count alone). Pillow's message where the canvas is not what
+    crossed the limit (a frame, a tile) or cannot be read."""
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    size = _claimed_size(data)
+    if size is not None and size[0] * size[1] > limit:
+        return f"{size[0]}x{size[1]} is more than {limit:,} pixels (Pillow's limit)"
+    return _one_line(str(exc))
+
+
+def _claimed_size(data: bytes) -> tuple[int, int] | None:
+    """The canvas ``data``'s header claims, read as ``Image.open`` reads it (the first registered format
+    that accepts its first bytes) but without the decompression-bomb check that made ``Image.open`` raise."""
+    Image.init()
+    for name in Image.ID:
+        factory, accept = Image.OPEN[name]
+        accepted = accept(data[:16]) if accept else True
+        if not accepted or isinstance(accepted, str):  # a str: Pillow's warning that it cannot read this one
+            continue
+        try:
+            return factory(io.BytesIO(data), "").size
+        except Exception:  # noqa: BLE001 - not this format's header (Image.open tries the next one too)
+            continue
+    return None
 
 
 def _unidentified(exc: Exception, data: bytes) -> DecodeError:

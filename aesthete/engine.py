@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -115,6 +116,14 @@ def inductor_cache_dir(base: Path, *, model: str, weights: str, policy: str) -> 
     return base / "inductor" / f"{torch.__version__.replace('+', '-')}" / f"{model}-{tag}"
 
 
+def _no_cuda_runtime_notice(record: logging.LogRecord) -> bool:
+    """Drops torch's "No CUDA runtime is found, using CUDA_HOME=..." warning. Inductor imports
+    torch.utils.cpp_extension when it compiles, and that import logs it on any machine with a CUDA toolkit
+    (nvcc on the PATH, /usr/local/cuda) but no GPU: a stray line on `score --compile on`'s terminal, though
+    compiling for the CPU needs no CUDA. Every other record of that logger passes."""
+    return not str(record.msg).startswith("No CUDA runtime is found")
+
+
 @dataclass
 class ModelRunner:
     """Runs one model in inference mode on uniform uint8 batches.
@@ -148,6 +157,7 @@ class ModelRunner:
             if self.cache_dir is not None:
                 self.cache_dir.mkdir(parents=True, exist_ok=True)
                 os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(self.cache_dir)  # read by inductor at compile time
+            logging.getLogger("torch.utils.cpp_extension").addFilter(_no_cuda_runtime_notice)
             # dynamic=False: one specialised kernel set per shape, and the shapes are capped by
             # MAX_COMPILED_SHAPES and padding, not by symbolic sizes. Freezing: see _compiling.
             self._compiled = torch.compile(self.model, dynamic=False)

@@ -66,7 +66,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from aesthete.errors import AestheteError
 from aesthete.fingerprint import hash_file
 from aesthete.store import now_iso, path_key, real_path
-from aesthete.xmp import LABEL, MAX_SIDECAR_BYTES, RATING, Marks, descriptions, property_values
+from aesthete.xmp import LABEL, MARKED, MAX_SIDECAR_BYTES, RATING, Marks, descriptions, property_values
 
 if TYPE_CHECKING:
     from aesthete.store import Store
@@ -474,7 +474,7 @@ class Written:
     content_hash: str
     rating: int
     label: str | None = None
-    # What each sidecar held before aesthete first rated the photo (sidecar path -> rating, label), which
+    # What each sidecar held before aesthete first rated the photo (sidecar path -> :data:`Marks`), which
     # ``cull --clear-previous`` puts back; None for a rating recorded before aesthete kept this.
     previous: dict[str, Marks] | None = None
 
@@ -501,10 +501,13 @@ def record_written(store: Store, written: Sequence[Written]) -> None:
 def written_by_path(store: Store) -> dict[str, Written]:
     """photo path (as :func:`aesthete.store.path_key` stores it) -> the rating aesthete last wrote there."""
     rows = store.conn.execute("SELECT path, content_hash, rating, label, previous FROM written_ratings").fetchall()
-    return {
-        p: Written(p, h, r, label, None if before is None else {k: tuple(v) for k, v in json.loads(before).items()})
-        for p, h, r, label, before in rows
-    }
+    return {p: Written(p, h, r, label, None if before is None else _marks(before)) for p, h, r, label, before in rows}
+
+
+def _marks(recorded: str) -> dict[str, Marks]:
+    """A record's ``previous`` (JSON): sidecar path -> :data:`aesthete.xmp.Marks`. A record older than the
+    colour labels holds (rating, label) alone: its colour labels are not known (None), so left as they are."""
+    return {path: (*marks, None, None, None, None)[: len(MARKED)] for path, marks in json.loads(recorded).items()}
 
 
 def forget_written(store: Store, paths: Sequence[str]) -> None:

@@ -14,11 +14,14 @@ Classic and Bridge / Camera Raw, which read it on import or with "Read Metadata 
 Adobe one is merged like any other, so its develop settings survive.
 
 What is written: ``xmp:Rating`` (an integer 0..5, the XMP basic schema) and optionally ``xmp:Label``
-(free text; Lightroom and Bridge show it as the colour label of that name). An existing sidecar is
-merged: it is parsed, those two properties are set where they already are (attribute or element form)
-or added to the first ``rdf:Description``, and every other element, attribute, namespace prefix and
-comment is written back as it was. A sidecar that does not parse as XMP, or that is read-only, is left
-untouched and reported. Writes are atomic (temporary file, then rename), keeping the sidecar's permissions.
+(free text; Lightroom and Bridge show it as the colour label of that name). digiKam shows the colour of
+its own ``digiKam:ColorLabel`` (else ``photoshop:Urgency``) before ``xmp:Label``, so where a sidecar
+already has either, a label sets it too, to digiKam's id of that colour (0, no colour label, for a label
+that names none of digiKam's). An existing sidecar is merged: it is parsed, those properties are set
+where they already are (attribute or element form) or added to the first ``rdf:Description``, and every
+other element, attribute, namespace prefix and comment is written back as it was. A sidecar that does not
+parse as XMP, or that is read-only, is left untouched and reported. Writes are atomic (temporary file, then
+rename), keeping the sidecar's permissions.
 """
 
 from __future__ import annotations
@@ -49,6 +52,13 @@ RATING, LABEL = f"{{{XMP}}}Rating", f"{{{XMP}}}Label"  # the two properties aest
 # Where digiKam keeps a colour label, read before xmp:Label: its own id (1-9; 0 is "none"), else Nikon NX's
 # photoshop:Urgency. It writes xmp:Label only for the five colours Lightroom names (dmetadata_labels.cpp).
 COLOUR_LABELS = ("{http://www.digikam.org/ns/1.0/}ColorLabel", "{http://ns.adobe.com/photoshop/1.0/}Urgency")
+# digiKam's colour ids (NoColorLabel 0 .. WhiteLabel 9, digiKam globals.h); "purple" is the name Lightroom gives
+# digiKam's magenta (digiKam reads and writes xmp:Label "Purple" as MagentaLabel, dmetadata_labels.cpp).
+DIGIKAM_COLOURS = {
+    "red": 1, "orange": 2, "yellow": 3, "green": 4, "blue": 5, "magenta": 6, "purple": 6,
+    "gray": 7, "grey": 7, "black": 8, "white": 9,
+}  # fmt: skip
+MARKED = (RATING, LABEL, *COLOUR_LABELS)  # what a sidecar held before aesthete wrote it, in :data:`Marks` order
 _PACKET_BEGIN = '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
 _PACKET_END = '\n<?xpacket end="w"?>\n'
 _NEW_SIDECAR = (
@@ -73,7 +83,9 @@ class XmpError(AestheteError):
     """An existing sidecar that cannot be merged safely; the message says why, in one line."""
 
 
-Marks = tuple[str | None, str | None]  # a sidecar's xmp:Rating and xmp:Label as written there; None: absent
+# A sidecar's xmp:Rating, xmp:Label, digiKam:ColorLabel and photoshop:Urgency (:data:`MARKED`) as written there;
+# None: absent (or, for the colour labels of a record older than them, not known).
+Marks = tuple[str | None, str | None, str | None, str | None]
 
 
 @dataclass
@@ -84,7 +96,7 @@ class SidecarResult:
     # back to what it held before aesthete wrote it) | skipped (left as it was: unusable, read-only or unwritable)
     status: str
     message: str | None = None
-    before: Marks | None = None  # what a written sidecar held before: (rating, label) as text, None if absent
+    before: Marks | None = None  # what a written sidecar held before (:data:`MARKED`) as text, None if absent
 
 
 def sidecar_path(photo: str) -> str:
@@ -127,23 +139,33 @@ def write_sidecars(
     ]
 
 
+def digikam_colour(label: str) -> str:
+    """digiKam's colour id (as text, the way it writes it) for a label: ``Red`` -> ``1``; ``0`` (no colour
+    label) for a label that names none of digiKam's colours."""
+    return str(DIGIKAM_COLOURS.get(label.strip().lower(), 0))
+
+
 def write_sidecar(
     photo: str, *, rating: int, label: str | None = None, dry_run: bool = False, path: str | None = None
 ) -> SidecarResult:
-    """Set ``xmp:Rating`` (and ``xmp:Label`` when given) in ``photo``'s sidecar (or the one at ``path``),
-    creating or merging it; the result's ``before`` is what the sidecar held. A sidecar that is a symbolic
-    link is written through the link (the photographer's arrangement stays)."""
+    """Set ``xmp:Rating`` (and ``xmp:Label`` when given, with digiKam's colour label where the sidecar has
+    one) in ``photo``'s sidecar (or the one at ``path``), creating or merging it; the result's ``before`` is
+    what the sidecar held. A sidecar that is a symbolic link is written through the link (the photographer's
+    arrangement stays)."""
     if not 0 <= rating <= 5:
         raise OptionError(f"an XMP rating is 0..5, not {rating}")
     path = path or sidecar_path(photo)
-    wanted = {RATING: str(rating)}
-    if label is not None:
-        wanted[LABEL] = label
     try:
         existing = _read(path)
     except XmpError as exc:
         return SidecarResult(photo, path, "skipped", f"{path}: {exc}; left untouched")
     tree, prefixes = existing if existing else (ET.fromstring(_NEW_SIDECAR), {X: "x", RDF: "rdf"})
+    wanted = {RATING: str(rating)}
+    if label is not None:
+        wanted[LABEL] = label
+        # digiKam shows its own colour label before xmp:Label: left as it was, it would still show the old one.
+        # Only where the sidecar has it: a sidecar without it already shows xmp:Label in digiKam.
+        wanted |= {name: digikam_colour(label) for name in COLOUR_LABELS if property_values(tree, name)}
     before = _marks(tree)
     try:
         changed = _apply(tree, wanted)
@@ -171,17 +193,26 @@ def rated_by_hand(photo: str, companions: Sequence[str], *, label: bool) -> list
             continue
         if existing is None:
             continue
-        rating, text = _marks(existing[0])
+        rating, text, *_ = _marks(existing[0])
         if (rating is not None and _as_int(rating) != 0) or (label and (text or _colour_label(existing[0]))):
             message = "already rated by the photographer; left as it is (--overwrite-ratings replaces it)"
             return [SidecarResult(photo, p, "kept", message) for p in paths if os.path.lexists(p)]
     return []
 
 
-def still_as_written(photo: str, companions: Sequence[str], *, rating: int, label: str | None) -> bool:
+def still_as_written(
+    photo: str,
+    companions: Sequence[str],
+    *,
+    rating: int,
+    label: str | None,
+    previous: dict[str, Marks] | None = None,
+) -> bool:
     """Whether the sidecars of ``photo`` (and its companions) still say what aesthete wrote: at least one
-    exists, and every one that exists has ``rating`` (and ``label``, when aesthete wrote one). False once
-    the photographer changed any of them: such a sidecar is theirs now."""
+    exists, and every one that exists has ``rating`` (and ``label``, when aesthete wrote one, and its
+    digiKam colour where ``previous`` says the sidecar had a colour label that the label replaced). False
+    once the photographer changed any of them (in digiKam, perhaps to a colour it keeps only in
+    digiKam:ColorLabel): such a sidecar is theirs now."""
     seen = False
     for path in sidecar_paths(photo, [c for c in companions if os.path.lexists(c)]):
         try:
@@ -194,7 +225,13 @@ def still_as_written(photo: str, companions: Sequence[str], *, rating: int, labe
         root = existing[0]
         if [_as_int(v) for v in property_values(root, RATING)] != [rating]:
             return False
-        if label is not None and property_values(root, LABEL) != [label]:
+        if label is None:
+            continue
+        held = dict(zip(MARKED, (previous or {}).get(path, ())))
+        if property_values(root, LABEL) != [label] or any(
+            held.get(name) is not None and property_values(root, name) != [digikam_colour(label)]
+            for name in COLOUR_LABELS
+        ):
             return False
     return seen
 
@@ -222,9 +259,11 @@ def restore_sidecars(
 ) -> list[SidecarResult]:
     """Undo what aesthete wrote into each existing sidecar of ``photo`` and its companions: ``xmp:Rating``
     (and ``xmp:Label`` with ``label``) set back to what ``previous`` says the sidecar held before
-    (sidecar path -> :data:`Marks`), removed where it held none or ``previous`` does not say; everything
-    else kept. Status ``restored`` (a value put back), ``cleared`` (removed), ``unchanged``, or ``skipped``
-    with why. The caller checks first (:func:`still_as_written`) that the ratings are still aesthete's."""
+    (sidecar path -> :data:`Marks`), removed where it held none or ``previous`` does not say; with ``label``
+    digiKam's colour labels set back where ``previous`` has them (aesthete sets them only where the sidecar
+    had them, so they are never removed); everything else kept. Status ``restored`` (a value put back),
+    ``cleared`` (removed), ``unchanged``, or ``skipped`` with why. The caller checks first
+    (:func:`still_as_written`) that the ratings are still aesthete's."""
     results = []
     for path in sidecar_paths(photo, [c for c in companions if os.path.lexists(c)]):
         try:
@@ -235,9 +274,11 @@ def restore_sidecars(
         if existing is None:
             continue
         tree, prefixes = existing
-        rating, text = previous.get(path, (None, None))
-        wanted = {RATING: rating} | ({LABEL: text} if label else {})
+        held = dict(zip(MARKED, previous.get(path, ())))
+        wanted = {RATING: held.get(RATING)} | ({LABEL: held.get(LABEL)} if label else {})
         put_back = {name: value for name, value in wanted.items() if value is not None}
+        if label:
+            put_back |= {name: held[name] for name in COLOUR_LABELS if held.get(name) is not None}
         changed = _apply(tree, put_back) if put_back else False
         removed = _remove(tree, [name for name, value in wanted.items() if value is None])
         status = "unchanged" if not (changed or removed) else "restored" if put_back else "cleared"
@@ -250,9 +291,9 @@ def restore_sidecars(
 
 
 def _marks(root: ET.Element) -> Marks:
-    """The sidecar's rating and label (the first value of each, as written), None where absent."""
-    rating, label = property_values(root, RATING), property_values(root, LABEL)
-    return (rating[0] if rating else None), (label[0] if label else None)
+    """The sidecar's :data:`MARKED` properties (the first value of each, as written), None where absent."""
+    rating, label, colour, urgency = (values[0] if (values := property_values(root, name)) else None for name in MARKED)
+    return rating, label, colour, urgency
 
 
 def _remove(root: ET.Element, names: Sequence[str]) -> bool:

@@ -54,6 +54,17 @@ def test_arguments_are_named_in_upper_case_in_usage_and_arguments(command: list[
         assert listed and all(a.rstrip(".") == a.rstrip(".").upper() for a in listed), listed
 
 
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "aesthete")
+def test_values_are_named_for_the_user_not_by_python_type(command: list[str]) -> None:
+    # Typer (0.2x) writes a value's Python type where Click wrote a metavar: `PATHS <list[Path]>`,
+    # `--top <int range>`, `--set <list[str]>`. A user reads `--top N`, `--db FILE`, `--set KEY=VALUE`.
+    text = help_text(command)
+    assert not re.search(r"<[a-z][^<>]*>|list\[|Path\]|\b(str|int|float)\]", text), text
+    options = text.split("Options:")[1].split("\n\n")[0] if "Options:" in text else ""
+    values = [m[1] for m in re.finditer(r"^  (?:-\w, )?--[\w-]+ (\S+)", options, re.M) if m[1][0] not in "-["]
+    assert all(v == v.upper() for v in values), values  # every value an upper-case metavar, as PATHS is
+
+
 def test_train_offers_no_pretrained_alone() -> None:
     text = help_text(["train"])
     assert re.search(r"^\s+--no-pretrained\s", text, re.M)

@@ -10,6 +10,9 @@ rest stand torch.compile in with a recorder or a failing compiler and run in sec
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +120,28 @@ def test_compile_off_never_calls_torch_compile(tiny_checkpoints: dict[str, Path]
             store.close()
         assert summary.scored == 40 and not summary.failed
         assert summary.compiled is False
+
+
+@pytest.mark.slow
+def test_compile_on_a_machine_with_a_cuda_toolkit_and_no_gpu_prints_no_cuda_notice(
+    tiny_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    """`score --compile on` printed torch's "No CUDA runtime is found, using CUDA_HOME=..." (inductor imports
+    torch.utils.cpp_extension, which logs it where a CUDA toolkit is and no GPU): here the toolkit is
+    CUDA_HOME and the GPU hidden, so a CUDA build of torch logs it on any machine (a CPU build never does)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(2):
+        g.scene(seed, (96, 64)).save(folder / f"{seed}.jpg")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "CUDA_HOME": str(tmp_path), "CUDA_VISIBLE_DEVICES": ""}
+    args = ["score", str(folder), "--weights", str(tiny_checkpoints["nima"]), "--device", "cpu", "--compile", "on",
+            "--workers", "1", "--db", str(tmp_path / "a.db")]  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "aesthete", *args], env=env, capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "compiled" in result.stdout.splitlines()[0]  # it did compile (a failed compilation says so instead)
+    assert "CUDA" not in result.stderr, result.stderr
 
 
 def test_compile_on_pads_batches_and_caps_shapes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -596,6 +597,47 @@ def test_a_rating_the_photographer_set_is_kept_and_clearing_puts_back_what_was_t
     assert {Path(p).name for p in written_by_path(store)} == {"a3.jpg"}
 
 
+DIGIKAM_ORANGE = (
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+    'xmlns:digiKam="http://www.digikam.org/ns/1.0/" xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" '
+    'xmp:Rating="3"><digiKam:ColorLabel>2</digiKam:ColorLabel><photoshop:Urgency>2</photoshop:Urgency>'
+    "</rdf:Description></rdf:RDF></x:xmpmeta>"
+)
+
+
+def test_overwriting_a_digikam_colour_label_shows_the_new_one_in_digikam_and_clearing_restores_it(
+    shoot: tuple[Path, Store],
+) -> None:
+    """`cull --xmp --overwrite-ratings --label Red` on a photo labelled orange in digiKam left digiKam's own
+    colour label, which digiKam reads before xmp:Label: it still showed orange (field test)."""
+    from aesthete.xmp import COLOUR_LABELS, LABEL, RATING, property_values
+
+    folder, store = shoot
+    db = str(store.path)
+    sidecar = folder / "b1.jpg.xmp"
+    sidecar.write_text(DIGIKAM_ORANGE, "utf-8")
+
+    def marks() -> list[list[str]]:
+        root = ET.parse(sidecar).getroot()
+        return [property_values(root, name) for name in (RATING, LABEL, *COLOUR_LABELS)]
+
+    args = ["cull", str(folder), "--db", db, "--xmp", "--overwrite-ratings", "--label", "Red"]
+    assert runner.invoke(app, [*args, "--top", "3"]).exit_code == 0
+    assert marks() == [["1"], ["Red"], ["1"], ["1"]]  # digiKam's red
+    cleared = runner.invoke(app, [*args, "--top", "1", "--clear-previous"])
+    assert cleared.exit_code == 0, cleared.output
+    assert marks() == [["3"], [], ["2"], ["2"]]  # the photographer's orange and 3 stars, no xmp:Label
+
+    # Recorded by an aesthete that kept (rating, label) alone: the colour it held is not known, so it stays.
+    assert runner.invoke(app, [*args, "--top", "3"]).exit_code == 0
+    with store.transaction():
+        old = "UPDATE written_ratings SET previous = json_object(?, json_array('3', NULL))"
+        store.conn.execute(old, [str(sidecar)])
+    assert runner.invoke(app, [*args, "--top", "1", "--clear-previous"]).exit_code == 0
+    assert marks() == [["3"], [], ["1"], ["1"]]
+
+
 def test_a_rating_recorded_before_previous_values_were_kept_is_cleared_as_before(shoot: tuple[Path, Store]) -> None:
     from aesthete.ratings import parse_xmp
 
@@ -617,7 +659,7 @@ def test_a_sidecar_that_is_a_link_is_written_through_it(tmp_path: Path) -> None:
     shared.write_text(HAND_RATED.format(rating=0), "utf-8")
     (tmp_path / "a.jpg.xmp").symlink_to(shared)
     result = write_sidecar(str(photo), rating=2)
-    assert result.status == "updated" and result.before == ("0", None)
+    assert result.status == "updated" and result.before == ("0", None, None, None)
     assert (tmp_path / "a.jpg.xmp").is_symlink() and 'xmp:Rating="2"' in shared.read_text("utf-8")
 
 

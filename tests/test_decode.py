@@ -210,6 +210,18 @@ def test_decompression_bomb_is_rejected_before_decoding() -> None:
     assert time.perf_counter() - start < 1.0  # nothing was allocated for 10^10 pixels
 
 
+@pytest.mark.parametrize("size", [(15_000, 13_000), (100_000, 100_000)])
+def test_pillows_bomb_refusal_says_the_photos_size_and_the_limit_in_one_line(size: tuple[int, int]) -> None:
+    """Pillow refuses a canvas over 2 x Image.MAX_IMAGE_PIXELS when it opens the header, before aesthete's own
+    check: the recorded reason was Pillow's "Image size (195000000 pixels) exceeds limit of ...", without the
+    photo's dimensions (field test)."""
+    with pytest.raises(DecodeError) as excinfo:
+        decode(g.png_header_only(*size))
+    limit = 2 * Image.MAX_IMAGE_PIXELS
+    assert excinfo.value.kind == "bomb"
+    assert str(excinfo.value) == f"{size[0]}x{size[1]} is more than {limit:,} pixels (Pillow's limit)"
+
+
 def test_max_pixels_is_our_own_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     data = g.encode(g.scene(1, (100, 100)), "PNG")
     monkeypatch.setattr(decode_module, "MAX_PIXELS", 9_999)

@@ -477,6 +477,21 @@ def test_the_launcher_is_torchrun_standalone_or_multi_node() -> None:
     assert {"--nnodes=2", "--node-rank=1", "--master-addr=10.0.0.1", "--master-port=29511"} <= set(multi)
 
 
+def test_the_launcher_run_by_hand_says_what_it_is_in_one_line() -> None:
+    """`python -m aesthete.training.launcher` without the job `aesthete train` hands it was a KeyError
+    traceback (field test)."""
+    from aesthete.training.launcher import JOB_ENV
+
+    env = {k: v for k, v in os.environ.items() if k != JOB_ENV} | {"PYTHONPATH": str(ROOT), "COLUMNS": "1000"}
+    result = subprocess.run([sys.executable, "-m", "aesthete.training.launcher"], env=env, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error: aesthete.training.launcher is an internal entry point, started by `aesthete train --nproc N` "
+        "or `--gpus N`; run that instead"
+    ]
+
+
 def test_a_failed_rank_ends_torchrun_in_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

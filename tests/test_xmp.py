@@ -18,6 +18,7 @@ from aesthete.xmp import (
     rated_by_hand,
     restore_sidecars,
     sidecar_path,
+    still_as_written,
     write_sidecar,
 )
 
@@ -252,6 +253,56 @@ def test_a_digikam_colour_label_is_the_photographers_label(tmp_path: Path, label
     statuses = [r.status for r in rated_by_hand(str(photo), [], label=True)]
     assert statuses == (["kept"] if kept else [])
     assert rated_by_hand(str(photo), [], label=False) == []  # unrated: a rating may still be written
+
+
+def digikam_labels(sidecar: str) -> dict[str, str]:
+    """The sidecar's rating and every colour label digiKam reads, by prefixed name."""
+    found = properties(Path(sidecar))
+    names = {f"{{{XMP}}}Rating": "xmp:Rating", f"{{{XMP}}}Label": "xmp:Label"}
+    names |= {"{http://www.digikam.org/ns/1.0/}ColorLabel": "digiKam:ColorLabel"}
+    names |= {"{http://ns.adobe.com/photoshop/1.0/}Urgency": "photoshop:Urgency"}
+    return {names[key.rsplit("@", 1)[1]]: v for key, v in found.items() if key.rsplit("@", 1)[-1] in names}
+
+
+@pytest.mark.parametrize(("label", "colour"), [("Red", "1"), ("purple", "6"), ("aesthete pick", "0")])
+def test_a_label_replacing_a_digikam_colour_label_is_what_digikam_shows_and_clearing_puts_it_back(
+    tmp_path: Path, label: str, colour: str
+) -> None:
+    """`cull --xmp --overwrite-ratings --label Red` on a photo labelled orange in digiKam wrote xmp:Label and
+    left digiKam:ColorLabel, which digiKam reads first: it still showed orange (field test). The colour
+    labels the sidecar has are set to digiKam's id of the label (0, none, for a label that is no colour of
+    digiKam's), and clearing puts back exactly what it held; a colour changed since in digiKam is theirs."""
+    photo = tmp_path / "IMG_1.jpg"
+    photo.write_bytes(b"jpeg")
+    sidecar = sidecar_path(str(photo))
+    Path(sidecar).write_text(
+        DIGIKAM_SIDECAR.format(labels='digiKam:ColorLabel="2" photoshop:Urgency="2"').replace('"0"', '"3"'), "utf-8"
+    )
+    held = digikam_labels(sidecar)
+    assert held == {"xmp:Rating": "3", "digiKam:ColorLabel": "2", "photoshop:Urgency": "2"}
+
+    written = write_sidecar(str(photo), rating=1, label=label)
+    assert written.status == "updated" and written.before == ("3", None, "2", "2")
+    assert digikam_labels(sidecar) == {
+        "xmp:Rating": "1", "xmp:Label": label, "digiKam:ColorLabel": colour, "photoshop:Urgency": colour,
+    }  # fmt: skip
+    previous = {sidecar: written.before}
+    assert still_as_written(str(photo), [], rating=1, label=label, previous=previous)
+
+    [restored] = restore_sidecars(str(photo), previous=previous, label=True)
+    assert restored.status == "restored" and digikam_labels(sidecar) == held
+
+    # Relabelled in digiKam since (to a colour it keeps in its own properties alone): no longer aesthete's.
+    write_sidecar(str(photo), rating=1, label=label)
+    relabelled = Path(sidecar).read_text("utf-8").replace(f'ColorLabel="{colour}"', 'ColorLabel="8"')
+    Path(sidecar).write_text(relabelled, "utf-8")
+    assert not still_as_written(str(photo), [], rating=1, label=label, previous=previous)
+
+
+def test_a_label_adds_no_digikam_colour_label_to_a_sidecar_without_one(photo: Path) -> None:
+    written = write_sidecar(str(photo), rating=1, label="Red")
+    assert digikam_labels(written.sidecar) == {"xmp:Rating": "1", "xmp:Label": "Red"}
+    assert still_as_written(str(photo), [], rating=1, label="Red", previous={written.sidecar: written.before})
 
 
 def test_a_sidecar_that_cannot_be_written_is_skipped_with_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

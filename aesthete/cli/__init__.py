@@ -12,6 +12,7 @@ import sys
 from typing import Annotated
 
 import typer
+from typer.core import TyperArgument
 
 from aesthete.cli import browse, cull, learn, models, score, train, weights
 from aesthete.cli.common import Exit, err
@@ -23,6 +24,10 @@ def _epilog() -> str:
 
     return f"Database: {default_db_path(create=False)} (change it with --db or AESTHETE_DB)."
 
+
+# Typer 0.2x writes an argument's Python type after its metavar (`PATHS <list[Path]>`); the metavar (PATHS,
+# PHOTO, NAME) already says what to give, as Click's own help does. (Options name theirs with ``metavar``.)
+TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
 
 # Click's plain help (rich_markup_mode=None) reflows docstring paragraphs to the terminal's width and
 # never cuts a flag's name; Rich's panels truncated them at 80 columns and showed `<bool>` on flags.

@@ -40,19 +40,29 @@ from aesthete.cli.common import (
 from aesthete.formats import FORMAT_NAMES, SUPPORTED_EXTENSIONS, suffix
 from aesthete.select import RANK_KEYS, Filters, Ranking, public_row
 
-TopOption = Annotated[int | None, typer.Option("--top", "-n", min=1, help="Show only the best N.")]
+TopOption = Annotated[int | None, typer.Option("--top", "-n", min=1, metavar="N", help="Show only the best N.")]
 
 
 @library_errors()
 def rank_command(
     paths: PathsArgument = None,
-    by: Annotated[str, typer.Option(help=f"Sort key: {', '.join(RANK_KEYS)}.")] = "mean",
-    min_score: Annotated[float | None, typer.Option(help="Keep photos whose mean score is at least this.")] = None,
-    max_score: Annotated[float | None, typer.Option(help="Keep photos whose mean score is at most this.")] = None,
-    since: Annotated[str | None, typer.Option(help="Captured on or after (YYYY-MM-DD[THH:MM:SS]).")] = None,
-    until: Annotated[str | None, typer.Option(help="Captured on or before (a bare date includes the day).")] = None,
-    camera: Annotated[str | None, typer.Option(help="Camera make/model contains this (any case).")] = None,
-    lens: Annotated[str | None, typer.Option(help="Lens contains this (any case).")] = None,
+    by: Annotated[str, typer.Option(metavar="KEY", help=f"Sort key: {', '.join(RANK_KEYS)}.")] = "mean",
+    min_score: Annotated[
+        float | None, typer.Option(metavar="SCORE", help="Keep photos whose mean score is at least this.")
+    ] = None,
+    max_score: Annotated[
+        float | None, typer.Option(metavar="SCORE", help="Keep photos whose mean score is at most this.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(metavar="DATE", help="Captured on or after (YYYY-MM-DD[THH:MM:SS]).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(metavar="DATE", help="Captured on or before (a bare date includes the day).")
+    ] = None,
+    camera: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="Camera make/model contains this (any case).")
+    ] = None,
+    lens: Annotated[str | None, typer.Option(metavar="TEXT", help="Lens contains this (any case).")] = None,
     faces: Annotated[
         str | None,
         typer.Option(metavar="N", help="Exactly N faces found (0: none); N+ for at least N, e.g. 2+."),

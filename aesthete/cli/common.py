@@ -54,7 +54,11 @@ class Exit(IntEnum):
 DbOption = Annotated[
     Path | None,
     typer.Option(
-        "--db", envvar="AESTHETE_DB", help="Database file (default: the XDG data directory).", show_default=False
+        "--db",
+        envvar="AESTHETE_DB",
+        metavar="FILE",
+        help="Database file (default: the XDG data directory).",
+        show_default=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
@@ -64,13 +68,16 @@ PathsArgument = Annotated[
 # rank, cull, groups, report and show read the scores `score` would write with the same two options.
 ModelOption = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Read this model's scores (as `score --model`).", show_default="as score"),
+    typer.Option(
+        "--model", "-m", metavar="NAME", help="Read this model's scores (as `score --model`).", show_default="as score"
+    ),
 ]
 WeightsOption = Annotated[
     str | None,
     typer.Option(
         "--weights",
         "-w",
+        metavar="NAME|PATH",
         help="Read the scores of these weights: NAME (a personal head from `learn` too) or checkpoint PATH "
         "(as `score --weights`).",
         show_default="score's default",

@@ -69,9 +69,15 @@ OVERWRITE_HELP = (
 @library_errors()
 def cull_command(
     paths: PathsArgument = None,
-    top: Annotated[int | None, typer.Option("--top", "-n", min=1, help="Keep the best N (default 50).")] = None,
-    keep: Annotated[str | None, typer.Option(help="Keep this share of the photos, e.g. 10%.")] = None,
-    min_score: Annotated[float | None, typer.Option(help="Keep photos whose mean score is at least this.")] = None,
+    top: Annotated[
+        int | None, typer.Option("--top", "-n", min=1, metavar="N", help="Keep the best N (default 50).")
+    ] = None,
+    keep: Annotated[
+        str | None, typer.Option(metavar="PERCENT", help="Keep this share of the photos, e.g. 10%.")
+    ] = None,
+    min_score: Annotated[
+        float | None, typer.Option(metavar="SCORE", help="Keep photos whose mean score is at least this.")
+    ] = None,
     no_group: Annotated[bool, typer.Option("--no-group", help="Allow several frames of one burst.")] = False,
     keep_flagged: Annotated[
         bool, typer.Option("--keep-flagged", help="Also pick frames flagged blurry, underexposed or overexposed.")
@@ -89,15 +95,19 @@ def cull_command(
     reject_exposure: Annotated[bool, typer.Option(hidden=True)] = True,
     model: ModelOption = None,
     weights: WeightsOption = None,
-    export: Annotated[Path | None, typer.Option(help="Build an album of the picks in this folder.")] = None,
-    mode: Annotated[str, typer.Option(help=MODE_HELP)] = "copy",
+    export: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Build an album of the picks in this folder.")
+    ] = None,
+    mode: Annotated[str, typer.Option(metavar="MODE", help=MODE_HELP)] = "copy",
     order_by_time: Annotated[bool, typer.Option(help="Prefix album names with the capture time.")] = False,
     xmp: Annotated[bool, typer.Option("--xmp", help="Write xmp:Rating into the picks' .xmp sidecars.")] = False,
     stars: Annotated[bool, typer.Option(help=STARS_HELP)] = False,
-    label: Annotated[str | None, typer.Option(help="With --xmp: also set xmp:Label to this.")] = None,
+    label: Annotated[str | None, typer.Option(metavar="TEXT", help="With --xmp: also set xmp:Label to this.")] = None,
     clear_previous: Annotated[bool, typer.Option(help=CLEAR_HELP)] = False,
     overwrite_ratings: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
-    move_rejects: Annotated[Path | None, typer.Option(help="Move the photos NOT picked into this folder.")] = None,
+    move_rejects: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Move the photos NOT picked into this folder.")
+    ] = None,
     dry_run: Annotated[bool, typer.Option(help="Show what would be done; change nothing.")] = False,
     as_json: JsonOption = False,
     paths_only: PathsOnly = False,
@@ -305,7 +315,9 @@ def _taken(group: list[dict]) -> str:
 
 @library_errors()
 def report_command(
-    html: Annotated[Path, typer.Option("--html", help="Write the contact sheet to this file.", show_default=False)],
+    html: Annotated[
+        Path, typer.Option("--html", metavar="FILE", help="Write the contact sheet to this file.", show_default=False)
+    ],
     paths: PathsArgument = None,
     model: ModelOption = None,
     weights: WeightsOption = None,

@@ -28,19 +28,26 @@ SOURCE_HELP = "Where the ratings are: xmp (sidecars / embedded XMP), lightroom, 
 @library_errors()
 def learn_command(
     paths: PathsArgument = None,
-    name: Annotated[str, typer.Option("--name", "-n", help="Register the result as weights NAME.")] = "",
-    source: Annotated[str, typer.Option("--from", help=SOURCE_HELP)] = "xmp",
+    name: Annotated[
+        str, typer.Option("--name", "-n", metavar="NAME", help="Register the result as weights NAME.")
+    ] = "",
+    source: Annotated[str, typer.Option("--from", metavar="SOURCE", help=SOURCE_HELP)] = "xmp",
     catalog: Annotated[
         Path | None,
         typer.Option(
+            metavar="FILE",
             help="The catalog file for --from lightroom|darktable|digikam (or give it after --from).",
             show_default=False,
         ),
     ] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Learn on this model's embeddings.")] = None,
-    weights: Annotated[str | None, typer.Option("--weights", "-w", help="Learn on these weights' embeddings.")] = None,
-    method: Annotated[str, typer.Option(help="ridge, ordinal or pairwise.")] = "ridge",
-    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 5,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", metavar="NAME", help="Learn on this model's embeddings.")
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option("--weights", "-w", metavar="NAME", help="Learn on these weights' embeddings.")
+    ] = None,
+    method: Annotated[str, typer.Option(metavar="METHOD", help="ridge, ordinal or pairwise.")] = "ridge",
+    folds: Annotated[int, typer.Option(min=2, metavar="N", help="Cross-validation folds.")] = 5,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -35,6 +35,7 @@ def score_command(
         typer.Option(
             "--model",
             "-m",
+            metavar="NAME",
             help="Architecture (see `aesthete models`).",
             show_default="the best model whose weights you have",
         ),
@@ -44,17 +45,21 @@ def score_command(
         typer.Option(
             "--weights",
             "-w",
+            metavar="NAME|PATH",
             help="Registered weights NAME or a checkpoint PATH. An ImageNet backbone NAME (kind backbone in "
             "`aesthete weights list`, e.g. resnet50-imagenet1k-v1) stores embeddings for `aesthete learn`; "
             "no aesthetic score.",
         ),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (auto: bf16 where native).")] = "auto",
+    device: Annotated[str, typer.Option(metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    precision: Annotated[
+        str, typer.Option(metavar="PRECISION", help="auto, fp32, bf16 or fp16 (auto: bf16 where native).")
+    ] = "auto",
     compile: Annotated[
         str,
         typer.Option(
             "--compile",
+            metavar="WHEN",
             help="auto, on or off: run the model through torch.compile (auto: on CPU when enough photos "
             "need the model to repay the compilation).",
         ),
@@ -63,15 +68,18 @@ def score_command(
         str,
         typer.Option(
             "--decode",
+            metavar="WHO",
             help="auto, workers or device: who decodes the JPEGs that need no shrinking while decoding "
             "(auto: the workers; device: the model's device, nvJPEG on a GPU, and no faces are looked for "
             "in them).",
         ),
     ] = "auto",
     batch_size: Annotated[
-        int | None, typer.Option(min=1, help="Photos per model batch.", show_default="64 on CUDA, else 8")
+        int | None, typer.Option(min=1, metavar="N", help="Photos per model batch.", show_default="64 on CUDA, else 8")
     ] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Decode processes.", show_default="one per core")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, metavar="N", help="Decode processes.", show_default="one per core")
+    ] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Descend into subfolders.")] = True,
     rescore: Annotated[bool, typer.Option(help="Decode and score again even if cached.")] = False,
     db: DbOption = None,

@@ -33,33 +33,49 @@ def train_command(
             help="A model (hla-gcn), a recipe name (hla-gcn-r101-ava) or a recipe .toml file.",
         ),
     ] = None,
-    dataset: Annotated[str | None, typer.Option(help="ava or aadb: picks the model's recipe.")] = None,
-    data_root: Annotated[
-        Path | None, typer.Option(help="The dataset folder (AVA.txt and images/, or AADB's release).")
+    dataset: Annotated[
+        str | None, typer.Option(metavar="DATASET", help="ava or aadb: picks the model's recipe.")
     ] = None,
-    recipe: Annotated[Path | None, typer.Option(help="A recipe TOML file (instead of one from train/).")] = None,
-    gpus: Annotated[int, typer.Option(min=0, help="GPUs on this machine: one NCCL process each.")] = 0,
-    nproc: Annotated[int, typer.Option(min=0, help="CPU processes on gloo (distributed training without GPUs).")] = 0,
-    nodes: Annotated[int, typer.Option(min=1, help="Machines taking part (run the same command on each).")] = 1,
-    node_rank: Annotated[int, typer.Option(min=0, help="This machine's index, 0..nodes-1.")] = 0,
-    master_addr: Annotated[str, typer.Option(help="Address of the node-rank-0 machine.")] = "127.0.0.1",
-    master_port: Annotated[int, typer.Option(help="Free port on the node-rank-0 machine.")] = 29500,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Override train.epochs.")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Override the global batch (train.batch_size).")] = None,
-    lr: Annotated[float | None, typer.Option(min=0.0, help="Override optim.lr.")] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="The dataset folder (AVA.txt and images/, or AADB's release).")
+    ] = None,
+    recipe: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="A recipe TOML file (instead of one from train/).")
+    ] = None,
+    gpus: Annotated[int, typer.Option(min=0, metavar="N", help="GPUs on this machine: one NCCL process each.")] = 0,
+    nproc: Annotated[
+        int, typer.Option(min=0, metavar="N", help="CPU processes on gloo (distributed training without GPUs).")
+    ] = 0,
+    nodes: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Machines taking part (run the same command on each).")
+    ] = 1,
+    node_rank: Annotated[int, typer.Option(min=0, metavar="N", help="This machine's index, 0..nodes-1.")] = 0,
+    master_addr: Annotated[str, typer.Option(metavar="HOST", help="Address of the node-rank-0 machine.")] = "127.0.0.1",
+    master_port: Annotated[int, typer.Option(metavar="PORT", help="Free port on the node-rank-0 machine.")] = 29500,
+    epochs: Annotated[int | None, typer.Option(min=1, metavar="N", help="Override train.epochs.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, metavar="N", help="Override the global batch (train.batch_size).")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(min=0.0, metavar="RATE", help="Override optim.lr.")] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override any recipe value, KEY=VALUE (TOML literal); repeatable."),
+        typer.Option(
+            "--set", metavar="KEY=VALUE", help="Override any recipe value, KEY=VALUE (TOML literal); repeatable."
+        ),
     ] = None,
     no_pretrained: Annotated[
         bool, typer.Option("--no-pretrained", help="Start the backbone from random weights, not ImageNet.")
     ] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in --output.")] = False,
-    limit: Annotated[int | None, typer.Option(min=1, help="At most N images per split (a smoke run).")] = None,
-    output: Annotated[Path | None, typer.Option(help="Run folder.", show_default="runs/RECIPE")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, metavar="N", help="At most N images per split (a smoke run).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(metavar="DIR", help="Run folder.", show_default="runs/RECIPE")] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the resolved recipe and exit.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps (one process).")] = "auto",
-    workers: Annotated[int | None, typer.Option(min=0, help="Data-loading processes per training process.")] = None,
+    device: Annotated[str, typer.Option(metavar="DEVICE", help="auto, cpu, cuda or mps (one process).")] = "auto",
+    workers: Annotated[
+        int | None, typer.Option(min=0, metavar="N", help="Data-loading processes per training process.")
+    ] = None,
 ) -> None:
     """Train MODEL_OR_RECIPE with its paper's recipe; print its metrics beside the paper's.
 
@@ -163,13 +179,13 @@ def eval_command(
             metavar="CHECKPOINT", help="Registered weights NAME (as `score --weights`) or a checkpoint PATH."
         ),
     ],
-    dataset: Annotated[str, typer.Option(help="ava or aadb.")],
-    data_root: Annotated[Path, typer.Option(help="The dataset folder.")],
-    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Photos per forward.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    workers: Annotated[int | None, typer.Option(min=0, help="Data-loading processes.")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="At most N images (a smoke run).")] = None,
+    dataset: Annotated[str, typer.Option(metavar="DATASET", help="ava or aadb.")],
+    data_root: Annotated[Path, typer.Option(metavar="DIR", help="The dataset folder.")],
+    split: Annotated[str, typer.Option(metavar="SPLIT", help="train, val or test.")] = "test",
+    batch_size: Annotated[int | None, typer.Option(min=1, metavar="N", help="Photos per forward.")] = None,
+    device: Annotated[str, typer.Option(metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    workers: Annotated[int | None, typer.Option(min=0, metavar="N", help="Data-loading processes.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, metavar="N", help="At most N images (a smoke run).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Measure CHECKPOINT on a dataset split with the papers' metrics, beside the paper's numbers."""

@@ -165,10 +165,16 @@ def add_command(
             "(for laion-aesthetic-v2: the head .pth and, unless pulled, ViT-L-14.pt).",
         ),
     ],
-    name: Annotated[str, typer.Option("--name", "-n", help="The name to use it by: `score --weights NAME`.")],
+    name: Annotated[
+        str, typer.Option("--name", "-n", metavar="NAME", help="The name to use it by: `score --weights NAME`.")
+    ],
     like: Annotated[
         str | None,
-        typer.Option("--like", help="Convert a publisher-format file the way this listed checkpoint is converted."),
+        typer.Option(
+            "--like",
+            metavar="NAME",
+            help="Convert a publisher-format file the way this listed checkpoint is converted.",
+        ),
     ] = None,
     other_weights: Annotated[
         bool,

@@ -84,6 +84,15 @@ def launch(recipe: dict[str, Any], options: Any, **topology: Any) -> int:
 
 def main() -> None:
     """One training process (started by torchrun)."""
+    if JOB_ENV not in os.environ:  # run by hand: there is no job to run
+        from aesthete.cli.common import Exit
+
+        print(
+            "error: aesthete.training.launcher is an internal entry point, started by `aesthete train --nproc N` "
+            "or `--gpus N`; run that instead",
+            file=sys.stderr,
+        )
+        sys.exit(Exit.USAGE)
     from aesthete import interrupts
     from aesthete.errors import AestheteError
     from aesthete.training.trainer import RunOptions, run
