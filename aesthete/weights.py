@@ -820,15 +820,40 @@ def add(file: str | Path, *, name: str) -> WeightsEntry:
             "source": _printable(str(source.resolve())),
             "added": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        if existing is None:
-            registry_text = _registry_with(name, record)  # checked before anything is written
+        # None: the entry is registered already, its missing file is being restored.
+        registry_text = _registry_with(name, record) if existing is None else None  # checked before any write
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fileops.publish(tmp_path, dest, overwrite=True)
-    _remember_digest(dest.resolve(), dest.stat(), digest)
-    if existing is not None:  # its file was missing and has been restored
-        return replace(existing, available=True)
-    fileops.atomic_write_text(paths.user_registry_path(), registry_text)
+        _install(tmp_path, dest, digest, registry_text)
     return replace(_lookup(name), available=True)
+
+
+def _install(staged: Path, dest: Path, digest: str, registry_text: str | None) -> None:
+    """Give an added checkpoint's staged copy its name ``dest`` in the cache, then write the user's
+    registry as ``registry_text`` (None: leave it, the entry is registered already). Both happen or
+    neither: whatever stops it midway, Ctrl-C included, deletes the copy it put there and writes the
+    registry back, so no copy is left that no entry names (``remove`` could never delete it)."""
+    registry = paths.user_registry_path()
+    try:
+        before: str | None = registry.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        before = None
+    made = not dest.exists()  # a file already there (the same digest and name) is not ours to delete
+    try:
+        fileops.publish(staged, dest, overwrite=True)
+        _remember_digest(dest.resolve(), dest.stat(), digest)
+        if registry_text is not None:
+            fileops.atomic_write_text(registry, registry_text)
+    except BaseException:
+        with contextlib.suppress(OSError):  # the registry first: never an entry whose file is gone
+            if registry_text is not None and registry.read_text(encoding="utf-8") == registry_text:
+                if before is None:
+                    registry.unlink()
+                else:
+                    fileops.atomic_write_text(registry, before)
+        if made:
+            with contextlib.suppress(OSError):
+                dest.unlink(missing_ok=True)
+        raise
 
 
 def _check_new_name(name: str, entries: list[WeightsEntry]) -> None:
@@ -1245,10 +1270,9 @@ def add_like(
         parts["clip"] = required.path
     directory = paths.weights_cache_dir()
     staging = directory / f".add-{name}.safetensors"
-    converted = _convert_into(base, parts, staging, main_digest)
-    _digest_record(staging).unlink(missing_ok=True)
-    dest = directory / f"{converted[:16]}-{name}.safetensors"
-    try:
+    try:  # however it ends (an error, Ctrl-C), no staged copy or its digest record is left behind
+        converted = _convert_into(base, parts, staging, main_digest)
+        dest = directory / f"{converted[:16]}-{name}.safetensors"
         meta = read_meta(staging)
         record: dict[str, str | int | None] = {
             "kind": "aesthetic",
@@ -1266,9 +1290,8 @@ def add_like(
             "added": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         registry_text = _registry_with(name, record)  # checked before anything is written
-        fileops.publish(staging, dest, overwrite=True)
+        _install(staging, dest, converted, registry_text)
     finally:
         staging.unlink(missing_ok=True)
-    _remember_digest(dest.resolve(), dest.stat(), converted)
-    fileops.atomic_write_text(paths.user_registry_path(), registry_text)
+        _digest_record(staging).unlink(missing_ok=True)
     return replace(_lookup(name), available=True)

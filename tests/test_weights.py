@@ -953,6 +953,68 @@ sha256 = "{PAYLOAD_SHA}"
     assert not part.exists()  # converted: the publisher's file goes
 
 
+# `weights add` in a child that presses Ctrl-C on itself (a real SIGINT, raised in the main thread so it
+# lands at once) at a chosen step: while the file is copied into the cache; once the copy has its final
+# name, before the registry is written; just after the registry is written, before `add` returns.
+ADD_SCRIPT = """
+import signal, sys
+from aesthete import fileops, weights
+
+step = sys.argv.pop(1)
+if step == "copying":
+    copy = weights._copy_hashing
+
+    def hook(source, dest):
+        dest.write(source.read(weights.CHUNK))
+        signal.raise_signal(signal.SIGINT)
+        return copy(source, dest)
+
+    weights._copy_hashing = hook
+elif step == "copied":
+    remember = weights._remember_digest
+
+    def hook(path, stat, digest):
+        remember(path, stat, digest)
+        signal.raise_signal(signal.SIGINT)
+
+    weights._remember_digest = hook
+else:
+    write, pressed = fileops.atomic_write_text, []
+
+    def hook(path, text):
+        write(path, text)
+        if path.name == "weights.toml" and not pressed:
+            pressed.append(True)
+            signal.raise_signal(signal.SIGINT)
+
+    fileops.atomic_write_text = hook
+from aesthete.cli import main
+sys.argv[0] = "aesthete"
+main()
+"""
+
+
+@pytest.mark.parametrize("step", ["copying", "copied", "registered"])
+def test_ctrl_c_during_add_is_one_line_exit_130_and_leaves_no_copy_and_no_entry(
+    step: str, nima_file: Path, tiny_checkpoints: dict[str, Path]
+) -> None:
+    """Before: `interrupted: stopped before the end`, and from the moment the copy had its name, that copy
+    stayed in the cache with no entry naming it (so `remove` could never delete it)."""
+    weights.add(tiny_checkpoints["hla-gcn"], name="earlier")  # a registry to keep as it was
+    registry = paths.user_registry_path(create=False)
+    before_registry, before_cache = registry.read_bytes(), cache_files()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", ADD_SCRIPT, step, "weights", "add", str(nima_file), "--name", "mine"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (130, "")
+    assert done.stderr == "interrupted: mine was not added (no copy kept in the cache, the registry unchanged)\n"
+    assert registry.read_bytes() == before_registry
+    assert cache_files() == before_cache  # no copy, whole or partial, and no staged file
+    assert weights.add(nima_file, name="mine").available  # nothing in the way of adding it again
+
+
 def test_pull_add_verify_in_xdg_folders_with_spaces(
     server: FileServer,
     registry: Callable[[str], Path],
