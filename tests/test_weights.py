@@ -1015,6 +1015,35 @@ def test_ctrl_c_during_add_is_one_line_exit_130_and_leaves_no_copy_and_no_entry(
     assert weights.add(nima_file, name="mine").available  # nothing in the way of adding it again
 
 
+def test_ctrl_c_as_add_like_finishes_converting_leaves_no_staged_copy(
+    registry: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The conversion had written the staged checkpoint and its digest record (Ctrl-C as it noted the
+    digest): before, both stayed in the cache, ``.add-NAME.safetensors`` beside a record of it."""
+    registry(f"""
+[weights.converted]
+kind = "aesthetic"
+arch = "nima"
+bins = 10
+format = "pyiqa-nima"
+url = "file:///nowhere/NIMA_publisher.pth"
+sha256 = "{PAYLOAD_SHA}"
+""")
+    publisher = tmp_path / "NIMA_publisher.pth"
+    publisher.write_bytes(PAYLOAD)
+
+    def converted_then_interrupted(entry: weights.WeightsEntry, files: dict[str, Path], dest: Path, digest: str) -> str:
+        dest.write_bytes(b"a converted checkpoint")
+        (dest.parent / (dest.name + ".sha256")).write_text("0" * 64 + "\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(weights, "_convert_into", converted_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        weights.add_like([publisher], name="mine", like="converted")
+    assert cache_files() == []
+    assert not paths.user_registry_path(create=False).exists()
+
+
 def test_pull_add_verify_in_xdg_folders_with_spaces(
     server: FileServer,
     registry: Callable[[str], Path],
