@@ -6,7 +6,7 @@ files, are hashed before an atomic rename, and a mismatch is deleted, never cach
 already checked are remembered by (path, size, mtime, inode) in a small JSON file in the cache
 directory, so ``list`` and ``score --weights FILE`` do not rehash hundreds of megabytes each time;
 ``verify`` always rehashes. One process at a time pulls or removes a name (a lock per name, in the
-cache's ``locks`` folder): a second is refused with ``WeightsBusy``.
+cache's ``locks`` folder, deleted by its holder as it finishes): a second is refused with ``WeightsBusy``.
 
 Torch-free on purpose: scoring resolves its weights (and their id, part of the score cache key) on the
 rescan path, which must not pay for ``import torch``. Checkpoint headers are read with
@@ -971,15 +971,40 @@ def _reason(exc: OSError) -> str:
 def _exclusive(name: str) -> Iterator[None]:
     """Hold ``name``'s lock (a file in the cache's ``locks`` folder) while its files are pulled or removed,
     so that two processes never write one ``.part`` or delete a file being made: a second one raises
-    ``WeightsBusy``. The lock goes with the process, however it ends (an flock, not a marker file)."""
-    folder = paths.cache_dir() / "locks"
-    folder.mkdir(exist_ok=True)
-    with open(folder / f"{name}.lock", "a+b") as handle:
-        if not _try_lock(handle.fileno()):
-            raise WeightsBusy(
-                f"weights {name!r} are being pulled or removed by another aesthete; run again when it has finished"
-            )
-        yield  # closing the file releases the lock
+    ``WeightsBusy``. The lock goes with the process, however it ends (an flock, not a marker file).
+
+    The holder deletes the lock file as it finishes, still holding it, so ``locks`` does not fill with one
+    empty file per name ever pulled. That is safe only with the check after locking: a process that opened
+    the file just before it was deleted locks a file no longer under the name (while a third may lock a new
+    one), so it sees the name's file is not its own and starts again with the file now there."""
+    path = paths.cache_dir() / "locks" / f"{name}.lock"
+    path.parent.mkdir(exist_ok=True)
+    while True:
+        with open(path, "a+b") as handle:
+            if not _try_lock(handle.fileno()):
+                raise WeightsBusy(
+                    f"weights {name!r} are being pulled or removed by another aesthete; run again when it has finished"
+                )
+            if not _still_named(handle.fileno(), path):
+                continue  # its holder deleted it as it finished: lock the file under the name now
+            try:
+                yield
+            finally:
+                # Windows cannot delete a file open here (so no one can lock a deleted file there): kept.
+                if sys.platform != "win32":
+                    with contextlib.suppress(OSError):  # a file left behind is only clutter, as before
+                        path.unlink(missing_ok=True)
+            return  # closing the file releases the lock
+
+
+def _still_named(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the open file ``fd`` (not deleted, nor replaced by a newer file)."""
+    try:
+        named = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _try_lock(fd: int) -> bool:

@@ -886,6 +886,66 @@ def test_a_second_pull_or_a_remove_of_the_same_weights_is_refused_while_the_firs
     assert run("pull", "tiny-backbone")[0] == 0  # the lock went with the first pull
 
 
+def lock_files() -> list[str]:
+    folder = paths.cache_dir() / "locks"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows keeps lock files: an open file cannot be deleted")
+def test_a_pull_or_remove_deletes_its_lock_file_as_it_ends(server: FileServer, registry: Callable[[str], Path]) -> None:
+    """Before: an empty ``NAME.lock`` stayed in the cache's ``locks`` folder after every pull and remove."""
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth")))
+    held: list[list[str]] = []
+    real = weights._pull_file
+
+    def noting_the_lock(entry: weights.WeightsEntry, progress: weights.ProgressFn | None) -> Path:
+        held.append(lock_files())
+        return real(entry, progress)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(weights, "_pull_file", noting_the_lock)
+        weights.pull("tiny-backbone")
+    assert held == [["tiny-backbone.lock"]] and lock_files() == []  # there while pulling, gone after
+    weights.remove("tiny-backbone")
+    assert lock_files() == []
+    server.status = 404
+    with pytest.raises(weights.WeightsError, match="HTTP 404"):
+        weights.pull("tiny-backbone")
+    assert lock_files() == []  # a pull that fails deletes it too
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX; Windows never deletes a lock file")
+def test_a_lock_file_deleted_by_its_holder_as_it_was_opened_is_not_taken_for_the_lock(
+    server: FileServer, registry: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pull opens ``NAME.lock`` just as the previous holder, finishing, deletes it and a third process
+    makes and locks a new one: the first then locks a file no longer under the name. Without the check
+    after locking it went on beside the third; now it sees the name's file is another, and is refused."""
+    import fcntl
+
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth")))
+    path = paths.cache_dir() / "locks" / "tiny-backbone.lock"
+    real, third = weights._try_lock, []
+
+    def race(fd: int) -> bool:
+        if not third:  # between this pull's open and its lock: the holder deletes, a third locks anew
+            path.unlink()
+            third.append(open(path, "a+b"))  # noqa: SIM115 - held until the test ends
+            fcntl.flock(third[0].fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return real(fd)
+
+    monkeypatch.setattr(weights, "_try_lock", race)
+    try:
+        with pytest.raises(weights.WeightsBusy, match="being pulled or removed by another aesthete"):
+            weights.pull("tiny-backbone")
+        assert server.requests == [] and lock_files() == ["tiny-backbone.lock"]  # the third's, untouched
+    finally:
+        third[0].close()
+    assert weights.pull("tiny-backbone").read_bytes() == PAYLOAD and lock_files() == []
+
+
 def test_ctrl_c_during_a_pull_is_one_line_exit_130_and_the_next_pull_resumes(
     server: FileServer, registry: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
