@@ -946,6 +946,33 @@ def test_a_lock_file_deleted_by_its_holder_as_it_was_opened_is_not_taken_for_the
     assert weights.pull("tiny-backbone").read_bytes() == PAYLOAD and lock_files() == []
 
 
+class WindowsLocking(SimpleNamespace):
+    """``msvcrt`` as far as the lock uses it, as Microsoft documents ``_locking``: LK_NBLCK (2) locks
+    bytes of the file, and fails with EACCES while another handle holds them."""
+
+    LK_UNLCK, LK_NBLCK = 0, 2
+
+    def __init__(self) -> None:
+        super().__init__(held={})
+
+    def locking(self, fd: int, mode: int, nbytes: int) -> None:
+        assert (mode, nbytes) == (self.LK_NBLCK, 1)
+        stat = os.fstat(fd)
+        if self.held.setdefault((stat.st_dev, stat.st_ino), fd) != fd:
+            raise PermissionError(errno.EACCES, "Permission denied")
+
+
+def test_the_windows_lock_refuses_a_second_holder_and_keeps_its_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The branch that runs only on Windows, with msvcrt as documented (the real one cannot load here):
+    a second holder is refused, and the lock file is kept (Windows cannot delete a file open there)."""
+    monkeypatch.setitem(sys.modules, "msvcrt", WindowsLocking())
+    monkeypatch.setattr(sys, "platform", "win32")
+    busy = pytest.raises(weights.WeightsBusy, match="being pulled or removed by another aesthete")
+    with weights._exclusive("tiny-backbone"), busy, weights._exclusive("tiny-backbone"):
+        pytest.fail("a second holder of the lock")
+    assert lock_files() == ["tiny-backbone.lock"]
+
+
 def test_ctrl_c_during_a_pull_is_one_line_exit_130_and_the_next_pull_resumes(
     server: FileServer, registry: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
