@@ -6,7 +6,7 @@ files, are hashed before an atomic rename, and a mismatch is deleted, never cach
 already checked are remembered by (path, size, mtime, inode) in a small JSON file in the cache
 directory, so ``list`` and ``score --weights FILE`` do not rehash hundreds of megabytes each time;
 ``verify`` always rehashes. One process at a time pulls or removes a name (a lock per name, in the
-cache's ``locks`` folder): a second is refused with ``WeightsBusy``.
+cache's ``locks`` folder, deleted by its holder as it finishes): a second is refused with ``WeightsBusy``.
 
 Torch-free on purpose: scoring resolves its weights (and their id, part of the score cache key) on the
 rescan path, which must not pay for ``import torch``. Checkpoint headers are read with
@@ -820,15 +820,40 @@ def add(file: str | Path, *, name: str) -> WeightsEntry:
             "source": _printable(str(source.resolve())),
             "added": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        if existing is None:
-            registry_text = _registry_with(name, record)  # checked before anything is written
+        # None: the entry is registered already, its missing file is being restored.
+        registry_text = _registry_with(name, record) if existing is None else None  # checked before any write
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fileops.publish(tmp_path, dest, overwrite=True)
-    _remember_digest(dest.resolve(), dest.stat(), digest)
-    if existing is not None:  # its file was missing and has been restored
-        return replace(existing, available=True)
-    fileops.atomic_write_text(paths.user_registry_path(), registry_text)
+        _install(tmp_path, dest, digest, registry_text)
     return replace(_lookup(name), available=True)
+
+
+def _install(staged: Path, dest: Path, digest: str, registry_text: str | None) -> None:
+    """Give an added checkpoint's staged copy its name ``dest`` in the cache, then write the user's
+    registry as ``registry_text`` (None: leave it, the entry is registered already). Both happen or
+    neither: whatever stops it midway, Ctrl-C included, deletes the copy it put there and writes the
+    registry back, so no copy is left that no entry names (``remove`` could never delete it)."""
+    registry = paths.user_registry_path()
+    try:
+        before: str | None = registry.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        before = None
+    made = not dest.exists()  # a file already there (the same digest and name) is not ours to delete
+    try:
+        fileops.publish(staged, dest, overwrite=True)
+        _remember_digest(dest.resolve(), dest.stat(), digest)
+        if registry_text is not None:
+            fileops.atomic_write_text(registry, registry_text)
+    except BaseException:
+        with contextlib.suppress(OSError):  # the registry first: never an entry whose file is gone
+            if registry_text is not None and registry.read_text(encoding="utf-8") == registry_text:
+                if before is None:
+                    registry.unlink()
+                else:
+                    fileops.atomic_write_text(registry, before)
+        if made:
+            with contextlib.suppress(OSError):
+                dest.unlink(missing_ok=True)
+        raise
 
 
 def _check_new_name(name: str, entries: list[WeightsEntry]) -> None:
@@ -946,15 +971,40 @@ def _reason(exc: OSError) -> str:
 def _exclusive(name: str) -> Iterator[None]:
     """Hold ``name``'s lock (a file in the cache's ``locks`` folder) while its files are pulled or removed,
     so that two processes never write one ``.part`` or delete a file being made: a second one raises
-    ``WeightsBusy``. The lock goes with the process, however it ends (an flock, not a marker file)."""
-    folder = paths.cache_dir() / "locks"
-    folder.mkdir(exist_ok=True)
-    with open(folder / f"{name}.lock", "a+b") as handle:
-        if not _try_lock(handle.fileno()):
-            raise WeightsBusy(
-                f"weights {name!r} are being pulled or removed by another aesthete; run again when it has finished"
-            )
-        yield  # closing the file releases the lock
+    ``WeightsBusy``. The lock goes with the process, however it ends (an flock, not a marker file).
+
+    The holder deletes the lock file as it finishes, still holding it, so ``locks`` does not fill with one
+    empty file per name ever pulled. That is safe only with the check after locking: a process that opened
+    the file just before it was deleted locks a file no longer under the name (while a third may lock a new
+    one), so it sees the name's file is not its own and starts again with the file now there."""
+    path = paths.cache_dir() / "locks" / f"{name}.lock"
+    path.parent.mkdir(exist_ok=True)
+    while True:
+        with open(path, "a+b") as handle:
+            if not _try_lock(handle.fileno()):
+                raise WeightsBusy(
+                    f"weights {name!r} are being pulled or removed by another aesthete; run again when it has finished"
+                )
+            if not _still_named(handle.fileno(), path):
+                continue  # its holder deleted it as it finished: lock the file under the name now
+            try:
+                yield
+            finally:
+                # Windows cannot delete a file open here (so no one can lock a deleted file there): kept.
+                if sys.platform != "win32":
+                    with contextlib.suppress(OSError):  # a file left behind is only clutter, as before
+                        path.unlink(missing_ok=True)
+            return  # closing the file releases the lock
+
+
+def _still_named(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the open file ``fd`` (not deleted, nor replaced by a newer file)."""
+    try:
+        named = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _try_lock(fd: int) -> bool:
@@ -1245,10 +1295,9 @@ def add_like(
         parts["clip"] = required.path
     directory = paths.weights_cache_dir()
     staging = directory / f".add-{name}.safetensors"
-    converted = _convert_into(base, parts, staging, main_digest)
-    _digest_record(staging).unlink(missing_ok=True)
-    dest = directory / f"{converted[:16]}-{name}.safetensors"
-    try:
+    try:  # however it ends (an error, Ctrl-C), no staged copy or its digest record is left behind
+        converted = _convert_into(base, parts, staging, main_digest)
+        dest = directory / f"{converted[:16]}-{name}.safetensors"
         meta = read_meta(staging)
         record: dict[str, str | int | None] = {
             "kind": "aesthetic",
@@ -1266,9 +1315,8 @@ def add_like(
             "added": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         registry_text = _registry_with(name, record)  # checked before anything is written
-        fileops.publish(staging, dest, overwrite=True)
+        _install(staging, dest, converted, registry_text)
     finally:
         staging.unlink(missing_ok=True)
-    _remember_digest(dest.resolve(), dest.stat(), converted)
-    fileops.atomic_write_text(paths.user_registry_path(), registry_text)
+        _digest_record(staging).unlink(missing_ok=True)
     return replace(_lookup(name), available=True)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -33,7 +36,8 @@ from tests.published.seeded import seeded_state
 HERE = Path(__file__).resolve().parent / "published"
 FIXTURES = json.loads((HERE / "fixtures.json").read_text(encoding="utf-8"))
 SEED = FIXTURES["seed"]
-PROJECT_TOML = Path(__file__).resolve().parent.parent / "weights.toml"
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT_TOML = ROOT / "weights.toml"
 
 
 def photo(name: str, policy_mean: tuple, policy_std: tuple) -> torch.Tensor:
@@ -167,6 +171,27 @@ def test_nima_vgg16_from_file_url_and_add_like(tmp_path: Path, project: Callable
     assert result.exit_code == 0, result.output
     added = weights.resolve_weights("my-nima")
     assert added.meta["arch"] == "nima" and added.meta["converted_from"]["entry"] == "nima-vgg16-ava"
+
+
+def test_converting_the_same_publisher_file_again_gives_the_same_bytes(tmp_path: Path, project: Callable) -> None:
+    """Scores are cached under the converted file's digest, so `remove` then `pull` finds them again only
+    if the conversion is byte for byte the same: here again in another process, with another hash seed
+    (set and dict orders), and through `add --like`, which follows the same entry."""
+    publisher = pyiqa_file(tmp_path, "nima-vgg16-ava")
+    project({"nima-vgg16-ava": (publisher.as_uri(), sha(publisher))})
+    first = weights.resolve_weights(str(weights.pull("nima-vgg16-ava", accept_license=True)))
+    weights.remove("nima-vgg16-ava")
+    script = (
+        "import sys; from pathlib import Path; from aesthete import weights; "
+        "registry = Path(sys.argv[1]); weights.project_registry_path = lambda: registry; "
+        "weights.pull('nima-vgg16-ava', accept_license=True)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "12345"}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "weights.toml")], env=env, timeout=300, check=True)
+    again = weights.resolve_weights("nima-vgg16-ava")
+    assert (again.path, again.sha256) == (first.path, first.sha256)
+    added = weights.add_like([publisher], name="my-nima", like="nima-vgg16-ava", accept_license=True)
+    assert added.sha256 == first.sha256
 
 
 def test_a_file_that_does_not_fit_names_its_tensors_in_one_line(tmp_path: Path, project: Callable) -> None:

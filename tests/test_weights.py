@@ -886,6 +886,93 @@ def test_a_second_pull_or_a_remove_of_the_same_weights_is_refused_while_the_firs
     assert run("pull", "tiny-backbone")[0] == 0  # the lock went with the first pull
 
 
+def lock_files() -> list[str]:
+    folder = paths.cache_dir() / "locks"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows keeps lock files: an open file cannot be deleted")
+def test_a_pull_or_remove_deletes_its_lock_file_as_it_ends(server: FileServer, registry: Callable[[str], Path]) -> None:
+    """Before: an empty ``NAME.lock`` stayed in the cache's ``locks`` folder after every pull and remove."""
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth")))
+    held: list[list[str]] = []
+    real = weights._pull_file
+
+    def noting_the_lock(entry: weights.WeightsEntry, progress: weights.ProgressFn | None) -> Path:
+        held.append(lock_files())
+        return real(entry, progress)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(weights, "_pull_file", noting_the_lock)
+        weights.pull("tiny-backbone")
+    assert held == [["tiny-backbone.lock"]] and lock_files() == []  # there while pulling, gone after
+    weights.remove("tiny-backbone")
+    assert lock_files() == []
+    server.status = 404
+    with pytest.raises(weights.WeightsError, match="HTTP 404"):
+        weights.pull("tiny-backbone")
+    assert lock_files() == []  # a pull that fails deletes it too
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX; Windows never deletes a lock file")
+def test_a_lock_file_deleted_by_its_holder_as_it_was_opened_is_not_taken_for_the_lock(
+    server: FileServer, registry: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pull opens ``NAME.lock`` just as the previous holder, finishing, deletes it and a third process
+    makes and locks a new one: the first then locks a file no longer under the name. Without the check
+    after locking it went on beside the third; now it sees the name's file is another, and is refused."""
+    import fcntl
+
+    server.files["/b.pth"] = PAYLOAD
+    registry(backbone_toml(server.url("/b.pth")))
+    path = paths.cache_dir() / "locks" / "tiny-backbone.lock"
+    real, third = weights._try_lock, []
+
+    def race(fd: int) -> bool:
+        if not third:  # between this pull's open and its lock: the holder deletes, a third locks anew
+            path.unlink()
+            third.append(open(path, "a+b"))  # noqa: SIM115 - held until the test ends
+            fcntl.flock(third[0].fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return real(fd)
+
+    monkeypatch.setattr(weights, "_try_lock", race)
+    try:
+        with pytest.raises(weights.WeightsBusy, match="being pulled or removed by another aesthete"):
+            weights.pull("tiny-backbone")
+        assert server.requests == [] and lock_files() == ["tiny-backbone.lock"]  # the third's, untouched
+    finally:
+        third[0].close()
+    assert weights.pull("tiny-backbone").read_bytes() == PAYLOAD and lock_files() == []
+
+
+class WindowsLocking(SimpleNamespace):
+    """``msvcrt`` as far as the lock uses it, as Microsoft documents ``_locking``: LK_NBLCK (2) locks
+    bytes of the file, and fails with EACCES while another handle holds them."""
+
+    LK_UNLCK, LK_NBLCK = 0, 2
+
+    def __init__(self) -> None:
+        super().__init__(held={})
+
+    def locking(self, fd: int, mode: int, nbytes: int) -> None:
+        assert (mode, nbytes) == (self.LK_NBLCK, 1)
+        stat = os.fstat(fd)
+        if self.held.setdefault((stat.st_dev, stat.st_ino), fd) != fd:
+            raise PermissionError(errno.EACCES, "Permission denied")
+
+
+def test_the_windows_lock_refuses_a_second_holder_and_keeps_its_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The branch that runs only on Windows, with msvcrt as documented (the real one cannot load here):
+    a second holder is refused, and the lock file is kept (Windows cannot delete a file open there)."""
+    monkeypatch.setitem(sys.modules, "msvcrt", WindowsLocking())
+    monkeypatch.setattr(sys, "platform", "win32")
+    busy = pytest.raises(weights.WeightsBusy, match="being pulled or removed by another aesthete")
+    with weights._exclusive("tiny-backbone"), busy, weights._exclusive("tiny-backbone"):
+        pytest.fail("a second holder of the lock")
+    assert lock_files() == ["tiny-backbone.lock"]
+
+
 def test_ctrl_c_during_a_pull_is_one_line_exit_130_and_the_next_pull_resumes(
     server: FileServer, registry: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -951,6 +1038,97 @@ sha256 = "{PAYLOAD_SHA}"
     assert converted == [PAYLOAD]
     assert server.requests[-1] == ("/NIMA_publisher.pth", f"bytes={len(PAYLOAD)}-")  # 416: nothing fetched again
     assert not part.exists()  # converted: the publisher's file goes
+
+
+# `weights add` in a child that presses Ctrl-C on itself (a real SIGINT, raised in the main thread so it
+# lands at once) at a chosen step: while the file is copied into the cache; once the copy has its final
+# name, before the registry is written; just after the registry is written, before `add` returns.
+ADD_SCRIPT = """
+import signal, sys
+from aesthete import fileops, weights
+
+step = sys.argv.pop(1)
+if step == "copying":
+    copy = weights._copy_hashing
+
+    def hook(source, dest):
+        dest.write(source.read(weights.CHUNK))
+        signal.raise_signal(signal.SIGINT)
+        return copy(source, dest)
+
+    weights._copy_hashing = hook
+elif step == "copied":
+    remember = weights._remember_digest
+
+    def hook(path, stat, digest):
+        remember(path, stat, digest)
+        signal.raise_signal(signal.SIGINT)
+
+    weights._remember_digest = hook
+else:
+    write, pressed = fileops.atomic_write_text, []
+
+    def hook(path, text):
+        write(path, text)
+        if path.name == "weights.toml" and not pressed:
+            pressed.append(True)
+            signal.raise_signal(signal.SIGINT)
+
+    fileops.atomic_write_text = hook
+from aesthete.cli import main
+sys.argv[0] = "aesthete"
+main()
+"""
+
+
+@pytest.mark.parametrize("step", ["copying", "copied", "registered"])
+def test_ctrl_c_during_add_is_one_line_exit_130_and_leaves_no_copy_and_no_entry(
+    step: str, nima_file: Path, tiny_checkpoints: dict[str, Path]
+) -> None:
+    """Before: `interrupted: stopped before the end`, and from the moment the copy had its name, that copy
+    stayed in the cache with no entry naming it (so `remove` could never delete it)."""
+    weights.add(tiny_checkpoints["hla-gcn"], name="earlier")  # a registry to keep as it was
+    registry = paths.user_registry_path(create=False)
+    before_registry, before_cache = registry.read_bytes(), cache_files()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", ADD_SCRIPT, step, "weights", "add", str(nima_file), "--name", "mine"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (130, "")
+    assert done.stderr == "interrupted: mine was not added (no copy kept in the cache, the registry unchanged)\n"
+    assert registry.read_bytes() == before_registry
+    assert cache_files() == before_cache  # no copy, whole or partial, and no staged file
+    assert weights.add(nima_file, name="mine").available  # nothing in the way of adding it again
+
+
+def test_ctrl_c_as_add_like_finishes_converting_leaves_no_staged_copy(
+    registry: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The conversion had written the staged checkpoint and its digest record (Ctrl-C as it noted the
+    digest): before, both stayed in the cache, ``.add-NAME.safetensors`` beside a record of it."""
+    registry(f"""
+[weights.converted]
+kind = "aesthetic"
+arch = "nima"
+bins = 10
+format = "pyiqa-nima"
+url = "file:///nowhere/NIMA_publisher.pth"
+sha256 = "{PAYLOAD_SHA}"
+""")
+    publisher = tmp_path / "NIMA_publisher.pth"
+    publisher.write_bytes(PAYLOAD)
+
+    def converted_then_interrupted(entry: weights.WeightsEntry, files: dict[str, Path], dest: Path, digest: str) -> str:
+        dest.write_bytes(b"a converted checkpoint")
+        (dest.parent / (dest.name + ".sha256")).write_text("0" * 64 + "\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(weights, "_convert_into", converted_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        weights.add_like([publisher], name="mine", like="converted")
+    assert cache_files() == []
+    assert not paths.user_registry_path(create=False).exists()
 
 
 def test_pull_add_verify_in_xdg_folders_with_spaces(

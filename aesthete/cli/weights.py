@@ -6,7 +6,8 @@ failed its sha256 check or is not usable (``verify``, or a refused ``pull``), or
 licence was declined at the prompt (nothing downloaded or converted); 2 bad input (unknown name, not a
 usable checkpoint, unusable registry, download failure, a non-commercial licence not accepted where
 there is no terminal to ask, weights being pulled or removed by another aesthete, a file that cannot be
-written or deleted); 130 Ctrl-C during ``pull`` (nothing under the final name; the next pull resumes).
+written or deleted); 130 Ctrl-C during ``pull`` (nothing under the final name; the next pull resumes) or
+``add`` (nothing added: no copy left in the cache, the registry as it was).
 """
 
 from __future__ import annotations
@@ -184,16 +185,24 @@ def add_command(
     as_json: JsonOption = False,
 ) -> None:
     """Register a local checkpoint in your registry; it is copied into the cache, so the original can go."""
-    with library_errors():
-        if like is None:
-            if len(files) != 1:
-                raise weights.WeightsError("give one checkpoint file (several files only with --like)")
-            entry = weights.add(files[0], name=name)
-        else:
-            accepted = _accepted(like, accept_license, declined="nothing was converted")
-            entry = weights.add_like(
-                list(files), name=name, like=like, accept_license=accepted, other_weights=other_weights
-            )
+    accepted = like is not None and _accepted(like, accept_license, declined="nothing was converted")
+    try:
+        with library_errors():
+            if like is None:
+                if len(files) != 1:
+                    raise weights.WeightsError("give one checkpoint file (several files only with --like)")
+                entry = weights.add(files[0], name=name)
+            else:
+                entry = weights.add_like(
+                    list(files), name=name, like=like, accept_license=accepted, other_weights=other_weights
+                )
+    except KeyboardInterrupt:  # the library has put back what it had written (see weights._install)
+        err.print(
+            f"interrupted: {escape(name)} was not added (no copy kept in the cache, the registry unchanged)",
+            highlight=False,
+            soft_wrap=True,  # one line, however narrow the terminal
+        )
+        raise typer.Exit(int(Exit.INTERRUPTED)) from None
     if as_json:
         print_json(entry.to_dict())
     else:
