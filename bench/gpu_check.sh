@@ -21,7 +21,8 @@
 # Wheels in .whl/ (`bash bench/gpu_wheels.sh` fetches them here) are installed into /tmp/site first when
 # present. The device decode lane uses TorchCodec's JPEG decoder when it decodes on the GPU, else
 # torchvision's: step 1 prints which one it got. With little device time left, BENCH_SIZE="0.2 MP"
-# benchmarks that size alone, and BUDGET_S sets the whole script's time (default 530 s).
+# benchmarks that size alone, BUDGET_S sets the whole script's time (default 530 s), and FIRST=compiled
+# runs the compiled steps (6, 7) before the train smoke and the eager benchmark (3-5).
 set -u
 set -x
 
@@ -129,38 +130,51 @@ score_smoke 03-score --decode workers
 # plain 0.2-MP JPEGs it takes; "device_decoded" in the summary says how many it decoded.
 score_smoke 03b-score-device-lane --decode device
 
-# --- 3. train smoke --------------------------------------------------------------------------------------
-rm -rf "$WORK/syn" "$WORK/run"
-step 04-train-data 60 $PY -m aesthete.training.synthetic "$WORK/syn" --n "$SYN"
-step 05-train 150 $PY -m aesthete train nima --dataset ava --data-root "$WORK/syn" --gpus "$GPUS" --epochs 1 \
-  --no-pretrained --limit "$LIMIT" --output "$WORK/run"
-ls -la "$WORK/run" >> "$OUT/05-train.log" 2>&1
-[[ -f "$WORK/run/model.safetensors" ]] && echo "  train check ok: model.safetensors written" >> "$OUT/summary.txt" \
-  || echo "  train check FAILED: no model.safetensors" >> "$OUT/summary.txt"
+# Steps 3-5 and 6-7 as two parts; FIRST=compiled runs 6-7 first (they never got time in the H200 runs).
+eager_part() {
+  # --- 3. train smoke --------------------------------------------------------------------------------------
+  rm -rf "$WORK/syn" "$WORK/run"
+  step 04-train-data 60 $PY -m aesthete.training.synthetic "$WORK/syn" --n "$SYN"
+  step 05-train 150 $PY -m aesthete train nima --dataset ava --data-root "$WORK/syn" --gpus "$GPUS" --epochs 1 \
+    --no-pretrained --limit "$LIMIT" --output "$WORK/run"
+  ls -la "$WORK/run" >> "$OUT/05-train.log" 2>&1
+  [[ -f "$WORK/run/model.safetensors" ]] && echo "  train check ok: model.safetensors written" >> "$OUT/summary.txt" \
+    || echo "  train check FAILED: no model.safetensors" >> "$OUT/summary.txt"
 
-# --- 4. the benchmark ------------------------------------------------------------------------------------
-# BENCH_SIZE narrows it to one size of the plan (a short rerun: BENCH_SIZE="0.2 MP").
-step 06-bench 400 $PY bench/run.py --device "$DEVICE" --gpu-only --skip-compiled $BENCH --work "$WORK/bench" \
-  ${BENCH_SIZE:+--size "$BENCH_SIZE"} \
-  --markdown "$OUT/bench-$DEVICE.md" --json "$OUT/bench-$DEVICE.json"
+  # --- 4. the benchmark ------------------------------------------------------------------------------------
+  # BENCH_SIZE narrows it to one size of the plan (a short rerun: BENCH_SIZE="0.2 MP").
+  step 06-bench 400 $PY bench/run.py --device "$DEVICE" --gpu-only --skip-compiled $BENCH --work "$WORK/bench" \
+    ${BENCH_SIZE:+--size "$BENCH_SIZE"} \
+    --markdown "$OUT/bench-$DEVICE.md" --json "$OUT/bench-$DEVICE.json"
 
-# --- 5. where the device lane's time goes ----------------------------------------------------------------
-# cProfile sees the main thread only: the workers' share is in the bench's "workers' share" figure.
-BENCH_SET=$WORK/bench/$([[ $DEVICE == cpu ]] && echo quick || echo cuda)
-rm -f "$WORK/profile.db"*
-step 07-lane-profile 90 $PY -m cProfile -o "$WORK/lane.prof" -m aesthete score "$BENCH_SET/photos/548x365" \
-  --weights "$BENCH_SET/nima-bench.safetensors" --db "$WORK/profile.db" --device "$DEVICE" --decode device --json
-$PY -c "import pstats, sys; s = pstats.Stats('$WORK/lane.prof', stream=sys.stdout); s.sort_stats('tottime').print_stats(30); \
-s.sort_stats('cumulative').print_stats(40)" >> "$OUT/07-lane-profile.log" 2>&1
+  # --- 5. where the device lane's time goes ----------------------------------------------------------------
+  # cProfile sees the main thread only: the workers' share is in the bench's "workers' share" figure.
+  BENCH_SET=$WORK/bench/$([[ $DEVICE == cpu ]] && echo quick || echo cuda)
+  rm -f "$WORK/profile.db"*
+  step 07-lane-profile 90 $PY -m cProfile -o "$WORK/lane.prof" -m aesthete score "$BENCH_SET/photos/548x365" \
+    --weights "$BENCH_SET/nima-bench.safetensors" --db "$WORK/profile.db" --device "$DEVICE" --decode device --json
+  $PY -c "import pstats, sys; s = pstats.Stats('$WORK/lane.prof', stream=sys.stdout); s.sort_stats('tottime').print_stats(30); \
+  s.sort_stats('cumulative').print_stats(40)" >> "$OUT/07-lane-profile.log" 2>&1
+}
 
-# --- 6. compiled score smoke -----------------------------------------------------------------------------
-SMOKE_MAX=120
-score_smoke 08-score-compiled --compile on
+compiled_part() {
+  # --- 6. compiled score smoke -----------------------------------------------------------------------------
+  SMOKE_MAX=120
+  score_smoke 08-score-compiled --compile on
 
-# --- 7. eager vs compiled model rows ---------------------------------------------------------------------
-# Each row's figures are logged as it finishes, so a run cut short by the time limit still tells them.
-step 09-bench-compiled 300 $PY bench/run.py --device "$DEVICE" --compiled-only $BENCH --work "$WORK/bench" \
-  --markdown "$OUT/bench-compiled-$DEVICE.md" --json "$OUT/bench-compiled-$DEVICE.json"
+  # --- 7. eager vs compiled model rows ---------------------------------------------------------------------
+  # Each row's figures are logged as it finishes, so a run cut short by the time limit still tells them.
+  step 09-bench-compiled 300 $PY bench/run.py --device "$DEVICE" --compiled-only $BENCH --work "$WORK/bench" \
+    --markdown "$OUT/bench-compiled-$DEVICE.md" --json "$OUT/bench-compiled-$DEVICE.json"
+}
+
+if [[ ${FIRST:-} == compiled ]]; then
+  compiled_part
+  eager_part
+else
+  eager_part
+  compiled_part
+fi
 
 echo "total $(( $(date +%s) - START )) s" >> "$OUT/summary.txt"
 cat "$OUT/summary.txt"
