@@ -29,7 +29,6 @@ import numpy as np
 
 from aesthete import paths, personal
 from aesthete.errors import AestheteError, NothingToDoError
-from aesthete.paths import is_within
 from aesthete.store import ModelKey, Store, now_iso
 
 PERSONAL_MODEL = "personal"
@@ -237,7 +236,10 @@ def learn(
             raise LearnError(f"--from {source} needs the catalog FILE")
         found = rt.read_source(source, catalog)
     result = rt.match_ratings(found, store)
-    matched = [m for m in result.matched if not roots or any(is_within(m.path, r) for r in roots)]
+    # Kept to the roots by content, not by the path a rating landed on: a library moved and scored again
+    # keeps the rows of its old place, and a catalog's (old) paths match those rows.
+    under = {row["content_hash"] for row in scanned}
+    matched = [m for m in result.matched if not roots or m.content_hash in under]
     judged, own = rt.photographers_own(matched, rt.written_ratings(store))
     by_hash = {j.content_hash: j for j in judged}  # one photo rated twice (a copy): the last one counts
     judgements = list(by_hash.values())

@@ -4,6 +4,7 @@ score; plus every catalog source through the library call, refusals, and aesthet
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -231,3 +232,27 @@ def test_ratings_of_photos_never_scanned_go_to_no_scanned_photo_of_the_same_name
     assert result.exit_code == 2, result.output
     assert "(read 24 rating(s): 24 not on a photo aesthete scanned)" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_library_moved_and_scored_again_learns_from_the_catalog_of_its_old_place(env, tmp_path: Path) -> None:
+    """The catalog names the old place, whose rows stay in the database beside the new place's; learning
+    on the new folder keeps the ratings (same content), rather than dropping them as outside it."""
+    _, photos, db, _ = env
+    moved_db = tmp_path / "moved.db"
+    shutil.copy(db, moved_db)
+    old, new = tmp_path / "Old", tmp_path / "New"
+    at_old = [dataclasses.replace(p, path=old / p.path.parent.name / p.path.name) for p in photos[:RATED]]
+    for p, q in zip(photos, at_old):
+        q.path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(p.path, q.path)
+    store = Store(moved_db)
+    ratinglib.fill_store(store, at_old)  # scored at the old place
+    catalog = tmp_path / "cat.lrcat"
+    ratinglib.lightroom_catalog(catalog, at_old)
+    old.rename(new)
+    ratinglib.fill_store(store, [dataclasses.replace(p, path=new / p.path.relative_to(old)) for p in at_old])
+    try:
+        report = learning.learn(store, name="moved", roots=[str(new)], source="lightroom", catalog=catalog)
+    finally:
+        store.close()
+    assert report.matched == RATED and report.used == RATED
