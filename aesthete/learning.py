@@ -226,7 +226,17 @@ def learn(
     else:
         base = _base_with_embeddings(store, model)
     roots = [os.path.abspath(r) for r in roots]
+    if source == "xmp":  # `learn ~/Photos cat.lrcat` without --from: the catalog would be a folder of no photos
+        for root in roots:
+            kind = rt.catalog_kind(root) if os.path.isfile(root) else None
+            if kind:
+                raise LearnError(f"{root} is a {kind[1]}: read its ratings with --from {kind[0]} "
+                                 "(--from xmp, the default, reads the sidecars beside the photos)")  # fmt: skip
     scanned = store.photos(None, roots)
+    if roots and not scanned:  # "read 0 ratings" would not say that the folders were never scored
+        from aesthete.select import nothing_under
+
+        raise NothingToDoError("; ".join(nothing_under(store, root) for root in roots))
     if source == "xmp":
         if catalog is not None:
             raise LearnError("--from xmp reads the sidecars beside the photos; it takes no FILE")

@@ -265,13 +265,47 @@ def _in_wal_mode(path: str) -> bool:
     return header.startswith(b"SQLite format 3\x00") and header[18:20] == b"\x02\x02"
 
 
+# A table only that program's catalog has -> (the --from value, what it is called).
+_KINDS = {
+    "Adobe_images": ("lightroom", "Lightroom Classic catalog"),
+    "film_rolls": ("darktable", "darktable library"),
+    "ImageInformation": ("digikam", "digiKam database"),
+}
+
+
+def _kind_of(conn: sqlite3.Connection) -> tuple[str, str] | None:
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return next((kind for table, kind in _KINDS.items() if table in tables), None)
+
+
+def catalog_kind(path: str | os.PathLike[str]) -> tuple[str, str] | None:
+    """(the ``--from`` value, its name) of the catalog at ``path``, told by its tables; None for a file that
+    is not SQLite, cannot be read now, or is none of the three programs'. Opened read-only, as every catalog."""
+    try:
+        with open(path, "rb") as stream:
+            if not stream.read(16).startswith(b"SQLite format 3"):
+                return None
+        conn = open_catalog(path)
+    except (OSError, RatingsError):
+        return None
+    try:
+        return _kind_of(conn)
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
+
+
 def _require(conn: sqlite3.Connection, path: str, what: str, tables: dict[str, Sequence[str]]) -> None:
     for table, columns in tables.items():
         have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         missing = [c for c in columns if c not in have]
         if missing:
             where = f"{table}.{missing[0]}" if have else f"table {table}"
-            raise RatingsError(f"{path}: not a {what} (no {where})")
+            # The catalog of another of the programs (`--from darktable cat.lrcat`): say which --from reads it.
+            kind = _kind_of(conn)
+            other = f"; it is a {kind[1]}: --from {kind[0]}" if kind and kind[1] != what else ""
+            raise RatingsError(f"{path}: not a {what} (no {where}){other}")
 
 
 def _query(path: str | os.PathLike[str], what: str, tables: dict[str, Sequence[str]], sql: str) -> list[tuple]:

@@ -256,3 +256,33 @@ def test_a_library_moved_and_scored_again_learns_from_the_catalog_of_its_old_pla
     finally:
         store.close()
     assert report.matched == RATED and report.used == RATED
+
+
+def test_a_catalog_read_with_the_wrong_from_names_the_right_one_and_stays_untouched(env, tmp_path: Path) -> None:
+    """`learn ~/Photos cat.lrcat` (no --from: xmp) used to read 0 ratings from a "folder" of no photos."""
+    root, photos, db, _ = env
+    lrcat, library = tmp_path / "cat.lrcat", tmp_path / "library.db"
+    ratinglib.lightroom_catalog(lrcat, photos[:RATED])
+    ratinglib.darktable_library(library, photos[:RATED])
+    before = [(f.read_bytes(), f.stat().st_mtime_ns) for f in (lrcat, library)], sorted(os.listdir(tmp_path))
+    no_from = cli("learn", root / "Photos", lrcat, "--name", "x", "--db", db)
+    assert no_from.exit_code == 2 and "is a Lightroom Classic catalog: read its ratings with --from lightroom" in (
+        no_from.output
+    )
+    wrong = cli("learn", "--name", "x", "--from", "digikam", library, "--db", db)
+    told = "not a digiKam database (no table ImageInformation); it is a darktable library: --from darktable"
+    assert wrong.exit_code == 2 and told in wrong.output
+    for result in (no_from, wrong):
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    assert ([(f.read_bytes(), f.stat().st_mtime_ns) for f in (lrcat, library)], sorted(os.listdir(tmp_path))) == before
+
+
+def test_learning_on_a_folder_never_scored_says_to_score_it(env, tmp_path: Path) -> None:
+    _, _, db, _ = env
+    ratinglib.write_sidecars(ratinglib.make_library(tmp_path / "New", 24, size=(48, 36), seed=5))
+    result = cli("learn", tmp_path / "New", "--name", "x", "--db", db)
+    assert result.exit_code == 3, result.output
+    assert (
+        result.output.strip()
+        == f"error: no photos under {tmp_path / 'New'} in the database: run `aesthete score` on it first"
+    )
