@@ -284,6 +284,7 @@ def learn(
         }  # fmt: skip
         where = ", ".join(f"{n} {what}" for what, n in kept.items() if n)
         raise personal.NotEnoughRatings(f"{exc} (read {len(found)} rating(s){': ' + where if where else ''})") from None
+    notes += cv.doubts()
     if cv.folds != folds:
         notes.append(f"{cv.folds} folds, not {folds}: each fold holds out at least 4 of the {cv.photos} photos")
     dim = 0 if embedding is None else embedding.shape[1]

@@ -286,3 +286,21 @@ def test_learning_on_a_folder_never_scored_says_to_score_it(env, tmp_path: Path)
         result.output.strip()
         == f"error: no photos under {tmp_path / 'New'} in the database: run `aesthete score` on it first"
     )
+
+
+def test_a_head_no_better_than_chance_says_so(env) -> None:
+    """Stars that follow nothing in the photos (drawn from their digests): the head is registered, and
+    the report says the held-out figures do not back it."""
+    root, photos, db, _ = env
+    arbitrary = [dataclasses.replace(p, rating=int(p.content_hash[-8:], 16) % 6 or -1) for p in photos[:RATED]]
+    ratinglib.write_sidecars(arbitrary)
+    store = Store(db)
+    try:
+        report = learning.learn(store, name="noise", roots=[str(root / "Photos")])
+    finally:
+        store.close()
+        for p in arbitrary:
+            Path(str(p.path) + ".xmp").unlink()
+    assert any("this head orders your ratings no better than chance" in note for note in report.notes), (
+        report.cv.table()
+    )
