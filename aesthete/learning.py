@@ -233,6 +233,7 @@ def learn(
                 raise LearnError(f"{root} is a {kind[1]}: read its ratings with --from {kind[0]} "
                                  "(--from xmp, the default, reads the sidecars beside the photos)")  # fmt: skip
     scanned = store.photos(None, roots)
+    notes: list[str] = []
     if roots and not scanned:  # "read 0 ratings" would not say that the folders were never scored
         from aesthete.select import nothing_under
 
@@ -240,7 +241,8 @@ def learn(
     if source == "xmp":
         if catalog is not None:
             raise LearnError("--from xmp reads the sidecars beside the photos; it takes no FILE")
-        found = rt.read_xmp([row["real_path"] for row in scanned])
+        found, trouble = rt.read_xmp_reporting([row["real_path"] for row in scanned])
+        notes += trouble.notes()
     else:
         if catalog is None:
             raise LearnError(f"--from {source} needs the catalog FILE")
@@ -258,7 +260,6 @@ def learn(
     hashes, vectors = store.embeddings(base, [j.content_hash for j in usable])
     position = {h: i for i, h in enumerate(hashes)}
     have = [j for j in usable if j.content_hash in position]
-    notes = []
     if len(have) < len(usable):
         notes.append(
             f"{len(usable) - len(have)} rated photo(s) have no stored {base.model} embedding and were left out "

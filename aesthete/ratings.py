@@ -58,7 +58,7 @@ import sqlite3
 import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -110,8 +110,15 @@ def parse_xmp(data: bytes) -> tuple[int | None, str | None]:
 
     A rating outside -1..5 or not a number is treated as absent: it is not something a photo manager
     wrote. ``Rating="3.0"`` (some tools write reals) reads as 3."""
+    rating, label, _ = _parse_xmp(data)
+    return rating, label
+
+
+def _parse_xmp(data: bytes) -> tuple[int | None, str | None, str | None]:
+    """:func:`parse_xmp`, and why a packet that says nothing usable was not read (None when it was, or
+    when it simply holds no rating): what ``learn`` tells the photographer about a damaged sidecar."""
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:  # XMP never declares them; refuse entity tricks
-        return None, None
+        return None, None, "declares entities, which XMP never does"
     start = data.find(b"<x:xmpmeta")
     if start < 0:
         start = data.find(b"<rdf:RDF")
@@ -121,11 +128,12 @@ def parse_xmp(data: bytes) -> tuple[int | None, str | None]:
     try:
         root = ET.fromstring(data[: end + 1])
     except ET.ParseError:
-        return None, None
+        return None, None, "does not parse as XML"
     if descriptions(root) is None:
-        return None, None
+        return None, None, "has no rdf:RDF"
     rating: int | None = None
-    for text in property_values(root, RATING):
+    values = property_values(root, RATING)
+    for text in values:
         try:
             value = float(text)
         except ValueError:
@@ -134,7 +142,8 @@ def parse_xmp(data: bytes) -> tuple[int | None, str | None]:
             rating = int(value)
             break
     labels = [t for t in property_values(root, LABEL) if t]
-    return rating, labels[0] if labels else None
+    problem = f"xmp:Rating {values[0]!r} is not -1..5" if values and rating is None else None
+    return rating, labels[0] if labels else None, problem
 
 
 def embedded_xmp(path: str) -> bytes | None:
@@ -187,6 +196,29 @@ def xmp_candidates(photo: str) -> list[str]:
     return [photo + ".xmp", os.path.splitext(photo)[0] + ".xmp"]
 
 
+@dataclass
+class XmpTrouble:
+    """What :func:`read_xmp_reporting` found wrong: sidecars that say nothing usable (path -> why), and
+    photos whose sidecars disagree on the rating (photo -> the ratings, the one used first)."""
+
+    unreadable: dict[str, str] = field(default_factory=dict)
+    disagreeing: dict[str, list[int]] = field(default_factory=dict)
+
+    def notes(self) -> list[str]:
+        """One line each, naming the first case by path: a photographer can open that file and see."""
+        out = []
+        if self.unreadable:
+            path, why = min(self.unreadable.items())
+            out.append(f"{len(self.unreadable)} sidecar(s) could not be read and were left out (first: {path}: {why})")
+        if self.disagreeing:
+            photo, said = min(self.disagreeing.items())
+            out.append(
+                f"{len(self.disagreeing)} photo(s) have sidecars that disagree; the one written last was used "
+                f"(first: {photo}: {said[0]}, the other said {', '.join(map(str, said[1:]))})"
+            )
+        return out
+
+
 def read_xmp(photos: Iterable[str]) -> list[Rating]:
     """Each photo's rating from its sidecars or its embedded XMP, for photos that have one.
 
@@ -194,18 +226,29 @@ def read_xmp(photos: Iterable[str]) -> list[Rating]:
     change), and any sidecar wins over the embedded packet (which is usually what the camera or an
     export wrote). Adobe's ``photo.xmp`` is read for every photo, not only RAW files: whatever wrote it
     meant this frame."""
-    out = []
+    return read_xmp_reporting(photos)[0]
+
+
+def read_xmp_reporting(photos: Iterable[str]) -> tuple[list[Rating], XmpTrouble]:
+    """:func:`read_xmp`, and the sidecars it could not read or that disagree (:class:`XmpTrouble`)."""
+    out, trouble = [], XmpTrouble()
     for photo in photos:
         found: list[tuple[float, int | None, str | None, str]] = []
         for sidecar in xmp_candidates(photo):
             try:
                 stat = os.stat(sidecar)
                 if stat.st_size > MAX_SIDECAR_BYTES:
+                    trouble.unreadable[sidecar] = f"is over {MAX_SIDECAR_BYTES} bytes"
                     continue
                 with open(sidecar, "rb") as stream:
-                    rating, label = parse_xmp(stream.read())
-            except OSError:
+                    rating, label, problem = _parse_xmp(stream.read())
+            except FileNotFoundError:
                 continue
+            except OSError as exc:
+                trouble.unreadable[sidecar] = f"cannot be opened ({exc.strerror})"
+                continue
+            if problem:
+                trouble.unreadable[sidecar] = problem
             if rating is not None or label is not None:
                 found.append((stat.st_mtime, rating, label, "xmp"))
         if not found and photo.lower().endswith(_EMBEDDED):
@@ -215,10 +258,14 @@ def read_xmp(photos: Iterable[str]) -> list[Rating]:
                 if rating is not None or label is not None:
                     found.append((0.0, rating, label, "xmp-embedded"))
         if found:
-            _, rating, label, source = max(found, key=lambda f: f[0])
+            found.sort(key=lambda f: f[0], reverse=True)
+            _, rating, label, source = found[0]
+            said = [found[0][1] or 0] + [f[1] for f in found[1:] if f[1] is not None]  # a label-only one says no star
+            if len(set(said)) > 1:
+                trouble.disagreeing[photo] = said
             rating = rating or 0
             out.append(Rating(photo, rating, -1 if rating < 0 else 0, label, source))
-    return out
+    return out, trouble
 
 
 # --------------------------------------------------------------------------------------------- SQLite

@@ -304,3 +304,33 @@ def test_a_head_no_better_than_chance_says_so(env) -> None:
     assert any("this head orders your ratings no better than chance" in note for note in report.notes), (
         report.cv.table()
     )
+
+
+def test_sidecars_that_do_not_parse_or_disagree_are_named_in_the_notes(env) -> None:
+    """They used to be passed over in silence: a damaged sidecar's stars simply missing from the count, and
+    of two sidecars that disagree (darktable's IMG.jpg.xmp, Adobe's IMG.xmp) one chosen unsaid."""
+    root, photos, db, _ = env
+    rated = photos[:RATED]
+    ratinglib.write_sidecars(rated)
+    broken, other, adobe = rated[0].path, rated[1].path, rated[2].path.with_suffix(".xmp")
+    Path(f"{broken}.xmp").write_bytes(b"<x:xmpmeta><rdf:RDF")  # cut off mid-write
+    Path(f"{other}.xmp").write_bytes(ratinglib.xmp_packet(7))
+    written = os.stat(f"{rated[2].path}.xmp").st_mtime_ns
+    adobe.write_bytes(ratinglib.xmp_packet(1 if rated[2].rating != 1 else 2))
+    os.utime(adobe, ns=(written + 10**9, written + 10**9))  # written a second later: it wins
+    store = Store(db)
+    try:
+        report = learning.learn(store, name="damaged", roots=[str(root / "Photos")])
+    finally:
+        store.close()
+        adobe.unlink()
+        for p in rated:
+            Path(str(p.path) + ".xmp").unlink()
+    assert report.ratings == RATED - 2
+    assert other.parent.name == "day1" and broken.parent.name == "day2"  # the first by path is named
+    assert f"2 sidecar(s) could not be read and were left out (first: {other}.xmp: xmp:Rating '7' is not -1..5)" in (
+        report.notes
+    )
+    said = f"{1 if rated[2].rating != 1 else 2}, the other said {rated[2].rating}"
+    told = f"1 photo(s) have sidecars that disagree; the one written last was used (first: {rated[2].path}: {said})"
+    assert told in report.notes
