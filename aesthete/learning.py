@@ -332,7 +332,17 @@ def personal_choice(name: str, model: str | None) -> tuple[Path, Any] | None:
             f"{name!r} was learned on unregistered {head.base_model} weights ({head.extra.get('base_weights_id')}); "
             "register them (`aesthete weights add FILE --name N`) and learn again with --weights N"
         )
-    choice = choose_model(head.base_model, head.base_weights)
+    from aesthete.weights import UnknownWeights
+
+    try:
+        choice = choose_model(head.base_model, head.base_weights)
+    except UnknownWeights:  # removed since (`weights remove`): "unknown weights 'tiny'" would not name the head
+        raise LearnError(
+            f"{name!r} was learned on weights {head.base_weights!r}, which are no longer registered: get them back "
+            f"(pulled again, or `aesthete weights add FILE --name {head.base_weights}` with the same file) to score "
+            "new photos; `rank`/`cull --weights "
+            f"{name}` still use the scores stored"
+        ) from None
     if choice.key is None or choice.key.weights_id != head.extra.get("base_weights_id"):
         raise LearnError(f"{name!r}: the base weights {head.base_weights!r} changed since it was learned; learn again")
     return path, choice

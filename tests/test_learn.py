@@ -334,3 +334,22 @@ def test_sidecars_that_do_not_parse_or_disagree_are_named_in_the_notes(env) -> N
     said = f"{1 if rated[2].rating != 1 else 2}, the other said {rated[2].rating}"
     told = f"1 photo(s) have sidecars that disagree; the one written last was used (first: {rated[2].path}: {said})"
     assert told in report.notes
+
+
+def test_scoring_with_a_head_whose_base_weights_were_removed_names_the_head(
+    env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, photos, db, _ = env
+    catalog = tmp_path / "cat.lrcat"
+    ratinglib.lightroom_catalog(catalog, photos[:RATED])
+    store = Store(db)
+    learning.learn(store, name="orphan", source="lightroom", catalog=catalog)
+    store.close()
+    for n in ("CONFIG", "CACHE"):  # a registry without 'tiny': as after `aesthete weights remove tiny`
+        monkeypatch.setenv(f"AESTHETE_{n}_DIR", str(tmp_path / n.lower()))
+    result = cli("score", root / "Photos", "--weights", "orphan", "--db", db, "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(
+        "error: 'orphan' was learned on weights 'tiny', which are no longer registered: get them back"
+    )
+    assert len(result.output.strip().splitlines()) == 1
