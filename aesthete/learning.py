@@ -295,6 +295,7 @@ def learn(
     )  # fmt: skip
     head.extra = {"base_weights_id": base.weights_id, "base_preprocess": base.preprocess, "name": name,
                   "rated_photos": len(have), "learned": now_iso()}  # fmt: skip
+    notes += _replacing(name)
     path = save(head, name, cv)
     scored = apply_head(store, path)
     return LearnReport(
@@ -303,6 +304,21 @@ def learn(
         unusable=len(judgements) - len(usable), no_embedding=len(usable) - len(have), used=len(have), cv=cv,
         scored=scored, notes=notes,
     )  # fmt: skip
+
+
+def _replacing(name: str) -> list[str]:
+    """A note when learning again under a name replaces a head, with its figures: the photographer sees
+    what was there to compare the new table with (and a name reused by mistake)."""
+    path = head_path(name)
+    if path is None:
+        return []
+    try:
+        was = personal.head_summary(path)
+    except personal.PersonalError:
+        return [f"replaced the earlier head {name!r}, which could not be read"]
+    srcc = "" if was["cv_srcc"] is None else f", cross-validated SRCC {was['cv_srcc']:.3f}"
+    when = f"learned {was['created'][:10]} " if was["created"] else ""
+    return [f"replaced the earlier head {name!r} ({when}on {was['ratings']} rated photos{srcc})"]
 
 
 def _weights_name(weights_id: str) -> str | None:

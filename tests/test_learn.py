@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -353,3 +354,20 @@ def test_scoring_with_a_head_whose_base_weights_were_removed_names_the_head(
         "error: 'orphan' was learned on weights 'tiny', which are no longer registered: get them back"
     )
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_learning_again_under_a_name_says_it_replaced_the_head_and_what_it_was(env, tmp_path: Path) -> None:
+    _, photos, db, _ = env
+    catalog = tmp_path / "cat.lrcat"
+    ratinglib.lightroom_catalog(catalog, photos[:RATED])
+    store = Store(db)
+    try:
+        first = learning.learn(store, name="twice", source="lightroom", catalog=catalog)
+        second = learning.learn(store, name="twice", source="lightroom", catalog=catalog)
+    finally:
+        store.close()
+    assert not any("replaced" in note for note in first.notes), first.notes
+    figure = first.cv.table()[0]["srcc"]
+    was = rf"\(learned \d{{4}}-\d\d-\d\d on {RATED} rated photos, cross-validated SRCC {figure:.3f}\)"
+    told = rf"replaced the earlier head 'twice' {was}"
+    assert any(re.fullmatch(told, note) for note in second.notes), second.notes
