@@ -371,3 +371,21 @@ def test_learning_again_under_a_name_says_it_replaced_the_head_and_what_it_was(e
     was = rf"\(learned \d{{4}}-\d\d-\d\d on {RATED} rated photos, cross-validated SRCC {figure:.3f}\)"
     told = rf"replaced the earlier head 'twice' {was}"
     assert any(re.fullmatch(told, note) for note in second.notes), second.notes
+
+
+def test_show_lists_no_scores_of_heads_replaced_or_removed(env, tmp_path: Path) -> None:
+    """Each `learn` again left the replaced head's scores behind, and `show` listed them under bare digests."""
+    _, photos, db, _ = env
+    catalog = tmp_path / "cat.lrcat"
+    ratinglib.lightroom_catalog(catalog, photos[:RATED])
+    store = Store(db)
+    try:
+        for name in ("kept", "kept", "gone"):
+            learning.learn(store, name=name, source="lightroom", catalog=catalog)
+    finally:
+        store.close()
+    assert cli("weights", "remove", "gone", "--yes").exit_code == 0
+    shown = json.loads(cli("show", photos[0].path, "--weights", "kept", "--db", db, "--json").stdout)
+    heads = [s["weights"] for s in shown["photo"]["scores"] if s["model"] == "personal"]
+    assert "kept" in heads and "gone" not in heads
+    assert all(learning.head_path(h) is not None for h in heads), heads
