@@ -16,7 +16,9 @@ catalogs with these exact table and column names):
   absolutePath)``. Adobe publishes no schema; these names are the ones every public reader of lrcat files
   joins on (e.g. the catalog queries quoted in GitHub code search: "JOIN AgLibraryFile file ON
   file.id_local = ai.rootFile JOIN AgLibraryFolder folder ON folder.id_local = file.folder JOIN
-  AgLibraryRootFolder ..."), and ``absolutePath`` / ``pathFromRoot`` end with ``/``.
+  AgLibraryRootFolder ..."), and ``absolutePath`` / ``pathFromRoot`` end with ``/``. A virtual copy is another
+  ``Adobe_images`` row on the same ``rootFile`` with ``masterImage`` set (hfiguiere/lrcat-extractor,
+  ``doc/lrcat_format.md``): only masters are read, as a copy's stars judge its edit.
 - darktable ``library.db``: ``images(id, film_id, filename, flags)``, ``film_rolls(id, folder)``,
   ``color_labels(imgid, color)`` (darktable ``src/common/database.c``, ``_create_library_schema``).
   Stars are ``flags & 7`` (``DT_VIEW_RATINGS_MASK``). The reject changed with library schema version 29:
@@ -57,7 +59,7 @@ import re
 import sqlite3
 import struct
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -355,10 +357,16 @@ def _require(conn: sqlite3.Connection, path: str, what: str, tables: dict[str, S
             raise RatingsError(f"{path}: not a {what} (no {where}){other}")
 
 
-def _query(path: str | os.PathLike[str], what: str, tables: dict[str, Sequence[str]], sql: str) -> list[tuple]:
+def _query(
+    path: str | os.PathLike[str], what: str, tables: dict[str, Sequence[str]], sql: str | Callable[[set[str]], str]
+) -> list[tuple]:
+    """The rows of ``sql`` once ``tables`` are there; a callable gets the columns of the first table (for
+    a column that older versions lack)."""
     conn = open_catalog(path)
     try:
         _require(conn, str(path), what, tables)
+        if callable(sql):
+            sql = sql({row[1] for row in conn.execute(f"PRAGMA table_info({next(iter(tables))})")})
         return conn.execute(sql).fetchall()
     except sqlite3.DatabaseError as exc:
         raise RatingsError(f"{path}: cannot read the {what} ({exc})") from None
@@ -377,11 +385,17 @@ def read_lightroom(catalog: str | os.PathLike[str]) -> list[Rating]:
             "AgLibraryFolder": ("id_local", "rootFolder", "pathFromRoot"),
             "AgLibraryRootFolder": ("id_local", "absolutePath"),
         },
-        "SELECT root.absolutePath, folder.pathFromRoot, file.baseName, file.extension, "
-        "image.rating, image.pick, image.colorLabels FROM Adobe_images image "
-        "JOIN AgLibraryFile file ON file.id_local = image.rootFile "
-        "JOIN AgLibraryFolder folder ON folder.id_local = file.folder "
-        "JOIN AgLibraryRootFolder root ON root.id_local = folder.rootFolder",
+        lambda columns: (
+            "SELECT root.absolutePath, folder.pathFromRoot, file.baseName, file.extension, "
+            "image.rating, image.pick, image.colorLabels FROM Adobe_images image "
+            "JOIN AgLibraryFile file ON file.id_local = image.rootFile "
+            "JOIN AgLibraryFolder folder ON folder.id_local = file.folder "
+            "JOIN AgLibraryRootFolder root ON root.id_local = folder.rootFolder"
+            # A virtual copy is another Adobe_images row on the same file (masterImage names its master): its
+            # stars judge that edit (a crop, black and white), not the photo aesthete scored, and used to
+            # override the master's as "the last rating of that content". Masters only.
+            + (" WHERE image.masterImage IS NULL" if "masterImage" in columns else "")
+        ),
     )
     out = []
     for root, sub, base, ext, rating, pick, label in rows:
