@@ -389,3 +389,19 @@ def test_show_lists_no_scores_of_heads_replaced_or_removed(env, tmp_path: Path) 
     heads = [s["weights"] for s in shown["photo"]["scores"] if s["model"] == "personal"]
     assert "kept" in heads and "gone" not in heads
     assert all(learning.head_path(h) is not None for h in heads), heads
+
+
+def test_learn_notes_are_one_line_each_whatever_the_width(env) -> None:
+    """A note naming a sidecar was wrapped by Rich at the terminal's width, in the middle of the path."""
+    root, photos, db, _ = env
+    rated = photos[:RATED]
+    ratinglib.write_sidecars(rated)
+    Path(f"{rated[0].path}.xmp").write_bytes(b"<x:xmpmeta><rdf:RDF")
+    try:
+        result = cli("learn", root / "Photos", "--name", "wrapped", "--db", db)
+    finally:
+        for p in rated:
+            Path(str(p.path) + ".xmp").unlink()
+    assert result.exit_code == 0, result.output
+    told = f"note: 1 sidecar(s) could not be read and were left out (first: {rated[0].path}.xmp: does not parse as XML)"
+    assert told in result.output.splitlines(), result.output
