@@ -405,3 +405,23 @@ def test_learn_notes_are_one_line_each_whatever_the_width(env) -> None:
     assert result.exit_code == 0, result.output
     told = f"note: 1 sidecar(s) could not be read and were left out (first: {rated[0].path}.xmp: does not parse as XML)"
     assert told in result.output.splitlines(), result.output
+
+
+def test_photos_scored_after_learning_without_the_head_are_said_how_to_get_its_score(env, tmp_path: Path) -> None:
+    root, photos, db, _ = env
+    later_db = tmp_path / "later.db"
+    shutil.copy(db, later_db)
+    catalog = tmp_path / "cat.lrcat"
+    ratinglib.lightroom_catalog(catalog, photos[:RATED])
+    store = Store(later_db)
+    try:
+        learning.learn(store, name="late", source="lightroom", catalog=catalog)
+        ratinglib.fill_store(store, ratinglib.make_library(tmp_path / "Later", 2, size=(48, 36), seed=13))
+    finally:
+        store.close()
+    ranked = cli("rank", "--weights", "late", "--db", later_db)
+    assert ranked.exit_code == 0, ranked.output
+    told = (
+        "2 photo(s) have no personal score and are not ranked (`aesthete score --weights late FOLDER` gives them one)"
+    )
+    assert f"note: {told}" in ranked.output.splitlines(), ranked.output
