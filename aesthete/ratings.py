@@ -26,7 +26,9 @@ catalogs with these exact table and column names):
   main.images SET flags = (flags | 8) & ~7 WHERE (flags & 7) = 6``, so current versions keep the reject
   in its own bit ``DT_IMAGE_REJECTED = 8`` (``src/common/image.h``). Both are read as a reject, whatever
   the version, since a catalog never upgraded still has the old form. Colour numbers 0-4 are red,
-  yellow, green, blue, purple (``src/common/colorlabels.h``).
+  yellow, green, blue, purple (``src/common/colorlabels.h``). A duplicate is another ``images`` row on
+  the same file with a higher ``version`` (a column since darktable's schema upgrades in ``database.c``):
+  only the lowest version of each file is read.
 - digiKam ``digikam4.db``: ``ImageInformation(imageid, rating)`` (-1 = no rating, 0-5 stars),
   ``Images(id, album, name)``, ``Albums(id, albumRoot, relativePath)``, ``AlbumRoots(id, identifier,
   specificPath)`` (digiKam ``core/data/database/dbconfig.xml.cmake.in``; the same tables in its test
@@ -416,7 +418,17 @@ def read_darktable(library: str | os.PathLike[str]) -> list[Rating]:
         library,
         "darktable library",
         tables,
-        "SELECT i.id, f.folder, i.filename, i.flags FROM images i JOIN film_rolls f ON f.id = i.film_id",
+        lambda columns: (
+            "SELECT i.id, f.folder, i.filename, i.flags FROM images i JOIN film_rolls f ON f.id = i.film_id"
+            # A duplicate is another images row on the same file (`version` 1, 2, ...): its stars judge that
+            # edit, as a Lightroom virtual copy's. The lowest version left speaks for the photo.
+            + (
+                " WHERE i.version IS NULL OR i.version = (SELECT MIN(d.version) FROM images d "
+                "WHERE d.film_id = i.film_id AND d.filename = i.filename)"
+                if "version" in columns
+                else ""
+            )
+        ),
     )
     labels: dict[int, list[str]] = {}
     conn = open_catalog(library)

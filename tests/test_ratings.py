@@ -116,6 +116,24 @@ def test_lightroom_virtual_copies_do_not_speak_for_their_master(tmp_path: Path, 
     assert {r.path: r.rating if r.pick >= 0 else -1 for r in got} == _expected(library)
 
 
+def test_darktable_duplicates_do_not_speak_for_their_original(tmp_path: Path, library: list[ratinglib.Photo]) -> None:
+    """A darktable duplicate (an images row on the same file, version 1) rates its edit, as a virtual copy."""
+    db = tmp_path / "library.db"
+    ratinglib.darktable_library(db, library)
+    conn = sqlite3.connect(db)
+    conn.execute("ALTER TABLE images ADD COLUMN version INTEGER")
+    conn.execute("UPDATE images SET version = 0")
+    conn.execute(
+        "INSERT INTO images (group_id, film_id, width, height, filename, maker, model, flags, version) "
+        "SELECT id, film_id, width, height, filename, maker, model, 8 | 32, 1 FROM images"
+    )  # every duplicate rejected
+    conn.commit()
+    conn.close()
+    got = read_darktable(db)
+    assert len(got) == len(library)
+    assert {r.path: r.rating for r in got} == _expected(library)
+
+
 @pytest.mark.parametrize("old_reject", [False, True], ids=["reject-bit-8", "reject-stars-6"])
 def test_darktable(tmp_path: Path, library: list[ratinglib.Photo], old_reject: bool) -> None:
     db = tmp_path / "library.db"
