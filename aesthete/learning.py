@@ -29,7 +29,6 @@ import numpy as np
 
 from aesthete import paths, personal
 from aesthete.errors import AestheteError, NothingToDoError
-from aesthete.paths import is_within
 from aesthete.store import ModelKey, Store, now_iso
 
 PERSONAL_MODEL = "personal"
@@ -227,17 +226,32 @@ def learn(
     else:
         base = _base_with_embeddings(store, model)
     roots = [os.path.abspath(r) for r in roots]
+    if source == "xmp":  # `learn ~/Photos cat.lrcat` without --from: the catalog would be a folder of no photos
+        for root in roots:
+            kind = rt.catalog_kind(root) if os.path.isfile(root) else None
+            if kind:
+                raise LearnError(f"{root} is a {kind[1]}: read its ratings with --from {kind[0]} "
+                                 "(--from xmp, the default, reads the sidecars beside the photos)")  # fmt: skip
     scanned = store.photos(None, roots)
+    notes: list[str] = []
+    if roots and not scanned:  # "read 0 ratings" would not say that the folders were never scored
+        from aesthete.select import nothing_under
+
+        raise NothingToDoError("; ".join(nothing_under(store, root) for root in roots))
     if source == "xmp":
         if catalog is not None:
             raise LearnError("--from xmp reads the sidecars beside the photos; it takes no FILE")
-        found = rt.read_xmp([row["real_path"] for row in scanned])
+        found, trouble = rt.read_xmp_reporting([row["real_path"] for row in scanned])
+        notes += trouble.notes()
     else:
         if catalog is None:
             raise LearnError(f"--from {source} needs the catalog FILE")
         found = rt.read_source(source, catalog)
     result = rt.match_ratings(found, store)
-    matched = [m for m in result.matched if not roots or any(is_within(m.path, r) for r in roots)]
+    # Kept to the roots by content, not by the path a rating landed on: a library moved and scored again
+    # keeps the rows of its old place, and a catalog's (old) paths match those rows.
+    under = {row["content_hash"] for row in scanned}
+    matched = [m for m in result.matched if not roots or m.content_hash in under]
     judged, own = rt.photographers_own(matched, rt.written_ratings(store))
     by_hash = {j.content_hash: j for j in judged}  # one photo rated twice (a copy): the last one counts
     judgements = list(by_hash.values())
@@ -246,7 +260,6 @@ def learn(
     hashes, vectors = store.embeddings(base, [j.content_hash for j in usable])
     position = {h: i for i, h in enumerate(hashes)}
     have = [j for j in usable if j.content_hash in position]
-    notes = []
     if len(have) < len(usable):
         notes.append(
             f"{len(usable) - len(have)} rated photo(s) have no stored {base.model} embedding and were left out "
@@ -272,6 +285,7 @@ def learn(
         }  # fmt: skip
         where = ", ".join(f"{n} {what}" for what, n in kept.items() if n)
         raise personal.NotEnoughRatings(f"{exc} (read {len(found)} rating(s){': ' + where if where else ''})") from None
+    notes += cv.doubts()
     if cv.folds != folds:
         notes.append(f"{cv.folds} folds, not {folds}: each fold holds out at least 4 of the {cv.photos} photos")
     dim = 0 if embedding is None else embedding.shape[1]
@@ -281,6 +295,7 @@ def learn(
     )  # fmt: skip
     head.extra = {"base_weights_id": base.weights_id, "base_preprocess": base.preprocess, "name": name,
                   "rated_photos": len(have), "learned": now_iso()}  # fmt: skip
+    notes += _replacing(name)
     path = save(head, name, cv)
     scored = apply_head(store, path)
     return LearnReport(
@@ -289,6 +304,21 @@ def learn(
         unusable=len(judgements) - len(usable), no_embedding=len(usable) - len(have), used=len(have), cv=cv,
         scored=scored, notes=notes,
     )  # fmt: skip
+
+
+def _replacing(name: str) -> list[str]:
+    """A note when learning again under a name replaces a head, with its figures: the photographer sees
+    what was there to compare the new table with (and a name reused by mistake)."""
+    path = head_path(name)
+    if path is None:
+        return []
+    try:
+        was = personal.head_summary(path)
+    except personal.PersonalError:
+        return [f"replaced the earlier head {name!r}, which could not be read"]
+    srcc = "" if was["cv_srcc"] is None else f", cross-validated SRCC {was['cv_srcc']:.3f}"
+    when = f"learned {was['created'][:10]} " if was["created"] else ""
+    return [f"replaced the earlier head {name!r} ({when}on {was['ratings']} rated photos{srcc})"]
 
 
 def _weights_name(weights_id: str) -> str | None:
@@ -318,7 +348,17 @@ def personal_choice(name: str, model: str | None) -> tuple[Path, Any] | None:
             f"{name!r} was learned on unregistered {head.base_model} weights ({head.extra.get('base_weights_id')}); "
             "register them (`aesthete weights add FILE --name N`) and learn again with --weights N"
         )
-    choice = choose_model(head.base_model, head.base_weights)
+    from aesthete.weights import UnknownWeights
+
+    try:
+        choice = choose_model(head.base_model, head.base_weights)
+    except UnknownWeights:  # removed since (`weights remove`): "unknown weights 'tiny'" would not name the head
+        raise LearnError(
+            f"{name!r} was learned on weights {head.base_weights!r}, which are no longer registered: get them back "
+            f"(pulled again, or `aesthete weights add FILE --name {head.base_weights}` with the same file) to score "
+            "new photos; `rank`/`cull --weights "
+            f"{name}` still use the scores stored"
+        ) from None
     if choice.key is None or choice.key.weights_id != head.extra.get("base_weights_id"):
         raise LearnError(f"{name!r}: the base weights {head.base_weights!r} changed since it was learned; learn again")
     return path, choice

@@ -466,6 +466,21 @@ class CrossValidation:
             rows.append({"model": name, "srcc": sm, "srcc_sd": ss, "pairwise": pm, "pairwise_sd": ps})
         return rows
 
+    def doubts(self) -> list[str]:
+        """What the held-out figures say against using the head, in words: "registered" reads as "good",
+        and a head that orders held-out photos no better than chance, or worse than the base model, is not."""
+        rows = {row["model"]: row for row in self.table()}
+        mine, base = rows["personal"], rows.get("base model")
+        figure = f"SRCC {mine['srcc']:.3f} ± {mine['srcc_sd']:.3f}"
+        if not mine["srcc"] - mine["srcc_sd"] > 0:  # (NaN too)
+            return [f"on held-out photos this head orders your ratings no better than chance ({figure}): "
+                    "rate more photos, and more varied ones, before trusting it"]  # fmt: skip
+        if base is not None and base["srcc"] - base["srcc_sd"] > mine["srcc"] + mine["srcc_sd"]:
+            theirs = f"SRCC {base['srcc']:.3f} ± {base['srcc_sd']:.3f}"
+            return [f"the base model's own scores order your ratings better than this head ({theirs}; the "
+                    f"head's {figure}): its weights rank better for now"]  # fmt: skip
+        return []
+
     def to_dict(self) -> dict[str, Any]:
         return {"folds": self.folds, "photos": self.photos, "method": self.method, "table": self.table()}
 

@@ -16,7 +16,9 @@ catalogs with these exact table and column names):
   absolutePath)``. Adobe publishes no schema; these names are the ones every public reader of lrcat files
   joins on (e.g. the catalog queries quoted in GitHub code search: "JOIN AgLibraryFile file ON
   file.id_local = ai.rootFile JOIN AgLibraryFolder folder ON folder.id_local = file.folder JOIN
-  AgLibraryRootFolder ..."), and ``absolutePath`` / ``pathFromRoot`` end with ``/``.
+  AgLibraryRootFolder ..."), and ``absolutePath`` / ``pathFromRoot`` end with ``/``. A virtual copy is another
+  ``Adobe_images`` row on the same ``rootFile`` with ``masterImage`` set (hfiguiere/lrcat-extractor,
+  ``doc/lrcat_format.md``): only masters are read, as a copy's stars judge its edit.
 - darktable ``library.db``: ``images(id, film_id, filename, flags)``, ``film_rolls(id, folder)``,
   ``color_labels(imgid, color)`` (darktable ``src/common/database.c``, ``_create_library_schema``).
   Stars are ``flags & 7`` (``DT_VIEW_RATINGS_MASK``). The reject changed with library schema version 29:
@@ -24,7 +26,9 @@ catalogs with these exact table and column names):
   main.images SET flags = (flags | 8) & ~7 WHERE (flags & 7) = 6``, so current versions keep the reject
   in its own bit ``DT_IMAGE_REJECTED = 8`` (``src/common/image.h``). Both are read as a reject, whatever
   the version, since a catalog never upgraded still has the old form. Colour numbers 0-4 are red,
-  yellow, green, blue, purple (``src/common/colorlabels.h``).
+  yellow, green, blue, purple (``src/common/colorlabels.h``). A duplicate is another ``images`` row on
+  the same file with a higher ``version`` (a column since darktable's schema upgrades in ``database.c``):
+  only the lowest version of each file is read.
 - digiKam ``digikam4.db``: ``ImageInformation(imageid, rating)`` (-1 = no rating, 0-5 stars),
   ``Images(id, album, name)``, ``Albums(id, albumRoot, relativePath)``, ``AlbumRoots(id, identifier,
   specificPath)`` (digiKam ``core/data/database/dbconfig.xml.cmake.in``; the same tables in its test
@@ -57,8 +61,8 @@ import re
 import sqlite3
 import struct
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -110,8 +114,15 @@ def parse_xmp(data: bytes) -> tuple[int | None, str | None]:
 
     A rating outside -1..5 or not a number is treated as absent: it is not something a photo manager
     wrote. ``Rating="3.0"`` (some tools write reals) reads as 3."""
+    rating, label, _ = _parse_xmp(data)
+    return rating, label
+
+
+def _parse_xmp(data: bytes) -> tuple[int | None, str | None, str | None]:
+    """:func:`parse_xmp`, and why a packet that says nothing usable was not read (None when it was, or
+    when it simply holds no rating): what ``learn`` tells the photographer about a damaged sidecar."""
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:  # XMP never declares them; refuse entity tricks
-        return None, None
+        return None, None, "declares entities, which XMP never does"
     start = data.find(b"<x:xmpmeta")
     if start < 0:
         start = data.find(b"<rdf:RDF")
@@ -121,11 +132,12 @@ def parse_xmp(data: bytes) -> tuple[int | None, str | None]:
     try:
         root = ET.fromstring(data[: end + 1])
     except ET.ParseError:
-        return None, None
+        return None, None, "does not parse as XML"
     if descriptions(root) is None:
-        return None, None
+        return None, None, "has no rdf:RDF"
     rating: int | None = None
-    for text in property_values(root, RATING):
+    values = property_values(root, RATING)
+    for text in values:
         try:
             value = float(text)
         except ValueError:
@@ -134,7 +146,8 @@ def parse_xmp(data: bytes) -> tuple[int | None, str | None]:
             rating = int(value)
             break
     labels = [t for t in property_values(root, LABEL) if t]
-    return rating, labels[0] if labels else None
+    problem = f"xmp:Rating {values[0]!r} is not -1..5" if values and rating is None else None
+    return rating, labels[0] if labels else None, problem
 
 
 def embedded_xmp(path: str) -> bytes | None:
@@ -187,6 +200,29 @@ def xmp_candidates(photo: str) -> list[str]:
     return [photo + ".xmp", os.path.splitext(photo)[0] + ".xmp"]
 
 
+@dataclass
+class XmpTrouble:
+    """What :func:`read_xmp_reporting` found wrong: sidecars that say nothing usable (path -> why), and
+    photos whose sidecars disagree on the rating (photo -> the ratings, the one used first)."""
+
+    unreadable: dict[str, str] = field(default_factory=dict)
+    disagreeing: dict[str, list[int]] = field(default_factory=dict)
+
+    def notes(self) -> list[str]:
+        """One line each, naming the first case by path: a photographer can open that file and see."""
+        out = []
+        if self.unreadable:
+            path, why = min(self.unreadable.items())
+            out.append(f"{len(self.unreadable)} sidecar(s) could not be read and were left out (first: {path}: {why})")
+        if self.disagreeing:
+            photo, said = min(self.disagreeing.items())
+            out.append(
+                f"{len(self.disagreeing)} photo(s) have sidecars that disagree; the one written last was used "
+                f"(first: {photo}: {said[0]}, the other said {', '.join(map(str, said[1:]))})"
+            )
+        return out
+
+
 def read_xmp(photos: Iterable[str]) -> list[Rating]:
     """Each photo's rating from its sidecars or its embedded XMP, for photos that have one.
 
@@ -194,18 +230,29 @@ def read_xmp(photos: Iterable[str]) -> list[Rating]:
     change), and any sidecar wins over the embedded packet (which is usually what the camera or an
     export wrote). Adobe's ``photo.xmp`` is read for every photo, not only RAW files: whatever wrote it
     meant this frame."""
-    out = []
+    return read_xmp_reporting(photos)[0]
+
+
+def read_xmp_reporting(photos: Iterable[str]) -> tuple[list[Rating], XmpTrouble]:
+    """:func:`read_xmp`, and the sidecars it could not read or that disagree (:class:`XmpTrouble`)."""
+    out, trouble = [], XmpTrouble()
     for photo in photos:
         found: list[tuple[float, int | None, str | None, str]] = []
         for sidecar in xmp_candidates(photo):
             try:
                 stat = os.stat(sidecar)
                 if stat.st_size > MAX_SIDECAR_BYTES:
+                    trouble.unreadable[sidecar] = f"is over {MAX_SIDECAR_BYTES} bytes"
                     continue
                 with open(sidecar, "rb") as stream:
-                    rating, label = parse_xmp(stream.read())
-            except OSError:
+                    rating, label, problem = _parse_xmp(stream.read())
+            except FileNotFoundError:
                 continue
+            except OSError as exc:
+                trouble.unreadable[sidecar] = f"cannot be opened ({exc.strerror})"
+                continue
+            if problem:
+                trouble.unreadable[sidecar] = problem
             if rating is not None or label is not None:
                 found.append((stat.st_mtime, rating, label, "xmp"))
         if not found and photo.lower().endswith(_EMBEDDED):
@@ -215,10 +262,14 @@ def read_xmp(photos: Iterable[str]) -> list[Rating]:
                 if rating is not None or label is not None:
                     found.append((0.0, rating, label, "xmp-embedded"))
         if found:
-            _, rating, label, source = max(found, key=lambda f: f[0])
+            found.sort(key=lambda f: f[0], reverse=True)
+            _, rating, label, source = found[0]
+            said = [found[0][1] or 0] + [f[1] for f in found[1:] if f[1] is not None]  # a label-only one says no star
+            if len(set(said)) > 1:
+                trouble.disagreeing[photo] = said
             rating = rating or 0
             out.append(Rating(photo, rating, -1 if rating < 0 else 0, label, source))
-    return out
+    return out, trouble
 
 
 # --------------------------------------------------------------------------------------------- SQLite
@@ -265,19 +316,59 @@ def _in_wal_mode(path: str) -> bool:
     return header.startswith(b"SQLite format 3\x00") and header[18:20] == b"\x02\x02"
 
 
+# A table only that program's catalog has -> (the --from value, what it is called).
+_KINDS = {
+    "Adobe_images": ("lightroom", "Lightroom Classic catalog"),
+    "film_rolls": ("darktable", "darktable library"),
+    "ImageInformation": ("digikam", "digiKam database"),
+}
+
+
+def _kind_of(conn: sqlite3.Connection) -> tuple[str, str] | None:
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return next((kind for table, kind in _KINDS.items() if table in tables), None)
+
+
+def catalog_kind(path: str | os.PathLike[str]) -> tuple[str, str] | None:
+    """(the ``--from`` value, its name) of the catalog at ``path``, told by its tables; None for a file that
+    is not SQLite, cannot be read now, or is none of the three programs'. Opened read-only, as every catalog."""
+    try:
+        with open(path, "rb") as stream:
+            if not stream.read(16).startswith(b"SQLite format 3"):
+                return None
+        conn = open_catalog(path)
+    except (OSError, RatingsError):
+        return None
+    try:
+        return _kind_of(conn)
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
+
+
 def _require(conn: sqlite3.Connection, path: str, what: str, tables: dict[str, Sequence[str]]) -> None:
     for table, columns in tables.items():
         have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         missing = [c for c in columns if c not in have]
         if missing:
             where = f"{table}.{missing[0]}" if have else f"table {table}"
-            raise RatingsError(f"{path}: not a {what} (no {where})")
+            # The catalog of another of the programs (`--from darktable cat.lrcat`): say which --from reads it.
+            kind = _kind_of(conn)
+            other = f"; it is a {kind[1]}: --from {kind[0]}" if kind and kind[1] != what else ""
+            raise RatingsError(f"{path}: not a {what} (no {where}){other}")
 
 
-def _query(path: str | os.PathLike[str], what: str, tables: dict[str, Sequence[str]], sql: str) -> list[tuple]:
+def _query(
+    path: str | os.PathLike[str], what: str, tables: dict[str, Sequence[str]], sql: str | Callable[[set[str]], str]
+) -> list[tuple]:
+    """The rows of ``sql`` once ``tables`` are there; a callable gets the columns of the first table (for
+    a column that older versions lack)."""
     conn = open_catalog(path)
     try:
         _require(conn, str(path), what, tables)
+        if callable(sql):
+            sql = sql({row[1] for row in conn.execute(f"PRAGMA table_info({next(iter(tables))})")})
         return conn.execute(sql).fetchall()
     except sqlite3.DatabaseError as exc:
         raise RatingsError(f"{path}: cannot read the {what} ({exc})") from None
@@ -296,11 +387,17 @@ def read_lightroom(catalog: str | os.PathLike[str]) -> list[Rating]:
             "AgLibraryFolder": ("id_local", "rootFolder", "pathFromRoot"),
             "AgLibraryRootFolder": ("id_local", "absolutePath"),
         },
-        "SELECT root.absolutePath, folder.pathFromRoot, file.baseName, file.extension, "
-        "image.rating, image.pick, image.colorLabels FROM Adobe_images image "
-        "JOIN AgLibraryFile file ON file.id_local = image.rootFile "
-        "JOIN AgLibraryFolder folder ON folder.id_local = file.folder "
-        "JOIN AgLibraryRootFolder root ON root.id_local = folder.rootFolder",
+        lambda columns: (
+            "SELECT root.absolutePath, folder.pathFromRoot, file.baseName, file.extension, "
+            "image.rating, image.pick, image.colorLabels FROM Adobe_images image "
+            "JOIN AgLibraryFile file ON file.id_local = image.rootFile "
+            "JOIN AgLibraryFolder folder ON folder.id_local = file.folder "
+            "JOIN AgLibraryRootFolder root ON root.id_local = folder.rootFolder"
+            # A virtual copy is another Adobe_images row on the same file (masterImage names its master): its
+            # stars judge that edit (a crop, black and white), not the photo aesthete scored, and used to
+            # override the master's as "the last rating of that content". Masters only.
+            + (" WHERE image.masterImage IS NULL" if "masterImage" in columns else "")
+        ),
     )
     out = []
     for root, sub, base, ext, rating, pick, label in rows:
@@ -321,7 +418,17 @@ def read_darktable(library: str | os.PathLike[str]) -> list[Rating]:
         library,
         "darktable library",
         tables,
-        "SELECT i.id, f.folder, i.filename, i.flags FROM images i JOIN film_rolls f ON f.id = i.film_id",
+        lambda columns: (
+            "SELECT i.id, f.folder, i.filename, i.flags FROM images i JOIN film_rolls f ON f.id = i.film_id"
+            # A duplicate is another images row on the same file (`version` 1, 2, ...): its stars judge that
+            # edit, as a Lightroom virtual copy's. The lowest version left speaks for the photo.
+            + (
+                " WHERE i.version IS NULL OR i.version = (SELECT MIN(d.version) FROM images d "
+                "WHERE d.film_id = i.film_id AND d.filename = i.filename)"
+                if "version" in columns
+                else ""
+            )
+        ),
     )
     labels: dict[int, list[str]] = {}
     conn = open_catalog(library)

@@ -257,7 +257,14 @@ def rank(
         scored = [r for r in rows if r["mean"] is not None]
         if scored:
             if len(scored) < len(rows):
-                notes.append(f"{len(rows) - len(scored)} photo(s) have no {key.model} score and are not ranked")
+                missing = f"{len(rows) - len(scored)} photo(s) have no {key.model} score and are not ranked"
+                from aesthete.learning import PERSONAL_MODEL
+
+                if (
+                    key.model == PERSONAL_MODEL
+                ):  # photos scored with the base weights since `learn`: no head ran on them
+                    missing += f" (`aesthete score --weights {chosen.weights} FOLDER` gives them one)"
+                notes.append(missing)
             rows = scored
             output = "score" if all(r["dist"] is None for r in scored) else "distribution"
             if output == "score" and by != "mean":

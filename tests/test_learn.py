@@ -4,8 +4,10 @@ score; plus every catalog source through the library call, refusals, and aesthet
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -231,3 +233,195 @@ def test_ratings_of_photos_never_scanned_go_to_no_scanned_photo_of_the_same_name
     assert result.exit_code == 2, result.output
     assert "(read 24 rating(s): 24 not on a photo aesthete scanned)" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_library_moved_and_scored_again_learns_from_the_catalog_of_its_old_place(env, tmp_path: Path) -> None:
+    """The catalog names the old place, whose rows stay in the database beside the new place's; learning
+    on the new folder keeps the ratings (same content), rather than dropping them as outside it."""
+    _, photos, db, _ = env
+    moved_db = tmp_path / "moved.db"
+    shutil.copy(db, moved_db)
+    old, new = tmp_path / "Old", tmp_path / "New"
+    at_old = [dataclasses.replace(p, path=old / p.path.parent.name / p.path.name) for p in photos[:RATED]]
+    for p, q in zip(photos, at_old):
+        q.path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(p.path, q.path)
+    store = Store(moved_db)
+    ratinglib.fill_store(store, at_old)  # scored at the old place
+    catalog = tmp_path / "cat.lrcat"
+    ratinglib.lightroom_catalog(catalog, at_old)
+    old.rename(new)
+    ratinglib.fill_store(store, [dataclasses.replace(p, path=new / p.path.relative_to(old)) for p in at_old])
+    try:
+        report = learning.learn(store, name="moved", roots=[str(new)], source="lightroom", catalog=catalog)
+    finally:
+        store.close()
+    assert report.matched == RATED and report.used == RATED
+
+
+def test_a_catalog_read_with_the_wrong_from_names_the_right_one_and_stays_untouched(env, tmp_path: Path) -> None:
+    """`learn ~/Photos cat.lrcat` (no --from: xmp) used to read 0 ratings from a "folder" of no photos."""
+    root, photos, db, _ = env
+    lrcat, library = tmp_path / "cat.lrcat", tmp_path / "library.db"
+    ratinglib.lightroom_catalog(lrcat, photos[:RATED])
+    ratinglib.darktable_library(library, photos[:RATED])
+    before = [(f.read_bytes(), f.stat().st_mtime_ns) for f in (lrcat, library)], sorted(os.listdir(tmp_path))
+    no_from = cli("learn", root / "Photos", lrcat, "--name", "x", "--db", db)
+    assert no_from.exit_code == 2 and "is a Lightroom Classic catalog: read its ratings with --from lightroom" in (
+        no_from.output
+    )
+    wrong = cli("learn", "--name", "x", "--from", "digikam", library, "--db", db)
+    told = "not a digiKam database (no table ImageInformation); it is a darktable library: --from darktable"
+    assert wrong.exit_code == 2 and told in wrong.output
+    for result in (no_from, wrong):
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    assert ([(f.read_bytes(), f.stat().st_mtime_ns) for f in (lrcat, library)], sorted(os.listdir(tmp_path))) == before
+
+
+def test_learning_on_a_folder_never_scored_says_to_score_it(env, tmp_path: Path) -> None:
+    _, _, db, _ = env
+    ratinglib.write_sidecars(ratinglib.make_library(tmp_path / "New", 24, size=(48, 36), seed=5))
+    result = cli("learn", tmp_path / "New", "--name", "x", "--db", db)
+    assert result.exit_code == 3, result.output
+    assert (
+        result.output.strip()
+        == f"error: no photos under {tmp_path / 'New'} in the database: run `aesthete score` on it first"
+    )
+
+
+def test_a_head_no_better_than_chance_says_so(env) -> None:
+    """Stars that follow nothing in the photos (drawn from their digests): the head is registered, and
+    the report says the held-out figures do not back it."""
+    root, photos, db, _ = env
+    arbitrary = [dataclasses.replace(p, rating=int(p.content_hash[-8:], 16) % 6 or -1) for p in photos[:RATED]]
+    ratinglib.write_sidecars(arbitrary)
+    store = Store(db)
+    try:
+        report = learning.learn(store, name="noise", roots=[str(root / "Photos")])
+    finally:
+        store.close()
+        for p in arbitrary:
+            Path(str(p.path) + ".xmp").unlink()
+    assert any("this head orders your ratings no better than chance" in note for note in report.notes), (
+        report.cv.table()
+    )
+
+
+def test_sidecars_that_do_not_parse_or_disagree_are_named_in_the_notes(env) -> None:
+    """They used to be passed over in silence: a damaged sidecar's stars simply missing from the count, and
+    of two sidecars that disagree (darktable's IMG.jpg.xmp, Adobe's IMG.xmp) one chosen unsaid."""
+    root, photos, db, _ = env
+    rated = photos[:RATED]
+    ratinglib.write_sidecars(rated)
+    broken, other, adobe = rated[0].path, rated[1].path, rated[2].path.with_suffix(".xmp")
+    Path(f"{broken}.xmp").write_bytes(b"<x:xmpmeta><rdf:RDF")  # cut off mid-write
+    Path(f"{other}.xmp").write_bytes(ratinglib.xmp_packet(7))
+    written = os.stat(f"{rated[2].path}.xmp").st_mtime_ns
+    adobe.write_bytes(ratinglib.xmp_packet(1 if rated[2].rating != 1 else 2))
+    os.utime(adobe, ns=(written + 10**9, written + 10**9))  # written a second later: it wins
+    store = Store(db)
+    try:
+        report = learning.learn(store, name="damaged", roots=[str(root / "Photos")])
+    finally:
+        store.close()
+        adobe.unlink()
+        for p in rated:
+            Path(str(p.path) + ".xmp").unlink()
+    assert report.ratings == RATED - 2
+    assert other.parent.name == "day1" and broken.parent.name == "day2"  # the first by path is named
+    assert f"2 sidecar(s) could not be read and were left out (first: {other}.xmp: xmp:Rating '7' is not -1..5)" in (
+        report.notes
+    )
+    said = f"{1 if rated[2].rating != 1 else 2}, the other said {rated[2].rating}"
+    told = f"1 photo(s) have sidecars that disagree; the one written last was used (first: {rated[2].path}: {said})"
+    assert told in report.notes
+
+
+def test_scoring_with_a_head_whose_base_weights_were_removed_names_the_head(
+    env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, photos, db, _ = env
+    catalog = tmp_path / "cat.lrcat"
+    ratinglib.lightroom_catalog(catalog, photos[:RATED])
+    store = Store(db)
+    learning.learn(store, name="orphan", source="lightroom", catalog=catalog)
+    store.close()
+    for n in ("CONFIG", "CACHE"):  # a registry without 'tiny': as after `aesthete weights remove tiny`
+        monkeypatch.setenv(f"AESTHETE_{n}_DIR", str(tmp_path / n.lower()))
+    result = cli("score", root / "Photos", "--weights", "orphan", "--db", db, "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(
+        "error: 'orphan' was learned on weights 'tiny', which are no longer registered: get them back"
+    )
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_learning_again_under_a_name_says_it_replaced_the_head_and_what_it_was(env, tmp_path: Path) -> None:
+    _, photos, db, _ = env
+    catalog = tmp_path / "cat.lrcat"
+    ratinglib.lightroom_catalog(catalog, photos[:RATED])
+    store = Store(db)
+    try:
+        first = learning.learn(store, name="twice", source="lightroom", catalog=catalog)
+        second = learning.learn(store, name="twice", source="lightroom", catalog=catalog)
+    finally:
+        store.close()
+    assert not any("replaced" in note for note in first.notes), first.notes
+    figure = first.cv.table()[0]["srcc"]
+    was = rf"\(learned \d{{4}}-\d\d-\d\d on {RATED} rated photos, cross-validated SRCC {figure:.3f}\)"
+    told = rf"replaced the earlier head 'twice' {was}"
+    assert any(re.fullmatch(told, note) for note in second.notes), second.notes
+
+
+def test_show_lists_no_scores_of_heads_replaced_or_removed(env, tmp_path: Path) -> None:
+    """Each `learn` again left the replaced head's scores behind, and `show` listed them under bare digests."""
+    _, photos, db, _ = env
+    catalog = tmp_path / "cat.lrcat"
+    ratinglib.lightroom_catalog(catalog, photos[:RATED])
+    store = Store(db)
+    try:
+        for name in ("kept", "kept", "gone"):
+            learning.learn(store, name=name, source="lightroom", catalog=catalog)
+    finally:
+        store.close()
+    assert cli("weights", "remove", "gone", "--yes").exit_code == 0
+    shown = json.loads(cli("show", photos[0].path, "--weights", "kept", "--db", db, "--json").stdout)
+    heads = [s["weights"] for s in shown["photo"]["scores"] if s["model"] == "personal"]
+    assert "kept" in heads and "gone" not in heads
+    assert all(learning.head_path(h) is not None for h in heads), heads
+
+
+def test_learn_notes_are_one_line_each_whatever_the_width(env) -> None:
+    """A note naming a sidecar was wrapped by Rich at the terminal's width, in the middle of the path."""
+    root, photos, db, _ = env
+    rated = photos[:RATED]
+    ratinglib.write_sidecars(rated)
+    Path(f"{rated[0].path}.xmp").write_bytes(b"<x:xmpmeta><rdf:RDF")
+    try:
+        result = cli("learn", root / "Photos", "--name", "wrapped", "--db", db)
+    finally:
+        for p in rated:
+            Path(str(p.path) + ".xmp").unlink()
+    assert result.exit_code == 0, result.output
+    told = f"note: 1 sidecar(s) could not be read and were left out (first: {rated[0].path}.xmp: does not parse as XML)"
+    assert told in result.output.splitlines(), result.output
+
+
+def test_photos_scored_after_learning_without_the_head_are_said_how_to_get_its_score(env, tmp_path: Path) -> None:
+    root, photos, db, _ = env
+    later_db = tmp_path / "later.db"
+    shutil.copy(db, later_db)
+    catalog = tmp_path / "cat.lrcat"
+    ratinglib.lightroom_catalog(catalog, photos[:RATED])
+    store = Store(later_db)
+    try:
+        learning.learn(store, name="late", source="lightroom", catalog=catalog)
+        ratinglib.fill_store(store, ratinglib.make_library(tmp_path / "Later", 2, size=(48, 36), seed=13))
+    finally:
+        store.close()
+    ranked = cli("rank", "--weights", "late", "--db", later_db)
+    assert ranked.exit_code == 0, ranked.output
+    told = (
+        "2 photo(s) have no personal score and are not ranked (`aesthete score --weights late FOLDER` gives them one)"
+    )
+    assert f"note: {told}" in ranked.output.splitlines(), ranked.output

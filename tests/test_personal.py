@@ -10,7 +10,7 @@ import pytest
 
 from aesthete import personal
 from aesthete.fingerprint import hash_file
-from aesthete.personal import NotEnoughRatings, PersonalError
+from aesthete.personal import CrossValidation, NotEnoughRatings, PersonalError
 from aesthete.ratings import (
     Written,
     match_ratings,
@@ -266,3 +266,15 @@ def test_fast_penalty_search_fits_what_the_slow_one_did(n: int, d: int) -> None:
     slow_coef, slow_intercept, slow_lam = _slow_ridge(z, y, w, signals=7)
     assert lam == slow_lam
     assert np.abs(coef - slow_coef).max() < 1e-6 and abs(intercept - slow_intercept) < 1e-6
+
+
+def test_doubts_say_when_the_held_out_figures_argue_against_the_head() -> None:
+    def cv(mine: list[float], base: list[float] | None) -> CrossValidation:
+        return CrossValidation(len(mine), 40, "ridge", mine, mine, base, base)
+
+    assert cv([0.8, 0.85, 0.9], [0.1, 0.2, 0.15]).doubts() == []
+    (chance,) = cv([0.3, -0.3, 0.15], [0.1, 0.2, 0.15]).doubts()
+    assert chance.startswith("on held-out photos this head orders your ratings no better than chance (SRCC 0.050 ± ")
+    (worse,) = cv([0.3, 0.35, 0.4], [0.7, 0.75, 0.8]).doubts()
+    assert worse.startswith("the base model's own scores order your ratings better than this head (SRCC 0.750 ± ")
+    assert cv([0.3, 0.35, 0.4], None).doubts() == []  # embed-only: no base row to compare

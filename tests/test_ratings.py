@@ -96,6 +96,44 @@ def test_lightroom(tmp_path: Path, library: list[ratinglib.Photo]) -> None:
     assert fives and all(r.pick == 1 and r.label == "Red" and r.source == "lightroom" for r in fives)
 
 
+def test_lightroom_virtual_copies_do_not_speak_for_their_master(tmp_path: Path, library: list[ratinglib.Photo]) -> None:
+    """A virtual copy (an Adobe_images row on its master's file, masterImage set) rates an edit, not the
+    photo: its stars used to come out as a second rating of the same file, and the copy's won."""
+    catalog = tmp_path / "Lightroom Catalog.lrcat"
+    ratinglib.lightroom_catalog(catalog, library)
+    conn = sqlite3.connect(catalog)
+    conn.executescript("ALTER TABLE Adobe_images ADD COLUMN masterImage INTEGER; ALTER TABLE Adobe_images ADD copyName")
+    rows = conn.execute("SELECT id_local, rootFile FROM Adobe_images").fetchall()
+    conn.executemany(
+        "INSERT INTO Adobe_images (id_local, id_global, rating, pick, rootFile, masterImage, copyName) "
+        "VALUES (?, ?, 1, -1, ?, ?, 'Black and white')",
+        [(1000 + image, f"V{image}", file, image) for image, file in rows],
+    )
+    conn.commit()
+    conn.close()
+    got = read_lightroom(catalog)
+    assert len(got) == len(library)
+    assert {r.path: r.rating if r.pick >= 0 else -1 for r in got} == _expected(library)
+
+
+def test_darktable_duplicates_do_not_speak_for_their_original(tmp_path: Path, library: list[ratinglib.Photo]) -> None:
+    """A darktable duplicate (an images row on the same file, version 1) rates its edit, as a virtual copy."""
+    db = tmp_path / "library.db"
+    ratinglib.darktable_library(db, library)
+    conn = sqlite3.connect(db)
+    conn.execute("ALTER TABLE images ADD COLUMN version INTEGER")
+    conn.execute("UPDATE images SET version = 0")
+    conn.execute(
+        "INSERT INTO images (group_id, film_id, width, height, filename, maker, model, flags, version) "
+        "SELECT id, film_id, width, height, filename, maker, model, 8 | 32, 1 FROM images"
+    )  # every duplicate rejected
+    conn.commit()
+    conn.close()
+    got = read_darktable(db)
+    assert len(got) == len(library)
+    assert {r.path: r.rating for r in got} == _expected(library)
+
+
 @pytest.mark.parametrize("old_reject", [False, True], ids=["reject-bit-8", "reject-stars-6"])
 def test_darktable(tmp_path: Path, library: list[ratinglib.Photo], old_reject: bool) -> None:
     db = tmp_path / "library.db"

@@ -101,6 +101,7 @@ def show_command(
 ) -> None:
     """One photo's scores (a predicted distribution as a histogram), with its EXIF line and signals."""
     from aesthete.exif import exif_line
+    from aesthete.learning import PERSONAL_MODEL, head_name
     from aesthete.select import choose_scores
     from aesthete.weights import weights_label
 
@@ -117,6 +118,9 @@ def show_command(
                 fail(f"{photo}: {kind} not a format aesthete reads (it reads {FORMAT_NAMES})")
             fail(f"{photo} is not in the database (run `aesthete score` on its folder)", Exit.NOTHING_USABLE)
         chosen = choose_scores(store, model, weights)
+    # A head learned again, or removed, leaves its scores behind where no --weights can reach them; listed
+    # under bare digests they buried the heads that exist (field test: one more per `learn` run).
+    record["scores"] = [s for s in record["scores"] if s["model"] != PERSONAL_MODEL or head_name(s["weights_id"])]
     for score in record["scores"]:
         score["weights"] = weights_label(score["weights_id"])
     # The scores `score` would write with these options first; the photo's other scores after them.

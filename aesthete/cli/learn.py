@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from aesthete.cli.common import (
@@ -20,6 +19,7 @@ from aesthete.cli.common import (
     opened_store,
     out,
     print_json,
+    print_notes,
 )
 
 SOURCE_HELP = "Where the ratings are: xmp (sidecars / embedded XMP), lightroom, darktable or digikam."
@@ -85,8 +85,7 @@ def learn_command(
     if as_json:
         print_json(report.to_dict())
         return
-    for note in report.notes:
-        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    print_notes(report.notes)  # each on one line: the terminal wraps it, not Rich in the middle of a path
     err.print(
         f"{report.ratings} rating(s) read, {report.matched} on scanned photos; {report.used} used "
         f"({report.corrected} corrected by you, weighted up); left out: {report.own} aesthete wrote, "
