@@ -692,7 +692,12 @@ class _DecodePool:
         self.slots = lend_slots(InputPolicy.from_dict(config.policy), self.window) if config.policy else None
         self.config = replace(config, pixel_slots=(str(self.slots.path), self.slots.size)) if self.slots else config
         self.device_lane = False  # ask for plain JPEGs undecoded (FileJob.device_lane)
-        self.pool = self._start()
+        try:
+            self.pool = self._start()
+        except BaseException:  # Ctrl-C as the workers started: the caller never gets this pool to close
+            if self.slots:
+                self.slots.close()
+            raise
         # (the task's files as submitted, its future, whether it is a file retried alone)
         self.pending: deque[tuple[list[FileJob], Future, bool]] = deque()
 
@@ -701,9 +706,13 @@ class _DecodePool:
         fork = sys.platform == "linux" and "torch" not in sys.modules
         context = multiprocessing.get_context("fork" if fork else "spawn")
         pool = ProcessPoolExecutor(self.count, mp_context=context, initializer=init_worker, initargs=(self.config,))
-        with interrupts.held_while_starting_children():
-            started = pool.submit(int)  # the first submission forks every worker: now, before the model imports torch
-        started.result()
+        try:
+            with interrupts.held_while_starting_children():
+                started = pool.submit(int)  # the first submission forks every worker: now, before torch is imported
+            started.result()
+        except BaseException:  # a Ctrl-C held back while they started is raised here: stop them before it goes on
+            _kill(pool)
+            raise
         return pool
 
     def results(self, jobs: list[FileJob], timeout: float) -> Iterator[FileResult]:
@@ -751,7 +760,7 @@ class _DecodePool:
             pending.clear()
             requeue.extendleft(reversed(again))
             retry.extendleft(reversed(suspects))
-            self._kill()
+            _kill(self.pool)
             if self.slots:  # no worker is left to write in one
                 self.slots.give_back_all()
             self.pool = self._start()
@@ -792,22 +801,24 @@ class _DecodePool:
             if self.slots is not None and job.slot is not None:
                 self.slots.give_back(job.slot)
 
-    def _kill(self) -> None:
-        # ProcessPoolExecutor has no public way to stop a running call (``terminate_workers`` is 3.14+).
-        processes = list((self.pool._processes or {}).values())
-        for process in processes:
-            process.kill()
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.join(timeout=5)
-
     def close(self, *, wait: bool) -> None:
         if wait:
             self.pool.shutdown(wait=True)
         else:
-            self._kill()
+            _kill(self.pool)
         if self.slots:
             self.slots.close()
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    """Stop ``pool``'s workers now, whatever they are doing."""
+    # ProcessPoolExecutor has no public way to stop a running call (``terminate_workers`` is 3.14+).
+    processes = list((pool._processes or {}).values())
+    for process in processes:
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout=5)
 
 
 def next_task(queue: deque[FileJob], most: int) -> list[FileJob]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import multiprocessing
 import os
 import signal
 import sys
@@ -111,6 +112,34 @@ def test_score_stops_at_a_lost_press_and_a_later_run_is_not_stopped(installed: l
     again = score([str(folder)], store=store, workers=1)
     assert not again.interrupted and first.analysed + again.analysed == 6
     store.close()
+
+
+def test_a_press_as_the_decode_workers_start_stops_them_and_frees_their_slots(
+    installed: list[type], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_checkpoints: dict[str, Path]
+) -> None:
+    """A press held back while the pool started is raised as its start ends, before ``score`` holds the
+    pool to close. Before: its workers were left to the garbage collector and its shared block (the model
+    inputs' slots) stayed in /dev/shm until a later run removed it."""
+    from aesthete import pixel_slots, scoring
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"p{i}.jpg").write_bytes(g.encode(g.scene(i, (96, 64)), "JPEG", quality=85))
+
+    @contextlib.contextmanager
+    def pressed_while_starting() -> Iterator[None]:
+        yield
+        raise KeyboardInterrupt  # as held_while_starting_children raises a press it held back
+
+    monkeypatch.setattr(scoring.interrupts, "held_while_starting_children", pressed_while_starting)
+    interrupts.install()
+    store = Store(tmp_path / "a.db")
+    summary = score([str(folder)], store=store, weights=str(tiny_checkpoints["nima"]), device="cpu", workers=2)
+    store.close()
+    assert summary.interrupted and summary.scored == 0
+    assert not list(pixel_slots.block_folder().glob(f"{pixel_slots.NAME_PREFIX}{os.getpid()}-*"))
+    assert not [child for child in multiprocessing.active_children() if child.is_alive()]
 
 
 def test_training_stops_at_a_lost_press(installed: list[type], tmp_path: Path) -> None:
