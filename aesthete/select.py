@@ -260,9 +260,7 @@ def rank(
                 missing = f"{len(rows) - len(scored)} photo(s) have no {key.model} score and are not ranked"
                 from aesthete.learning import PERSONAL_MODEL
 
-                if (
-                    key.model == PERSONAL_MODEL
-                ):  # photos scored with the base weights since `learn`: no head ran on them
+                if key.model == PERSONAL_MODEL:  # photos scored with the base weights since `learn`
                     missing += f" (`aesthete score --weights {chosen.weights} FOLDER` gives them one)"
                 notes.append(missing)
             rows = scored
