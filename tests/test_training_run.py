@@ -613,3 +613,81 @@ def test_gpu_options_fail_in_one_line_without_gpus(ava_root: Path, tmp_path: Pat
         assert missing.exit_code == 2 and "--gpus 2 asked for, but 0 CUDA device(s) are visible" in missing.output
     bad_rank = runner.invoke(app, [*base, "--nodes", "2", "--node-rank", "2"])
     assert bad_rank.exit_code == 2 and "--node-rank must be below --nodes" in bad_rank.output
+
+
+# --------------------------------------------------------------------------------------------------
+# Staged recipes
+
+
+def test_pear_prior_trains_and_reports_its_loss(tmp_path: Path) -> None:
+    """PEAR's prior predicts attributes, no score distribution: its validation and test measure its loss
+    (field test: ``KeyError: 'probs'`` at the first validation, so ``pear-prior-aadb`` never finished an
+    epoch), and the run ends on that loss, not on an empty comparison table."""
+    from test_training_datasets import small_aadb
+
+    small_aadb(tmp_path / "AADB")
+    output = tmp_path / "prior"
+    args = ["train", "pear-prior", "--dataset", "aadb", "--data-root", str(tmp_path / "AADB"), "--output", str(output),
+            "--no-pretrained", "--device", "cpu", "--workers", "0"]  # fmt: skip
+    for text in ["model_config.backbone=resnet18", "model_config.input_size=64", "model_config.resize_short=72",
+                 "train.batch_size=2", "train.amp=none"]:  # fmt: skip
+        args += ["--set", text]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "pear-prior-aadb: test loss " in result.output and "┏" not in result.output
+    metrics = json.loads((output / METRICS_FILE).read_text())
+    assert metrics["test"]["images"] == 1 and metrics["epochs"][0]["val"]["images"] == 1
+    assert read_meta(output / MODEL_FILE)["arch"] == "pear-prior"
+
+
+def test_a_missing_init_checkpoint_is_one_line_before_the_data_is_read(tmp_path: Path) -> None:
+    """A staged recipe run before its previous stage (``init`` names no file) is refused in one line,
+    exit 2, leaving no run folder (field test: a ``FileNotFoundError`` traceback after the data was read)."""
+    output = tmp_path / "run"
+    missing = tmp_path / "stage1" / "model.safetensors"
+    args = ["train", "pear-r50-aadb", "--data-root", str(tmp_path), "--output", str(output), "--device", "cpu",
+            "--set", f"init={missing}", "--set", "model_config.backbone=resnet18", "--no-pretrained"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [
+        f"error: init {missing} does not exist: train the stage that writes it first (docs/training.md), "
+        "or point --set init=PATH at its model.safetensors"
+    ], lines
+    assert not output.exists()
+
+
+def test_a_missing_teacher_does_not_suggest_no_pretrained(monkeypatch: pytest.MonkeyPatch) -> None:
+    """APM's semantic stage distils an ImageNet classifier whatever --no-pretrained says, so its missing
+    weights name the pull, not --no-pretrained (field test: the message told a --no-pretrained run to pass
+    --no-pretrained); a backbone's missing weights still offer it."""
+    import torchvision
+
+    from aesthete import weights
+    from aesthete.models import backbones
+
+    def offline(name: str) -> Any:
+        raise OSError("no network")
+
+    monkeypatch.setattr(weights, "backbone_weights_path", lambda name: None)
+    monkeypatch.setattr(torchvision.models, "get_weight", offline)
+    with pytest.raises(weights.WeightsError) as teacher:
+        backbones.imagenet_classifier("resnet18")
+    assert "aesthete weights pull resnet18-imagenet1k-v1" in str(teacher.value)
+    assert str(teacher.value).endswith("; a teacher needs them even with --no-pretrained")
+    with pytest.raises(weights.WeightsError, match="; pass --no-pretrained$"):
+        backbones.imagenet_state_dict("resnet18")
+
+
+@pytest.mark.slow  # a training run
+def test_an_epoch_without_validation_says_no_val(ava_root: Path, tmp_path: Path) -> None:
+    """``data.val_size = 0`` (MP_ada's recipe trains on the whole pool): the epoch line leaves "val" out
+    rather than printing "val" with nothing after it (field test: ``lr 0.001  val   (18 s)``)."""
+    args = ["train", "nima", "--data-root", str(ava_root), "--output", str(tmp_path / "run"), "--device", "cpu",
+            "--workers", "0"]  # fmt: skip
+    for text in [*TINY, "data.val_size=0", "train.epochs=1"]:
+        args += ["--set", text]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    epoch = next(line for line in result.output.splitlines() if line.startswith("epoch 1/1"))
+    assert " val" not in epoch and epoch.endswith(" s)"), epoch

@@ -54,7 +54,8 @@ def predict(
         loss_sum += float(loss) * n
         count += n
         indices.append(raw["index"].numpy())
-        probs.append(outputs["probs"].float().cpu().numpy())
+        # PEAR's prior predicts attributes, not a score distribution (bins = 0): its loss is its measure
+        probs.append(outputs["probs"].float().cpu().numpy() if model.scores_photos else np.zeros((n, 0)))
     model.train(was_training)
     shards = gather(ctx, (indices, probs, loss_sum, count))
     all_indices = np.concatenate([i for shard in shards for i in shard[0]] or [np.zeros(0, dtype=np.int64)])

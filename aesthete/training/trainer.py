@@ -434,7 +434,8 @@ class _Loop:
         epochs = self.train["epochs"]
         self.say(
             f"epoch {epoch + 1}/{epochs}  train loss {record['train_loss']:.4f}  lr {record['lr']:.3g}"
-            f"  val {format_metrics(val)}  ({record['seconds']:.0f} s)"
+            + (f"  val {format_metrics(val)}" if val else "")  # data.val_size = 0 (MP_ada's recipe): no val
+            + f"  ({record['seconds']:.0f} s)"
             + (f"  {skipped} undecodable photos skipped" if skipped else "")
         )
         self.checkpoint(epoch + 1, 0)
