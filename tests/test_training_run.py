@@ -691,3 +691,45 @@ def test_an_epoch_without_validation_says_no_val(ava_root: Path, tmp_path: Path)
     assert result.exit_code == 0, result.output
     epoch = next(line for line in result.output.splitlines() if line.startswith("epoch 1/1"))
     assert " val" not in epoch and epoch.endswith(" s)"), epoch
+
+
+@pytest.mark.slow  # tests a two-epoch run again
+def test_resuming_a_finished_run_says_so_and_tests_it_again(
+    ava_root: Path, tmp_path: Path, uninterrupted: Path
+) -> None:
+    """``--resume`` of a run that has done all its epochs trains nothing and tests the same weights again
+    (field test: it said "resumed at epoch 3, step 0" of a 2-epoch run)."""
+    import shutil
+
+    output = shutil.copytree(uninterrupted, tmp_path / "whole")
+    lines: list[str] = []
+    options = RunOptions(ava_root, output, device="cpu", workers=0, progress=False, resume=True)
+    summary = run(tiny_recipe("train.epochs=2"), options, say=lines.append)
+    assert "the run has finished its 2 epochs: testing it again (raise --epochs to train on)" in lines
+    assert not [line for line in lines if line.startswith(("resumed", "epoch"))], lines
+    assert summary["test"] == json.loads((uninterrupted / METRICS_FILE).read_text())["test"]
+
+
+def test_output_that_is_a_file_and_eval_of_a_model_that_scores_no_photo_are_one_line(tmp_path: Path) -> None:
+    """``--output FILE`` names the file as the mistake (field test: "cannot write FILE: File exists"), and
+    ``eval`` of PEAR's prior says it scores no photo (field test: "predicts 0 score bins")."""
+    from test_training_datasets import small_aadb
+
+    from aesthete.checkpoint import save_checkpoint
+
+    small_aadb(tmp_path / "AADB")
+    (tmp_path / "file").write_text("")
+    args = ["train", "nima", "--data-root", str(tmp_path / "AADB"), "--output", str(tmp_path / "file"), "--device",
+            "cpu", "--workers", "0", "--set", "model_config.backbone=resnet18", "--no-pretrained"]  # fmt: skip
+    to_a_file = runner.invoke(app, args)
+    assert to_a_file.exit_code == 2, to_a_file.output
+    assert to_a_file.output.splitlines() == [f"error: --output {tmp_path / 'file'} is a file, not a folder"]
+
+    prior = get_model("pear-prior", backbone="resnet18", input_size=64, resize_short=72)
+    checkpoint = save_checkpoint(prior, tmp_path / "prior.safetensors", extra={"dataset": "aadb"})
+    args = ["eval", str(checkpoint), "--dataset", "aadb", "--data-root", str(tmp_path / "AADB"), "--device", "cpu"]
+    measured = runner.invoke(app, args)
+    assert measured.exit_code == 2, measured.output
+    assert measured.output.splitlines() == [
+        f"error: {checkpoint} holds pear-prior, which scores no photo: nothing to measure against votes"
+    ]
