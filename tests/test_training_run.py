@@ -733,3 +733,24 @@ def test_output_that_is_a_file_and_eval_of_a_model_that_scores_no_photo_are_one_
     assert measured.output.splitlines() == [
         f"error: {checkpoint} holds pear-prior, which scores no photo: nothing to measure against votes"
     ]
+
+
+@pytest.mark.parametrize("node_rank", [0, 1])
+def test_the_interrupted_line_is_one_line_on_a_narrow_console(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, node_rank: int
+) -> None:
+    """What a Ctrl-C leaves is said on one line however narrow the console (field test, COLUMNS=80: the
+    line broke after "checkpoint;" into two)."""
+    import typer
+
+    from aesthete.cli import common
+    from aesthete.cli.train import _say_interrupted
+
+    monkeypatch.setattr(common.err, "_width", 60)
+    output = tmp_path / "a-run-folder-with-a-long-name"
+    output.mkdir()
+    (output / STATE_FILE).write_bytes(b"")
+    with pytest.raises(typer.Exit):
+        _say_interrupted(output, node_rank)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted: ") and "--resume" in lines[0], lines

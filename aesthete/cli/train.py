@@ -169,12 +169,14 @@ def _say_interrupted(output: Path, node_rank: int) -> NoReturn:
     state = output / STATE_FILE
     if node_rank != 0:  # rank 0 writes the checkpoints, on its own machine
         err.print("[yellow]interrupted:[/] the node-rank-0 machine keeps the run's checkpoints; run the same "
-                  "commands with --resume to continue", highlight=False)  # fmt: skip
+                  "commands with --resume to continue", highlight=False, soft_wrap=True)  # fmt: skip
     elif state.is_file():
         err.print(f"[yellow]interrupted:[/] {escape(str(state))} keeps the run up to its last checkpoint; "
-                  "run the same command with --resume to continue", highlight=False)  # fmt: skip
+                  "run the same command with --resume to continue", highlight=False, soft_wrap=True)  # fmt: skip
     else:
-        err.print("[yellow]interrupted:[/] before the first checkpoint; nothing was saved", highlight=False)
+        err.print(
+            "[yellow]interrupted:[/] before the first checkpoint; nothing was saved", highlight=False, soft_wrap=True
+        )
     raise typer.Exit(Exit.INTERRUPTED)
 
 
