@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 def counted(n: int, noun: str, plural: str | None = None) -> str:
     """``1 photo``, ``2 photos``: a count with its noun agreeing."""
@@ -13,3 +16,10 @@ def printable(name: str) -> str:
     terminal or a page cannot show (an escape code), quoted with that character escaped as Python writes it
     (``'a\\nb.jpg'``), so that it stays on its line and never reads like another name."""
     return name if name.isprintable() else repr(name)
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'train.epochs'?"`` for a near miss of one of ``known`` (a typo of a key or
+    option), else ``""``: to append to the refusal, so nobody has to read the source for a spelling."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""

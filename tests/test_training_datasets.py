@@ -94,7 +94,8 @@ def test_ava_explicit_list_in_another_format(tmp_path: Path) -> None:
     (tmp_path / "val.txt").write_text("1007.jpg 1\n1008.jpg 0\n")
     splits = read_dataset("ava", tmp_path, {"test_list": "val.txt", "val_size": 0})
     assert splits.test.ids == ["1007", "1008"] and len(splits.val) == 0
-    with pytest.raises(DatasetError, match="does not exist"):
+    # the way on is named (field test: `train hla-gcn --dataset ava` on the release stopped at val.txt only)
+    with pytest.raises(DatasetError, match=r"nope.jpgl does not exist \(the recipe's data.test_list; --set data"):
         read_dataset("ava", tmp_path, {"test_list": "nope.jpgl"})
     with pytest.raises(DatasetError, match="no AVA.txt"):
         read_dataset("ava", tmp_path / "images")

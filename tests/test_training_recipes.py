@@ -145,9 +145,11 @@ def test_unknown_model_and_unknown_keys_are_errors() -> None:
     with pytest.raises(RecipeError, match="no recipe for model 'nope'"):
         find_recipe("nope", "ava")
     recipe = list_recipes()["nima-r50-ava"]
-    with pytest.raises(RecipeError, match="unknown recipe key 'train.epoch'"):
+    with pytest.raises(RecipeError, match="unknown recipe key 'train.epoch'; did you mean 'train.epochs'"):
         resolve(recipe, [("train.epoch", 3)])
-    with pytest.raises(RecipeError, match="train.epochs must be a int"):
+    with pytest.raises(RecipeError, match=r"^unknown recipe key 'train.xyzzy'$"):  # no near miss: no guess
+        resolve(recipe, [("train.xyzzy", 3)])
+    with pytest.raises(RecipeError, match="train.epochs must be an integer, not 'many'"):
         resolve(recipe, [parse_override("train.epochs=many")])
     with pytest.raises(RecipeError, match="optim.name must be one of"):
         resolve(recipe, [("optim.name", "lbfgs")])
@@ -218,14 +220,18 @@ def test_a_recipe_file_can_be_passed(tmp_path: Path) -> None:
         (["nima", "--set", "train.bogus=1"], "unknown recipe key 'train.bogus'"),
         (["nima", "--set", "optim.lr"], "is not KEY=VALUE"),
         (["nima", "--set", "train.amp=fp8"], "train.amp must be one of"),
-        (["nima", "--set", "train.epochs=1.5"], "train.epochs must be a int"),
+        (["nima", "--set", "train.epochs=1.5"], "train.epochs must be an integer, not 1.5"),
+        (["nima", "--set", "train.pretrained=yes"], "train.pretrained must be true or false, not 'yes'"),
+        # A near miss of a key names the key meant (field test: "unknown recipe key 'trian.epochs'" alone).
+        (["nima", "--set", "trian.epochs=3"], "unknown recipe key 'trian.epochs'; did you mean 'train.epochs'?"),
+        (["nima", "--set", "model_confg.backbone=resnet18"], "did you mean 'model_config.backbone'?"),
         (["nima", "--dataset", "imagenet"], "--dataset must be one of"),
         (["nima", "--dataset", "aadb"], "no recipe for model 'nima' on aadb"),
         (["hla-gcn-r50-ava", "--dataset", "aadb"], "is for ava, not aadb"),
         (["--recipe", "missing.toml"], "does not exist"),
         # Values only the model's builder knows are wrong: refused before anything starts, as a run refuses them.
         (["nima", "--set", "model_config.backbone=resnet9"], "model_config: nima: unknown backbone 'resnet9'"),
-        (["nima", "--set", "model_config.backbon=resnet18"], "model_config: nima has no option 'backbon'"),
+        (["nima", "--set", "model_config.backbon=resnet18"], "nima has no option 'backbon'; did you mean 'backbone'?"),
         (["nima", "--set", "model_config.resize=squash"], "resize must be 'warp' or 'center_crop'"),
         (["nima", "--set", "model_config.input_size=0"], "input size must be a positive number of pixels"),
         (["hla-gcn", "--set", "model_config.blocks=9"], "blocks must be 1..4"),

@@ -613,3 +613,144 @@ def test_gpu_options_fail_in_one_line_without_gpus(ava_root: Path, tmp_path: Pat
         assert missing.exit_code == 2 and "--gpus 2 asked for, but 0 CUDA device(s) are visible" in missing.output
     bad_rank = runner.invoke(app, [*base, "--nodes", "2", "--node-rank", "2"])
     assert bad_rank.exit_code == 2 and "--node-rank must be below --nodes" in bad_rank.output
+
+
+# --------------------------------------------------------------------------------------------------
+# Staged recipes
+
+
+def test_pear_prior_trains_and_reports_its_loss(tmp_path: Path) -> None:
+    """PEAR's prior predicts attributes, no score distribution: its validation and test measure its loss
+    (field test: ``KeyError: 'probs'`` at the first validation, so ``pear-prior-aadb`` never finished an
+    epoch), and the run ends on that loss, not on an empty comparison table."""
+    from test_training_datasets import small_aadb
+
+    small_aadb(tmp_path / "AADB")
+    output = tmp_path / "prior"
+    args = ["train", "pear-prior", "--dataset", "aadb", "--data-root", str(tmp_path / "AADB"), "--output", str(output),
+            "--no-pretrained", "--device", "cpu", "--workers", "0"]  # fmt: skip
+    for text in ["model_config.backbone=resnet18", "model_config.input_size=64", "model_config.resize_short=72",
+                 "train.batch_size=2", "train.amp=none"]:  # fmt: skip
+        args += ["--set", text]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "pear-prior-aadb: test loss " in result.output and "┏" not in result.output
+    metrics = json.loads((output / METRICS_FILE).read_text())
+    assert metrics["test"]["images"] == 1 and metrics["epochs"][0]["val"]["images"] == 1
+    assert read_meta(output / MODEL_FILE)["arch"] == "pear-prior"
+
+
+def test_a_missing_init_checkpoint_is_one_line_before_the_data_is_read(tmp_path: Path) -> None:
+    """A staged recipe run before its previous stage (``init`` names no file) is refused in one line,
+    exit 2, leaving no run folder (field test: a ``FileNotFoundError`` traceback after the data was read)."""
+    output = tmp_path / "run"
+    missing = tmp_path / "stage1" / "model.safetensors"
+    args = ["train", "pear-r50-aadb", "--data-root", str(tmp_path), "--output", str(output), "--device", "cpu",
+            "--set", f"init={missing}", "--set", "model_config.backbone=resnet18", "--no-pretrained"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [
+        f"error: init {missing} does not exist: train the stage that writes it first (docs/training.md), "
+        "or point --set init=PATH at its model.safetensors"
+    ], lines
+    assert not output.exists()
+
+
+def test_a_missing_teacher_does_not_suggest_no_pretrained(monkeypatch: pytest.MonkeyPatch) -> None:
+    """APM's semantic stage distils an ImageNet classifier whatever --no-pretrained says, so its missing
+    weights name the pull, not --no-pretrained (field test: the message told a --no-pretrained run to pass
+    --no-pretrained); a backbone's missing weights still offer it."""
+    import torchvision
+
+    from aesthete import weights
+    from aesthete.models import backbones
+
+    def offline(name: str) -> Any:
+        raise OSError("no network")
+
+    monkeypatch.setattr(weights, "backbone_weights_path", lambda name: None)
+    monkeypatch.setattr(torchvision.models, "get_weight", offline)
+    with pytest.raises(weights.WeightsError) as teacher:
+        backbones.imagenet_classifier("resnet18")
+    assert "aesthete weights pull resnet18-imagenet1k-v1" in str(teacher.value)
+    assert str(teacher.value).endswith("; a teacher needs them even with --no-pretrained")
+    with pytest.raises(weights.WeightsError, match="; pass --no-pretrained$"):
+        backbones.imagenet_state_dict("resnet18")
+
+
+@pytest.mark.slow  # a training run
+def test_an_epoch_without_validation_says_no_val(ava_root: Path, tmp_path: Path) -> None:
+    """``data.val_size = 0`` (MP_ada's recipe trains on the whole pool): the epoch line leaves "val" out
+    rather than printing "val" with nothing after it (field test: ``lr 0.001  val   (18 s)``)."""
+    args = ["train", "nima", "--data-root", str(ava_root), "--output", str(tmp_path / "run"), "--device", "cpu",
+            "--workers", "0"]  # fmt: skip
+    for text in [*TINY, "data.val_size=0", "train.epochs=1"]:
+        args += ["--set", text]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    epoch = next(line for line in result.output.splitlines() if line.startswith("epoch 1/1"))
+    assert " val" not in epoch and epoch.endswith(" s)"), epoch
+
+
+@pytest.mark.slow  # tests a two-epoch run again
+def test_resuming_a_finished_run_says_so_and_tests_it_again(
+    ava_root: Path, tmp_path: Path, uninterrupted: Path
+) -> None:
+    """``--resume`` of a run that has done all its epochs trains nothing and tests the same weights again
+    (field test: it said "resumed at epoch 3, step 0" of a 2-epoch run)."""
+    import shutil
+
+    output = shutil.copytree(uninterrupted, tmp_path / "whole")
+    lines: list[str] = []
+    options = RunOptions(ava_root, output, device="cpu", workers=0, progress=False, resume=True)
+    summary = run(tiny_recipe("train.epochs=2"), options, say=lines.append)
+    assert "the run has finished its 2 epochs: testing it again (raise --epochs to train on)" in lines
+    assert not [line for line in lines if line.startswith(("resumed", "epoch"))], lines
+    assert summary["test"] == json.loads((uninterrupted / METRICS_FILE).read_text())["test"]
+
+
+def test_output_that_is_a_file_and_eval_of_a_model_that_scores_no_photo_are_one_line(tmp_path: Path) -> None:
+    """``--output FILE`` names the file as the mistake (field test: "cannot write FILE: File exists"), and
+    ``eval`` of PEAR's prior says it scores no photo (field test: "predicts 0 score bins")."""
+    from test_training_datasets import small_aadb
+
+    from aesthete.checkpoint import save_checkpoint
+
+    small_aadb(tmp_path / "AADB")
+    (tmp_path / "file").write_text("")
+    args = ["train", "nima", "--data-root", str(tmp_path / "AADB"), "--output", str(tmp_path / "file"), "--device",
+            "cpu", "--workers", "0", "--set", "model_config.backbone=resnet18", "--no-pretrained"]  # fmt: skip
+    to_a_file = runner.invoke(app, args)
+    assert to_a_file.exit_code == 2, to_a_file.output
+    assert to_a_file.output.splitlines() == [f"error: --output {tmp_path / 'file'} is a file, not a folder"]
+
+    prior = get_model("pear-prior", backbone="resnet18", input_size=64, resize_short=72)
+    checkpoint = save_checkpoint(prior, tmp_path / "prior.safetensors", extra={"dataset": "aadb"})
+    args = ["eval", str(checkpoint), "--dataset", "aadb", "--data-root", str(tmp_path / "AADB"), "--device", "cpu"]
+    measured = runner.invoke(app, args)
+    assert measured.exit_code == 2, measured.output
+    assert measured.output.splitlines() == [
+        f"error: {checkpoint} holds pear-prior, which scores no photo: nothing to measure against votes"
+    ]
+
+
+@pytest.mark.parametrize("node_rank", [0, 1])
+def test_the_interrupted_line_is_one_line_on_a_narrow_console(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, node_rank: int
+) -> None:
+    """What a Ctrl-C leaves is said on one line however narrow the console (field test, COLUMNS=80: the
+    line broke after "checkpoint;" into two)."""
+    import typer
+
+    from aesthete.cli import common
+    from aesthete.cli.train import _say_interrupted
+
+    monkeypatch.setattr(common.err, "_width", 60)
+    output = tmp_path / "a-run-folder-with-a-long-name"
+    output.mkdir()
+    (output / STATE_FILE).write_bytes(b"")
+    with pytest.raises(typer.Exit):
+        _say_interrupted(output, node_rank)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted: ") and "--resume" in lines[0], lines

@@ -103,6 +103,7 @@ def train_command(
 
     with library_errors():
         root = preflight.check_data_root(data_root)
+        preflight.check_init(resolved, resume=resume)
         processes, device = preflight.plan_processes(
             gpus=gpus, nproc=nproc, nodes=nodes, node_rank=node_rank, device=device
         )
@@ -130,8 +131,13 @@ def train_command(
     images = (summary.get("test") or {}).get("images")
     changed = differences(resolve(load_recipe(path), []), resolved)  # what the overrides really changed
     caption = _unlike_the_paper([*changed, *([f"--limit {limit}"] if limit else [])])
-    out.print(comparison_table(summary.get("comparison", []), title=f"{resolved['name']}: test split",
-                               images=images, caption=caption))  # fmt: skip
+    if summary.get("comparison"):
+        out.print(comparison_table(summary["comparison"], title=f"{resolved['name']}: test split",
+                                   images=images, caption=caption))  # fmt: skip
+    else:  # a stage that scores no photo (PEAR's prior) has only its loss: no empty table
+        loss = summary["test"]["loss"]
+        out.print(f"{resolved['name']}: test loss {loss:.4f} on {images} images (no paper metrics: a model that "
+                  "scores no photo)", highlight=False, markup=False)  # fmt: skip
     err.print(f"run saved in {options.output}", highlight=False, markup=False)
 
 
@@ -163,12 +169,14 @@ def _say_interrupted(output: Path, node_rank: int) -> NoReturn:
     state = output / STATE_FILE
     if node_rank != 0:  # rank 0 writes the checkpoints, on its own machine
         err.print("[yellow]interrupted:[/] the node-rank-0 machine keeps the run's checkpoints; run the same "
-                  "commands with --resume to continue", highlight=False)  # fmt: skip
+                  "commands with --resume to continue", highlight=False, soft_wrap=True)  # fmt: skip
     elif state.is_file():
         err.print(f"[yellow]interrupted:[/] {escape(str(state))} keeps the run up to its last checkpoint; "
-                  "run the same command with --resume to continue", highlight=False)  # fmt: skip
+                  "run the same command with --resume to continue", highlight=False, soft_wrap=True)  # fmt: skip
     else:
-        err.print("[yellow]interrupted:[/] before the first checkpoint; nothing was saved", highlight=False)
+        err.print(
+            "[yellow]interrupted:[/] before the first checkpoint; nothing was saved", highlight=False, soft_wrap=True
+        )
     raise typer.Exit(Exit.INTERRUPTED)
 
 

@@ -45,10 +45,11 @@ def backbone_channels(name: str) -> int:
     return BACKBONE_CHANNELS[name]
 
 
-def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
+def imagenet_state_dict(name: str, *, otherwise: str = "pass --no-pretrained") -> dict[str, torch.Tensor]:
     """torchvision's ImageNet classifier weights for ``name``: the file ``aesthete weights pull``
     verified, else torchvision's own download (cached by torch hub, unpickled with ``weights_only``),
-    else a :class:`~aesthete.weights.WeightsError` that says how to get them."""
+    else a :class:`~aesthete.weights.WeightsError` that says how to get them, or ``otherwise`` what to do
+    without them."""
     from aesthete.checkpoint import load_state_dict
     from aesthete.weights import WeightsError, backbone_weights_path
 
@@ -56,15 +57,14 @@ def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
     if path is not None and path.is_file():
         return load_state_dict(path)
     if name not in IMAGENET_WEIGHTS:
-        raise WeightsError(f"no ImageNet weights known for backbone {name!r}; pass --no-pretrained")
+        raise WeightsError(f"no ImageNet weights known for backbone {name!r}; {otherwise}")
     try:
         weights = torchvision.models.get_weight(IMAGENET_WEIGHTS[name])
         return dict(weights.get_state_dict(progress=True, weights_only=True))
     except Exception as exc:  # no network, proxy, disk full: all end the same way for the user
         raise WeightsError(
             f"ImageNet weights for {name} are not available ({type(exc).__name__}: {exc}); "
-            f"run `aesthete weights pull {name}-imagenet1k-v1` (see `aesthete weights list`) "
-            "or pass --no-pretrained"
+            f"run `aesthete weights pull {name}-imagenet1k-v1` (see `aesthete weights list`); {otherwise}"
         ) from None
 
 
@@ -105,6 +105,8 @@ def imagenet_classifier(name: str) -> nn.Module:
     """A whole torchvision ImageNet classifier with its weights, frozen and in eval mode (APM's semantic
     stage distils its softmax)."""
     classifier = torchvision.models.get_model(name, weights=None)
-    classifier.load_state_dict(imagenet_state_dict(name))
+    # --no-pretrained is no way round a missing teacher: its ImageNet softmax is what the stage learns
+    otherwise = "a teacher needs them even with --no-pretrained"
+    classifier.load_state_dict(imagenet_state_dict(name, otherwise=otherwise))
     classifier.requires_grad_(False)
     return classifier.eval()

@@ -13,6 +13,7 @@ from typing import Any
 
 from aesthete.architectures import ARCHITECTURES, UnknownModelError, filter_names
 from aesthete.errors import AestheteError, OptionError
+from aesthete.wording import did_you_mean
 
 _BUILDERS: dict[str, Callable[..., Any]] = {}
 
@@ -46,9 +47,10 @@ def get_model(name: str, **config: Any) -> Any:
     except KeyError:
         raise UnknownModelError(name) from None
     options = {key: value for key, value in config.items() if value is not None}
-    unknown = sorted(set(options) - set(inspect.signature(builder).parameters))
+    parameters = inspect.signature(builder).parameters
+    unknown = sorted(set(options) - set(parameters))
     if unknown:
-        raise OptionError(f"{name} has no option {unknown[0]!r}")
+        raise OptionError(f"{name} has no option {unknown[0]!r}{did_you_mean(unknown[0], parameters)}")
     try:
         return builder(**options)
     except AestheteError:

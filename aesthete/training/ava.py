@@ -130,7 +130,11 @@ def _test_mask(root: Path, ids: list[str], test_list: str, seed: int, report: Re
         return mask
     list_path = Path(test_list) if Path(test_list).is_absolute() else root / test_list
     if not list_path.is_file():
-        raise DatasetError(f"test list {list_path} does not exist")
+        # the default HLA-GCN recipe names ILGnet's val.txt, which the AVA release lacks: say how to go on
+        raise DatasetError(
+            f"test list {list_path} does not exist (the recipe's data.test_list; "
+            "--set data.test_list=auto takes the release's generic_test.jpgl)"
+        )
     listed = set(read_id_list(list_path))
     mask = np.array([image_id in listed for image_id in ids], dtype=bool)
     unknown = len(listed) - int(mask.sum())

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from aesthete import interrupts
+from aesthete.architectures import ARCHITECTURES
 from aesthete.models import AestheticModel
 from aesthete.training import data as data_mod
 from aesthete.training.distributed import Context, gather, setup
@@ -54,7 +55,8 @@ def predict(
         loss_sum += float(loss) * n
         count += n
         indices.append(raw["index"].numpy())
-        probs.append(outputs["probs"].float().cpu().numpy())
+        # PEAR's prior predicts attributes, not a score distribution (bins = 0): its loss is its measure
+        probs.append(outputs["probs"].float().cpu().numpy() if model.scores_photos else np.zeros((n, 0)))
     model.train(was_training)
     shards = gather(ctx, (indices, probs, loss_sum, count))
     all_indices = np.concatenate([i for shard in shards for i in shard[0]] or [np.zeros(0, dtype=np.int64)])
@@ -143,6 +145,9 @@ def evaluate_checkpoint(
 
     meta = read_meta(path)
     votes = get_dataset(dataset)
+    arch = ARCHITECTURES.get(meta["arch"])
+    if arch is not None and not arch.scores_photos:  # PEAR's prior: its attributes have no votes to meet
+        raise TrainingError(f"{path} holds {meta['arch']}, which scores no photo: nothing to measure against votes")
     if meta["output"] == "distribution" and not votes.fits_bins(meta["bins"]):
         trained_on = f" (trained on {meta['dataset']})" if meta.get("dataset") else ""
         raise TrainingError(

@@ -67,6 +67,17 @@ def check_model(recipe: dict[str, Any]) -> None:
         raise RecipeError(f"teacher {teacher!r} is not a torchvision ImageNet classifier (e.g. resnet101)")
 
 
+def check_init(recipe: dict[str, Any], *, resume: bool) -> None:
+    """A staged recipe's ``init`` -- the previous stage's checkpoint -- exists, before any data is read or
+    process started (a resumed run has its weights in its state and does not read it again)."""
+    init = recipe["init"]
+    if init and not resume and not Path(init).is_file():
+        raise TrainingError(
+            f"init {init} does not exist: train the stage that writes it first (docs/training.md), "
+            "or point --set init=PATH at its model.safetensors"
+        )
+
+
 def plan_processes(*, gpus: int, nproc: int, nodes: int, node_rank: int, device: str) -> tuple[int, str]:
     """(processes on this machine, device) for ``--gpus`` / ``--nproc`` / ``--nodes`` / ``--device``."""
     if gpus and nproc:

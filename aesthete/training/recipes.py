@@ -19,6 +19,7 @@ from typing import Any
 
 from aesthete.errors import AestheteError
 from aesthete.training.datasets import DATASETS
+from aesthete.wording import did_you_mean
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -108,6 +109,10 @@ _MINIMUM = {
     ("optim", "momentum"): 0,
     ("optim", "weight_decay"): 0,
 }
+
+
+# How a refusal names the kind of value a key takes (Python's `int` reads "must be a int").
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list"}
 
 
 class RecipeError(AestheteError, ValueError):
@@ -224,7 +229,9 @@ def _set(resolved: dict[str, Any], dotted: str, value: Any) -> None:
         return
     default = _lookup(DEFAULTS, parts)
     if default is _MISSING:
-        raise RecipeError(f"unknown recipe key {dotted!r}")
+        rest = dotted.partition(".")[2]  # a typo of a free-form table's name keeps its key
+        known = [key for key, _ in _flatten(DEFAULTS)] + [f"{table}.{rest}" for table in FREE_FORM if rest]
+        raise RecipeError(f"unknown recipe key {dotted!r}{did_you_mean(dotted, known)}")
     if isinstance(default, dict):
         raise RecipeError(f"{dotted} is a table, not a value")
     node = resolved
@@ -259,7 +266,7 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         return value
     elif isinstance(default, str) and (number or isinstance(value, str)):
         return str(value)
-    raise RecipeError(f"{key} must be a {type(default).__name__}, not {value!r}")
+    raise RecipeError(f"{key} must be {_KINDS[type(default)]}, not {value!r}")
 
 
 def _validate(recipe: dict[str, Any]) -> None:

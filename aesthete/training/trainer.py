@@ -246,6 +246,8 @@ def _open_output(ctx: Context, recipe: dict[str, Any], output: Path, resume: boo
     if ctx.main:
         if state_path.exists() and not resume:
             raise TrainingError(f"{output} already holds a run; pass --resume to continue it or choose --output")
+        if output.exists() and not output.is_dir():  # mkdir's "File exists" would not say which is wrong
+            raise TrainingError(f"--output {output} is a file, not a folder")
         with writing(output):
             output.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -384,7 +386,11 @@ class _Loop:
             self.resumed_partial = [sum(p[i] for p in partials) for i in range(3)] if ctx.main else [0.0, 0, 0]
             self.say(f"resuming {len(rng)} processes' run on {ctx.world}: RNG streams reseeded, not bit-exact")
             torch.manual_seed(seed + 1000 * self.start_epoch + ctx.rank)
-        self.say(f"resumed at epoch {self.start_epoch + 1}, step {self.start_step} of {self.steps_per_epoch}")
+        epochs = self.train["epochs"]
+        if self.start_epoch >= epochs:  # --resume of a finished run: no "epoch 2" of a 1-epoch run
+            self.say(f"the run has finished its {epochs} epochs: testing it again (raise --epochs to train on)")
+        else:
+            self.say(f"resumed at epoch {self.start_epoch + 1}, step {self.start_step} of {self.steps_per_epoch}")
 
     def checkpoint(self, epoch: int, step: int, partial: tuple[float, int, int] = (0.0, 0, 0)) -> None:
         """Rank 0 saves the run; ``partial`` is this process's (loss sum, photos, undecodable) so far in a
@@ -434,7 +440,8 @@ class _Loop:
         epochs = self.train["epochs"]
         self.say(
             f"epoch {epoch + 1}/{epochs}  train loss {record['train_loss']:.4f}  lr {record['lr']:.3g}"
-            f"  val {format_metrics(val)}  ({record['seconds']:.0f} s)"
+            + (f"  val {format_metrics(val)}" if val else "")  # data.val_size = 0 (MP_ada's recipe): no val
+            + f"  ({record['seconds']:.0f} s)"
             + (f"  {skipped} undecodable photos skipped" if skipped else "")
         )
         self.checkpoint(epoch + 1, 0)
