@@ -710,6 +710,47 @@ def test_resuming_a_finished_run_says_so_and_tests_it_again(
     assert summary["test"] == json.loads((uninterrupted / METRICS_FILE).read_text())["test"]
 
 
+def test_a_run_folder_is_new_empty_unrelated_or_a_run_to_resume_never_files_a_run_would_overwrite(
+    tmp_path: Path,
+) -> None:
+    """``--output`` may be a new folder, an empty one, or one whose files a run leaves alone; a folder
+    holding another run (without --resume), or a model.safetensors / metrics.json no run left there
+    (field test: a folder of downloaded checkpoints was accepted, and its model.safetensors would have
+    been replaced at the end), is refused in one line before any data is read, the file untouched."""
+    from aesthete.training.preflight import check_run_folder
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "IMG_0001.jpg").write_bytes(b"jpeg")
+    for folder in (tmp_path / "new", photos):
+        check_run_folder(folder, resume=False)
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    for name in (STATE_FILE, METRICS_FILE, MODEL_FILE):
+        (finished / name).write_bytes(b"run")
+    check_run_folder(finished, resume=True)
+    with pytest.raises(TrainingError, match="already holds a run; pass --resume"):
+        check_run_folder(finished, resume=False)
+    with pytest.raises(TrainingError, match="--resume: no training state at"):
+        check_run_folder(photos, resume=True)
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    (downloads / MODEL_FILE).write_bytes(b"someone else's checkpoint")
+    args = ["train", "nima", "--data-root", str(tmp_path / "no-data-read"), "--output", str(downloads),
+            "--device", "cpu", "--nproc", "2", "--no-pretrained"]  # fmt: skip
+    (tmp_path / "no-data-read").mkdir()
+    for launch in (args, args[:-3] + ["--no-pretrained"]):  # checked before torchrun, and by the trainer
+        result = runner.invoke(app, launch)
+        assert result.exit_code == 2, result.output
+        assert result.output.splitlines() == [
+            f"error: --output {downloads} holds {MODEL_FILE} but no training run, which a run would overwrite; "
+            "choose another --output"
+        ]
+    assert (downloads / MODEL_FILE).read_bytes() == b"someone else's checkpoint"
+    assert sorted(p.name for p in downloads.iterdir()) == [MODEL_FILE]
+
+
 def test_output_that_is_a_file_and_eval_of_a_model_that_scores_no_photo_are_one_line(tmp_path: Path) -> None:
     """``--output FILE`` names the file as the mistake (field test: "cannot write FILE: File exists"), and
     ``eval`` of PEAR's prior says it scores no photo (field test: "predicts 0 score bins")."""

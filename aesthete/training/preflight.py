@@ -14,7 +14,7 @@ from typing import Any
 
 from aesthete.errors import OptionError
 from aesthete.training.datasets import dataset_names, get_dataset
-from aesthete.training.options import STATE_FILE, TrainingError
+from aesthete.training.options import METRICS_FILE, MODEL_FILE, STATE_FILE, TrainingError
 from aesthete.training.recipes import RecipeError, find_recipe, load_recipe, resolve
 
 
@@ -108,13 +108,32 @@ def check_data_root(data_root: Path | None) -> Path:
     return data_root
 
 
+def check_run_folder(output: Path, *, resume: bool) -> None:
+    """``output`` can take this run: a new or empty folder, any folder whose files the run leaves alone,
+    or with ``resume`` a run's own folder. Never a file, and never a folder whose files a new run would
+    overwrite: another run's, or a ``model.safetensors`` / ``metrics.json`` that no run left there (a run
+    writes its state first, so its own folder always holds one)."""
+    state = output / STATE_FILE
+    if output.exists() and not output.is_dir():  # mkdir's "File exists" would not say which is wrong
+        raise TrainingError(f"--output {output} is a file, not a folder")
+    if resume:
+        if not state.is_file():
+            raise TrainingError(f"--resume: no training state at {state}")
+        return
+    if state.exists():
+        raise TrainingError(f"{output} already holds a run; pass --resume to continue it or choose --output")
+    taken = [name for name in (MODEL_FILE, METRICS_FILE) if (output / name).exists()]
+    if taken:
+        raise TrainingError(
+            f"--output {output} holds {' and '.join(taken)} but no training run, which a run would "
+            "overwrite; choose another --output"
+        )
+
+
 def check_launch(output: Path, data_root: Path, dataset: str, *, resume: bool, node_rank: int) -> None:
     """What a multi-process run checks before torchrun starts: the run folder (on the machine that
     writes it) and that the dataset's label files exist (reading them is rank 0's job, in the workers).
     The trainer checks the run folder again; this only makes a mistake one line instead of N reports."""
-    state = output / STATE_FILE
-    if node_rank == 0 and state.exists() and not resume:
-        raise TrainingError(f"{output} already holds a run; pass --resume to continue it or choose --output")
-    if node_rank == 0 and resume and not state.is_file():
-        raise TrainingError(f"--resume: no training state at {state}")
+    if node_rank == 0:
+        check_run_folder(output, resume=resume)
     get_dataset(dataset).locate(data_root)

@@ -57,6 +57,7 @@ from aesthete.training.options import (
     TrainingError,
     loader_workers,
 )
+from aesthete.training.preflight import check_run_folder
 from aesthete.training.recipes import differences
 from aesthete.training.runtime import add_teacher_probs, autocast, build_teacher, load_splits, require_images
 from aesthete.training.splits import DatasetSplits
@@ -244,10 +245,7 @@ def _open_output(ctx: Context, recipe: dict[str, Any], output: Path, resume: boo
     """Refuse to overwrite a run; with ``resume``, the saved state, checked against ``recipe``."""
     state_path = output / STATE_FILE
     if ctx.main:
-        if state_path.exists() and not resume:
-            raise TrainingError(f"{output} already holds a run; pass --resume to continue it or choose --output")
-        if output.exists() and not output.is_dir():  # mkdir's "File exists" would not say which is wrong
-            raise TrainingError(f"--output {output} is a file, not a folder")
+        check_run_folder(output, resume=resume)
         with writing(output):
             output.mkdir(parents=True, exist_ok=True)
     if not resume:
