@@ -679,6 +679,32 @@ def test_a_missing_teacher_does_not_suggest_no_pretrained(monkeypatch: pytest.Mo
         backbones.imagenet_state_dict("resnet18")
 
 
+def test_a_missing_teacher_stops_the_run_before_its_data_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """APM's teacher is built after the data plan, so its missing weights stopped a run only after the
+    labels were read and every image found (minutes on AVA); ``train`` now checks them first. The data
+    root here holds no AVA.txt: the old order said so instead."""
+    import torchvision
+
+    from aesthete import weights
+
+    def offline(name: str) -> Any:
+        raise OSError("no network")
+
+    monkeypatch.setattr(weights, "backbone_weights_path", lambda name: None)
+    monkeypatch.setattr(torchvision.models, "get_weight", offline)
+    (tmp_path / "AVA").mkdir()
+    result = runner.invoke(app, ["train", "apm-r101-ava-semantic", "--data-root", str(tmp_path / "AVA"),
+                                 "--output", str(tmp_path / "run"), "--device", "cpu", "--no-pretrained"])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines() == [
+        "error: ImageNet weights for resnet101 are not available (OSError: no network); run `aesthete weights "
+        "pull resnet101-imagenet1k-v1` (see `aesthete weights list`); a teacher needs them even with --no-pretrained"
+    ]
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow  # a training run
 def test_an_epoch_without_validation_says_no_val(ava_root: Path, tmp_path: Path) -> None:
     """``data.val_size = 0`` (MP_ada's recipe trains on the whole pool): the epoch line leaves "val" out

@@ -104,6 +104,7 @@ def train_command(
     with library_errors():
         root = preflight.check_data_root(data_root)
         preflight.check_init(resolved, resume=resume)
+        preflight.check_teacher(resolved)
         processes, device = preflight.plan_processes(
             gpus=gpus, nproc=nproc, nodes=nodes, node_rank=node_rank, device=device
         )

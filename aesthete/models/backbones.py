@@ -101,12 +101,16 @@ def load_imagenet_trunk(trunk: nn.Module, name: str, full_state: dict[str, torch
         raise WeightsError(f"ImageNet weights do not fit {name}: {str(exc).splitlines()[0]}") from None
 
 
+def teacher_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """:func:`imagenet_state_dict` for a teacher, whose missing weights --no-pretrained cannot excuse:
+    its ImageNet softmax is what the stage learns."""
+    return imagenet_state_dict(name, otherwise="a teacher needs them even with --no-pretrained")
+
+
 def imagenet_classifier(name: str) -> nn.Module:
     """A whole torchvision ImageNet classifier with its weights, frozen and in eval mode (APM's semantic
     stage distils its softmax)."""
     classifier = torchvision.models.get_model(name, weights=None)
-    # --no-pretrained is no way round a missing teacher: its ImageNet softmax is what the stage learns
-    otherwise = "a teacher needs them even with --no-pretrained"
-    classifier.load_state_dict(imagenet_state_dict(name, otherwise=otherwise))
+    classifier.load_state_dict(teacher_state_dict(name))
     classifier.requires_grad_(False)
     return classifier.eval()

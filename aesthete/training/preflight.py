@@ -4,7 +4,8 @@ data root are what the run needs. Each raises a library error with a one-line me
 reported before any data is read, and before torchrun starts N processes that would each fail in its
 own report.
 
-Torch-free except :func:`check_model` (``--dry-run`` too) and :func:`check_gpus`, which import torch.
+Torch-free except :func:`check_model` (``--dry-run`` too), :func:`check_teacher` and :func:`check_gpus`,
+which import torch.
 """
 
 from __future__ import annotations
@@ -76,6 +77,15 @@ def check_init(recipe: dict[str, Any], *, resume: bool) -> None:
             f"init {init} does not exist: train the stage that writes it first (docs/training.md), "
             "or point --set init=PATH at its model.safetensors"
         )
+
+
+def check_teacher(recipe: dict[str, Any]) -> None:
+    """A distilling recipe's teacher has its ImageNet weights -- fetched now where torchvision can, as
+    the run would -- before any data is read (APM's teacher is built after the data plan)."""
+    if recipe["teacher"]:
+        from aesthete.models.backbones import teacher_state_dict
+
+        teacher_state_dict(recipe["teacher"])
 
 
 def plan_processes(*, gpus: int, nproc: int, nodes: int, node_rank: int, device: str) -> tuple[int, str]:
