@@ -23,13 +23,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from aesthete import paths, personal
 from aesthete.errors import AestheteError, NothingToDoError
 from aesthete.store import ModelKey, Store, now_iso
+
+if TYPE_CHECKING:
+    from aesthete.ratings import Judgement, Rating
 
 PERSONAL_MODEL = "personal"
 
@@ -253,8 +256,8 @@ def learn(
     under = {row["content_hash"] for row in scanned}
     matched = [m for m in result.matched if not roots or m.content_hash in under]
     judged, own = rt.photographers_own(matched, rt.written_ratings(store))
-    by_hash = {j.content_hash: j for j in judged}  # one photo rated twice (a copy): the last one counts
-    judgements = list(by_hash.values())
+    judgements, copies_note = _one_per_photo(judged)
+    notes += copies_note
     y = personal.targets([j.rating for j in judgements])
     usable = [j for j, t in zip(judgements, y) if not np.isnan(t)]
     hashes, vectors = store.embeddings(base, [j.content_hash for j in usable])
@@ -304,6 +307,34 @@ def learn(
         unusable=len(judgements) - len(usable), no_embedding=len(usable) - len(have), used=len(have), cv=cv,
         scored=scored, notes=notes,
     )  # fmt: skip
+
+
+def _one_per_photo(judged: Sequence[Judgement]) -> tuple[list[Judgement], list[str]]:
+    """One judgement per photo content: of copies rated more than once, the one read last, and a note
+    naming the first photo whose copies were rated differently (a photographer can open both)."""
+    by_hash: dict[str, Judgement] = {}
+    differing: dict[str, tuple[Judgement, Judgement]] = {}
+    for j in judged:
+        earlier = by_hash.get(j.content_hash)
+        if earlier is not None and (earlier.rating.rating, earlier.rating.pick) != (j.rating.rating, j.rating.pick):
+            differing.setdefault(j.content_hash, (earlier, j))
+        by_hash[j.content_hash] = j
+    if not differing:
+        return list(by_hash.values()), []
+    first, other = next(iter(differing.values()))
+    return list(by_hash.values()), [
+        f"{len(differing)} photo(s) have copies rated differently; the one read last was used (first: "
+        f"{first.rating.path}: {_said(first.rating)}, its copy {other.rating.path}: {_said(other.rating)})"
+    ]
+
+
+def _said(rating: Rating) -> str:
+    """A rating as a photographer names it."""
+    if rating.rejected:
+        return "rejected"
+    if rating.rating > 0:
+        return f"{rating.rating} star{'s' if rating.rating > 1 else ''}"
+    return "picked" if rating.pick > 0 else "unrated"
 
 
 def _replacing(name: str) -> list[str]:

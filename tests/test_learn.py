@@ -337,6 +337,37 @@ def test_sidecars_that_do_not_parse_or_disagree_are_named_in_the_notes(env) -> N
     assert told in report.notes
 
 
+def test_copies_rated_differently_are_named_and_the_one_read_last_counts(env, tmp_path: Path) -> None:
+    """One photo in two scanned folders, each copy with its own sidecar: learning counts the photo once
+    (its content), and when the copies' stars differ it says which photo and what each copy said (field
+    test: the last one read won in silence). Copies rated alike say nothing."""
+    _, photos, db, _ = env
+    rated = photos[:RATED]
+    first = rated[0]
+    unlike = 1 if first.rating != 1 else 2
+    copies_db = tmp_path / "copies.db"
+    shutil.copy(db, copies_db)
+    alike = dataclasses.replace(rated[1], path=tmp_path / "Alike" / rated[1].path.name)
+    copy = dataclasses.replace(first, path=tmp_path / "Copies" / first.path.name, rating=unlike)
+    for original, duplicate in ((first, copy), (rated[1], alike)):
+        duplicate.path.parent.mkdir()
+        shutil.copy(original.path, duplicate.path)
+    ratinglib.write_sidecars([*rated, copy, alike])
+    store = Store(copies_db)
+    try:
+        ratinglib.fill_store(store, [copy, alike])
+        report = learning.learn(store, name="copies")
+    finally:
+        store.close()
+        for p in [*rated, copy, alike]:
+            Path(str(p.path) + ".xmp").unlink()
+    assert (report.matched, report.used) == (RATED + 2, RATED)
+    stars = f"{first.rating} star{'s' if first.rating > 1 else ''}" if first.rating > 0 else "rejected"
+    told = (f"1 photo(s) have copies rated differently; the one read last was used (first: {first.path}: {stars}, "
+            f"its copy {copy.path}: {unlike} star{'s' if unlike > 1 else ''})")  # fmt: skip
+    assert told in report.notes, report.notes
+
+
 def test_scoring_with_a_head_whose_base_weights_were_removed_names_the_head(
     env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
