@@ -245,7 +245,7 @@ def learn(
         if catalog is not None:
             raise LearnError("--from xmp reads the sidecars beside the photos; it takes no FILE")
         found, trouble = rt.read_xmp_reporting([row["real_path"] for row in scanned])
-        notes += trouble.notes()
+        notes += trouble.notes() + _never_scored_note(store, roots)
     else:
         if catalog is None:
             raise LearnError(f"--from {source} needs the catalog FILE")
@@ -307,6 +307,26 @@ def learn(
         unusable=len(judgements) - len(usable), no_embedding=len(usable) - len(have), used=len(have), cv=cv,
         scored=scored, notes=notes,
     )  # fmt: skip
+
+
+def _never_scored_note(store: Store, roots: Sequence[str]) -> list[str]:
+    """A note on the photos under ``roots`` that have a sidecar but were never scanned (added after the
+    last ``score``): learning reads the sidecars of scanned photos only, so their ratings were not read."""
+    from aesthete.discover import discover
+    from aesthete.ratings import xmp_candidates
+
+    known = store.known_files()
+    unscanned = [
+        found.path
+        for found in discover(roots)
+        if found.path not in known and any(os.path.isfile(sidecar) for sidecar in xmp_candidates(found.path))
+    ]
+    if not unscanned:
+        return []
+    return [
+        f"{len(unscanned)} photo(s) with a sidecar were never scored, so their ratings were not read (first: "
+        f"{unscanned[0]}): `aesthete score` their folder, then learn again"
+    ]
 
 
 def _one_per_photo(judged: Sequence[Judgement]) -> tuple[list[Judgement], list[str]]:

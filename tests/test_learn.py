@@ -368,6 +368,29 @@ def test_copies_rated_differently_are_named_and_the_one_read_last_counts(env, tm
     assert told in report.notes, report.notes
 
 
+def test_sidecars_of_photos_never_scored_are_said_to_need_a_score(env, tmp_path: Path) -> None:
+    """Photos added to a folder after its last ``score`` and rated: ``learn`` reads the sidecars of scanned
+    photos only, and used to pass these over in silence; it now counts them and names the first."""
+    root, photos, db, _ = env
+    rated = photos[:RATED]
+    later = ratinglib.make_library(tmp_path / "Later", 3, size=(48, 36), seed=7)  # day2/0, day1/1, day2/2
+    ratinglib.write_sidecars([*rated, later[0]])
+    ratinglib.write_sidecars([later[2]], adobe=True)  # IMG_0002.xmp; IMG_0001 has no sidecar
+    store = Store(db)
+    try:
+        report = learning.learn(store, name="later", roots=[str(root / "Photos"), str(tmp_path / "Later")])
+        quiet = learning.learn(store, name="later", roots=[str(root / "Photos")])
+    finally:
+        store.close()
+        for p in rated:
+            Path(str(p.path) + ".xmp").unlink()
+    assert report.used == RATED
+    told = (f"2 photo(s) with a sidecar were never scored, so their ratings were not read (first: {later[0].path}): "
+            "`aesthete score` their folder, then learn again")  # fmt: skip
+    assert told in report.notes, report.notes
+    assert not [note for note in quiet.notes if "never scored" in note], quiet.notes
+
+
 def test_scoring_with_a_head_whose_base_weights_were_removed_names_the_head(
     env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
