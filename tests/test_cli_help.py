@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -63,6 +64,23 @@ def test_values_are_named_for_the_user_not_by_python_type(command: list[str]) ->
     options = text.split("Options:")[1].split("\n\n")[0] if "Options:" in text else ""
     values = [m[1] for m in re.finditer(r"^  (?:-\w, )?--[\w-]+ (\S+)", options, re.M) if m[1][0] not in "-["]
     assert all(v == v.upper() for v in values), values  # every value an upper-case metavar, as PATHS is
+
+
+def test_argument_types_are_hidden_in_aesthetes_help_only() -> None:
+    """Hiding Typer's argument types is aesthete's choice for its own commands: another Typer app in the
+    same process (a user's script that imports aesthete's CLI) keeps Typer's help as Typer writes it."""
+    import typer
+    from typer.core import TyperArgument
+
+    other = typer.Typer(rich_markup_mode=None)
+
+    @other.command()
+    def main(paths: list[Path]) -> None:
+        """Another program's command."""
+
+    assert "display_type_rich" not in vars(TyperArgument)  # Typer's own method, not one of aesthete's
+    result = CliRunner().invoke(other, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "list[Path]" in result.output, result.output
 
 
 def test_train_offers_no_pretrained_alone() -> None:

@@ -9,13 +9,16 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperArgument
+from typer.core import TyperArgument, TyperGroup
 
 from aesthete.cli import browse, cull, learn, models, score, train, weights
 from aesthete.cli.common import Exit, err
+
+if TYPE_CHECKING:
+    import click
 
 
 def _epilog() -> str:
@@ -25,9 +28,26 @@ def _epilog() -> str:
     return f"Database: {default_db_path(create=False)} (change it with --db or AESTHETE_DB)."
 
 
-# Typer 0.2x writes an argument's Python type after its metavar (`PATHS <list[Path]>`); the metavar (PATHS,
-# PHOTO, NAME) already says what to give, as Click's own help does. (Options name theirs with ``metavar``.)
-TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+def _no_type(ctx: object) -> None:
+    return None
+
+
+class _Group(TyperGroup):
+    """aesthete's command group: Typer 0.2x writes an argument's Python type after its metavar (`PATHS
+    <list[Path]>`); the metavar (PATHS, PHOTO, NAME) already says what to give, as Click's own help does.
+    (Options name theirs with ``metavar``.) Hidden on this app's arguments only, not on every Typer app
+    of the process."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        groups: list[click.Command] = [self]
+        while groups:
+            command = groups.pop()
+            groups += getattr(command, "commands", {}).values()
+            for param in command.params:
+                if isinstance(param, TyperArgument):
+                    param.display_type_rich = _no_type  # type: ignore[method-assign]
+
 
 # Click's plain help (rich_markup_mode=None) reflows docstring paragraphs to the terminal's width and
 # never cuts a flag's name; Rich's panels truncated them at 80 columns and showed `<bool>` on flags.
@@ -39,6 +59,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode=None,
+    cls=_Group,
 )
 
 
