@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aesthete import interrupts
 from aesthete.errors import OptionError
 from aesthete.export import MODES, Outcome, export_album, inside, move_rejects
 from aesthete.ratings import Written, forget_written, record_written, written_by_path
@@ -202,37 +203,44 @@ def _rate_and_record(store: Store, ranking: Ranking, options: CullOptions) -> Xm
     moved = {w.content_hash: w for w in written.values() if not os.path.lexists(w.path)}
     report = XmpReport([])
     records, forget = [], []
-    for row, rating in zip(ranking.rows, _ratings(ranking, stars=options.stars)):
-        photo, companions = row["real_path"], row.get("companions", ())
-        mine = _still_mine(row, written, moved)
-        if mine is None and not options.overwrite_ratings:
-            kept = rated_by_hand(photo, companions, label=options.label is not None)
-            if kept:
-                report.sidecars += [(result, rating) for result in kept]
+    try:
+        for row, rating in zip(ranking.rows, _ratings(ranking, stars=options.stars)):
+            photo, companions = row["real_path"], row.get("companions", ())
+            mine = _still_mine(row, written, moved)
+            if mine is None and not options.overwrite_ratings:
+                kept = rated_by_hand(photo, companions, label=options.label is not None)
+                if kept:
+                    report.sidecars += [(result, rating) for result in kept]
+                    continue
+            with interrupts.held():  # a sidecar rated is in ``records`` before a Ctrl-C can stop the loop
+                results = write_sidecars(photo, companions, rating=rating, label=options.label, dry_run=options.dry_run)
+                report.sidecars += [(result, rating) for result in results]
+                wrote = {r.sidecar: r.before for r in results if r.status != "skipped" and r.before is not None}
+                if wrote:
+                    # A photo rated before keeps what its sidecars held before that first rating (unknown, None,
+                    # for a record older than this bookkeeping: clearing then removes the rating, as it always did).
+                    previous = wrote if mine is None else None if mine.previous is None else {**wrote, **mine.previous}
+                    records.append(Written(photo, row["content_hash"], rating, options.label, previous))
+                    if mine is not None and mine is moved.get(row["content_hash"]):
+                        forget.append(mine.path)  # recorded again, at the photo's path now
+        previous_picks = [
+            (row, mine) for row in ranking.rejects if (mine := _still_mine(row, written, moved)) is not None
+        ]
+        for row, mine in previous_picks:
+            if not options.clear_previous:
+                report.still_rated.append(row["path"])
                 continue
-        results = write_sidecars(photo, companions, rating=rating, label=options.label, dry_run=options.dry_run)
-        report.sidecars += [(result, rating) for result in results]
-        wrote = {r.sidecar: r.before for r in results if r.status != "skipped" and r.before is not None}
-        if wrote:
-            # A photo rated before keeps what its sidecars held before that first rating (unknown, None,
-            # for a record older than this bookkeeping: clearing then removes the rating, as it always did).
-            previous = wrote if mine is None else None if mine.previous is None else {**wrote, **mine.previous}
-            records.append(Written(photo, row["content_hash"], rating, options.label, previous))
-            if mine is not None and mine is moved.get(row["content_hash"]):
-                forget.append(mine.path)  # recorded again, at the photo's path now
-    previous_picks = [(row, mine) for row in ranking.rejects if (mine := _still_mine(row, written, moved)) is not None]
-    for row, mine in previous_picks:
-        if not options.clear_previous:
-            report.still_rated.append(row["path"])
-            continue
-        results = restore_sidecars(row["real_path"], row.get("companions", ()), previous=mine.previous or {},
-                                   label=mine.label is not None, dry_run=options.dry_run)  # fmt: skip
-        report.cleared += results
-        if all(r.status != "skipped" for r in results):
-            forget.append(mine.path)
-    if not options.dry_run:
-        forget_written(store, forget)
-        record_written(store, records)
+            results = restore_sidecars(row["real_path"], row.get("companions", ()), previous=mine.previous or {},
+                                       label=mine.label is not None, dry_run=options.dry_run)  # fmt: skip
+            report.cleared += results
+            if all(r.status != "skipped" for r in results):
+                forget.append(mine.path)
+    finally:
+        # Also when a Ctrl-C stops the loops: a sidecar rated and not recorded would read as the photographer's
+        # own rating from then on (kept by the next cull, never cleared).
+        if not options.dry_run:
+            forget_written(store, forget)
+            record_written(store, records)
     return report
 
 

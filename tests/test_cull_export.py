@@ -511,6 +511,35 @@ def test_a_second_cull_clears_what_the_first_rated_only_when_asked(shoot: tuple[
     assert again.exit_code == 0 and "cleared" not in again.stderr and "warning" not in again.stderr
 
 
+def test_ctrl_c_while_rating_still_records_the_sidecars_already_written(
+    shoot: tuple[Path, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C as the first pick's sidecar was put in place (where a real one landed in the field test): that
+    rating is recorded as aesthete's. Before, nothing was (5 sidecars of 73): the next cull kept them as "the
+    rating you gave", and --clear-previous never cleared them."""
+    import signal
+
+    from aesthete import culling
+    from aesthete.ratings import written_by_path
+
+    folder, store = shoot
+    write = culling.write_sidecars
+
+    def ctrl_c_once_written(*args, **kwargs):
+        results = write(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)  # Python's own handler: KeyboardInterrupt at the next line run
+        return results
+
+    monkeypatch.setattr(culling, "write_sidecars", ctrl_c_once_written)
+    with pytest.raises(KeyboardInterrupt):
+        apply(store, CullOptions(roots=[str(folder)], top=3, xmp=True))
+    assert [p.name for p in folder.glob("*.xmp")] == [f"{BEST_OF_GROUPS[0]}.xmp"]
+    assert {Path(p).name for p in written_by_path(store)} == {BEST_OF_GROUPS[0]}
+    monkeypatch.setattr(culling, "write_sidecars", write)
+    again = apply(store, CullOptions(roots=[str(folder)], top=1, xmp=True, clear_previous=True))
+    assert [r.status for r, _ in again.xmp.sidecars] == ["unchanged"]  # not "kept" as the photographer's
+
+
 def test_clear_previous_and_overwrite_need_xmp() -> None:
     for flag in ("clear_previous", "overwrite_ratings"):
         with pytest.raises(OptionError, match="--clear-previous and --overwrite-ratings only apply with --xmp"):
