@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from aesthete import interrupts
 from aesthete.errors import OptionError
 from aesthete.fileops import NO_HARD_LINKS, atomic_write, clone_or_copy, copy_new, free_bundle, free_name, same_content
 from aesthete.paths import is_within
@@ -220,14 +221,17 @@ def move_rejects(
         taken.update(bundle)
         if not dry_run:
             try:
-                for old, new in zip(files, bundle):
-                    if old == source or os.path.lexists(old):  # a companion deleted since the scan is no error
-                        _move(old, new)
-                        if on_moved:
-                            on_moved(old, new)
-                for old, new in zip(sidecars, bundle[len(files) :]):
-                    if os.path.isfile(old):
-                        _move(old, new)
+                # A Ctrl-C waits for the photo's whole bundle: stopped between the photo and its sidecar, it left
+                # the sidecar behind for good (the photo is recorded at its new place, out of the culled folder).
+                with interrupts.held():
+                    for old, new in zip(files, bundle):
+                        if old == source or os.path.lexists(old):  # a companion deleted since the scan is no error
+                            _move(old, new)
+                            if on_moved:
+                                on_moved(old, new)
+                    for old, new in zip(sidecars, bundle[len(files) :]):
+                        if os.path.isfile(old):
+                            _move(old, new)
             except OSError as exc:
                 outcome.failed.append((source, _reason(exc)))
                 continue

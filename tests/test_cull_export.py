@@ -257,6 +257,28 @@ def test_move_rejects_keeps_bytes_mtime_and_sidecars_and_updates_the_database(
     assert str(rejects / "b2 (2).jpg") in known and all(os.path.exists(p) for p in known)
 
 
+def test_ctrl_c_as_a_reject_is_moved_moves_its_sidecar_with_it(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    """Ctrl-C as a photo was moved (where a real one landed every time in the field test): its sidecar still
+    goes with it, then the move stops. Before, the sidecar stayed behind, and a rerun left it there for good
+    (the photo was recorded at its new place, out of the folder culled)."""
+    import signal
+
+    folder, store = shoot
+    for name in SHOOT:
+        (folder / f"{name}.xmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")
+    rejects = tmp_path / "rejects"
+
+    def ctrl_c_once_moved(old: str, new: str) -> None:
+        store.move_file(old, new)
+        signal.raise_signal(signal.SIGINT)  # Python's own handler: KeyboardInterrupt at the next line run
+
+    with pytest.raises(KeyboardInterrupt):
+        move_rejects(cull(store, top=3).others, str(rejects), on_moved=ctrl_c_once_moved)
+    moved = sorted(p.name for p in rejects.iterdir())
+    assert len(moved) == 2 and moved[1] == moved[0] + ".xmp"
+    assert not (folder / moved[1]).exists()
+
+
 def test_cli_cull_exports_rates_and_reports_json(shoot: tuple[Path, Store], tmp_path: Path) -> None:
     folder, store = shoot
     before = snapshot(folder)
