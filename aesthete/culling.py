@@ -18,7 +18,7 @@ from aesthete import interrupts
 from aesthete.errors import OptionError
 from aesthete.export import MODES, Outcome, export_album, inside, move_rejects
 from aesthete.ratings import Written, forget_written, record_written, written_by_path
-from aesthete.select import RANK_KEYS, Ranking, cull, last_run_scope
+from aesthete.select import RANK_KEYS, Ranking, check_score, cull, last_run_scope
 from aesthete.store import Store, path_key
 from aesthete.xmp import (
     PICK_RATING,
@@ -66,6 +66,7 @@ class CullOptions:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise OptionError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        check_score(self.min_score, "--min-score")
         if (self.stars or self.label is not None or self.clear_previous or self.overwrite_ratings) and not self.xmp:
             raise OptionError("--stars, --label, --clear-previous and --overwrite-ratings only apply with --xmp")
         for option, folder in (("--export", self.export), ("--move-rejects", self.move_rejects)):

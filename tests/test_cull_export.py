@@ -562,6 +562,16 @@ def test_ctrl_c_while_rating_still_records_the_sidecars_already_written(
     assert [r.status for r, _ in again.xmp.sidecars] == ["unchanged"]  # not "kept" as the photographer's
 
 
+def test_a_score_bound_that_is_not_a_number_is_a_usage_error(shoot: tuple[Path, Store]) -> None:
+    """`cull --min-score nan` picked every photo and `rank --min-score nan` (or --max-score) listed every one,
+    exit 0: no score compares with NaN, so the bound was silently dropped (field test)."""
+    folder, store = shoot
+    for command, option in (("cull", "--min-score"), ("rank", "--min-score"), ("rank", "--max-score")):
+        result = runner.invoke(app, [command, str(folder), "--db", str(store.path), option, "nan"])
+        assert result.exit_code == 2, (command, option, result.output)
+        assert f"{option} takes a number, not nan" in result.output and "Traceback" not in result.output
+
+
 def test_clear_previous_and_overwrite_need_xmp() -> None:
     for flag in ("clear_previous", "overwrite_ratings"):
         with pytest.raises(OptionError, match="--clear-previous and --overwrite-ratings only apply with --xmp"):
