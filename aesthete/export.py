@@ -202,7 +202,7 @@ def move_rejects(
     on_moved: Callable[[str, str], None] | None = None,
 ) -> Outcome:
     """Move each of ``rows`` (photos not picked) into ``dest``, with its RAW companions and the XMP sidecars
-    they have.
+    they have; one already in ``dest`` stays as it is (``present``).
 
     ``on_moved(old, new)`` is called after each photo's and each companion's move (the CLI updates the
     database there)."""
@@ -212,6 +212,11 @@ def move_rejects(
     taken: set[str] = set()
     for row in rows:
         source = row["real_path"]
+        if os.path.dirname(os.path.realpath(source)) == os.path.realpath(dest):
+            # Moved there by an earlier cull (a rejects folder inside the one culled): moving it onto itself
+            # only renamed it `IMG_1 (2).jpg`, its sidecars and companions too.
+            outcome.placed.append(Placed(source, source, "present"))
+            continue
         files = [source, *row.get("companions", ())]
         sidecars = sidecar_paths(source, files[1:])
         # Names free for the photo, its companions and all their sidecars, so they always move together.

@@ -257,6 +257,28 @@ def test_move_rejects_keeps_bytes_mtime_and_sidecars_and_updates_the_database(
     assert str(rejects / "b2 (2).jpg") in known and all(os.path.exists(p) for p in known)
 
 
+def test_a_reject_already_in_the_rejects_folder_stays_as_it_is(shoot: tuple[Path, Store]) -> None:
+    """A second `cull --move-rejects` into a folder inside the one culled (where the first put its rejects):
+    the photos already there stay under their names. Before, each was "moved" onto itself as `b2 (2).jpg`,
+    its sidecar too (field test)."""
+    folder, store = shoot
+    (folder / "b2.jpg.xmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")
+    rejects = folder / "rejects"
+    options = CullOptions(roots=[str(folder)], top=3, move_rejects=str(rejects))
+    first = apply(store, options)
+    names_after_first = sorted(p.name for p in rejects.iterdir())
+    assert len(first.moved.outcome.placed) == len(SHOOT) - 3 and "b2.jpg.xmp" in names_after_first
+    again = apply(store, options)
+    assert sorted(p.name for p in rejects.iterdir()) == names_after_first
+    assert {p.how for p in again.moved.outcome.placed} == {"present"} and not again.moved.outcome.failed
+    known = {row["real_path"] for row in store.photos(None)}
+    assert str(rejects / "b2.jpg") in known and all(os.path.exists(p) for p in known)
+    shown = runner.invoke(app, ["cull", str(folder), "--db", str(store.path), "--top", "3", "--move-rejects",
+                                str(rejects)])  # fmt: skip
+    said = f"moved 0 photo(s) not picked to {rejects} ({len(SHOOT) - 3} already there)"
+    assert said in " ".join(shown.stderr.split())
+
+
 def test_ctrl_c_as_a_reject_is_moved_moves_its_sidecar_with_it(shoot: tuple[Path, Store], tmp_path: Path) -> None:
     """Ctrl-C as a photo was moved (where a real one landed every time in the field test): its sidecar still
     goes with it, then the move stops. Before, the sidecar stayed behind, and a rerun left it there for good

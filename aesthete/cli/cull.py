@@ -194,7 +194,9 @@ def _print_actions(report: CullReport, *, labelled: bool) -> None:
         verb = "would move" if report.dry_run else "moved"
         kept = len(report.ranking.copies_of_picks)
         left = f"; left {counted(kept, 'copy', 'copies')} of picked photos where they are" if kept else ""
-        moved = f"move: {verb} {len(outcome.placed)} photo(s) not picked to {dest}{left}"
+        there = sum(p.how == "present" for p in outcome.placed)
+        already = f" ({there} already there)" if there else ""
+        moved = f"move: {verb} {len(outcome.placed) - there} photo(s) not picked to {dest}{already}{left}"
         err.print(moved, highlight=False, markup=False)
         _report_failures("move", outcome.failed)
 
