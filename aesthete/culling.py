@@ -179,6 +179,12 @@ def apply(store: Store, options: CullOptions) -> CullReport:
     report = CullReport(ranking=ranking, roots=roots, dry_run=options.dry_run, settings=settings)
     if options.export is not None:
         album = os.path.abspath(options.export)  # every target in it absolute too
+        # Checked before any file action: the picks there would be "already there" as themselves, and the
+        # manifest would mark their folder as one of aesthete's albums, whose files are taken for copies.
+        if any(os.path.dirname(os.path.realpath(row["real_path"])) == os.path.realpath(album) for row in ranking.rows):
+            raise OptionError(
+                f"--export: {album} holds picks: the album would be the originals themselves; give a new folder"
+            )
         outcome = export_album(
             ranking, album, mode=options.mode, order_by_time=options.order_by_time,
             dry_run=options.dry_run, settings=settings,

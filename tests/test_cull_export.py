@@ -388,6 +388,19 @@ def test_a_manifest_that_cannot_be_written_is_a_failure(
     assert outcome.failed == [(str(tmp_path / "album" / "manifest.json"), "No space left on device")]
 
 
+def test_an_album_in_the_folder_of_the_picks_is_a_usage_error(shoot: tuple[Path, Store]) -> None:
+    """`cull shoot --export shoot`: the picks are already there, so the "album" was the originals themselves
+    ("put nothing new (3 already there)", exit 0) and its manifest.json marked the shoot as one of aesthete's
+    albums, whose files are taken for copies (field test). Now one line, exit 2, nothing written."""
+    folder, store = shoot
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(OptionError, match="holds picks: the album would be the originals themselves"):
+        apply(store, CullOptions(roots=[str(folder)], top=3, export=str(folder)))
+    result = runner.invoke(app, ["cull", str(folder), "--db", str(store.path), "--export", str(folder), "--xmp"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert sorted(p.name for p in folder.iterdir()) == before  # no manifest, no sidecar
+
+
 def test_cull_options_are_checked_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(OptionError, match="--mode must be one of copy, symlink, link"):
         CullOptions(mode="move")
