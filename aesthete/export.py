@@ -7,7 +7,8 @@ changes the original. A hard link saves space everywhere but shares the original
 can happen; it is only made when asked for. Hard links are impossible across file systems and on some (FAT,
 many network shares); then the photo is copied and a notice says so. Copies keep the original's
 modification time. An album name that is taken gets a ``name (2).jpg`` sibling unless it already holds
-this very photo (a re-run), in which case it is left as it is: no photo is ever overwritten.
+this very photo (a re-run), in which case it is left as it is: no photo is ever overwritten (a symlink or
+hard link an earlier export put there is replaced by a copy when copies are asked for).
 ``--order-by-time`` prefixes names with the capture time (``20240501-120003_IMG_1.jpg``), so any file
 browser lists the album in shooting order. Beside the photos, ``manifest.json`` records what was picked and
 why (place, score, spread, technical quality, flags, group) and why each other photo was not; a re-export
@@ -104,10 +105,18 @@ def export_album(
         )  # fmt: skip
         taken.update(target for target, _ in bundle)
         for source, (target, present) in zip(sources, bundle):
+            # Copies asked for where an earlier export put a link to the original: the link is replaced by a
+            # copy (before, it stayed, "already there", and an album copied elsewhere held links, no photos).
+            relink = present and mode == "copy" and (os.path.islink(target) or os.path.samefile(source, target))
+            present = present and not relink
             how = "present" if present else mode
             if not (present or dry_run):
                 try:
-                    how = _place(source, target, mode, outcome.notices)
+                    how = (
+                        clone_or_copy(source, target, overwrite=True)
+                        if relink
+                        else _place(source, target, mode, outcome.notices)
+                    )
                 except OSError as exc:
                     outcome.failed.append((source, _reason(exc)))
                     continue

@@ -155,6 +155,28 @@ def test_export_modes(shoot: tuple[Path, Store], tmp_path: Path, mode: str) -> N
     assert snapshot(folder) == before
 
 
+@pytest.mark.parametrize("earlier", ["symlink", "link"])
+def test_an_album_of_links_exported_again_as_copies_holds_copies(
+    shoot: tuple[Path, Store], tmp_path: Path, earlier: str
+) -> None:
+    """`--mode symlink` (or link) first, then `--mode copy` into the same album: before, the links stayed,
+    counted "already there", under a manifest saying "copy" (field test); an album copied elsewhere or
+    edited then held links to the originals, not photos of its own. Now each is replaced by a copy."""
+    folder, store = shoot
+    before = snapshot(folder)
+    ranking = cull(store, top=3)
+    album = tmp_path / "album"
+    export_album(ranking, str(album), mode=earlier)
+    outcome = export_album(ranking, str(album), mode="copy")
+    assert {p.how for p in outcome.placed} <= {"copy", "clone"} and not outcome.failed
+    for placed in outcome.placed:
+        target, source = Path(placed.target), Path(placed.source)
+        assert not target.is_symlink() and not os.path.samefile(target, source)
+        assert target.read_bytes() == source.read_bytes()
+    assert sorted(p.name for p in album.iterdir()) == sorted([*BEST_OF_GROUPS[:3], "manifest.json"])
+    assert snapshot(folder) == before and all(p.stat().st_nlink == 1 for p in folder.glob("*.jpg"))
+
+
 def test_manifest_says_what_was_picked_and_why(shoot: tuple[Path, Store], tmp_path: Path) -> None:
     _, store = shoot
     ranking = cull(store, top=2, reject_blurry=True)
