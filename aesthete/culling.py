@@ -72,6 +72,10 @@ class CullOptions:
         for option, folder in (("--export", self.export), ("--move-rejects", self.move_rejects)):
             if folder is not None and os.path.exists(folder) and not os.path.isdir(folder):
                 raise OptionError(f"{option}: {folder} is a file, not a folder")
+        # The rejects (originals) would join the album, beside the picks' copies, under a manifest of the picks.
+        both = (self.export, self.move_rejects)
+        if None not in both and os.path.realpath(both[0]) == os.path.realpath(both[1]):
+            raise OptionError(f"--export and --move-rejects name one folder ({self.export}): give two")
 
 
 @dataclass

@@ -434,6 +434,14 @@ def test_cull_options_are_checked_before_any_work(tmp_path: Path) -> None:
         apply(Store(tmp_path / "empty.db"), CullOptions())
 
 
+def test_one_folder_for_the_album_and_the_rejects_is_a_usage_error(tmp_path: Path) -> None:
+    """`--export X --move-rejects X` put the rejects, originals, in the album beside the picks' copies, under
+    a manifest that lists only the picks (field test)."""
+    for album, rejects in (("out", "out"), ("out", "./out/")):
+        with pytest.raises(OptionError, match="--export and --move-rejects name one folder"):
+            CullOptions(export=str(tmp_path / album), move_rejects=str(tmp_path / rejects))
+
+
 def test_a_hard_linked_album_inside_the_library_hides_no_original(tmp_path: Path) -> None:
     """`cull --export 00-picks --mode link` inside the library, then a scan of the library into a new
     database: the walk met the album's names first and skipped the originals as the same files, so
