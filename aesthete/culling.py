@@ -70,6 +70,8 @@ class CullOptions:
         if (self.stars or self.label is not None or self.clear_previous or self.overwrite_ratings) and not self.xmp:
             raise OptionError("--stars, --label, --clear-previous and --overwrite-ratings only apply with --xmp")
         for option, folder in (("--export", self.export), ("--move-rejects", self.move_rejects)):
+            if folder == "":  # an unset shell variable: it would have meant the working folder
+                raise OptionError(f"{option} needs a folder, not an empty name")
             if folder is not None and os.path.exists(folder) and not os.path.isdir(folder):
                 raise OptionError(f"{option}: {folder} is a file, not a folder")
         # The rejects (originals) would join the album, beside the picks' copies, under a manifest of the picks.

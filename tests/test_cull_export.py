@@ -442,6 +442,23 @@ def test_one_folder_for_the_album_and_the_rejects_is_a_usage_error(tmp_path: Pat
             CullOptions(export=str(tmp_path / album), move_rejects=str(tmp_path / rejects))
 
 
+@pytest.mark.parametrize("option", ["export", "move_rejects"])
+def test_an_empty_folder_name_is_a_usage_error(
+    shoot: tuple[Path, Store], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str
+) -> None:
+    """`--move-rejects "$REJECTS"` with the variable unset moved the rejects into the working folder, and
+    `--export ""` put the album there (field test): an empty name is no folder."""
+    folder, store = shoot
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # where they went
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(OptionError, match=f"{flag} needs a folder, not an empty name"):
+        CullOptions(**{option: ""})
+    result = runner.invoke(app, ["cull", str(folder), "--db", str(store.path), "--top", "3", flag, ""])
+    assert result.exit_code == 2 and f"{flag} needs a folder, not an empty name" in result.output
+    assert sorted(p.name for p in folder.iterdir()) == sorted(SHOOT) and not any((tmp_path / "cwd").iterdir())
+
+
 def test_a_hard_linked_album_inside_the_library_hides_no_original(tmp_path: Path) -> None:
     """`cull --export 00-picks --mode link` inside the library, then a scan of the library into a new
     database: the walk met the album's names first and skipped the originals as the same files, so
