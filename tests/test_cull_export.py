@@ -301,6 +301,24 @@ def test_a_reject_already_in_the_rejects_folder_stays_as_it_is(shoot: tuple[Path
     assert said in " ".join(shown.stderr.split())
 
 
+def test_rejects_moved_where_deleted_rejects_of_the_same_names_were(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    """The rejects folder emptied by hand, then a shoot with the same file names (cameras reuse them) culled
+    into it: before, the first move hit the record left at that path ("database error ... UNIQUE constraint
+    failed: files.path", exit 2), one photo moved and not recorded, the rest not moved (field test)."""
+    folder, store = shoot
+    rejects = tmp_path / "rejects"
+    options = CullOptions(roots=[str(folder)], top=3, move_rejects=str(rejects))
+    assert len(apply(store, options).moved.outcome.placed) == len(SHOOT) - 3
+    shutil.rmtree(rejects)
+    write_shoot(folder)  # the same names again
+    score([str(folder)], store=store, model="nima", workers=1)
+    again = apply(store, options)
+    assert len(again.moved.outcome.placed) == len(SHOOT) - 3 and not again.moved.outcome.failed
+    assert sorted(p.name for p in rejects.iterdir()) == sorted(set(SHOOT) - set(BEST_OF_GROUPS[:3]))
+    known = {row["real_path"] for row in store.photos(None)}
+    assert str(rejects / "b2.jpg") in known and all(os.path.exists(p) for p in known)
+
+
 def test_ctrl_c_as_a_reject_is_moved_moves_its_sidecar_with_it(shoot: tuple[Path, Store], tmp_path: Path) -> None:
     """Ctrl-C as a photo was moved (where a real one landed every time in the field test): its sidecar still
     goes with it, then the move stops. Before, the sidecar stayed behind, and a rerun left it there for good
