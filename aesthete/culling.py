@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aesthete import interrupts
 from aesthete.errors import OptionError
 from aesthete.export import MODES, Outcome, export_album, inside, move_rejects
 from aesthete.ratings import Written, forget_written, record_written, written_by_path
-from aesthete.select import RANK_KEYS, Ranking, cull, last_run_scope
+from aesthete.select import RANK_KEYS, Ranking, check_score, cull, last_run_scope
 from aesthete.store import Store, path_key
 from aesthete.xmp import (
     PICK_RATING,
@@ -65,11 +66,18 @@ class CullOptions:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise OptionError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        check_score(self.min_score, "--min-score")
         if (self.stars or self.label is not None or self.clear_previous or self.overwrite_ratings) and not self.xmp:
             raise OptionError("--stars, --label, --clear-previous and --overwrite-ratings only apply with --xmp")
         for option, folder in (("--export", self.export), ("--move-rejects", self.move_rejects)):
+            if folder == "":  # an unset shell variable: it would have meant the working folder
+                raise OptionError(f"{option} needs a folder, not an empty name")
             if folder is not None and os.path.exists(folder) and not os.path.isdir(folder):
                 raise OptionError(f"{option}: {folder} is a file, not a folder")
+        # The rejects (originals) would join the album, beside the picks' copies, under a manifest of the picks.
+        both = (self.export, self.move_rejects)
+        if None not in both and os.path.realpath(both[0]) == os.path.realpath(both[1]):
+            raise OptionError(f"--export and --move-rejects name one folder ({self.export}): give two")
 
 
 @dataclass
@@ -177,6 +185,12 @@ def apply(store: Store, options: CullOptions) -> CullReport:
     report = CullReport(ranking=ranking, roots=roots, dry_run=options.dry_run, settings=settings)
     if options.export is not None:
         album = os.path.abspath(options.export)  # every target in it absolute too
+        # Checked before any file action: the picks there would be "already there" as themselves, and the
+        # manifest would mark their folder as one of aesthete's albums, whose files are taken for copies.
+        if any(os.path.dirname(os.path.realpath(row["real_path"])) == os.path.realpath(album) for row in ranking.rows):
+            raise OptionError(
+                f"--export: {album} holds picks: the album would be the originals themselves; give a new folder"
+            )
         outcome = export_album(
             ranking, album, mode=options.mode, order_by_time=options.order_by_time,
             dry_run=options.dry_run, settings=settings,
@@ -202,37 +216,44 @@ def _rate_and_record(store: Store, ranking: Ranking, options: CullOptions) -> Xm
     moved = {w.content_hash: w for w in written.values() if not os.path.lexists(w.path)}
     report = XmpReport([])
     records, forget = [], []
-    for row, rating in zip(ranking.rows, _ratings(ranking, stars=options.stars)):
-        photo, companions = row["real_path"], row.get("companions", ())
-        mine = _still_mine(row, written, moved)
-        if mine is None and not options.overwrite_ratings:
-            kept = rated_by_hand(photo, companions, label=options.label is not None)
-            if kept:
-                report.sidecars += [(result, rating) for result in kept]
+    try:
+        for row, rating in zip(ranking.rows, _ratings(ranking, stars=options.stars)):
+            photo, companions = row["real_path"], row.get("companions", ())
+            mine = _still_mine(row, written, moved)
+            if mine is None and not options.overwrite_ratings:
+                kept = rated_by_hand(photo, companions, label=options.label is not None)
+                if kept:
+                    report.sidecars += [(result, rating) for result in kept]
+                    continue
+            with interrupts.held():  # a sidecar rated is in ``records`` before a Ctrl-C can stop the loop
+                results = write_sidecars(photo, companions, rating=rating, label=options.label, dry_run=options.dry_run)
+                report.sidecars += [(result, rating) for result in results]
+                wrote = {r.sidecar: r.before for r in results if r.status != "skipped" and r.before is not None}
+                if wrote:
+                    # A photo rated before keeps what its sidecars held before that first rating (unknown, None,
+                    # for a record older than this bookkeeping: clearing then removes the rating, as it always did).
+                    previous = wrote if mine is None else None if mine.previous is None else {**wrote, **mine.previous}
+                    records.append(Written(photo, row["content_hash"], rating, options.label, previous))
+                    if mine is not None and mine is moved.get(row["content_hash"]):
+                        forget.append(mine.path)  # recorded again, at the photo's path now
+        previous_picks = [
+            (row, mine) for row in ranking.rejects if (mine := _still_mine(row, written, moved)) is not None
+        ]
+        for row, mine in previous_picks:
+            if not options.clear_previous:
+                report.still_rated.append(row["path"])
                 continue
-        results = write_sidecars(photo, companions, rating=rating, label=options.label, dry_run=options.dry_run)
-        report.sidecars += [(result, rating) for result in results]
-        wrote = {r.sidecar: r.before for r in results if r.status != "skipped" and r.before is not None}
-        if wrote:
-            # A photo rated before keeps what its sidecars held before that first rating (unknown, None,
-            # for a record older than this bookkeeping: clearing then removes the rating, as it always did).
-            previous = wrote if mine is None else None if mine.previous is None else {**wrote, **mine.previous}
-            records.append(Written(photo, row["content_hash"], rating, options.label, previous))
-            if mine is not None and mine is moved.get(row["content_hash"]):
-                forget.append(mine.path)  # recorded again, at the photo's path now
-    previous_picks = [(row, mine) for row in ranking.rejects if (mine := _still_mine(row, written, moved)) is not None]
-    for row, mine in previous_picks:
-        if not options.clear_previous:
-            report.still_rated.append(row["path"])
-            continue
-        results = restore_sidecars(row["real_path"], row.get("companions", ()), previous=mine.previous or {},
-                                   label=mine.label is not None, dry_run=options.dry_run)  # fmt: skip
-        report.cleared += results
-        if all(r.status != "skipped" for r in results):
-            forget.append(mine.path)
-    if not options.dry_run:
-        forget_written(store, forget)
-        record_written(store, records)
+            results = restore_sidecars(row["real_path"], row.get("companions", ()), previous=mine.previous or {},
+                                       label=mine.label is not None, dry_run=options.dry_run)  # fmt: skip
+            report.cleared += results
+            if all(r.status != "skipped" for r in results):
+                forget.append(mine.path)
+    finally:
+        # Also when a Ctrl-C stops the loops: a sidecar rated and not recorded would read as the photographer's
+        # own rating from then on (kept by the next cull, never cleared).
+        if not options.dry_run:
+            forget_written(store, forget)
+            record_written(store, records)
     return report
 
 

@@ -7,7 +7,8 @@ changes the original. A hard link saves space everywhere but shares the original
 can happen; it is only made when asked for. Hard links are impossible across file systems and on some (FAT,
 many network shares); then the photo is copied and a notice says so. Copies keep the original's
 modification time. An album name that is taken gets a ``name (2).jpg`` sibling unless it already holds
-this very photo (a re-run), in which case it is left as it is: no photo is ever overwritten.
+this very photo (a re-run), in which case it is left as it is: no photo is ever overwritten (a symlink or
+hard link an earlier export put there is replaced by a copy when copies are asked for).
 ``--order-by-time`` prefixes names with the capture time (``20240501-120003_IMG_1.jpg``), so any file
 browser lists the album in shooting order. Beside the photos, ``manifest.json`` records what was picked and
 why (place, score, spread, technical quality, flags, group) and why each other photo was not; a re-export
@@ -31,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from aesthete import interrupts
 from aesthete.errors import OptionError
 from aesthete.fileops import NO_HARD_LINKS, atomic_write, clone_or_copy, copy_new, free_bundle, free_name, same_content
 from aesthete.paths import is_within
@@ -103,10 +105,18 @@ def export_album(
         )  # fmt: skip
         taken.update(target for target, _ in bundle)
         for source, (target, present) in zip(sources, bundle):
+            # Copies asked for where an earlier export put a link to the original: the link is replaced by a
+            # copy (before, it stayed, "already there", and an album copied elsewhere held links, no photos).
+            relink = present and mode == "copy" and (os.path.islink(target) or os.path.samefile(source, target))
+            present = present and not relink
             how = "present" if present else mode
             if not (present or dry_run):
                 try:
-                    how = _place(source, target, mode, outcome.notices)
+                    how = (
+                        clone_or_copy(source, target, overwrite=True)
+                        if relink
+                        else _place(source, target, mode, outcome.notices)
+                    )
                 except OSError as exc:
                     outcome.failed.append((source, _reason(exc)))
                     continue
@@ -201,7 +211,7 @@ def move_rejects(
     on_moved: Callable[[str, str], None] | None = None,
 ) -> Outcome:
     """Move each of ``rows`` (photos not picked) into ``dest``, with its RAW companions and the XMP sidecars
-    they have.
+    they have; one already in ``dest`` stays as it is (``present``).
 
     ``on_moved(old, new)`` is called after each photo's and each companion's move (the CLI updates the
     database there)."""
@@ -211,6 +221,11 @@ def move_rejects(
     taken: set[str] = set()
     for row in rows:
         source = row["real_path"]
+        if os.path.dirname(os.path.realpath(source)) == os.path.realpath(dest):
+            # Moved there by an earlier cull (a rejects folder inside the one culled): moving it onto itself
+            # only renamed it `IMG_1 (2).jpg`, its sidecars and companions too.
+            outcome.placed.append(Placed(source, source, "present"))
+            continue
         files = [source, *row.get("companions", ())]
         sidecars = sidecar_paths(source, files[1:])
         # Names free for the photo, its companions and all their sidecars, so they always move together.
@@ -220,14 +235,17 @@ def move_rejects(
         taken.update(bundle)
         if not dry_run:
             try:
-                for old, new in zip(files, bundle):
-                    if old == source or os.path.lexists(old):  # a companion deleted since the scan is no error
-                        _move(old, new)
-                        if on_moved:
-                            on_moved(old, new)
-                for old, new in zip(sidecars, bundle[len(files) :]):
-                    if os.path.isfile(old):
-                        _move(old, new)
+                # A Ctrl-C waits for the photo's whole bundle: stopped between the photo and its sidecar, it left
+                # the sidecar behind for good (the photo is recorded at its new place, out of the culled folder).
+                with interrupts.held():
+                    for old, new in zip(files, bundle):
+                        if old == source or os.path.lexists(old):  # a companion deleted since the scan is no error
+                            _move(old, new)
+                            if on_moved:
+                                on_moved(old, new)
+                    for old, new in zip(sidecars, bundle[len(files) :]):
+                        if os.path.isfile(old):
+                            _move(old, new)
             except OSError as exc:
                 outcome.failed.append((source, _reason(exc)))
                 continue

@@ -214,11 +214,11 @@ _NO_CLONE = frozenset({errno.EXDEV, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVA
                        errno.EPERM, errno.EBADF})  # fmt: skip
 
 
-def clone_or_copy(source: str, target: str) -> str:
+def clone_or_copy(source: str, target: str, *, overwrite: bool = False) -> str:
     """Like :func:`copy_new`, as a copy-on-write clone (reflink) where the file system offers one: no extra
     space, yet ``target`` is its own file (a change to one never reaches the other, unlike a hard link).
-    Returns ``"clone"`` or ``"copy"``, what was done."""
-    with atomic_path(target, overwrite=False) as temporary:
+    With ``overwrite``, an existing ``target`` is replaced at once. Returns ``"clone"`` or ``"copy"``."""
+    with atomic_path(target, overwrite=overwrite) as temporary:
         how = "clone" if _clone(source, temporary) else "copy"
         if how == "copy":
             shutil.copyfile(source, temporary)

@@ -107,3 +107,11 @@ def release_in_child() -> None:
     (a Ctrl-C held back until now is then dropped, as ignored)."""
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Hold a Ctrl-C back while the block runs (a file written and the record of it: both or neither); one
+    that comes meanwhile is raised as the block ends."""
+    with held_while_starting_children():  # the same mask and replay; no children are started here
+        yield

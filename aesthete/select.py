@@ -74,6 +74,8 @@ class Filters:
         self.since = parse_when(self.since, "--since")
         self.until = parse_when(self.until, "--until")
         self.face_count = parse_faces(self.faces)
+        check_score(self.min_score, "--min-score")
+        check_score(self.max_score, "--max-score")
         # A range no photo can be in is a slip of the keyboard, not an empty result to show.
         if self.min_score is not None and self.max_score is not None and self.min_score > self.max_score:
             above = f"--min-score {self.min_score:g} is above --max-score {self.max_score:g}"
@@ -323,6 +325,13 @@ def _without_aliases(rows: list[dict[str, Any]], recorded: dict[str, list[str]])
     return [row for row in rows if id(row) not in aliases] if aliases else rows
 
 
+def check_score(value: float | None, option: str) -> None:
+    """A score bound must be a number: no score compares with NaN, so ``--min-score nan`` dropped the bound
+    in silence (every photo kept)."""
+    if value is not None and math.isnan(value):
+        raise OptionError(f"{option} takes a number, not {value:g}")
+
+
 def _check_top(top: int | None) -> None:
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
         raise OptionError(f"--top takes a whole number of photos, at least 1, not {top!r}")
@@ -421,6 +430,7 @@ def cull(
     if top is not None and keep_percent is not None:
         raise OptionError("use either --top or --keep, not both")
     _check_top(top)
+    check_score(min_score, "--min-score")
     if keep_percent is not None and not 0 < keep_percent <= 100:
         raise OptionError(f"--keep must be a percentage above 0 and at most 100, not {keep_percent:g}")
     if top is None and keep_percent is None and min_score is None:

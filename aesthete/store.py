@@ -665,6 +665,9 @@ class Store:
         text, raw = path_key(os.path.abspath(new))
         old_text = path_key(os.path.abspath(old))[0]
         with self.transaction():
+            # A record at ``new`` is of a file deleted since (a rejects folder emptied by hand, then a photo of
+            # that name moved in): the path is this file's now. Left there, it broke the update, mid-move.
+            self.conn.execute("DELETE FROM files WHERE path = ? AND path != ?", (text, old_text))
             self.conn.execute("UPDATE files SET path = ?, raw_path = ? WHERE path = ?", (text, raw, old_text))
             self.conn.execute("UPDATE files SET pair_of = ? WHERE pair_of = ?", (text, old_text))
 

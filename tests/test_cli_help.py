@@ -89,6 +89,15 @@ def test_train_offers_no_pretrained_alone() -> None:
     assert "--pretrained" not in text.replace("--no-pretrained", "")
 
 
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "aesthete")
+def test_no_line_breaks_at_a_hyphen(command: list[str]) -> None:
+    # A flag's name is whole on one line, also in the default Click writes: `cull --help` at 80 columns ended
+    # a line in "[default: no-clear-" (and `train --help` in "no-" twice), the rest of the name below.
+    for columns in (80, 60):
+        text = help_text(command, columns=columns)
+        assert not re.search(r"\w-\n", text), (columns, re.findall(r".*\w-\n.*", text))
+
+
 def test_docstring_paragraphs_reflow_to_the_width() -> None:
     # A paragraph's lines are filled to the width: a line ending early inside a paragraph (a hard break
     # in the docstring) would leave room for the next line's first word.

@@ -155,6 +155,28 @@ def test_export_modes(shoot: tuple[Path, Store], tmp_path: Path, mode: str) -> N
     assert snapshot(folder) == before
 
 
+@pytest.mark.parametrize("earlier", ["symlink", "link"])
+def test_an_album_of_links_exported_again_as_copies_holds_copies(
+    shoot: tuple[Path, Store], tmp_path: Path, earlier: str
+) -> None:
+    """`--mode symlink` (or link) first, then `--mode copy` into the same album: before, the links stayed,
+    counted "already there", under a manifest saying "copy" (field test); an album copied elsewhere or
+    edited then held links to the originals, not photos of its own. Now each is replaced by a copy."""
+    folder, store = shoot
+    before = snapshot(folder)
+    ranking = cull(store, top=3)
+    album = tmp_path / "album"
+    export_album(ranking, str(album), mode=earlier)
+    outcome = export_album(ranking, str(album), mode="copy")
+    assert {p.how for p in outcome.placed} <= {"copy", "clone"} and not outcome.failed
+    for placed in outcome.placed:
+        target, source = Path(placed.target), Path(placed.source)
+        assert not target.is_symlink() and not os.path.samefile(target, source)
+        assert target.read_bytes() == source.read_bytes()
+    assert sorted(p.name for p in album.iterdir()) == sorted([*BEST_OF_GROUPS[:3], "manifest.json"])
+    assert snapshot(folder) == before and all(p.stat().st_nlink == 1 for p in folder.glob("*.jpg"))
+
+
 def test_manifest_says_what_was_picked_and_why(shoot: tuple[Path, Store], tmp_path: Path) -> None:
     _, store = shoot
     ranking = cull(store, top=2, reject_blurry=True)
@@ -257,6 +279,68 @@ def test_move_rejects_keeps_bytes_mtime_and_sidecars_and_updates_the_database(
     assert str(rejects / "b2 (2).jpg") in known and all(os.path.exists(p) for p in known)
 
 
+def test_a_reject_already_in_the_rejects_folder_stays_as_it_is(shoot: tuple[Path, Store]) -> None:
+    """A second `cull --move-rejects` into a folder inside the one culled (where the first put its rejects):
+    the photos already there stay under their names. Before, each was "moved" onto itself as `b2 (2).jpg`,
+    its sidecar too (field test)."""
+    folder, store = shoot
+    (folder / "b2.jpg.xmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")
+    rejects = folder / "rejects"
+    options = CullOptions(roots=[str(folder)], top=3, move_rejects=str(rejects))
+    first = apply(store, options)
+    names_after_first = sorted(p.name for p in rejects.iterdir())
+    assert len(first.moved.outcome.placed) == len(SHOOT) - 3 and "b2.jpg.xmp" in names_after_first
+    again = apply(store, options)
+    assert sorted(p.name for p in rejects.iterdir()) == names_after_first
+    assert {p.how for p in again.moved.outcome.placed} == {"present"} and not again.moved.outcome.failed
+    known = {row["real_path"] for row in store.photos(None)}
+    assert str(rejects / "b2.jpg") in known and all(os.path.exists(p) for p in known)
+    shown = runner.invoke(app, ["cull", str(folder), "--db", str(store.path), "--top", "3", "--move-rejects",
+                                str(rejects)])  # fmt: skip
+    said = f"moved 0 photo(s) not picked to {rejects} ({len(SHOOT) - 3} already there)"
+    assert said in " ".join(shown.stderr.split())
+
+
+def test_rejects_moved_where_deleted_rejects_of_the_same_names_were(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    """The rejects folder emptied by hand, then a shoot with the same file names (cameras reuse them) culled
+    into it: before, the first move hit the record left at that path ("database error ... UNIQUE constraint
+    failed: files.path", exit 2), one photo moved and not recorded, the rest not moved (field test)."""
+    folder, store = shoot
+    rejects = tmp_path / "rejects"
+    options = CullOptions(roots=[str(folder)], top=3, move_rejects=str(rejects))
+    assert len(apply(store, options).moved.outcome.placed) == len(SHOOT) - 3
+    shutil.rmtree(rejects)
+    write_shoot(folder)  # the same names again
+    score([str(folder)], store=store, model="nima", workers=1)
+    again = apply(store, options)
+    assert len(again.moved.outcome.placed) == len(SHOOT) - 3 and not again.moved.outcome.failed
+    assert sorted(p.name for p in rejects.iterdir()) == sorted(set(SHOOT) - set(BEST_OF_GROUPS[:3]))
+    known = {row["real_path"] for row in store.photos(None)}
+    assert str(rejects / "b2.jpg") in known and all(os.path.exists(p) for p in known)
+
+
+def test_ctrl_c_as_a_reject_is_moved_moves_its_sidecar_with_it(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    """Ctrl-C as a photo was moved (where a real one landed every time in the field test): its sidecar still
+    goes with it, then the move stops. Before, the sidecar stayed behind, and a rerun left it there for good
+    (the photo was recorded at its new place, out of the folder culled)."""
+    import signal
+
+    folder, store = shoot
+    for name in SHOOT:
+        (folder / f"{name}.xmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")
+    rejects = tmp_path / "rejects"
+
+    def ctrl_c_once_moved(old: str, new: str) -> None:
+        store.move_file(old, new)
+        signal.raise_signal(signal.SIGINT)  # Python's own handler: KeyboardInterrupt at the next line run
+
+    with pytest.raises(KeyboardInterrupt):
+        move_rejects(cull(store, top=3).others, str(rejects), on_moved=ctrl_c_once_moved)
+    moved = sorted(p.name for p in rejects.iterdir())
+    assert len(moved) == 2 and moved[1] == moved[0] + ".xmp"
+    assert not (folder / moved[1]).exists()
+
+
 def test_cli_cull_exports_rates_and_reports_json(shoot: tuple[Path, Store], tmp_path: Path) -> None:
     folder, store = shoot
     before = snapshot(folder)
@@ -344,6 +428,19 @@ def test_a_manifest_that_cannot_be_written_is_a_failure(
     assert outcome.failed == [(str(tmp_path / "album" / "manifest.json"), "No space left on device")]
 
 
+def test_an_album_in_the_folder_of_the_picks_is_a_usage_error(shoot: tuple[Path, Store]) -> None:
+    """`cull shoot --export shoot`: the picks are already there, so the "album" was the originals themselves
+    ("put nothing new (3 already there)", exit 0) and its manifest.json marked the shoot as one of aesthete's
+    albums, whose files are taken for copies (field test). Now one line, exit 2, nothing written."""
+    folder, store = shoot
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(OptionError, match="holds picks: the album would be the originals themselves"):
+        apply(store, CullOptions(roots=[str(folder)], top=3, export=str(folder)))
+    result = runner.invoke(app, ["cull", str(folder), "--db", str(store.path), "--export", str(folder), "--xmp"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert sorted(p.name for p in folder.iterdir()) == before  # no manifest, no sidecar
+
+
 def test_cull_options_are_checked_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(OptionError, match="--mode must be one of copy, symlink, link"):
         CullOptions(mode="move")
@@ -353,6 +450,31 @@ def test_cull_options_are_checked_before_any_work(tmp_path: Path) -> None:
         CullOptions(label="pick")
     with pytest.raises(NothingToDoError, match="nothing scored yet"):
         apply(Store(tmp_path / "empty.db"), CullOptions())
+
+
+def test_one_folder_for_the_album_and_the_rejects_is_a_usage_error(tmp_path: Path) -> None:
+    """`--export X --move-rejects X` put the rejects, originals, in the album beside the picks' copies, under
+    a manifest that lists only the picks (field test)."""
+    for album, rejects in (("out", "out"), ("out", "./out/")):
+        with pytest.raises(OptionError, match="--export and --move-rejects name one folder"):
+            CullOptions(export=str(tmp_path / album), move_rejects=str(tmp_path / rejects))
+
+
+@pytest.mark.parametrize("option", ["export", "move_rejects"])
+def test_an_empty_folder_name_is_a_usage_error(
+    shoot: tuple[Path, Store], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str
+) -> None:
+    """`--move-rejects "$REJECTS"` with the variable unset moved the rejects into the working folder, and
+    `--export ""` put the album there (field test): an empty name is no folder."""
+    folder, store = shoot
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # where they went
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(OptionError, match=f"{flag} needs a folder, not an empty name"):
+        CullOptions(**{option: ""})
+    result = runner.invoke(app, ["cull", str(folder), "--db", str(store.path), "--top", "3", flag, ""])
+    assert result.exit_code == 2 and f"{flag} needs a folder, not an empty name" in result.output
+    assert sorted(p.name for p in folder.iterdir()) == sorted(SHOOT) and not any((tmp_path / "cwd").iterdir())
 
 
 def test_a_hard_linked_album_inside_the_library_hides_no_original(tmp_path: Path) -> None:
@@ -509,6 +631,45 @@ def test_a_second_cull_clears_what_the_first_rated_only_when_asked(shoot: tuple[
     assert {Path(p).name for p in written_by_path(store)} == {"a3.jpg", "b1.jpg"}
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "cleared" not in again.stderr and "warning" not in again.stderr
+
+
+def test_ctrl_c_while_rating_still_records_the_sidecars_already_written(
+    shoot: tuple[Path, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C as the first pick's sidecar was put in place (where a real one landed in the field test): that
+    rating is recorded as aesthete's. Before, nothing was (5 sidecars of 73): the next cull kept them as "the
+    rating you gave", and --clear-previous never cleared them."""
+    import signal
+
+    from aesthete import culling
+    from aesthete.ratings import written_by_path
+
+    folder, store = shoot
+    write = culling.write_sidecars
+
+    def ctrl_c_once_written(*args, **kwargs):
+        results = write(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)  # Python's own handler: KeyboardInterrupt at the next line run
+        return results
+
+    monkeypatch.setattr(culling, "write_sidecars", ctrl_c_once_written)
+    with pytest.raises(KeyboardInterrupt):
+        apply(store, CullOptions(roots=[str(folder)], top=3, xmp=True))
+    assert [p.name for p in folder.glob("*.xmp")] == [f"{BEST_OF_GROUPS[0]}.xmp"]
+    assert {Path(p).name for p in written_by_path(store)} == {BEST_OF_GROUPS[0]}
+    monkeypatch.setattr(culling, "write_sidecars", write)
+    again = apply(store, CullOptions(roots=[str(folder)], top=1, xmp=True, clear_previous=True))
+    assert [r.status for r, _ in again.xmp.sidecars] == ["unchanged"]  # not "kept" as the photographer's
+
+
+def test_a_score_bound_that_is_not_a_number_is_a_usage_error(shoot: tuple[Path, Store]) -> None:
+    """`cull --min-score nan` picked every photo and `rank --min-score nan` (or --max-score) listed every one,
+    exit 0: no score compares with NaN, so the bound was silently dropped (field test)."""
+    folder, store = shoot
+    for command, option in (("cull", "--min-score"), ("rank", "--min-score"), ("rank", "--max-score")):
+        result = runner.invoke(app, [command, str(folder), "--db", str(store.path), option, "nan"])
+        assert result.exit_code == 2, (command, option, result.output)
+        assert f"{option} takes a number, not nan" in result.output and "Traceback" not in result.output
 
 
 def test_clear_previous_and_overwrite_need_xmp() -> None:

@@ -32,6 +32,32 @@ def _no_type(ctx: object) -> None:
     return None
 
 
+_UNBROKEN_HYPHEN = "\u2011"  # a hyphen that Python's textwrap, which Click wraps help with, never breaks at
+
+
+class _Formatter(TyperGroup.context_class.formatter_class):  # Click's, or the one Typer ships
+    """Help wrapped at spaces only: Click's wrapping broke lines at hyphens, so at 80 columns `cull --help`
+    ended a line in "[default: no-" and the flag's name went on below (textwrap's break_on_hyphens)."""
+
+    def write_text(self, text: str) -> None:
+        start = len(self.buffer)
+        super().write_text(text.replace("-", _UNBROKEN_HYPHEN))
+        self._plain_hyphens(start)
+
+    def write_dl(self, rows: Any, col_max: int = 30, col_spacing: int = 2) -> None:
+        start = len(self.buffer)
+        super().write_dl([(term, text.replace("-", _UNBROKEN_HYPHEN)) for term, text in rows], col_max, col_spacing)
+        self._plain_hyphens(start)
+
+    def _plain_hyphens(self, start: int) -> None:
+        """What was written from ``start`` on, with the hyphens the user copies (plain ones) back in place."""
+        self.buffer[start:] = [part.replace(_UNBROKEN_HYPHEN, "-") for part in self.buffer[start:]]
+
+
+class _Context(TyperGroup.context_class):
+    formatter_class = _Formatter
+
+
 class _Group(TyperGroup):
     """aesthete's command group: Typer 0.2x writes an argument's Python type after its metavar (`PATHS
     <list[Path]>`); the metavar (PATHS, PHOTO, NAME) already says what to give, as Click's own help does.
@@ -44,6 +70,7 @@ class _Group(TyperGroup):
         while groups:
             command = groups.pop()
             groups += getattr(command, "commands", {}).values()
+            command.context_class = _Context
             for param in command.params:
                 if isinstance(param, TyperArgument):
                     param.display_type_rich = _no_type  # type: ignore[method-assign]

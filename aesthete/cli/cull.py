@@ -95,8 +95,9 @@ def cull_command(
     reject_exposure: Annotated[bool, typer.Option(hidden=True)] = True,
     model: ModelOption = None,
     weights: WeightsOption = None,
+    # str, not Path: Path("") is ".", so an unset `--export "$ALBUM"` meant the working folder
     export: Annotated[
-        Path | None, typer.Option(metavar="DIR", help="Build an album of the picks in this folder.")
+        str | None, typer.Option(metavar="DIR", help="Build an album of the picks in this folder.")
     ] = None,
     mode: Annotated[str, typer.Option(metavar="MODE", help=MODE_HELP)] = "copy",
     order_by_time: Annotated[bool, typer.Option(help="Prefix album names with the capture time.")] = False,
@@ -106,7 +107,7 @@ def cull_command(
     clear_previous: Annotated[bool, typer.Option(help=CLEAR_HELP)] = False,
     overwrite_ratings: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
     move_rejects: Annotated[
-        Path | None, typer.Option(metavar="DIR", help="Move the photos NOT picked into this folder.")
+        str | None, typer.Option(metavar="DIR", help="Move the photos NOT picked into this folder.")
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Show what would be done; change nothing.")] = False,
     as_json: JsonOption = False,
@@ -129,10 +130,10 @@ def cull_command(
         roots=[str(p) for p in paths or []], top=top, keep_percent=parse_keep(keep) if keep is not None else None,
         min_score=min_score, model=model, weights=weights, group=not no_group, reject_blurry=reject_blurry,
         reject_exposure=reject_exposure, keep_flagged=keep_flagged, reject_closed_eyes=reject_closed_eyes,
-        export=str(export) if export is not None else None, mode=mode,
+        export=export, mode=mode,
         order_by_time=order_by_time, xmp=xmp, stars=stars, label=label, clear_previous=clear_previous,
         overwrite_ratings=overwrite_ratings,
-        move_rejects=str(move_rejects) if move_rejects is not None else None, dry_run=dry_run,
+        move_rejects=move_rejects, dry_run=dry_run,
     )  # fmt: skip
     with opened_store(db) as store:
         report = apply(store, options)
@@ -194,7 +195,9 @@ def _print_actions(report: CullReport, *, labelled: bool) -> None:
         verb = "would move" if report.dry_run else "moved"
         kept = len(report.ranking.copies_of_picks)
         left = f"; left {counted(kept, 'copy', 'copies')} of picked photos where they are" if kept else ""
-        moved = f"move: {verb} {len(outcome.placed)} photo(s) not picked to {dest}{left}"
+        there = sum(p.how == "present" for p in outcome.placed)
+        already = f" ({there} already there)" if there else ""
+        moved = f"move: {verb} {len(outcome.placed) - there} photo(s) not picked to {dest}{already}{left}"
         err.print(moved, highlight=False, markup=False)
         _report_failures("move", outcome.failed)
 
