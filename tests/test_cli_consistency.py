@@ -261,6 +261,17 @@ def test_rescan_with_nothing_new_prints_no_rate_and_names_the_database(tmp_path:
     assert summary["database"] == str(db) and summary["scored"] + summary["analysed"] == 0
 
 
+def test_a_score_that_found_no_photos_still_names_what_it_skipped(tmp_path: Path) -> None:
+    """A folder holding only a dangling link (or folders it could not open) printed "no photos found" and
+    nothing of why: the skipped lines went only into --json (field test)."""
+    (tmp_path / "shoot").mkdir()
+    (tmp_path / "shoot" / "a.jpg").symlink_to(tmp_path / "gone.jpg")
+    args = ["score", str(tmp_path / "shoot"), "--db", str(tmp_path / "a.db")]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 3 and "no photos found" in result.stderr
+    assert f"skipped {tmp_path / 'shoot' / 'a.jpg'}: dangling symlink" in result.stderr
+
+
 def test_score_prints_notes_and_paths_with_brackets_as_they_are(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """Rich markup must not eat square brackets: the faces notice names ``aesthete-photo[faces]``, and
     a file may be called ``Holiday [best].jpg``."""

@@ -189,9 +189,17 @@ class _EtaColumn(ProgressColumn):
         return Text(f"ETA {int(left) // 60}:{int(left) % 60:02d}", style="progress.remaining")
 
 
+def _print_skipped(summary) -> None:  # noqa: ANN001
+    for skipped in summary.discovery_errors[:20]:  # dangling links, loops, unreadable folders: not photos
+        err.print(f"  [yellow]skipped[/] {escape(f'{skipped.path}: {skipped.reason}')}", highlight=False)
+    if len(summary.discovery_errors) > 20:
+        err.print(f"  ... and {len(summary.discovery_errors) - 20} more skipped (`score --json` lists them)")
+
+
 def _print_summary(summary, database: str) -> None:  # noqa: ANN001
     if summary.found == 0:
         err.print(f"[yellow]no photos found[/] (supported: {FORMAT_NAMES})")
+        _print_skipped(summary)  # a folder it could not open may be why (field test: said nothing of it)
         return
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -221,10 +229,7 @@ def _print_summary(summary, database: str) -> None:  # noqa: ANN001
         out.print(f"  [red]failed[/] {escape(f'{failure.path}: {failure.kind}: {failure.reason}')}", highlight=False)
     if len(summary.failed) > 20:
         out.print(f"  ... and {len(summary.failed) - 20} more (`aesthete failures`)")
-    for skipped in summary.discovery_errors[:20]:  # dangling links, loops, unreadable folders: not photos
-        err.print(f"  [yellow]skipped[/] {escape(f'{skipped.path}: {skipped.reason}')}", highlight=False)
-    if len(summary.discovery_errors) > 20:
-        err.print(f"  ... and {len(summary.discovery_errors) - 20} more skipped (`score --json` lists them)")
+    _print_skipped(summary)
     if summary.decode_notice:
         err.print(f"[yellow]note:[/] {escape(summary.decode_notice)}", highlight=False, soft_wrap=True)
     if summary.faces_notice:
