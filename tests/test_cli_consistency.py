@@ -261,6 +261,17 @@ def test_rescan_with_nothing_new_prints_no_rate_and_names_the_database(tmp_path:
     assert summary["database"] == str(db) and summary["scored"] + summary["analysed"] == 0
 
 
+def test_an_interrupted_score_is_never_called_nothing_new(capsys) -> None:  # noqa: ANN001
+    """Ctrl-C before the first batch was stored printed "time 5.3 s (nothing new)" above the interrupted
+    line, on a folder of 80 new photos (field test)."""
+    from aesthete.cli import score as score_cli
+    from aesthete.scoring import ScoreSummary
+
+    score_cli._print_summary(ScoreSummary(found=80, seconds=5.3, interrupted=True), "a.db")
+    said = capsys.readouterr()
+    assert "nothing new" not in said.out and "interrupted" in said.err
+
+
 def test_a_score_that_found_no_photos_still_names_what_it_skipped(tmp_path: Path) -> None:
     """A folder holding only a dangling link (or folders it could not open) printed "no photos found" and
     nothing of why: the skipped lines went only into --json (field test)."""

@@ -138,7 +138,8 @@ def _time(summary) -> str:  # noqa: ANN001
     """The run's time, with a rate only when photos were read: a rescan of cached photos says so instead."""
     if summary.scored + summary.analysed:
         return f"{summary.seconds:.1f} s ({summary.throughput:.1f} photos/s)"
-    return f"{summary.seconds:.1f} s" + ("" if summary.failed else " (nothing new)")
+    # Ctrl-C before the first batch was stored reads nothing either, and left every new photo to do.
+    return f"{summary.seconds:.1f} s" + ("" if summary.failed or summary.interrupted else " (nothing new)")
 
 
 def _progress(*, quiet: bool) -> Progress:
