@@ -88,6 +88,17 @@ def test_a_folder_with_nothing_in_the_database_is_named_in_the_notes(shoot: tupl
     assert not [n for n in cull(store, [str(folder)], top=3).notes if n.startswith(("no photos under", "no such"))]
 
 
+def test_a_typo_inside_a_scored_folder_is_no_such_folder(shoot: tuple[Path, Store]) -> None:
+    """`rank LIBRARY/typo`, LIBRARY scored, said "`aesthete score` found no photos under LIBRARY/typo",
+    a folder that is not there and that no run looked in (field test)."""
+    folder, store = shoot
+    typo = str(folder / "tripp")
+    with pytest.raises(NothingToDoError, match="^no such file or folder: "):
+        cull(store, [typo], top=3)
+    result = runner.invoke(app, ["rank", typo, "--db", str(store.path)])
+    assert result.exit_code == 0 and f"no such file or folder: {typo}" in " ".join(result.stderr.split())
+
+
 def test_a_folder_named_twice_is_reported_once(shoot: tuple[Path, Store], tmp_path: Path) -> None:
     """`cull nope nope` said its one-line error twice, joined by '; ' (field test)."""
     folder, store = shoot
