@@ -345,6 +345,28 @@ def test_show_of_a_missing_file_or_a_folder_says_so_as_a_usage_error(tmp_path: P
     assert f"aesthete rank '{tmp_path / 'My Photos'}'" in folder.output  # a command to paste, quoted
 
 
+def test_show_of_a_photo_in_a_folder_it_cannot_open_is_one_line(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """`show locked/b.jpg`, a folder without permission to search it, ended in a PermissionError traceback
+    from Path.exists (field test). Root passes permission checks, so the refusal is simulated."""
+    import pathlib
+
+    from aesthete.store import Store
+
+    Store(tmp_path / "x.db").close()
+    locked = tmp_path / "locked" / "b.jpg"
+    stat = pathlib.Path.stat
+
+    def refused(self: Path, **kwargs: bool) -> os.stat_result:
+        if str(self) == str(locked):
+            raise PermissionError(13, "Permission denied", str(self))
+        return stat(self, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "stat", refused)
+    result = runner.invoke(app, ["show", str(locked), "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
+    assert f"{locked}: cannot be opened (Permission denied)" in " ".join(result.stderr.split())
+
+
 def test_show_says_when_the_file_was_edited_or_deleted_since_it_was_scored(tmp_path: Path) -> None:
     from imagegen import encode, scene
 

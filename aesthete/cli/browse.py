@@ -108,7 +108,11 @@ def show_command(
     with opened_store(db, writes=False) as store:
         record = store.photo_by_path(str(photo))
         if record is None:
-            if not photo.exists():  # a mistyped name is a usage error, as for `score`
+            try:
+                exists = photo.exists()
+            except OSError as error:  # a folder on its way that cannot be opened: Path.exists raises (field test)
+                fail(f"{photo}: cannot be opened ({error.strerror}), and it is not in the database")
+            if not exists:  # a mistyped name is a usage error, as for `score`
                 fail(f"{photo}: no such file")
             if photo.is_dir():
                 listing = f"aesthete rank {shlex.quote(str(photo))}"
