@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from aesthete.architectures import model_names
@@ -363,6 +364,37 @@ def test_show_of_a_photo_in_a_folder_it_cannot_open_is_one_line(tmp_path: Path, 
 
     monkeypatch.setattr(pathlib.Path, "stat", refused)
     result = runner.invoke(app, ["show", str(locked), "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
+    assert f"{locked}: cannot be opened (Permission denied)" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["score", "{locked}"], ["report", "--html", "{locked}", "{tmp}"], ["learn", "{locked}", "--name", "mine"]],
+)
+def test_a_path_behind_a_folder_that_cannot_be_opened_is_one_line(
+    tmp_path: Path,
+    monkeypatch,  # noqa: ANN001
+    command: list[str],
+) -> None:
+    """`score locked/a.jpg`, `report --html locked/r.html` and `learn locked/x` ended in a PermissionError
+    traceback from Path.exists or is_dir (field test). Root passes permission checks: the refusal is simulated."""
+    import pathlib
+
+    from aesthete.store import Store
+
+    Store(tmp_path / "x.db").close()
+    locked = tmp_path / "locked" / "a.jpg"
+    stat = pathlib.Path.stat
+
+    def refused(self: Path, **kwargs: bool) -> os.stat_result:
+        if str(self) == str(locked):
+            raise PermissionError(13, "Permission denied", str(self))
+        return stat(self, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "stat", refused)
+    args = [arg.format(locked=locked, tmp=tmp_path) for arg in command]
+    result = runner.invoke(app, [*args, "--db", str(tmp_path / "x.db")])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
     assert f"{locked}: cannot be opened (Permission denied)" in " ".join(result.stderr.split())
 

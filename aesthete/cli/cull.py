@@ -39,6 +39,7 @@ from aesthete.cli.common import (
     print_notes,
     print_paths,
     ranking_table,
+    reachable,
     scores_header,
     scores_label,
 )
@@ -328,6 +329,7 @@ def report_command(
     from aesthete.report import build_report, is_our_report
 
     # Said before the sheet is built: thumbnailing a large library takes minutes, all lost at the write.
+    reachable(html)  # a folder on its way that cannot be opened: one line, not a traceback from is_dir
     if html.is_dir():
         fail(f"{html} is a folder: --html takes the file to write, e.g. {html / 'contact-sheet.html'}")
     if not html.parent.is_dir():

@@ -21,7 +21,18 @@ from rich.table import Table
 from rich.text import Text
 
 from aesthete import interrupts
-from aesthete.cli.common import DbOption, Exit, JsonOption, err, fail, library_errors, opened_store, out, print_json
+from aesthete.cli.common import (
+    DbOption,
+    Exit,
+    JsonOption,
+    err,
+    fail,
+    library_errors,
+    opened_store,
+    out,
+    print_json,
+    reachable,
+)
 from aesthete.formats import FORMAT_NAMES
 
 
@@ -94,7 +105,7 @@ def score_command(
     from aesthete.scoring import score
 
     for path in paths:
-        if not path.exists():
+        if not reachable(path):
             fail(f"{path}: no such file or folder")
     # Ctrl-C stops the run; pressing it again while the last rows are saved must not break that stop.
     interrupts.install(once=True)
