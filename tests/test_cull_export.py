@@ -99,6 +99,26 @@ def test_a_typo_inside_a_scored_folder_is_no_such_folder(shoot: tuple[Path, Stor
     assert result.exit_code == 0 and f"no such file or folder: {typo}" in " ".join(result.stderr.split())
 
 
+def test_a_photo_behind_a_folder_that_cannot_be_opened_is_not_called_missing(
+    shoot: tuple[Path, Store],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`rank LIBRARY/locked/a.jpg` said "no such file or folder" of a file that is there, in a folder without
+    permission to search it (field test). Root passes permission checks: the refusal is simulated."""
+    folder, store = shoot
+    locked = str(folder / "locked" / "a.jpg")
+    lstat = os.lstat
+
+    def refused(path: str, *args: object, **kwargs: object) -> os.stat_result:
+        if str(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", refused)
+    with pytest.raises(NothingToDoError, match="cannot be opened \\(Permission denied\\)$"):
+        cull(store, [locked], top=3)
+
+
 def test_a_folder_named_twice_is_reported_once(shoot: tuple[Path, Store], tmp_path: Path) -> None:
     """`cull nope nope` said its one-line error twice, joined by '; ' (field test)."""
     folder, store = shoot
