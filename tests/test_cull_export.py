@@ -885,6 +885,23 @@ def test_the_report_and_groups_mark_the_frame_cull_keeps_not_a_flagged_better_on
     assert re.search(r"a3\.jpg\s+\S+\s+overexposed", table) and re.search(r"a5\.jpg\s+\S+\s+keeps", table)
 
 
+def test_the_groups_table_names_the_original_of_a_copy_as_its_photo_column_does(
+    shoot: tuple[Path, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`groups` in the library said "identical to /full/path/Back up/e.jpg" beside a relative photo column,
+    the absolute path folding at its space (field test). JSON keeps it absolute."""
+    folder, store = shoot
+    (folder / "Back up").mkdir()
+    shutil.copy2(folder / "e.jpg", folder / "Back up" / "e.jpg")  # the same time: the first path is the original
+    score([str(folder)], store=store, model="nima", workers=1)
+    monkeypatch.chdir(folder)
+    args = ["groups", ".", "--db", str(store.path)]
+    table = runner.invoke(app, args, env={"COLUMNS": "200"}).stdout
+    assert f"identical to {os.path.join('Back up', 'e.jpg')}" in table and str(folder) not in table
+    photos = [p for g in json.loads(runner.invoke(app, [*args, "--json"]).stdout)["groups"] for p in g["photos"]]
+    assert f"identical to {folder / 'Back up' / 'e.jpg'}" in [p["ruled_out"] for p in photos]
+
+
 def test_show_gives_flags_as_a_list_in_json_and_names_them_in_text(shoot: tuple[Path, Store]) -> None:
     """README: `show --json` has rank's fields in `photo.image`, `flags` a list (the field test got the
     stored JSON text); the text view names them too."""

@@ -268,7 +268,12 @@ def groups_command(
     kept, ruled_out = kept_frames(ranking.rows)
 
     def verdict(row: dict) -> str:
-        return "keeps" if kept.get(row["group"]) is row else ruled_out.get(id(row), "")
+        if kept.get(row["group"]) is row:
+            return "keeps"
+        why = ruled_out.get(id(row), "")
+        # The original's path as the photo column shows paths, not absolute (a table's; JSON keeps it whole).
+        original = why.removeprefix("identical to ")
+        return f"identical to {display_path(original)}" if original != why else why
 
     if as_json:
         print_json({**scores_header(ranking), "groups": [
