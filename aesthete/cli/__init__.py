@@ -8,14 +8,29 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
+import threading
 from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-from typer.core import TyperArgument, TyperGroup
 
-from aesthete.cli import browse, cull, learn, models, score, train, weights
-from aesthete.cli.common import Exit, err
+def _interrupted_while_loading(signum: int, frame: object) -> None:
+    os.write(2, b"interrupted: stopped before the end\n")
+    os._exit(130)
+
+
+# Ctrl-C in the second the commands take to import ends as it does once they run (one line, exit 130),
+# not in a KeyboardInterrupt traceback from whichever import it lands in (field test). Python's handler
+# is put back once they are loaded, below.
+_SIGINT_BEFORE = signal.getsignal(signal.SIGINT)
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGINT, _interrupted_while_loading)
+
+import typer  # noqa: E402
+from typer.core import TyperArgument, TyperGroup  # noqa: E402
+
+from aesthete.cli import browse, cull, learn, models, score, train, weights  # noqa: E402
+from aesthete.cli.common import Exit, err  # noqa: E402
 
 if TYPE_CHECKING:
     import click
@@ -100,6 +115,8 @@ app.command("failures", short_help="Files that could not be read, and why.")(bro
 app.command("models", short_help="The models that score photos, and their weights.")(models.models_command)
 app.add_typer(weights.app, name="weights", short_help="List, download, register and remove weights.")
 train.register(app)  # train, eval
+if signal.getsignal(signal.SIGINT) is _interrupted_while_loading:  # loaded: Ctrl-C is Python's again
+    signal.signal(signal.SIGINT, _SIGINT_BEFORE or signal.default_int_handler)
 
 
 def main() -> None:
