@@ -262,6 +262,22 @@ def test_rescan_with_nothing_new_prints_no_rate_and_names_the_database(tmp_path:
     assert summary["database"] == str(db) and summary["scored"] + summary["analysed"] == 0
 
 
+def test_a_rescan_is_nothing_new_though_files_failed_before(tmp_path: Path) -> None:
+    """A library holding one broken file never heard "(nothing new)" on a rescan, though the failure was
+    recorded before and not read again (field test); a file that fails for the first time was read."""
+    from photoset import frame, write_photo
+
+    write_photo(tmp_path / "shoot" / "a.jpg", frame(1), "2024:05:01 12:00:00", "Canon EOS R5")
+    args = ["score", str(tmp_path / "shoot"), "--db", str(tmp_path / "a.db")]
+    assert runner.invoke(app, args).exit_code == 4
+    (tmp_path / "shoot" / "broken.jpg").write_bytes(b"not a photo")
+    fresh = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert fresh.exit_code == 4 and "nothing new" not in fresh.stdout and "broken.jpg" in fresh.stdout
+    again = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert again.exit_code == 4 and "nothing new" in again.stdout and "broken.jpg" in again.stdout
+    assert "read" not in json.loads(runner.invoke(app, [*args, "--json"]).stdout)  # not a documented key
+
+
 def test_an_interrupted_score_is_never_called_nothing_new(capsys) -> None:  # noqa: ANN001
     """Ctrl-C before the first batch was stored printed "time 5.3 s (nothing new)" above the interrupted
     line, on a folder of 80 new photos (field test)."""

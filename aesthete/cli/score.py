@@ -149,8 +149,8 @@ def _time(summary) -> str:  # noqa: ANN001
     """The run's time, with a rate only when photos were read: a rescan of cached photos says so instead."""
     if summary.scored + summary.analysed:
         return f"{summary.seconds:.1f} s ({summary.throughput:.1f} photos/s)"
-    # Ctrl-C before the first batch was stored reads nothing either, and left every new photo to do.
-    return f"{summary.seconds:.1f} s" + ("" if summary.failed or summary.interrupted else " (nothing new)")
+    # Failures recorded before are not read again; Ctrl-C before the first batch left every new photo to do.
+    return f"{summary.seconds:.1f} s" + ("" if summary.read or summary.interrupted else " (nothing new)")
 
 
 def _progress(*, quiet: bool) -> Progress:
