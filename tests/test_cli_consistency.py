@@ -440,6 +440,23 @@ def test_show_says_when_the_file_was_edited_or_deleted_since_it_was_scored(tmp_p
     assert state == "missing" and "not on disk now" in text
 
 
+def test_show_of_a_photo_moved_since_names_where_score_found_it(tmp_path: Path) -> None:
+    """After `mv shoot trip` and `score trip`, `show shoot/a.jpg` said "not on disk now (deleted, or on a
+    drive that is not mounted)" though the database holds the photo at trip/a.jpg (field test)."""
+    from imagegen import encode, scene
+
+    (tmp_path / "shoot").mkdir()
+    (tmp_path / "shoot" / "a.jpg").write_bytes(encode(scene(1, (96, 64)), "JPEG"))
+    db = str(tmp_path / "x.db")
+    assert runner.invoke(app, ["score", str(tmp_path / "shoot"), "--db", db]).exit_code == 4
+    (tmp_path / "shoot").rename(tmp_path / "trip")
+    assert runner.invoke(app, ["score", str(tmp_path / "trip"), "--db", db]).exit_code == 4
+    text = runner.invoke(app, ["show", str(tmp_path / "shoot" / "a.jpg"), "--db", db], env={"COLUMNS": "200"})
+    said = " ".join(text.stdout.split())
+    assert text.exit_code == 0 and f"not on disk now: the same photo is at {tmp_path / 'trip' / 'a.jpg'}" in said
+    assert "deleted, or on a drive" not in said
+
+
 def test_rank_always_shows_the_column_it_sorts_by(tmp_path: Path) -> None:
     from test_cli_tables import write_library
 
