@@ -262,3 +262,25 @@ def test_ctrl_c_while_the_commands_load_exits_130_without_a_traceback() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
     assert "loaded" not in done.stdout
+
+
+def test_ctrl_c_while_typer_builds_the_commands_exits_130_without_a_traceback() -> None:
+    """Once imported, `aesthete` spends a moment in Typer building its Click commands, before Click's own
+    Ctrl-C handling starts: a press there was a KeyboardInterrupt traceback too (field test)."""
+    import subprocess
+
+    code = (
+        "import os, signal, sys\n"
+        "import typer.main\n"
+        "build = typer.main.get_command\n"
+        "def pressed(app):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return build(app)\n"
+        "typer.main.get_command = pressed\n"
+        "from aesthete.cli import main\n"
+        "sys.argv = ['aesthete', 'models']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+    assert "interrupted" in done.stderr and "apm" not in done.stdout
