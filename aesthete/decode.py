@@ -66,6 +66,9 @@ as ``bomb``; Pillow's warning level (89 MP) is not an error here, since real pho
 EMPTY = "empty"  # zero bytes
 NOT_AN_IMAGE = "not-an-image"  # no image format recognised
 TRUNCATED = "truncated"  # the data ends before the image does
+# Pillow's own words add "(N bytes not processed)": its buffer's leftovers, not what is missing (a JPEG cut
+# in half said 38 bytes; field test).
+TRUNCATED_REASON = "the file ends before the image does (cut short, as by an interrupted copy or download)"
 CORRUPT = "corrupt"  # recognised, but the data stream is broken
 BOMB = "bomb"  # more than MAX_PIXELS pixels
 UNSUPPORTED = "unsupported"  # recognised, but no decoder or pixel mode we can handle
@@ -240,7 +243,9 @@ def _decode_or_raise(
     except Image.DecompressionBombError as exc:
         raise DecodeError(BOMB, _bomb_reason(exc, data)) from None
     except Exception as exc:
-        raise DecodeError(_classify(exc), _one_line(str(exc)) or type(exc).__name__) from None
+        kind = _classify(exc)
+        reason = TRUNCATED_REASON if kind == TRUNCATED else _one_line(str(exc)) or type(exc).__name__
+        raise DecodeError(kind, reason) from None
 
 
 def _decode(

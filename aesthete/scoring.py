@@ -116,6 +116,9 @@ class ScoreSummary:
     personal: int | None = None  # with a personal head as --weights: photos it scored
     embed_only: bool = False  # ImageNet backbone weights: ``scored`` photos got embeddings, no aesthetic score
     discovery_errors: list[Failure] = field(default_factory=list)
+    # Files this run set out to read; not in to_dict (the JSON). A rescan's failures are mostly recorded
+    # ones, not read again, so `failed` cannot tell the CLI whether there was nothing new (field test).
+    read: int = field(default=0, repr=False)
 
     @property
     def throughput(self) -> float:
@@ -124,6 +127,7 @@ class ScoreSummary:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["read"]
         data["throughput"] = round(self.throughput, 2)
         data["seconds"] = round(self.seconds, 3)
         return data
@@ -382,6 +386,7 @@ def score(
         unfaced = store.hashes_without_faces() if look else set()
         jobs, summary.cached, failed_before = plan(found, store, choice.key, rescore, known, unfaced,
                                                    embed_only=choice.embed_only)  # fmt: skip
+        summary.read = len(jobs)
         if jobs and not look:
             summary.faces_notice = FACES_MISSING
         summary.failed.extend(_recorded_failures(store, failed_before))

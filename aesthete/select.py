@@ -370,10 +370,16 @@ def nothing_under(store: Store, root: str | None) -> str:
         return f"no photo{where} could be read: {files} failed (`{listing}` says why)"
     if root is None:
         return "nothing scored yet: run `aesthete score FOLDER` first"
+    # A typo, most likely: scoring it would not help (field test), nor is a missing folder one that a run of
+    # a folder above it "found no photos under" (field test: `rank LIBRARY/typo` said so).
+    try:
+        os.lstat(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return f"no such file or folder: {root}"
+    except OSError as error:  # behind a folder that cannot be opened: there, not missing (field test)
+        return f"{root}: cannot be opened ({error.strerror})"
     if store.scanned(root):
         return f"`aesthete score` found no photos under {root}"
-    if not os.path.lexists(root):  # a typo, most likely: scoring it would not help (field test)
-        return f"no such file or folder: {root}"
     return f"no photos{where} in the database: run `aesthete score` on it first"
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from aesthete.architectures import model_names
@@ -261,6 +262,44 @@ def test_rescan_with_nothing_new_prints_no_rate_and_names_the_database(tmp_path:
     assert summary["database"] == str(db) and summary["scored"] + summary["analysed"] == 0
 
 
+def test_a_rescan_is_nothing_new_though_files_failed_before(tmp_path: Path) -> None:
+    """A library holding one broken file never heard "(nothing new)" on a rescan, though the failure was
+    recorded before and not read again (field test); a file that fails for the first time was read."""
+    from photoset import frame, write_photo
+
+    write_photo(tmp_path / "shoot" / "a.jpg", frame(1), "2024:05:01 12:00:00", "Canon EOS R5")
+    args = ["score", str(tmp_path / "shoot"), "--db", str(tmp_path / "a.db")]
+    assert runner.invoke(app, args).exit_code == 4
+    (tmp_path / "shoot" / "broken.jpg").write_bytes(b"not a photo")
+    fresh = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert fresh.exit_code == 4 and "nothing new" not in fresh.stdout and "broken.jpg" in fresh.stdout
+    again = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert again.exit_code == 4 and "nothing new" in again.stdout and "broken.jpg" in again.stdout
+    assert "read" not in json.loads(runner.invoke(app, [*args, "--json"]).stdout)  # not a documented key
+
+
+def test_an_interrupted_score_is_never_called_nothing_new(capsys) -> None:  # noqa: ANN001
+    """Ctrl-C before the first batch was stored printed "time 5.3 s (nothing new)" above the interrupted
+    line, on a folder of 80 new photos (field test)."""
+    from aesthete.cli import score as score_cli
+    from aesthete.scoring import ScoreSummary
+
+    score_cli._print_summary(ScoreSummary(found=80, seconds=5.3, interrupted=True), "a.db")
+    said = capsys.readouterr()
+    assert "nothing new" not in said.out and "interrupted" in said.err
+
+
+def test_a_score_that_found_no_photos_still_names_what_it_skipped(tmp_path: Path) -> None:
+    """A folder holding only a dangling link (or folders it could not open) printed "no photos found" and
+    nothing of why: the skipped lines went only into --json (field test)."""
+    (tmp_path / "shoot").mkdir()
+    (tmp_path / "shoot" / "a.jpg").symlink_to(tmp_path / "gone.jpg")
+    args = ["score", str(tmp_path / "shoot"), "--db", str(tmp_path / "a.db")]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 3 and "no photos found" in result.stderr
+    assert f"skipped {tmp_path / 'shoot' / 'a.jpg'}: dangling symlink" in result.stderr
+
+
 def test_score_prints_notes_and_paths_with_brackets_as_they_are(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """Rich markup must not eat square brackets: the faces notice names ``aesthete-photo[faces]``, and
     a file may be called ``Holiday [best].jpg``."""
@@ -323,6 +362,59 @@ def test_show_of_a_missing_file_or_a_folder_says_so_as_a_usage_error(tmp_path: P
     assert f"aesthete rank '{tmp_path / 'My Photos'}'" in folder.output  # a command to paste, quoted
 
 
+def test_show_of_a_photo_in_a_folder_it_cannot_open_is_one_line(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """`show locked/b.jpg`, a folder without permission to search it, ended in a PermissionError traceback
+    from Path.exists (field test). Root passes permission checks, so the refusal is simulated."""
+    import pathlib
+
+    from aesthete.store import Store
+
+    Store(tmp_path / "x.db").close()
+    locked = tmp_path / "locked" / "b.jpg"
+    stat = pathlib.Path.stat
+
+    def refused(self: Path, **kwargs: bool) -> os.stat_result:
+        if str(self) == str(locked):
+            raise PermissionError(13, "Permission denied", str(self))
+        return stat(self, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "stat", refused)
+    result = runner.invoke(app, ["show", str(locked), "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
+    assert f"{locked}: cannot be opened (Permission denied)" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["score", "{locked}"], ["report", "--html", "{locked}", "{tmp}"], ["learn", "{locked}", "--name", "mine"]],
+)
+def test_a_path_behind_a_folder_that_cannot_be_opened_is_one_line(
+    tmp_path: Path,
+    monkeypatch,  # noqa: ANN001
+    command: list[str],
+) -> None:
+    """`score locked/a.jpg`, `report --html locked/r.html` and `learn locked/x` ended in a PermissionError
+    traceback from Path.exists or is_dir (field test). Root passes permission checks: the refusal is simulated."""
+    import pathlib
+
+    from aesthete.store import Store
+
+    Store(tmp_path / "x.db").close()
+    locked = tmp_path / "locked" / "a.jpg"
+    stat = pathlib.Path.stat
+
+    def refused(self: Path, **kwargs: bool) -> os.stat_result:
+        if str(self) == str(locked):
+            raise PermissionError(13, "Permission denied", str(self))
+        return stat(self, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "stat", refused)
+    args = [arg.format(locked=locked, tmp=tmp_path) for arg in command]
+    result = runner.invoke(app, [*args, "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
+    assert f"{locked}: cannot be opened (Permission denied)" in " ".join(result.stderr.split())
+
+
 def test_show_says_when_the_file_was_edited_or_deleted_since_it_was_scored(tmp_path: Path) -> None:
     from imagegen import encode, scene
 
@@ -346,6 +438,23 @@ def test_show_says_when_the_file_was_edited_or_deleted_since_it_was_scored(tmp_p
     assert state == "changed" and "changed on disk since `score` read it" in text and "96x64" in text
     state, text = shown("c.jpg")
     assert state == "missing" and "not on disk now" in text
+
+
+def test_show_of_a_photo_moved_since_names_where_score_found_it(tmp_path: Path) -> None:
+    """After `mv shoot trip` and `score trip`, `show shoot/a.jpg` said "not on disk now (deleted, or on a
+    drive that is not mounted)" though the database holds the photo at trip/a.jpg (field test)."""
+    from imagegen import encode, scene
+
+    (tmp_path / "shoot").mkdir()
+    (tmp_path / "shoot" / "a.jpg").write_bytes(encode(scene(1, (96, 64)), "JPEG"))
+    db = str(tmp_path / "x.db")
+    assert runner.invoke(app, ["score", str(tmp_path / "shoot"), "--db", db]).exit_code == 4
+    (tmp_path / "shoot").rename(tmp_path / "trip")
+    assert runner.invoke(app, ["score", str(tmp_path / "trip"), "--db", db]).exit_code == 4
+    text = runner.invoke(app, ["show", str(tmp_path / "shoot" / "a.jpg"), "--db", db], env={"COLUMNS": "200"})
+    said = " ".join(text.stdout.split())
+    assert text.exit_code == 0 and f"not on disk now: the same photo is at {tmp_path / 'trip' / 'a.jpg'}" in said
+    assert "deleted, or on a drive" not in said
 
 
 def test_rank_always_shows_the_column_it_sorts_by(tmp_path: Path) -> None:

@@ -88,6 +88,37 @@ def test_a_folder_with_nothing_in_the_database_is_named_in_the_notes(shoot: tupl
     assert not [n for n in cull(store, [str(folder)], top=3).notes if n.startswith(("no photos under", "no such"))]
 
 
+def test_a_typo_inside_a_scored_folder_is_no_such_folder(shoot: tuple[Path, Store]) -> None:
+    """`rank LIBRARY/typo`, LIBRARY scored, said "`aesthete score` found no photos under LIBRARY/typo",
+    a folder that is not there and that no run looked in (field test)."""
+    folder, store = shoot
+    typo = str(folder / "tripp")
+    with pytest.raises(NothingToDoError, match="^no such file or folder: "):
+        cull(store, [typo], top=3)
+    result = runner.invoke(app, ["rank", typo, "--db", str(store.path)])
+    assert result.exit_code == 0 and f"no such file or folder: {typo}" in " ".join(result.stderr.split())
+
+
+def test_a_photo_behind_a_folder_that_cannot_be_opened_is_not_called_missing(
+    shoot: tuple[Path, Store],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`rank LIBRARY/locked/a.jpg` said "no such file or folder" of a file that is there, in a folder without
+    permission to search it (field test). Root passes permission checks: the refusal is simulated."""
+    folder, store = shoot
+    locked = str(folder / "locked" / "a.jpg")
+    lstat = os.lstat
+
+    def refused(path: str, *args: object, **kwargs: object) -> os.stat_result:
+        if str(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", refused)
+    with pytest.raises(NothingToDoError, match="cannot be opened \\(Permission denied\\)$"):
+        cull(store, [locked], top=3)
+
+
 def test_a_folder_named_twice_is_reported_once(shoot: tuple[Path, Store], tmp_path: Path) -> None:
     """`cull nope nope` said its one-line error twice, joined by '; ' (field test)."""
     folder, store = shoot
@@ -1013,6 +1044,23 @@ def test_the_report_and_groups_mark_the_frame_cull_keeps_not_a_flagged_better_on
     assert sum(keeps for keeps, _ in verdicts.values()) == 1
     table = runner.invoke(app, ["groups", str(folder), "--db", str(store.path)], env={"COLUMNS": "120"}).stdout
     assert re.search(r"a3\.jpg\s+\S+\s+overexposed", table) and re.search(r"a5\.jpg\s+\S+\s+keeps", table)
+
+
+def test_the_groups_table_names_the_original_of_a_copy_as_its_photo_column_does(
+    shoot: tuple[Path, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`groups` in the library said "identical to /full/path/Back up/e.jpg" beside a relative photo column,
+    the absolute path folding at its space (field test). JSON keeps it absolute."""
+    folder, store = shoot
+    (folder / "Back up").mkdir()
+    shutil.copy2(folder / "e.jpg", folder / "Back up" / "e.jpg")  # the same time: the first path is the original
+    score([str(folder)], store=store, model="nima", workers=1)
+    monkeypatch.chdir(folder)
+    args = ["groups", ".", "--db", str(store.path)]
+    table = runner.invoke(app, args, env={"COLUMNS": "200"}).stdout
+    assert f"identical to {os.path.join('Back up', 'e.jpg')}" in table and str(folder) not in table
+    photos = [p for g in json.loads(runner.invoke(app, [*args, "--json"]).stdout)["groups"] for p in g["photos"]]
+    assert f"identical to {folder / 'Back up' / 'e.jpg'}" in [p["ruled_out"] for p in photos]
 
 
 def test_show_gives_flags_as_a_list_in_json_and_names_them_in_text(shoot: tuple[Path, Store]) -> None:

@@ -246,6 +246,17 @@ def test_truncated_files_are_rejected(fmt: str) -> None:
     assert excinfo.value.kind == "truncated"
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF", "BMP"])
+def test_a_truncated_file_is_said_to_end_early_not_to_leave_a_few_bytes(fmt: str) -> None:
+    """A JPEG cut in half failed with Pillow's "image file is truncated (38 bytes not processed)": a count
+    of its buffer's leftovers, read by a photographer as the bytes missing (field test)."""
+    data = g.encode(g.noisy(g.scene(4, (300, 200)), 20), fmt)
+    with pytest.raises(DecodeError) as excinfo:
+        decode(data[: len(data) // 2])
+    assert excinfo.value.kind == "truncated" and "bytes not processed" not in str(excinfo.value)
+    assert str(excinfo.value) == decode_module.TRUNCATED_REASON
+
+
 def test_random_bytes_empty_and_text() -> None:
     for data, kind in [(g.random_bytes(5000), "not-an-image"), (b"", "empty"), (b"hello world\n" * 50, "not-an-image")]:
         with pytest.raises(DecodeError) as excinfo:

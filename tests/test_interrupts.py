@@ -242,3 +242,45 @@ def test_an_interrupted_command_stops_its_child_processes_as_it_leaves(monkeypat
         if child.is_alive():
             child.kill()
         child.join()
+
+
+def test_ctrl_c_while_the_commands_load_exits_130_without_a_traceback() -> None:
+    """Ctrl-C in the second `aesthete` takes to import its commands printed a KeyboardInterrupt traceback
+    from whichever import it landed in (field test: `timeout -s INT 0.7 aesthete groups`)."""
+    import subprocess
+
+    code = (
+        "import os, signal, sys\n"
+        "class Press:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'aesthete.cli.browse':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.meta_path.insert(0, Press())\n"
+        "from aesthete.cli import main\n"
+        "print('loaded')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+    assert "loaded" not in done.stdout
+
+
+def test_ctrl_c_while_typer_builds_the_commands_exits_130_without_a_traceback() -> None:
+    """Once imported, `aesthete` spends a moment in Typer building its Click commands, before Click's own
+    Ctrl-C handling starts: a press there was a KeyboardInterrupt traceback too (field test)."""
+    import subprocess
+
+    code = (
+        "import os, signal, sys\n"
+        "import typer.main\n"
+        "build = typer.main.get_command\n"
+        "def pressed(app):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return build(app)\n"
+        "typer.main.get_command = pressed\n"
+        "from aesthete.cli import main\n"
+        "sys.argv = ['aesthete', 'models']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+    assert "interrupted" in done.stderr and "apm" not in done.stdout

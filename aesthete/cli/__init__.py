@@ -8,14 +8,31 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+import threading
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import typer
-from typer.core import TyperArgument, TyperGroup
 
-from aesthete.cli import browse, cull, learn, models, score, train, weights
-from aesthete.cli.common import Exit, err
+def _interrupted_while_loading(signum: int, frame: object) -> None:
+    os.write(2, b"interrupted: stopped before the end\n")
+    os._exit(130)
+
+
+# Ctrl-C in the second the commands take to import ends as it does once they run (one line, exit 130),
+# not in a KeyboardInterrupt traceback from whichever import it lands in (field test). Python's handler
+# is put back once they are loaded, below. Only Python's own: an ignored SIGINT (a background job) stays so.
+if (
+    threading.current_thread() is threading.main_thread()
+    and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+):
+    signal.signal(signal.SIGINT, _interrupted_while_loading)
+
+import typer  # noqa: E402
+from typer.core import TyperArgument, TyperGroup  # noqa: E402
+
+from aesthete.cli import browse, cull, learn, models, score, train, weights  # noqa: E402
+from aesthete.cli.common import Exit, err  # noqa: E402
 
 if TYPE_CHECKING:
     import click
@@ -127,27 +144,36 @@ app.command("failures", short_help="Files that could not be read, and why.")(bro
 app.command("models", short_help="The models that score photos, and their weights.")(models.models_command)
 app.add_typer(weights.app, name="weights", short_help="List, download, register and remove weights.")
 train.register(app)  # train, eval
+if signal.getsignal(signal.SIGINT) is _interrupted_while_loading:  # loaded: Ctrl-C is Python's again
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def main() -> None:
     try:
         app()
+    except KeyboardInterrupt:  # Ctrl-C while Typer builds the commands, before Click's handling (field test)
+        err.print("[yellow]interrupted:[/] stopped before the end", highlight=False)
+        _leave_interrupted()
     except SystemExit as exc:
         if exc.code == Exit.INTERRUPTED:
             if _unhandled_interrupt(exc):  # `score` and `train` say what they keep; the others said nothing
                 err.print("[yellow]interrupted:[/] stopped before the end", highlight=False)
-            # Everything is saved and closed by now; the interpreter's teardown of torch would hold the
-            # terminal for another second or more after Ctrl-C, so leave at once.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            _stop_children()
-            os._exit(Exit.INTERRUPTED)
+            _leave_interrupted()
         if _reader_went_away(exc):
             # `aesthete rank | head -1`: Click and Rich stop quietly on a broken pipe, with status 1, which
             # is also "some photos could not be read". Exit as `git log | head` does in a shell.
             os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # what is still buffered for it goes nowhere, silently
             raise SystemExit(Exit.BROKEN_PIPE) from None
         raise
+
+
+def _leave_interrupted() -> NoReturn:
+    """Exit 130 at once: everything is saved and closed by now; the interpreter's teardown of torch would
+    hold the terminal for another second or more after Ctrl-C."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _stop_children()
+    os._exit(Exit.INTERRUPTED)
 
 
 def _unhandled_interrupt(stop: SystemExit) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 from typing import Annotated
@@ -108,7 +109,11 @@ def show_command(
     with opened_store(db, writes=False) as store:
         record = store.photo_by_path(str(photo))
         if record is None:
-            if not photo.exists():  # a mistyped name is a usage error, as for `score`
+            try:
+                exists = photo.exists()
+            except OSError as error:  # a folder on its way that cannot be opened: Path.exists raises (field test)
+                fail(f"{photo}: cannot be opened ({error.strerror}), and it is not in the database")
+            if not exists:  # a mistyped name is a usage error, as for `score`
                 fail(f"{photo}: no such file")
             if photo.is_dir():
                 listing = f"aesthete rank {shlex.quote(str(photo))}"
@@ -118,6 +123,10 @@ def show_command(
                 fail(f"{photo}: {kind} not a format aesthete reads (it reads {FORMAT_NAMES})")
             fail(f"{photo} is not in the database (run `aesthete score` on its folder)", Exit.NOTHING_USABLE)
         chosen = choose_scores(store, model, weights)
+        elsewhere = None
+        if record["on_disk"] == "missing":  # moved, most likely, where score recorded it again (field test)
+            twins = store.recorded_copies().get(record["content_hash"], [])
+            elsewhere = next((p for p in twins if p != record["path"] and os.path.exists(p)), None)
     # A head learned again, or removed, leaves its scores behind where no --weights can reach them; listed
     # under bare digests they buried the heads that exist (field test: one more per `learn` run).
     record["scores"] = [s for s in record["scores"] if s["model"] != PERSONAL_MODEL or head_name(s["weights_id"])]
@@ -138,7 +147,11 @@ def show_command(
             raise typer.Exit(int(Exit.SOME_FAILED))
         return
     out.print(f"[bold]{escape(printable(record['path']))}[/]", highlight=False)
-    if record["on_disk"] in ON_DISK_NOTES:  # what follows was recorded from a file that is gone or changed
+    if elsewhere is not None:  # not "deleted, or on a drive that is not mounted"
+        where = display_path(elsewhere)
+        moved = f"not on disk now: the same photo is at {where} (moved?); below is what `score` recorded"
+        out.print(f"[yellow]{escape(moved)}[/]", highlight=False)
+    elif record["on_disk"] in ON_DISK_NOTES:  # what follows was recorded from a file that is gone or changed
         out.print(f"[yellow]{ON_DISK_NOTES[record['on_disk']]}[/]", highlight=False)
     if record["status"] == "paired":  # a RAW beside its JPEG: one photo, scored through the JPEG
         out.print(f"RAW companion of {printable(record['pair_of'])}: its scores", highlight=False, markup=False)

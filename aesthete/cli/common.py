@@ -117,6 +117,15 @@ def fail(message: str, code: Exit = Exit.USAGE) -> NoReturn:
     raise typer.Exit(int(code))
 
 
+def reachable(path: Path) -> bool:
+    """Whether ``path`` exists; one behind a folder that cannot be opened is a one-line error, where
+    ``Path.exists`` raises PermissionError (field test: a traceback from `score locked/a.jpg`)."""
+    try:
+        return path.exists()
+    except OSError as error:
+        fail(f"{path}: cannot be opened ({error.strerror or error})")
+
+
 def one_output(**chosen: bool) -> None:
     """Exit with a usage error when more than one output format is asked for (``json=True, csv=True``):
     one of them would be printed and the others silently ignored. Called first, before any work."""

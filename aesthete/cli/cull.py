@@ -39,6 +39,7 @@ from aesthete.cli.common import (
     print_notes,
     print_paths,
     ranking_table,
+    reachable,
     scores_header,
     scores_label,
 )
@@ -270,7 +271,12 @@ def groups_command(
     kept, ruled_out = kept_frames(ranking.rows)
 
     def verdict(row: dict) -> str:
-        return "keeps" if kept.get(row["group"]) is row else ruled_out.get(id(row), "")
+        if kept.get(row["group"]) is row:
+            return "keeps"
+        why = ruled_out.get(id(row), "")
+        # The original's path as the photo column shows paths, not absolute (a table's; JSON keeps it whole).
+        original = why.removeprefix("identical to ")
+        return f"identical to {display_path(original)}" if original != why else why
 
     if as_json:
         print_json({**scores_header(ranking), "groups": [
@@ -331,6 +337,7 @@ def report_command(
     from aesthete.report import build_report, is_our_report
 
     # Said before the sheet is built: thumbnailing a large library takes minutes, all lost at the write.
+    reachable(html)  # a folder on its way that cannot be opened: one line, not a traceback from is_dir
     if html.is_dir():
         fail(f"{html} is a folder: --html takes the file to write, e.g. {html / 'contact-sheet.html'}")
     if not html.parent.is_dir():

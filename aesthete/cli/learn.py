@@ -20,6 +20,7 @@ from aesthete.cli.common import (
     out,
     print_json,
     print_notes,
+    reachable,
 )
 
 SOURCE_HELP = "Where the ratings are: xmp (sidecars / embedded XMP), lightroom, darktable or digikam."
@@ -69,6 +70,8 @@ def learn_command(
     roots = [str(p) for p in paths or []]
     # `--from lightroom FILE`: an option cannot take one value or two, so FILE arrives among PATHS; the
     # one that is a file (not a folder) is the catalog.
+    for root in roots:  # a folder on the way that cannot be opened: one line, not a traceback from is_file
+        reachable(Path(root))
     if source != "xmp" and catalog is None:
         files = [r for r in roots if Path(r).is_file()]
         if len(files) == 1:

@@ -21,7 +21,18 @@ from rich.table import Table
 from rich.text import Text
 
 from aesthete import interrupts
-from aesthete.cli.common import DbOption, Exit, JsonOption, err, fail, library_errors, opened_store, out, print_json
+from aesthete.cli.common import (
+    DbOption,
+    Exit,
+    JsonOption,
+    err,
+    fail,
+    library_errors,
+    opened_store,
+    out,
+    print_json,
+    reachable,
+)
 from aesthete.formats import FORMAT_NAMES
 
 
@@ -94,7 +105,7 @@ def score_command(
     from aesthete.scoring import score
 
     for path in paths:
-        if not path.exists():
+        if not reachable(path):
             fail(f"{path}: no such file or folder")
     # Ctrl-C stops the run; pressing it again while the last rows are saved must not break that stop.
     interrupts.install(once=True)
@@ -138,7 +149,8 @@ def _time(summary) -> str:  # noqa: ANN001
     """The run's time, with a rate only when photos were read: a rescan of cached photos says so instead."""
     if summary.scored + summary.analysed:
         return f"{summary.seconds:.1f} s ({summary.throughput:.1f} photos/s)"
-    return f"{summary.seconds:.1f} s" + ("" if summary.failed else " (nothing new)")
+    # Failures recorded before are not read again; Ctrl-C before the first batch left every new photo to do.
+    return f"{summary.seconds:.1f} s" + ("" if summary.read or summary.interrupted else " (nothing new)")
 
 
 def _progress(*, quiet: bool) -> Progress:
@@ -189,9 +201,17 @@ class _EtaColumn(ProgressColumn):
         return Text(f"ETA {int(left) // 60}:{int(left) % 60:02d}", style="progress.remaining")
 
 
+def _print_skipped(summary) -> None:  # noqa: ANN001
+    for skipped in summary.discovery_errors[:20]:  # dangling links, loops, unreadable folders: not photos
+        err.print(f"  [yellow]skipped[/] {escape(f'{skipped.path}: {skipped.reason}')}", highlight=False)
+    if len(summary.discovery_errors) > 20:
+        err.print(f"  ... and {len(summary.discovery_errors) - 20} more skipped (`score --json` lists them)")
+
+
 def _print_summary(summary, database: str) -> None:  # noqa: ANN001
     if summary.found == 0:
         err.print(f"[yellow]no photos found[/] (supported: {FORMAT_NAMES})")
+        _print_skipped(summary)  # a folder it could not open may be why (field test: said nothing of it)
         return
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -221,10 +241,7 @@ def _print_summary(summary, database: str) -> None:  # noqa: ANN001
         out.print(f"  [red]failed[/] {escape(f'{failure.path}: {failure.kind}: {failure.reason}')}", highlight=False)
     if len(summary.failed) > 20:
         out.print(f"  ... and {len(summary.failed) - 20} more (`aesthete failures`)")
-    for skipped in summary.discovery_errors[:20]:  # dangling links, loops, unreadable folders: not photos
-        err.print(f"  [yellow]skipped[/] {escape(f'{skipped.path}: {skipped.reason}')}", highlight=False)
-    if len(summary.discovery_errors) > 20:
-        err.print(f"  ... and {len(summary.discovery_errors) - 20} more skipped (`score --json` lists them)")
+    _print_skipped(summary)
     if summary.decode_notice:
         err.print(f"[yellow]note:[/] {escape(summary.decode_notice)}", highlight=False, soft_wrap=True)
     if summary.faces_notice:
