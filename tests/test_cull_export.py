@@ -8,9 +8,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from photoset import SHOOT, add_scores, frame, snapshot, write_photo, write_shoo
 from typer.testing import CliRunner
 
 from aesthete import export as export_module
+from aesthete import interrupts
 from aesthete.cli import app
 from aesthete.culling import CullOptions, apply
 from aesthete.errors import NothingToDoError, OptionError
@@ -350,12 +353,25 @@ def test_rejects_moved_where_deleted_rejects_of_the_same_names_were(shoot: tuple
     assert str(rejects / "b2.jpg") in known and all(os.path.exists(p) for p in known)
 
 
-def test_ctrl_c_as_a_reject_is_moved_moves_its_sidecar_with_it(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+@pytest.fixture
+def pythons_sigint() -> Iterator[None]:
+    """Python's own SIGINT handler for a test that presses Ctrl-C in this process, whatever handler a CLI
+    run before it left (aesthete's notes the press, and ``score --once`` ignores a second one); the press
+    noted, if any, is cleared after, so that the next ``score`` in this process is not taken as interrupted."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        interrupts.clear()
+
+
+def test_ctrl_c_as_a_reject_is_moved_moves_its_sidecar_with_it(
+    shoot: tuple[Path, Store], tmp_path: Path, pythons_sigint: None
+) -> None:
     """Ctrl-C as a photo was moved (where a real one landed every time in the field test): its sidecar still
     goes with it, then the move stops. Before, the sidecar stayed behind, and a rerun left it there for good
     (the photo was recorded at its new place, out of the folder culled)."""
-    import signal
-
     folder, store = shoot
     for name in SHOOT:
         (folder / f"{name}.xmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")
@@ -665,13 +681,11 @@ def test_a_second_cull_clears_what_the_first_rated_only_when_asked(shoot: tuple[
 
 
 def test_ctrl_c_while_rating_still_records_the_sidecars_already_written(
-    shoot: tuple[Path, Store], monkeypatch: pytest.MonkeyPatch
+    shoot: tuple[Path, Store], monkeypatch: pytest.MonkeyPatch, pythons_sigint: None
 ) -> None:
     """Ctrl-C as the first pick's sidecar was put in place (where a real one landed in the field test): that
     rating is recorded as aesthete's. Before, nothing was (5 sidecars of 73): the next cull kept them as "the
     rating you gave", and --clear-previous never cleared them."""
-    import signal
-
     from aesthete import culling
     from aesthete.ratings import written_by_path
 
