@@ -362,15 +362,11 @@ def test_show_of_a_missing_file_or_a_folder_says_so_as_a_usage_error(tmp_path: P
     assert f"aesthete rank '{tmp_path / 'My Photos'}'" in folder.output  # a command to paste, quoted
 
 
-def test_show_of_a_photo_in_a_folder_it_cannot_open_is_one_line(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
-    """`show locked/b.jpg`, a folder without permission to search it, ended in a PermissionError traceback
-    from Path.exists (field test). Root passes permission checks, so the refusal is simulated."""
+def refuse_to_open(monkeypatch: pytest.MonkeyPatch, locked: Path) -> None:
+    """``locked`` as behind a folder without permission to search it: its stat raises PermissionError (root
+    passes permission checks, so the refusal is simulated)."""
     import pathlib
 
-    from aesthete.store import Store
-
-    Store(tmp_path / "x.db").close()
-    locked = tmp_path / "locked" / "b.jpg"
     stat = pathlib.Path.stat
 
     def refused(self: Path, **kwargs: bool) -> os.stat_result:
@@ -379,6 +375,16 @@ def test_show_of_a_photo_in_a_folder_it_cannot_open_is_one_line(tmp_path: Path, 
         return stat(self, **kwargs)
 
     monkeypatch.setattr(pathlib.Path, "stat", refused)
+
+
+def test_show_of_a_photo_in_a_folder_it_cannot_open_is_one_line(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """`show locked/b.jpg`, a folder without permission to search it, ended in a PermissionError traceback
+    from Path.exists (field test). Root passes permission checks, so the refusal is simulated."""
+    from aesthete.store import Store
+
+    Store(tmp_path / "x.db").close()
+    locked = tmp_path / "locked" / "b.jpg"
+    refuse_to_open(monkeypatch, locked)
     result = runner.invoke(app, ["show", str(locked), "--db", str(tmp_path / "x.db")])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
     assert f"{locked}: cannot be opened (Permission denied)" in " ".join(result.stderr.split())
@@ -395,20 +401,11 @@ def test_a_path_behind_a_folder_that_cannot_be_opened_is_one_line(
 ) -> None:
     """`score locked/a.jpg`, `report --html locked/r.html` and `learn locked/x` ended in a PermissionError
     traceback from Path.exists or is_dir (field test). Root passes permission checks: the refusal is simulated."""
-    import pathlib
-
     from aesthete.store import Store
 
     Store(tmp_path / "x.db").close()
     locked = tmp_path / "locked" / "a.jpg"
-    stat = pathlib.Path.stat
-
-    def refused(self: Path, **kwargs: bool) -> os.stat_result:
-        if str(self) == str(locked):
-            raise PermissionError(13, "Permission denied", str(self))
-        return stat(self, **kwargs)
-
-    monkeypatch.setattr(pathlib.Path, "stat", refused)
+    refuse_to_open(monkeypatch, locked)
     args = [arg.format(locked=locked, tmp=tmp_path) for arg in command]
     result = runner.invoke(app, [*args, "--db", str(tmp_path / "x.db")])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
