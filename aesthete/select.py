@@ -359,6 +359,18 @@ def last_run_scope(store: Store, roots: Paths, recursive: bool = True) -> tuple[
     return last["roots"], last["recursive"]
 
 
+def not_there(path: str) -> str | None:
+    """Why ``path`` cannot be looked at -- it does not exist, or it is behind a folder that cannot be opened
+    (there, not missing: field test) -- or None when it is there."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return f"no such file or folder: {path}"
+    except OSError as error:
+        return f"{path}: cannot be opened ({error.strerror})"
+    return None
+
+
 def nothing_under(store: Store, root: str | None) -> str:
     """Why no photo under ``root`` (None: in the whole database) is in the database, and what to run: files
     that were found but could not be read point to ``aesthete failures``, a folder never scored to ``score``."""
@@ -372,12 +384,9 @@ def nothing_under(store: Store, root: str | None) -> str:
         return "nothing scored yet: run `aesthete score FOLDER` first"
     # A typo, most likely: scoring it would not help (field test), nor is a missing folder one that a run of
     # a folder above it "found no photos under" (field test: `rank LIBRARY/typo` said so).
-    try:
-        os.lstat(root)
-    except (FileNotFoundError, NotADirectoryError):
-        return f"no such file or folder: {root}"
-    except OSError as error:  # behind a folder that cannot be opened: there, not missing (field test)
-        return f"{root}: cannot be opened ({error.strerror})"
+    unreachable = not_there(root)
+    if unreachable:
+        return unreachable
     if store.scanned(root):
         return f"`aesthete score` found no photos under {root}"
     return f"no photos{where} in the database: run `aesthete score` on it first"

@@ -528,3 +528,26 @@ def test_show_of_a_file_score_could_not_read_exits_1_in_text_and_json(tmp_path: 
     as_json = runner.invoke(app, ["show", str(photo), "--db", db, "--json"])
     assert as_json.exit_code == 1, as_json.output
     assert json.loads(as_json.stdout)["photo"]["status"] == "failed"
+
+
+def test_failures_of_a_path_that_is_not_there_says_so(tmp_path: Path) -> None:
+    """`failures typo` said "no failures recorded", exit 0, as for a folder read without a fault (field test);
+    it now notes the typo as `rank` does. A file deleted since its failure was recorded is still listed."""
+    from aesthete.scoring import score
+    from aesthete.store import Store
+
+    (tmp_path / "shoot").mkdir()
+    broken = tmp_path / "shoot" / "empty.jpg"
+    broken.write_bytes(b"")
+    store = Store(tmp_path / "x.db")
+    score([str(tmp_path / "shoot")], store=store, workers=1)
+    store.close()
+    typo = tmp_path / "shot"
+    result = runner.invoke(app, ["failures", str(typo), "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "no failures recorded"
+    assert " ".join(result.stderr.split()) == f"note: no such file or folder: {typo}"
+    broken.unlink()
+    deleted = runner.invoke(app, ["failures", str(broken), "--db", str(tmp_path / "x.db"), "--json"])
+    assert deleted.exit_code == 0 and deleted.stderr == "", deleted.output
+    assert [row["path"] for row in json.loads(deleted.stdout)["failures"]] == [str(broken)]

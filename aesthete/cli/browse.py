@@ -39,7 +39,7 @@ from aesthete.cli.common import (
     scores_header,
 )
 from aesthete.formats import FORMAT_NAMES, SUPPORTED_EXTENSIONS, suffix
-from aesthete.select import RANK_KEYS, Filters, Ranking, public_row
+from aesthete.select import RANK_KEYS, Filters, Ranking, not_there, public_row
 
 TopOption = Annotated[int | None, typer.Option("--top", "-n", min=1, metavar="N", help="Show only the best N.")]
 
@@ -225,8 +225,12 @@ def _no_details(path: str) -> str:
 @library_errors()
 def failures_command(paths: PathsArgument = None, db: DbOption = None, as_json: JsonOption = False) -> None:
     """Files that could not be read, with the reason recorded for each."""
+    roots = [str(p) for p in paths or []]
     with opened_store(db, writes=False) as store:
-        rows = store.failures([str(p) for p in paths or []])
+        rows = store.failures(roots)
+    # A typo is not a folder without failures (field test: `failures typo` said "no failures recorded"); a
+    # file deleted since its failure was recorded still lists it.
+    print_notes([reason for root in roots if not rows and (reason := not_there(root))])
     if as_json:  # paths as rank --json gives them: absolute, for scripts
         print_json({"count": len(rows), "failures": rows})
         return
