@@ -9,6 +9,7 @@ import io
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -244,11 +245,16 @@ def test_an_interrupted_command_stops_its_child_processes_as_it_leaves(monkeypat
         child.join()
 
 
+def _ended_by_ctrl_c(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run in a fresh Python, which must end as a Ctrl-C does in aesthete: exit 130, no traceback."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+    return done
+
+
 def test_ctrl_c_while_the_commands_load_exits_130_without_a_traceback() -> None:
     """Ctrl-C in the second `aesthete` takes to import its commands printed a KeyboardInterrupt traceback
     from whichever import it landed in (field test: `timeout -s INT 0.7 aesthete groups`)."""
-    import subprocess
-
     code = (
         "import os, signal, sys\n"
         "class Press:\n"
@@ -259,16 +265,13 @@ def test_ctrl_c_while_the_commands_load_exits_130_without_a_traceback() -> None:
         "from aesthete.cli import main\n"
         "print('loaded')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+    done = _ended_by_ctrl_c(code)
     assert "loaded" not in done.stdout
 
 
 def test_ctrl_c_while_typer_builds_the_commands_exits_130_without_a_traceback() -> None:
     """Once imported, `aesthete` spends a moment in Typer building its Click commands, before Click's own
     Ctrl-C handling starts: a press there was a KeyboardInterrupt traceback too (field test)."""
-    import subprocess
-
     code = (
         "import os, signal, sys\n"
         "import typer.main\n"
@@ -281,6 +284,5 @@ def test_ctrl_c_while_typer_builds_the_commands_exits_130_without_a_traceback() 
         "sys.argv = ['aesthete', 'models']\n"
         "main()\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+    done = _ended_by_ctrl_c(code)
     assert "interrupted" in done.stderr and "apm" not in done.stdout
