@@ -121,6 +121,14 @@ def test_limit_keeps_at_most_n_per_split(tmp_path: Path) -> None:
     write_ava(tmp_path, 50, test_ids=list(range(1000, 1020)))
     splits = limit_splits(read_ava(tmp_path), 7, seed=0)
     assert [len(s) for s in (splits.train, splits.val, splits.test)] == [7, 3, 7]
+    # The report says which splits the limit cut (val had 3, so not val), and from how many.
+    before = read_ava(tmp_path)
+    assert splits.report.cut_by_limit == {"train": len(before.train), "test": 20}
+    assert "--limit kept train 7 of" in "\n".join(splits.report.lines(splits))
+    # A limit the data does not reach cuts nothing, and the report says no cut.
+    roomy = limit_splits(read_ava(tmp_path), 1000, seed=0)
+    assert [len(s) for s in (roomy.train, roomy.test)] == [len(before.train), 20]
+    assert roomy.report.cut_by_limit == {} and "--limit" not in "\n".join(roomy.report.lines(roomy))
 
 
 # -- AADB -------------------------------------------------------------------------------------------

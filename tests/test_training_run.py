@@ -205,12 +205,14 @@ def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(
     changed = runner.invoke(app, [*args, "--resume", "--lr", "0.1"])
     assert changed.exit_code == 2 and "different recipe (optim.lr)" in changed.output
 
-    resumed = runner.invoke(app, [*args, "--resume"])
+    resumed = runner.invoke(app, [*args, "--resume", "--limit", "1000"])
     assert resumed.exit_code == 0, resumed.output
-    # Its table says how many images it was measured on, and that this is not the paper's recipe.
+    # Its table says how many images it was measured on, and that this is not the paper's recipe; a
+    # --limit above every split's size cut nothing, so it is not named as a difference.
     printed = " ".join(resumed.stdout.split())
     assert "test split, 12 images" in printed and "not the paper's setting: " in printed
-    assert "train.epochs" in printed and "train.pretrained" in printed
+    assert "train.epochs" in printed and "train.pretrained" in printed and "--limit" not in printed
+    assert json.loads((output / METRICS_FILE).read_text())["cut_by_limit"] == []
 
     whole, again = weights(uninterrupted), weights(output)
     assert whole.keys() == again.keys()
@@ -311,6 +313,9 @@ def test_eval_prints_the_metrics_beside_the_papers(ava_root: Path, uninterrupted
     assert "ava test, 12 images" in table.stdout and "not the paper's setting" not in table.stdout
     cut_short = runner.invoke(app, [*base, "--limit", "5"])
     assert "ava test, 5 images" in cut_short.stdout and "not the paper's setting: --limit 5" in cut_short.stdout
+    # A limit above the split's 12 photos cuts nothing: the same setting as without it.
+    roomy = runner.invoke(app, [*base, "--limit", "50"])
+    assert "ava test, 12 images" in roomy.stdout and "not the paper's setting" not in roomy.stdout
 
     val = runner.invoke(app, [*base, "--split", "val", "--json"])
     assert val.exit_code == 0, val.output
@@ -320,6 +325,7 @@ def test_eval_prints_the_metrics_beside_the_papers(ava_root: Path, uninterrupted
     limited = runner.invoke(app, [*base, "--limit", "5", "--json"])
     assert limited.exit_code == 0, limited.output
     assert json.loads(limited.stdout)["metrics"]["images"] == 5
+    assert json.loads(limited.stdout)["cut_by_limit"] is True and report["cut_by_limit"] is False
 
 
 @pytest.mark.slow  # fast itself, but reads the uninterrupted fixture's two-epoch run

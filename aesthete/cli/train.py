@@ -131,7 +131,7 @@ def train_command(
         return
     images = (summary.get("test") or {}).get("images")
     changed = differences(resolve(load_recipe(path), []), resolved)  # what the overrides really changed
-    caption = _unlike_the_paper([*changed, *([f"--limit {limit}"] if limit else [])])
+    caption = _unlike_the_paper([*changed, *([f"--limit {limit}"] if summary.get("cut_by_limit") else [])])
     if summary.get("comparison"):
         out.print(comparison_table(summary["comparison"], title=f"{resolved['name']}: test split",
                                    images=images, caption=caption))  # fmt: skip
@@ -216,7 +216,7 @@ def eval_command(
 
         print_json(json_ready(report))
     else:
-        caption = _unlike_the_paper([f"--limit {limit}"] if limit else [])
+        caption = _unlike_the_paper([f"--limit {limit}"] if report["cut_by_limit"] else [])
         out.print(comparison_table(report["comparison"], title=f"{resolved.name} on {dataset} {split}",
                                    images=report["metrics"].get("images"), caption=caption))  # fmt: skip
 
@@ -247,7 +247,7 @@ def comparison_table(
 
 
 def _unlike_the_paper(changes: list[str]) -> str | None:
-    """The caption of a run whose recipe was changed from the paper's (or cut short by --limit)."""
+    """The caption of a run whose recipe was changed from the paper's (or whose data --limit cut)."""
     return f"not the paper's setting: {', '.join(changes)}" if changes else None
 
 

@@ -173,6 +173,7 @@ def evaluate_checkpoint(
         "checkpoint": str(path),
         "dataset": dataset,
         "split": split,
+        "cut_by_limit": split in splits.report.cut_by_limit,
         "metrics": results,
         "paper": paper,
         "comparison": compare(results, paper),

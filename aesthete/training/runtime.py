@@ -30,7 +30,7 @@ def load_splits(
         try:
             splits = scan_images(read_dataset(recipe["dataset"], options.data_root, recipe["data"]), names=names)
             if options.limit:
-                splits = limit_splits(splits, options.limit, recipe["data"]["split_seed"])
+                splits = limit_splits(splits, options.limit, recipe["data"]["split_seed"], names)
         except Exception as exc:  # re-raised on every rank below, so no process waits forever
             error = exc
     splits, error = broadcast(ctx, (splits, error))

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -76,6 +75,7 @@ class ReadReport:
     dropped: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    cut_by_limit: dict[str, int] = field(default_factory=dict)  # split -> its images before --limit cut it
 
     def drop(self, reason: str, example: str) -> None:
         self.dropped[reason] += 1
@@ -92,16 +92,10 @@ class ReadReport:
             examples = ", ".join(self.examples.get(reason, []))
             out.append(f"{self.dataset}: skipped {count:,} ({reason})" + (f", e.g. {examples}" if examples else ""))
         out.extend(f"{self.dataset}: {note}" for note in self.notes)
+        if splits is not None and self.cut_by_limit:
+            cut = ", ".join(f"{name} {len(splits.split(name)):,} of {n:,}" for name, n in self.cut_by_limit.items())
+            out.append(f"{self.dataset}: --limit kept {cut}")
         return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "source": dict(self.source),
-            "dropped": dict(self.dropped),
-            "examples": {k: list(v) for k, v in self.examples.items()},
-            "notes": list(self.notes),
-        }
 
 
 @dataclass
@@ -157,15 +151,16 @@ def _header_size(path: Path) -> tuple[tuple[int, int] | None, str]:
     return (width, height), ""
 
 
-def limit_splits(splits: DatasetSplits, limit: int, seed: int) -> DatasetSplits:
-    """At most ``limit`` images per split, drawn with ``seed`` (``--limit`` smoke runs)."""
+def limit_splits(splits: DatasetSplits, limit: int, seed: int, names: Sequence[str] = SPLITS) -> DatasetSplits:
+    """At most ``limit`` images in each of the ``names`` splits, drawn with ``seed`` (``--limit`` smoke
+    runs); the report records which splits it cut, so a limit larger than the data is no change."""
     rng = np.random.default_rng(seed)
-    limited = {}
-    for name in SPLITS:
-        split = splits.split(name)
+    limited = {name: splits.split(name) for name in SPLITS}
+    for name in names:
+        split = limited[name]
         if len(split) > limit:
-            split = split.subset(np.sort(rng.choice(len(split), size=limit, replace=False)))
-        limited[name] = split
+            splits.report.cut_by_limit[name] = len(split)
+            limited[name] = split.subset(np.sort(rng.choice(len(split), size=limit, replace=False)))
     return DatasetSplits(report=splits.report, **limited)
 
 

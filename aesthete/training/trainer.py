@@ -353,6 +353,7 @@ class _Loop:
             "global_batch": train["batch_size"],
             "data": {name: len(splits.split(name)) for name in ("train", "val", "test")},
             "data_report": splits.report.lines(),
+            "cut_by_limit": list(splits.report.cut_by_limit),  # the splits --limit cut (none: no change)
             "paper": dict(recipe["paper"].get("metrics", {})),
         }
         return cls(
