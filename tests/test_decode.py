@@ -14,6 +14,8 @@ from PIL import Image
 
 from aesthete import decode as decode_module
 from aesthete.decode import DecodeError, decode
+from aesthete.decode_worker import decode_target
+from aesthete.signals import working_gray
 
 
 def rgb(image: Image.Image, xy: tuple[int, int]) -> np.ndarray:
@@ -171,6 +173,17 @@ def test_tiny_and_extreme_aspect_images() -> None:
     assert strip.image.height == 10  # cannot shrink below the target on the short side
     jpeg_strip = decode(g.encode(Image.new("RGB", (20000, 10), (50, 60, 70)), "JPEG"), min_side=5)
     assert jpeg_strip.image.height >= 5 and jpeg_strip.image.width >= 10000
+
+
+@pytest.mark.parametrize("size", [(16000, 240), (240, 16000)])
+def test_a_reduced_decode_keeps_the_rows_the_signals_need(size: tuple[int, int]) -> None:
+    """The workers' decode size (decode_worker.decode_target) serves the signals' working size: a panorama's
+    reduced-size decode gives the same working image as its full decode, rows and all."""
+    photo = g.scene(3, size)
+    decoded = decode(g.encode(photo, "JPEG", quality=92), target=decode_target(None))
+    assert min(decoded.image.size) < min(size)  # it was reduced
+    assert working_gray(decoded.image).size == working_gray(photo).size
+    assert min(working_gray(decoded.image).size) >= 60
 
 
 def test_large_jpeg_reduced_decode_is_at_least_target_and_much_smaller() -> None:

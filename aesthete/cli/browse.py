@@ -163,8 +163,10 @@ def show_command(
     described = record["pair_of"] if record["status"] == "paired" else record["path"]
     out.print(exif_line(image) or _no_details(described), highlight=False)
     flags = f"  flags {', '.join(image['flags'])}" if image.get("flags") else ""
+    # None: too few rows (or columns) for the focus measure (signals.MIN_FOCUS_SIDE)
+    sharpness = "not measurable" if image.get("sharpness") is None else f"{image['sharpness']:.3g}"
     out.print(
-        f"{image.get('width')}x{image.get('height')}  sharpness {image.get('sharpness', 0):.3g}  "
+        f"{image.get('width')}x{image.get('height')}  sharpness {sharpness}  "
         f"clipped {image.get('clipped_shadows', 0):.1%} / {image.get('clipped_highlights', 0):.1%}  "
         f"noise {image.get('noise', 0):.2f}  technical {image.get('technical', 0):.2f}{flags}",
         highlight=False,
