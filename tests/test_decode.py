@@ -270,6 +270,27 @@ def test_a_truncated_file_is_said_to_end_early_not_to_leave_a_few_bytes(fmt: str
     assert str(excinfo.value) == decode_module.TRUNCATED_REASON
 
 
+@pytest.mark.parametrize("params", [{"quality": 80}, {"lossless": True}])
+@pytest.mark.parametrize("keep", [0.5, 0.9, 30, 13])
+def test_a_webp_cut_short_is_truncated_not_corrupt(params: dict, keep: float) -> None:
+    """Field test: a WebP cut in half was "corrupt: could not create decoder object" (libwebp's words for
+    any file it cannot start on); its RIFF header declares the bytes it should have, so it is truncated."""
+    data = g.encode(g.noisy(g.scene(4, (300, 200)), 20), "WEBP", **params)
+    cut = data[: int(len(data) * keep) if keep < 1 else int(keep)]
+    with pytest.raises(DecodeError) as excinfo:
+        decode(cut)
+    assert (excinfo.value.kind, str(excinfo.value)) == ("truncated", decode_module.TRUNCATED_REASON)
+
+
+def test_a_whole_webp_with_broken_data_is_still_corrupt() -> None:
+    """Only a file shorter than its header says is truncated: the same damage at full length is corruption."""
+    data = bytearray(g.encode(g.noisy(g.scene(4, (300, 200)), 20), "WEBP", quality=80))
+    data[20:60] = bytes(40)  # the VP8 frame header and the start of its data
+    with pytest.raises(DecodeError) as excinfo:
+        decode(bytes(data))
+    assert excinfo.value.kind == "corrupt"
+
+
 def test_random_bytes_empty_and_text() -> None:
     for data, kind in [(g.random_bytes(5000), "not-an-image"), (b"", "empty"), (b"hello world\n" * 50, "not-an-image")]:
         with pytest.raises(DecodeError) as excinfo:
