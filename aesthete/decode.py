@@ -243,7 +243,7 @@ def _decode_or_raise(
     except Image.DecompressionBombError as exc:
         raise DecodeError(BOMB, _bomb_reason(exc, data)) from None
     except Exception as exc:
-        kind = _classify(exc)
+        kind = TRUNCATED if _riff_cut_short(data) else _classify(exc)
         reason = TRUNCATED_REASON if kind == TRUNCATED else _one_line(str(exc)) or type(exc).__name__
         raise DecodeError(kind, reason) from None
 
@@ -423,6 +423,8 @@ def _claimed_size(data: bytes) -> tuple[int, int] | None:
 
 def _unidentified(exc: Exception, data: bytes) -> DecodeError:
     """Neither Pillow nor LibRaw recognised ``data``: say why, and what to install when that is the reason."""
+    if _riff_cut_short(data):  # a WebP cut within its first chunk's header
+        return DecodeError(TRUNCATED, TRUNCATED_REASON)
     if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS and not HEIF_AVAILABLE:
         return DecodeError(NO_DECODER, "HEIC/HEIF needs pillow-heif: pip install 'aesthete-photo[heic]'")
     if rawpy is not None and isinstance(exc, rawpy.LibRawError):
@@ -548,6 +550,15 @@ def _transform_to_srgb(icc: bytes, mode: str) -> tuple[ImageCms.ImageCmsTransfor
 @lru_cache(maxsize=1)
 def _lab_to_srgb() -> ImageCms.ImageCmsTransform:
     return ImageCms.buildTransform(ImageCms.createProfile("LAB"), _SRGB, "LAB", "RGB")
+
+
+def _riff_cut_short(data: bytes) -> bool:
+    """Whether ``data`` is a WebP shorter than its RIFF header says. libwebp refuses such a file with
+    "could not create decoder object", its words for any file it cannot start on, corrupt ones too: the
+    header's size (of what follows its first 8 bytes) tells the two apart."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return False
+    return int.from_bytes(data[4:8], "little") + 8 > len(data)
 
 
 def _classify(exc: Exception) -> str:

@@ -29,13 +29,13 @@ from aesthete.formats import raw_format
 from aesthete.input_policy import InputPolicy
 from aesthete.pixel_slots import WorkerSlots
 from aesthete.signals import (
-    WORKING_SIDE,
     flags,
     perceptual_hash,
     technical_quality,
     technical_signals,
     working_gray,
     working_rgb,
+    working_size,
 )
 from aesthete.store import ModelKey, StoreReader
 
@@ -210,11 +210,10 @@ def _close_inherited_database(db_path: str | None) -> None:
 
 
 def decode_target(policy: InputPolicy | None) -> Any:
-    """Smallest decode size serving both the model and the signals' fixed working size."""
+    """Smallest decode size serving both the model and the signals' working size."""
 
     def target(width: int, height: int) -> tuple[int, int]:
-        scale = min(1.0, WORKING_SIDE / max(width, height))
-        need_w, need_h = round(width * scale), round(height * scale)
+        need_w, need_h = working_size(width, height)
         if policy is not None:
             model_w, model_h = policy.decode_size(width, height)
             need_w, need_h = max(need_w, model_w), max(need_h, model_h)
@@ -301,7 +300,7 @@ def photo_facts(digest: str, width: int, height: int, fmt: str, data: bytes) -> 
 
 
 def signal_columns(
-    signals: dict[str, float], phash: str, width: int, height: int, found: dict[str, Any] | None = None
+    signals: dict[str, float | None], phash: str, width: int, height: int, found: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The ``images`` columns measured on the pixels: the technical signals, the quality and flags they
     give, the perceptual hash, and the face columns (``found``, from :func:`face_columns`; NULL without)."""
@@ -315,7 +314,7 @@ def signal_columns(
     }
 
 
-def face_columns(decoded: Any, photo_sharpness: float) -> dict[str, Any] | None:
+def face_columns(decoded: Any, photo_sharpness: float | None) -> dict[str, Any] | None:
     """``faces``, ``face_count``, ``faces_looked`` and the face ``flags`` of a decoded photo, or None when
     the face stage failed (a broken runtime must cost the faces, never the photo; the note says why).
 

@@ -36,15 +36,15 @@ from PIL import Image
 from aesthete.decode_worker import FileResult, signal_columns
 from aesthete.input_policy import InputPolicy
 from aesthete.signals import (
-    GAUSS_RADIUS,
     HIGHLIGHT_CLIP_LEVEL,
     LOG_GAUSSIAN,
     LOG_SIGMA,
+    MIN_FOCUS_SIDE,
     PHASH_BAND,
     PHASH_DCT,
     PHASH_SIZE,
     SHADOW_CLIP_LEVEL,
-    WORKING_SIDE,
+    working_size,
 )
 
 Decoder = Callable[[list[bytes], torch.device], list[torch.Tensor]]  # JPEG bytes -> (3, H, W) uint8 on a device
@@ -175,21 +175,18 @@ def _resize(images: torch.Tensor, size: tuple[int, int], mode: str = "bilinear")
 
 
 def working_luma(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) uint8 -> (B, 1, h, w) float luma at the signals' working size (longer side
-    ``WORKING_SIDE``, never enlarged), as :func:`aesthete.signals.working_gray` computes it."""
+    """(B, 3, H, W) uint8 -> (B, 1, h, w) float luma at the signals' working size
+    (:func:`aesthete.signals.working_size`), as :func:`aesthete.signals.working_gray` computes it."""
     rgb = images.float()
     # Exact in float32: the weighted sum stays below 2**24, and dividing by 2**16 only shifts the exponent.
     weighted = rgb[:, 0:1] * _LUMA_WEIGHTS[0] + rgb[:, 1:2] * _LUMA_WEIGHTS[1] + rgb[:, 2:3] * _LUMA_WEIGHTS[2]
     luma = torch.floor((weighted + 0x8000) / 65536)
     height, width = luma.shape[-2:]
-    longer = max(height, width)
-    if longer > WORKING_SIDE:
-        scale = WORKING_SIDE / longer
-        return _resize(luma, (max(1, round(height * scale)), max(1, round(width * scale))))
-    return luma
+    new_w, new_h = working_size(width, height)
+    return _resize(luma, (new_h, new_w)) if (new_w, new_h) != (width, height) else luma
 
 
-def technical_signals(luma: torch.Tensor) -> list[dict[str, float]]:
+def technical_signals(luma: torch.Tensor) -> list[dict[str, float | None]]:
     """:func:`aesthete.signals.technical_signals` of each (1, h, w) working-size luma of the batch."""
     count = luma[:, 0].flatten(1).shape[1]
     columns = torch.stack(
@@ -203,15 +200,17 @@ def technical_signals(luma: torch.Tensor) -> list[dict[str, float]]:
         dim=1,
     ).cpu()
     names = ("sharpness", "clipped_shadows", "clipped_highlights", "mean_luma", "noise")
-    return [dict(zip(names, map(float, row))) for row in columns.tolist()]
+    # NaN (focus_measures: too small to measure) is the CPU path's None.
+    return [{n: None if math.isnan(v) else float(v) for n, v in zip(names, row)} for row in columns.tolist()]
 
 
 def focus_measures(luma: torch.Tensor) -> torch.Tensor:
     """(B,) float64: RMS of the scale-normalised Laplacian of Gaussian (sigma 1 px), 'valid' region only;
-    0 when the picture is too small for it. Shifted slices rather than convolutions: elementwise float32,
-    as the CPU computes it, where a GPU convolution may round its inputs to TF32."""
-    if min(luma.shape[-2:]) < 2 * GAUSS_RADIUS + 3:
-        return torch.zeros(len(luma), dtype=torch.float64, device=luma.device)
+    NaN when the picture is too small for it (:func:`aesthete.signals.focus_measure`'s None). Shifted
+    slices rather than convolutions: elementwise float32, as the CPU computes it, where a GPU convolution
+    may round its inputs to TF32."""
+    if min(luma.shape[-2:]) < MIN_FOCUS_SIDE:
+        return torch.full((len(luma),), math.nan, dtype=torch.float64, device=luma.device)
     values = luma[:, 0]
     taps = len(LOG_GAUSSIAN)
     rows = sum(float(w) * values[:, :, i : values.shape[2] - taps + 1 + i] for i, w in enumerate(LOG_GAUSSIAN))

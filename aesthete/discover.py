@@ -203,6 +203,21 @@ class _Walker:
             return None
 
 
+def skipped_by_walk(path: str | Path) -> tuple[str, str] | None:
+    """Why a walk of a folder above ``path`` never reaches it: ``(kind, name)``, kind one of "hidden file",
+    "hidden folder", "system folder" (the names :meth:`_Walker.walk` skips), for the one nearest the file;
+    None when nothing on the way is skipped. Naming the file (or that folder) as a root reads it all the same."""
+    *folders, name = Path(os.path.abspath(path)).parts[1:]
+    if name.startswith("."):
+        return "hidden file", name
+    for folder in reversed(folders):
+        if folder.startswith("."):
+            return "hidden folder", folder
+        if folder.casefold() in SYSTEM_FOLDERS:
+            return "system folder", folder
+    return None
+
+
 def pair_raws(found: Iterable[FoundFile]) -> tuple[list[FoundFile], list[tuple[FoundFile, str]]]:
     """Split ``found`` into photos and RAW companions: ``(photos, [(raw file, partner path)])``.
 

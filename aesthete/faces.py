@@ -435,7 +435,8 @@ def detect_faces(
         sharpness = None
         if min(x1 - x0, y1 - y0) >= MIN_SHARPNESS_SIDE:
             sharpness = focus_measure(luma[y0:y1, x0:x1])
-        relative = sharpness / photo_sharpness if sharpness is not None and photo_sharpness > 0 else None
+        # (the photo's own sharpness is None when it is too thin to measure)
+        relative = sharpness / photo_sharpness if sharpness is not None and photo_sharpness else None
         faces.append(Face(tuple(float(v) for v in box), score, landmark_score, eyes, sharpness, relative))
     faces.sort(key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
     return faces

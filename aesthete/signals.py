@@ -2,10 +2,13 @@
 
 They make culling useful before any aesthetic checkpoint exists, and feed the "blurry" /
 "overexposed" flags of the report. All are computed with numpy on the luminance (Pillow's ``L``,
-ITU-R 601 luma) of the photo resized so that its LONGER side is :data:`WORKING_SIDE` pixels (smaller
-photos are used as they are, never enlarged). Measuring at one working size makes a 1000-px and a
-4000-px copy of the same picture score alike, and matches what a viewer judges on a screen; the
-price is that defocus of only a pixel or two at 24 MP is below what these signals can see.
+ITU-R 601 luma) of the photo at its working size (:func:`working_size`): its LONGER side
+:data:`WORKING_SIDE` pixels (smaller photos are used as they are, never enlarged). Measuring at one
+working size makes a 1000-px and a 4000-px copy of the same picture score alike, and matches what a
+viewer judges on a screen; the price is that defocus of only a pixel or two at 24 MP is below what
+these signals can see. A long strip keeps :data:`MIN_WORKING_SHORT` rows instead (a 100:1 panorama
+would keep 5), within :data:`MAX_WORKING_PIXELS`. A photo with fewer rows or columns than the focus
+measure needs (:data:`MIN_FOCUS_SIDE`) has no ``sharpness``: None, not measured, never "blurry".
 """
 
 from __future__ import annotations
@@ -16,6 +19,14 @@ import numpy as np
 from PIL import Image
 
 WORKING_SIDE = 512
+# A strip keeps this many rows (columns, when upright) where the photo has them, so that the focus
+# measure sees enough of it: at WORKING_SIDE alone a panorama wider than ~57:1 kept under 9 rows, too few
+# for the Gaussian and Laplacian below, and was always "blurry" (field test). 64: several times the
+# operator's 9 rows, as many as an ordinary 8:1 frame keeps.
+MIN_WORKING_SHORT = 64
+# ... but never more pixels than a square photo's working image, so a 1000:1 strip costs no more memory or
+# time than any photo (it keeps fewer rows: 16 at 1000:1).
+MAX_WORKING_PIXELS = WORKING_SIDE * WORKING_SIDE
 
 # Exposure: a pixel counts as clipped at or beyond these 8-bit luma levels.
 SHADOW_CLIP_LEVEL = 2
@@ -40,6 +51,7 @@ RESOLUTION_SCALE_MP = 0.5
 
 LOG_SIGMA = 1.0  # pixels at working size
 GAUSS_RADIUS = 3
+MIN_FOCUS_SIDE = 2 * GAUSS_RADIUS + 3  # the Gaussian's taps and the Laplacian's 3: one 'valid' pixel
 LOG_GAUSSIAN = np.exp(-(np.arange(-GAUSS_RADIUS, GAUSS_RADIUS + 1) ** 2) / (2 * LOG_SIGMA**2)).astype(np.float32)
 LOG_GAUSSIAN /= LOG_GAUSSIAN.sum()
 PHASH_SIZE = 32
@@ -59,8 +71,8 @@ PHASH_DCT = _dct_matrix(PHASH_SIZE)
 
 
 def working_gray(image: Image.Image) -> Image.Image:
-    """Luma at working size (longer side WORKING_SIDE, never enlarged). Idempotent: callers that need
-    several signals of one photo compute it once and pass it to each."""
+    """Luma at working size (:func:`working_size`). Idempotent: callers that need several signals of one
+    photo compute it once and pass it to each."""
     return _working(image if image.mode == "L" else image.convert("L"))
 
 
@@ -70,22 +82,35 @@ def working_rgb(image: Image.Image) -> Image.Image:
     return _working(image if image.mode == "RGB" else image.convert("RGB"))
 
 
+def working_size(width: int, height: int) -> tuple[int, int]:
+    """The (width, height) a ``width`` x ``height`` photo is measured at: the longer side WORKING_SIDE, or
+    for a strip the shorter side MIN_WORKING_SHORT, within MAX_WORKING_PIXELS; never enlarged.
+
+    The one definition of the working size: the decode workers decode at least this large
+    (``decode_worker.decode_target``) and the device lane resizes to it (``device_lane.working_luma``)."""
+    by_longer = WORKING_SIDE / max(width, height)
+    by_shorter = min(MIN_WORKING_SHORT / min(width, height), math.sqrt(MAX_WORKING_PIXELS / (width * height)))
+    scale = min(1.0, max(by_longer, by_shorter))
+    if scale == 1.0:
+        return width, height
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def _working(image: Image.Image) -> Image.Image:
-    longer = max(image.size)
-    if longer > WORKING_SIDE:
-        scale = WORKING_SIDE / longer
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    size = working_size(*image.size)
+    if size != image.size:
         image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
     return image
 
 
-def technical_signals(image: Image.Image) -> dict[str, float]:
+def technical_signals(image: Image.Image) -> dict[str, float | None]:
     """Sharpness, clipping, brightness and noise of a photo, at working size (see the module docstring).
 
     - ``sharpness``: RMS of the scale-normalised Laplacian of Gaussian (sigma = 1 px) of luma, in 8-bit
       luma units: the variance-of-Laplacian focus measure (Pech-Pacheco 2000) with a small Gaussian in
       front, so pixel noise and 8-bit quantisation barely count. Any Gaussian blur lowers it (it removes
-      energy at every frequency the operator passes); a plain subject also scores low.
+      energy at every frequency the operator passes); a plain subject also scores low. None when the
+      working image is under MIN_FOCUS_SIDE pixels a side (a 1x1 photo): focus cannot be judged there.
     - ``clipped_shadows`` / ``clipped_highlights``: fraction of pixels at luma <= 2 / >= 253.
     - ``mean_luma``: average luma, 0..1.
     - ``noise``: Gaussian noise sigma in 8-bit luma units, Immerkaer's estimator (1996) over all but the
@@ -93,8 +118,8 @@ def technical_signals(image: Image.Image) -> dict[str, float]:
     """
     pixels = np.asarray(working_gray(image))
     luma = pixels.astype(np.float32)
-    signals = {
-        "sharpness": 0.0,
+    signals: dict[str, float | None] = {
+        "sharpness": None,
         "clipped_shadows": float(np.mean(luma <= SHADOW_CLIP_LEVEL)),
         "clipped_highlights": float(np.mean(luma >= HIGHLIGHT_CLIP_LEVEL)),
         "mean_luma": float(luma.mean(dtype=np.float64) / 255.0),
@@ -106,11 +131,11 @@ def technical_signals(image: Image.Image) -> dict[str, float]:
     return signals
 
 
-def focus_measure(luma: np.ndarray) -> float:
+def focus_measure(luma: np.ndarray) -> float | None:
     """The ``sharpness`` of :func:`technical_signals` for any 2-D float32 luma array (0..255), such as
-    one region of a working-size photo; 0 when it is too small for the Gaussian and the Laplacian."""
-    if min(luma.shape) < 2 * GAUSS_RADIUS + 3:
-        return 0.0
+    one region of a working-size photo; None when it is too small for the Gaussian and the Laplacian."""
+    if min(luma.shape) < MIN_FOCUS_SIDE:
+        return None
     smooth = _gaussian(luma)
     laplacian = smooth[:-2, 1:-1] + smooth[2:, 1:-1] + smooth[1:-1, :-2] + smooth[1:-1, 2:] - 4 * smooth[1:-1, 1:-1]
     return float(LOG_SIGMA**2 * laplacian.std(dtype=np.float64))
@@ -163,7 +188,7 @@ def hash_distance(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
-def technical_quality(signals: dict[str, float], width: int | None = None, height: int | None = None) -> float:
+def technical_quality(signals: dict[str, float | None], width: int | None = None, height: int | None = None) -> float:
     """One 0..1 number to rank photos by when no aesthetic score exists.
 
     ``quality = sharp * exposure * clean * size`` with
@@ -189,7 +214,7 @@ def technical_quality(signals: dict[str, float], width: int | None = None, heigh
     return (1.0 - math.exp(-sharpness / SHARPNESS_SCALE)) * exposure_term * clean_term * size_term
 
 
-def flags(signals: dict[str, float]) -> list[str]:
+def flags(signals: dict[str, float | None]) -> list[str]:
     """Technical problems worth showing next to a photo, from this module's thresholds.
 
     Returns a subset of ``["blurry", "underexposed", "overexposed", "noisy"]``; a missing (or None)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from aesthete import decode_worker, faces  # noqa: E402
 from aesthete.decode import decode  # noqa: E402
 from aesthete.decode_worker import decode_target  # noqa: E402
-from aesthete.signals import WORKING_SIDE  # noqa: E402
+from aesthete.signals import working_rgb  # noqa: E402
 from bench import photos  # noqa: E402
 
 
@@ -41,12 +41,6 @@ def jpeg(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=photos.QUALITY)
     return buffer.getvalue()
-
-
-def working_rgb(image: Image.Image) -> np.ndarray:
-    scale = min(1.0, WORKING_SIDE / max(image.size))
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return np.asarray(image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0) if scale < 1 else image)
 
 
 def median_ms(fn: object, repeats: int) -> float:
@@ -80,7 +74,7 @@ def main() -> None:
     for label, image in (("no face", plain), ("one face", portrait)):
         data_bytes = jpeg(image)
         decode_ms = median_ms(lambda b=data_bytes: decode(b, target=target), args.repeats)
-        rgb = working_rgb(decode(data_bytes, target=target).image)
+        rgb = np.asarray(working_rgb(decode(data_bytes, target=target).image))
         faces_ms = median_ms(lambda r=rgb: faces.detect_faces(r), args.repeats)
         found = len(faces.detect_faces(rgb))
         print(f"| {label} | {decode_ms:.1f} | {faces_ms:.1f} | {faces_ms / decode_ms:.0%} | {found} |")

@@ -513,6 +513,42 @@ def test_show_finds_a_photo_through_symlinks_and_names_formats_it_never_reads(tm
     assert unseen.exit_code == 3 and "is not in the database (run `aesthete score` on its folder)" in unseen.stderr
 
 
+@pytest.mark.parametrize(
+    ("inside", "skipped"),
+    [
+        (".cache/x.jpg", "hidden folders (.cache)"),
+        ("Photos/.trash/x.jpg", "hidden folders (.trash)"),
+        ("Photos/.trash/2024/x.jpg", "hidden folders (.trash)"),
+        ("Photos/@eaDir/x.jpg", "system folders (@eaDir)"),
+        ("Photos/.x.jpg", "hidden files (.x.jpg)"),
+    ],
+)
+def test_show_of_a_photo_score_skips_says_why_and_a_command_that_scores_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inside: str, skipped: str
+) -> None:
+    """Field test: `show` of a photo in a hidden folder said to run `aesthete score` on it, but a walk of the
+    folders above skips hidden ones: the note says so, and its command (a file named directly) scores it."""
+    import re
+    import shlex
+
+    from imagegen import encode, scene
+
+    monkeypatch.chdir(tmp_path)
+    photo = Path("library", inside)
+    photo.parent.mkdir(parents=True)
+    photo.write_bytes(encode(scene(1, (96, 64)), "JPEG"))
+    db = str(tmp_path / "a.db")
+    assert runner.invoke(app, ["score", "library", "--db", db]).exit_code == 3  # nothing found: all skipped
+    unseen = runner.invoke(app, ["show", str(photo), "--db", db])
+    assert unseen.exit_code == 3 and unseen.stderr.count("\n") == 1, unseen.output
+    assert f"{photo} is not in the database: `score` skips {skipped}" in unseen.stderr, unseen.stderr
+    command = shlex.split(re.findall(r"`([^`]*)`", unseen.stderr)[-1])
+    assert command[:2] == ["aesthete", "score"], unseen.stderr
+    assert runner.invoke(app, [*command[1:], "--db", db]).exit_code == 4  # scored (no weights: signals only)
+    shown = runner.invoke(app, ["show", str(photo), "--db", db, "--json"])
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["photo"]["status"] == "ok", shown.output
+
+
 def test_show_of_a_file_score_could_not_read_exits_1_in_text_and_json(tmp_path: Path) -> None:
     # `show --json` said "status": "failed" and exited 0, where the text exits 1.
     from contextlib import closing

@@ -134,6 +134,50 @@ def test_failures_table_shortens_from_the_middle_and_fits(tmp_path: Path) -> Non
         assert "copying from the card)" in "\n".join(lines)  # the reason wraps, whole
 
 
+def test_score_summary_has_no_trailing_spaces_and_its_failed_lines_fit_80_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Field test: with COLUMNS=80 and the output not a terminal, the summary's lines were padded with spaces
+    to the table's width, and each failed line (path, kind, reason) ran past 80 columns. Now a failed line
+    that does not fit gives the reason its own lines, indented; the path keeps its file name whole (and its
+    full form in --json and `aesthete failures`); each failure is still one grep away."""
+    from imagegen import encode, scene
+    from rich.cells import cell_len
+
+    from aesthete.decode import TRUNCATED_REASON
+
+    monkeypatch.chdir(tmp_path)
+    deep = Path("2024", "2024-06-15 Wedding of Anna and Bartholomew", "ceremony and reception", "card 1")
+    deep.mkdir(parents=True)
+    good = encode(scene(1, (96, 64)), "JPEG")
+    bad = {
+        "IMG_0002.jpg": (good[: len(good) // 2], "truncated"),
+        "IMG_0003.jpg": (b"", "empty"),
+        "IMG_0004 at the reception.jpg": (b"text", "not-an-image"),
+    }
+    too_long = "IMG_0005 taken at the reception with the long lens, just before the speeches.jpg"  # for a line
+    (deep / "IMG_0001.jpg").write_bytes(good)
+    for name, (data, _) in [*bad.items(), (too_long, (b"", "empty"))]:
+        (deep / name).write_bytes(data)
+    as_json = runner.invoke(app, ["score", "2024", "--db", str(tmp_path / "j.db"), "--json"])
+    full = {str(tmp_path / deep / name) for name in [*bad, too_long]}
+    assert {f["path"] for f in json.loads(as_json.stdout)["failed"]} == full, as_json.stdout
+    db = str(tmp_path / "x.db")
+    result = runner.invoke(app, ["score", "2024", "--db", db], env={"COLUMNS": "80"})
+    assert result.exit_code == 4, result.output  # no weights: technical signals only
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if line != line.rstrip()] == [], result.stdout
+    assert max(map(cell_len, lines)) <= 80, result.stdout
+    failed = [line for line in lines if line.startswith("  failed ")]
+    assert len(failed) == 4, result.stdout
+    for name, (_, kind) in bad.items():  # grep finds each failure by its name (shown whole) and kind
+        assert sum(name in line and line.endswith(kind) or f"{name}: {kind}:" in line for line in failed) == 1
+    joined = " ".join(line.strip() for line in lines)
+    assert TRUNCATED_REASON in joined and f"{too_long}: empty" in joined, result.stdout  # wrapped, whole
+    failures = runner.invoke(app, ["failures", "--db", db, "--json"])
+    assert {f["path"] for f in json.loads(failures.stdout)["failures"]} == full, failures.stdout
+
+
 def test_weights_list_keeps_urls_whole_at_120_columns() -> None:
     from aesthete import weights
 

@@ -14,6 +14,8 @@ from PIL import Image
 
 from aesthete import decode as decode_module
 from aesthete.decode import DecodeError, decode
+from aesthete.decode_worker import decode_target
+from aesthete.signals import working_gray
 
 
 def rgb(image: Image.Image, xy: tuple[int, int]) -> np.ndarray:
@@ -173,6 +175,17 @@ def test_tiny_and_extreme_aspect_images() -> None:
     assert jpeg_strip.image.height >= 5 and jpeg_strip.image.width >= 10000
 
 
+@pytest.mark.parametrize("size", [(16000, 240), (240, 16000)])
+def test_a_reduced_decode_keeps_the_rows_the_signals_need(size: tuple[int, int]) -> None:
+    """The workers' decode size (decode_worker.decode_target) serves the signals' working size: a panorama's
+    reduced-size decode gives the same working image as its full decode, rows and all."""
+    photo = g.scene(3, size)
+    decoded = decode(g.encode(photo, "JPEG", quality=92), target=decode_target(None))
+    assert min(decoded.image.size) < min(size)  # it was reduced
+    assert working_gray(decoded.image).size == working_gray(photo).size
+    assert min(working_gray(decoded.image).size) >= 60
+
+
 def test_large_jpeg_reduced_decode_is_at_least_target_and_much_smaller() -> None:
     data = g.large_jpeg((6000, 4000))
     target = (450, 300)
@@ -255,6 +268,27 @@ def test_a_truncated_file_is_said_to_end_early_not_to_leave_a_few_bytes(fmt: str
         decode(data[: len(data) // 2])
     assert excinfo.value.kind == "truncated" and "bytes not processed" not in str(excinfo.value)
     assert str(excinfo.value) == decode_module.TRUNCATED_REASON
+
+
+@pytest.mark.parametrize("params", [{"quality": 80}, {"lossless": True}])
+@pytest.mark.parametrize("keep", [0.5, 0.9, 30, 13])
+def test_a_webp_cut_short_is_truncated_not_corrupt(params: dict, keep: float) -> None:
+    """Field test: a WebP cut in half was "corrupt: could not create decoder object" (libwebp's words for
+    any file it cannot start on); its RIFF header declares the bytes it should have, so it is truncated."""
+    data = g.encode(g.noisy(g.scene(4, (300, 200)), 20), "WEBP", **params)
+    cut = data[: int(len(data) * keep) if keep < 1 else int(keep)]
+    with pytest.raises(DecodeError) as excinfo:
+        decode(cut)
+    assert (excinfo.value.kind, str(excinfo.value)) == ("truncated", decode_module.TRUNCATED_REASON)
+
+
+def test_a_whole_webp_with_broken_data_is_still_corrupt() -> None:
+    """Only a file shorter than its header says is truncated: the same damage at full length is corruption."""
+    data = bytearray(g.encode(g.noisy(g.scene(4, (300, 200)), 20), "WEBP", quality=80))
+    data[20:60] = bytes(40)  # the VP8 frame header and the start of its data
+    with pytest.raises(DecodeError) as excinfo:
+        decode(bytes(data))
+    assert excinfo.value.kind == "corrupt"
 
 
 def test_random_bytes_empty_and_text() -> None:

@@ -5,6 +5,7 @@ feeds the model agrees with the CPU workers. On CUDA it decodes with nvJPEG; her
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 from pathlib import Path
 
@@ -148,6 +149,25 @@ def test_lane_signals_and_hash_agree_with_the_workers() -> None:
         assert lane["flags"] and lane["technical"] > 0 and lane["faces"] is None
     blurred, sharp = (through_lane([jpeg_bytes(scene(0, kind=k))], WARP)[0] for k in ("blurred", "plain"))
     assert blurred.image["sharpness"] < sharp.image["sharpness"] / 2  # the measure still measures
+
+
+@pytest.mark.parametrize("size", [(640, 480), (4000, 60), (8000, 120), (120, 8000), (100_000, 100)])
+def test_the_lane_resizes_to_the_workers_working_size(size: tuple[int, int]) -> None:
+    """One working size for both paths, strips included (signals.working_size)."""
+    image = Image.new("RGB", size, (90, 120, 150))
+    luma = device_lane.working_luma(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None])
+    assert tuple(luma.shape[-2:]) == working_gray(image).size[::-1]
+
+
+def test_the_lane_measures_a_thin_panoramas_focus_on_its_rows_as_the_workers_do() -> None:
+    """A 66:1 panorama: working size kept 8 of its 60 rows, too few for the blur measure, and both
+    paths flagged it blurry (sharpness 0)."""
+    blob = jpeg_bytes(scene(0, (4000, 60)))
+    lane = through_lane([blob], WARP)[0].image
+    gray = working_gray(decode(blob, target=decode_target(WARP)).image)
+    assert gray.size == (4000, 60)
+    assert lane["sharpness"] == pytest.approx(technical_signals(gray)["sharpness"], rel=0.03)
+    assert "blurry" not in json.loads(lane["flags"]), lane
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))

@@ -86,8 +86,72 @@ def test_tiny_images_do_not_crash() -> None:
     for size in [(1, 1), (2, 7), (8, 8), (20000, 10)]:
         out = technical_signals(Image.new("RGB", size, (90, 90, 90)))
         assert set(out) == {"sharpness", "clipped_shadows", "clipped_highlights", "mean_luma", "noise"}
-        assert all(math.isfinite(v) for v in out.values())
+        # sharpness: None (not measurable) under MIN_FOCUS_SIDE a side, see the test below
+        assert (out["sharpness"] is None) == (min(size) < s.MIN_FOCUS_SIDE)
+        assert all(math.isfinite(v) for k, v in out.items() if k != "sharpness" or v is not None)
         assert perceptual_hash(Image.new("RGB", size)) == "0" * 16
+
+
+def test_a_thin_panorama_keeps_rows_enough_to_judge_its_focus() -> None:
+    """Field test: a panorama wider than ~57:1 kept under 9 rows at working size (longer side 512), too
+    few for the blur measure, so every one, however sharp, was flagged blurry."""
+    panorama = g.scene(1, (6000, 80))
+    sharp = technical_signals(panorama)
+    assert "blurry" not in flags(sharp), sharp
+    blurred = technical_signals(g.blurred(panorama, 4))
+    assert blurred["sharpness"] < sharp["sharpness"] / 2 and "blurry" in flags(blurred), (sharp, blurred)
+
+
+@pytest.mark.parametrize(
+    ("size", "least_rows"),
+    [((6000, 80), 55), ((20000, 200), 50), ((100_000, 100), 16), ((600, 40), 40), ((4000, 3000), 384)],
+)
+def test_the_working_size_keeps_a_short_side_within_a_square_photos_pixels(
+    size: tuple[int, int], least_rows: int
+) -> None:
+    """A strip keeps rows (never more than the file has, never enlarged), but never more pixels than a
+    square photo's working image, so a 1000:1 strip costs no more memory than any photo."""
+    for turned in (size, size[::-1]):
+        gray = s.working_gray(Image.new("L", turned))
+        assert min(gray.size) >= least_rows and max(gray.size) <= max(size), gray.size
+        assert gray.width * gray.height <= s.WORKING_SIDE**2 * 1.01, gray.size
+    assert s.working_gray(Image.new("L", (4000, 3000))).size == (512, 384)  # an ordinary photo: as it was
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 7), (8, 8), (600, 8), (8, 600)])
+def test_a_photo_too_small_to_judge_focus_has_no_sharpness_and_is_not_blurry(size: tuple[int, int]) -> None:
+    """Fewer rows (or columns) than the blur kernel needs: the sharpness cannot be measured, so it is
+    recorded as missing (None), which raises no flag; it was 0, "blurry"."""
+    out = technical_signals(g.noisy(Image.new("RGB", size, (90, 120, 150)), 20))
+    assert out["sharpness"] is None
+    assert "blurry" not in flags(out)
+    assert math.isfinite(out["mean_luma"]) and 0 < out["mean_luma"] < 1
+
+
+def test_a_photo_too_small_to_judge_is_not_culled_as_blurry_and_shows(tmp_path: Path) -> None:
+    """Through score, the database and cull: the tiny photos' sharpness is NULL, no "blurry" flag, so cull
+    picks them as it picks the sharp panorama; `show` says the sharpness could not be measured."""
+    from typer.testing import CliRunner
+
+    from aesthete.cli import app
+    from aesthete.scoring import score
+    from aesthete.select import cull, rank
+    from aesthete.store import Store
+
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    (folder / "dot.png").write_bytes(g.encode(Image.new("RGB", (1, 1), (200, 30, 30)), "PNG"))
+    (folder / "sliver.png").write_bytes(g.encode(g.scene(2, (600, 8)), "PNG"))
+    (folder / "panorama.jpg").write_bytes(g.encode(g.scene(1, (6000, 80)), "JPEG", quality=92))
+    store = Store(tmp_path / "a.db")
+    score([str(folder)], store=store, workers=1)
+    rows = {Path(r["path"]).name: r for r in rank(store, [str(folder)]).rows}
+    assert rows["dot.png"]["sharpness"] is None and rows["sliver.png"]["sharpness"] is None, rows
+    assert all("blurry" not in r["flags"] for r in rows.values()), rows
+    picks = cull(store, [str(folder)], top=3, group=False)
+    assert sorted(Path(r["path"]).name for r in picks.rows) == ["dot.png", "panorama.jpg", "sliver.png"]
+    shown = CliRunner().invoke(app, ["show", str(folder / "dot.png"), "--db", str(store.path)])
+    assert shown.exit_code == 0 and "sharpness not measurable" in shown.stdout, shown.output
 
 
 def test_technical_quality_is_monotone() -> None:

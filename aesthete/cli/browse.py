@@ -38,6 +38,7 @@ from aesthete.cli.common import (
     ranking_table,
     scores_header,
 )
+from aesthete.discover import skipped_by_walk
 from aesthete.formats import FORMAT_NAMES, SUPPORTED_EXTENSIONS, suffix
 from aesthete.select import RANK_KEYS, Filters, Ranking, not_there, public_row
 
@@ -121,6 +122,16 @@ def show_command(
             if (ext := suffix(str(photo))) not in SUPPORTED_EXTENSIONS:  # `score` would never record it
                 kind = f"{ext[1:].upper()} is" if ext else "a file with no extension is"
                 fail(f"{photo}: {kind} not a format aesthete reads (it reads {FORMAT_NAMES})")
+            if skipped := skipped_by_walk(photo):  # `score` on its folder would skip it again (field test)
+                kind, name = skipped
+                command = f"aesthete score {shlex.quote(str(photo))}"
+                fail(
+                    escape(
+                        f"{photo} is not in the database: `score` skips {kind}s ({name}) in the folders it walks;"
+                        f" named, it is scored: `{command}`"
+                    ),
+                    Exit.NOTHING_USABLE,
+                )
             fail(f"{photo} is not in the database (run `aesthete score` on its folder)", Exit.NOTHING_USABLE)
         chosen = choose_scores(store, model, weights)
         elsewhere = None
@@ -163,8 +174,10 @@ def show_command(
     described = record["pair_of"] if record["status"] == "paired" else record["path"]
     out.print(exif_line(image) or _no_details(described), highlight=False)
     flags = f"  flags {', '.join(image['flags'])}" if image.get("flags") else ""
+    # None: too few rows (or columns) for the focus measure (signals.MIN_FOCUS_SIDE)
+    sharpness = "not measurable" if image.get("sharpness") is None else f"{image['sharpness']:.3g}"
     out.print(
-        f"{image.get('width')}x{image.get('height')}  sharpness {image.get('sharpness', 0):.3g}  "
+        f"{image.get('width')}x{image.get('height')}  sharpness {sharpness}  "
         f"clipped {image.get('clipped_shadows', 0):.1%} / {image.get('clipped_highlights', 0):.1%}  "
         f"noise {image.get('noise', 0):.2f}  technical {image.get('technical', 0):.2f}{flags}",
         highlight=False,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich import box
 from rich.cells import cell_len
-from rich.console import Console, JustifyMethod
+from rich.console import Console, JustifyMethod, RenderableType
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -110,6 +110,15 @@ EXIT_CODES: dict[type[AestheteError], Exit] = {
     NothingToDoError: Exit.NOTHING_USABLE,
     ChecksumMismatch: Exit.SOME_FAILED,  # a file failed its sha256 check, as `weights verify` reports it
 }
+
+
+def print_unpadded(console: Console, renderable: RenderableType) -> None:
+    """Print ``renderable`` (a table) without the spaces Rich pads each of its lines with to its full width:
+    unseen on a terminal, they are trailing spaces in a log file, a diff or a pasted snippet."""
+    for line in console.render_lines(renderable, pad=False):
+        text = Text.assemble(*((segment.text, segment.style) for segment in line if not segment.control))
+        text.rstrip()
+        console.print(text, soft_wrap=True)  # (already fitted to the width: not wrapped again)
 
 
 def fail(message: str, code: Exit = Exit.USAGE) -> NoReturn:

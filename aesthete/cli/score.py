@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.cells import cell_len
+from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -25,13 +27,16 @@ from aesthete.cli.common import (
     DbOption,
     Exit,
     JsonOption,
+    display_path,
     err,
     fail,
     library_errors,
     opened_store,
     out,
     print_json,
+    print_unpadded,
     reachable,
+    shorten_path,
 )
 from aesthete.formats import FORMAT_NAMES
 
@@ -201,9 +206,30 @@ class _EtaColumn(ProgressColumn):
         return Text(f"ETA {int(left) // 60}:{int(left) % 60:02d}", style="progress.remaining")
 
 
+def _print_problem(console: Console, label: str, style: str, path: str, reason: str, kind: str | None = None) -> None:
+    """A file that failed or was skipped: ``  label path: kind: reason`` on one line where that fits the width
+    (one grep finds it all), else the reason on lines of its own, indented under the path, and the path
+    shortened from the middle if ``label path: kind`` would not fit either (the file name whole: one too long
+    for a line folds onto the next). The full path is in ``--json`` and ``aesthete failures``."""
+    head = Text.assemble("  ", (label, style), " ")
+    what = f": {kind}" if kind else ""
+    shown = display_path(path)
+    line = Text.assemble(head, shown, what, ": ", reason)
+    if cell_len(line.plain) <= console.width:
+        console.print(line, soft_wrap=True)
+        return
+    room = max(console.width - cell_len(head.plain), 20)
+    body = Text(shorten_path(shown, room - cell_len(what)) + what).wrap(console, room, overflow="fold")
+    body.extend(Text(reason).wrap(console, room, overflow="fold"))
+    indent = " " * cell_len(head.plain)
+    for number, wrapped in enumerate(body):
+        wrapped.rstrip()  # (a line broken at a space keeps it)
+        console.print(Text.assemble(head if number == 0 else indent, wrapped), soft_wrap=True)
+
+
 def _print_skipped(summary) -> None:  # noqa: ANN001
     for skipped in summary.discovery_errors[:20]:  # dangling links, loops, unreadable folders: not photos
-        err.print(f"  [yellow]skipped[/] {escape(f'{skipped.path}: {skipped.reason}')}", highlight=False)
+        _print_problem(err, "skipped", "yellow", skipped.path, skipped.reason)
     if len(summary.discovery_errors) > 20:
         err.print(f"  ... and {len(summary.discovery_errors) - 20} more skipped (`score --json` lists them)")
 
@@ -236,9 +262,9 @@ def _print_summary(summary, database: str) -> None:  # noqa: ANN001
     table.add_row("failed", str(len(summary.failed)))
     table.add_row("time", _time(summary))
     table.add_row("database", database)
-    out.print(table)
+    print_unpadded(out, table)
     for failure in summary.failed[:20]:
-        out.print(f"  [red]failed[/] {escape(f'{failure.path}: {failure.kind}: {failure.reason}')}", highlight=False)
+        _print_problem(out, "failed", "red", failure.path, failure.reason, failure.kind)
     if len(summary.failed) > 20:
         out.print(f"  ... and {len(summary.failed) - 20} more (`aesthete failures`)")
     _print_skipped(summary)
