@@ -23,6 +23,7 @@ from aesthete.store import Store, path_key
 from aesthete.xmp import (
     PICK_RATING,
     SidecarResult,
+    held_rating,
     quantile_stars,
     rated_by_hand,
     restore_sidecars,
@@ -87,9 +88,15 @@ class ExportReport:
     inside_roots: bool  # the album is inside a scored folder: the next ``score`` will see it too
 
 
+# A sidecar's status when it holds aesthete's rating after the cull (written now, or already there).
+RATED_BY_AESTHETE = frozenset({"created", "updated", "unchanged"})
+
+
 @dataclass
 class XmpReport:
-    sidecars: list[tuple[SidecarResult, int]]  # each sidecar written (or not) with the rating it got
+    # Each pick's sidecar with the rating aesthete gives the pick; a kept or skipped sidecar was not given it
+    # and holds what it held (:func:`sidecar_outcome` says what each holds).
+    sidecars: list[tuple[SidecarResult, int]]
     # Photos an earlier cull rated that this one does not pick, their sidecars still as aesthete wrote them:
     # cleared with ``clear_previous`` (``cleared``: each sidecar's result), else left rated (``still_rated``).
     cleared: list[SidecarResult] = field(default_factory=list)
@@ -142,7 +149,7 @@ class CullReport:
             }  # fmt: skip
         if self.xmp:
             sections["xmp"] = {
-                "sidecars": [r.__dict__ | {"rating": n} for r, n in self.xmp.sidecars],
+                "sidecars": [r.__dict__ | sidecar_outcome(r, n) for r, n in self.xmp.sidecars],
                 "cleared": [r.__dict__ for r in self.xmp.cleared],
                 "still_rated": self.xmp.still_rated,
                 "failed": self.xmp.skipped,
@@ -156,6 +163,15 @@ class CullReport:
                 "left_in_place": [row["path"] for row in self.ranking.copies_of_picks],
             }
         return sections
+
+
+def sidecar_outcome(result: SidecarResult, given: int) -> dict[str, Any]:
+    """The rating a pick's sidecar holds after the cull (``given``, aesthete's, where it wrote it or found it
+    there; else what the sidecar kept, None for none) and ``rated_by``: ``aesthete``, ``photographer`` (a
+    rating or label of theirs, kept), or None for a sidecar that could not be written (left as it was)."""
+    if result.status in RATED_BY_AESTHETE:
+        return {"rating": given, "rated_by": "aesthete"}
+    return {"rating": held_rating(result.before), "rated_by": "photographer" if result.status == "kept" else None}
 
 
 def apply(store: Store, options: CullOptions) -> CullReport:

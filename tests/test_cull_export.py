@@ -750,6 +750,29 @@ def test_a_pick_renamed_with_its_sidecar_is_still_known_as_rated_by_aesthete(sho
     assert {Path(p).name for p in written_by_path(store)} == {"a3.jpg"}
 
 
+def test_cull_json_gives_the_rating_a_kept_sidecar_holds_and_who_gave_it(shoot: tuple[Path, Store]) -> None:
+    """`cull --xmp --stars --json` with a pick the photographer had rated 3: its sidecar was kept, yet the JSON
+    said `rating: 5`, what aesthete would have written (field test). Each sidecar now says the rating it holds
+    after the cull and whether aesthete wrote it or kept the photographer's (a label alone: no rating)."""
+    folder, store = shoot
+    a3, b1 = (folder / f"{n}.xmp" for n in BEST_OF_GROUPS[:2])
+    a3.write_text(HAND_RATED.format(rating=3), "utf-8")
+    b1.write_text(HAND_RATED.format(rating=0).replace('xmp:Rating="0"', 'xmp:Label="Red"'), "utf-8")
+    args = ["cull", str(folder), "--db", str(store.path), "--top", "3", "--xmp", "--stars", "--label", "pick",
+            "--json"]  # fmt: skip
+    for extra in (["--dry-run"], []):
+        result = runner.invoke(app, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        said = {Path(s["photo"]).name: (s["status"], s["rating"], s["rated_by"])
+                for s in json.loads(result.stdout)["xmp"]["sidecars"]}  # fmt: skip
+        assert said == {
+            "a3.jpg": ("kept", 3, "photographer"),  # aesthete's stars would have been 5
+            "b1.jpg": ("kept", None, "photographer"),  # kept for the photographer's label; it holds no rating
+            "a_other_camera.jpg": ("created", 1, "aesthete"),
+        }, extra
+    assert "xmp:Rating" not in b1.read_text("utf-8") and 'xmp:Rating="3"' in a3.read_text("utf-8")
+
+
 def test_a_colour_label_given_in_digikam_is_kept_and_said_to_be(shoot: tuple[Path, Store]) -> None:
     """A pick labelled orange in digiKam (digiKam:ColorLabel 2, no xmp:Label) was labelled over by
     `cull --xmp --label`, and a kept label was reported as 'the rating you gave' (field test)."""
