@@ -36,8 +36,8 @@ from aesthete.xmp import (
 class CullOptions:
     """What to pick (the options of :func:`aesthete.select.cull`) and what to do with the picks.
 
-    Checked when made, before any database is opened: a bad ``mode``, ``stars``/``label`` without
-    ``xmp``, or an ``export``/``move_rejects`` folder that is an existing file raises
+    Checked when made, before any database is opened: a bad ``mode``, an empty or blank ``label``,
+    ``stars``/``label`` without ``xmp``, or an ``export``/``move_rejects`` folder that is an existing file raises
     :class:`aesthete.errors.OptionError`.
     """
 
@@ -68,6 +68,8 @@ class CullOptions:
         if self.mode not in MODES:
             raise OptionError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         check_score(self.min_score, "--min-score")
+        if self.label is not None and not self.label.strip():  # an unset shell variable: no label meant
+            raise OptionError("--label needs some text, not an empty label")
         if (self.stars or self.label is not None or self.clear_previous or self.overwrite_ratings) and not self.xmp:
             raise OptionError("--stars, --label, --clear-previous and --overwrite-ratings only apply with --xmp")
         for option, folder in (("--export", self.export), ("--move-rejects", self.move_rejects)):

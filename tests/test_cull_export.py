@@ -524,6 +524,19 @@ def test_an_empty_folder_name_is_a_usage_error(
     assert sorted(p.name for p in folder.iterdir()) == sorted(SHOOT) and not any((tmp_path / "cwd").iterdir())
 
 
+@pytest.mark.parametrize("label", ["", "  ", "\t"])
+def test_an_empty_label_is_a_usage_error(shoot: tuple[Path, Store], label: str) -> None:
+    """`cull --xmp --label "$LABEL"` with the variable unset wrote an empty xmp:Label into every pick's sidecar
+    (and digiKam's "no colour" where it had a colour label) (field test): a label with no text is refused,
+    as an empty --export is, before anything is done."""
+    folder, store = shoot
+    with pytest.raises(OptionError, match="^--label needs some text, not an empty label$"):
+        CullOptions(xmp=True, label=label)
+    result = runner.invoke(app, ["cull", str(folder), "--db", str(store.path), "--top", "3", "--xmp", "--label", label])
+    assert result.exit_code == 2 and result.stderr == "error: --label needs some text, not an empty label\n"
+    assert result.stdout == "" and not list(folder.glob("*.xmp"))
+
+
 def test_a_hard_linked_album_inside_the_library_hides_no_original(tmp_path: Path) -> None:
     """`cull --export 00-picks --mode link` inside the library, then a scan of the library into a new
     database: the walk met the album's names first and skipped the originals as the same files, so
