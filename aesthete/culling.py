@@ -148,6 +148,7 @@ class CullReport:
             sections["export"] = {
                 "folder": self.export.folder, "manifest": outcome.manifest, "notices": outcome.notices,
                 "placed": [p.__dict__ for p in outcome.placed], "failed": outcome.failed,
+                "removed": [r.__dict__ for r in outcome.removed], "left_alone": outcome.left_alone,
             }  # fmt: skip
         if self.xmp:
             sections["xmp"] = {
@@ -218,7 +219,11 @@ def apply(store: Store, options: CullOptions) -> CullReport:
         report.xmp = _rate_and_record(store, ranking, options)
     if options.move_rejects is not None:
         rejects = os.path.abspath(options.move_rejects)
-        outcome = move_rejects(ranking.rejects, rejects, dry_run=options.dry_run, on_moved=store.move_file)
+        # An album inside the folders culled: the copies of photos not picked that the export removed from it
+        # are no rejects to move (before the export, they moved with their photos).
+        removed = {os.path.realpath(r.target) for r in report.export.outcome.removed} if report.export else set()
+        moving = [row for row in ranking.rejects if os.path.realpath(row["real_path"]) not in removed]
+        outcome = move_rejects(moving, rejects, dry_run=options.dry_run, on_moved=store.move_file)
         report.moved = MoveReport(rejects, outcome, inside(rejects, roots))
     return report
 

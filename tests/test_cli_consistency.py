@@ -167,7 +167,7 @@ DOCUMENTED_KEYS = {
     ],
     "rank": [*HEADER, "photos"],
     "cull": [*HEADER, "dry_run", "picks", "not_picked", "export", "xmp", "moved"],
-    "cull export": ["folder", "manifest", "notices", "placed", "failed"],
+    "cull export": ["folder", "manifest", "notices", "placed", "failed", "removed", "left_alone"],
     "cull xmp": ["sidecars", "cleared", "still_rated", "failed"],
     "cull xmp sidecar": ["photo", "sidecar", "status", "message", "before", "rating", "rated_by"],
     "cull moved": ["folder", "placed", "failed", "left_in_place"],
