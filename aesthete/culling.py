@@ -23,6 +23,7 @@ from aesthete.store import Store, path_key
 from aesthete.xmp import (
     PICK_RATING,
     SidecarResult,
+    held_rating,
     quantile_stars,
     rated_by_hand,
     restore_sidecars,
@@ -35,8 +36,8 @@ from aesthete.xmp import (
 class CullOptions:
     """What to pick (the options of :func:`aesthete.select.cull`) and what to do with the picks.
 
-    Checked when made, before any database is opened: a bad ``mode``, ``stars``/``label`` without
-    ``xmp``, or an ``export``/``move_rejects`` folder that is an existing file raises
+    Checked when made, before any database is opened: a bad ``mode``, an empty or blank ``label``,
+    ``stars``/``label`` without ``xmp``, or an ``export``/``move_rejects`` folder that is an existing file raises
     :class:`aesthete.errors.OptionError`.
     """
 
@@ -67,6 +68,8 @@ class CullOptions:
         if self.mode not in MODES:
             raise OptionError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         check_score(self.min_score, "--min-score")
+        if self.label is not None and not self.label.strip():  # an unset shell variable: no label meant
+            raise OptionError("--label needs some text, not an empty label")
         if (self.stars or self.label is not None or self.clear_previous or self.overwrite_ratings) and not self.xmp:
             raise OptionError("--stars, --label, --clear-previous and --overwrite-ratings only apply with --xmp")
         for option, folder in (("--export", self.export), ("--move-rejects", self.move_rejects)):
@@ -87,9 +90,15 @@ class ExportReport:
     inside_roots: bool  # the album is inside a scored folder: the next ``score`` will see it too
 
 
+# A sidecar's status when it holds aesthete's rating after the cull (written now, or already there).
+RATED_BY_AESTHETE = frozenset({"created", "updated", "unchanged"})
+
+
 @dataclass
 class XmpReport:
-    sidecars: list[tuple[SidecarResult, int]]  # each sidecar written (or not) with the rating it got
+    # Each pick's sidecar with the rating aesthete gives the pick; a kept or skipped sidecar was not given it
+    # and holds what it held (:func:`sidecar_outcome` says what each holds).
+    sidecars: list[tuple[SidecarResult, int]]
     # Photos an earlier cull rated that this one does not pick, their sidecars still as aesthete wrote them:
     # cleared with ``clear_previous`` (``cleared``: each sidecar's result), else left rated (``still_rated``).
     cleared: list[SidecarResult] = field(default_factory=list)
@@ -139,10 +148,11 @@ class CullReport:
             sections["export"] = {
                 "folder": self.export.folder, "manifest": outcome.manifest, "notices": outcome.notices,
                 "placed": [p.__dict__ for p in outcome.placed], "failed": outcome.failed,
+                "removed": [r.__dict__ for r in outcome.removed], "left_alone": outcome.left_alone,
             }  # fmt: skip
         if self.xmp:
             sections["xmp"] = {
-                "sidecars": [r.__dict__ | {"rating": n} for r, n in self.xmp.sidecars],
+                "sidecars": [r.__dict__ | sidecar_outcome(r, n) for r, n in self.xmp.sidecars],
                 "cleared": [r.__dict__ for r in self.xmp.cleared],
                 "still_rated": self.xmp.still_rated,
                 "failed": self.xmp.skipped,
@@ -156,6 +166,15 @@ class CullReport:
                 "left_in_place": [row["path"] for row in self.ranking.copies_of_picks],
             }
         return sections
+
+
+def sidecar_outcome(result: SidecarResult, given: int) -> dict[str, Any]:
+    """The rating a pick's sidecar holds after the cull (``given``, aesthete's, where it wrote it or found it
+    there; else what the sidecar kept, None for none) and ``rated_by``: ``aesthete``, ``photographer`` (a
+    rating or label of theirs, kept), or None for a sidecar that could not be written (left as it was)."""
+    if result.status in RATED_BY_AESTHETE:
+        return {"rating": given, "rated_by": "aesthete"}
+    return {"rating": held_rating(result.before), "rated_by": "photographer" if result.status == "kept" else None}
 
 
 def apply(store: Store, options: CullOptions) -> CullReport:
@@ -200,7 +219,11 @@ def apply(store: Store, options: CullOptions) -> CullReport:
         report.xmp = _rate_and_record(store, ranking, options)
     if options.move_rejects is not None:
         rejects = os.path.abspath(options.move_rejects)
-        outcome = move_rejects(ranking.rejects, rejects, dry_run=options.dry_run, on_moved=store.move_file)
+        # An album inside the folders culled: the copies of photos not picked that the export removed from it
+        # are no rejects to move (before the export, they moved with their photos).
+        removed = {os.path.realpath(r.target) for r in report.export.outcome.removed} if report.export else set()
+        moving = [row for row in ranking.rejects if os.path.realpath(row["real_path"]) not in removed]
+        outcome = move_rejects(moving, rejects, dry_run=options.dry_run, on_moved=store.move_file)
         report.moved = MoveReport(rejects, outcome, inside(rejects, roots))
     return report
 

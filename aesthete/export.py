@@ -14,6 +14,19 @@ browser lists the album in shooting order. Beside the photos, ``manifest.json`` 
 why (place, score, spread, technical quality, flags, group) and why each other photo was not; a re-export
 into the same album replaces aesthete's own manifest, never a file of that name it did not write.
 
+A re-export into an album (a folder holding aesthete's manifest) makes it hold this cull's picks: each file
+the earlier manifest lists (a pick's photo or RAW companion) that is not an entry of this export is
+removed, but only while it is still what aesthete put there: a symlink still pointing at its photo, a hard
+link still of the photo's inode, or a copy of the same size and bytes as the photo. The manifest records
+no size, and a content hash only of the photo, not of its companions; and a copy whose photo was since
+moved, deleted or edited may hold the last of those bytes. So a copy is compared with the photo on disk,
+never with the manifest: without its photo, or unlike it, it stays. Everything else in the folder stays as
+it is: a file changed since, one the manifest does not list (the photographer's, an editor's sidecar),
+and the outcome lists them (``left_alone``; hidden files and folders aside). A manifest is only a file:
+a name in it that is not a plain file name of the album, or an "album file" that is the photo itself, is
+never removed. The earlier files go before the picks are placed, so a new pick takes the name an earlier
+pick leaves free; ``dry_run`` lists what would go and removes nothing.
+
 ``move_rejects`` moves the photos that were not picked, only when asked, each with its XMP sidecar;
 a rename keeps bytes and modification time (across file systems: copy, check, then delete), and the
 database follows the move so the next ``cull`` still finds them.
@@ -60,11 +73,23 @@ class Placed:
 
 
 @dataclass
+class Removed:
+    """An album file an earlier export placed, removed by a re-export (in a dry run: to be removed)."""
+
+    source: str  # the photo it was placed for, as the earlier manifest gives it
+    target: str
+    still_picked: bool  # the photo is picked again, under another name in the album (not "no longer picked")
+
+
+@dataclass
 class Outcome:
     placed: list[Placed] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (source, one-line reason)
     notices: list[str] = field(default_factory=list)
     manifest: str | None = None
+    removed: list[Removed] = field(default_factory=list)
+    # A re-export: the album's files that it neither placed nor removed (the photographer's, or changed since).
+    left_alone: list[str] = field(default_factory=list)
 
 
 def time_prefix(row: dict[str, Any]) -> str:
@@ -83,27 +108,51 @@ def export_album(
     dry_run: bool = False,
     settings: dict[str, Any] | None = None,
 ) -> Outcome:
-    """Put ``ranking.rows`` (the picks) into ``dest`` and write the manifest there.
+    """Put ``ranking.rows`` (the picks) into ``dest`` and write the manifest there; in an album an earlier
+    export made, remove that export's files which are not picks now and are as it placed them (see the
+    module docstring).
 
     ``settings`` (the selection options) are recorded in the manifest. With ``dry_run`` nothing is
-    created; the outcome lists what would be.
+    created or removed; the outcome lists what would be.
     """
     if mode not in MODES:
         raise OptionError(f"unknown export mode {mode!r}; use one of {', '.join(MODES)}")
     outcome = Outcome()
     if not (dry_run or _made_folder(dest, outcome)):
         return outcome
+    # A re-export into the same album replaces aesthete's own manifest (the old one would be stale); a file of
+    # that name that is not one of aesthete's manifests is never touched: the manifest takes the next name.
+    manifest_path, ours = free_name(dest, MANIFEST_NAME, reuse=is_our_manifest)
+    earlier = _earlier_files(manifest_path, dest) if ours else {}
+    checked: dict[str, bool] = {}
+
+    def vacant(path: str) -> bool:
+        """An earlier export's file still as it placed it: to be removed unless a pick keeps it (checked once,
+        as a copy is compared byte by byte)."""
+        if path not in checked:
+            checked[path] = path in earlier and _as_placed(path, earlier[path][1])
+        return checked[path]
+
+    # Every pick's names first: an earlier pick no longer picked frees its name for a new pick (before, the new
+    # pick got `a3 (2).jpg` beside it), so the earlier files go before any is placed.
     taken: set[str] = set()
-    targets: dict[str, str] = {}
+    plan: list[tuple[list[str], list[tuple[str, bool]]]] = []
     for row in ranking.rows:
         # (a companion deleted since the scan is left out, as from the sidecars and moves)
         sources = [row["real_path"], *(c for c in row.get("companions", ()) if os.path.lexists(c))]
         prefix = time_prefix(row) if order_by_time else ""
         bundle = free_bundle(
             dest, [prefix + os.path.basename(s) for s in sources], taken=taken,
-            reuse=lambda i, path, sources=sources: same_content(sources[i], path),
+            reuse=lambda i, path, sources=sources: same_content(sources[i], path), vacant=vacant,
         )  # fmt: skip
         taken.update(target for target, _ in bundle)
+        plan.append((sources, bundle))
+    reused = {target for _, bundle in plan for target, present in bundle if present}
+    picked = {os.path.realpath(source) for sources, _ in plan for source in sources}
+    _remove_earlier([path for path in earlier if path not in reused and vacant(path)], earlier, picked, outcome,
+                    dry_run=dry_run)  # fmt: skip
+    targets: dict[str, str] = {}
+    for sources, bundle in plan:
         for source, (target, present) in zip(sources, bundle):
             # Copies asked for where an earlier export put a link to the original: the link is replaced by a
             # copy (before, it stayed, "already there", and an album copied elsewhere held links, no photos).
@@ -123,16 +172,89 @@ def export_album(
             outcome.placed.append(Placed(source, target, how))
             targets[source] = target
     manifest = _manifest(ranking, targets, mode, settings or {})
-    # A re-export into the same album replaces aesthete's own manifest (the old one would be stale); a file of
-    # that name that is not one of aesthete's manifests is never touched: the manifest takes the next name.
-    outcome.manifest, ours = free_name(dest, MANIFEST_NAME, reuse=is_our_manifest)
+    outcome.manifest = manifest_path
     if not dry_run:
         try:
-            atomic_write(outcome.manifest, json.dumps(manifest, indent=2).encode(), overwrite=ours)
+            atomic_write(manifest_path, json.dumps(manifest, indent=2).encode(), overwrite=ours)
         except OSError as exc:  # the album is made by now: say what is missing from it, as for a photo
-            outcome.failed.append((outcome.manifest, _reason(exc)))
+            outcome.failed.append((manifest_path, _reason(exc)))
             outcome.manifest = None
+    if ours:
+        accounted = {manifest_path, *(p.target for p in outcome.placed), *(r.target for r in outcome.removed)}
+        outcome.left_alone = _other_files(dest, accounted)
     return outcome
+
+
+def _earlier_files(manifest: str, dest: str) -> dict[str, tuple[str, list[str]]]:
+    """The album files an earlier export's ``manifest`` lists: album path -> (its pick's source, every file of
+    that pick: the photo and its RAW companions). A manifest is a file anyone can edit: only a plain name is
+    an album file (``../x`` or ``/x`` is not), and what is not as expected is passed over."""
+    try:
+        with open(manifest, "rb") as stream:
+            picks = json.loads(stream.read(MAX_MANIFEST_BYTES + 1))["picks"]
+    except (OSError, ValueError, LookupError, TypeError):
+        return {}
+    found: dict[str, tuple[str, list[str]]] = {}
+    for pick in picks if isinstance(picks, list) else ():
+        if not isinstance(pick, dict) or not isinstance(source := pick.get("source"), str):
+            continue
+        companions, companion_files = pick.get("companions"), pick.get("companion_files")
+        files = [source, *(c for c in companions if isinstance(c, str))] if isinstance(companions, list) else [source]
+        names = [pick.get("file"), *(companion_files if isinstance(companion_files, list) else ())]
+        for name in names:
+            if isinstance(name, str) and name == os.path.basename(name) and name not in ("", ".", ".."):
+                found.setdefault(os.path.join(dest, name), (source, files))
+    found.pop(manifest, None)
+    return found
+
+
+def _as_placed(path: str, files: Sequence[str]) -> bool:
+    """Whether the album file at ``path`` is still what an export put there for one of ``files`` (a pick's
+    photo and companions): a symlink to it, a hard link of it (the same inode), or a copy of the same size and
+    bytes, while it is there to compare (a copy of a photo since moved, deleted or edited may be the last of
+    those bytes). Never the photo itself, whatever a manifest says."""
+    linked = os.path.islink(path)
+    if not (linked or os.path.isfile(path)):
+        return False
+    for source in files:
+        if os.path.realpath(path) == os.path.realpath(source):
+            return linked  # a symlink to the photo; else the photo itself, an original
+    return not linked and any(same_content(source, path) for source in files)
+
+
+def _remove_earlier(
+    paths: Sequence[str],
+    earlier: dict[str, tuple[str, list[str]]],
+    picked: set[str],
+    outcome: Outcome,
+    *,
+    dry_run: bool,
+) -> None:
+    """Remove ``paths`` (earlier picks' album files, checked to be as they were placed) and record each in
+    ``outcome.removed``; ``picked``: the real paths of this export's files, which tell a pick now under
+    another name from a photo no longer picked. A file that cannot be removed is a failure."""
+    for path in paths:
+        source, files = earlier[path]
+        if not dry_run:
+            try:
+                os.unlink(path)  # an album entry's own name: never the photo's (see _as_placed)
+            except OSError as exc:
+                outcome.failed.append((path, _reason(exc)))
+                continue
+        outcome.removed.append(Removed(source, path, any(os.path.realpath(f) in picked for f in files)))
+
+
+def _other_files(dest: str, accounted: set[str]) -> list[str]:
+    """The files in ``dest`` not in ``accounted``: neither folders nor hidden files (``.DS_Store``, a
+    temporary file), which no photographer means as part of an album."""
+    try:
+        entries = sorted(os.scandir(dest), key=lambda entry: entry.name)
+    except OSError:
+        return []
+    return [
+        entry.path for entry in entries
+        if not entry.name.startswith(".") and entry.path not in accounted and not entry.is_dir(follow_symlinks=False)
+    ]  # fmt: skip
 
 
 def is_our_manifest(path: str) -> bool:

@@ -156,13 +156,15 @@ def free_bundle(
     *,
     taken: Container[str] = (),
     reuse: Callable[[int, str], bool] | None = None,
+    vacant: Callable[[str], bool] | None = None,
 ) -> list[tuple[str, bool]]:
     """Paths in ``folder`` for files that must keep one stem: a photo, its RAW companion, their sidecars.
 
     Every name starts with the stem of ``names[0]`` (up to case); the first ``n`` for which each name,
     with `` (n)`` after that stem, is free (not in ``taken``, and absent or, where ``reuse(i, path)``
-    says so, already holding the i-th file) wins. Returns a (path, reused) pair per name. The stem is
-    shortened where a name would not fit in :data:`NAME_MAX` bytes (a long name given a time prefix).
+    says so, already holding the i-th file, or, where ``vacant(path)`` says so, holding a file the caller
+    removes before using the name) wins. Returns a (path, reused) pair per name. The stem is shortened
+    where a name would not fit in :data:`NAME_MAX` bytes (a long name given a time prefix).
     """
     cut = len(os.path.splitext(names[0])[0])
     tail = max(len(os.fsencode(name[cut:])) for name in names)
@@ -180,6 +182,8 @@ def free_bundle(
                 out.append((candidate, False))
             elif reuse is not None and reuse(i, candidate):
                 out.append((candidate, True))
+            elif vacant is not None and vacant(candidate):
+                out.append((candidate, False))
             else:
                 break
         else:

@@ -96,7 +96,9 @@ class SidecarResult:
     # back to what it held before aesthete wrote it) | skipped (left as it was: unusable, read-only or unwritable)
     status: str
     message: str | None = None
-    before: Marks | None = None  # what a written sidecar held before (:data:`MARKED`) as text, None if absent
+    # What the sidecar held before this write (:data:`MARKED`, as text): for a kept or skipped one, what it still
+    # holds. None: no sidecar there, or one that could not be read.
+    before: Marks | None = None
 
 
 def sidecar_path(photo: str) -> str:
@@ -173,9 +175,9 @@ def write_sidecar(
         return SidecarResult(photo, path, "skipped", f"{path}: {exc}; left untouched")
     status = "unchanged" if existing and not changed else "updated" if existing else "created"
     if status != "unchanged" and (locked := _write_protected(path)):
-        return SidecarResult(photo, path, "skipped", f"{path}: {locked}; left untouched")
+        return SidecarResult(photo, path, "skipped", f"{path}: {locked}; left untouched", before if existing else None)
     if not dry_run and status != "unchanged" and (problem := _save(path, tree, prefixes)):
-        return SidecarResult(photo, path, "skipped", problem)
+        return SidecarResult(photo, path, "skipped", problem, before if existing else None)
     return SidecarResult(photo, path, status, before=before)
 
 
@@ -183,9 +185,11 @@ def rated_by_hand(photo: str, companions: Sequence[str], *, label: bool) -> list
     """When a sidecar of ``photo`` (or of its companions) already holds a rating other than 0 (unrated), or,
     with ``label``, a label (``xmp:Label``, or digiKam's colour label: :data:`COLOUR_LABELS`): a ``kept``
     result for each of its sidecars, which the caller leaves as they are (it has checked that the rating is
-    not one aesthete wrote). Empty when nothing there is rated; an unusable sidecar counts as nothing rated
-    here (writing it is then skipped, and reported)."""
+    not one aesthete wrote), its ``before`` what the sidecar holds. Empty when nothing there is rated; an
+    unusable sidecar counts as nothing rated here (writing it is then skipped, and reported)."""
     paths = sidecar_paths(photo, [c for c in companions if os.path.lexists(c)])
+    held: dict[str, Marks] = {}
+    rated = False
     for path in paths:
         try:
             existing = _read(path)
@@ -193,11 +197,20 @@ def rated_by_hand(photo: str, companions: Sequence[str], *, label: bool) -> list
             continue
         if existing is None:
             continue
-        rating, text, *_ = _marks(existing[0])
+        held[path] = marks = _marks(existing[0])
+        rating, text, *_ = marks
         if (rating is not None and _as_int(rating) != 0) or (label and (text or _colour_label(existing[0]))):
-            message = "already rated by the photographer; left as it is (--overwrite-ratings replaces it)"
-            return [SidecarResult(photo, p, "kept", message) for p in paths if os.path.lexists(p)]
-    return []
+            rated = True
+    if not rated:
+        return []
+    message = "already rated by the photographer; left as it is (--overwrite-ratings replaces it)"
+    return [SidecarResult(photo, p, "kept", message, held.get(p)) for p in paths if os.path.lexists(p)]
+
+
+def held_rating(marks: Marks | None) -> int | None:
+    """The ``xmp:Rating`` in ``marks`` (what a sidecar holds) as a number; None where there is none, or it is
+    not a whole number."""
+    return _as_int(marks[0]) if marks and marks[0] is not None else None
 
 
 def still_as_written(

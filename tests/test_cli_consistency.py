@@ -167,8 +167,9 @@ DOCUMENTED_KEYS = {
     ],
     "rank": [*HEADER, "photos"],
     "cull": [*HEADER, "dry_run", "picks", "not_picked", "export", "xmp", "moved"],
-    "cull export": ["folder", "manifest", "notices", "placed", "failed"],
+    "cull export": ["folder", "manifest", "notices", "placed", "failed", "removed", "left_alone"],
     "cull xmp": ["sidecars", "cleared", "still_rated", "failed"],
+    "cull xmp sidecar": ["photo", "sidecar", "status", "message", "before", "rating", "rated_by"],
     "cull moved": ["folder", "placed", "failed", "left_in_place"],
     "cull not_picked": ["path", "why"],
     "groups": [*HEADER, "groups"],
@@ -225,6 +226,7 @@ def test_each_json_output_has_the_keys_the_readme_documents(tmp_path: Path, tiny
     for action in ("export", "xmp", "moved"):
         keys(cull[action], f"cull {action}")
     keys(cull["not_picked"][0], "cull not_picked")
+    keys(cull["xmp"]["sidecars"][0], "cull xmp sidecar")
     assert list(cull["picks"][0]) == [*ROW_FIELDS, "pick", "group", "group_size"]
     assert list(run("cull", *db, "--top", "3"))[-2:] == ["picks", "not_picked"]  # actions only when asked
     groups = run("groups", *db)

@@ -12,7 +12,8 @@ import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -524,6 +525,19 @@ def test_an_empty_folder_name_is_a_usage_error(
     assert sorted(p.name for p in folder.iterdir()) == sorted(SHOOT) and not any((tmp_path / "cwd").iterdir())
 
 
+@pytest.mark.parametrize("label", ["", "  ", "\t"])
+def test_an_empty_label_is_a_usage_error(shoot: tuple[Path, Store], label: str) -> None:
+    """`cull --xmp --label "$LABEL"` with the variable unset wrote an empty xmp:Label into every pick's sidecar
+    (and digiKam's "no colour" where it had a colour label) (field test): a label with no text is refused,
+    as an empty --export is, before anything is done."""
+    folder, store = shoot
+    with pytest.raises(OptionError, match="^--label needs some text, not an empty label$"):
+        CullOptions(xmp=True, label=label)
+    result = runner.invoke(app, ["cull", str(folder), "--db", str(store.path), "--top", "3", "--xmp", "--label", label])
+    assert result.exit_code == 2 and result.stderr == "error: --label needs some text, not an empty label\n"
+    assert result.stdout == "" and not list(folder.glob("*.xmp"))
+
+
 def test_a_hard_linked_album_inside_the_library_hides_no_original(tmp_path: Path) -> None:
     """`cull --export 00-picks --mode link` inside the library, then a scan of the library into a new
     database: the walk met the album's names first and skipped the originals as the same files, so
@@ -750,6 +764,29 @@ def test_a_pick_renamed_with_its_sidecar_is_still_known_as_rated_by_aesthete(sho
     assert {Path(p).name for p in written_by_path(store)} == {"a3.jpg"}
 
 
+def test_cull_json_gives_the_rating_a_kept_sidecar_holds_and_who_gave_it(shoot: tuple[Path, Store]) -> None:
+    """`cull --xmp --stars --json` with a pick the photographer had rated 3: its sidecar was kept, yet the JSON
+    said `rating: 5`, what aesthete would have written (field test). Each sidecar now says the rating it holds
+    after the cull and whether aesthete wrote it or kept the photographer's (a label alone: no rating)."""
+    folder, store = shoot
+    a3, b1 = (folder / f"{n}.xmp" for n in BEST_OF_GROUPS[:2])
+    a3.write_text(HAND_RATED.format(rating=3), "utf-8")
+    b1.write_text(HAND_RATED.format(rating=0).replace('xmp:Rating="0"', 'xmp:Label="Red"'), "utf-8")
+    args = ["cull", str(folder), "--db", str(store.path), "--top", "3", "--xmp", "--stars", "--label", "pick",
+            "--json"]  # fmt: skip
+    for extra in (["--dry-run"], []):
+        result = runner.invoke(app, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        said = {Path(s["photo"]).name: (s["status"], s["rating"], s["rated_by"])
+                for s in json.loads(result.stdout)["xmp"]["sidecars"]}  # fmt: skip
+        assert said == {
+            "a3.jpg": ("kept", 3, "photographer"),  # aesthete's stars would have been 5
+            "b1.jpg": ("kept", None, "photographer"),  # kept for the photographer's label; it holds no rating
+            "a_other_camera.jpg": ("created", 1, "aesthete"),
+        }, extra
+    assert "xmp:Rating" not in b1.read_text("utf-8") and 'xmp:Rating="3"' in a3.read_text("utf-8")
+
+
 def test_a_colour_label_given_in_digikam_is_kept_and_said_to_be(shoot: tuple[Path, Store]) -> None:
     """A pick labelled orange in digiKam (digiKam:ColorLabel 2, no xmp:Label) was labelled over by
     `cull --xmp --label`, and a kept label was reported as 'the rating you gave' (field test)."""
@@ -895,6 +932,192 @@ def test_re_exporting_into_an_album_replaces_its_manifest_and_says_so_in_words(
     third = runner.invoke(app, ["cull", str(folder), "--db", db, "--top", "1", "--export", str(album), "--mode",
                                 "link"])  # fmt: skip
     assert "put nothing new (1 already there)" in third.stderr
+    # The three earlier picks no longer picked were left in the album (field test): they go now.
+    assert "removed 3 earlier picks no longer picked" in " ".join(third.stderr.split())
+    assert sorted(p.name for p in album.iterdir()) == [BEST_OF_GROUPS[0], "manifest.json"]
+
+
+def said(result) -> str:  # noqa: ANN001 (click's Result)
+    """stderr with its lines joined, as the terminal's width wrapped them."""
+    return " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("mode", ["copy", "symlink", "link"])
+def test_re_exporting_fewer_picks_removes_the_earlier_picks_aesthete_placed(
+    shoot: tuple[Path, Store], tmp_path: Path, mode: str
+) -> None:
+    """`cull --top 5 --export Best` then `cull --top 2 --export Best` left 5 photos in Best under a manifest
+    listing 2 (field test). The album holds this cull's picks now; the originals stay as they were."""
+    folder, store = shoot
+    before = snapshot(folder)
+    album = tmp_path / "Best"
+    args = ["cull", str(folder), "--db", str(store.path), "--export", str(album), "--mode", mode]
+    assert runner.invoke(app, [*args, "--top", "5"]).exit_code == 0
+    assert sorted(p.name for p in album.glob("*.jpg")) == sorted(BEST_OF_GROUPS[:5])
+    dry = runner.invoke(app, [*args, "--top", "2", "--json", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "export: would remove 3 earlier picks no longer picked" in said(dry)
+    assert len(json.loads(dry.stdout)["export"]["removed"]) == 3
+    assert sorted(p.name for p in album.glob("*.jpg")) == sorted(BEST_OF_GROUPS[:5])  # a dry run removes nothing
+    result = runner.invoke(app, [*args, "--top", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in album.iterdir()) == sorted([*BEST_OF_GROUPS[:2], "manifest.json"])
+    assert "export: removed 3 earlier picks no longer picked" in said(result)
+    assert "did not place" not in said(result)
+    export = json.loads(result.stdout)["export"]
+    assert export["removed"] == [
+        {"source": str(folder / name), "target": str(album / name), "still_picked": False}
+        for name in BEST_OF_GROUPS[2:5]
+    ]
+    assert export["left_alone"] == []
+    assert [p["file"] for p in json.loads((album / "manifest.json").read_text())["picks"]] == BEST_OF_GROUPS[:2]
+    assert snapshot(folder) == before and all((folder / name).stat().st_nlink == 1 for name in BEST_OF_GROUPS[2:5])
+
+
+def _edit_copy(entry: Path, folder: Path) -> None:
+    with open(entry, "ab") as stream:  # an editor saving into the album's copy
+        stream.write(b"edited")
+
+
+def _repoint_symlink(entry: Path, folder: Path) -> None:
+    entry.unlink()
+    entry.symlink_to(folder / "e.jpg")
+
+
+def _replace_hard_link(entry: Path, folder: Path) -> None:
+    entry.unlink()  # (an edit in place would change the original too: the photographer saved a new file)
+    entry.write_bytes((folder / "e.jpg").read_bytes())
+
+
+@pytest.mark.parametrize(("mode", "change"), [("copy", _edit_copy), ("symlink", _repoint_symlink),
+                                              ("link", _replace_hard_link)])  # fmt: skip
+def test_a_re_export_leaves_what_changed_since_and_what_aesthete_did_not_place(
+    shoot: tuple[Path, Store], tmp_path: Path, mode: str, change: Callable[[Path, Path], None]
+) -> None:
+    """Only an album file the previous manifest lists, still exactly what aesthete put there, is removed: an
+    entry changed since, a photo copied in by hand (even one identical to a photo), an editor's sidecar
+    and a note of the photographer's stay, and are counted in a note."""
+    folder, store = shoot
+    before = snapshot(folder)
+    album = tmp_path / "Best"
+    args = ["cull", str(folder), "--db", str(store.path), "--export", str(album), "--mode", mode]
+    assert runner.invoke(app, [*args, "--top", "5"]).exit_code == 0
+    change(album / "d.jpg", folder)
+    (album / "a_later.jpg.xmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")
+    (album / "notes.txt").write_text("print these")
+    shutil.copy2(folder / "e.jpg", album / "e.jpg")
+    kept = {p.name: (p.is_symlink(), p.read_bytes()) for p in album.iterdir() if p.suffix != ".json"}
+    kept = {name: state for name, state in kept.items() if name in ("d.jpg", "a_later.jpg.xmp", "notes.txt", "e.jpg")}
+    result = runner.invoke(app, [*args, "--top", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "export: removed 2 earlier picks no longer picked" in said(result)
+    assert "note: kept 4 files aesthete did not place or that changed since" in said(result)
+    export = json.loads(result.stdout)["export"]
+    assert [Path(r["target"]).name for r in export["removed"]] == ["a_other_camera.jpg", "a_later.jpg"]
+    assert sorted(export["left_alone"]) == sorted(str(album / name) for name in kept)
+    assert sorted(p.name for p in album.iterdir()) == sorted([*BEST_OF_GROUPS[:2], "manifest.json", *kept])
+    assert {name: ((album / name).is_symlink(), (album / name).read_bytes()) for name in kept} == kept
+    assert snapshot(folder) == before
+
+
+def test_a_re_export_removes_the_earlier_names_of_picks_and_frees_them_for_new_picks(
+    shoot: tuple[Path, Store], tmp_path: Path
+) -> None:
+    """Picks exported again under new names (`--order-by-time`): their files under the earlier names go; and
+    a new pick named as an earlier one no longer picked takes its name, not `a3 (2).jpg`."""
+    folder, store = shoot
+    album = tmp_path / "Best"
+    args = ["cull", str(folder), "--db", str(store.path), "--export", str(album), "--top", "3"]
+    assert runner.invoke(app, args).exit_code == 0
+    timed = runner.invoke(app, [*args, "--order-by-time"])
+    assert timed.exit_code == 0, timed.output
+    assert "export: removed the earlier album names of 3 picks" in said(timed)
+    assert sorted(p.name.split("_", 1)[1] for p in album.glob("*.jpg")) == sorted(BEST_OF_GROUPS[:3])
+    assert len(list(album.iterdir())) == 4
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a3.jpg").write_bytes((folder / "d.jpg").read_bytes() + b"another photo")
+    score([str(other)], store=store, model="nima", workers=1)
+    timed_files = [str(album / pick["file"]) for pick in json.loads((album / "manifest.json").read_text())["picks"]]
+    first = apply(store, CullOptions(roots=[str(folder)], top=1, export=str(album)))  # the shoot's a3.jpg
+    assert [(r.target, r.still_picked) for r in first.export.outcome.removed] == [
+        (timed_files[0], True), (timed_files[1], False), (timed_files[2], False)
+    ]  # fmt: skip
+    dry = apply(store, CullOptions(roots=[str(other)], top=1, export=str(album), dry_run=True))
+    second = apply(store, CullOptions(roots=[str(other)], top=1, export=str(album)))
+    for report in (dry, second):  # the dry run names what the export does
+        assert [(Path(p.target).name, p.how != "present") for p in report.export.outcome.placed] == [("a3.jpg", True)]
+        assert [(r.source, r.target) for r in report.export.outcome.removed] == [
+            (str(folder / "a3.jpg"), str(album / "a3.jpg"))
+        ]
+    assert (album / "a3.jpg").read_bytes() == (other / "a3.jpg").read_bytes()
+    assert sorted(p.name for p in album.iterdir()) == ["a3.jpg", "manifest.json"]
+
+
+def test_an_earlier_pick_that_cannot_be_removed_is_a_failure(
+    shoot: tuple[Path, Store], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, store = shoot
+    album = tmp_path / "Best"
+    export_album(cull(store, [str(folder)], top=3), str(album))
+    unlink = os.unlink
+
+    def refused(path: str, *args: object, **kwargs: object) -> None:
+        if path == str(album / "b1.jpg"):
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refused)
+    outcome = export_album(cull(store, [str(folder)], top=1), str(album))
+    assert outcome.failed == [(str(album / "b1.jpg"), "Permission denied")]
+    assert [Path(r.target).name for r in outcome.removed] == ["a_other_camera.jpg"]
+    assert sorted(p.name for p in album.iterdir()) == ["a3.jpg", "b1.jpg", "manifest.json"]
+
+
+def test_album_copies_a_re_export_removed_are_not_moved_as_rejects(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    """An album inside the scored folder holds copies of photos, moved with them when they are not picked; a
+    re-export with fewer picks removes the earlier picks' copies first, so the move must not look for them."""
+    folder, store = shoot
+    album, rejects = folder / "Best", tmp_path / "rejects"
+    assert not apply(store, CullOptions(roots=[str(folder)], top=5, export=str(album))).failed
+    score([str(folder)], store=store, model="nima", workers=1)  # the album's copies are recorded too
+    options = CullOptions(roots=[str(folder)], top=2, export=str(album), move_rejects=str(rejects))
+    dry = apply(store, replace(options, dry_run=True))
+    report = apply(store, options)
+    for done in (dry, report):
+        assert not done.failed and len(done.export.outcome.removed) == 3
+        assert not {r.target for r in done.export.outcome.removed} & {p.source for p in done.moved.outcome.placed}
+    assert sorted(p.name for p in album.iterdir()) == sorted([*BEST_OF_GROUPS[:2], "manifest.json"])
+    assert sorted(p.name for p in rejects.iterdir()) == sorted(set(SHOOT) - set(BEST_OF_GROUPS[:2]))
+
+
+def test_a_manifest_never_leads_a_re_export_to_remove_an_original(shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    """The previous manifest is a file anyone can edit: a pick whose file is a name outside the album, or
+    whose source is the album file itself, is no file aesthete placed."""
+    folder, store = shoot
+    before = snapshot(folder)
+    album = tmp_path / "Best"
+    assert not export_album(cull(store, [str(folder)], top=3), str(album)).failed
+    shutil.copy2(folder / "e.jpg", album / "mine.jpg")  # the photographer's photo, its only copy in the album
+    shutil.copy2(folder / "e.jpg", tmp_path / "backup.jpg")  # byte-identical to the shoot's e.jpg
+    manifest = json.loads((album / "manifest.json").read_text())
+    manifest["picks"] += [
+        {
+            **manifest["picks"][0],
+            "file": "../shoot/e.jpg",
+            "source": str(tmp_path / "backup.jpg"),
+            "companion_files": [],
+        },
+        {**manifest["picks"][0], "file": "mine.jpg", "source": str(album / "mine.jpg"), "companion_files": []},
+        {**manifest["picks"][0], "file": "a3.jpg", "companion_files": ["/" + str(folder / "d.jpg")]},
+    ]
+    (album / "manifest.json").write_text(json.dumps(manifest))
+    outcome = export_album(cull(store, [str(folder)], top=1), str(album))
+    assert not outcome.failed and [Path(r.target).name for r in outcome.removed] == ["b1.jpg", "a_other_camera.jpg"]
+    assert sorted(p.name for p in album.iterdir()) == ["a3.jpg", "manifest.json", "mine.jpg"]
+    assert outcome.left_alone == [str(album / "mine.jpg")]
+    assert snapshot(folder) == before
 
 
 def test_a_photo_moved_out_of_the_culled_folder_is_left_out_at_its_old_path(

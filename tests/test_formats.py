@@ -336,6 +336,31 @@ def test_export_carries_the_raw_under_the_same_stem(pair_shoot: tuple[Path, Stor
     assert {p.how for p in again.placed} == {"present"}
 
 
+def test_a_re_export_removes_a_raw_with_its_jpeg(pair_shoot: tuple[Path, Store], tmp_path: Path) -> None:
+    """A pick no longer picked leaves the album with its RAW companion (one photo), whatever the mode; a RAW
+    the photographer edited since (a copy changed) stays."""
+    folder, store = pair_shoot
+    for mode in ("copy", "symlink", "link"):
+        album = tmp_path / mode
+        export_album(cull(store, top=2), str(album), mode=mode)
+        assert sorted(os.listdir(album)) == ["IMG_1.CR2", "IMG_1.JPG", "IMG_2.NEF", "manifest.json"]
+        add_scores(store, {"IMG_1.JPG": 1.0})  # no longer among the top 2
+        outcome = export_album(cull(store, top=2), str(album), mode=mode)
+        assert sorted(os.listdir(album)) == ["IMG_2.NEF", "IMG_3.JPG", "manifest.json"]
+        assert sorted(Path(r.target).name for r in outcome.removed) == ["IMG_1.CR2", "IMG_1.JPG"]
+        assert {r.source for r in outcome.removed} == {str(folder / "IMG_1.JPG")} and not outcome.left_alone
+        add_scores(store, {"IMG_1.JPG": 7.5})
+    album = tmp_path / "edited"
+    export_album(cull(store, top=2), str(album))  # copies
+    with open(album / "IMG_1.CR2", "ab") as raw:
+        raw.write(b"edited")
+    add_scores(store, {"IMG_1.JPG": 1.0})
+    outcome = export_album(cull(store, top=2), str(album))
+    assert [Path(r.target).name for r in outcome.removed] == ["IMG_1.JPG"]
+    assert outcome.left_alone == [str(album / "IMG_1.CR2")]
+    assert all(os.path.exists(folder / name) for name in ("IMG_1.JPG", "IMG_1.CR2", "IMG_2.NEF", "IMG_3.JPG"))
+
+
 def test_xmp_rates_the_raw_for_darktable_and_lightroom(pair_shoot: tuple[Path, Store], tmp_path: Path) -> None:
     folder, store = pair_shoot
     (folder / "IMG_1.xmp").write_text(  # Lightroom's develop settings must survive the merge

@@ -14,6 +14,7 @@ import tools
 from aesthete.xmp import (
     PICK_RATING,
     XMP,
+    held_rating,
     quantile_stars,
     rated_by_hand,
     restore_sidecars,
@@ -186,6 +187,7 @@ def test_a_read_only_sidecar_is_left_as_it_is_and_a_merged_one_keeps_its_permiss
     content, mtime = sidecar.read_bytes(), sidecar.stat().st_mtime_ns
     for result in (write_sidecar(str(photo), rating=5), write_sidecar(str(photo), rating=5, dry_run=True)):
         assert result.status == "skipped" and result.message == f"{sidecar}: read-only; left untouched"
+        assert held_rating(result.before) == 2  # what it still holds (cull --json says so)
     cleared = restore_sidecars(str(photo), previous={})
     assert [r.status for r in cleared] == ["skipped"] and "read-only" in (cleared[0].message or "")
     assert (sidecar.read_bytes(), sidecar.stat().st_mtime_ns, sidecar.stat().st_mode & 0o777) == (content, mtime, 0o444)
@@ -250,8 +252,9 @@ def test_a_digikam_colour_label_is_the_photographers_label(tmp_path: Path, label
     photo = tmp_path / "IMG_1.jpg"
     photo.write_bytes(b"jpeg")
     Path(sidecar_path(str(photo))).write_text(DIGIKAM_SIDECAR.format(labels=labels), "utf-8")
-    statuses = [r.status for r in rated_by_hand(str(photo), [], label=True)]
-    assert statuses == (["kept"] if kept else [])
+    kept_results = rated_by_hand(str(photo), [], label=True)
+    assert [r.status for r in kept_results] == (["kept"] if kept else [])
+    assert all(held_rating(r.before) == 0 for r in kept_results)  # what the kept sidecar holds: unrated
     assert rated_by_hand(str(photo), [], label=False) == []  # unrated: a rating may still be written
 
 

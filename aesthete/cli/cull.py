@@ -47,6 +47,7 @@ from aesthete.select import public_row
 
 if TYPE_CHECKING:
     from aesthete.culling import CullReport
+    from aesthete.export import Removed
 
 MODE_HELP = (
     "Album entries: copy (a copy-on-write clone where the file system offers one, else a full copy), symlink, "
@@ -98,7 +99,12 @@ def cull_command(
     weights: WeightsOption = None,
     # str, not Path: Path("") is ".", so an unset `--export "$ALBUM"` meant the working folder
     export: Annotated[
-        str | None, typer.Option(metavar="DIR", help="Build an album of the picks in this folder.")
+        str | None,
+        typer.Option(
+            metavar="DIR",
+            help="Build an album of the picks in this folder. In an album an earlier cull made, its picks no "
+            "longer picked are removed (only files aesthete placed, unchanged since).",
+        ),
     ] = None,
     mode: Annotated[str, typer.Option(metavar="MODE", help=MODE_HELP)] = "copy",
     order_by_time: Annotated[bool, typer.Option(help="Prefix album names with the capture time.")] = False,
@@ -161,6 +167,15 @@ def _print_actions(report: CullReport, *, labelled: bool) -> None:
             summary += f" ({done['present']} already there)"
         manifest = outcome.manifest or "not written"
         err.print(f"export: {verb} {summary} in {dest}; manifest {manifest}", highlight=False, markup=False)
+        if outcome.removed:
+            removing = "would remove" if report.dry_run else "removed"
+            err.print(f"export: {removing} {_removed(outcome.removed)}", highlight=False, markup=False)
+        if outcome.left_alone:
+            err.print(
+                f"[yellow]note:[/] kept {counted(len(outcome.left_alone), 'file')} aesthete did not place or that "
+                "changed since",
+                highlight=False,
+            )
         _report_failures("export", outcome.failed)
     if report.xmp:
         done = Counter(r.status for r, _ in report.xmp.sidecars)
@@ -201,6 +216,15 @@ def _print_actions(report: CullReport, *, labelled: bool) -> None:
         moved = f"move: {verb} {len(outcome.placed) - there} photo(s) not picked to {dest}{already}{left}"
         err.print(moved, highlight=False, markup=False)
         _report_failures("move", outcome.failed)
+
+
+def _removed(removed: list[Removed]) -> str:
+    """What a re-export removed from the album, counted by photo (its RAW companion goes with it)."""
+    gone = len({r.source for r in removed if not r.still_picked})
+    renamed = len({r.source for r in removed if r.still_picked})
+    parts = [f"{counted(gone, 'earlier pick')} no longer picked"] if gone else []
+    parts += [f"the earlier album names of {counted(renamed, 'pick')}"] if renamed else []
+    return " and ".join(parts)
 
 
 # How an album entry was made (export.Placed.how) -> its noun, singular and plural, for the summary line.
