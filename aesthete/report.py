@@ -4,7 +4,8 @@ Photos appear in score order with a thumbnail (JPEG, longer side :data:`THUMB_SI
 ``data:`` URI), the predicted distribution as an inline SVG bar chart with the mean marked, mean, spread,
 technical quality and flags. A burst or near-duplicate group is one box, placed where its best frame
 ranks and holding all its frames in score order; the frame ``cull`` would keep is outlined (the best-ranked
-one it may pick with no face flagged, :func:`aesthete.select.kept_frames`; none when it may pick none).
+one it may pick with no face flagged, :func:`aesthete.select.kept_frames`; none when it may pick none, and
+the box says so), and each other frame that cull passes over for a reason of its own says why, as ``groups``.
 Each face found is drawn over the thumbnail as an outline placed in percent of the picture, red and
 dashed when a face flag is raised for it.
 
@@ -94,17 +95,19 @@ def build_report(
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
         thumbs = dict(zip((id(r) for r in ordered), pool.map(thumbnail, (r["real_path"] for r in ordered))))
     places = {id(row): place for place, row in enumerate(ranking.rows, start=1)}
-    picks, _ = kept_frames(ranking.rows)  # (rows carry their group since _blocks)
+    picks, why = kept_frames(ranking.rows)  # (rows carry their group since _blocks)
     chunks = []
     for block in blocks:
-        cards = "".join(_card(row, places[id(row)], thumbs[id(row)], ranking,
-                              best=len(block) > 1 and picks.get(row["group"]) is row)
-                        for row in block)  # fmt: skip
         if len(block) == 1:
-            chunks.append(cards)
-        else:
-            label = f"group {block[0]['group']} · {len(block)} similar frames · outlined: the one cull keeps"
-            chunks.append(f'<section class="group" aria-label="{_e(label)}"><h2>{_e(label)}</h2>{cards}</section>')
+            chunks.append(_card(block[0], places[id(block[0])], thumbs[id(block[0])], ranking))
+            continue
+        # As `groups` says it: the frame cull keeps, or none, and why each other frame is not it.
+        kept = picks.get(block[0]["group"])
+        cards = "".join(_card(row, places[id(row)], thumbs[id(row)], ranking, best=row is kept, why=why.get(id(row)))
+                        for row in block)  # fmt: skip
+        outcome = "outlined: the one cull keeps" if kept is not None else "cull keeps none of them"
+        label = f"group {block[0]['group']} · {len(block)} similar frames · {outcome}"
+        chunks.append(f'<section class="group" aria-label="{_e(label)}"><h2>{_e(label)}</h2>{cards}</section>')
     template = Template(resources.files("aesthete").joinpath("templates/report.html").read_text("utf-8"))
     page = template.substitute(
         title=_e("aesthete contact sheet"), summary=_summary(ranking, roots, blocks), cards="\n".join(chunks)
@@ -139,7 +142,10 @@ def _summary(ranking: Ranking, roots: Sequence[str], blocks: list[list[dict[str,
     return "\n".join(f"<p>{_e(line)}</p>" for line in lines)
 
 
-def _card(row: dict[str, Any], place: int, thumb: Thumbnail, ranking: Ranking, *, best: bool) -> str:
+def _card(
+    row: dict[str, Any], place: int, thumb: Thumbnail, ranking: Ranking, *, best: bool = False, why: str | None = None
+) -> str:
+    """One photo's figure; ``best``: the frame cull keeps of its group, ``why``: why cull does not keep it."""
     name = os.path.basename(row["path"])
     if thumb.uri:
         image = (
@@ -163,13 +169,14 @@ def _card(row: dict[str, Any], place: int, thumb: Thumbnail, ranking: Ranking, *
         numbers = f"no aesthetic score · technical {row['technical'] or 0:.2f}"
     flags = "".join(f'<span class="flag">{_e(flag)}</span>' for flag in row["flags"])
     badge = '<span class="badge">cull keeps</span>' if best else ""
+    reason = f'<div class="why">{_e(printable(f"cull: {why}"))}</div>' if why else ""
     return (
         f'<figure class="photo{" best" if best else ""}">'
         f'<div class="thumb">{image}</div><figcaption>'
         f'<div class="line"><span class="rank">#{place}</span>{badge}</div>'
         f'<div class="name" title="{_e(printable(row["path"]))}">{_e(printable(name))}</div>'
         f'{chart}<div class="nums">{_e(numbers)}</div>'
-        f'<div>{flags}</div><div class="exif">{_e(exif_line(row))}</div>'
+        f'<div>{flags}</div>{reason}<div class="exif">{_e(exif_line(row))}</div>'
         "</figcaption></figure>\n"
     )
 

@@ -88,6 +88,32 @@ def test_report_is_self_contained_escaped_and_grouped(sheet: tuple[Path, Store])
     assert snapshot(folder) == before
 
 
+def group_boxes(page: str) -> dict[str, str]:
+    """Each group's box in the sheet: its label -> its markup."""
+    return dict(re.findall(r'<section class="group" aria-label="([^"]*)">(.*?)</section>', page, re.S))
+
+
+def test_a_group_cull_keeps_no_frame_of_says_so_and_each_frame_says_why(sheet: tuple[Path, Store]) -> None:
+    """Field test: a box of two blurry frames was labelled "outlined: the one cull keeps" with nothing
+    outlined in it, and no card said why (`groups` says "blurry" beside each)."""
+    folder, store = sheet
+    store.conn.execute("UPDATE images SET flags = '[]'")
+    for name, flag in (("b1.jpg", "blurry"), ("b2.jpg", "blurry"), ("a3.jpg", "overexposed")):
+        store.conn.execute(
+            "UPDATE images SET flags = ? WHERE content_hash = (SELECT content_hash FROM files WHERE path = ?)",
+            (json.dumps([flag]), str(folder / name)),
+        )
+    page, _ = build_report(store, [str(folder)])
+    boxes = group_boxes(page)
+    (blurry,) = [box for box in boxes.values() if "b1.jpg" in box]
+    (label,) = [label for label, box in boxes.items() if box is blurry]
+    assert label.endswith("· 2 similar frames · cull keeps none of them") and "outlined" not in label
+    assert 'class="photo best"' not in blurry and blurry.count('<div class="why">cull: blurry</div>') == 2
+    (kept,) = [box for box in boxes.values() if "a1.jpg" in box]  # a group with a keeper: outlined, as before
+    assert kept.count('class="photo best"') == 1
+    assert re.findall(r'<div class="why">([^<]*)</div>', kept) == ["cull: overexposed"]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
 def test_chromium_renders_every_thumbnail_and_chart_and_runs_nothing_hostile(
