@@ -23,6 +23,7 @@ import base64
 import html
 import io
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,12 +39,13 @@ from aesthete.faces import Face, face_flags
 from aesthete.formats import raw_format
 from aesthete.groups import annotate, ensure_groups
 from aesthete.select import Ranking, kept_frames, scope_ranking
-from aesthete.store import Store, now_iso
+from aesthete.store import FILE_STATE_NOTES, Store, file_state, now_iso
 from aesthete.wording import counted, printable
 
 THUMB_SIDE = 256
 THUMB_QUALITY = 80  # ~10-20 kB per thumbnail: a 3,000-photo sheet stays around 50 MB
 CHART_W, CHART_H = 256, 40
+EARLIER_NUMBERS = "the numbers are of the earlier version"  # of a photo changed on disk since `score` read it
 
 
 @dataclass
@@ -95,22 +97,29 @@ def build_report(
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
         thumbs = dict(zip((id(r) for r in ordered), pool.map(thumbnail, (r["real_path"] for r in ordered))))
     places = {id(row): place for place, row in enumerate(ranking.rows, start=1)}
+    # A photo deleted or edited since `score` is still listed (it may be on a drive that is not mounted);
+    # its card says so rather than "No such file or directory", or a new picture beside the old numbers.
+    states = {id(row): file_state(row["real_path"], row["size"], row["mtime_ns"]) for row in ordered}
     picks, why = kept_frames(ranking.rows)  # (rows carry their group since _blocks)
     chunks = []
     for block in blocks:
         if len(block) == 1:
-            chunks.append(_card(block[0], places[id(block[0])], thumbs[id(block[0])], ranking))
+            row = block[0]
+            chunks.append(_card(row, places[id(row)], thumbs[id(row)], ranking, state=states[id(row)]))
             continue
         # As `groups` says it: the frame cull keeps, or none, and why each other frame is not it.
         kept = picks.get(block[0]["group"])
-        cards = "".join(_card(row, places[id(row)], thumbs[id(row)], ranking, best=row is kept, why=why.get(id(row)))
+        cards = "".join(_card(row, places[id(row)], thumbs[id(row)], ranking, state=states[id(row)],
+                              best=row is kept, why=why.get(id(row)))
                         for row in block)  # fmt: skip
         outcome = "outlined: the one cull keeps" if kept is not None else "cull keeps none of them"
         label = f"group {block[0]['group']} · {len(block)} similar frames · {outcome}"
         chunks.append(f'<section class="group" aria-label="{_e(label)}"><h2>{_e(label)}</h2>{cards}</section>')
     template = Template(resources.files("aesthete").joinpath("templates/report.html").read_text("utf-8"))
     page = template.substitute(
-        title=_e("aesthete contact sheet"), summary=_summary(ranking, roots, blocks), cards="\n".join(chunks)
+        title=_e("aesthete contact sheet"),
+        summary=_summary(ranking, roots, blocks, Counter(states.values())),
+        cards="\n".join(chunks),
     )
     return page, ranking
 
@@ -125,7 +134,7 @@ def _blocks(rows: list[dict[str, Any]], groups: dict[str, tuple[int, int]]) -> I
             yield members[row["group"]]
 
 
-def _summary(ranking: Ranking, roots: Sequence[str], blocks: list[list[dict[str, Any]]]) -> str:
+def _summary(ranking: Ranking, roots: Sequence[str], blocks: list[list[dict[str, Any]]], states: Counter[str]) -> str:
     basis = (
         f"{ranking.key.model} {'score' if ranking.output == 'score' else 'mean score'} "
         f"(weights {ranking.weights or ranking.key.weights_id})"
@@ -137,17 +146,32 @@ def _summary(ranking: Ranking, roots: Sequence[str], blocks: list[list[dict[str,
         f"{counted(len(ranking.rows), 'photo')} in {', '.join(roots)}, ranked by {basis}.",
         f"{counted(len(grouped), 'group')} of similar frames ({counted(sum(map(len, grouped)), 'photo')}) boxed.",
         *ranking.notes,
-        f"Made {now_iso()}.",
     ]
+    if states["missing"]:
+        lines.append(f"{counted(states['missing'], 'photo')} {FILE_STATE_NOTES['missing']}: no preview.")
+    if states["changed"]:
+        changed = f"{counted(states['changed'], 'photo')} {FILE_STATE_NOTES['changed']}"
+        lines.append(f"{changed}: {EARLIER_NUMBERS} (`aesthete score` their folders).")
+    lines.append(f"Made {now_iso()}.")
     return "\n".join(f"<p>{_e(line)}</p>" for line in lines)
 
 
 def _card(
-    row: dict[str, Any], place: int, thumb: Thumbnail, ranking: Ranking, *, best: bool = False, why: str | None = None
+    row: dict[str, Any],
+    place: int,
+    thumb: Thumbnail,
+    ranking: Ranking,
+    *,
+    state: str = "unchanged",
+    best: bool = False,
+    why: str | None = None,
 ) -> str:
-    """One photo's figure; ``best``: the frame cull keeps of its group, ``why``: why cull does not keep it."""
+    """One photo's figure; ``state``: its :func:`aesthete.store.file_state`, ``best``: the frame cull keeps
+    of its group, ``why``: why cull does not keep it."""
     name = os.path.basename(row["path"])
-    if thumb.uri:
+    if state == "missing":
+        image = f'<div class="missing">{_e(FILE_STATE_NOTES["missing"])}</div>'
+    elif thumb.uri:
         image = (
             f'<div class="frame"><img src="{thumb.uri}" width="{thumb.width}" height="{thumb.height}" '
             f'loading="lazy" decoding="async" alt="{_e(printable(name))}">{_face_boxes(row.get("faces") or [])}</div>'
@@ -170,6 +194,8 @@ def _card(
     flags = "".join(f'<span class="flag">{_e(flag)}</span>' for flag in row["flags"])
     badge = '<span class="badge">cull keeps</span>' if best else ""
     reason = f'<div class="why">{_e(printable(f"cull: {why}"))}</div>' if why else ""
+    if state == "changed":
+        reason += f'<div class="why">{_e(FILE_STATE_NOTES["changed"])}: {EARLIER_NUMBERS}</div>'
     return (
         f'<figure class="photo{" best" if best else ""}">'
         f'<div class="thumb">{image}</div><figcaption>'

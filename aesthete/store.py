@@ -672,6 +672,13 @@ class Store:
             self.conn.execute("UPDATE files SET pair_of = ? WHERE pair_of = ?", (text, old_text))
 
 
+# What a file_state other than "unchanged" means, as `show` and the report say it.
+FILE_STATE_NOTES = {
+    "missing": "not on disk now (deleted, or on a drive that is not mounted)",
+    "changed": "changed on disk since `score` read it",
+}
+
+
 def file_state(path: str, size: int, mtime_ns: int) -> str:
     """Whether the file at ``path`` is still what ``score`` recorded (``size``, ``mtime_ns``): ``unchanged``,
     ``changed`` (edited since: its record describes the earlier bytes) or ``missing`` (deleted, or on a

@@ -114,6 +114,32 @@ def test_a_group_cull_keeps_no_frame_of_says_so_and_each_frame_says_why(sheet: t
     assert re.findall(r'<div class="why">([^<]*)</div>', kept) == ["cull: overexposed"]
 
 
+def card_of(page: str, name: str) -> str:
+    """The card of the photo called ``name`` in the sheet."""
+    (card,) = [card for card in page.split("</figure>") if '<div class="name" ' in card and f">{name}</div>" in card]
+    return card
+
+
+def test_a_photo_deleted_or_edited_since_score_says_so_on_its_card_and_in_the_header(sheet: tuple[Path, Store]) -> None:
+    """Field test: a photo deleted after `score` showed "no preview: No such file or directory" and the
+    header counted it with the rest; one edited since showed its new picture beside the old numbers."""
+    folder, store = sheet
+    (folder / "d.jpg").unlink()
+    write_photo(folder / "e.jpg", frame(1).transpose(Image.Transpose.FLIP_LEFT_RIGHT), None, None)  # re-edited
+    page, ranking = build_report(store, [str(folder)])
+    assert len(ranking.rows) == PHOTOS  # still listed: it may be on a drive that is not mounted
+    gone = card_of(page, "d.jpg")
+    assert "<img" not in gone and "not on disk now (deleted, or on a drive that is not mounted)" in gone
+    assert "No such file" not in page
+    edited = card_of(page, "e.jpg")
+    assert "<img" in edited
+    assert "changed on disk since `score` read it: the numbers are of the earlier version" in edited
+    header = page.split("<main>")[0]
+    assert "1 photo not on disk now (deleted, or on a drive that is not mounted): no preview" in header
+    assert "1 photo changed on disk since `score` read it" in header
+    assert "not on disk" not in card_of(page, "a1.jpg") and "changed on disk" not in card_of(page, "a1.jpg")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
 def test_chromium_renders_every_thumbnail_and_chart_and_runs_nothing_hostile(
