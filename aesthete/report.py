@@ -23,6 +23,7 @@ import base64
 import html
 import io
 import os
+import shlex
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -91,6 +92,14 @@ def build_report(
     """The HTML of the contact sheet of ``roots`` (or of the last ``score`` run's folders) and the ranking
     it shows. ``workers`` threads make the thumbnails (default: one per core)."""
     roots, ranking = scope_ranking(store, roots, model=model, weights=weights)
+    # A file score could not read has no card: said in the notes (the sheet's header and the terminal), or a
+    # sheet mailed as "the shoot" is short of a photo that no one knows of.
+    if failed := len(store.failures(roots)):
+        listing = shlex.join(["aesthete", "failures", *roots])
+        verb = "is" if failed == 1 else "are"
+        ranking.notes.append(
+            f"{counted(failed, 'file')} could not be read and {verb} not in this sheet (`{listing}` says why)"
+        )
     groups = ensure_groups(store)
     blocks = list(_blocks(ranking.rows, groups))
     ordered = [row for block in blocks for row in block]

@@ -140,6 +140,26 @@ def test_a_photo_deleted_or_edited_since_score_says_so_on_its_card_and_in_the_he
     assert "not on disk" not in card_of(page, "a1.jpg") and "changed on disk" not in card_of(page, "a1.jpg")
 
 
+def test_files_that_could_not_be_read_are_counted_in_the_sheet_and_on_the_terminal(
+    sheet: tuple[Path, Store], tmp_path: Path
+) -> None:
+    """Field test: a corrupt file of the shoot was simply not in the sheet, and nothing said one was left out."""
+    folder, store = sheet
+    (folder / "card error.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(200))
+    assert len(score([str(folder)], store=store, model="nima", workers=1).failed) == 1
+    page, _ = build_report(store, [str(folder)])
+    left_out = f"1 file could not be read and is not in this sheet (`aesthete failures {folder}` says why)"
+    assert html.escape(left_out) in page.split("<main>")[0] and page.count("<figure") == PHOTOS
+    out = tmp_path / "sheet.html"
+    result = CliRunner().invoke(app, ["report", str(folder), "--html", str(out), "--db", str(store.path)])
+    assert result.exit_code == 0 and left_out in result.stderr, result.output
+    # Another folder's failure is not this sheet's business.
+    (tmp_path / "other").mkdir()
+    write_photo(tmp_path / "other" / "fine.jpg", frame(8), None, None)
+    score([str(tmp_path / "other")], store=store, model="nima", workers=1)
+    assert "could not be read" not in build_report(store, [str(tmp_path / "other")])[0]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
 def test_chromium_renders_every_thumbnail_and_chart_and_runs_nothing_hostile(
