@@ -41,7 +41,7 @@ from aesthete.formats import raw_format
 from aesthete.groups import annotate, ensure_groups
 from aesthete.select import Ranking, kept_frames, scope_ranking
 from aesthete.store import FILE_STATE_NOTES, Store, file_state, now_iso
-from aesthete.wording import counted, printable
+from aesthete.wording import as_stored, counted, printable
 
 THUMB_SIDE = 256
 THUMB_QUALITY = 80  # ~10-20 kB per thumbnail: a 3,000-photo sheet stays around 50 MB
@@ -162,7 +162,8 @@ def _summary(ranking: Ranking, roots: Sequence[str], blocks: list[list[dict[str,
         changed = f"{counted(states['changed'], 'photo')} {FILE_STATE_NOTES['changed']}"
         lines.append(f"{changed}: {EARLIER_NUMBERS} (`aesthete score` their folders).")
     lines.append(f"Made {now_iso()}.")
-    return "\n".join(f"<p>{_e(line)}</p>" for line in lines)
+    # A folder named in another encoding than UTF-8 holds lone surrogates, which no page can be written with.
+    return "\n".join(f"<p>{_e(as_stored(line))}</p>" for line in lines)
 
 
 def _card(

@@ -39,6 +39,7 @@ from aesthete import migrations
 from aesthete.errors import AestheteError, NothingToDoError
 from aesthete.migrations import APPLICATION_ID, SCHEMA_VERSION
 from aesthete.paths import default_db_path, is_within, subtree_prefix
+from aesthete.wording import as_stored
 
 BUSY_TIMEOUT_MS = 60_000
 # The longest one wait inside SQLite for another writer lasts: Python cannot raise Ctrl-C until it ends.
@@ -92,8 +93,7 @@ def path_key(path: str) -> tuple[str, bytes | None]:
         path.encode("utf-8")
         return path, None
     except UnicodeEncodeError:
-        raw = os.fsencode(path)
-        return raw.decode("utf-8", "backslashreplace"), raw
+        return as_stored(path), os.fsencode(path)
 
 
 def real_path(path: str, raw: bytes | None) -> str:

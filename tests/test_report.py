@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -158,6 +159,24 @@ def test_files_that_could_not_be_read_are_counted_in_the_sheet_and_on_the_termin
     write_photo(tmp_path / "other" / "fine.jpg", frame(8), None, None)
     score([str(tmp_path / "other")], store=store, model="nima", workers=1)
     assert "could not be read" not in build_report(store, [str(tmp_path / "other")])[0]
+
+
+def test_a_folder_whose_name_is_not_utf8_gets_a_sheet_not_a_traceback(tmp_path: Path) -> None:
+    """Field test: `report` of a folder named in Latin-1 built every thumbnail, then died writing the page
+    (UnicodeEncodeError: surrogates not allowed; the folder's name in the header), and wrote nothing."""
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9 shoot"))
+    write_photo(folder / "a.jpg", frame(1), "2024:05:01 12:00:00", "Canon EOS R5")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(200))
+    store = Store(tmp_path / "a.db")
+    score([str(folder)], store=store, model="nima", workers=1)
+    page, _ = build_report(store, [str(folder)])
+    page.encode("utf-8")  # what writing it does
+    header = html.unescape(page.split("<main>")[0])
+    assert "caf\\xe9 shoot, ranked by" in header and "caf\\xe9 shoot'` says why" in header
+    out = tmp_path / "sheet.html"
+    result = CliRunner().invoke(app, ["report", str(folder), "--html", str(out), "--db", str(store.path)])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert out.read_text("utf-8").count("<figure") == 1
 
 
 @pytest.mark.slow
