@@ -92,10 +92,11 @@ def build_report(
     """The HTML of the contact sheet of ``roots`` (or of the last ``score`` run's folders) and the ranking
     it shows. ``workers`` threads make the thumbnails (default: one per core)."""
     roots, ranking = scope_ranking(store, roots, model=model, weights=weights)
+    folders = [os.path.abspath(root) for root in roots]  # as the sheet names them: read later, from elsewhere
     # A file score could not read has no card: said in the notes (the sheet's header and the terminal), or a
     # sheet mailed as "the shoot" is short of a photo that no one knows of.
     if failed := len(store.failures(roots)):
-        listing = shlex.join(["aesthete", "failures", *roots])
+        listing = shlex.join(["aesthete", "failures", *folders])
         verb = "is" if failed == 1 else "are"
         ranking.notes.append(
             f"{counted(failed, 'file')} could not be read and {verb} not in this sheet (`{listing}` says why)"
@@ -127,7 +128,7 @@ def build_report(
     template = Template(resources.files("aesthete").joinpath("templates/report.html").read_text("utf-8"))
     page = template.substitute(
         title=_e("aesthete contact sheet"),
-        summary=_summary(ranking, roots, blocks, Counter(states.values())),
+        summary=_summary(ranking, folders, blocks, Counter(states.values())),
         cards="\n".join(chunks),
     )
     return page, ranking

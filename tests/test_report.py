@@ -179,6 +179,21 @@ def test_a_folder_whose_name_is_not_utf8_gets_a_sheet_not_a_traceback(tmp_path: 
     assert out.read_text("utf-8").count("<figure") == 1
 
 
+def test_the_sheet_names_its_folders_in_full_when_they_were_given_relative(
+    sheet: tuple[Path, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Field test: `report . --html ../sheet.html` wrote a sheet saying "49 photos in ., ranked by ..." and
+    "`aesthete failures .` says why": meaningless once the page is mailed or opened from elsewhere."""
+    folder, store = sheet
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(200))
+    score([str(folder)], store=store, model="nima", workers=1)
+    monkeypatch.chdir(folder)
+    header = html.unescape(build_report(store, ["."])[0].split("<main>")[0])
+    assert f"{PHOTOS} photos in {folder}, ranked by" in header and f"`aesthete failures {folder}` says why" in header
+    monkeypatch.chdir(folder.parent)
+    assert f"{PHOTOS} photos in {folder}, ranked by" in html.unescape(build_report(store, [folder.name])[0])
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
 def test_chromium_renders_every_thumbnail_and_chart_and_runs_nothing_hostile(
