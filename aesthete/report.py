@@ -2,10 +2,11 @@
 
 Photos appear in score order with a thumbnail (JPEG, longer side :data:`THUMB_SIDE` px, embedded as a
 ``data:`` URI), the predicted distribution as an inline SVG bar chart with the mean marked, mean, spread,
-technical quality and flags. A burst or near-duplicate group is one box, placed where its best frame
-ranks and holding all its frames in score order; the frame ``cull`` would keep is outlined (the best-ranked
-one it may pick with no face flagged, :func:`aesthete.select.kept_frames`; none when it may pick none, and
-the box says so), and each other frame that cull passes over for a reason of its own says why, as ``groups``.
+technical quality, flags, pixel size and EXIF line. A burst or near-duplicate group is one box, placed
+where its best frame ranks and holding all its frames in score order; the frame ``cull`` would keep is
+outlined (the best-ranked one it may pick with no face flagged, :func:`aesthete.select.kept_frames`; none
+when it may pick none, and the box says so), and each other frame that cull passes over for a reason of
+its own says why, as ``groups``.
 Each face found is drawn over the thumbnail as an outline placed in percent of the picture, red and
 dashed when a face flag is raised for it.
 
@@ -213,9 +214,16 @@ def _card(
         f'<div class="line"><span class="rank">#{place}</span>{badge}</div>'
         f'<div class="name" title="{_e(printable(row["path"]))}">{_e(printable(name))}</div>'
         f'{chart}<div class="nums">{_e(numbers)}</div>'
-        f'<div>{flags}</div>{reason}<div class="exif">{_e(exif_line(row))}</div>'
+        f'<div>{flags}</div>{reason}<div class="exif">{_e(_details(row))}</div>'
         "</figcaption></figure>\n"
     )
+
+
+def _details(row: dict[str, Any]) -> str:
+    """The photo's upright pixel size, then its EXIF line: two frames of a box may look alike, and a smaller
+    export of one is told only by its size."""
+    size = f"{row['width']}×{row['height']}" if row.get("width") and row.get("height") else ""
+    return " · ".join(part for part in (size, exif_line(row)) if part)
 
 
 def _face_boxes(found: list[dict[str, Any]]) -> str:

@@ -194,6 +194,21 @@ def test_the_sheet_names_its_folders_in_full_when_they_were_given_relative(
     assert f"{PHOTOS} photos in {folder}, ranked by" in html.unescape(build_report(store, [folder.name])[0])
 
 
+def test_each_card_gives_the_photos_pixel_size_so_a_smaller_copy_of_a_frame_can_be_told(
+    sheet: tuple[Path, Store],
+) -> None:
+    """Field test: a burst frame and its half-size export sat side by side in one box with the same
+    thumbnail; only "technical 0.69" against "0.31" hinted at why cull kept the one."""
+    folder, store = sheet
+    write_photo(folder / "a1 small.jpg", frame(1).resize((160, 120)), "2024:05:01 12:00:00", "Canon EOS R5")
+    score([str(folder)], store=store, model="nima", workers=1)
+    add_scores(store, {"a1 small.jpg": 3.0})
+    page, _ = build_report(store, [str(folder)])
+    (burst,) = [box for box in group_boxes(page).values() if "a1.jpg" in box]
+    assert ">160×120 · Canon EOS R5 · " in card_of(burst, "a1 small.jpg")
+    assert ">320×240 · Canon EOS R5 · " in card_of(burst, "a1.jpg")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
 def test_chromium_renders_every_thumbnail_and_chart_and_runs_nothing_hostile(
