@@ -2,9 +2,11 @@
 
 Photos appear in score order with a thumbnail (JPEG, longer side :data:`THUMB_SIDE` px, embedded as a
 ``data:`` URI), the predicted distribution as an inline SVG bar chart with the mean marked, mean, spread,
-technical quality and flags. A burst or near-duplicate group is one box, placed where its best frame
-ranks and holding all its frames in score order; the frame ``cull`` would keep is outlined (the best-ranked
-one it may pick with no face flagged, :func:`aesthete.select.kept_frames`; none when it may pick none).
+technical quality, flags, pixel size and EXIF line. A burst or near-duplicate group is one box, placed
+where its best frame ranks and holding all its frames in score order; the frame ``cull`` would keep is
+outlined (the best-ranked one it may pick with no face flagged, :func:`aesthete.select.kept_frames`; none
+when it may pick none, and the box says so), and each other frame that cull passes over for a reason of
+its own says why, as ``groups``.
 Each face found is drawn over the thumbnail as an outline placed in percent of the picture, red and
 dashed when a face flag is raised for it.
 
@@ -22,6 +24,8 @@ import base64
 import html
 import io
 import os
+import shlex
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,12 +41,13 @@ from aesthete.faces import Face, face_flags
 from aesthete.formats import raw_format
 from aesthete.groups import annotate, ensure_groups
 from aesthete.select import Ranking, kept_frames, scope_ranking
-from aesthete.store import Store, now_iso
-from aesthete.wording import counted, printable
+from aesthete.store import FILE_STATE_NOTES, Store, file_state, now_iso
+from aesthete.wording import as_stored, counted, printable
 
 THUMB_SIDE = 256
 THUMB_QUALITY = 80  # ~10-20 kB per thumbnail: a 3,000-photo sheet stays around 50 MB
 CHART_W, CHART_H = 256, 40
+EARLIER_NUMBERS = "the numbers are of the earlier version"  # of a photo changed on disk since `score` read it
 
 
 @dataclass
@@ -88,26 +93,44 @@ def build_report(
     """The HTML of the contact sheet of ``roots`` (or of the last ``score`` run's folders) and the ranking
     it shows. ``workers`` threads make the thumbnails (default: one per core)."""
     roots, ranking = scope_ranking(store, roots, model=model, weights=weights)
+    folders = [os.path.abspath(root) for root in roots]  # as the sheet names them: read later, from elsewhere
+    # A file score could not read has no card: said in the notes (the sheet's header and the terminal), or a
+    # sheet mailed as "the shoot" is short of a photo that no one knows of.
+    if failed := len(store.failures(roots)):
+        listing = shlex.join(["aesthete", "failures", *folders])
+        verb = "is" if failed == 1 else "are"
+        ranking.notes.append(
+            f"{counted(failed, 'file')} could not be read and {verb} not in this sheet (`{listing}` says why)"
+        )
     groups = ensure_groups(store)
     blocks = list(_blocks(ranking.rows, groups))
     ordered = [row for block in blocks for row in block]
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
         thumbs = dict(zip((id(r) for r in ordered), pool.map(thumbnail, (r["real_path"] for r in ordered))))
     places = {id(row): place for place, row in enumerate(ranking.rows, start=1)}
-    picks, _ = kept_frames(ranking.rows)  # (rows carry their group since _blocks)
+    # A photo deleted or edited since `score` is still listed (it may be on a drive that is not mounted);
+    # its card says so rather than "No such file or directory", or a new picture beside the old numbers.
+    states = {id(row): file_state(row["real_path"], row["size"], row["mtime_ns"]) for row in ordered}
+    picks, why = kept_frames(ranking.rows)  # (rows carry their group since _blocks)
     chunks = []
     for block in blocks:
-        cards = "".join(_card(row, places[id(row)], thumbs[id(row)], ranking,
-                              best=len(block) > 1 and picks.get(row["group"]) is row)
-                        for row in block)  # fmt: skip
         if len(block) == 1:
-            chunks.append(cards)
-        else:
-            label = f"group {block[0]['group']} · {len(block)} similar frames · outlined: the one cull keeps"
-            chunks.append(f'<section class="group" aria-label="{_e(label)}"><h2>{_e(label)}</h2>{cards}</section>')
+            row = block[0]
+            chunks.append(_card(row, places[id(row)], thumbs[id(row)], ranking, state=states[id(row)]))
+            continue
+        # As `groups` says it: the frame cull keeps, or none, and why each other frame is not it.
+        kept = picks.get(block[0]["group"])
+        cards = "".join(_card(row, places[id(row)], thumbs[id(row)], ranking, state=states[id(row)],
+                              best=row is kept, why=why.get(id(row)))
+                        for row in block)  # fmt: skip
+        outcome = "outlined: the one cull keeps" if kept is not None else "cull keeps none of them"
+        label = f"group {block[0]['group']} · {len(block)} similar frames · {outcome}"
+        chunks.append(f'<section class="group" aria-label="{_e(label)}"><h2>{_e(label)}</h2>{cards}</section>')
     template = Template(resources.files("aesthete").joinpath("templates/report.html").read_text("utf-8"))
     page = template.substitute(
-        title=_e("aesthete contact sheet"), summary=_summary(ranking, roots, blocks), cards="\n".join(chunks)
+        title=_e("aesthete contact sheet"),
+        summary=_summary(ranking, folders, blocks, Counter(states.values())),
+        cards="\n".join(chunks),
     )
     return page, ranking
 
@@ -122,7 +145,7 @@ def _blocks(rows: list[dict[str, Any]], groups: dict[str, tuple[int, int]]) -> I
             yield members[row["group"]]
 
 
-def _summary(ranking: Ranking, roots: Sequence[str], blocks: list[list[dict[str, Any]]]) -> str:
+def _summary(ranking: Ranking, roots: Sequence[str], blocks: list[list[dict[str, Any]]], states: Counter[str]) -> str:
     basis = (
         f"{ranking.key.model} {'score' if ranking.output == 'score' else 'mean score'} "
         f"(weights {ranking.weights or ranking.key.weights_id})"
@@ -134,14 +157,33 @@ def _summary(ranking: Ranking, roots: Sequence[str], blocks: list[list[dict[str,
         f"{counted(len(ranking.rows), 'photo')} in {', '.join(roots)}, ranked by {basis}.",
         f"{counted(len(grouped), 'group')} of similar frames ({counted(sum(map(len, grouped)), 'photo')}) boxed.",
         *ranking.notes,
-        f"Made {now_iso()}.",
     ]
-    return "\n".join(f"<p>{_e(line)}</p>" for line in lines)
+    if states["missing"]:
+        lines.append(f"{counted(states['missing'], 'photo')} {FILE_STATE_NOTES['missing']}: no preview.")
+    if states["changed"]:
+        changed = f"{counted(states['changed'], 'photo')} {FILE_STATE_NOTES['changed']}"
+        lines.append(f"{changed}: {EARLIER_NUMBERS} (`aesthete score` their folders).")
+    lines.append(f"Made {now_iso()}.")
+    # A folder named in another encoding than UTF-8 holds lone surrogates, which no page can be written with.
+    return "\n".join(f"<p>{_e(as_stored(line))}</p>" for line in lines)
 
 
-def _card(row: dict[str, Any], place: int, thumb: Thumbnail, ranking: Ranking, *, best: bool) -> str:
+def _card(
+    row: dict[str, Any],
+    place: int,
+    thumb: Thumbnail,
+    ranking: Ranking,
+    *,
+    state: str = "unchanged",
+    best: bool = False,
+    why: str | None = None,
+) -> str:
+    """One photo's figure; ``state``: its :func:`aesthete.store.file_state`, ``best``: the frame cull keeps
+    of its group, ``why``: why cull does not keep it."""
     name = os.path.basename(row["path"])
-    if thumb.uri:
+    if state == "missing":
+        image = f'<div class="missing">{_e(FILE_STATE_NOTES["missing"])}</div>'
+    elif thumb.uri:
         image = (
             f'<div class="frame"><img src="{thumb.uri}" width="{thumb.width}" height="{thumb.height}" '
             f'loading="lazy" decoding="async" alt="{_e(printable(name))}">{_face_boxes(row.get("faces") or [])}</div>'
@@ -163,15 +205,25 @@ def _card(row: dict[str, Any], place: int, thumb: Thumbnail, ranking: Ranking, *
         numbers = f"no aesthetic score · technical {row['technical'] or 0:.2f}"
     flags = "".join(f'<span class="flag">{_e(flag)}</span>' for flag in row["flags"])
     badge = '<span class="badge">cull keeps</span>' if best else ""
+    reason = f'<div class="why">{_e(printable(f"cull: {why}"))}</div>' if why else ""
+    if state == "changed":
+        reason += f'<div class="why">{_e(FILE_STATE_NOTES["changed"])}: {EARLIER_NUMBERS}</div>'
     return (
         f'<figure class="photo{" best" if best else ""}">'
         f'<div class="thumb">{image}</div><figcaption>'
         f'<div class="line"><span class="rank">#{place}</span>{badge}</div>'
         f'<div class="name" title="{_e(printable(row["path"]))}">{_e(printable(name))}</div>'
         f'{chart}<div class="nums">{_e(numbers)}</div>'
-        f'<div>{flags}</div><div class="exif">{_e(exif_line(row))}</div>'
+        f'<div>{flags}</div>{reason}<div class="exif">{_e(_details(row))}</div>'
         "</figcaption></figure>\n"
     )
+
+
+def _details(row: dict[str, Any]) -> str:
+    """The photo's upright pixel size, then its EXIF line: two frames of a box may look alike, and a smaller
+    export of one is told only by its size."""
+    size = f"{row['width']}×{row['height']}" if row.get("width") and row.get("height") else ""
+    return " · ".join(part for part in (size, exif_line(row)) if part)
 
 
 def _face_boxes(found: list[dict[str, Any]]) -> str:

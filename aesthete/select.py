@@ -549,14 +549,25 @@ def face_flags_of(row: dict[str, Any]) -> list[str]:
 
 def kept_frames(rows: Sequence[dict[str, Any]]) -> tuple[dict[int, dict[str, Any]], dict[int, str]]:
     """What a cull with its default options does with each group of ``rows`` (annotated by
-    :func:`aesthete.groups.annotate`): the frame it keeps of each group (none where every frame is ruled out),
-    and why each frame it could never pick is ruled out (row id -> a flag, not on disk, a copy). ``report``
-    outlines the kept frames and ``groups`` marks them, so both say what ``cull`` does."""
+    :func:`aesthete.groups.annotate`, in rank order): the frame it keeps of each group (none where every
+    frame is ruled out), and why each frame it could never pick is ruled out (row id -> a flag, not on disk,
+    a copy) or, ranked above its group's kept frame, passed over (its face flags). ``report`` outlines the
+    kept frames and ``groups`` marks them, so both say what ``cull`` does."""
     aside, candidates, rejected = _sorted_out(rows, Filters(), None, reject_blurry=True, reject_exposure=True)
     why = {key: NOT_ON_DISK if original is None else f"identical to {original['path']}"
            for key, original in aside.items()}  # fmt: skip
     why.update({key: reason for key, reason in rejected.items() if reason is not None})
-    return group_picks(candidates, rejected), why
+    picks = group_picks(candidates, rejected)
+    # A frame ranked above its group's kept frame lost for a face flag alone (group_picks): without a word,
+    # "best first" and a "keeps" further down read as a mistake (field test).
+    reached: set[int] = set()  # groups whose kept frame is passed already
+    for row in candidates:
+        pick = picks.get(row["group"])
+        if row is pick:
+            reached.add(row["group"])
+        elif pick is not None and row["group"] not in reached and id(row) not in why:
+            why[id(row)] = f"{', '.join(face_flags_of(row))}: passed over"
+    return picks, why
 
 
 def _sorted_out(

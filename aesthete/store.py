@@ -39,6 +39,7 @@ from aesthete import migrations
 from aesthete.errors import AestheteError, NothingToDoError
 from aesthete.migrations import APPLICATION_ID, SCHEMA_VERSION
 from aesthete.paths import default_db_path, is_within, subtree_prefix
+from aesthete.wording import as_stored
 
 BUSY_TIMEOUT_MS = 60_000
 # The longest one wait inside SQLite for another writer lasts: Python cannot raise Ctrl-C until it ends.
@@ -92,8 +93,7 @@ def path_key(path: str) -> tuple[str, bytes | None]:
         path.encode("utf-8")
         return path, None
     except UnicodeEncodeError:
-        raw = os.fsencode(path)
-        return raw.decode("utf-8", "backslashreplace"), raw
+        return as_stored(path), os.fsencode(path)
 
 
 def real_path(path: str, raw: bytes | None) -> str:
@@ -670,6 +670,13 @@ class Store:
             self.conn.execute("DELETE FROM files WHERE path = ? AND path != ?", (text, old_text))
             self.conn.execute("UPDATE files SET path = ?, raw_path = ? WHERE path = ?", (text, raw, old_text))
             self.conn.execute("UPDATE files SET pair_of = ? WHERE pair_of = ?", (text, old_text))
+
+
+# What a file_state other than "unchanged" means, as `show` and the report say it.
+FILE_STATE_NOTES = {
+    "missing": "not on disk now (deleted, or on a drive that is not mounted)",
+    "changed": "changed on disk since `score` read it",
+}
 
 
 def file_state(path: str, size: int, mtime_ns: int) -> str:

@@ -18,6 +18,12 @@ def printable(name: str) -> str:
     return name if name.isprintable() else repr(name)
 
 
+def as_stored(text: str) -> str:
+    """``text`` with each byte of a file name that is not UTF-8 (a lone surrogate, as ``os.fsdecode`` leaves
+    it) written ``\\xe9``, as the database stores such a name: text that always encodes as UTF-8."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def did_you_mean(word: str, known: Iterable[str]) -> str:
     """``"; did you mean 'train.epochs'?"`` for a near miss of one of ``known`` (a typo of a key or
     option), else ``""``: to append to the refusal, so nobody has to read the source for a spelling."""

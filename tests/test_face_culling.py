@@ -169,6 +169,25 @@ def test_report_draws_face_boxes_and_outlines_the_preferred_frame(store: Store, 
     assert page.count('<span class="flag">eyes-closed</span>') == 1
 
 
+def test_groups_says_why_a_better_ranked_frame_with_a_flagged_face_is_not_the_one_kept(
+    shoot: tuple[Path, Path],
+) -> None:
+    """Field test: `groups` listed closed.jpg and soft.jpg first (best first), marked open.jpg, third, as
+    the one cull keeps, and said nothing beside the two above it (JSON: ruled_out null)."""
+    runner = CliRunner()
+    args = ["groups", str(shoot[0]), "--db", str(shoot[1])]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    (burst,) = json.loads(result.stdout)["groups"]
+    verdicts = {Path(p["path"]).name: (p["cull_keeps"], p["ruled_out"]) for p in burst["photos"]}
+    assert list(verdicts) == ["closed.jpg", "soft.jpg", "open.jpg"]  # best first, by score
+    assert verdicts["open.jpg"] == (True, None)
+    assert verdicts["closed.jpg"] == (False, "eyes-closed: passed over")
+    assert verdicts["soft.jpg"] == (False, "face-soft: passed over")
+    table = runner.invoke(app, args, env={"COLUMNS": "160"}).stdout
+    assert re.search(r"closed\.jpg\s+\S+\s+eyes-closed: passed over", table)
+
+
 def _scores_table(db: Path) -> list[tuple]:
     with sqlite3.connect(db) as conn:
         return conn.execute("SELECT * FROM scores ORDER BY content_hash").fetchall()

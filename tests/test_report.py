@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -86,6 +87,126 @@ def test_report_is_self_contained_escaped_and_grouped(sheet: tuple[Path, Store])
     places = [int(n) for n in re.findall(r'<span class="rank">#(\d+)</span>', page)]
     assert sorted(places) == list(range(1, PHOTOS + 1))
     assert snapshot(folder) == before
+
+
+def group_boxes(page: str) -> dict[str, str]:
+    """Each group's box in the sheet: its label -> its markup."""
+    return dict(re.findall(r'<section class="group" aria-label="([^"]*)">(.*?)</section>', page, re.S))
+
+
+def test_a_group_cull_keeps_no_frame_of_says_so_and_each_frame_says_why(sheet: tuple[Path, Store]) -> None:
+    """Field test: a box of two blurry frames was labelled "outlined: the one cull keeps" with nothing
+    outlined in it, and no card said why (`groups` says "blurry" beside each)."""
+    folder, store = sheet
+    store.conn.execute("UPDATE images SET flags = '[]'")
+    for name, flag in (("b1.jpg", "blurry"), ("b2.jpg", "blurry"), ("a3.jpg", "overexposed")):
+        store.conn.execute(
+            "UPDATE images SET flags = ? WHERE content_hash = (SELECT content_hash FROM files WHERE path = ?)",
+            (json.dumps([flag]), str(folder / name)),
+        )
+    page, _ = build_report(store, [str(folder)])
+    boxes = group_boxes(page)
+    (blurry,) = [box for box in boxes.values() if "b1.jpg" in box]
+    (label,) = [label for label, box in boxes.items() if box is blurry]
+    assert label.endswith("· 2 similar frames · cull keeps none of them") and "outlined" not in label
+    assert 'class="photo best"' not in blurry and blurry.count('<div class="why">cull: blurry</div>') == 2
+    (kept,) = [box for box in boxes.values() if "a1.jpg" in box]  # a group with a keeper: outlined, as before
+    assert kept.count('class="photo best"') == 1
+    assert re.findall(r'<div class="why">([^<]*)</div>', kept) == ["cull: overexposed"]
+
+
+def card_of(page: str, name: str) -> str:
+    """The card of the photo called ``name`` in the sheet."""
+    (card,) = [card for card in page.split("</figure>") if '<div class="name" ' in card and f">{name}</div>" in card]
+    return card
+
+
+def test_a_photo_deleted_or_edited_since_score_says_so_on_its_card_and_in_the_header(sheet: tuple[Path, Store]) -> None:
+    """Field test: a photo deleted after `score` showed "no preview: No such file or directory" and the
+    header counted it with the rest; one edited since showed its new picture beside the old numbers."""
+    folder, store = sheet
+    (folder / "d.jpg").unlink()
+    write_photo(folder / "e.jpg", frame(1).transpose(Image.Transpose.FLIP_LEFT_RIGHT), None, None)  # re-edited
+    page, ranking = build_report(store, [str(folder)])
+    assert len(ranking.rows) == PHOTOS  # still listed: it may be on a drive that is not mounted
+    gone = card_of(page, "d.jpg")
+    assert "<img" not in gone and "not on disk now (deleted, or on a drive that is not mounted)" in gone
+    assert "No such file" not in page
+    edited = card_of(page, "e.jpg")
+    assert "<img" in edited
+    assert "changed on disk since `score` read it: the numbers are of the earlier version" in edited
+    header = page.split("<main>")[0]
+    assert "1 photo not on disk now (deleted, or on a drive that is not mounted): no preview" in header
+    assert "1 photo changed on disk since `score` read it" in header
+    assert "not on disk" not in card_of(page, "a1.jpg") and "changed on disk" not in card_of(page, "a1.jpg")
+
+
+def test_files_that_could_not_be_read_are_counted_in_the_sheet_and_on_the_terminal(
+    sheet: tuple[Path, Store], tmp_path: Path
+) -> None:
+    """Field test: a corrupt file of the shoot was simply not in the sheet, and nothing said one was left out."""
+    folder, store = sheet
+    (folder / "card error.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(200))
+    assert len(score([str(folder)], store=store, model="nima", workers=1).failed) == 1
+    page, _ = build_report(store, [str(folder)])
+    left_out = f"1 file could not be read and is not in this sheet (`aesthete failures {folder}` says why)"
+    assert html.escape(left_out) in page.split("<main>")[0] and page.count("<figure") == PHOTOS
+    out = tmp_path / "sheet.html"
+    result = CliRunner().invoke(app, ["report", str(folder), "--html", str(out), "--db", str(store.path)])
+    assert result.exit_code == 0 and left_out in result.stderr, result.output
+    # Another folder's failure is not this sheet's business.
+    (tmp_path / "other").mkdir()
+    write_photo(tmp_path / "other" / "fine.jpg", frame(8), None, None)
+    score([str(tmp_path / "other")], store=store, model="nima", workers=1)
+    assert "could not be read" not in build_report(store, [str(tmp_path / "other")])[0]
+
+
+def test_a_folder_whose_name_is_not_utf8_gets_a_sheet_not_a_traceback(tmp_path: Path) -> None:
+    """Field test: `report` of a folder named in Latin-1 built every thumbnail, then died writing the page
+    (UnicodeEncodeError: surrogates not allowed; the folder's name in the header), and wrote nothing."""
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9 shoot"))
+    write_photo(folder / "a.jpg", frame(1), "2024:05:01 12:00:00", "Canon EOS R5")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(200))
+    store = Store(tmp_path / "a.db")
+    score([str(folder)], store=store, model="nima", workers=1)
+    page, _ = build_report(store, [str(folder)])
+    page.encode("utf-8")  # what writing it does
+    header = html.unescape(page.split("<main>")[0])
+    assert "caf\\xe9 shoot, ranked by" in header and "caf\\xe9 shoot'` says why" in header
+    out = tmp_path / "sheet.html"
+    result = CliRunner().invoke(app, ["report", str(folder), "--html", str(out), "--db", str(store.path)])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert out.read_text("utf-8").count("<figure") == 1
+
+
+def test_the_sheet_names_its_folders_in_full_when_they_were_given_relative(
+    sheet: tuple[Path, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Field test: `report . --html ../sheet.html` wrote a sheet saying "49 photos in ., ranked by ..." and
+    "`aesthete failures .` says why": meaningless once the page is mailed or opened from elsewhere."""
+    folder, store = sheet
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(200))
+    score([str(folder)], store=store, model="nima", workers=1)
+    monkeypatch.chdir(folder)
+    header = html.unescape(build_report(store, ["."])[0].split("<main>")[0])
+    assert f"{PHOTOS} photos in {folder}, ranked by" in header and f"`aesthete failures {folder}` says why" in header
+    monkeypatch.chdir(folder.parent)
+    assert f"{PHOTOS} photos in {folder}, ranked by" in html.unescape(build_report(store, [folder.name])[0])
+
+
+def test_each_card_gives_the_photos_pixel_size_so_a_smaller_copy_of_a_frame_can_be_told(
+    sheet: tuple[Path, Store],
+) -> None:
+    """Field test: a burst frame and its half-size export sat side by side in one box with the same
+    thumbnail; only "technical 0.69" against "0.31" hinted at why cull kept the one."""
+    folder, store = sheet
+    write_photo(folder / "a1 small.jpg", frame(1).resize((160, 120)), "2024:05:01 12:00:00", "Canon EOS R5")
+    score([str(folder)], store=store, model="nima", workers=1)
+    add_scores(store, {"a1 small.jpg": 3.0})
+    page, _ = build_report(store, [str(folder)])
+    (burst,) = [box for box in group_boxes(page).values() if "a1.jpg" in box]
+    assert ">160×120 · Canon EOS R5 · " in card_of(burst, "a1 small.jpg")
+    assert ">320×240 · Canon EOS R5 · " in card_of(burst, "a1.jpg")
 
 
 @pytest.mark.slow

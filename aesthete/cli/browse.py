@@ -41,6 +41,7 @@ from aesthete.cli.common import (
 from aesthete.discover import skipped_by_walk
 from aesthete.formats import FORMAT_NAMES, SUPPORTED_EXTENSIONS, suffix
 from aesthete.select import RANK_KEYS, Filters, Ranking, not_there, public_row
+from aesthete.store import FILE_STATE_NOTES
 
 TopOption = Annotated[int | None, typer.Option("--top", "-n", min=1, metavar="N", help="Show only the best N.")]
 
@@ -195,8 +196,8 @@ def show_command(
 
 # show's line for a photo whose file is not what `score` recorded (Store.photo_by_path's ``on_disk``)
 ON_DISK_NOTES = {
-    "missing": "not on disk now (deleted, or on a drive that is not mounted): below is what `score` recorded",
-    "changed": "changed on disk since `score` read it: below is the earlier version (`aesthete score` its folder)",
+    "missing": f"{FILE_STATE_NOTES['missing']}: below is what `score` recorded",
+    "changed": f"{FILE_STATE_NOTES['changed']}: below is the earlier version (`aesthete score` its folder)",
 }
 
 
