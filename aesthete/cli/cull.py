@@ -6,6 +6,7 @@ original. Only ``cull --move-rejects`` moves files, and only the ones not picked
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -348,8 +349,8 @@ def _taken(group: list[dict]) -> str:
 
 @library_errors()
 def report_command(
-    html: Annotated[
-        Path, typer.Option("--html", metavar="FILE", help="Write the contact sheet to this file.", show_default=False)
+    html_name: Annotated[
+        str, typer.Option("--html", metavar="FILE", help="Write the contact sheet to this file.", show_default=False)
     ],
     paths: PathsArgument = None,
     model: ModelOption = None,
@@ -357,25 +358,36 @@ def report_command(
     db: DbOption = None,
 ) -> None:
     """A self-contained HTML contact sheet: thumbnails in score order, distributions, flags, groups boxed."""
-    from aesthete.fileops import atomic_write
+    from aesthete.fileops import atomic_write, staged
     from aesthete.report import build_report, is_our_report
+    from aesthete.weights import human_size
 
+    if not html_name.strip():  # str, not Path: Path("") is ".", so an unset "$SHEET" named the working folder
+        fail("--html needs a file name, not an empty one")
+    html = Path(html_name)
     # Said before the sheet is built: thumbnailing a large library takes minutes, all lost at the write.
     reachable(html)  # a folder on its way that cannot be opened: one line, not a traceback from is_dir
     if html.is_dir():
         fail(f"{html} is a folder: --html takes the file to write, e.g. {html / 'contact-sheet.html'}")
-    if not html.parent.is_dir():
-        fail(f"cannot write {html}: there is no folder {html.parent}")
-    if html.exists() and html.suffix.lower() not in (".html", ".htm"):
-        fail(f"{html} exists and is not an .html file; refusing to overwrite it")
-    if html.exists() and not is_our_report(html):  # an earlier sheet is replaced; a page of someone's never
-        fail(f"{html} exists and is not a contact sheet aesthete wrote; refusing to overwrite it")
+    # A link (to a shared folder, say) is followed: the sheet it points at is replaced, the link stays.
+    target = Path(os.path.realpath(html)) if html.is_symlink() else html
+    if not target.parent.is_dir():
+        fail(f"cannot write {html}: there is no folder {target.parent}")
+    if target.exists() and not is_our_report(target):  # an earlier sheet is replaced; a file of someone's never
+        what = "a contact sheet aesthete wrote" if target.suffix.lower() in (".html", ".htm") else "an .html file"
+        fail(f"{html} exists and is not {what}; refusing to overwrite it")
+    try:  # a folder that cannot be written to is said now, not after minutes of thumbnails
+        with staged(target):
+            pass
+    except OSError as exc:
+        fail(f"cannot write {html}: {exc.strerror or exc}")
     with opened_store(db, writes=False) as store:
         page, ranking = build_report(store, [str(p) for p in paths or []], model=model, weights=weights)
     print_notes(ranking.notes)
+    data = page.encode("utf-8")
     try:
-        atomic_write(str(html), page.encode("utf-8"), overwrite=True)
+        atomic_write(str(target), data, overwrite=True)
     except OSError as exc:
         fail(f"cannot write {html}: {exc.strerror or exc}")
-    size = f"{counted(len(ranking.rows), 'photo')}, {len(page) / 1e6:.1f} MB"
-    err.print(f"wrote {html} ({size})", highlight=False, markup=False)
+    size = f"{counted(len(ranking.rows), 'photo')}, {human_size(len(data))}"
+    err.print(f"wrote {html} ({size})", highlight=False, markup=False, soft_wrap=True)  # a path, never broken
