@@ -415,3 +415,27 @@ def test_show_and_the_contact_sheet_quote_a_name_with_a_newline_or_colour_code(
     page = (tmp_path / "sheet.html").read_text(encoding="utf-8")
     assert "\x1b" not in page and "new\nline" not in page
     assert ">&#x27;new\\nline.jpg&#x27;</div>" in page
+
+
+def test_no_table_pads_its_lines_with_trailing_spaces(tmp_path: Path) -> None:
+    """Rich pads every row of a table to the table's width: unseen on a terminal, trailing spaces in a log, a
+    diff or a pasted snippet. `score`'s summary was fixed first; every other table is printed the same way."""
+    from imagegen import encode, scene
+
+    photos = tmp_path / "shoot"
+    photos.mkdir()
+    for i in range(4):
+        (photos / f"IMG_{i}.jpg").write_bytes(encode(scene(i, (96 + 8 * i, 64)), "JPEG"))
+    (photos / "broken.jpg").write_bytes(b"not a photo")
+    db = str(tmp_path / "t.db")
+    assert runner.invoke(app, ["score", str(photos), "--db", db]).exit_code == 4  # no weights: signals only
+    for command in (["rank"], ["cull", "--top", "2"], ["failures"], ["rank", "--by", "sharpness"]):
+        result = runner.invoke(app, [*command, str(photos), "--db", db], env={"COLUMNS": "80"})
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        assert len(lines) >= 3 and [line for line in lines if line != line.rstrip()] == [], (command, result.stdout)
+    for command in (["models"], ["weights", "list"]):
+        result = runner.invoke(app, command, env={"COLUMNS": "80"})
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        assert len(lines) >= 3 and [line for line in lines if line != line.rstrip()] == [], (command, result.stdout)

@@ -34,6 +34,7 @@ from aesthete.cli.common import (
     print_json,
     print_notes,
     print_paths,
+    print_unpadded,
     printable,
     ranking_table,
     scores_header,
@@ -255,7 +256,7 @@ def failures_command(paths: PathsArgument = None, db: DbOption = None, as_json: 
         Cells("kind", [row["kind"] for row in rows], drop=1),
         Cells("reason", [row["reason"] for row in rows], wrap=True, min_width=REASON_ROOM),
     ])  # fmt: skip
-    out.print(table if rows else "no failures recorded")
+    print_unpadded(out, table if rows else "no failures recorded")
 
 
 # A failure's reason wraps, but keeps enough width to be read: the paths get the rest, and this too where their
@@ -280,4 +281,4 @@ def _emit(ranking: Ranking, *, as_json: bool, as_csv: bool, paths: str | None, t
     elif as_csv:
         print_csv(rows, CSV_FIELDS)
     else:
-        out.print(ranking_table(rows, ranking, title))
+        print_unpadded(out, ranking_table(rows, ranking, title))

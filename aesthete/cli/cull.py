@@ -39,6 +39,7 @@ from aesthete.cli.common import (
     print_json,
     print_notes,
     print_paths,
+    print_unpadded,
     ranking_table,
     reachable,
     scores_header,
@@ -257,7 +258,7 @@ def _print_cull(report: CullReport, *, as_json: bool, paths: str | None) -> None
             "not_picked": [{"path": row["path"], "why": row["why"]} for row in ranking.others], **report.actions(),
         })  # fmt: skip
     else:
-        out.print(ranking_table(ranking.rows, ranking, "picked"))
+        print_unpadded(out, ranking_table(ranking.rows, ranking, "picked"))
     reasons = Counter(_why_kind(row["why"]) for row in ranking.others)
     left = "".join(f", {n} {kind}" for kind, n in reasons.most_common())
     err.print(f"picked {len(ranking.rows)} of {len(ranking.rows) + len(ranking.others)}{left}", highlight=False)
@@ -338,7 +339,7 @@ def groups_command(
         title,
         sections={index - 1 for index, (first, *_) in enumerate(frames) if first and index},
     )
-    out.print(table if found else "no groups: every photo stands alone")
+    print_unpadded(out, table if found else "no groups: every photo stands alone")
 
 
 def _taken(group: list[dict]) -> str:

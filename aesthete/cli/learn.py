@@ -20,6 +20,7 @@ from aesthete.cli.common import (
     out,
     print_json,
     print_notes,
+    print_unpadded,
     reachable,
 )
 
@@ -102,7 +103,7 @@ def learn_command(
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in cv.table():
         table.add_row(row["model"], _pm(row["srcc"], row["srcc_sd"]), _pm(row["pairwise"], row["pairwise_sd"]))
-    out.print(table)
+    print_unpadded(out, table)
     out.print(
         f"registered as weights {report.name!r} ({report.path}); {report.scored} photos scored. "
         f"Use it: aesthete cull --weights {report.name} --top 10",

@@ -6,7 +6,16 @@ from typing import Annotated, Any
 
 import typer
 
-from aesthete.cli.common import Cells, JsonOption, fitted_table, library_errors, out, print_json, print_notes
+from aesthete.cli.common import (
+    Cells,
+    JsonOption,
+    fitted_table,
+    library_errors,
+    out,
+    print_json,
+    print_notes,
+    print_unpadded,
+)
 
 
 @library_errors()
@@ -46,7 +55,7 @@ def models_command(
         Cells("input", [row["input"] for row in rows], wrap=True),
         Cells("weights", [", ".join(row["weights"]) or "none" for row in rows], wrap=True, min_width=longest + 1),
     ]
-    out.print(fitted_table(columns))
+    print_unpadded(out, fitted_table(columns))
     if any(not row["weights"] for row in rows):
         to_pull = f"`aesthete weights pull NAME` gets {', '.join(pullable)}; " if pullable else ""
         print_notes([f"weights none: {to_pull}`aesthete weights add FILE` registers a checkpoint; "

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from aesthete import interrupts
-from aesthete.cli.common import Exit, JsonOption, err, fail, library_errors, out, print_json
+from aesthete.cli.common import Exit, JsonOption, err, fail, library_errors, out, print_json, print_unpadded
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -133,7 +133,7 @@ def train_command(
     changed = differences(resolve(load_recipe(path), []), resolved)  # what the overrides really changed
     caption = _unlike_the_paper([*changed, *([f"--limit {limit}"] if summary.get("cut_by_limit") else [])])
     if summary.get("comparison"):
-        out.print(comparison_table(summary["comparison"], title=f"{resolved['name']}: test split",
+        print_unpadded(out, comparison_table(summary["comparison"], title=f"{resolved['name']}: test split",
                                    images=images, caption=caption))  # fmt: skip
     else:  # a stage that scores no photo (PEAR's prior) has only its loss: no empty table
         loss = summary["test"]["loss"]
@@ -217,7 +217,7 @@ def eval_command(
         print_json(json_ready(report))
     else:
         caption = _unlike_the_paper([f"--limit {limit}"] if report["cut_by_limit"] else [])
-        out.print(comparison_table(report["comparison"], title=f"{resolved.name} on {dataset} {split}",
+        print_unpadded(out, comparison_table(report["comparison"], title=f"{resolved.name} on {dataset} {split}",
                                    images=report["metrics"].get("images"), caption=caption))  # fmt: skip
 
 

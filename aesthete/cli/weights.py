@@ -32,7 +32,7 @@ from rich.progress import (
 from rich.table import Column, Table
 
 from aesthete import weights
-from aesthete.cli.common import Exit, JsonOption, err, fail, library_errors, out, print_json
+from aesthete.cli.common import Exit, JsonOption, err, fail, library_errors, out, print_json, print_unpadded
 
 app = typer.Typer(
     help="Registered weights: list them, download (pull), register your own checkpoints (add), verify "
@@ -78,7 +78,7 @@ def list_command(as_json: JsonOption = False) -> None:
             f"{value:.3f}" if value is not None else "-",
             "[green]yes[/]" if entry.available else "no",
         )
-    out.print(table)
+    print_unpadded(out, table)
     out.print("(model): a training backbone.  AVA SRCC: the publisher's own AVA test figure.")
     out.print("size -: not published.  here: downloaded and verified.  Sources:", highlight=False)
     for entry in entries:
@@ -114,7 +114,7 @@ def _print_heads(heads: list[dict]) -> None:
             f"{srcc:.3f}" if srcc is not None else "-",
         )
     out.print()
-    out.print(table)
+    print_unpadded(out, table)
     out.print("personal: your heads (`aesthete learn`).  CV SRCC: cross-validated.  Files:")
     for head in heads:
         problem = f" ({head['error']})" if "error" in head else ""
