@@ -4,6 +4,7 @@ URLs whole."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from contextlib import closing
@@ -439,3 +440,25 @@ def test_no_table_pads_its_lines_with_trailing_spaces(tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
         lines = result.stdout.splitlines()
         assert len(lines) >= 3 and [line for line in lines if line != line.rstrip()] == [], (command, result.stdout)
+
+
+@pytest.mark.parametrize("soft_wrap", [True, False])
+def test_print_unpadded_prints_what_print_does_less_the_trailing_spaces(soft_wrap: bool) -> None:
+    """A table whose title is wider than its columns: `out` (soft_wrap) left the title whole, and the first
+    print_unpadded wrapped it ("ava test, 12" / "images"), which `eval`'s test caught."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from aesthete.cli.common import print_unpadded
+
+    table = Table(title="model.safetensors on ava test, 12 images", caption="--limit 5", box=None)
+    table.add_column("metric")
+    table.add_column("ours")
+    table.add_row("srcc", "0.5000")
+    table.add_row("lcc", "0.5")  # its last cell padded to the column's width
+    printed, unpadded = (Console(file=io.StringIO(), width=80, soft_wrap=soft_wrap) for _ in range(2))
+    printed.print(table)
+    print_unpadded(unpadded, table)
+    lines = printed.file.getvalue().splitlines()
+    assert any(line.endswith(" ") for line in lines)  # what there is to strip
+    assert unpadded.file.getvalue().splitlines() == [line.rstrip() for line in lines]

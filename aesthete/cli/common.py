@@ -115,7 +115,10 @@ EXIT_CODES: dict[type[AestheteError], Exit] = {
 def print_unpadded(console: Console, renderable: RenderableType) -> None:
     """Print ``renderable`` (a table) without the spaces Rich pads each of its lines with to its full width:
     unseen on a terminal, they are trailing spaces in a log file, a diff or a pasted snippet."""
-    for line in console.render_lines(renderable, pad=False):
+    options = console.options  # as console.print would render it: a soft-wrapping console leaves titles whole
+    if console.soft_wrap:
+        options = options.update(no_wrap=True, overflow="ignore")
+    for line in console.render_lines(renderable, options, pad=False):
         text = Text.assemble(*((segment.text, segment.style) for segment in line if not segment.control))
         text.rstrip()
         console.print(text, soft_wrap=True)  # (already fitted to the width: not wrapped again)
