@@ -445,13 +445,18 @@ def test_no_table_pads_its_lines_with_trailing_spaces(tmp_path: Path) -> None:
 @pytest.mark.parametrize("soft_wrap", [True, False])
 def test_print_unpadded_prints_what_print_does_less_the_trailing_spaces(soft_wrap: bool) -> None:
     """A table whose title is wider than its columns: `out` (soft_wrap) left the title whole, and the first
-    print_unpadded wrapped it ("ava test, 12" / "images"), which `eval`'s test caught."""
+    print_unpadded wrapped it ("ava test, 12" / "images"), which `eval`'s test caught; its caption wider than
+    the console: left whole too, where the second cropped it at 80 columns (`train`'s test caught that)."""
     from rich.console import Console
     from rich.table import Table
 
     from aesthete.cli.common import print_unpadded
 
-    table = Table(title="model.safetensors on ava test, 12 images", caption="--limit 5", box=None)
+    table = Table(
+        title="model.safetensors on ava test, 12 images",
+        box=None,
+        caption="not the paper's setting: " + ", ".join(f"model_config.option_{n}" for n in range(6)),
+    )
     table.add_column("metric")
     table.add_column("ours")
     table.add_row("srcc", "0.5000")

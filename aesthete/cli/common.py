@@ -24,6 +24,7 @@ from rich import box
 from rich.cells import cell_len
 from rich.console import Console, JustifyMethod, RenderableType
 from rich.markup import escape
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -115,10 +116,12 @@ EXIT_CODES: dict[type[AestheteError], Exit] = {
 def print_unpadded(console: Console, renderable: RenderableType) -> None:
     """Print ``renderable`` (a table) without the spaces Rich pads each of its lines with to its full width:
     unseen on a terminal, they are trailing spaces in a log file, a diff or a pasted snippet."""
-    options = console.options  # as console.print would render it: a soft-wrapping console leaves titles whole
-    if console.soft_wrap:
-        options = options.update(no_wrap=True, overflow="ignore")
-    for line in console.render_lines(renderable, options, pad=False):
+    options = console.options
+    if console.soft_wrap:  # as console.print renders it there: titles and captions left whole, lines not cropped
+        lines = Segment.split_lines(console.render(renderable, options.update(no_wrap=True, overflow="ignore")))
+    else:
+        lines = console.render_lines(renderable, options, pad=False)
+    for line in lines:
         text = Text.assemble(*((segment.text, segment.style) for segment in line if not segment.control))
         text.rstrip()
         console.print(text, soft_wrap=True)  # (already fitted to the width: not wrapped again)
