@@ -181,6 +181,7 @@ def export_album(
             outcome.manifest = None
     if ours:
         accounted = {manifest_path, *(p.target for p in outcome.placed), *(r.target for r in outcome.removed)}
+        accounted |= {path for path, _ in outcome.failed}  # an earlier pick that could not be removed: said there
         outcome.left_alone = _other_files(dest, accounted)
     return outcome
 

@@ -40,7 +40,7 @@ from aesthete.exif import exif_line
 from aesthete.faces import Face, face_flags
 from aesthete.formats import raw_format
 from aesthete.groups import annotate, ensure_groups
-from aesthete.select import Ranking, kept_frames, scope_ranking
+from aesthete.select import NO_AESTHETIC_SCORES, TECHNICAL_QUALITY, Ranking, kept_frames, scope_ranking
 from aesthete.store import FILE_STATE_NOTES, Store, file_state, now_iso
 from aesthete.wording import as_stored, counted, printable
 
@@ -150,13 +150,15 @@ def _summary(ranking: Ranking, roots: Sequence[str], blocks: list[list[dict[str,
         f"{ranking.key.model} {'score' if ranking.output == 'score' else 'mean score'} "
         f"(weights {ranking.weights or ranking.key.weights_id})"
         if ranking.basis == "aesthetic"
-        else "technical quality (no aesthetic scores)"
+        else TECHNICAL_QUALITY
     )
+    if NO_AESTHETIC_SCORES in ranking.notes:  # said in the first line, not again below it
+        basis += ": no aesthetic scores yet"
     grouped = [b for b in blocks if len(b) > 1]
     lines = [
         f"{counted(len(ranking.rows), 'photo')} in {', '.join(roots)}, ranked by {basis}.",
         f"{counted(len(grouped), 'group')} of similar frames ({counted(sum(map(len, grouped)), 'photo')}) boxed.",
-        *ranking.notes,
+        *(note for note in ranking.notes if note != NO_AESTHETIC_SCORES),
     ]
     if states["missing"]:
         lines.append(f"{counted(states['missing'], 'photo')} {FILE_STATE_NOTES['missing']}: no preview.")

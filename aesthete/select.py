@@ -23,6 +23,8 @@ RANK_KEYS = {"mean": "mean", "std": "std", "p-high": "p_high", "sharpness": "sha
 AESTHETIC_KEYS = ("mean", "std", "p-high")
 DEFAULT_TOP = 50  # what ``cull`` keeps when asked for no limit at all
 EXPOSURE_FLAGS = ("underexposed", "overexposed")
+TECHNICAL_QUALITY = "technical quality (sharpness, exposure, noise, size)"
+NO_AESTHETIC_SCORES = f"no aesthetic scores yet: ranked by {TECHNICAL_QUALITY}"  # the note when nothing is scored
 NOT_ON_DISK = "not found on disk"  # why ``cull`` passes over a photo whose file is missing now
 
 
@@ -274,7 +276,7 @@ def rank(
                 )
         else:
             if rows:
-                notes.append("no aesthetic scores yet: ranked by technical quality (sharpness, exposure, noise, size)")
+                notes.append(NO_AESTHETIC_SCORES)
             by = "technical"
     filters = filters or Filters()
     if filters.need_faces and (unlooked := sum(r.get("faces") is None for r in rows)):

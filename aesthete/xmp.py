@@ -156,6 +156,8 @@ def write_sidecar(
     arrangement stays)."""
     if not 0 <= rating <= 5:
         raise OptionError(f"an XMP rating is 0..5, not {rating}")
+    if label is not None and not label.strip():  # an empty xmp:Label would blank the photographer's own
+        raise OptionError("an XMP label needs some text, not an empty label")
     path = path or sidecar_path(photo)
     try:
         existing = _read(path)

@@ -1073,6 +1073,7 @@ def test_an_earlier_pick_that_cannot_be_removed_is_a_failure(
     assert outcome.failed == [(str(album / "b1.jpg"), "Permission denied")]
     assert [Path(r.target).name for r in outcome.removed] == ["a_other_camera.jpg"]
     assert sorted(p.name for p in album.iterdir()) == ["a3.jpg", "b1.jpg", "manifest.json"]
+    assert outcome.left_alone == []  # said as a failure, not also as a file aesthete did not place
 
 
 def test_album_copies_a_re_export_removed_are_not_moved_as_rejects(shoot: tuple[Path, Store], tmp_path: Path) -> None:

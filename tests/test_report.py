@@ -174,10 +174,22 @@ def test_a_folder_whose_name_is_not_utf8_gets_a_sheet_not_a_traceback(tmp_path: 
     page.encode("utf-8")  # what writing it does
     header = html.unescape(page.split("<main>")[0])
     assert "caf\\xe9 shoot, ranked by" in header and "caf\\xe9 shoot'` says why" in header
-    out = tmp_path / "sheet.html"
+    out = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.html"))
     result = CliRunner().invoke(app, ["report", str(folder), "--html", str(out), "--db", str(store.path)])
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "wrote " + str(tmp_path / "caf\\xe9.html") + " (1 photo, " in result.output  # not \udce9
     assert out.read_text("utf-8").count("<figure") == 1
+
+
+def test_a_sheet_of_photos_with_no_aesthetic_score_says_so_once(tmp_path: Path) -> None:
+    """Field test: the header said "ranked by technical quality (no aesthetic scores)." and, two lines
+    below, "no aesthetic scores yet: ranked by technical quality (...)"."""
+    folder = write_shoot(tmp_path / "shoot")
+    store = Store(tmp_path / "a.db")
+    score([str(folder)], store=store, model="nima", workers=1)  # no weights: technical signals only
+    header = html.unescape(build_report(store, [str(folder)])[0].split("<main>")[0])
+    expected = f"in {folder}, ranked by technical quality (sharpness, exposure, noise, size): no aesthetic scores yet."
+    assert expected in header and header.count("no aesthetic score") == 1 and header.count("technical quality") == 1
 
 
 def test_the_sheet_names_its_folders_in_full_when_they_were_given_relative(

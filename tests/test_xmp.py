@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import tools
 
+from aesthete.errors import OptionError
 from aesthete.xmp import (
     PICK_RATING,
     XMP,
@@ -158,6 +159,16 @@ def test_unchanged_sidecar_is_not_rewritten_and_dry_run_writes_nothing(photo: Pa
     assert write_sidecar(str(photo), rating=4, dry_run=True).status == "updated"
     assert "3" in properties(Path(sidecar_path(str(photo)))).values()
     assert Path(sidecar_path(str(photo))).stat().st_mtime_ns == stat.st_mtime_ns
+
+
+@pytest.mark.parametrize(("rating", "label"), [(6, None), (-1, None), (3, ""), (3, "  ")])
+def test_a_rating_outside_0_to_5_or_an_empty_label_is_refused_and_nothing_written(
+    photo: Path, rating: int, label: str | None
+) -> None:
+    """`cull` refused `--label ""`; the library took it and wrote an empty xmp:Label over the photographer's."""
+    with pytest.raises(OptionError, match="0..5" if label is None else "empty label"):
+        write_sidecar(str(photo), rating=rating, label=label)
+    assert not Path(sidecar_path(str(photo))).exists()
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,7 @@ from aesthete.cli.common import (
     scores_label,
 )
 from aesthete.select import public_row
+from aesthete.wording import as_stored
 
 if TYPE_CHECKING:
     from aesthete.culling import CullReport
@@ -391,4 +392,6 @@ def report_command(
     except OSError as exc:
         fail(f"cannot write {html}: {exc.strerror or exc}")
     size = f"{counted(len(ranking.rows), 'photo')}, {human_size(len(data))}"
-    err.print(f"wrote {html} ({size})", highlight=False, markup=False, soft_wrap=True)  # a path, never broken
+    # (a name in another encoding than UTF-8 shown as the sheet and the database write it: caf\xe9.html)
+    shown = as_stored(str(html))
+    err.print(f"wrote {shown} ({size})", highlight=False, markup=False, soft_wrap=True)  # a path, never broken
