@@ -440,6 +440,14 @@ def test_no_table_pads_its_lines_with_trailing_spaces(tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
         lines = result.stdout.splitlines()
         assert len(lines) >= 3 and [line for line in lines if line != line.rstrip()] == [], (command, result.stdout)
+    # stderr: each message one line, however narrow the terminal (Rich broke `cull`'s "picked 2 of 4, ..." at
+    # the width, leaving a trailing space at the break).
+    result = runner.invoke(app, ["cull", "--top", "2", str(photos), "--db", db], env={"COLUMNS": "24"})
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    picked = [line for line in lines if line.startswith("picked 2 of 4, ")]
+    assert len(picked) == 1 and len(picked[0]) > 24, result.stderr
+    assert [line for line in lines if line != line.rstrip()] == [], result.stderr
 
 
 @pytest.mark.parametrize("soft_wrap", [True, False])

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from aesthete.checkpoint import load_state_dict, read_meta
 from aesthete.cli import app
 from aesthete.models import get_model
-from aesthete.training.recipes import list_recipes, parse_override, resolve
+from aesthete.training.recipes import differences, list_recipes, parse_override, resolve
 from aesthete.training.synthetic import generate
 from aesthete.training.trainer import METRICS_FILE, MODEL_FILE, STATE_FILE, RunOptions, TrainingError, run, write_json
 
@@ -310,12 +310,19 @@ def test_eval_prints_the_metrics_beside_the_papers(ava_root: Path, uninterrupted
     assert "ours" in header and "paper" in header
     srcc_row = next(line for line in table.stdout.splitlines() if " srcc " in line)
     assert f"{trained['test']['srcc']:.4f}" in srcc_row and "0.6050" in srcc_row
-    assert "ava test, 12 images" in table.stdout and "not the paper's setting" not in table.stdout
+    # Under it, what the checkpoint's training changed from the paper's recipe, as `train` printed it (eval
+    # said nothing of the tiny recipe: its numbers read as the paper's setting).
+    changed = "not the paper's setting: " + ", ".join(report["recipe_changes"])
+    assert report["recipe_changes"] == differences(
+        resolve(list_recipes()["nima-r50-ava"]), tiny_recipe("train.epochs=2")
+    )
+    assert "train.pretrained" in changed and "model_config.backbone" in changed
+    assert "ava test, 12 images" in table.stdout and changed in " ".join(table.stdout.split())
     cut_short = runner.invoke(app, [*base, "--limit", "5"])
-    assert "ava test, 5 images" in cut_short.stdout and "not the paper's setting: --limit 5" in cut_short.stdout
+    assert "ava test, 5 images" in cut_short.stdout and f"{changed}, --limit 5" in " ".join(cut_short.stdout.split())
     # A limit above the split's 12 photos cuts nothing: the same setting as without it.
     roomy = runner.invoke(app, [*base, "--limit", "50"])
-    assert "ava test, 12 images" in roomy.stdout and "not the paper's setting" not in roomy.stdout
+    assert "ava test, 12 images" in roomy.stdout and "--limit" not in roomy.stdout
 
     val = runner.invoke(app, [*base, "--split", "val", "--json"])
     assert val.exit_code == 0, val.output

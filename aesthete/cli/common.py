@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 
 # stdout carries results (tables, --json, --paths); progress and messages go to stderr.
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+# Messages on stderr are one line each, however long (the terminal wraps them): Rich breaking them at the width
+# left a trailing space at each break, in a log or a pasted snippet (field test: `cull`'s "picked ..." line).
+err = Console(stderr=True, soft_wrap=True)
 
 
 class Exit(IntEnum):

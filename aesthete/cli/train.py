@@ -216,7 +216,8 @@ def eval_command(
 
         print_json(json_ready(report))
     else:
-        caption = _unlike_the_paper([f"--limit {limit}"] if report["cut_by_limit"] else [])
+        limited = [f"--limit {limit}"] if report["cut_by_limit"] else []
+        caption = _unlike_the_paper([*(report["recipe_changes"] or []), *limited])
         print_unpadded(out, comparison_table(report["comparison"], title=f"{resolved.name} on {dataset} {split}",
                                    images=report["metrics"].get("images"), caption=caption))  # fmt: skip
 

@@ -154,8 +154,9 @@ def evaluate_checkpoint(
             f"{path} predicts {meta['bins']} score bins{trained_on}; {dataset}'s votes have {votes.bins}"
         )
     trained = (meta.get("trained") or {}).get("recipe")
+    changes = None
     if trained and trained.get("dataset") == dataset:
-        recipe = trained
+        recipe, changes = trained, _unlike_the_paper(trained)
     else:
         recipe = resolve({"name": Path(path).stem, "model": meta["arch"], "dataset": dataset})
     if batch_size:
@@ -174,10 +175,21 @@ def evaluate_checkpoint(
         "dataset": dataset,
         "split": split,
         "cut_by_limit": split in splits.report.cut_by_limit,
+        "recipe_changes": changes,
         "metrics": results,
         "paper": paper,
         "comparison": compare(results, paper),
     }
+
+
+def _unlike_the_paper(trained: dict[str, Any]) -> list[str] | None:
+    """The recipe keys a checkpoint's training changed from the recipe of its name as aesthete ships it (the
+    paper's setting), as `train` lists them under its table; None when aesthete ships no recipe of that name
+    (a recipe of one's own: nothing to compare with)."""
+    from aesthete.training.recipes import differences, load_recipe, recipes_dir, resolve
+
+    shipped = recipes_dir() / f"{trained.get('name')}.toml"
+    return differences(resolve(load_recipe(shipped)), trained) if shipped.is_file() else None
 
 
 def _quiet(line: str) -> None:
