@@ -294,6 +294,9 @@ def test_eval_prints_the_metrics_beside_the_papers(ava_root: Path, uninterrupted
     as_json = runner.invoke(app, [*base, "--json"])
     assert as_json.exit_code == 0, as_json.output
     report = json.loads(as_json.stdout)
+    # The keys README.md documents for `eval --json`, in its order.
+    documented = ["checkpoint", "dataset", "split", "cut_by_limit", "recipe_changes", "metrics", "paper", "comparison"]
+    assert list(report) == documented
     trained = json.loads((uninterrupted / METRICS_FILE).read_text())
     # The checkpoint carries its recipe, so "test" is the same 12 photos it was tested on after training.
     assert report["split"] == "test" and report["metrics"]["images"] == 12
