@@ -156,7 +156,7 @@ def evaluate_checkpoint(
     trained = (meta.get("trained") or {}).get("recipe")
     changes = None
     if trained and trained.get("dataset") == dataset:
-        recipe, changes = trained, _unlike_the_paper(trained)
+        recipe, changes = trained, _recipe_changes(trained)
     else:
         recipe = resolve({"name": Path(path).stem, "model": meta["arch"], "dataset": dataset})
     if batch_size:
@@ -182,7 +182,7 @@ def evaluate_checkpoint(
     }
 
 
-def _unlike_the_paper(trained: dict[str, Any]) -> list[str] | None:
+def _recipe_changes(trained: dict[str, Any]) -> list[str] | None:
     """The recipe keys a checkpoint's training changed from the recipe of its name as aesthete ships it (the
     paper's setting), as `train` lists them under its table; None when aesthete ships no recipe of that name
     (a recipe of one's own: nothing to compare with)."""
