@@ -28,6 +28,7 @@ from aesthete.fingerprint import content_hash
 from aesthete.formats import raw_format
 from aesthete.input_policy import InputPolicy
 from aesthete.pixel_slots import WorkerSlots
+from aesthete.signals import VERSION as SIGNALS_VERSION
 from aesthete.signals import (
     flags,
     perceptual_hash,
@@ -49,13 +50,17 @@ MAX_FILE_BYTES = 1 << 30  # nothing a camera writes is 1 GiB; refuse rather than
 TOO_ELONGATED = "too-elongated"  # a failure kind: a strip no model input can hold (InputPolicy.too_elongated)
 
 
+FILL_FACES, FILL_SIGNALS = "faces", "signals"
+
+
 @dataclass
 class FileJob:
     path: str
     size: int
     mtime_ns: int
-    # An unchanged, already scored photo decoded again only for signals it lacks (its faces): never scored.
-    fill: bool = False
+    # An unchanged, already scored photo decoded again only for what it lacks, never scored: FILL_FACES (its
+    # faces were never looked for) or FILL_SIGNALS (an earlier aesthete measured its signals); "": not a fill.
+    fill: str = ""
     # A plain JPEG (aesthete.decode.plain_jpeg) comes back undecoded, for the model's device to decode.
     device_lane: bool = False
     slot: int | None = None  # the shared-memory slot lent for this file's model input (aesthete.pixel_slots)
@@ -74,7 +79,7 @@ class FileResult:
     pixels_shape: tuple[int, ...] | None = None  # set when the input was left in the job's slot instead
     aspect: float = 1.0
     notes: list[str] = field(default_factory=list)
-    fill: bool = False  # the job was a fill (see FileJob.fill)
+    fill: str = ""  # the job's fill (see FileJob.fill)
     jpeg: bytes | None = None  # a plain JPEG left for the device lane: ``image`` then lacks its signals
     orientation: int = 1  # that JPEG's EXIF orientation
 
@@ -248,8 +253,9 @@ def process_file(job: FileJob) -> FileResult:
     digest = content_hash(data)
     result.content_hash = digest
     assert _known is not None
-    # A known photo whose faces were never looked for is decoded again for its signals (and only those).
-    known = _known.has_faces(digest) if _config.faces else _known.has_image(digest)
+    # A known photo whose faces were never looked for, or whose signals an earlier aesthete measured, is
+    # decoded again for its signals and faces (and only those).
+    known = _known.has_image(digest, signals_version=SIGNALS_VERSION, faces=_config.faces)
     need_image = _config.rescore or not known
     done = _known.has_embedding if _config.embed_only else _known.has_score
     need_score = not job.fill and _policy is not None and (_config.rescore or not done(digest, _config.key))
@@ -303,10 +309,12 @@ def signal_columns(
     signals: dict[str, float | None], phash: str, width: int, height: int, found: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The ``images`` columns measured on the pixels: the technical signals, the quality and flags they
-    give, the perceptual hash, and the face columns (``found``, from :func:`face_columns`; NULL without)."""
+    give, the perceptual hash, the version of them all, and the face columns (``found``, from
+    :func:`face_columns`; NULL without)."""
     raised = flags(signals) + (found.pop("flags") if found else [])
     return {
         **signals,
+        "signals_version": SIGNALS_VERSION,
         "technical": technical_quality(signals, width, height),
         "phash": phash,
         "flags": json.dumps(raised),

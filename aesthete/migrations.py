@@ -155,6 +155,20 @@ def schema_run_scope(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("real_roots", str)
 
 
+@migration
+def schema_signals_version(db: sqlite_utils.Database) -> None:
+    """``signals_version``: the :data:`aesthete.signals.VERSION` that measured a photo's technical signals,
+    flags and perceptual hash; a rescan measures a photo of an earlier version again, without scoring it
+    again. Version 2 (2026-11-28) changed the values of two kinds of photo only: those under 9 px a side
+    (no sharpness, where version 1 said 0.0 and so "blurry") and strips longer than 8:1 and over 512 px
+    (measured on more rows); those are marked 1, every other photo 2, whose values version 2 gives too."""
+    db["images"].add_column("signals_version", int)
+    db.execute(
+        "UPDATE images SET signals_version = CASE WHEN MIN(width, height) < 9"
+        " OR (MAX(width, height) > 512 AND MAX(width, height) > 8 * MIN(width, height)) THEN 1 ELSE 2 END"
+    )
+
+
 SCHEMA_VERSION = len(MIGRATIONS)  # what a database that has run every migration records in user_version
 
 

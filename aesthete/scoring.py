@@ -28,12 +28,21 @@ from aesthete import faces as face_stage
 from aesthete import interrupts
 from aesthete.architectures import DEFAULT_MODEL, check_architecture
 from aesthete.decode import ALL_DECODERS, NO_DECODER
-from aesthete.decode_worker import FileJob, FileResult, WorkerConfig, init_worker, process_files
+from aesthete.decode_worker import (
+    FILL_FACES,
+    FILL_SIGNALS,
+    FileJob,
+    FileResult,
+    WorkerConfig,
+    init_worker,
+    process_files,
+)
 from aesthete.devices import check_compile_mode, check_run_options
 from aesthete.discover import FoundFile, discover, pair_raws
 from aesthete.input_policy import InputPolicy
 from aesthete.paths import Paths, is_within, path_list
 from aesthete.pixel_slots import lend_slots
+from aesthete.signals import VERSION as SIGNALS_VERSION
 from aesthete.store import KnownFile, ModelKey, Store, embedding_row, file_row, now_iso, path_key
 
 # Files per task sent to a worker while many are queued: one message each way and one future for four
@@ -99,6 +108,7 @@ class ScoreSummary:
     scored: int = 0  # photos the model scored in this run
     analysed: int = 0  # photos decoded for technical signals only (no weights)
     faces_filled: int = 0  # known photos decoded again only to look for their faces (never scored again)
+    remeasured: int = 0  # known photos decoded again because an earlier aesthete measured their signals
     cached: int = 0  # unchanged photos, or moved ones recognised by content
     paired: int = 0  # RAW files that are one photo with the camera's JPEG beside them (not decoded)
     failed: list[Failure] = field(default_factory=list)
@@ -122,7 +132,7 @@ class ScoreSummary:
 
     @property
     def throughput(self) -> float:
-        work = self.scored + self.analysed + self.faces_filled
+        work = self.scored + self.analysed + self.faces_filled + self.remeasured
         return work / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,6 +238,7 @@ def plan(
     rescore: bool,
     known: dict[str, KnownFile] | None = None,
     unfaced: set[str] | None = None,
+    remeasure: set[str] | None = None,
     *,
     embed_only: bool = False,
 ) -> tuple[list[FileJob], int, list]:
@@ -238,11 +249,12 @@ def plan(
     raised on (``model-error``: maybe the machine's fault, such as memory) every time.
     A former RAW companion whose partner is gone is a photo of its own now, hence work. With ``embed_only``
     a photo is done when it has an embedding under ``key`` (there is no score). An unchanged, done photo
-    whose content is in ``unfaced`` (faces never looked for) is a *fill* job: decoded again for its
-    signals, never scored again. With ``rescore``, an unchanged file whose recorded content another
-    unchanged file of this run has too (a byte-identical copy) is a cache hit: its twin's job scores the
-    content, whose results are keyed by content, for both."""
-    unfaced = unfaced or set()
+    whose content is in ``unfaced`` (faces never looked for) or ``remeasure`` (signals of an earlier
+    version) is a *fill* job: decoded again for its signals and faces, never scored again. With
+    ``rescore``, an unchanged file whose recorded content another unchanged file of this run has too
+    (a byte-identical copy) is a cache hit: its twin's job scores the content, whose results are keyed
+    by content, for both."""
+    unfaced, remeasure = unfaced or set(), remeasure or set()
     known = store.known_files() if known is None else known
     scored = (store.embedded_hashes(key) if embed_only else store.scored_hashes(key)) if key else set()
     jobs, cached, failed_before = [], 0, []
@@ -261,8 +273,9 @@ def plan(
                 failed_before.append(entry.path)
                 continue
             if key is None or record.content_hash in scored:
-                if record.content_hash in unfaced:
-                    jobs.append(FileJob(entry.path, entry.size, entry.mtime_ns, fill=True))
+                if record.content_hash in unfaced or record.content_hash in remeasure:
+                    fill = FILL_FACES if record.content_hash in unfaced else FILL_SIGNALS
+                    jobs.append(FileJob(entry.path, entry.size, entry.mtime_ns, fill=fill))
                 else:
                     cached += 1
                 continue
@@ -385,6 +398,7 @@ def score(
         look = face_stage.available()  # the workers look for faces only where the extra is installed
         unfaced = store.hashes_without_faces() if look else set()
         jobs, summary.cached, failed_before = plan(found, store, choice.key, rescore, known, unfaced,
+                                                   store.hashes_measured_before(SIGNALS_VERSION),
                                                    embed_only=choice.embed_only)  # fmt: skip
         summary.read = len(jobs)
         if jobs and not look:
@@ -618,8 +632,10 @@ def _record(result: FileResult, writer: _Writer, summary: ScoreSummary) -> None:
         summary.failed.append(Failure(path_key(result.path)[0], result.error_kind, result.error or ""))
         writer.add_file(result, "failed")
         return
-    if result.image is not None and result.fill:
+    if result.image is not None and result.fill == FILL_FACES:
         summary.faces_filled += 1
+    elif result.image is not None and result.fill == FILL_SIGNALS:
+        summary.remeasured += 1
     elif result.image is not None:
         summary.analysed += 1
     else:

@@ -18,6 +18,13 @@ import math
 import numpy as np
 from PIL import Image
 
+# What the store records beside a photo's signals (``images.signals_version``): a rescan measures again,
+# without scoring again, every photo an earlier version measured. Raise it when a change here (the working
+# size, an estimator, a flag threshold) changes any photo's stored values. 1: every photo at the longer side
+# WORKING_SIDE, and sharpness 0.0 where it could not be measured; 2: working_size (strips keep their rows),
+# no sharpness under MIN_FOCUS_SIDE.
+VERSION = 2
+
 WORKING_SIDE = 512
 # A strip keeps this many rows (columns, when upright) where the photo has them, so that the focus
 # measure sees enough of it: at WORKING_SIDE alone a panorama wider than ~57:1 kept under 9 rows, too few

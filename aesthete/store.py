@@ -170,13 +170,16 @@ class StoreReader:
             except sqlite3.Error:
                 self.conn = None
 
-    def has_image(self, content_hash: str) -> bool:
-        """Whether this content has its ``images`` row (size, EXIF, signals)."""
-        return self._exists("SELECT 1 FROM images WHERE content_hash = ?", (content_hash,))
-
-    def has_faces(self, content_hash: str) -> bool:
-        """Whether this content's ``images`` row records that its faces were looked for."""
-        return self._exists("SELECT 1 FROM images WHERE content_hash = ? AND faces_looked IS NOT NULL", (content_hash,))
+    def has_image(self, content_hash: str, *, signals_version: int = 0, faces: bool = False) -> bool:
+        """Whether this content has its ``images`` row (size, EXIF, signals), its signals measured by
+        ``signals_version`` or later (or of no recorded version: the migration recorded every earlier one)
+        and, with ``faces``, its faces looked for."""
+        looked = " AND faces_looked IS NOT NULL" if faces else ""
+        return self._exists(
+            "SELECT 1 FROM images WHERE content_hash = ? AND (signals_version IS NULL OR signals_version >= ?)"
+            + looked,
+            (content_hash, signals_version),
+        )
 
     def has_score(self, content_hash: str, key: ModelKey) -> bool:
         """Whether this content has a score for exactly this model, weights and preprocessing."""
@@ -348,6 +351,12 @@ class Store:
         """Contents whose faces were never looked for (read before the ``faces`` extra was installed, or
         before the schema had faces): a rescan decodes them again for the signals alone."""
         return {row[0] for row in self.conn.execute("SELECT content_hash FROM images WHERE faces_looked IS NULL")}
+
+    def hashes_measured_before(self, version: int) -> set[str]:
+        """Contents whose technical signals an earlier :data:`aesthete.signals.VERSION` measured: a rescan
+        measures them again (and only that)."""
+        rows = self.conn.execute("SELECT content_hash FROM images WHERE signals_version < ?", (version,))
+        return {row[0] for row in rows}
 
     def embedded_hashes(self, key: ModelKey) -> set[str]:
         """The content hashes with an embedding under ``key`` (an embed-only run's "scored")."""

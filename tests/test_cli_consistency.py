@@ -161,9 +161,10 @@ def test_every_json_output_is_one_object_with_its_list_named(tmp_path: Path, mon
 HEADER = ["by", "basis", "model", "weights", "output"]
 DOCUMENTED_KEYS = {
     "score": [
-        "found", "scored", "analysed", "faces_filled", "cached", "paired", "failed", "seconds", "model", "weights",
-        "device", "precision", "compiled", "device_decoded", "decode_notice", "notice", "faces_notice", "interrupted",
-        "personal", "embed_only", "discovery_errors", "throughput", "database", "exit_code",
+        "found", "scored", "analysed", "faces_filled", "remeasured", "cached", "paired", "failed", "seconds",
+        "model", "weights", "device", "precision", "compiled", "device_decoded", "decode_notice", "notice",
+        "faces_notice", "interrupted", "personal", "embed_only", "discovery_errors", "throughput", "database",
+        "exit_code",
     ],
     "rank": [*HEADER, "photos"],
     "cull": [*HEADER, "dry_run", "picks", "not_picked", "export", "xmp", "moved"],

@@ -78,6 +78,7 @@ def test_migrations_are_named_run_once_each_and_counted_in_user_version(tmp_path
         "schema_faces",
         "schema_written_previous",
         "schema_run_scope",
+        "schema_signals_version",
     ]
     assert [m.name for m in migrations.MIGRATIONS] == names
     assert len(migrations.MIGRATIONS) == SCHEMA_VERSION

@@ -142,7 +142,7 @@ def score_command(
 def _exit_code(summary) -> Exit:  # noqa: ANN001 - ScoreSummary, imported lazily
     if summary.interrupted:
         return Exit.INTERRUPTED
-    usable = summary.scored + summary.analysed + summary.cached + summary.faces_filled
+    usable = summary.scored + summary.analysed + summary.cached + summary.faces_filled + summary.remeasured
     if summary.found == 0 or usable == 0:
         return Exit.NOTHING_USABLE
     if summary.notice:
@@ -257,6 +257,8 @@ def _print_summary(summary, database: str) -> None:  # noqa: ANN001
     table.add_row("cached", str(summary.cached))
     if summary.faces_filled:
         table.add_row("faces added", f"{summary.faces_filled} (decoded again for their faces, not scored again)")
+    if summary.remeasured:
+        table.add_row("measured again", f"{summary.remeasured} (signals from an older aesthete; not scored again)")
     if summary.paired:
         table.add_row("RAW with JPEG", f"{summary.paired} (one photo with their JPEG, not decoded)")
     table.add_row("failed", str(len(summary.failed)))
