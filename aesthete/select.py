@@ -12,10 +12,8 @@ from datetime import date, datetime
 from typing import Any
 
 from aesthete.errors import NothingToDoError, OptionError
-from aesthete.faces import FACE_FLAGS, Face
 from aesthete.groups import annotate, ensure_groups
 from aesthete.paths import Paths, is_within, path_list
-from aesthete.signals import technical_quality
 from aesthete.store import ModelKey, Store
 
 # ``--by`` keys: the column each sorts on, largest first.
@@ -115,6 +113,8 @@ class Filters:
             count, at_least = self.face_count
             if len(found) < count or (not at_least and len(found) != count):
                 return False
+        from aesthete.faces import Face  # (faces and signals import numpy and Pillow: not at `--help`)
+
         # A photo without faces has no open eyes to show; a wink or an unmeasured eye is not open.
         return not self.eyes_open or (bool(found) and all(Face.from_dict(f).eyes_open for f in found))
 
@@ -254,6 +254,8 @@ def rank(
     if not (roots or rows):  # an empty database: no fallback to explain, a first step to name
         notes.append(nothing_under(store, None))
     rows = _without_aliases(rows, recorded)  # (after the check above: a folder of aliases is no empty folder)
+    from aesthete.signals import technical_quality
+
     for row in rows:  # from the cached signals: photos scored by an older formula rank by today's too
         row["technical"] = technical_quality(row, row.get("width"), row.get("height"))
     output = None
@@ -546,6 +548,8 @@ def not_candidates(rows: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any] |
 
 def face_flags_of(row: dict[str, Any]) -> list[str]:
     """The face flags (``eyes-closed``, ``face-soft``) among a row's flags."""
+    from aesthete.faces import FACE_FLAGS
+
     return [flag for flag in row["flags"] if flag in FACE_FLAGS]
 
 

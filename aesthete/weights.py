@@ -24,18 +24,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import http.client
 import json
 import os
 import re
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from email.message import Message as HTTPMessage
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Literal
 
@@ -1044,6 +1040,10 @@ def _download_verified(entry: WeightsEntry, dest: Path, progress: ProgressFn | N
     """Download ``entry.url`` into ``dest.part`` and check its sha256; returns (part, digest)."""
     name = entry.name
     assert entry.url is not None
+    # urllib.request, http.client and ssl cost ~50 ms to import: only a download needs them.
+    import http.client
+    import urllib.error
+
     part = dest.with_name(dest.name + ".part")
     cap = entry.size + entry.size // 10 if entry.size else DEFAULT_SIZE_CAP
     try:
@@ -1145,19 +1145,27 @@ def _check_url(url: str) -> urllib.parse.SplitResult:
     raise WeightsError(f"{url}: refused; weights download over https (or file://, or http from this machine)")
 
 
-class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects only to URLs that would be accepted directly (no https -> http downgrade)."""
+def _checked_redirects() -> urllib.request.HTTPRedirectHandler:
+    """A redirect handler that follows redirects only to URLs that would be accepted directly (no https ->
+    http downgrade). Made here rather than at import: urllib.request is imported by downloads alone."""
+    import urllib.request
 
-    def redirect_request(
-        self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: HTTPMessage, newurl: str
-    ) -> urllib.request.Request | None:
-        _check_url(newurl)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+    class CheckedRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(
+            self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: Any, newurl: str
+        ) -> urllib.request.Request | None:
+            _check_url(newurl)
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return CheckedRedirects()
 
 
 def _download(url: str, part: Path, cap: int, progress: ProgressFn | None, *, size: int | None = None) -> None:
     """Fetch ``url`` into ``part``, resuming it. ``size`` (the registry's) is the length expected where the
     server states none, so that a connection closed early counts as a cut, not as a whole (wrong) file."""
+    import urllib.error
+    import urllib.request
+
     parts = _check_url(url)
     offset = part.stat().st_size if part.exists() else 0
     if parts.scheme == "file":
@@ -1172,7 +1180,7 @@ def _download(url: str, part: Path, cap: int, progress: ProgressFn | None, *, si
             source.seek(offset)
             _stream(source, part, offset, total, cap, progress)
         return
-    handlers: list[urllib.request.BaseHandler] = [_CheckedRedirects()]
+    handlers: list[urllib.request.BaseHandler] = [_checked_redirects()]
     if parts.hostname in LOOPBACK_HOSTS:
         handlers.append(urllib.request.ProxyHandler({}))  # a loopback address never goes through a proxy
     opener = urllib.request.build_opener(*handlers)

@@ -590,3 +590,18 @@ def test_failures_of_a_path_that_is_not_there_says_so(tmp_path: Path) -> None:
     deleted = runner.invoke(app, ["failures", str(broken), "--db", str(tmp_path / "x.db"), "--json"])
     assert deleted.exit_code == 0 and deleted.stderr == "", deleted.output
     assert [row["path"] for row in json.loads(deleted.stdout)["failures"]] == [str(broken)]
+
+
+def test_help_imports_neither_torch_numpy_pillow_nor_the_http_client() -> None:
+    """`aesthete --help` (and every command's start) stays light: the image and download libraries are
+    imported by the commands that use them (BENCHMARKS.md: --help under 0.5 s)."""
+    heavy = ("torch", "numpy", "PIL", "urllib.request", "http.client", "sqlite_utils")
+    probe = (
+        "import sys, json\nfrom typer.testing import CliRunner\nfrom aesthete.cli import app\n"
+        "res = CliRunner().invoke(app, ['--help'])\n"
+        "assert res.exit_code == 0, res.output\n"
+        f"print(json.dumps([name for name in {heavy!r} if name in sys.modules]))\n"
+    )
+    check = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
+    assert json.loads(check.stdout) == []
