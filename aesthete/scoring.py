@@ -273,8 +273,9 @@ def plan(
                 failed_before.append(entry.path)
                 continue
             if key is None or record.content_hash in scored:
-                if record.content_hash in unfaced or record.content_hash in remeasure:
-                    fill = FILL_FACES if record.content_hash in unfaced else FILL_SIGNALS
+                content = record.content_hash
+                fill = FILL_FACES if content in unfaced else FILL_SIGNALS if content in remeasure else ""
+                if fill:
                     jobs.append(FileJob(entry.path, entry.size, entry.mtime_ns, fill=fill))
                 else:
                     cached += 1

@@ -9,6 +9,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from types import ModuleType
 from typing import Any
 
 from aesthete.errors import NothingToDoError, OptionError
@@ -113,10 +114,8 @@ class Filters:
             count, at_least = self.face_count
             if len(found) < count or (not at_least and len(found) != count):
                 return False
-        from aesthete.faces import Face  # (faces and signals import numpy and Pillow: not at `--help`)
-
         # A photo without faces has no open eyes to show; a wink or an unmeasured eye is not open.
-        return not self.eyes_open or (bool(found) and all(Face.from_dict(f).eyes_open for f in found))
+        return not self.eyes_open or (bool(found) and all(_faces().Face.from_dict(f).eyes_open for f in found))
 
 
 @dataclass
@@ -548,9 +547,16 @@ def not_candidates(rows: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any] |
 
 def face_flags_of(row: dict[str, Any]) -> list[str]:
     """The face flags (``eyes-closed``, ``face-soft``) among a row's flags."""
-    from aesthete.faces import FACE_FLAGS
+    return [flag for flag in row["flags"] if flag in _faces().FACE_FLAGS]
 
-    return [flag for flag in row["flags"] if flag in FACE_FLAGS]
+
+@functools.cache
+def _faces() -> ModuleType:
+    """:mod:`aesthete.faces`, imported on first use (once, not per row): it imports numpy and Pillow,
+    which `--help` and the commands that never look at faces do not need."""
+    from aesthete import faces
+
+    return faces
 
 
 def kept_frames(rows: Sequence[dict[str, Any]]) -> tuple[dict[int, dict[str, Any]], dict[int, str]]:
