@@ -16,7 +16,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ from aesthete.exif import read_exif
 from aesthete.fingerprint import content_hash
 from aesthete.formats import raw_format
 from aesthete.input_policy import InputPolicy
+from aesthete.jobs import FileJob, FileResult, WorkerConfig
 from aesthete.pixel_slots import WorkerSlots
 from aesthete.signals import VERSION as SIGNALS_VERSION
 from aesthete.signals import (
@@ -38,7 +38,7 @@ from aesthete.signals import (
     working_rgb,
     working_size,
 )
-from aesthete.store import ModelKey, StoreReader
+from aesthete.store import StoreReader
 
 WORKER_NICENESS = 19  # added to a decode worker's niceness when a model runs (see init_worker)
 # glibc malloc: blocks from this size up are mapped afresh and unmapped on free; free memory above this
@@ -48,52 +48,6 @@ TRIM_THRESHOLD_BYTES = 32 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
 MAX_FILE_BYTES = 1 << 30  # nothing a camera writes is 1 GiB; refuse rather than exhaust memory
 TOO_ELONGATED = "too-elongated"  # a failure kind: a strip no model input can hold (InputPolicy.too_elongated)
-
-
-FILL_FACES, FILL_SIGNALS = "faces", "signals"
-
-
-@dataclass
-class FileJob:
-    path: str
-    size: int
-    mtime_ns: int
-    # An unchanged, already scored photo decoded again only for what it lacks, never scored: FILL_FACES (its
-    # faces were never looked for) or FILL_SIGNALS (an earlier aesthete measured its signals); "": not a fill.
-    fill: str = ""
-    # A plain JPEG (aesthete.decode.plain_jpeg) comes back undecoded, for the model's device to decode.
-    device_lane: bool = False
-    slot: int | None = None  # the shared-memory slot lent for this file's model input (aesthete.pixel_slots)
-
-
-@dataclass
-class FileResult:
-    path: str
-    size: int
-    mtime_ns: int
-    content_hash: str | None = None
-    error_kind: str | None = None
-    error: str | None = None
-    image: dict[str, Any] | None = None  # a new ``images`` row, when this content was not known
-    pixels: np.ndarray | None = None  # the model's input, when this content still needs scoring
-    pixels_shape: tuple[int, ...] | None = None  # set when the input was left in the job's slot instead
-    aspect: float = 1.0
-    notes: list[str] = field(default_factory=list)
-    fill: str = ""  # the job's fill (see FileJob.fill)
-    jpeg: bytes | None = None  # a plain JPEG left for the device lane: ``image`` then lacks its signals
-    orientation: int = 1  # that JPEG's EXIF orientation
-
-
-@dataclass
-class WorkerConfig:
-    db_path: str | None
-    policy: dict[str, Any] | None  # the model's InputPolicy as a dict; None when no model runs
-    key: ModelKey | None
-    rescore: bool
-    parent_pid: int | None = None  # the process that started the pool: a worker dies with it (see init_worker)
-    faces: bool = False  # look for faces (``aesthete.faces.available()`` in the process that starts the pool)
-    embed_only: bool = False  # the model stores embeddings only (aesthete.embed_only): done = has one
-    pixel_slots: tuple[str, int] | None = None  # the main process's PixelSlots: (its file, slot size)
 
 
 _config: WorkerConfig | None = None
@@ -229,7 +183,7 @@ def decode_target(policy: InputPolicy | None) -> Any:
 
 def process_files(jobs: list[FileJob]) -> list[FileResult]:
     """:func:`process_file` of each job: one task for a few files, so that the pool's messages and the
-    main process's bookkeeping are paid once for them (``score``'s ``_DecodePool``)."""
+    main process's bookkeeping are paid once for them (``aesthete.pipeline._DecodePool``)."""
     return [process_file(job) for job in jobs]
 
 
@@ -332,7 +286,8 @@ def face_columns(decoded: Any, photo_sharpness: float | None) -> dict[str, Any] 
     Faces found are measured on the working-size picture, as the other signals are, with the decoded
     image, when larger (the reduced-size decode is at least the working size, larger when the model
     needs more), as the ``detail`` the landmarks of small faces are read from: no second decode."""
-    from aesthete.faces import VERSION, detect_faces, face_flags, locate_faces
+    from aesthete.face_detection import detect_faces, locate_faces
+    from aesthete.faces import VERSION, face_flags
 
     image = decoded.image
     try:

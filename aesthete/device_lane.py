@@ -33,17 +33,18 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from aesthete.decode_worker import FileResult, signal_columns
+from aesthete.decode_worker import signal_columns
 from aesthete.input_policy import InputPolicy
+from aesthete.jobs import FileResult
 from aesthete.signals import (
     HIGHLIGHT_CLIP_LEVEL,
-    LOG_GAUSSIAN,
     LOG_SIGMA,
     MIN_FOCUS_SIDE,
     PHASH_BAND,
-    PHASH_DCT,
     PHASH_SIZE,
     SHADOW_CLIP_LEVEL,
+    log_gaussian,
+    phash_dct,
     working_size,
 )
 
@@ -212,9 +213,10 @@ def focus_measures(luma: torch.Tensor) -> torch.Tensor:
     if min(luma.shape[-2:]) < MIN_FOCUS_SIDE:
         return torch.full((len(luma),), math.nan, dtype=torch.float64, device=luma.device)
     values = luma[:, 0]
-    taps = len(LOG_GAUSSIAN)
-    rows = sum(float(w) * values[:, :, i : values.shape[2] - taps + 1 + i] for i, w in enumerate(LOG_GAUSSIAN))
-    smooth = sum(float(w) * rows[:, i : rows.shape[1] - taps + 1 + i] for i, w in enumerate(LOG_GAUSSIAN))
+    gaussian = log_gaussian()
+    taps = len(gaussian)
+    rows = sum(float(w) * values[:, :, i : values.shape[2] - taps + 1 + i] for i, w in enumerate(gaussian))
+    smooth = sum(float(w) * rows[:, i : rows.shape[1] - taps + 1 + i] for i, w in enumerate(gaussian))
     centre = smooth[:, 1:-1, 1:-1]
     laplacian = smooth[:, :-2, 1:-1] + smooth[:, 2:, 1:-1] + smooth[:, 1:-1, :-2] + smooth[:, 1:-1, 2:] - 4 * centre
     return LOG_SIGMA**2 * laplacian.flatten(1).double().std(dim=1, correction=0)
@@ -244,7 +246,7 @@ def noise_sigmas(luma: torch.Tensor) -> torch.Tensor:
 def perceptual_hashes(luma: torch.Tensor) -> list[str]:
     """:func:`aesthete.signals.perceptual_hash` of each working-size luma, its 32x32 shrink bicubic."""
     small = _resize(luma, (PHASH_SIZE, PHASH_SIZE), "bicubic")[:, 0].double()
-    dct = torch.from_numpy(PHASH_DCT).to(luma.device)
+    dct = torch.from_numpy(phash_dct()).to(luma.device)
     band = (dct @ small @ dct.T)[:, :PHASH_BAND, :PHASH_BAND].flatten(1)
     bits = (band > band[:, 1:].median(dim=1, keepdim=True).values).cpu().tolist()
     return [f"{int(''.join('1' if b else '0' for b in row), 2):016x}" for row in bits]

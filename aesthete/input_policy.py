@@ -2,8 +2,9 @@
 
 Each model declares its policy as data (see ``aesthete.models``), so the scoring engine can decode
 at reduced size, group photos of equal resized size into uniform batches, and key the cache by the
-exact preprocessing. This module is torch-free on purpose: decode workers and the rescan path use it
-without paying for ``import torch``.
+exact preprocessing. This module is torch-free on purpose, and imports numpy and Pillow only to
+prepare pixels (:meth:`InputPolicy.prepare`): decode workers and the rescan path use it without paying for
+``import torch``, and a rescan that decodes nothing without paying for either image library.
 
 Policies return ``uint8`` arrays; normalisation (mean/std) happens on the model's device, where it is
 cheap, so workers ship 4x fewer bytes.
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-import numpy as np
-from PIL import Image
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -41,7 +43,6 @@ TYPICAL_ASPECT = (16, 9)
 
 ResizeKind = Literal["warp", "short_side", "center_crop"]
 Resample = Literal["bilinear", "bicubic"]
-_PIL_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
 @dataclass(frozen=True)
@@ -142,9 +143,12 @@ class InputPolicy:
 
     def prepare(self, image: Image.Image) -> np.ndarray:
         """RGB image -> uint8 array (H, W, 3), or (P, h, w, 3) when the policy cuts patches."""
+        import numpy as np
+        from PIL import Image
+
         if image.mode != "RGB":
             image = image.convert("RGB")
-        resized = image.resize(self.resized_size(*image.size), _PIL_RESAMPLE[self.resample])
+        resized = image.resize(self.resized_size(*image.size), Image.Resampling[self.resample.upper()])
         if self.resize == "center_crop":
             resized = _center_crop(resized, self.size)
         pixels = np.asarray(resized, dtype=np.uint8)

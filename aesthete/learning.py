@@ -15,6 +15,10 @@ head predicts a value, not a distribution.
 photos get embeddings) and applies the head; ``rank``, ``cull``, ``show`` and ``report`` read its scores
 (:func:`scores_key`). Names are shared with the weights registry: a personal name may not shadow a
 registered one.
+
+numpy and :mod:`aesthete.personal` (the head's numerics) are imported where a head is read, fitted or
+applied: `score`, `rank` and `show` ask this module whether a name is a personal head, and start without
+them when it is not.
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from aesthete import paths, personal
+from aesthete import paths
 from aesthete.errors import AestheteError, NothingToDoError
 from aesthete.store import ModelKey, Store, now_iso
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from aesthete import personal
     from aesthete.ratings import Judgement, Rating
 
 PERSONAL_MODEL = "personal"
@@ -86,6 +91,8 @@ def list_heads() -> list[dict[str, Any]]:
     that cannot be read is listed with its error rather than hiding the rest."""
     rows = []
     for path in head_paths():
+        from aesthete import personal  # (numpy: only where there is a head to read)
+
         row: dict[str, Any] = {"name": path.stem, "kind": "personal", "path": str(path)}
         try:
             row.update(personal.head_summary(path))
@@ -111,6 +118,8 @@ def scores_key(weights: str | None, model: str | None = None) -> ModelKey | None
         return None
     path = head_path(weights)
     if path is not None:
+        from aesthete import personal
+
         return personal_key(path, personal.load_head(path))
     from aesthete.scoring import choose_model
 
@@ -203,17 +212,24 @@ def learn(
     catalog: str | os.PathLike[str] | None = None,
     model: str | None = None,
     weights: str | None = None,
-    method: str = personal.DEFAULT_METHOD,
-    folds: int = personal.DEFAULT_FOLDS,
+    method: str | None = None,
+    folds: int | None = None,
 ) -> LearnReport:
     """Fit the personal head ``name`` from the ratings of ``source`` on the photos under ``roots`` (all
     scanned photos when empty), register it and score every photo that has a base embedding.
 
     The base is the checkpoint ``weights`` (with ``model``), else the latest scores that stored
-    embeddings. Raises :class:`LearnError`, :class:`aesthete.personal.NotEnoughRatings` (too few or
-    all-equal ratings) and :class:`aesthete.ratings.RatingsError` (an unreadable catalog)."""
+    embeddings. ``method`` and ``folds`` default to :data:`aesthete.personal.DEFAULT_METHOD` and
+    :data:`~aesthete.personal.DEFAULT_FOLDS`. Raises :class:`LearnError`,
+    :class:`aesthete.personal.NotEnoughRatings` (too few or all-equal ratings) and
+    :class:`aesthete.ratings.RatingsError` (an unreadable catalog)."""
+    import numpy as np
+
+    from aesthete import personal
     from aesthete import ratings as rt
 
+    method = personal.DEFAULT_METHOD if method is None else method
+    folds = personal.DEFAULT_FOLDS if folds is None else folds
     _check_name(name)
     if weights and head_path(weights) is not None:  # a head learns on a model's embeddings, not on another head
         raise LearnError(
@@ -363,6 +379,8 @@ def _replacing(name: str) -> list[str]:
     path = head_path(name)
     if path is None:
         return []
+    from aesthete import personal
+
     try:
         was = personal.head_summary(path)
     except personal.PersonalError:
@@ -389,6 +407,7 @@ def personal_choice(name: str, model: str | None) -> tuple[Path, Any] | None:
     path = head_path(name)
     if path is None:
         return None
+    from aesthete import personal
     from aesthete.scoring import choose_model
 
     head = personal.load_head(path)
@@ -416,6 +435,8 @@ def personal_choice(name: str, model: str | None) -> tuple[Path, Any] | None:
 
 
 def _base_means(store: Store, key: ModelKey, hashes: Sequence[str]) -> np.ndarray:
+    import numpy as np
+
     means = dict(
         store.conn.execute(
             "SELECT content_hash, mean FROM scores WHERE model = ? AND weights_id = ? AND preprocess = ?",
@@ -427,7 +448,7 @@ def _base_means(store: Store, key: ModelKey, hashes: Sequence[str]) -> np.ndarra
 
 def save(head: personal.Head, name: str, cv: personal.CrossValidation | None) -> Path:
     """Write the head as ``<data dir>/personal/NAME.safetensors``, atomically (learning again replaces it)."""
-    from aesthete import fileops
+    from aesthete import fileops, personal
 
     path = heads_dir(create=True) / f"{name}.safetensors"
     with fileops.staged(path) as (_, temporary):
@@ -440,6 +461,8 @@ def apply_head(store: Store, path: Path) -> int:
     """Score every photo that has an embedding from the head's base model with the head; returns how many.
 
     Reads only the store: embeddings and technical signals, no photo."""
+    from aesthete import personal
+
     head = personal.load_head(path)
     base = base_key(head)
     key = personal_key(path, head)

@@ -9,14 +9,21 @@ viewer judges on a screen; the price is that defocus of only a pixel or two at 2
 these signals can see. A long strip keeps :data:`MIN_WORKING_SHORT` rows instead (a 100:1 panorama
 would keep 5), within :data:`MAX_WORKING_PIXELS`. A photo with fewer rows or columns than the focus
 measure needs (:data:`MIN_FOCUS_SIDE`) has no ``sharpness``: None, not measured, never "blurry".
+
+numpy and Pillow are imported by the functions that measure pixels, not with the module: what the stored
+signals mean (:func:`flags`, :func:`technical_quality`, :data:`VERSION`) is read by `rank`, `show` and the
+rescan's planner, which then start without either.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
-from PIL import Image
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
 
 # What the store records beside a photo's signals (``images.signals_version``): a rescan measures again,
 # without scoring again, every photo an earlier version measured. Raise it when a change here (the working
@@ -59,22 +66,30 @@ RESOLUTION_SCALE_MP = 0.5
 LOG_SIGMA = 1.0  # pixels at working size
 GAUSS_RADIUS = 3
 MIN_FOCUS_SIDE = 2 * GAUSS_RADIUS + 3  # the Gaussian's taps and the Laplacian's 3: one 'valid' pixel
-LOG_GAUSSIAN = np.exp(-(np.arange(-GAUSS_RADIUS, GAUSS_RADIUS + 1) ** 2) / (2 * LOG_SIGMA**2)).astype(np.float32)
-LOG_GAUSSIAN /= LOG_GAUSSIAN.sum()
 PHASH_SIZE = 32
 PHASH_BAND = 8  # the 8x8 lowest frequencies: 64 bits
 
 
-def _dct_matrix(n: int) -> np.ndarray:
-    """Orthonormal DCT-II matrix: ``D @ x`` is the DCT of the column vector ``x``."""
+@functools.cache
+def log_gaussian() -> np.ndarray:
+    """The focus measure's Gaussian taps (sigma LOG_SIGMA, radius GAUSS_RADIUS), summing to 1, float32."""
+    import numpy as np
+
+    taps = np.exp(-(np.arange(-GAUSS_RADIUS, GAUSS_RADIUS + 1) ** 2) / (2 * LOG_SIGMA**2)).astype(np.float32)
+    return taps / taps.sum()
+
+
+@functools.cache
+def phash_dct() -> np.ndarray:
+    """The orthonormal DCT-II matrix of PHASH_SIZE: ``D @ x`` is the DCT of the column vector ``x``."""
+    import numpy as np
+
+    n = PHASH_SIZE
     k = np.arange(n)[:, None]
     i = np.arange(n)[None, :]
     d = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2 / n)
     d[0] /= math.sqrt(2)
     return d
-
-
-PHASH_DCT = _dct_matrix(PHASH_SIZE)
 
 
 def working_gray(image: Image.Image) -> Image.Image:
@@ -104,6 +119,8 @@ def working_size(width: int, height: int) -> tuple[int, int]:
 
 
 def _working(image: Image.Image) -> Image.Image:
+    from PIL import Image
+
     size = working_size(*image.size)
     if size != image.size:
         image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
@@ -123,6 +140,8 @@ def technical_signals(image: Image.Image) -> dict[str, float | None]:
     - ``noise``: Gaussian noise sigma in 8-bit luma units, Immerkaer's estimator (1996) over all but the
       10% strongest-gradient pixels (Tai & Yang 2008), so edges and texture are not counted as noise.
     """
+    import numpy as np
+
     pixels = np.asarray(working_gray(image))
     luma = pixels.astype(np.float32)
     signals: dict[str, float | None] = {
@@ -143,6 +162,8 @@ def focus_measure(luma: np.ndarray) -> float | None:
     one region of a working-size photo; None when it is too small for the Gaussian and the Laplacian."""
     if min(luma.shape) < MIN_FOCUS_SIDE:
         return None
+    import numpy as np
+
     smooth = _gaussian(luma)
     laplacian = smooth[:-2, 1:-1] + smooth[2:, 1:-1] + smooth[1:-1, :-2] + smooth[1:-1, 2:] - 4 * smooth[1:-1, 1:-1]
     return float(LOG_SIGMA**2 * laplacian.std(dtype=np.float64))
@@ -150,9 +171,10 @@ def focus_measure(luma: np.ndarray) -> float | None:
 
 def _gaussian(values: np.ndarray) -> np.ndarray:
     """Separable Gaussian blur, 'valid' region only (no invented border pixels)."""
-    n = len(LOG_GAUSSIAN)
-    rows = sum(w * values[:, i : values.shape[1] - n + 1 + i] for i, w in enumerate(LOG_GAUSSIAN))
-    return sum(w * rows[i : rows.shape[0] - n + 1 + i] for i, w in enumerate(LOG_GAUSSIAN))
+    taps = log_gaussian()
+    n = len(taps)
+    rows = sum(w * values[:, i : values.shape[1] - n + 1 + i] for i, w in enumerate(taps))
+    return sum(w * rows[i : rows.shape[0] - n + 1 + i] for i, w in enumerate(taps))
 
 
 def _noise_sigma(pixels: np.ndarray) -> float:
@@ -161,6 +183,8 @@ def _noise_sigma(pixels: np.ndarray) -> float:
     N = [[1,-2,1],[-2,4,-2],[1,-2,1]] is the outer product of two second differences, so the
     convolution is computed separably, in int16 (exact for 8-bit input, and fast).
     """
+    import numpy as np
+
     v = pixels.astype(np.int16)
     second = v[:, :-2] - 2 * v[:, 1:-1] + v[:, 2:]
     response = np.abs(second[:-2] - 2 * second[1:-1] + second[2:])
@@ -183,8 +207,12 @@ def perceptual_hash(image: Image.Image) -> str:
     the mean brightness, would skew the median; its own bit is nearly always 1). On generated scenes
     a 2% re-framing flips ~7 bits, a 3% one ~10, +-1 EV ~3, and unrelated scenes differ in ~32.
     """
+    import numpy as np
+    from PIL import Image
+
     small = working_gray(image).resize((PHASH_SIZE, PHASH_SIZE), Image.Resampling.LANCZOS)
-    coefficients = PHASH_DCT @ np.asarray(small, dtype=np.float64) @ PHASH_DCT.T
+    dct = phash_dct()
+    coefficients = dct @ np.asarray(small, dtype=np.float64) @ dct.T
     band = coefficients[:PHASH_BAND, :PHASH_BAND].ravel()
     bits = band > np.median(band[1:])
     return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"

@@ -34,7 +34,7 @@ MARK = "aesthete-bench: timed batches start"
 CHILD = """
 import sys, time
 import numpy as np
-from aesthete.scoring import default_batch, load_runner
+from aesthete.pipeline import default_batch, load_runner
 runner = load_runner(sys.argv[1], "cpu", "auto", compile=sys.argv[2])
 batch = runner.batch_size = default_batch(runner)
 policy = runner.model.policy

@@ -6,7 +6,7 @@ Needs the ``faces`` extra and scikit-image (the portrait). Photos are generated 
 (bench/photos.py, "no face"), and the same field with scikit-image's ``astronaut`` pasted in at 4/5 of
 the frame's height, her face ~1/6 of it ("one face"). For each it times, in this one process (one core):
 the reduced-size decode the decode worker does (``aesthete.decode.decode`` to the working size), the
-resize to working size, and ``aesthete.faces.detect_faces`` on it; medians of ``--repeats`` runs.
+resize to working size, and ``aesthete.face_detection.detect_faces`` on it; medians of ``--repeats`` runs.
 
 Then the whole decode stage as ``score`` runs it: ``decode_worker.process_file`` on the file written to
 disk (read, hash, EXIF, reduced-size decode, technical signals, pHash, and with faces on the face stage),
@@ -30,7 +30,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from aesthete import decode_worker, faces  # noqa: E402
+from aesthete import decode_worker, face_detection, faces  # noqa: E402
 from aesthete.decode import decode  # noqa: E402
 from aesthete.decode_worker import decode_target  # noqa: E402
 from aesthete.signals import working_rgb  # noqa: E402
@@ -75,8 +75,8 @@ def main() -> None:
         data_bytes = jpeg(image)
         decode_ms = median_ms(lambda b=data_bytes: decode(b, target=target), args.repeats)
         rgb = np.asarray(working_rgb(decode(data_bytes, target=target).image))
-        faces_ms = median_ms(lambda r=rgb: faces.detect_faces(r), args.repeats)
-        found = len(faces.detect_faces(rgb))
+        faces_ms = median_ms(lambda r=rgb: face_detection.detect_faces(r), args.repeats)
+        found = len(face_detection.detect_faces(rgb))
         print(f"| {label} | {decode_ms:.1f} | {faces_ms:.1f} | {faces_ms / decode_ms:.0%} | {found} |")
     print()
     print("decode stage (decode_worker.process_file, no model), faces off / on:")

@@ -28,8 +28,9 @@ from pathlib import Path
 import imagegen as g
 import numpy as np
 
-from aesthete.decode_worker import FileJob, FileResult, WorkerConfig, init_worker, process_file
+from aesthete.decode_worker import init_worker, process_file
 from aesthete.input_policy import InputPolicy
+from aesthete.jobs import FileJob, FileResult, WorkerConfig
 from aesthete.store import ModelKey
 
 CASE_SECONDS = 20  # a mutant still decoding after this long counts as a hang

@@ -220,21 +220,21 @@ def test_auto_decision() -> None:
 
 def test_auto_reads_the_loaded_models_own_entry(tiny_checkpoints: dict[str, Path], tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    """load_runner looks up the checkpoint's architecture and backbone (the tiny nima: resnet18) and the
+    """pipeline.load_runner looks up the checkpoint's architecture and backbone (the tiny nima: resnet18) and the
     precision it runs in, in COMPILE_GAINS: with an entry, a large job compiles and a small one does not;
     without one (another backbone, another precision), none does."""
-    from aesthete import scoring
+    from aesthete import pipeline, scoring
 
     monkeypatch.setenv("AESTHETE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(torch, "compile", lambda model, **options: model)  # compiling itself is not the point
     checkpoint = str(tiny_checkpoints["nima"])
     gains = {("cpu", "fp32", "nima", "resnet18"): (0.01, 10.0, 1.0)}  # break-even 2,000 photos, empty cache
     monkeypatch.setattr(scoring, "COMPILE_GAINS", gains)
-    assert scoring.load_runner(checkpoint, "cpu", "fp32", compile="auto", photos=2_001).compiled
-    assert not scoring.load_runner(checkpoint, "cpu", "fp32", compile="auto", photos=1_999).compiled
-    assert not scoring.load_runner(checkpoint, "cpu", "bf16", compile="auto", photos=10**6).compiled
+    assert pipeline.load_runner(checkpoint, "cpu", "fp32", compile="auto", photos=2_001).compiled
+    assert not pipeline.load_runner(checkpoint, "cpu", "fp32", compile="auto", photos=1_999).compiled
+    assert not pipeline.load_runner(checkpoint, "cpu", "bf16", compile="auto", photos=10**6).compiled
     monkeypatch.setattr(scoring, "COMPILE_GAINS", {("cpu", "fp32", "nima", "resnet50"): (0.01, 10.0, 1.0)})
-    assert not scoring.load_runner(checkpoint, "cpu", "fp32", compile="auto", photos=10**6).compiled
+    assert not pipeline.load_runner(checkpoint, "cpu", "fp32", compile="auto", photos=10**6).compiled
 
 
 def test_cache_folder_is_keyed_by_torch_model_weights_and_policy(tmp_path: Path) -> None:

@@ -16,9 +16,10 @@ from PIL import Image, ImageCms, ImageFilter
 
 from aesthete import device_lane, faces
 from aesthete.decode import decode, plain_jpeg
-from aesthete.decode_worker import FileResult, decode_target
+from aesthete.decode_worker import decode_target
 from aesthete.devices import EngineError
 from aesthete.input_policy import CLIP_MEAN, CLIP_STD, InputPolicy
+from aesthete.jobs import FileResult
 from aesthete.scoring import device_lane_decision, score
 from aesthete.signals import hash_distance, perceptual_hash, technical_signals, working_gray
 from aesthete.store import Store

@@ -22,7 +22,7 @@ import sqlite_utils
 from photoset import KEY, add_scores, write_photo
 from typer.testing import CliRunner
 
-from aesthete import faces, migrations, scoring
+from aesthete import faces, migrations, pipeline, scoring
 from aesthete.cli import app
 from aesthete.report import build_report
 from aesthete.scoring import score
@@ -210,7 +210,7 @@ def test_a_rescan_fills_faces_without_scoring_again(
     def no_model(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was loaded to fill in faces")
 
-    monkeypatch.setattr(scoring, "load_runner", no_model)
+    monkeypatch.setattr(pipeline, "load_runner", no_model)
     again = score([str(folder)], store=store, weights=weights, device="cpu", workers=1)
     assert (again.faces_filled, again.scored, again.analysed, again.cached) == (len(SHOOT), 0, 0, 0)
     assert again.faces_notice is None and again.failed == []
@@ -264,7 +264,7 @@ def test_the_runtime_prints_nothing_on_stderr() -> None:
     score's progress bar. faces.py silences that one message; the process's stderr works afterwards."""
     code = (
         "import sys, numpy as np\n"
-        "from aesthete.faces import detect_faces\n"
+        "from aesthete.face_detection import detect_faces\n"
         "detect_faces(np.zeros((64, 64, 3), np.uint8))\n"
         "print('after', file=sys.stderr)\n"
     )

@@ -17,9 +17,10 @@ import pytest
 from facegen import paint_eyes_shut
 from PIL import Image, ImageFilter
 
-from aesthete import faces
+from aesthete import face_detection, faces
 from aesthete.decode import decode
-from aesthete.faces import Face, detect_faces, eye_openness, face_flags
+from aesthete.face_detection import detect_faces, eye_openness
+from aesthete.faces import Face, face_flags
 
 # sha256 of the files as they are in mediapipe-0.10.14-cp311-cp311-manylinux_2_17_x86_64 (PyPI).
 MODEL_SHA256 = {
@@ -36,7 +37,7 @@ def synthetic_landmarks(gap: float, interocular: float = 60.0, eye_width: float 
     """468 mesh points, all at the origin except the eyes: corners on y = 0, each upper-lid point
     ``gap / 2`` above and its lower-lid partner ``gap / 2`` below, the eye centres ``interocular`` apart."""
     points = np.zeros((468, 3))
-    for side, ((c0, c1), upper, lower) in zip((-1, 1), faces._EYES):
+    for side, ((c0, c1), upper, lower) in zip((-1, 1), face_detection._EYES):
         centre = side * interocular / 2
         points[c0, 0], points[c1, 0] = centre - eye_width / 2, centre + eye_width / 2
         for i, (u, lo) in enumerate(zip(upper, lower)):
@@ -63,7 +64,7 @@ def test_openness_ignores_position_size_rotation_and_eye_width() -> None:
 
 def test_one_eye_shut_is_measured_per_eye() -> None:
     points = synthetic_landmarks(9.0)
-    _, upper, lower = faces._EYES[1]
+    _, upper, lower = face_detection._EYES[1]
     points[list(upper), 1] = points[list(lower), 1]  # image-right upper lid down onto the lower one
     left, right = eye_openness(points)
     assert left == pytest.approx(0.15) and right == pytest.approx(0.0)
@@ -105,12 +106,12 @@ def test_to_dict_is_json_ready() -> None:
 
 def test_models_are_the_files_mediapipe_ships() -> None:
     for name, digest in MODEL_SHA256.items():
-        assert hashlib.sha256((faces.DATA / name).read_bytes()).hexdigest() == digest
+        assert hashlib.sha256((face_detection.DATA / name).read_bytes()).hexdigest() == digest
 
 
 def test_missing_runtime_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # makes the import fail
-    monkeypatch.setattr(faces._local, "models", None, raising=False)
+    monkeypatch.setattr(face_detection._local, "models", None, raising=False)
     with pytest.raises(faces.FacesUnavailable, match="faces"):
         detect_faces(np.zeros((64, 64, 3), np.uint8))
 

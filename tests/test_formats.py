@@ -21,7 +21,6 @@ from PIL import Image, UnidentifiedImageError
 from typer.testing import CliRunner
 
 from aesthete import decode as decode_module
-from aesthete import scoring
 from aesthete.cli import app
 from aesthete.decode import NO_DECODER, NOT_AN_IMAGE, DecodeError, decode
 from aesthete.discover import FoundFile, discover, pair_raws
@@ -150,7 +149,7 @@ def test_heic_without_pillow_heif_is_a_no_decoder_failure_retried_later(
     jobs, cached, failed_before = plan(found, store, None, rescore=False)
     assert [job.path for job in jobs] == [path] and failed_before == [str(tmp_path / "b.jpg")]
     # ... but not while a decoder is still missing: that would read every such file on every rescan.
-    monkeypatch.setattr(scoring, "ALL_DECODERS", False)
+    monkeypatch.setattr(decode_module, "ALL_DECODERS", False)
     jobs, cached, failed_before = plan(found, store, None, rescore=False)
     assert jobs == [] and len(failed_before) == 2
 

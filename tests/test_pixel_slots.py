@@ -119,7 +119,8 @@ def test_a_block_whose_run_is_gone_is_removed_by_the_next_run() -> None:
 
 
 def _decode_with_slots(photo: str, slots: tuple[str, int], answer) -> None:
-    from aesthete.decode_worker import FileJob, WorkerConfig, init_worker, process_file
+    from aesthete.decode_worker import init_worker, process_file
+    from aesthete.jobs import FileJob, WorkerConfig
 
     init_worker(WorkerConfig(db_path=None, policy=InputPolicy(resize="warp", size=64).to_dict(), key=None,
                              rescore=True, pixel_slots=slots))  # fmt: skip

@@ -163,7 +163,7 @@ def test_cli_on_the_corpus_with_a_model(tmp_path: Path, tiny_checkpoints: dict[s
 # Runs the CLI with a decoder that hangs on files ending in HANG and kills its own process on CRASH.
 INJECT = """
 import os, signal, sys, time
-import aesthete.scoring, aesthete.decode_worker
+import aesthete.pipeline, aesthete.decode_worker
 real = aesthete.decode_worker.decode
 delay = float(os.environ.get("TEST_DECODE_DELAY", "0"))
 def decode(data, **kwargs):
@@ -177,7 +177,7 @@ def decode(data, **kwargs):
         decoded.notes = [*decoded.notes, lambda: None]
     return decoded
 aesthete.decode_worker.decode = decode
-aesthete.scoring.FILE_TIMEOUT_S = float(os.environ.get("TEST_FILE_TIMEOUT", "1"))
+aesthete.pipeline.FILE_TIMEOUT_S = float(os.environ.get("TEST_FILE_TIMEOUT", "1"))
 from aesthete.cli import main
 sys.argv[0] = "aesthete"
 main()
@@ -592,7 +592,7 @@ def test_ctrl_c_as_score_starts_its_decode_workers_stops_it_quietly(tmp_path: Pa
     folder = write_photos(tmp_path / "p", 6)
     db = tmp_path / "a.db"
     cmd = [sys.executable, "-c", CTRL_C_AS_A_CHILD_STARTS, "score", str(folder), "--workers", "2", "--db", str(db)]
-    run = start(cmd, TEST_READY=str(folder), TEST_START="aesthete.scoring.init_worker")
+    run = start(cmd, TEST_READY=str(folder), TEST_START="aesthete.pipeline.init_worker")
     _, err = run.communicate(timeout=120)
     assert run.returncode == 130 and "Traceback" not in err and "Exception" not in err, err
     assert err.count("interrupted") == 1, err

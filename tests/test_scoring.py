@@ -156,8 +156,9 @@ def test_the_host_stores_a_batch_while_the_next_one_runs() -> None:
     next batch before it reads and stores the one before, so the device and the host work at once."""
     import torch
 
-    from aesthete.decode_worker import FileResult
-    from aesthete.scoring import ScoreSummary, _Batcher
+    from aesthete.jobs import FileResult
+    from aesthete.pipeline import _Batcher
+    from aesthete.scoring import ScoreSummary
 
     events: list[str] = []
 
@@ -206,8 +207,8 @@ def test_the_host_stores_a_batch_while_the_next_one_runs() -> None:
 def test_small_files_share_a_task_and_large_ones_go_alone() -> None:
     from collections import deque
 
-    from aesthete.decode_worker import FileJob
-    from aesthete.scoring import TASK_BYTES, next_task
+    from aesthete.jobs import FileJob
+    from aesthete.pipeline import TASK_BYTES, next_task
 
     small, half, large = 60_000, TASK_BYTES // 2, TASK_BYTES + 1
     sizes = [small] * 6 + [large, large, small, half, half, small]
@@ -345,7 +346,10 @@ def test_cuda_requested_without_cuda_is_a_clear_error(photos: Path, tmp_path: Pa
 
 
 def test_real_subprocess_and_no_torch_on_light_paths(photos: Path, tmp_path: Path, tiny_checkpoints) -> None:
-    """The installed console script works, and --help, rank and a rescan with nothing new never import torch."""
+    """The installed console script works, and --help, rank, cull, groups, failures, weights list and a rescan
+    with nothing new import neither torch nor numpy nor Pillow: they read the database, and each of those
+    costs more to import than the whole rescan of a small library (a rescan imported numpy and Pillow until
+    the planner was split from the pipeline: aesthete.scoring / aesthete.pipeline)."""
     env = {**os.environ, "AESTHETE_DB": str(tmp_path / "sub.db")}
     script = shutil.which("aesthete", path=str(Path(sys.executable).parent))
     assert script, "the aesthete console script is not installed"
@@ -356,15 +360,18 @@ def test_real_subprocess_and_no_torch_on_light_paths(photos: Path, tmp_path: Pat
     probe = (
         "import sys\nfrom typer.testing import CliRunner\nfrom aesthete.cli import app\n"
         "r = CliRunner()\n"
-        "for args in (['--help'], ['rank'], ['score', sys.argv[1], '--weights', sys.argv[2]]):\n"
+        "rescan = ['score', sys.argv[1], '--weights', sys.argv[2], '--json']\n"
+        "for args in (['--help'], ['rank'], ['cull', '--top', '3'], ['groups'], ['failures'], ['weights', 'list'],\n"
+        "             rescan):\n"
         "    res = r.invoke(app, args)\n"
         "    assert res.exit_code == 0, (args, res.output)\n"
-        "print('torch' in sys.modules)\n"
+        "    print(args[0], *sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules))\n"
+        "assert '\"cached\": 7' in res.output, res.output\n"
     )
     check = subprocess.run([sys.executable, "-c", probe, str(photos), str(tiny_checkpoints["nima"])], env=env,
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert check.returncode == 0, check.stderr
-    assert check.stdout.strip() == "False"
+    assert check.stdout.split() == ["--help", "rank", "cull", "groups", "failures", "weights", "score"]
 
 
 STRIPS = {  # model -> (small config, a strip it cannot take, the reason recorded)

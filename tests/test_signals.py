@@ -255,7 +255,8 @@ def test_without_weights_a_thumbnail_or_a_noisy_frame_does_not_rank_first(tmp_pa
 PAGE_FAULTS = """
 import resource, numpy as np
 from PIL import Image
-from aesthete.decode_worker import WorkerConfig, init_worker
+from aesthete.decode_worker import init_worker
+from aesthete.jobs import WorkerConfig
 from aesthete.signals import technical_signals
 
 photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (341, 512), dtype=np.uint8))

@@ -12,7 +12,7 @@ import sqlite_utils
 from imagegen import encode, scene
 from PIL import Image
 
-from aesthete import faces, migrations, scoring, signals
+from aesthete import faces, migrations, pipeline, signals
 from aesthete.scoring import score
 from aesthete.store import Store
 
@@ -89,7 +89,7 @@ def test_a_rescan_measures_again_what_an_earlier_version_measured_and_scores_not
     def no_model(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was loaded to measure signals again")
 
-    monkeypatch.setattr(scoring, "load_runner", no_model)
+    monkeypatch.setattr(pipeline, "load_runner", no_model)
     again = score([str(folder)], store=store, weights=weights, device="cpu", workers=1)
     assert (again.remeasured, again.scored, again.cached, again.faces_filled, again.failed) == (2, 0, 1, 0, [])
     after = {row[0]: row[1:] for row in store.conn.execute(MEASURED)}

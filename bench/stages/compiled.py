@@ -27,7 +27,7 @@ def side_by_side(checkpoint: str, device: str, seconds: float, cache: str, with_
     os.environ["AESTHETE_CACHE_DIR"] = cache  # before aesthete reads it: the compiled code goes here
     import numpy as np
 
-    from aesthete.scoring import default_batch, load_runner
+    from aesthete.pipeline import default_batch, load_runner
 
     runners = {"compiled": load_runner(checkpoint, device, "auto", compile="on")}
     if with_eager:

@@ -28,8 +28,9 @@ def decode_only(paths: Sequence[Path], checkpoint: str, workers: int, device_lan
     come back undecoded (``lane_share`` says for how many of the files)."""
     from aesthete import faces
     from aesthete.checkpoint import read_meta
-    from aesthete.decode_worker import FileJob, WorkerConfig, init_worker
+    from aesthete.decode_worker import init_worker
     from aesthete.input_policy import InputPolicy
+    from aesthete.jobs import FileJob, WorkerConfig
     from aesthete.store import ModelKey
 
     meta = read_meta(checkpoint)

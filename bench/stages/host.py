@@ -44,10 +44,10 @@ def host_only(folder: str, checkpoint: str, device: str, work: str) -> dict[str,
     those batches. Run it in a fresh process: it patches ``aesthete`` in place. Torch is imported by
     ``score`` itself, as in a real run: after the workers are forked, and after ``score`` has set
     OpenMP's wait policy."""
-    from aesthete import scoring
+    from aesthete import pipeline, scoring
     from aesthete.store import Store
 
-    real_load = scoring.load_runner
+    real_load = pipeline.load_runner
     batches: list[int] = []  # photos per batch launched
     first: dict[str, float] = {}  # the clocks at the first batch
 
@@ -67,7 +67,7 @@ def host_only(folder: str, checkpoint: str, device: str, work: str) -> dict[str,
         bins = len(runner.model.bin_values)
         return LaunchedBatch(runner.output, {"probs": torch.full((len(pixels), bins), 1.0 / bins)})
 
-    scoring.load_runner = no_forward_runner
+    pipeline.load_runner = no_forward_runner
     db = Path(work) / "host-only.db"
     for leftover in Path(work).glob("host-only.db*"):
         leftover.unlink()

@@ -32,7 +32,7 @@ def model_only(
 
     if cache is not None:
         os.environ["AESTHETE_CACHE_DIR"] = cache
-    from aesthete.scoring import default_batch, load_runner
+    from aesthete.pipeline import default_batch, load_runner
 
     started = time.perf_counter()
     runner = load_runner(checkpoint, device, precision, compile=compile)  # first: it sets what torch reads
