@@ -295,8 +295,9 @@ def test_eval_prints_the_metrics_beside_the_papers(ava_root: Path, uninterrupted
     assert as_json.exit_code == 0, as_json.output
     report = json.loads(as_json.stdout)
     # The keys README.md documents for `eval --json`, in its order.
-    documented = ["checkpoint", "dataset", "split", "cut_by_limit", "recipe_changes", "metrics", "paper", "comparison"]
-    assert list(report) == documented
+    documented = ["checkpoint", "dataset", "trained_on", "split", "cut_by_limit", "recipe_changes", "metrics",
+                  "paper", "comparison"]  # fmt: skip
+    assert list(report) == documented and report["trained_on"] == "ava"
     trained = json.loads((uninterrupted / METRICS_FILE).read_text())
     # The checkpoint carries its recipe, so "test" is the same 12 photos it was tested on after training.
     assert report["split"] == "test" and report["metrics"]["images"] == 12
@@ -374,6 +375,35 @@ def test_eval_refuses_a_checkpoint_whose_bins_do_not_fit_the_dataset(tmp_path: P
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "predicts 10 score bins (trained on ava); aadb's votes have 5" in lines[0], lines
+
+
+@pytest.mark.parametrize("trained_on", ["ava", "aadb"])
+def test_a_checkpoint_trained_on_another_dataset_is_measured_without_the_papers_figures(
+    trained_on: str, tmp_path: Path
+) -> None:
+    """The papers report each model trained and tested on one dataset: a checkpoint trained on AADB and
+    measured on AVA (its 10 bins fit both here) gets its metrics, no paper column, and a caption that says
+    so; `--json` names the dataset it was trained on. Trained on AVA, the same checkpoint gets the paper's."""
+    from aesthete.checkpoint import save_checkpoint
+
+    root = generate(tmp_path / "ava", n=12, seed=3, test_fraction=0.5)
+    recipe = {**tiny_recipe(), "dataset": trained_on}  # as a run of it on that dataset records it
+    model = get_model("nima", backbone="resnet18", input_size=64)
+    extra = {"dataset": trained_on, "trained": {"recipe": recipe}}
+    checkpoint = save_checkpoint(model, tmp_path / "nima.safetensors", extra=extra)
+    args = ["eval", str(checkpoint), "--dataset", "ava", "--data-root", str(root), "--device", "cpu", "--workers", "0"]
+    as_json = runner.invoke(app, [*args, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    report = json.loads(as_json.stdout)
+    assert report["trained_on"] == trained_on and report["metrics"]["images"] == 6
+    crossed = trained_on != "ava"
+    assert (report["paper"] == {}) == crossed
+    papers = {row["metric"]: row["paper"] for row in report["comparison"]}
+    assert papers["srcc"] == (None if crossed else 0.605) and (not crossed or set(papers.values()) == {None})
+    table = runner.invoke(app, args)
+    assert table.exit_code == 0, table.output
+    assert ("not the paper's setting: trained on aadb" in " ".join(table.stdout.split())) == crossed
+    assert ("0.6050" in table.stdout) != crossed  # NIMA's AVA SRCC, in the paper column
 
 
 def test_an_empty_test_split_is_refused_before_training_or_measuring(tmp_path: Path) -> None:

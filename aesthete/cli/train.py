@@ -217,7 +217,8 @@ def eval_command(
         print_json(json_ready(report))
     else:
         limited = [f"--limit {limit}"] if report["cut_by_limit"] else []
-        caption = _unlike_the_paper([*(report["recipe_changes"] or []), *limited])
+        crossed = [f"trained on {report['trained_on']}"] if report["trained_on"] not in (None, dataset) else []
+        caption = _unlike_the_paper([*crossed, *(report["recipe_changes"] or []), *limited])
         print_unpadded(out, comparison_table(report["comparison"], title=f"{resolved.name} on {dataset} {split}",
                                    images=report["metrics"].get("images"), caption=caption))  # fmt: skip
 

@@ -138,7 +138,9 @@ def evaluate_checkpoint(
 
     The data options (split seed, test list, threshold) are those of the recipe the checkpoint was
     trained with when it was trained on this dataset, so "test" means the same images it was tested on;
-    otherwise the defaults for ``dataset``. ``say`` gets the data report's lines."""
+    otherwise the defaults for ``dataset``, which hold no paper figures (the papers report each model
+    trained and tested on one dataset; ``trained_on`` names the checkpoint's). ``say`` gets the data
+    report's lines."""
     from aesthete.checkpoint import load_model, read_meta
     from aesthete.training.datasets import get_dataset
     from aesthete.training.recipes import resolve
@@ -173,6 +175,7 @@ def evaluate_checkpoint(
     return {
         "checkpoint": str(path),
         "dataset": dataset,
+        "trained_on": meta.get("dataset"),
         "split": split,
         "cut_by_limit": split in splits.report.cut_by_limit,
         "recipe_changes": changes,
