@@ -261,7 +261,7 @@ def test_scores_key_is_the_test_key(store: Store) -> None:
 
 def test_the_runtime_prints_nothing_on_stderr() -> None:
     """LiteRT's C++ announces its XNNPACK delegate once per process: in every decode worker, under
-    score's progress bar. faces.py silences that one message; the process's stderr works afterwards."""
+    score's progress bar. face_detection.py silences that one message; the process's stderr works afterwards."""
     code = (
         "import sys, numpy as np\n"
         "from aesthete.face_detection import detect_faces\n"

@@ -1,6 +1,7 @@
-"""Face and eye signals (aesthete/faces.py): the openness arithmetic on landmark geometry alone, then the
-whole pipeline on a real portrait that scikit-image ships (``astronaut``, NASA, public domain) and on
-variants derived from it here: a blurred face, smaller copies, copies stored rotated with an EXIF tag.
+"""Face and eye signals (aesthete/faces.py, aesthete/face_detection.py): the openness arithmetic on landmark
+geometry alone, then the whole pipeline on a real portrait that scikit-image ships (``astronaut``, NASA,
+public domain) and on variants derived from it here: a blurred face, smaller copies, copies stored rotated
+with an EXIF tag.
 
 The runtime (``ai-edge-litert``) and scikit-image are in the ``dev`` extra, so these tests run in CI;
 they fail, rather than skip, where the extra is missing."""
