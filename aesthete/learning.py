@@ -89,10 +89,13 @@ def list_heads() -> list[dict[str, Any]]:
     """What ``aesthete weights list`` shows of each personal head: name, kind ``personal``, base model
     and weights, rated photos used, cross-validated SRCC (None when not recorded) and path. A file
     that cannot be read is listed with its error rather than hiding the rest."""
-    rows = []
-    for path in head_paths():
-        from aesthete import personal  # (numpy: only where there is a head to read)
+    heads = head_paths()
+    if not heads:  # the usual case: no numpy for `weights list`
+        return []
+    from aesthete import personal
 
+    rows = []
+    for path in heads:
         row: dict[str, Any] = {"name": path.stem, "kind": "personal", "path": str(path)}
         try:
             row.update(personal.head_summary(path))
