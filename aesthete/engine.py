@@ -36,6 +36,7 @@ __all__ = [
     "LaunchedBatch",
     "ModelRunner",
     "autocast_dtype",
+    "cpu_has_amx",
     "cpu_has_native_bf16",
     "fold_batchnorm",
     "inductor_cache_dir",
@@ -50,18 +51,28 @@ MAX_COMPILED_SHAPES = 4
 
 
 @functools.cache
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU executes bf16 natively (AVX512-BF16 or AMX). Without it, bf16 autocast is
-    emulated and several times *slower* than fp32 (measured: 6.5x on an AVX2-only EPYC)."""
+def _cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none: not Linux)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
             for line in handle:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU executes bf16 natively (AVX512-BF16 or AMX). Without it, bf16 autocast is
+    emulated and several times *slower* than fp32 (measured: 6.5x on an AVX2-only EPYC)."""
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_has_amx() -> bool:
+    """True when the CPU has AMX's bf16 tile unit (Intel Xeon since Sapphire Rapids), where oneDNN's
+    prepacked bf16 convolutions run far ahead of eager autocast (BENCHMARKS.md, "Compiled inference")."""
+    return "amx_bf16" in _cpu_flags()
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:

@@ -29,17 +29,23 @@ from aesthete.store import KnownFile, ModelKey, Store, file_row, path_key
 # as measured with inductor's freezing in effect, batch 8, channels-last, 2 threads, eager and compiled timed
 # in turns (BENCHMARKS.md "Compiled inference"): (device, precision, architecture, backbone) -> (saving s a
 # photo, compilation s with an empty inductor cache, with a warm one). fp32: the AVX2-only 2-core AMD EPYC
-# (no native bf16), 2026-11-27 22:31-22:59 UTC. A model or precision without an entry stays eager under auto:
-# bf16 CPUs among them, whose earlier figures were taken while freezing silently did not happen (the
-# weights were not folded in: a different compiled program), and CUDA (compiled ResNet-50 was 1.54x on an
-# H100, but score is decode-bound there). The savings are single runs on a machine whose speed drifts by
-# ~10%, hence the margin.
+# (no native bf16), 2026-11-27 22:31-22:59 UTC. bf16-amx (bf16 autocast on a CPU with AMX, which
+# pipeline.load_runner tells apart): a 2-core Intel Xeon with AMX-BF16, 2026-11-29 14:06-14:16 UTC. A model
+# or precision without an entry stays eager under auto: bf16 on an AVX512-BF16 CPU without AMX (its figures
+# were taken while freezing silently did not happen: a different compiled program), and CUDA (compiled
+# ResNet-50 was 1.54x on an H100, but score is decode-bound there). The savings are single runs on a
+# machine whose speed drifts by ~10%, hence the margin.
 COMPILE_GAINS: dict[tuple[str, str, str, str | None], tuple[float, float, float]] = {
     ("cpu", "fp32", "nima", "resnet50"): (0.0276, 15.9, 8.5),  # 6.2 -> 7.5 img/s
     ("cpu", "fp32", "hla-gcn", "resnet50"): (0.0214, 28.7, 16.6),  # 5.3 -> 6.0
     ("cpu", "fp32", "nima", "vgg16"): (0.0077, 16.6, 7.1),  # 3.91 -> 4.03 (nima-vgg16-ava)
     ("cpu", "fp32", "topiq-iaa", None): (0.0642, 73.7, 49.4),  # 1.17 -> 1.26 (topiq-iaa-r50-ava)
     ("cpu", "fp32", "laion-aesthetic", None): (0.2069, 55.8, 47.2),  # 0.54 -> 0.61 (laion-aesthetic-v2)
+    ("cpu", "bf16-amx", "nima", "resnet50"): (0.0170, 24.1, 5.1),  # 34.7 -> 84.4 img/s
+    ("cpu", "bf16-amx", "hla-gcn", "resnet50"): (0.0182, 23.4, 7.8),  # 26.9 -> 52.6
+    ("cpu", "bf16-amx", "nima", "vgg16"): (0.0113, 15.8, 3.6),  # 32.5 -> 51.2 (nima-vgg16-ava)
+    ("cpu", "bf16-amx", "topiq-iaa", None): (0.0728, 42.7, 19.7),  # 5.48 -> 9.12 (topiq-iaa-r50-ava)
+    ("cpu", "bf16-amx", "laion-aesthetic", None): (0.1018, 42.0, 22.2),  # 4.19 -> 7.31 (laion-aesthetic-v2)
 }
 COMPILE_MARGIN = 2.0  # auto compiles when photos x saving > MARGIN x compilation
 DECODE_MODES = ("auto", "workers", "device")  # --decode: who decodes plain JPEGs (device_lane_decision)
