@@ -42,6 +42,9 @@ class Plan:
     model_seconds: float
     compile_models: tuple[tuple[str, str, dict], ...] = COMPILE_CPU
     handback_photos: int = 6_000  # model inputs handed back from the workers, per way (bench.stages.handback)
+    # Photo sizes also run end to end with `score --compile on`, next to a compiled model-only figure (issue 16:
+    # the end-to-end targets against the compiled model's stage-sum limit).
+    compiled_e2e: tuple[str, ...] = ()
 
 
 FULL = Plan(
@@ -55,6 +58,7 @@ FULL = Plan(
     rss=(1_000, 10_000),
     repeats=2,
     model_seconds=5.0,
+    compiled_e2e=("0.2 MP", "24 MP"),
 )
 QUICK = Plan(
     sizes=(
@@ -69,6 +73,7 @@ QUICK = Plan(
     model_seconds=2.0,
     compile_models=(("nima ResNet-18@64 (smoke)", "nima", TINY),),  # compiles in seconds: a smoke run
     handback_photos=500,
+    compiled_e2e=("0.2 MP",),
 )
 # --device cuda on an H100 or H200 with 16 cores: many more 0.2-MP photos, so that the photos between the
 # two end-to-end runs (38,000) take longer than the ~15 s start-up, whose ~3 s spread from run to run made

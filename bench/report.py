@@ -19,6 +19,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     for row in results.get("compiled", []):  # issue 16: compiled >= 1.35x eager for the ResNet-50 models (CPU)
         if on_cpu and "ResNet-50@300" in row["model"]:
             add(f"{row['model']}: compiled / eager model-only", row["speedup"], 1.35, "x", True)
+    for row in results.get("sizes", []):  # issue 16: the end-to-end targets with the compiled model
+        compiled = row.get("compiled")
+        if compiled and row["size"] == "0.2 MP":
+            add("0.2 MP e2e / model-only, both compiled", compiled["e2e_vs_model"], 0.90, "ratio", True)
+        if compiled and row["size"] == "24 MP":
+            add("24 MP e2e / stage-sum limit, both compiled", compiled["e2e_vs_stage_sum"], 0.90, "ratio", True)
     small = by.get("0.2 MP")
     if small and not on_cpu:
         add("0.2 MP e2e img/s (GPU)", small["e2e_img_s"], 3500, "img/s", True)
@@ -166,6 +172,24 @@ def _sizes_table(results: dict[str, Any]) -> list[str]:
             f"img/s at {hb['pipe']['main_cpu_ms']:.3f} main-process CPU ms a photo; through shared slots, as "
             f"`score` hands them back, {hb['slots']['img_s']:,.0f} img/s at {hb['slots']['main_cpu_ms']:.3f} ms.",
         ]
+    compiled = [row for row in results["sizes"] if row.get("compiled")]
+    if compiled:
+        lines += [
+            "",
+            "With `score --compile on` (the compiled model-only runner timed in a fresh process just before; "
+            "the compilation, paid by both end-to-end runs, cancels in their difference as the start-up does):",
+            "",
+            "| photos | compiled model-only img/s (core-ms/photo) | stage-sum limit, compiled img/s | e2e `score "
+            "--compile on` img/s | e2e eager img/s (above) | e2e / compiled model-only | e2e / stage-sum |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in compiled:
+            c = row["compiled"]
+            lines.append(
+                f"| {row['size']} | {_fmt(c['model_img_s'])} ({c['model_core_ms']:.0f}) | "
+                f"{_fmt(c['stage_sum_img_s'])} | {_fmt(c['e2e_img_s'])} | {_fmt(row['e2e_img_s'])} | "
+                f"{_fmt(c['e2e_vs_model'], '{:.0%}')} | {_fmt(c['e2e_vs_stage_sum'], '{:.0%}')} |"
+            )
     model = results["model"]
     startups = ", ".join(_fmt(row["e2e_startup_s"], "{:.1f} s") for row in results["sizes"])
     lines += [

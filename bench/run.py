@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout
 
 from aesthete.checkpoint import read_meta  # noqa: E402 (torch-free)
 from bench.assets import make_checkpoint, prepare  # noqa: E402
-from bench.common import cores, in_fresh_process, log, machine, subprocess_env  # noqa: E402
+from bench.common import aesthete_cmd, cores, in_fresh_process, log, machine, score_json, subprocess_env, timed  # noqa: E402
 from bench.plan import CUDA, FULL, MODEL, QUICK, SMALL  # noqa: E402
 from bench.report import markdown, targets  # noqa: E402
 from bench.stages.compiled import compiled_rows  # noqa: E402
@@ -141,6 +141,10 @@ def main() -> None:
             log(f"{size.label}: end to end, --decode device")
             lane_e2e = end_to_end(paths[0].parent, head, size.count, size.head, checkpoint, args.device, work, env,
                                   plan.repeats, ("--decode", "device"))  # fmt: skip
+        compiled = None
+        if size.label in plan.compiled_e2e and not args.skip_compiled:
+            compiled = compiled_end_to_end(size, paths[0].parent, head, checkpoint, args.device, work, env, plan,
+                                           one["core_s_per_img"])  # fmt: skip
         log(f"{size.label}: score without the model's forward pass")
         host = host_ceiling(paths[0].parent, head, size.count, size.head, checkpoint, args.device, work)
         stage_sum = None
@@ -166,6 +170,7 @@ def main() -> None:
             "e2e_vs_model": e2e["img_s"] / model["img_s"] if e2e["img_s"] else None,
             "e2e_vs_stage_sum": e2e["img_s"] / stage_sum if stage_sum and e2e["img_s"] else None,
             "e2e_vs_naive": e2e["img_s"] / naive_row["img_s"] if naive_row and e2e["img_s"] else None,
+            "compiled": compiled,
         })  # fmt: skip
         log(f"{size.label}: {rows[-1]}")
     results["sizes"] = rows
@@ -195,6 +200,39 @@ def main() -> None:
     log("start-up")
     results["startup"] = startup(env, 10)
     _finish(results, args)
+
+
+def compiled_end_to_end(size: Any, folder: Path, head: Path, checkpoint: str, device: str, work: Path,
+                        env: dict[str, str], plan: Any, decode_core_s: float) -> dict[str, Any]:  # fmt: skip
+    """``score --compile on`` end to end, next to the compiled model-only figure and the stage-sum limit
+    that figure sets. An untimed run fills the inductor cache first; loading the compiled code from it is
+    then paid by both timed runs (the whole set and its head) and cancels in their difference, as the
+    start-up does."""
+    log(f"{size.label}: model only, compiled")
+    model = in_fresh_process(model_only, checkpoint, device, "auto", plan.model_seconds, "on")
+    if not model["compiled"]:
+        raise RuntimeError(f"the compiled model-only runner did not compile: {model['compile_failure']}")
+    log(f"{size.label}: end to end, --compile on")
+    # One untimed run first, so that every timed one finds the compiled code in the inductor cache.
+    warm_db = work / "compile-warm.db"
+    cmd = aesthete_cmd("score", str(head), "--weights", checkpoint, "--db", str(warm_db), "--device", device, "--json",
+                       "--compile", "on")  # fmt: skip
+    if not score_json(timed(cmd, env)[1]).get("compiled"):
+        raise RuntimeError("score --compile on did not run compiled (its JSON summary's 'compiled')")
+    for leftover in work.glob("compile-warm.db*"):
+        leftover.unlink()
+    e2e = end_to_end(folder, head, size.count, size.head, checkpoint, device, work, env, plan.repeats,
+                     ("--compile", "on"))  # fmt: skip
+    if not e2e["compiled"]:
+        raise RuntimeError("score --compile on did not run compiled (its JSON summary's 'compiled')")
+    stage_sum = cores() / (model["core_s_per_img"] + decode_core_s) if model["core_s_per_img"] else None
+    rate = e2e["img_s"]
+    return {
+        "model_img_s": model["img_s"], "model_core_ms": (model["core_s_per_img"] or 0) * 1000,
+        "stage_sum_img_s": stage_sum, "e2e_img_s": rate, "e2e_walls": e2e["walls"],
+        "e2e_vs_model": rate / model["img_s"] if rate else None,
+        "e2e_vs_stage_sum": rate / stage_sum if rate and stage_sum else None,
+    }  # fmt: skip
 
 
 def input_shape(checkpoint: str, size: Any) -> tuple[int, ...]:

@@ -38,5 +38,6 @@ def end_to_end(folder: Path, head: Path, count: int, head_count: int, checkpoint
         "startup_s": best_all - count / rate if rate else None,
         "walls": times,
         "workers_precision": (summary.get("device"), summary.get("precision")),
+        "compiled": summary.get("compiled"),
         "device_decoded": summary.get("device_decoded"),
     }
