@@ -43,8 +43,11 @@ class Plan:
     compile_models: tuple[tuple[str, str, dict], ...] = COMPILE_CPU
     handback_photos: int = 6_000  # model inputs handed back from the workers, per way (bench.stages.handback)
     # Photo sizes also run end to end with `score --compile on`, next to a compiled model-only figure (issue 16:
-    # the end-to-end targets against the compiled model's stage-sum limit).
+    # the end-to-end targets against the compiled model's stage-sum limit), each run `compiled_repeats` times:
+    # loading the compiled code from the inductor cache takes ~7 s a run, give or take 2 (freezing keeps
+    # inductor's FX graph cache out: "mkldnn tensors unpickleable"), against 4-9 s of photos between the runs.
     compiled_e2e: tuple[str, ...] = ()
+    compiled_repeats: int = 4
 
 
 FULL = Plan(
@@ -74,6 +77,7 @@ QUICK = Plan(
     compile_models=(("nima ResNet-18@64 (smoke)", "nima", TINY),),  # compiles in seconds: a smoke run
     handback_photos=500,
     compiled_e2e=("0.2 MP",),
+    compiled_repeats=1,
 )
 # --device cuda on an H100 or H200 with 16 cores: many more 0.2-MP photos, so that the photos between the
 # two end-to-end runs (38,000) take longer than the ~15 s start-up, whose ~3 s spread from run to run made

@@ -221,7 +221,7 @@ def compiled_end_to_end(size: Any, folder: Path, head: Path, checkpoint: str, de
         raise RuntimeError("score --compile on did not run compiled (its JSON summary's 'compiled')")
     for leftover in work.glob("compile-warm.db*"):
         leftover.unlink()
-    e2e = end_to_end(folder, head, size.count, size.head, checkpoint, device, work, env, plan.repeats,
+    e2e = end_to_end(folder, head, size.count, size.head, checkpoint, device, work, env, plan.compiled_repeats,
                      ("--compile", "on"))  # fmt: skip
     if not e2e["compiled"]:
         raise RuntimeError("score --compile on did not run compiled (its JSON summary's 'compiled')")
