@@ -177,7 +177,8 @@ def _sizes_table(results: dict[str, Any]) -> list[str]:
         lines += [
             "",
             "With `score --compile on` (the compiled model-only runner timed in a fresh process just before; "
-            "the compilation, paid by both end-to-end runs, cancels in their difference as the start-up does):",
+            "an untimed run fills the inductor cache, and loading the compiled code from it, paid by both "
+            "end-to-end runs, cancels in their difference as the start-up does):",
             "",
             "| photos | compiled model-only img/s (core-ms/photo) | stage-sum limit, compiled img/s | e2e `score "
             "--compile on` img/s | e2e eager img/s (above) | e2e / compiled model-only | e2e / stage-sum |",
