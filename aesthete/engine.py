@@ -149,8 +149,8 @@ class ModelRunner:
     dtype: torch.dtype | None
     # torch.compile (inductor) the model: on CPU with freezing (weights folded into the compiled code as
     # constants; ResNet-50@300 1.21x eager in fp32 on an idle 2-core AVX2 CPU, 2.4x in bf16 on a 2-core
-    # Xeon with AMX, BENCHMARKS.md). Compilation
-    # happens on the first batch of each shape; if it fails the runner says so in one line and stays eager.
+    # Xeon with AMX, BENCHMARKS.md). Compilation happens on the first batch of each shape; if it fails the
+    # runner says so in one line and stays eager.
     compile: bool = False
     cache_dir: Path | None = None  # TORCHINDUCTOR_CACHE_DIR for this model (see inductor_cache_dir)
     # Photos per batch (fewer for large inputs: photos_per_batch). A compiled batch smaller than that (a

@@ -40,12 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout
 
 from aesthete.checkpoint import read_meta  # noqa: E402 (torch-free)
 from bench.assets import make_checkpoint, prepare  # noqa: E402
-from bench.common import aesthete_cmd, cores, in_fresh_process, log, machine, score_json, subprocess_env, timed  # noqa: E402
+from bench.common import cores, in_fresh_process, log, machine, subprocess_env  # noqa: E402
 from bench.plan import CUDA, FULL, MODEL, QUICK, SMALL  # noqa: E402
 from bench.report import markdown, targets  # noqa: E402
 from bench.stages.compiled import compiled_rows  # noqa: E402
 from bench.stages.decode import decode_only, gpu_decode_lane, pixel_decode_seconds, takes_lane  # noqa: E402
-from bench.stages.end_to_end import end_to_end  # noqa: E402
+from bench.stages.end_to_end import end_to_end, score_once  # noqa: E402
 from bench.stages.handback import handback  # noqa: E402
 from bench.stages.host import host_ceiling  # noqa: E402
 from bench.stages.memory import peak_rss  # noqa: E402
@@ -147,9 +147,7 @@ def main() -> None:
                                            one["core_s_per_img"])  # fmt: skip
         log(f"{size.label}: score without the model's forward pass")
         host = host_ceiling(paths[0].parent, head, size.count, size.head, checkpoint, args.device, work)
-        stage_sum = None
-        if model["core_s_per_img"] is not None:
-            stage_sum = cores() / (model["core_s_per_img"] + one["core_s_per_img"])
+        stage_sum = stage_sum_limit(model["core_s_per_img"], one["core_s_per_img"])
         rows.append({
             "size": size.label, "pixels": f"{size.width}x{size.height}",
             "jpeg_mb": statistics.mean(p.stat().st_size for p in paths) / 1e6,
@@ -213,19 +211,14 @@ def compiled_end_to_end(size: Any, folder: Path, head: Path, checkpoint: str, de
     if not model["compiled"]:
         raise RuntimeError(f"the compiled model-only runner did not compile: {model['compile_failure']}")
     log(f"{size.label}: end to end, --compile on")
+    options = ("--compile", "on")
     # One untimed run first, so that every timed one finds the compiled code in the inductor cache.
-    warm_db = work / "compile-warm.db"
-    cmd = aesthete_cmd("score", str(head), "--weights", checkpoint, "--db", str(warm_db), "--device", device, "--json",
-                       "--compile", "on")  # fmt: skip
-    if not score_json(timed(cmd, env)[1]).get("compiled"):
-        raise RuntimeError("score --compile on did not run compiled (its JSON summary's 'compiled')")
-    for leftover in work.glob("compile-warm.db*"):
-        leftover.unlink()
+    warm = score_once(head, size.head, checkpoint, device, work, env, options)[1]
     e2e = end_to_end(folder, head, size.count, size.head, checkpoint, device, work, env, plan.compiled_repeats,
-                     ("--compile", "on"))  # fmt: skip
-    if not e2e["compiled"]:
+                     options)  # fmt: skip
+    if not (warm.get("compiled") and e2e["compiled"]):
         raise RuntimeError("score --compile on did not run compiled (its JSON summary's 'compiled')")
-    stage_sum = cores() / (model["core_s_per_img"] + decode_core_s) if model["core_s_per_img"] else None
+    stage_sum = stage_sum_limit(model["core_s_per_img"], decode_core_s)
     rate = e2e["img_s"]
     return {
         "model_img_s": model["img_s"], "model_core_ms": (model["core_s_per_img"] or 0) * 1000,
@@ -233,6 +226,12 @@ def compiled_end_to_end(size: Any, folder: Path, head: Path, checkpoint: str, de
         "e2e_vs_model": rate / model["img_s"] if rate else None,
         "e2e_vs_stage_sum": rate / stage_sum if rate and stage_sum else None,
     }  # fmt: skip
+
+
+def stage_sum_limit(model_core_s: float | None, decode_core_s: float) -> float | None:
+    """Photos a second if every core did nothing but the model's and the decoder's work (None: the model's
+    CPU time was not measured)."""
+    return cores() / (model_core_s + decode_core_s) if model_core_s else None
 
 
 def input_shape(checkpoint: str, size: Any) -> tuple[int, ...]:
